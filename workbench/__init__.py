@@ -1,0 +1,54 @@
+"""workbench: an interpretability workbench for transformer language models.
+
+One API over many architectures, with named hook points everywhere:
+
+>>> import workbench as wb
+>>> lm = wb.load("minilm")  # doctest: +SKIP
+>>> out, cache = lm.run_with_cache("The keys to the cabinet are on the table.")  # doctest: +SKIP
+>>> cache["blocks.3.attn.hook_pattern"].shape  # doctest: +SKIP
+torch.Size([1, 12, 13, 13])
+"""
+
+from .ablation import ablate_heads, head_ablation_hooks
+from .api import default_device, load
+from .auto import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+from .cache import ActivationCache
+from .config import ModelConfig
+from .hook_points import HookPoint
+from .hub import CheckpointNotFoundError
+from .loading import CheckpointError
+from .model import HookedTransformer
+from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .tokenizer import Encoding, Tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationCache",
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForMaskedLM",
+    "AutoModelForSequenceClassification",
+    "AutoTokenizer",
+    "BertConfig",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+    "BertModel",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "Encoding",
+    "HookPoint",
+    "HookedTransformer",
+    "ModelConfig",
+    "Tokenizer",
+    "ablate_heads",
+    "default_device",
+    "head_ablation_hooks",
+    "load",
+]

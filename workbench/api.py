@@ -1,0 +1,73 @@
+"""``wb.load``: one call from a name to a model ready to run on text, on the best device there is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .auto import TASK_REGISTRIES, AutoConfig
+from .model import HookedTransformer
+
+# Hugging Face class-name endings -> our task names, to load the head a checkpoint was saved with.
+_ARCHITECTURE_SUFFIXES = {
+    "ForMaskedLM": "masked_lm",
+    "ForPreTraining": "masked_lm",
+    "ForSequenceClassification": "sequence_classification",
+}
+
+
+def default_device() -> torch.device:
+    """CUDA when there is a GPU, else Apple's MPS when available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load(
+    name_or_path: str | Path = "minilm",
+    task: str | None = None,
+    device: torch.device | str | None = "auto",
+    dtype: torch.dtype | None = None,
+    **kwargs: Any,
+) -> HookedTransformer:
+    """Load a model with its tokenizer, in eval mode, ready for ``run_with_cache("some text")``.
+
+    Args:
+        name_or_path: a folder, an alias (``"minilm"``, the embedded default) or a Hugging Face hub id.
+        task: ``"base"``, ``"masked_lm"`` or ``"sequence_classification"``; None picks the head the
+            checkpoint was saved with (``config.architectures``), else the bare model.
+        device: ``"auto"`` (GPU when there is one), or any torch device.
+        **kwargs: config overrides and loading options (``num_labels=3``, ``ignore_mismatched_sizes``).
+
+    >>> lm = load("minilm")  # doctest: +SKIP
+    >>> out, cache = lm.run_with_cache("The keys to the cabinet are on the table.")  # doctest: +SKIP
+    """
+    config_overrides = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
+    config = AutoConfig.from_pretrained(name_or_path, **config_overrides)
+    task = task or _task_of(config.architectures)
+    if task not in TASK_REGISTRIES:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASK_REGISTRIES)}")
+    registry = TASK_REGISTRIES[task]
+    if config.model_type not in registry:
+        raise ValueError(
+            f"{name_or_path}: no {task} model for model_type {config.model_type!r}; "
+            f"{task} exists for {sorted(registry)}"
+        )
+    if device == "auto":
+        device = default_device()
+    return registry[config.model_type].from_pretrained(
+        name_or_path, config=config, device=device, dtype=dtype,
+        ignore_mismatched_sizes=kwargs.get("ignore_mismatched_sizes", False),
+    )
+
+
+def _task_of(architectures: list[str] | None) -> str:
+    for architecture in architectures or []:
+        for suffix, task in _ARCHITECTURE_SUFFIXES.items():
+            if architecture.endswith(suffix):
+                return task
+    return "base"

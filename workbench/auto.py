@@ -1,0 +1,119 @@
+"""Auto classes: pick the architecture from ``config.json``'s ``model_type``.
+
+Each registry is a plain dict from ``model_type`` to a class; an architecture adds one line to each
+registry that it supports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .config import CONFIG_NAME, ModelConfig, read_config_json
+from .hub import resolve_checkpoint
+from .model import HookedTransformer
+from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .tokenizer import Tokenizer
+
+CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
+    "bert": BertConfig,
+}
+MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertModel,
+}
+MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertForMaskedLM,
+}
+SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertForSequenceClassification,
+}
+
+# wb.load's task names -> registries.
+TASK_REGISTRIES = {
+    "base": MODEL_REGISTRY,
+    "masked_lm": MASKED_LM_REGISTRY,
+    "sequence_classification": SEQUENCE_CLASSIFICATION_REGISTRY,
+}
+
+
+def _lookup(registry: dict[str, Any], model_type: str | None, what: str, source: Any) -> Any:
+    if model_type in registry:
+        return registry[model_type]
+    raise ValueError(
+        f"{source}: model_type {model_type!r} is not supported for {what}; supported model types: "
+        f"{sorted(registry)}"
+    )
+
+
+class AutoConfig:
+    """``AutoConfig.from_pretrained(name_or_path)`` -> the config dataclass of the checkpoint's architecture."""
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | Path, revision: str | None = None, **overrides: Any) -> ModelConfig:
+        folder = resolve_checkpoint(name_or_path, revision=revision)
+        values = read_config_json(folder / CONFIG_NAME)
+        config_class = _lookup(CONFIG_REGISTRY, values.get("model_type"), "configs", folder / CONFIG_NAME)
+        overrides.setdefault("name_or_path", str(name_or_path))
+        return config_class.from_dict(values, **overrides)
+
+    @staticmethod
+    def for_model(model_type: str, **fields: Any) -> ModelConfig:
+        """A fresh config of ``model_type`` (e.g. a tiny random model for tests)."""
+        return _lookup(CONFIG_REGISTRY, model_type, "configs", "AutoConfig.for_model").from_dict(fields)
+
+
+class _AutoModel:
+    registry: ClassVar[dict[str, type[HookedTransformer]]]
+    task: ClassVar[str]
+
+    @classmethod
+    def model_class(cls, model_type: str, source: Any = "") -> type[HookedTransformer]:
+        return _lookup(cls.registry, model_type, cls.task, source or cls.__name__)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, revision: str | None = None, **kwargs: Any):
+        """Load the checkpoint into the class registered for its ``model_type``.
+
+        Keyword arguments are those of :meth:`HookedTransformer.from_pretrained` (``device``, ``dtype``,
+        ``num_labels`` and other config overrides).
+        """
+        config = kwargs.pop("config", None)
+        if config is None:
+            config_keys = {k: kwargs.pop(k) for k in list(kwargs) if k not in _LOAD_OPTIONS}
+            config = AutoConfig.from_pretrained(name_or_path, revision=revision, **config_keys)
+        model_class = cls.model_class(config.model_type, name_or_path)
+        return model_class.from_pretrained(name_or_path, config=config, revision=revision, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, seed: int | None = None):
+        return cls.model_class(config.model_type).from_config(config, seed=seed)
+
+
+_LOAD_OPTIONS = {"device", "dtype", "ignore_mismatched_sizes"}
+
+
+class AutoModel(_AutoModel):
+    """The bare model of the checkpoint's architecture (``BertModel`` for a BERT checkpoint)."""
+
+    registry = MODEL_REGISTRY
+    task = "AutoModel"
+
+
+class AutoModelForMaskedLM(_AutoModel):
+    registry = MASKED_LM_REGISTRY
+    task = "AutoModelForMaskedLM"
+
+
+class AutoModelForSequenceClassification(_AutoModel):
+    """A classifier; ``from_pretrained(body_checkpoint, num_labels=k)`` builds a fresh head (reported)."""
+
+    registry = SEQUENCE_CLASSIFICATION_REGISTRY
+    task = "AutoModelForSequenceClassification"
+
+
+class AutoTokenizer:
+    """``AutoTokenizer.from_pretrained(name_or_path)`` -> the :class:`Tokenizer` of the checkpoint."""
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | Path, **kwargs: Any) -> Tokenizer:
+        return Tokenizer.from_pretrained(name_or_path, **kwargs)

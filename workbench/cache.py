@@ -1,0 +1,102 @@
+"""ActivationCache: the activations of one forward pass, by hook name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+
+import torch
+
+from .hook_points import unknown_hook_message
+
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+class ActivationCache(Mapping):
+    """Activations of one forward pass, keyed by hook name, in forward order.
+
+    ``cache["blocks.3.attn.hook_pattern"]`` is a tensor (shapes in ``docs/hooks.md``);
+    ``cache.stack("hook_resid_post")`` stacks one kind of activation over layers;
+    ``cache.tokens`` holds the token strings of the input (a list for one text, a list of lists for a batch).
+
+    Args:
+        activations: name -> tensor, in forward order.
+        tokens: the token strings, or None when the model had no tokenizer.
+        n_layers: the number of blocks of the model (to tell a partial cache from a full one in ``stack``).
+    """
+
+    def __init__(
+        self,
+        activations: dict[str, torch.Tensor],
+        tokens: list | None = None,
+        n_layers: int | None = None,
+    ) -> None:
+        self._activations = dict(activations)
+        self.tokens = tokens
+        self.n_layers = n_layers
+
+    # Mapping interface ------------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> torch.Tensor:
+        try:
+            return self._activations[name]
+        except KeyError:
+            raise KeyError(
+                unknown_hook_message(name, self._activations, "this cache")
+                + " A cache holds only what names_filter selected."
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._activations)
+
+    def __len__(self) -> int:
+        return len(self._activations)
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationCache({len(self)} activations, {self.nbytes / 2**20:.1f} MiB"
+            + (f", {self.n_layers} layers" if self.n_layers is not None else "")
+            + ")"
+        )
+
+    # Views over layers -------------------------------------------------------------------------------
+    def stack(self, kind: str) -> torch.Tensor:
+        """Stack one per-layer activation over layers: ``stack("hook_resid_post")`` -> [layer, batch, pos, d_model].
+
+        Args:
+            kind: the name inside a block, e.g. ``"hook_resid_post"`` or ``"attn.hook_pattern"``.
+
+        Raises:
+            KeyError: no activation of that kind is cached, or some layers are missing.
+        """
+        found = {}
+        for name, tensor in self._activations.items():
+            match = _BLOCK_RE.match(name)
+            if match and match.group(2) == kind:
+                found[int(match.group(1))] = tensor
+        if not found:
+            kinds = sorted({m.group(2) for m in map(_BLOCK_RE.match, self._activations) if m})
+            raise KeyError(f"no cached activation of kind {kind!r}; per-layer kinds in this cache: {kinds}")
+        layers = sorted(found)
+        expected = list(range(self.n_layers)) if self.n_layers is not None else list(range(len(layers)))
+        if layers != expected:
+            raise KeyError(f"{kind!r} is cached for layers {layers} only, not for every layer {expected}")
+        return torch.stack([found[i] for i in layers])
+
+    def layer(self, index: int) -> dict[str, torch.Tensor]:
+        """The activations of block ``index``, keyed by their name inside the block (``"attn.hook_pattern"``)."""
+        prefix = f"blocks.{index}."
+        selected = {n[len(prefix) :]: t for n, t in self._activations.items() if n.startswith(prefix)}
+        if not selected:
+            raise KeyError(f"no cached activation for layer {index}")
+        return selected
+
+    # Housekeeping ------------------------------------------------------------------------------------
+    def to(self, device: torch.device | str) -> ActivationCache:
+        """A copy of the cache with every tensor moved to ``device``."""
+        moved = {name: tensor.to(device) for name, tensor in self._activations.items()}
+        return ActivationCache(moved, tokens=self.tokens, n_layers=self.n_layers)
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes held by the cached tensors."""
+        return sum(t.numel() * t.element_size() for t in self._activations.values())

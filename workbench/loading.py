@@ -1,0 +1,241 @@
+"""Reading and writing Hugging Face–format weights.
+
+Each architecture declares one :class:`KeyMap`: the pairs (Hugging Face key pattern, workbench key pattern),
+used in both directions — to load a checkpoint and to save one that Hugging Face loads back. Weights are
+read from ``model.safetensors`` (sharded too) or, failing that, ``pytorch_model.bin`` with
+``torch.load(weights_only=True)``, which refuses to run code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+TORCH_BIN_NAME = "pytorch_model.bin"
+TORCH_BIN_INDEX = "pytorch_model.bin.index.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose tensors do not fit the model."""
+
+
+# Reading ---------------------------------------------------------------------------------------------
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the checkpoint in ``folder``, by their Hugging Face names, on the CPU."""
+    for index_name, single_name in ((SAFETENSORS_INDEX, SAFETENSORS_NAME), (TORCH_BIN_INDEX, TORCH_BIN_NAME)):
+        if (folder / single_name).is_file():
+            return _read_file(folder / single_name)
+        if (folder / index_name).is_file():
+            return _read_sharded(folder / index_name)
+    raise FileNotFoundError(
+        f"no weights in {folder}: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX}, {TORCH_BIN_NAME} "
+        f"or {TORCH_BIN_INDEX}"
+    )
+
+
+def _read_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"could not read {path}: {type(err).__name__}: {err}. The file may be truncated or corrupt "
+            f"(re-download it), or, for a .bin file, hold objects other than tensors."
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a flat dict of tensors (a state dict)")
+    return state
+
+
+def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{index_path} is not a shard index with a 'weight_map': {err}") from None
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        path = index_path.parent / shard
+        if not path.is_file():
+            raise CheckpointError(f"{index_path} names the shard {shard}, which is missing from {index_path.parent}")
+        state.update(_read_file(path))
+    missing = set(weight_map) - set(state)
+    if missing:
+        raise CheckpointError(f"{index_path} lists tensors no shard holds: {sorted(missing)[:5]}")
+    return state
+
+
+# Renaming --------------------------------------------------------------------------------------------
+
+
+class KeyMap:
+    """Two-way renaming between Hugging Face parameter names and the workbench's.
+
+    Patterns may hold ``{i}`` (a layer number) and ``{p}`` (``weight`` or ``bias``), e.g.
+    ``("encoder.layer.{i}.attention.self.query.{p}", "blocks.{i}.attn.q.{p}")``.
+
+    Args:
+        pairs: (Hugging Face pattern, workbench pattern).
+        ignored: Hugging Face keys (regexes) that are known and deliberately not loaded, e.g. buffers.
+    """
+
+    _FIELDS = {"{i}": r"(?P<i>\d+)", "{p}": r"(?P<p>weight|bias)"}
+
+    def __init__(self, pairs: Iterable[tuple[str, str]], ignored: Iterable[str] = ()) -> None:
+        self.pairs = list(pairs)
+        self._to_ours = [(self._compile(hf), ours) for hf, ours in self.pairs]
+        self._to_hf = [(self._compile(ours), hf) for hf, ours in self.pairs]
+        self.ignored = [re.compile(pattern) for pattern in ignored]
+
+    @classmethod
+    def _compile(cls, pattern: str) -> re.Pattern:
+        regex = re.escape(pattern)
+        for placeholder, group in cls._FIELDS.items():
+            regex = regex.replace(re.escape(placeholder), group)
+        return re.compile(f"^{regex}$")
+
+    @staticmethod
+    def _fill(pattern: str, match: re.Match) -> str:
+        return pattern.replace("{i}", match.groupdict().get("i") or "").replace("{p}", match.groupdict().get("p") or "")
+
+    def to_ours(self, hf_key: str) -> str | None:
+        for regex, target in self._to_ours:
+            match = regex.match(hf_key)
+            if match:
+                return self._fill(target, match)
+        return None
+
+    def to_hf(self, our_key: str) -> str | None:
+        for regex, target in self._to_hf:
+            match = regex.match(our_key)
+            if match:
+                return self._fill(target, match)
+        return None
+
+    def is_ignored(self, hf_key: str) -> bool:
+        return any(regex.search(hf_key) for regex in self.ignored)
+
+    def __add__(self, other: KeyMap) -> KeyMap:
+        return KeyMap(self.pairs + other.pairs, [r.pattern for r in self.ignored + other.ignored])
+
+
+# Loading into a model --------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadingInfo:
+    """What happened when a checkpoint was loaded into a model.
+
+    Attributes:
+        missing_keys: workbench parameters the checkpoint did not provide (newly initialized).
+        unexpected_keys: checkpoint tensors (Hugging Face names) the model has no place for.
+        mismatched_keys: (workbench key, checkpoint shape, model shape) skipped with ignore_mismatched_sizes.
+    """
+
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+
+def convert_state_dict(
+    hf_state: dict[str, torch.Tensor], key_map: KeyMap, prefixes: Iterable[str] = ()
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a Hugging Face state dict to workbench names.
+
+    Args:
+        prefixes: body prefixes that head checkpoints put before body keys (``"bert."``); stripped when the
+            stripped key is a known body key.
+
+    Returns:
+        (renamed state dict, Hugging Face keys that were neither mapped nor ignored)
+    """
+    ours: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    for hf_key, tensor in hf_state.items():
+        hf_key = _legacy_name(hf_key)
+        target = key_map.to_ours(hf_key)
+        for prefix in prefixes:
+            if target is None and hf_key.startswith(prefix):
+                target = key_map.to_ours(hf_key[len(prefix) :])
+                hf_key = hf_key[len(prefix) :] if target is not None else hf_key
+        if target is not None:
+            ours[target] = tensor
+        elif not key_map.is_ignored(hf_key):
+            unexpected.append(hf_key)
+    return ours, unexpected
+
+
+def _legacy_name(key: str) -> str:
+    """TensorFlow-era checkpoints (e.g. the original bert-base-uncased .bin) call LayerNorm's weight 'gamma'."""
+    if key.endswith(".gamma"):
+        return key[: -len("gamma")] + "weight"
+    if key.endswith(".beta"):
+        return key[: -len("beta")] + "bias"
+    return key
+
+
+def load_converted(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    ignore_mismatched_sizes: bool = False,
+) -> LoadingInfo:
+    """Copy ``state`` (workbench names) into ``model``, checking every shape.
+
+    Raises:
+        CheckpointError: a tensor whose shape differs from the model's, naming both (unless
+            ``ignore_mismatched_sizes``, which leaves such parameters newly initialized).
+    """
+    info = LoadingInfo()
+    own = model.state_dict()
+    accepted = {}
+    for key, tensor in state.items():
+        if key not in own:
+            info.unexpected_keys.append(key)
+            continue
+        if tuple(tensor.shape) != tuple(own[key].shape):
+            if not ignore_mismatched_sizes:
+                raise CheckpointError(
+                    f"{source}: the checkpoint's {key!r} has shape {tuple(tensor.shape)} but "
+                    f"{type(model).__name__} expects {tuple(own[key].shape)} (does config.json match the weights? "
+                    f"pass ignore_mismatched_sizes=True to re-initialize it)"
+                )
+            info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
+            continue
+        accepted[key] = tensor
+    result = model.load_state_dict(accepted, strict=False)
+    tied = set(getattr(model, "tied_parameter_names", lambda: set())())
+    info.missing_keys = [k for k in result.missing_keys if k not in tied]
+    return info
+
+
+def state_dict_for_saving(model: torch.nn.Module, key_map: KeyMap, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The model's parameters under Hugging Face names (tied copies left out), contiguous, for safetensors.
+
+    Args:
+        prefix: put before body keys (``"bert."`` for a model with a head), as Hugging Face names them.
+    """
+    tied = set(getattr(model, "tied_parameter_names", lambda: set())())
+    body_keys = set(getattr(model, "body_parameter_names", lambda: set())())
+    out = {}
+    for key, tensor in model.state_dict().items():
+        if key in tied:
+            continue
+        hf_key = key_map.to_hf(key)
+        if hf_key is None:
+            raise CheckpointError(f"{type(model).__name__}.{key} has no Hugging Face name in the key map")
+        if key in body_keys:
+            hf_key = prefix + hf_key
+        out[hf_key] = tensor.detach().contiguous().cpu()
+    return out

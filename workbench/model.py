@@ -1,0 +1,309 @@
+"""The base class of every workbench model: loading, saving, and running with hooks or a cache.
+
+An architecture subclasses :class:`HookedTransformer`, sets ``config_class``, ``body_key_map`` (and
+``head_key_map`` for a task head) and writes ``forward``. Task heads subclass the bare model, so the hook
+names of a head model are those of its body plus the head's own (``hook_logits``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import torch
+from torch import nn
+
+from .cache import ActivationCache
+from .config import ModelConfig
+from .hook_points import HookedModule, HookFn, NameOrPredicate
+from .hub import resolve_checkpoint
+from .loading import (
+    SAFETENSORS_NAME,
+    KeyMap,
+    LoadingInfo,
+    convert_state_dict,
+    load_converted,
+    read_state_dict,
+    state_dict_for_saving,
+)
+from .tokenizer import Encoding, Tokenizer
+
+logger = logging.getLogger(__name__)
+
+# What run_with_cache / run_with_hooks accept as input.
+ModelInput = Union[str, list[str], torch.Tensor, Mapping[str, Any]]
+
+
+class HookedTransformer(HookedModule):
+    """Base class: a transformer whose activations are reachable through named hook points.
+
+    Attributes:
+        config: the architecture's config dataclass.
+        tokenizer: the tokenizer of the same checkpoint, when it was found (used for text inputs).
+        loading_info: missing/unexpected keys of the last ``from_pretrained``.
+    """
+
+    config_class: ClassVar[type[ModelConfig]]
+    body_key_map: ClassVar[KeyMap]
+    head_key_map: ClassVar[KeyMap] = KeyMap([])
+    # Hugging Face puts this before body keys in checkpoints of models with a head ("bert.").
+    base_model_prefix: ClassVar[str] = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.tokenizer: Tokenizer | None = None
+        self.loading_info = LoadingInfo()
+
+    # Construction ------------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Random initialization as Hugging Face does it: normal(0, initializer_range), zero biases."""
+        std = getattr(self.config, "initializer_range", 0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, seed: int | None = None) -> HookedTransformer:
+        """A randomly initialized model (``seed`` makes it reproducible)."""
+        if seed is not None:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                model = cls(config)
+                model.init_weights()
+        else:
+            model = cls(config)
+            model.init_weights()
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        config: ModelConfig | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        ignore_mismatched_sizes: bool = False,
+        revision: str | None = None,
+        **config_overrides: Any,
+    ) -> HookedTransformer:
+        """Load a Hugging Face–format checkpoint: a folder, an alias (``"minilm"``) or a hub id.
+
+        Args:
+            config: use this config instead of the checkpoint's ``config.json``.
+            device, dtype: where to put the model (default: CPU, the checkpoint's float32).
+            ignore_mismatched_sizes: re-initialize parameters whose shape differs instead of failing.
+            **config_overrides: config fields to change, e.g. ``num_labels=3`` for a fresh classifier.
+
+        The returned model is in eval mode. Weights the checkpoint lacks (a new head) are reported with a
+        warning and listed in ``model.loading_info.missing_keys``.
+        """
+        folder = resolve_checkpoint(name_or_path, revision=revision)
+        if config is None:
+            config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
+        model = cls.from_config(config)
+        hf_state = read_state_dict(folder)
+        key_map = cls.body_key_map + cls.head_key_map
+        prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
+        state, unexpected = convert_state_dict(hf_state, key_map, prefixes)
+        info = load_converted(model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
+        info.unexpected_keys = unexpected + info.unexpected_keys
+        model.loading_info = info
+        _report_loading(cls.__name__, name_or_path, info)
+        model.tokenizer = _find_tokenizer(folder)
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (and the tokenizer) that Hugging Face loads back."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.architectures = [self.hf_architecture]
+        self.config.save_pretrained(folder)
+        has_head = bool(self.head_key_map.pairs)
+        prefix = self.base_model_prefix + "." if has_head and self.base_model_prefix else ""
+        state = state_dict_for_saving(self, self.body_key_map + self.head_key_map, prefix)
+        save_file(state, str(folder / SAFETENSORS_NAME), metadata={"format": "pt"})
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        return folder
+
+    @property
+    def hf_architecture(self) -> str:
+        """The Hugging Face class name this model corresponds to (written to ``config.architectures``)."""
+        return type(self).__name__
+
+    def tied_parameter_names(self) -> set[str]:
+        """Parameters that share storage with another one and are not saved twice."""
+        return set()
+
+    def body_parameter_names(self) -> set[str]:
+        return {k for k in self.state_dict() if self.body_key_map.to_hf(k) is not None}
+
+    # Properties --------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
+
+    # Inputs ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str | list[str], **kwargs: Any) -> Encoding:
+        """Tokenize with this model's tokenizer, padded, as tensors on the model's device."""
+        if self.tokenizer is None:
+            raise ValueError(
+                f"{type(self).__name__} has no tokenizer (none was found beside its weights); pass token ids, "
+                f"or set model.tokenizer = workbench.AutoTokenizer.from_pretrained(...)"
+            )
+        kwargs.setdefault("padding", True)
+        kwargs.setdefault("return_tensors", "pt")
+        return self.tokenizer(text, **kwargs).to(self.device)
+
+    def to_str_tokens(self, text: str | list[str]) -> list[str] | list[list[str]]:
+        """The token strings of a text (a list of lists for a batch), special tokens included."""
+        encoding = self.tokenize(text)
+        tokens = [encoding.tokens(i) for i in range(len(encoding.encodings))]
+        return tokens if encoding.is_batched else tokens[0]
+
+    def prepare_inputs(self, inputs: ModelInput) -> tuple[dict[str, Any], list | None]:
+        """Text, a batch of texts, token ids [batch, pos] / [pos], or a mapping of model inputs ->
+        (forward keyword arguments on the model's device, token strings or None)."""
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], str)):
+            encoding = self.tokenize(inputs)
+            tokens = [encoding.tokens(i) for i in range(len(encoding.encodings))]
+            return dict(encoding), (tokens if encoding.is_batched else tokens[0])
+        if isinstance(inputs, torch.Tensor):
+            ids = inputs.unsqueeze(0) if inputs.dim() == 1 else inputs
+            tokens = None
+            if self.tokenizer is not None:
+                tokens = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+                tokens = tokens[0] if inputs.dim() == 1 else tokens
+            return {"input_ids": ids.to(self.device)}, tokens
+        if isinstance(inputs, Mapping):
+            kwargs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            tokens = None
+            if isinstance(inputs, Encoding):
+                tokens = [inputs.tokens(i) for i in range(len(inputs.encodings))]
+                tokens = tokens if inputs.is_batched else tokens[0]
+            return kwargs, tokens
+        raise TypeError(
+            f"inputs must be a str, a list of str, a tensor of token ids or a mapping of model inputs, "
+            f"got {type(inputs).__name__}"
+        )
+
+    # Running with hooks ------------------------------------------------------------------------------
+    def run_with_hooks(
+        self,
+        inputs: ModelInput,
+        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        **forward_kwargs: Any,
+    ):
+        """Run the model with hooks attached for this call only.
+
+        Args:
+            inputs: text, texts, token ids or a mapping of model inputs.
+            fwd_hooks: ``(name_or_predicate, fn)`` pairs; ``fn(activation, hook)`` may return a replacement.
+            **forward_kwargs: passed to ``forward`` (e.g. ``output_attentions=True``).
+        """
+        kwargs, _ = self.prepare_inputs(inputs)
+        with self.hooks(fwd_hooks):
+            return self(**kwargs, **forward_kwargs)
+
+    def run_with_cache(
+        self,
+        inputs: ModelInput,
+        names_filter: NameOrPredicate | Iterable[str] | None = None,
+        device: torch.device | str | None = None,
+        fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        **forward_kwargs: Any,
+    ) -> tuple[Any, ActivationCache]:
+        """Run the model and keep the activations of the selected hook points.
+
+        Args:
+            inputs: text, texts, token ids or a mapping of model inputs.
+            names_filter: a hook name, a list of names, or a predicate on names; None caches every hook.
+            device: move cached tensors there (e.g. ``"cpu"`` to free GPU memory).
+            fwd_hooks: hooks to run as well; the cache sees their edits at later hook points.
+
+        Returns:
+            (the model's output, an :class:`ActivationCache`)
+
+        >>> out, cache = model.run_with_cache("The keys are on the table.")  # doctest: +SKIP
+        >>> cache["blocks.0.attn.hook_pattern"].shape  # [batch, head, query_pos, key_pos]  # doctest: +SKIP
+        """
+        kwargs, tokens = self.prepare_inputs(inputs)
+        activations: dict[str, torch.Tensor] = {}
+
+        def save(tensor: torch.Tensor, hook) -> None:
+            saved = tensor.detach()
+            activations[hook.name] = saved.to(device) if device is not None else saved
+
+        names = self.resolve_hook_names(names_filter)
+        with self.hooks([*fwd_hooks, *((name, save) for name in names)]):
+            out = self(**kwargs, **forward_kwargs)
+        ordered = {name: activations[name] for name in self.hook_names if name in activations}
+        return out, ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
+
+    # Shared forward helpers --------------------------------------------------------------------------
+    def layer_head_mask(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Hugging Face's head_mask, [head] or [layer, head] (1 keeps, 0 removes), as one [head] per layer."""
+        if head_mask is None:
+            return [None] * self.n_layers
+        n_heads = self.config.num_attention_heads
+        if head_mask.dim() == 1 and head_mask.shape[0] == n_heads:
+            return [head_mask] * self.n_layers
+        if head_mask.shape == (self.n_layers, n_heads):
+            return list(head_mask)
+        raise ValueError(
+            f"head_mask has shape {tuple(head_mask.shape)}; expected [{n_heads}] (every layer) or "
+            f"[{self.n_layers}, {n_heads}] ([layer, head])"
+        )
+
+    def check_sequence_length(self, length: int) -> None:
+        limit = self.config.max_position_embeddings
+        if length > limit:
+            raise ValueError(
+                f"the input has {length} tokens but {type(self).__name__} has positions for at most {limit} "
+                f"(max_position_embeddings); truncate it, e.g. tokenizer(text, truncation=True)"
+            )
+
+
+def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
+    if info.missing_keys:
+        logger.warning(
+            "Some weights of %s were not in the checkpoint %s and are newly initialized: %s. "
+            "Train them before relying on the outputs they affect.",
+            class_name,
+            source,
+            info.missing_keys,
+        )
+    if info.mismatched_keys:
+        logger.warning("Some weights of %s had other shapes in %s and are re-initialized: %s",
+                       class_name, source, info.mismatched_keys)
+    if info.unexpected_keys:
+        logger.info("Unused weights of %s in %s: %s", class_name, source, info.unexpected_keys)
+
+
+def _find_tokenizer(folder: Path) -> Tokenizer | None:
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        return None
+    return Tokenizer.from_pretrained(folder)
+

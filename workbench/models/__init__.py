@@ -1,0 +1,1 @@
+"""One module per architecture, each readable top to bottom like its paper."""

@@ -1,0 +1,416 @@
+"""BERT (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers").
+
+What is distinctive about it:
+- token + learned absolute position + token-type (segment) embeddings, summed, then LayerNorm;
+- post-norm blocks: ``x = LN(x + Attention(x))``, then ``x = LN(x + FFN(x))``;
+- bidirectional self-attention (padding is the only mask);
+- heads: masked-LM (dense -> GELU -> LN -> unembedding tied to the token embedding) and a pooler
+  (tanh of a dense layer on the [CLS] state) for sentence classification.
+
+Because blocks are post-norm, the residual stream that a block hands on is the output of its
+LayerNorm: ``hook_resid_mid`` is ``ln1``'s output and ``hook_resid_post`` is ``ln2``'s output, which is
+Hugging Face's ``hidden_states[i + 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import MLP, Attention, LayerNorm, activation, additive_padding_mask
+from ..config import ModelConfig
+from ..hook_points import HookPoint
+from ..loading import KeyMap
+from ..model import HookedTransformer
+from ..outputs import EncoderOutput, MaskedLMOutput, SequenceClassifierOutput
+
+# Configuration ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class BertConfig(ModelConfig):
+    """BERT's hyper-parameters, with Hugging Face's names.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary.
+        hidden_size: d_model (H in the paper).
+        num_hidden_layers: blocks (L).
+        num_attention_heads: heads per block (A).
+        intermediate_size: d_mlp (4H in the paper).
+        hidden_act: the feed-forward activation (``"gelu"`` is the exact, erf-based GELU).
+        hidden_dropout_prob: dropout on embeddings and block outputs.
+        attention_probs_dropout_prob: dropout on the attention pattern.
+        max_position_embeddings: the longest input, in tokens.
+        type_vocab_size: number of token types (segments).
+        initializer_range: std of the normal initialization.
+        layer_norm_eps: LayerNorm epsilon.
+        pad_token_id: the padding token, whose embedding row is zero at initialization.
+        position_embedding_type: only ``"absolute"`` is supported.
+        classifier_dropout: dropout before a classifier (None: hidden_dropout_prob).
+        is_decoder: BERT used as a causal decoder (not supported).
+    """
+
+    model_type = "bert"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    position_embedding_type: str = "absolute"
+    classifier_dropout: float | None = None
+    is_decoder: bool = False
+
+    # Canonical names, the same on every architecture.
+    @property
+    def d_model(self) -> int:
+        return self.hidden_size
+
+    @property
+    def n_layers(self) -> int:
+        return self.num_hidden_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.num_attention_heads
+
+    @property
+    def d_head(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def d_mlp(self) -> int:
+        return self.intermediate_size
+
+    def validate(self) -> None:
+        super().validate()
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be a multiple of num_attention_heads={self.num_attention_heads}"
+            )
+        if self.position_embedding_type != "absolute":
+            raise ValueError(
+                f"position_embedding_type={self.position_embedding_type!r} is not supported; "
+                f"the workbench's BERT has absolute positions only"
+            )
+        if self.is_decoder:
+            raise ValueError("is_decoder=True (BERT as a causal decoder) is not supported; use GPT or GPT-2")
+        activation(self.hidden_act)  # fails early, naming the activation
+
+
+# Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.
+BERT_KEY_MAP = KeyMap(
+    [
+        ("embeddings.word_embeddings.weight", "embed.weight"),
+        ("embeddings.position_embeddings.weight", "pos_embed.weight"),
+        ("embeddings.token_type_embeddings.weight", "token_type_embed.weight"),
+        ("embeddings.LayerNorm.{p}", "ln_embed.{p}"),
+        ("encoder.layer.{i}.attention.self.query.{p}", "blocks.{i}.attn.q.{p}"),
+        ("encoder.layer.{i}.attention.self.key.{p}", "blocks.{i}.attn.k.{p}"),
+        ("encoder.layer.{i}.attention.self.value.{p}", "blocks.{i}.attn.v.{p}"),
+        ("encoder.layer.{i}.attention.output.dense.{p}", "blocks.{i}.attn.o.{p}"),
+        ("encoder.layer.{i}.attention.output.LayerNorm.{p}", "blocks.{i}.ln1.{p}"),
+        ("encoder.layer.{i}.intermediate.dense.{p}", "blocks.{i}.mlp.fc_in.{p}"),
+        ("encoder.layer.{i}.output.dense.{p}", "blocks.{i}.mlp.fc_out.{p}"),
+        ("encoder.layer.{i}.output.LayerNorm.{p}", "blocks.{i}.ln2.{p}"),
+        ("pooler.dense.{p}", "pooler.{p}"),
+    ],
+    # Non-persistent buffers that older checkpoints saved.
+    ignored=[r"embeddings\.position_ids$", r"embeddings\.token_type_ids$"],
+)
+
+MLM_KEY_MAP = KeyMap(
+    [
+        ("cls.predictions.transform.dense.{p}", "mlm_head.dense.{p}"),
+        ("cls.predictions.transform.LayerNorm.{p}", "mlm_head.ln.{p}"),
+        ("cls.predictions.bias", "unembed.bias"),
+        ("cls.predictions.decoder.weight", "unembed.weight"),
+    ],
+    # A copy of cls.predictions.bias; and BertForPreTraining's next-sentence head, which we do not build.
+    ignored=[r"^cls\.predictions\.decoder\.bias$"],
+)
+
+CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
+
+
+# The model, top to bottom ----------------------------------------------------------------------------
+
+
+class BertBlock(nn.Module):
+    """One post-norm transformer block.
+
+    Hooks (in forward order): hook_resid_pre; attn.*; hook_attn_out; ln1.*; hook_resid_mid; mlp.*;
+    hook_mlp_out; ln2.*; hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.attn = Attention(config.d_model, config.n_heads, config.attention_probs_dropout_prob)
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.ln1 = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.mlp = MLP(config.d_model, config.d_mlp, config.hidden_act)
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.ln2 = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_out, pattern = self.attn(resid_pre, mask, head_mask, need_pattern)
+        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+        resid_post = self.hook_resid_post(self.ln2(resid_mid + mlp_out))
+        return resid_post, pattern
+
+
+class BertModel(HookedTransformer):
+    """The BERT encoder: embeddings, a stack of post-norm blocks, and (optionally) the pooler.
+
+    Hooks before the blocks: hook_embed, hook_pos_embed, hook_token_type_embed ([batch, pos, d_model]) and
+    ln_embed.* (whose output is blocks.0.hook_resid_pre).
+    """
+
+    config_class = BertConfig
+    body_key_map = BERT_KEY_MAP
+    base_model_prefix = "bert"
+    add_pooling_layer = True
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = nn.Embedding(config.max_position_embeddings, config.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.token_type_embed = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.hook_token_type_embed = HookPoint()  # [batch, pos, d_model]
+        self.ln_embed = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList(BertBlock(config) for _ in range(config.n_layers))
+        self.pooler = nn.Linear(config.d_model, config.d_model) if self.add_pooling_layer else None
+
+    def embed_tokens(
+        self,
+        input_ids: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token + position + token-type embeddings, normalized: [batch, pos] -> [batch, pos, d_model]."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
+        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = token_embed.shape[:2]
+        self.check_sequence_length(length)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((batch, length), dtype=torch.long, device=token_embed.device)
+        token_embed = self.hook_embed(token_embed)
+        pos_embed = self.hook_pos_embed(self.pos_embed(position_ids))
+        type_embed = self.hook_token_type_embed(self.token_type_embed(token_type_ids))
+        return self.dropout(self.ln_embed(token_embed + type_embed + pos_embed))
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        """Run embeddings and blocks (and the pooler, if any). Shapes as in :class:`EncoderOutput`."""
+        resid = self.embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask = additive_padding_mask(attention_mask, resid.dtype)
+        hidden_states = [resid]
+        attentions = []
+        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
+            resid, pattern = block(resid, mask, block_head_mask, need_pattern=output_attentions)
+            hidden_states.append(resid)
+            attentions.append(pattern)
+        pooled = torch.tanh(self.pooler(resid[:, 0])) if self.pooler is not None else None
+        return EncoderOutput(
+            last_hidden_state=resid,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            token_type_ids: [batch, pos] segment ids (default all 0).
+            position_ids: [batch, pos] (default 0..pos-1).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+
+        Returns:
+            :class:`EncoderOutput` (last_hidden_state, pooler_output, hidden_states, attentions).
+        """
+        out = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class BertMLMHead(nn.Module):
+    """The transform before the unembedding: dense -> activation -> LayerNorm, [batch, pos, d_model]."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.act = activation(config.hidden_act)
+        self.ln = LayerNorm(config.d_model, config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.act(self.dense(x)))
+
+
+class BertForMaskedLM(BertModel):
+    """BERT with its masked-language-model head. Adds the hook ``hook_logits`` [batch, pos, vocab]."""
+
+    head_key_map = MLM_KEY_MAP
+    add_pooling_layer = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.mlm_head = BertMLMHead(config)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        if config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        nn.init.zeros_(self.unembed.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`BertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored) for the MLM loss.
+
+        Returns:
+            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
+        """
+        body = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.hook_logits(self.unembed(self.mlm_head(body.last_hidden_state)))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class BertForSequenceClassification(BertModel):
+    """BERT with a classifier on the pooled [CLS] state. Adds ``hook_logits`` [batch, num_labels]."""
+
+    head_key_map = CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`BertModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
+
+        Returns:
+            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.pooler_output)))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """Hugging Face's choice of loss by ``problem_type`` (inferred from the labels when unset)."""
+    problem = config.problem_type
+    if problem is None:
+        if config.num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    if problem == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    raise ValueError(f"unknown problem_type {problem!r}")

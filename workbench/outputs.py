@@ -1,0 +1,78 @@
+"""Model outputs: dataclasses with the same field names and meaning as Hugging Face's.
+
+Each output is also an ordered dict of its non-None fields (``out["logits"]``, ``out[0]``) and a registered
+pytree node, so ``torch.export`` can return it. Under ``torch.jit.trace`` models return ``to_tuple()``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+
+import torch
+import torch.utils._pytree as pytree
+
+
+class ModelOutput(OrderedDict):
+    """Base class: a dataclass whose non-None fields are also dict items, in field order."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        pytree.register_pytree_node(
+            cls,
+            lambda out: (list(out.values()), list(out.keys())),
+            lambda values, keys: cls(**dict(zip(keys, values))),
+            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                self[f.name] = value
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> tuple:
+        """The non-None fields, in order (what ``return_dict=False`` returns)."""
+        return tuple(self.values())
+
+
+@dataclass
+class EncoderOutput(ModelOutput):
+    """Output of a bare encoder (Hugging Face's ``BaseModelOutputWithPooling``).
+
+    Attributes:
+        last_hidden_state: [batch, pos, d_model]
+        pooler_output: [batch, d_model], where the model has a pooler.
+        hidden_states: n_layers + 1 tensors [batch, pos, d_model]: the embeddings, then each block's output.
+        attentions: n_layers tensors [batch, head, query_pos, key_pos].
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class MaskedLMOutput(ModelOutput):
+    """Attributes: loss (scalar, when labels are given); logits [batch, pos, vocab]; hidden_states; attentions."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SequenceClassifierOutput(ModelOutput):
+    """Attributes: loss (scalar, when labels are given); logits [batch, num_labels]; hidden_states; attentions."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
