@@ -279,7 +279,7 @@ class HookedTransformer(HookedModule):
 
     def check_sequence_length(self, length: int) -> None:
         limit = self.config.max_position_embeddings
-        if length > limit:
+        if not torch.jit.is_tracing() and length > limit:
             raise ValueError(
                 f"the input has {length} tokens but {type(self).__name__} has positions for at most {limit} "
                 f"(max_position_embeddings); truncate it, e.g. tokenizer(text, truncation=True)"
