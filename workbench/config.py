@@ -92,7 +92,7 @@ class ModelConfig:
         return cls.from_dict(read_config_json(path), **overrides)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **overrides: Any) -> ModelConfig:
+    def from_pretrained(cls, name_or_path: str | Path, /, **overrides: Any) -> ModelConfig:
         """Read ``config.json`` from a folder, an alias (``"minilm"``) or a Hugging Face hub name."""
         from .hub import resolve_checkpoint
 

@@ -110,7 +110,7 @@ def _download_from_hub(repo_id: str, revision: str | None) -> Path:
             f"could not find {repo_id!r}: it is not a local folder, not an alias ({', '.join(ALIASES)}), and "
             f"{where} did not provide it ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
             f"Fix: pass the path of a folder with config.json and weights; or download it once with network "
-            f"(`huggingface-cli download {repo_id}`) and then work offline with HF_HUB_OFFLINE=1."
+            f"(`hf download {repo_id}`) and then work offline with HF_HUB_OFFLINE=1."
         ) from err
     if not (folder / "config.json").is_file():
         raise CheckpointNotFoundError(f"{repo_id!r} was found at {folder} but has no config.json")

@@ -83,7 +83,9 @@ class KeyMap:
     """Two-way renaming between Hugging Face parameter names and the workbench's.
 
     Patterns may hold ``{i}`` (a layer number) and ``{p}`` (``weight`` or ``bias``), e.g.
-    ``("encoder.layer.{i}.attention.self.query.{p}", "blocks.{i}.attn.q.{p}")``.
+    ``("encoder.layer.{i}.attention.self.query.{p}", "blocks.{i}.attn.q.{p}")``. Several Hugging Face
+    names may map to one of ours (a tensor that checkpoints store twice): when loading, the earliest pair
+    wins; when saving, every name is written.
 
     Args:
         pairs: (Hugging Face pattern, workbench pattern).
@@ -107,21 +109,28 @@ class KeyMap:
 
     @staticmethod
     def _fill(pattern: str, match: re.Match) -> str:
-        return pattern.replace("{i}", match.groupdict().get("i") or "").replace("{p}", match.groupdict().get("p") or "")
+        groups = match.groupdict()
+        return pattern.replace("{i}", groups.get("i") or "").replace("{p}", groups.get("p") or "")
 
-    def to_ours(self, hf_key: str) -> str | None:
-        for regex, target in self._to_ours:
+    def match_ours(self, hf_key: str) -> tuple[str, int] | None:
+        """(our name, rank of the pair that matched: lower wins) for a Hugging Face key, or None."""
+        for rank, (regex, target) in enumerate(self._to_ours):
             match = regex.match(hf_key)
             if match:
-                return self._fill(target, match)
+                return self._fill(target, match), rank
         return None
 
+    def to_ours(self, hf_key: str) -> str | None:
+        matched = self.match_ours(hf_key)
+        return matched[0] if matched else None
+
+    def to_hf_all(self, our_key: str) -> list[str]:
+        """Every Hugging Face name of one of our keys (usually one)."""
+        return [self._fill(target, m) for regex, target in self._to_hf if (m := regex.match(our_key))]
+
     def to_hf(self, our_key: str) -> str | None:
-        for regex, target in self._to_hf:
-            match = regex.match(our_key)
-            if match:
-                return self._fill(target, match)
-        return None
+        names = self.to_hf_all(our_key)
+        return names[0] if names else None
 
     def is_ignored(self, hf_key: str) -> bool:
         return any(regex.search(hf_key) for regex in self.ignored)
@@ -148,32 +157,48 @@ class LoadingInfo:
     mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
 
 
+@dataclass
+class ConvertedState:
+    """A checkpoint renamed to workbench names.
+
+    Attributes:
+        tensors: workbench name -> tensor.
+        hf_names: workbench name -> the checkpoint key it came from (for error messages).
+        unexpected: checkpoint keys that were neither mapped nor ignored.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    hf_names: dict[str, str]
+    unexpected: list[str]
+
+
 def convert_state_dict(
     hf_state: dict[str, torch.Tensor], key_map: KeyMap, prefixes: Iterable[str] = ()
-) -> tuple[dict[str, torch.Tensor], list[str]]:
+) -> ConvertedState:
     """Rename a Hugging Face state dict to workbench names.
 
     Args:
         prefixes: body prefixes that head checkpoints put before body keys (``"bert."``); stripped when the
-            stripped key is a known body key.
-
-    Returns:
-        (renamed state dict, Hugging Face keys that were neither mapped nor ignored)
+            stripped key is a known key.
     """
-    ours: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    for hf_key, tensor in hf_state.items():
-        hf_key = _legacy_name(hf_key)
-        target = key_map.to_ours(hf_key)
+    converted = ConvertedState({}, {}, [])
+    ranks: dict[str, int] = {}
+    for original_key, tensor in hf_state.items():
+        hf_key = _legacy_name(original_key)
+        matched = key_map.match_ours(hf_key)
         for prefix in prefixes:
-            if target is None and hf_key.startswith(prefix):
-                target = key_map.to_ours(hf_key[len(prefix) :])
-                hf_key = hf_key[len(prefix) :] if target is not None else hf_key
-        if target is not None:
-            ours[target] = tensor
-        elif not key_map.is_ignored(hf_key):
-            unexpected.append(hf_key)
-    return ours, unexpected
+            if matched is None and hf_key.startswith(prefix):
+                matched = key_map.match_ours(hf_key[len(prefix) :])
+        if matched is None:
+            if not key_map.is_ignored(hf_key):
+                converted.unexpected.append(original_key)
+            continue
+        target, rank = matched
+        if rank < ranks.get(target, len(key_map.pairs)):
+            ranks[target] = rank
+            converted.tensors[target] = tensor
+            converted.hf_names[target] = original_key
+    return converted
 
 
 def _legacy_name(key: str) -> str:
@@ -187,36 +212,37 @@ def _legacy_name(key: str) -> str:
 
 def load_converted(
     model: torch.nn.Module,
-    state: dict[str, torch.Tensor],
+    state: ConvertedState,
     source: str,
     ignore_mismatched_sizes: bool = False,
 ) -> LoadingInfo:
-    """Copy ``state`` (workbench names) into ``model``, checking every shape.
+    """Copy a converted checkpoint into ``model``, checking every shape.
 
     Raises:
-        CheckpointError: a tensor whose shape differs from the model's, naming both (unless
-            ``ignore_mismatched_sizes``, which leaves such parameters newly initialized).
+        CheckpointError: a tensor whose shape differs from the model's, naming it (both names) and both
+            shapes (unless ``ignore_mismatched_sizes``, which leaves such parameters newly initialized).
     """
-    info = LoadingInfo()
+    info = LoadingInfo(unexpected_keys=list(state.unexpected))
     own = model.state_dict()
     accepted = {}
-    for key, tensor in state.items():
+    for key, tensor in state.tensors.items():
+        hf_name = state.hf_names[key]
         if key not in own:
-            info.unexpected_keys.append(key)
+            info.unexpected_keys.append(hf_name)
             continue
         if tuple(tensor.shape) != tuple(own[key].shape):
             if not ignore_mismatched_sizes:
                 raise CheckpointError(
-                    f"{source}: the checkpoint's {key!r} has shape {tuple(tensor.shape)} but "
-                    f"{type(model).__name__} expects {tuple(own[key].shape)} (does config.json match the weights? "
-                    f"pass ignore_mismatched_sizes=True to re-initialize it)"
+                    f"{source}: the checkpoint's {hf_name!r} (workbench {key!r}) has shape {tuple(tensor.shape)} "
+                    f"but {type(model).__name__} expects {tuple(own[key].shape)} from config.json; do config.json "
+                    f"and the weights belong together? (ignore_mismatched_sizes=True re-initializes it)"
                 )
             info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
             continue
         accepted[key] = tensor
     result = model.load_state_dict(accepted, strict=False)
-    tied = set(getattr(model, "tied_parameter_names", lambda: set())())
-    info.missing_keys = [k for k in result.missing_keys if k not in tied]
+    skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {k for k, _, _ in info.mismatched_keys}
+    info.missing_keys = [k for k in result.missing_keys if k not in skipped]
     return info
 
 
@@ -232,10 +258,11 @@ def state_dict_for_saving(model: torch.nn.Module, key_map: KeyMap, prefix: str =
     for key, tensor in model.state_dict().items():
         if key in tied:
             continue
-        hf_key = key_map.to_hf(key)
-        if hf_key is None:
+        hf_keys = key_map.to_hf_all(key)
+        if not hf_keys:
             raise CheckpointError(f"{type(model).__name__}.{key} has no Hugging Face name in the key map")
-        if key in body_keys:
-            hf_key = prefix + hf_key
-        out[hf_key] = tensor.detach().contiguous().cpu()
+        for copy, hf_key in enumerate(hf_keys):
+            value = tensor.detach().contiguous().cpu()
+            # safetensors refuses two names for one storage: the second name gets its own copy.
+            out[prefix + hf_key if key in body_keys else hf_key] = value.clone() if copy else value
     return out

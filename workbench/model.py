@@ -116,9 +116,8 @@ class HookedTransformer(HookedModule):
         hf_state = read_state_dict(folder)
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
-        state, unexpected = convert_state_dict(hf_state, key_map, prefixes)
+        state = convert_state_dict(hf_state, key_map, prefixes)
         info = load_converted(model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
-        info.unexpected_keys = unexpected + info.unexpected_keys
         model.loading_info = info
         _report_loading(cls.__name__, name_or_path, info)
         model.tokenizer = _find_tokenizer(folder)

@@ -102,6 +102,7 @@ class Tokenizer:
         model_input_names: Sequence[str] = ("input_ids", "token_type_ids", "attention_mask"),
         padding_side: str = "right",
         name_or_path: str = "",
+        saved_settings: dict[str, Any] | None = None,
     ) -> None:
         self.backend = backend
         self.backend.no_padding()
@@ -111,6 +112,9 @@ class Tokenizer:
         self.model_input_names = tuple(model_input_names)
         self.padding_side = padding_side
         self.name_or_path = name_or_path
+        # tokenizer_config.json keys this class does not use (tokenizer_class, do_lower_case, ...),
+        # written back by save_pretrained so that other libraries read the folder as before.
+        self.saved_settings = dict(saved_settings or {})
 
     # Construction ------------------------------------------------------------------------------------
     @classmethod
@@ -142,7 +146,10 @@ class Tokenizer:
             "model_max_length": settings.get("model_max_length"),
             "padding_side": settings.get("padding_side", "right"),
             "name_or_path": str(name_or_path),
+            "saved_settings": settings["original"],
         }
+        if settings.get("model_input_names"):
+            options["model_input_names"] = tuple(settings["model_input_names"])
         options.update(kwargs)
         return cls(backend, **options)
 
@@ -282,7 +289,12 @@ class Tokenizer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.backend.save(str(folder / "tokenizer.json"))
-        settings = {**self.special_tokens, "padding_side": self.padding_side}
+        settings = {
+            **self.saved_settings,
+            **self.special_tokens,
+            "padding_side": self.padding_side,
+            "model_input_names": list(self.model_input_names),
+        }
         if self.model_max_length < _VERY_LARGE_INTEGER:
             settings["model_max_length"] = self.model_max_length
         (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
@@ -329,13 +341,18 @@ def wordpiece_from_vocab(
 def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
     """tokenizer_config.json and special_tokens_map.json, merged; special tokens as plain strings."""
     settings: dict[str, Any] = {}
+    original: dict[str, Any] = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         path = folder / name
         if path.is_file():
             try:
-                settings.update(json.loads(path.read_text(encoding="utf-8")))
+                values = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not valid JSON: {err}") from None
+            settings.update(values)
+            if name == "tokenizer_config.json":
+                original = {k: v for k, v in values.items() if k not in ("added_tokens_decoder", "name_or_path")}
+    settings["original"] = original
     special = {}
     for key in SPECIAL_TOKEN_KEYS:
         value = settings.get(key)

@@ -134,11 +134,12 @@ MLM_KEY_MAP = KeyMap(
     [
         ("cls.predictions.transform.dense.{p}", "mlm_head.dense.{p}"),
         ("cls.predictions.transform.LayerNorm.{p}", "mlm_head.ln.{p}"),
+        # The unembedding bias is stored twice; they differ only in untied checkpoints, where the decoder's
+        # own bias is the one Hugging Face's forward uses, so it wins. Saving writes both.
+        ("cls.predictions.decoder.bias", "unembed.bias"),
         ("cls.predictions.bias", "unembed.bias"),
         ("cls.predictions.decoder.weight", "unembed.weight"),
     ],
-    # A copy of cls.predictions.bias; and BertForPreTraining's next-sentence head, which we do not build.
-    ignored=[r"^cls\.predictions\.decoder\.bias$"],
 )
 
 CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
