@@ -75,7 +75,9 @@ def test_cache_shapes_follow_the_docs(tiny, ids):
     assert cache.stack("hook_resid_post").shape == (2, batch, pos, d_model)
     assert cache.stack("attn.hook_pattern").shape == (2, batch, heads, pos, pos)
     assert set(cache.layer(1)) == set(BLOCK_HOOKS)
-    assert cache.nbytes == sum(t.numel() * 4 for t in cache.values())
+    # Each storage counted once: resid_post of block 0 is resid_pre of block 1, ln2's output is resid_post.
+    distinct = {t.data_ptr(): t.numel() * 4 for t in cache.values()}
+    assert cache.nbytes == sum(distinct.values()) < sum(t.numel() * 4 for t in cache.values())
     assert list(cache) == tiny.hook_names
     torch.testing.assert_close(cache["blocks.0.attn.hook_pattern"].sum(-1), torch.ones(batch, heads, pos))
 
@@ -234,3 +236,21 @@ def test_traces_and_exports_with_no_hooks(tiny, ids):
     # The model still hooks normally after tracing.
     _, cache = tiny.run_with_cache(ids, names_filter="blocks.0.hook_resid_post")
     assert len(cache) == 1
+
+
+def test_layer_norm_scale_is_the_same_whether_read_or_edited(tiny, ids):
+    """Caching hook_scale keeps the fused kernel; an editing hook takes the explicit formula. Both agree."""
+    names = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.ln1.hook_scale"]
+    with torch.no_grad():
+        _, cache = tiny.run_with_cache(ids, names_filter=names)
+        summed = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"]
+        centred = summed - summed.mean(-1, keepdim=True)
+        scale = (centred.pow(2).mean(-1, keepdim=True) + tiny.config.layer_norm_eps).sqrt()
+        torch.testing.assert_close(cache["blocks.0.ln1.hook_scale"], scale)
+
+        _, edited = tiny.run_with_cache(
+            ids, names_filter="blocks.0.hook_resid_mid",
+            fwd_hooks=[("blocks.0.ln1.hook_scale", lambda s, hook: s * 2)],
+        )
+    ln = tiny.blocks[0].ln1
+    torch.testing.assert_close(edited["blocks.0.hook_resid_mid"], centred / (2 * scale) * ln.weight + ln.bias)

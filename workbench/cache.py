@@ -98,5 +98,10 @@ class ActivationCache(Mapping):
 
     @property
     def nbytes(self) -> int:
-        """Total bytes held by the cached tensors."""
-        return sum(t.numel() * t.element_size() for t in self._activations.values())
+        """Bytes held by the cached tensors, each storage counted once (names may share a tensor, e.g.
+        ``blocks.{i}.hook_resid_post`` and ``blocks.{i+1}.hook_resid_pre``)."""
+        storages = {}
+        for tensor in self._activations.values():
+            storage = tensor.untyped_storage()
+            storages[(tensor.device, storage.data_ptr())] = storage.nbytes()
+        return sum(storages.values())

@@ -64,8 +64,12 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.hook_scale.is_active:
-            # The fused kernel, unless someone wants to see or edit the scale.
             return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
+        if not self.hook_scale.may_edit:
+            # Only read (cached): keep the fused kernel, which also returns 1 / scale.
+            out, _, inverse_scale = torch.native_layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+            self.hook_scale(inverse_scale.reciprocal())
+            return self.hook_normalized(out)
         centred = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(centred / scale * self.weight + self.bias)
@@ -132,7 +136,7 @@ class Attention(nn.Module):
         if need_pattern or self.hook_scores.is_active or self.hook_pattern.is_active:
             scores = self.hook_scores(attention_scores(q, k, mask))
             pattern = self.hook_pattern(scores.softmax(dim=-1))
-            z = torch.einsum("bhqk,bkhd->bqhd", F.dropout(pattern, dropout, self.training), v)
+            z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
         else:
             z = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout
@@ -145,8 +149,8 @@ class Attention(nn.Module):
 
 def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """q, k: [batch, pos, head, d_head] -> [batch, head, query_pos, key_pos] = q.k / sqrt(d_head) + mask."""
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * q.shape[-1] ** -0.5
-    return scores if mask is None else scores + mask
+    scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(q.shape[-1] ** -0.5)
+    return scores if mask is None else scores.add_(mask)
 
 
 class MLP(nn.Module):

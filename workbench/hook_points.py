@@ -36,6 +36,7 @@ class HookPoint(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.name: str | None = None
+        self._read_only_hook_ids: set[int] = set()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -46,18 +47,32 @@ class HookPoint(nn.Module):
         return bool(self._forward_hooks)
 
     @property
+    def may_edit(self) -> bool:
+        """True when an attached hook may replace or modify the activation (is not read-only)."""
+        return any(hook_id not in self._read_only_hook_ids for hook_id in self._forward_hooks)
+
+    @property
     def layer(self) -> int | None:
         """The block index this hook point lives in, or None for hook points outside the blocks."""
         match = _LAYER_RE.match(self.name or "")
         return int(match.group(1)) if match else None
 
-    def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
-        """Attach ``fn(activation, hook)``; returns a handle whose ``remove()`` detaches it."""
+    def add_hook(self, fn: HookFn, read_only: bool = False) -> torch.utils.hooks.RemovableHandle:
+        """Attach ``fn(activation, hook)``; returns a handle whose ``remove()`` detaches it.
+
+        Args:
+            read_only: a promise that ``fn`` only reads the activation (as caching does). Components may then
+                keep their fused kernels and hand the hook an equal value computed another way.
+        """
 
         def torch_hook(module: nn.Module, inputs: tuple, output: torch.Tensor):
             return fn(output, self)
 
-        return self.register_forward_hook(torch_hook)
+        handle = self.register_forward_hook(torch_hook)
+        self._read_only_hook_ids.intersection_update(self._forward_hooks)  # forget removed hooks
+        if read_only:
+            self._read_only_hook_ids.add(handle.id)
+        return handle
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
@@ -90,33 +105,28 @@ class HookedModule(nn.Module):
         Raises:
             KeyError: a name that is not a hook point of this model (with the closest matches).
         """
-        points = self.hook_points()
-        if name_or_predicate is None:
-            return list(points)
-        if callable(name_or_predicate):
-            return [name for name in points if name_or_predicate(name)]
-        names = [name_or_predicate] if isinstance(name_or_predicate, str) else list(name_or_predicate)
-        for name in names:
-            if name not in points:
-                raise KeyError(unknown_hook_message(name, points, type(self).__name__))
-        return names
+        return _resolve(self.hook_points(), name_or_predicate, type(self).__name__)
 
     @contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = ()) -> Iterator[HookedModule]:
+    def hooks(
+        self, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), read_only: bool = False
+    ) -> Iterator[HookedModule]:
         """Attach forward hooks for the duration of a ``with`` block; they are removed on exit, also on error.
 
         Args:
             fwd_hooks: pairs ``(name_or_predicate, fn)``; a predicate attaches ``fn`` to every matching name.
+            read_only: the hooks only read activations (see :meth:`HookPoint.add_hook`).
 
         >>> with model.hooks([("blocks.0.hook_resid_post", lambda x, hook: x * 0)]):  # doctest: +SKIP
         ...     out = model(input_ids)
         """
         points = self.hook_points()
+        owner = type(self).__name__
         handles = []
         try:
             for name_or_predicate, fn in fwd_hooks:
-                for name in self.resolve_hook_names(name_or_predicate):
-                    handles.append(points[name].add_hook(fn))
+                for name in _resolve(points, name_or_predicate, owner):
+                    handles.append(points[name].add_hook(fn, read_only=read_only))
             yield self
         finally:
             for handle in handles:
@@ -126,6 +136,18 @@ class HookedModule(nn.Module):
         """Remove every hook attached to any hook point (for hooks added by hand with ``add_hook``)."""
         for point in self.hook_points().values():
             point._forward_hooks.clear()
+
+
+def _resolve(points: dict[str, HookPoint], name_or_predicate, owner: str) -> list[str]:
+    if name_or_predicate is None:
+        return list(points)
+    if callable(name_or_predicate):
+        return [name for name in points if name_or_predicate(name)]
+    names = [name_or_predicate] if isinstance(name_or_predicate, str) else list(name_or_predicate)
+    for name in names:
+        if name not in points:
+            raise KeyError(unknown_hook_message(name, points, owner))
+    return names
 
 
 def unknown_hook_message(name: str, known: Iterable[str], owner: str) -> str:

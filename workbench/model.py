@@ -256,7 +256,7 @@ class HookedTransformer(HookedModule):
             activations[hook.name] = saved.to(device) if device is not None else saved
 
         names = self.resolve_hook_names(names_filter)
-        with self.hooks([*fwd_hooks, *((name, save) for name in names)]):
+        with self.hooks(fwd_hooks), self.hooks([(names, save)], read_only=True):
             out = self(**kwargs, **forward_kwargs)
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
         return out, ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)

@@ -248,12 +248,14 @@ class BertModel(HookedTransformer):
         """Run embeddings and blocks (and the pooler, if any). Shapes as in :class:`EncoderOutput`."""
         resid = self.embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
         mask = additive_padding_mask(attention_mask, resid.dtype)
-        hidden_states = [resid]
-        attentions = []
+        hidden_states = [resid] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
             resid, pattern = block(resid, mask, block_head_mask, need_pattern=output_attentions)
-            hidden_states.append(resid)
-            attentions.append(pattern)
+            if output_hidden_states:
+                hidden_states.append(resid)
+            if output_attentions:
+                attentions.append(pattern)
         pooled = torch.tanh(self.pooler(resid[:, 0])) if self.pooler is not None else None
         return EncoderOutput(
             last_hidden_state=resid,
