@@ -208,7 +208,7 @@ def test_padding_does_not_change_any_real_tokens_activations(minilm):
             else:
                 batched = batched[:, :n]
             diff = (batched - tensor).abs().max().item()
-            assert diff <= 1e-5, f"{name} of {text!r} changes by {diff:.2e} when padded in a batch"
+            assert diff <= 1e-4, f"{name} of {text!r} changes by {diff:.2e} when padded in a batch"
 
 
 def test_text_inputs_and_tokens(minilm):

@@ -12,6 +12,7 @@ the activation, or ``None`` to leave it unchanged. ``hook`` is the :class:`HookP
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -24,10 +25,26 @@ HookFn = Callable[[torch.Tensor, "HookPoint"], Union[torch.Tensor, None]]
 NameOrPredicate = Union[str, Callable[[str], bool]]
 
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
+_hook_ids = itertools.count()  # unique keys for attached hooks
+
+
+class HookHandle:
+    """Returned by :meth:`HookPoint.add_hook`; ``remove()`` detaches the hook (again is harmless)."""
+
+    def __init__(self, hooks: dict, key: int) -> None:
+        self._hooks = hooks
+        self._key = key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
 
 
 class HookPoint(nn.Module):
     """An identity module that marks a place where an activation can be read or replaced.
+
+    Hook functions run in the order they were added; each sees the activation as the previous one left it.
+    They are kept in a plain dict rather than as torch forward hooks: a forward with hundreds of cached
+    hook points then costs one Python call per hook, not torch's general hook machinery.
 
     Attributes:
         name: the attribute path of this hook point in its model, e.g. ``"blocks.3.attn.hook_pattern"``.
@@ -36,20 +53,24 @@ class HookPoint(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.name: str | None = None
-        self._read_only_hook_ids: set[int] = set()
+        self._hooks: dict[int, tuple[HookFn, bool]] = {}  # id -> (fn, read_only), in the order added
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for fn, _ in tuple(self._hooks.values()):
+            replacement = fn(x, self)
+            if replacement is not None:
+                x = replacement
         return x
 
     @property
     def is_active(self) -> bool:
         """True when a hook is attached, i.e. somebody wants to look at (or edit) this activation."""
-        return bool(self._forward_hooks)
+        return bool(self._hooks)
 
     @property
     def may_edit(self) -> bool:
         """True when an attached hook may replace or modify the activation (is not read-only)."""
-        return any(hook_id not in self._read_only_hook_ids for hook_id in self._forward_hooks)
+        return any(not read_only for _, read_only in self._hooks.values())
 
     @property
     def layer(self) -> int | None:
@@ -57,22 +78,19 @@ class HookPoint(nn.Module):
         match = _LAYER_RE.match(self.name or "")
         return int(match.group(1)) if match else None
 
-    def add_hook(self, fn: HookFn, read_only: bool = False) -> torch.utils.hooks.RemovableHandle:
+    def add_hook(self, fn: HookFn, read_only: bool = False) -> HookHandle:
         """Attach ``fn(activation, hook)``; returns a handle whose ``remove()`` detaches it.
 
         Args:
             read_only: a promise that ``fn`` only reads the activation (as caching does). Components may then
                 keep their fused kernels and hand the hook an equal value computed another way.
         """
+        key = next(_hook_ids)
+        self._hooks[key] = (fn, read_only)
+        return HookHandle(self._hooks, key)
 
-        def torch_hook(module: nn.Module, inputs: tuple, output: torch.Tensor):
-            return fn(output, self)
-
-        handle = self.register_forward_hook(torch_hook)
-        self._read_only_hook_ids.intersection_update(self._forward_hooks)  # forget removed hooks
-        if read_only:
-            self._read_only_hook_ids.add(handle.id)
-        return handle
+    def remove_hooks(self) -> None:
+        self._hooks.clear()
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
@@ -86,13 +104,25 @@ class HookedModule(nn.Module):
     """
 
     def hook_points(self) -> dict[str, HookPoint]:
-        """All hook points by name, in forward (registration) order. Also (re)assigns ``hook.name``."""
-        points = {}
-        for name, module in self.named_modules():
-            if isinstance(module, HookPoint):
-                module.name = name
-                points[name] = module
+        """All hook points by name, in forward (registration) order.
+
+        Built once by walking ``named_modules()`` (which also sets each ``hook.name``) and kept; call
+        :meth:`refresh_hook_points` after replacing submodules by hand.
+        """
+        points = self.__dict__.get("_hook_points")
+        if points is None:
+            points = {}
+            for name, module in self.named_modules():
+                if isinstance(module, HookPoint):
+                    module.name = name
+                    points[name] = module
+            self.__dict__["_hook_points"] = points
         return points
+
+    def refresh_hook_points(self) -> dict[str, HookPoint]:
+        """Walk the modules again (after submodules were replaced) and return the new hook points."""
+        self.__dict__.pop("_hook_points", None)
+        return self.hook_points()
 
     @property
     def hook_names(self) -> list[str]:
@@ -135,7 +165,7 @@ class HookedModule(nn.Module):
     def reset_hooks(self) -> None:
         """Remove every hook attached to any hook point (for hooks added by hand with ``add_hook``)."""
         for point in self.hook_points().values():
-            point._forward_hooks.clear()
+            point.remove_hooks()
 
 
 def _resolve(points: dict[str, HookPoint], name_or_predicate, owner: str) -> list[str]:

@@ -252,7 +252,7 @@ class HookedTransformer(HookedModule):
         activations: dict[str, torch.Tensor] = {}
 
         def save(tensor: torch.Tensor, hook) -> None:
-            saved = tensor.detach()
+            saved = tensor.detach() if tensor.requires_grad else tensor
             activations[hook.name] = saved.to(device) if device is not None else saved
 
         names = self.resolve_hook_names(names_filter)
