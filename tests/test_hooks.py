@@ -254,3 +254,30 @@ def test_layer_norm_scale_is_the_same_whether_read_or_edited(tiny, ids):
         )
     ln = tiny.blocks[0].ln1
     torch.testing.assert_close(edited["blocks.0.hook_resid_mid"], centred / (2 * scale) * ln.weight + ln.bias)
+
+
+def test_hooks_by_hand_run_in_order_and_come_off(ids):
+    model = wb.BertModel.from_config(tiny_config(), seed=0)
+    point = model.hook_points()["blocks.0.hook_mlp_out"]
+    assert point.name == "blocks.0.hook_mlp_out" and point.layer == 0
+    order = []
+    first = point.add_hook(lambda x, hook: order.append("first") or x * 0)
+    point.add_hook(lambda x, hook: order.append(("second", x.abs().max().item())))
+    model(ids)
+    assert order == ["first", ("second", 0.0)]  # the second hook sees the first one's replacement
+    first.remove()
+    first.remove()  # twice is harmless
+    assert point.is_active
+    model.reset_hooks()
+    assert not any(p.is_active for p in model.hook_points().values())
+
+
+def test_refresh_hook_points_after_replacing_a_module(ids):
+    model = wb.BertModel.from_config(tiny_config(), seed=0)
+    old = model.hook_points()["blocks.1.mlp.hook_post"]
+    model.blocks[1].mlp = wb.components.MLP(16, 24, "relu")
+    assert model.hook_points()["blocks.1.mlp.hook_post"] is old  # kept until refreshed
+    new = model.refresh_hook_points()["blocks.1.mlp.hook_post"]
+    assert new is model.blocks[1].mlp.hook_post and new is not old
+    _, cache = model.run_with_cache(ids, names_filter="blocks.1.mlp.hook_post")
+    assert torch.all(cache["blocks.1.mlp.hook_post"] >= 0)  # the new MLP's relu
