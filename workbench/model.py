@@ -102,7 +102,7 @@ class HookedTransformer(HookedModule):
 
         Args:
             config: use this config instead of the checkpoint's ``config.json``.
-            device, dtype: where to put the model (default: CPU, the checkpoint's float32).
+            device, dtype: where to put the model (default: CPU, float32, whatever the checkpoint stores).
             ignore_mismatched_sizes: re-initialize parameters whose shape differs instead of failing.
             **config_overrides: config fields to change, e.g. ``num_labels=3`` for a fresh classifier.
 
