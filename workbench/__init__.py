@@ -14,6 +14,7 @@ from .api import default_device, load
 from .auto import (
     AutoConfig,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -25,6 +26,13 @@ from .hub import CheckpointNotFoundError
 from .loading import CheckpointError
 from .model import HookedTransformer
 from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from .models.openai_gpt import (
+    OpenAIGPTConfig,
+    OpenAIGPTForSequenceClassification,
+    OpenAIGPTLMHeadModel,
+    OpenAIGPTModel,
+)
 from .tokenizer import Encoding, Tokenizer
 
 __version__ = "0.1.0"
@@ -33,6 +41,7 @@ __all__ = [
     "ActivationCache",
     "AutoConfig",
     "AutoModel",
+    "AutoModelForCausalLM",
     "AutoModelForMaskedLM",
     "AutoModelForSequenceClassification",
     "AutoTokenizer",
@@ -43,9 +52,17 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "Encoding",
+    "GPT2Config",
+    "GPT2ForSequenceClassification",
+    "GPT2LMHeadModel",
+    "GPT2Model",
     "HookPoint",
     "HookedTransformer",
     "ModelConfig",
+    "OpenAIGPTConfig",
+    "OpenAIGPTForSequenceClassification",
+    "OpenAIGPTLMHeadModel",
+    "OpenAIGPTModel",
     "Tokenizer",
     "ablate_heads",
     "default_device",

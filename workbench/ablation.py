@@ -24,7 +24,7 @@ def normalize_heads(model: HookedTransformer, heads: Heads) -> dict[int, list[in
         if isinstance(heads, Mapping)
         else [tuple(pair) for pair in heads]
     )
-    n_layers, n_heads = model.n_layers, model.config.num_attention_heads
+    n_layers, n_heads = model.n_layers, model.config.n_heads
     by_layer: dict[int, list[int]] = {}
     for layer, head in pairs:
         if not 0 <= layer < n_layers:

@@ -13,6 +13,8 @@ from .model import HookedTransformer
 # Hugging Face class-name endings -> our task names, to load the head a checkpoint was saved with.
 _ARCHITECTURE_SUFFIXES = {
     "ForMaskedLM": "masked_lm",
+    "LMHeadModel": "causal_lm",
+    "ForCausalLM": "causal_lm",
     "ForPreTraining": "masked_lm",
     "ForSequenceClassification": "sequence_classification",
 }
@@ -38,8 +40,8 @@ def load(
 
     Args:
         name_or_path: a folder, an alias (``"minilm"``, the embedded default) or a Hugging Face hub id.
-        task: ``"base"``, ``"masked_lm"`` or ``"sequence_classification"``; None picks the head the
-            checkpoint was saved with (``config.architectures``), else the bare model.
+        task: ``"base"``, ``"masked_lm"``, ``"causal_lm"`` or ``"sequence_classification"``; None picks the
+            head the checkpoint was saved with (``config.architectures``), else the bare model.
         device: ``"auto"`` (GPU when there is one), or any torch device.
         **kwargs: config overrides and loading options (``num_labels=3``, ``ignore_mismatched_sizes``).
 

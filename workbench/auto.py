@@ -13,25 +13,43 @@ from .config import CONFIG_NAME, ModelConfig, read_config_json
 from .hub import resolve_checkpoint
 from .model import HookedTransformer
 from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
+from .models.openai_gpt import (
+    OpenAIGPTConfig,
+    OpenAIGPTForSequenceClassification,
+    OpenAIGPTLMHeadModel,
+    OpenAIGPTModel,
+)
 from .tokenizer import Tokenizer
 
 CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
     "bert": BertConfig,
+    "gpt2": GPT2Config,
+    "openai-gpt": OpenAIGPTConfig,
 }
 MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertModel,
+    "gpt2": GPT2Model,
+    "openai-gpt": OpenAIGPTModel,
 }
 MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMaskedLM,
 }
+CAUSAL_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "gpt2": GPT2LMHeadModel,
+    "openai-gpt": OpenAIGPTLMHeadModel,
+}
 SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForSequenceClassification,
+    "gpt2": GPT2ForSequenceClassification,
+    "openai-gpt": OpenAIGPTForSequenceClassification,
 }
 
 # wb.load's task names -> registries.
 TASK_REGISTRIES = {
     "base": MODEL_REGISTRY,
     "masked_lm": MASKED_LM_REGISTRY,
+    "causal_lm": CAUSAL_LM_REGISTRY,
     "sequence_classification": SEQUENCE_CLASSIFICATION_REGISTRY,
 }
 
@@ -102,6 +120,13 @@ class AutoModel(_AutoModel):
 class AutoModelForMaskedLM(_AutoModel):
     registry = MASKED_LM_REGISTRY
     task = "AutoModelForMaskedLM"
+
+
+class AutoModelForCausalLM(_AutoModel):
+    """A decoder with its language-modelling head (``GPT2LMHeadModel`` for a GPT-2 checkpoint)."""
+
+    registry = CAUSAL_LM_REGISTRY
+    task = "AutoModelForCausalLM"
 
 
 class AutoModelForSequenceClassification(_AutoModel):

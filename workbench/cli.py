@@ -86,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.text, names_filter=lambda n: n.endswith(("hook_resid_post", "hook_pattern", "blocks.0.hook_resid_pre"))
             )
             special = frozenset(model.tokenizer.special_tokens.values()) if args.skip_special else frozenset()
-            table = inspect_table(cache.to("cpu"), model.config.num_attention_heads, args.weights, special)
+            table = inspect_table(cache.to("cpu"), model.config.n_heads, args.weights, special)
             if args.format == "csv":
                 print(table.to_csv(float_format="%.3f"), end="")
             elif args.format == "json":
                 print(table.reset_index().to_json(orient="records", indent=1))
             else:
                 print(f"model: {args.model} ({type(model).__name__}, {model.n_layers} layers, "
-                      f"{model.config.num_attention_heads} heads, device {model.device})")
+                      f"{model.config.n_heads} heads, device {model.device})")
                 print(f"tokens: {' '.join(cache.tokens)}")
                 print("resid_norm: mean L2 norm of the residual stream after each layer; "
                       "h<i>: the token head i attends to most (averaged over query positions)\n")

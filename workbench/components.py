@@ -88,13 +88,15 @@ class Attention(nn.Module):
         hook_z: [batch, pos, head, d_head], the pattern-weighted values of each head.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, scale: float | None = None) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not a multiple of the number of heads n_heads={n_heads}")
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
         self.dropout = dropout
+        # The factor on q.k: 1/sqrt(d_head) (Vaswani et al.), unless an architecture says otherwise.
+        self.scale = self.d_head**-0.5 if scale is None else scale
         self.q = nn.Linear(d_model, d_model)
         self.k = nn.Linear(d_model, d_model)
         self.v = nn.Linear(d_model, d_model)
@@ -116,6 +118,7 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
         head_mask: torch.Tensor | None = None,
         need_pattern: bool = False,
+        past: LayerKV | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Args:
@@ -123,6 +126,8 @@ class Attention(nn.Module):
             mask: additive, broadcastable to [batch, head, query_pos, key_pos] (0 = attend, very negative = not).
             head_mask: [head], multiplies each head's output (1 keeps, 0 removes), Hugging Face's head_mask.
             need_pattern: return the attention pattern even when no hook asks for it.
+            past: this layer's key/value cache; the new keys and values are appended to it and attention
+                runs over all of them (``hook_k``/``hook_v`` see the new positions only).
 
         Returns:
             out: [batch, pos, d_model], before the residual add.
@@ -131,15 +136,18 @@ class Attention(nn.Module):
         q = self.hook_q(self.split_heads(self.q(x)))
         k = self.hook_k(self.split_heads(self.k(x)))
         v = self.hook_v(self.split_heads(self.v(x)))
+        if past is not None:
+            k, v = past.update(k, v)
         dropout = self.dropout if self.training else 0.0
         pattern = None
         if need_pattern or self.hook_scores.is_active or self.hook_pattern.is_active:
-            scores = self.hook_scores(attention_scores(q, k, mask))
+            scores = self.hook_scores(attention_scores(q, k, mask, self.scale))
             pattern = self.hook_pattern(scores.softmax(dim=-1))
             z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
         else:
             z = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout,
+                scale=self.scale,
             ).transpose(1, 2)
         if head_mask is not None:
             z = z * head_mask.view(1, 1, -1, 1).to(z.dtype)
@@ -147,9 +155,10 @@ class Attention(nn.Module):
         return self.o(z.flatten(-2)), pattern
 
 
-def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """q, k: [batch, pos, head, d_head] -> [batch, head, query_pos, key_pos] = q.k / sqrt(d_head) + mask."""
-    scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(q.shape[-1] ** -0.5)
+def attention_scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """q: [batch, query_pos, head, d_head], k: [batch, key_pos, head, d_head]
+    -> [batch, head, query_pos, key_pos] = scale * q.k + mask."""
+    scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(scale)
     return scores if mask is None else scores.add_(mask)
 
 
@@ -171,6 +180,158 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.hook_post(self.act(self.hook_pre(self.fc_in(x)))))
+
+
+class PostNormBlock(nn.Module):
+    """A post-norm block (BERT, GPT): ``x = LN1(x + Attention(x))``, then ``x = LN2(x + MLP(x))``.
+
+    The stream a post-norm block hands on is its LayerNorms' output: ``hook_resid_mid`` is ``ln1``'s output
+    and ``hook_resid_post`` is ``ln2``'s.
+
+    Hooks (in forward order): hook_resid_pre; attn.*; hook_attn_out; ln1.*; hook_resid_mid; mlp.*;
+    hook_mlp_out; ln2.*; hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    def __init__(self, attn: Attention, mlp: MLP, d_model: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.attn = attn
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.ln1 = LayerNorm(d_model, eps)
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.mlp = mlp
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.ln2 = LayerNorm(d_model, eps)
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+        past: LayerKV | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_out, pattern = self.attn(resid_pre, mask, head_mask, need_pattern, past)
+        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+        resid_post = self.hook_resid_post(self.ln2(resid_mid + mlp_out))
+        return resid_post, pattern
+
+
+class PreNormBlock(nn.Module):
+    """A pre-norm block (GPT-2): ``x = x + Attention(LN1(x))``, then ``x = x + MLP(LN2(x))``.
+
+    Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; hook_attn_out; hook_resid_mid; ln2.*; mlp.*;
+    hook_mlp_out; hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    def __init__(self, attn: Attention, mlp: MLP, d_model: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.ln1 = LayerNorm(d_model, eps)
+        self.attn = attn
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.ln2 = LayerNorm(d_model, eps)
+        self.mlp = mlp
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+        past: LayerKV | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_out, pattern = self.attn(self.ln1(resid_pre), mask, head_mask, need_pattern, past)
+        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        resid_mid = self.hook_resid_mid(resid_pre + attn_out)
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.ln2(resid_mid))))
+        resid_post = self.hook_resid_post(resid_mid + mlp_out)
+        return resid_post, pattern
+
+
+def causal_mask(
+    attention_mask: torch.Tensor | None, query_len: int, key_len: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Additive mask [batch or 1, 1, query_pos, key_pos] for causal attention over past + new positions.
+
+    Query i (the new positions are the last ``query_len`` of ``key_len``) may attend to key j when
+    j <= i and key j is not padding (``attention_mask`` [batch, key_pos], 1 real / 0 padding).
+    """
+    past = key_len - query_len
+    key_positions = torch.arange(key_len, device=device)
+    query_positions = torch.arange(past, key_len, device=device)
+    allowed = (key_positions[None, :] <= query_positions[:, None])[None, None]  # [1, 1, query, key]
+    if attention_mask is not None:
+        if attention_mask.shape[-1] != key_len:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[-1]} positions but there are {key_len} "
+                f"({past} cached + {query_len} new); with a key/value cache pass the mask of all of them"
+            )
+        allowed = allowed & attention_mask[:, None, None, :].to(torch.bool)
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def positions_from_mask(attention_mask: torch.Tensor, query_len: int) -> torch.Tensor:
+    """Position ids [batch, query_len] that count real tokens only, so left or right padding does not
+    shift them: ``cumsum(attention_mask) - 1`` over all positions (past included), padding at 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -query_len:]
+
+
+class KVCache:
+    """Keys and values of the positions already processed, for incremental decoding.
+
+    Attributes:
+        keys, values: one [batch, pos, head, d_head] tensor per layer.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        """Number of cached positions."""
+        return self.keys[0].shape[1] if self.keys else 0
+
+    def layer(self, index: int) -> LayerKV:
+        return LayerKV(self, index)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new positions of ``layer``; return all its keys and values."""
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=1)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=1)
+        return self.keys[layer], self.values[layer]
+
+    def reorder(self, batch_indices: torch.Tensor) -> None:
+        """Keep (and reorder) the given batch rows, e.g. when finished sequences leave a batch."""
+        self.keys = [k[batch_indices] for k in self.keys]
+        self.values = [v[batch_indices] for v in self.values]
+
+
+class LayerKV:
+    """One layer's view of a :class:`KVCache`."""
+
+    def __init__(self, cache: KVCache, layer: int) -> None:
+        self.cache = cache
+        self.layer = layer
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.update(self.layer, k, v)
 
 
 def additive_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -90,15 +90,21 @@ class KeyMap:
     Args:
         pairs: (Hugging Face pattern, workbench pattern).
         ignored: Hugging Face keys (regexes) that are known and deliberately not loaded, e.g. buffers.
+        transposed: Hugging Face patterns whose ``weight`` is stored [in, out] (GPT's ``Conv1D``) while ours,
+            an ``nn.Linear``, is [out, in]: transposed on the way in and on the way out.
     """
 
     _FIELDS = {"{i}": r"(?P<i>\d+)", "{p}": r"(?P<p>weight|bias)"}
 
-    def __init__(self, pairs: Iterable[tuple[str, str]], ignored: Iterable[str] = ()) -> None:
+    def __init__(
+        self, pairs: Iterable[tuple[str, str]], ignored: Iterable[str] = (), transposed: Iterable[str] = ()
+    ) -> None:
         self.pairs = list(pairs)
         self._to_ours = [(self._compile(hf), ours) for hf, ours in self.pairs]
         self._to_hf = [(self._compile(ours), hf) for hf, ours in self.pairs]
         self.ignored = [re.compile(pattern) for pattern in ignored]
+        self.transposed = list(transposed)
+        self._transposed = [self._compile(pattern) for pattern in self.transposed]
 
     @classmethod
     def _compile(cls, pattern: str) -> re.Pattern:
@@ -135,8 +141,15 @@ class KeyMap:
     def is_ignored(self, hf_key: str) -> bool:
         return any(regex.search(hf_key) for regex in self.ignored)
 
+    def is_transposed(self, hf_key: str) -> bool:
+        return any(regex.match(hf_key) for regex in self._transposed)
+
     def __add__(self, other: KeyMap) -> KeyMap:
-        return KeyMap(self.pairs + other.pairs, [r.pattern for r in self.ignored + other.ignored])
+        return KeyMap(
+            self.pairs + other.pairs,
+            [r.pattern for r in self.ignored + other.ignored],
+            self.transposed + other.transposed,
+        )
 
 
 # Loading into a model --------------------------------------------------------------------------------
@@ -189,6 +202,9 @@ def convert_state_dict(
         for prefix in prefixes:
             if matched is None and hf_key.startswith(prefix):
                 matched = key_map.match_ours(hf_key[len(prefix) :])
+                hf_key = hf_key[len(prefix) :] if matched else hf_key
+        if matched is not None and key_map.is_transposed(hf_key):
+            tensor = tensor.t()
         if matched is None:
             if not key_map.is_ignored(hf_key):
                 converted.unexpected.append(original_key)
@@ -262,7 +278,8 @@ def state_dict_for_saving(model: torch.nn.Module, key_map: KeyMap, prefix: str =
         if not hf_keys:
             raise CheckpointError(f"{type(model).__name__}.{key} has no Hugging Face name in the key map")
         for copy, hf_key in enumerate(hf_keys):
-            value = tensor.detach().contiguous().cpu()
+            value = tensor.detach()
+            value = (value.t() if key_map.is_transposed(hf_key) else value).contiguous().cpu()
             # safetensors refuses two names for one storage: the second name gets its own copy.
             out[prefix + hf_key if key in body_keys else hf_key] = value.clone() if copy else value
     return out

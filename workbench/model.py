@@ -113,7 +113,7 @@ class HookedTransformer(HookedModule):
         if config is None:
             config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
         model = cls.from_config(config)
-        hf_state = read_state_dict(folder)
+        hf_state = cls.unfuse_hf_state(read_state_dict(folder))
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
         state = convert_state_dict(hf_state, key_map, prefixes)
@@ -133,11 +133,21 @@ class HookedTransformer(HookedModule):
         self.config.save_pretrained(folder)
         has_head = bool(self.head_key_map.pairs)
         prefix = self.base_model_prefix + "." if has_head and self.base_model_prefix else ""
-        state = state_dict_for_saving(self, self.body_key_map + self.head_key_map, prefix)
+        state = self.fuse_hf_state(state_dict_for_saving(self, self.body_key_map + self.head_key_map, prefix))
         save_file(state, str(folder / SAFETENSORS_NAME), metadata={"format": "pt"})
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
         return folder
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Split tensors that Hugging Face fuses (GPT-2's q/k/v in one ``c_attn``) before renaming."""
+        return hf_state
+
+    @classmethod
+    def fuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`unfuse_hf_state`, when saving."""
+        return hf_state
 
     @property
     def hf_architecture(self) -> str:
@@ -266,7 +276,7 @@ class HookedTransformer(HookedModule):
         """Hugging Face's head_mask, [head] or [layer, head] (1 keeps, 0 removes), as one [head] per layer."""
         if head_mask is None:
             return [None] * self.n_layers
-        n_heads = self.config.num_attention_heads
+        n_heads = self.config.n_heads
         if head_mask.dim() == 1 and head_mask.shape[0] == n_heads:
             return [head_mask] * self.n_layers
         if head_mask.shape == (self.n_layers, n_heads):

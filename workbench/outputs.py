@@ -76,3 +76,32 @@ class SequenceClassifierOutput(ModelOutput):
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class DecoderOutput(ModelOutput):
+    """Output of a bare decoder.
+
+    Attributes:
+        last_hidden_state: [batch, pos, d_model] (after the final LayerNorm where there is one).
+        past_key_values: the :class:`~workbench.components.KVCache`, with ``use_cache=True``.
+        hidden_states: n_layers + 1 tensors [batch, pos, d_model], as Hugging Face returns them.
+        attentions: n_layers tensors [batch, head, query_pos, key_pos].
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    past_key_values: object | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class CausalLMOutput(ModelOutput):
+    """Attributes: loss (next-token cross-entropy, with labels); logits [batch, pos, vocab];
+    past_key_values; hidden_states; attentions."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: object | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..components import MLP, Attention, LayerNorm, activation, additive_padding_mask
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
@@ -148,43 +148,6 @@ CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class BertBlock(nn.Module):
-    """One post-norm transformer block.
-
-    Hooks (in forward order): hook_resid_pre; attn.*; hook_attn_out; ln1.*; hook_resid_mid; mlp.*;
-    hook_mlp_out; ln2.*; hook_resid_post. All residual hooks are [batch, pos, d_model].
-    """
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
-        self.attn = Attention(config.d_model, config.n_heads, config.attention_probs_dropout_prob)
-        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
-        self.ln1 = LayerNorm(config.d_model, config.layer_norm_eps)
-        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
-        self.mlp = MLP(config.d_model, config.d_mlp, config.hidden_act)
-        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
-        self.ln2 = LayerNorm(config.d_model, config.layer_norm_eps)
-        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(
-        self,
-        resid_pre: torch.Tensor,
-        mask: torch.Tensor | None,
-        head_mask: torch.Tensor | None = None,
-        need_pattern: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
-        resid_pre = self.hook_resid_pre(resid_pre)
-        attn_out, pattern = self.attn(resid_pre, mask, head_mask, need_pattern)
-        attn_out = self.hook_attn_out(self.dropout(attn_out))
-        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
-        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
-        resid_post = self.hook_resid_post(self.ln2(resid_mid + mlp_out))
-        return resid_post, pattern
-
-
 class BertModel(HookedTransformer):
     """The BERT encoder: embeddings, a stack of post-norm blocks, and (optionally) the pooler.
 
@@ -207,7 +170,14 @@ class BertModel(HookedTransformer):
         self.hook_token_type_embed = HookPoint()  # [batch, pos, d_model]
         self.ln_embed = LayerNorm(config.d_model, config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.blocks = nn.ModuleList(BertBlock(config) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(
+            PostNormBlock(
+                Attention(config.d_model, config.n_heads, config.attention_probs_dropout_prob),
+                MLP(config.d_model, config.d_mlp, config.hidden_act),
+                config.d_model, config.layer_norm_eps, config.hidden_dropout_prob,
+            )
+            for _ in range(config.n_layers)
+        )
         self.pooler = nn.Linear(config.d_model, config.d_model) if self.add_pooling_layer else None
 
     def embed_tokens(

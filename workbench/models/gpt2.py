@@ -1,0 +1,434 @@
+"""GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners").
+
+What is distinctive about it:
+- token + learned absolute position embeddings, no token types;
+- pre-norm blocks: ``x = x + Attention(LN1(x))``, ``x = x + MLP(LN2(x))``, and a final LayerNorm;
+- causal self-attention, with a key/value cache for incremental decoding;
+- Hugging Face stores its projections as ``Conv1D`` ([in, out], the transpose of ``nn.Linear``) with q, k, v
+  fused in one ``c_attn``: the weight conversion splits and transposes them, and fuses them back on save;
+- the unembedding is tied to the token embedding.
+
+Batching: position ids come from the attention mask (real tokens are counted, padding is skipped), so a
+left- or right-padded batch gives every real token the activations it has alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import (
+    MLP,
+    Attention,
+    KVCache,
+    LayerNorm,
+    PreNormBlock,
+    activation,
+    causal_mask,
+    positions_from_mask,
+)
+from ..config import ModelConfig
+from ..hook_points import HookPoint
+from ..loading import KeyMap
+from ..model import HookedTransformer
+from ..outputs import CausalLMOutput, DecoderOutput, SequenceClassifierOutput
+from .bert import classification_loss
+
+# Configuration ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GPT2Config(ModelConfig):
+    """GPT-2's hyper-parameters, with Hugging Face's names.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary.
+        n_positions: the longest input, in tokens.
+        n_embd: d_model.
+        n_layer: blocks.
+        n_head: heads per block.
+        n_inner: d_mlp (None: 4 * n_embd).
+        activation_function: the MLP activation (``"gelu_new"``, the tanh approximation).
+        resid_pdrop, embd_pdrop, attn_pdrop: dropout on block outputs, embeddings, attention patterns.
+        layer_norm_epsilon: LayerNorm epsilon.
+        initializer_range: std of the normal initialization.
+        scale_attn_weights: divide attention scores by sqrt(d_head).
+        scale_attn_by_inverse_layer_idx: also divide them by (layer index + 1).
+        bos_token_id, eos_token_id, pad_token_id: special token ids (GPT-2 has no padding token).
+        summary_*: settings of Hugging Face's double-heads model, kept for round trips.
+    """
+
+    model_type = "gpt2"
+
+    vocab_size: int = 50257
+    n_positions: int = 1024
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int | None = None
+    activation_function: str = "gelu_new"
+    resid_pdrop: float = 0.1
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+    scale_attn_weights: bool = True
+    scale_attn_by_inverse_layer_idx: bool = False
+    reorder_and_upcast_attn: bool = False
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = None
+    classifier_dropout: float | None = None
+
+    @property
+    def d_model(self) -> int:
+        return self.n_embd
+
+    @property
+    def n_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def n_heads(self) -> int:
+        return self.n_head
+
+    @property
+    def d_head(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.n_positions
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
+        if self.extra.get("add_cross_attention"):
+            raise ValueError("add_cross_attention=True (GPT-2 as an encoder-decoder's decoder) is not supported")
+        activation(self.activation_function)
+
+    def attention_scale(self, layer: int) -> float:
+        """The factor on q.k in ``layer``."""
+        scale = self.d_head**-0.5 if self.scale_attn_weights else 1.0
+        return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
+
+
+# Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: `unfuse_hf_state`
+# splits it into c_attn.q / c_attn.k / c_attn.v first. Conv1D weights are [in, out]: transposed.
+GPT2_KEY_MAP = KeyMap(
+    [
+        ("wte.weight", "embed.weight"),
+        ("wpe.weight", "pos_embed.weight"),
+        ("h.{i}.ln_1.{p}", "blocks.{i}.ln1.{p}"),
+        ("h.{i}.attn.c_attn.q.{p}", "blocks.{i}.attn.q.{p}"),
+        ("h.{i}.attn.c_attn.k.{p}", "blocks.{i}.attn.k.{p}"),
+        ("h.{i}.attn.c_attn.v.{p}", "blocks.{i}.attn.v.{p}"),
+        ("h.{i}.attn.c_proj.{p}", "blocks.{i}.attn.o.{p}"),
+        ("h.{i}.ln_2.{p}", "blocks.{i}.ln2.{p}"),
+        ("h.{i}.mlp.c_fc.{p}", "blocks.{i}.mlp.fc_in.{p}"),
+        ("h.{i}.mlp.c_proj.{p}", "blocks.{i}.mlp.fc_out.{p}"),
+        ("ln_f.{p}", "ln_final.{p}"),
+    ],
+    # The causal-mask buffers of older checkpoints.
+    ignored=[r"^h\.\d+\.attn\.(bias|masked_bias)$"],
+    transposed=[
+        "h.{i}.attn.c_attn.q.weight",
+        "h.{i}.attn.c_attn.k.weight",
+        "h.{i}.attn.c_attn.v.weight",
+        "h.{i}.attn.c_proj.weight",
+        "h.{i}.mlp.c_fc.weight",
+        "h.{i}.mlp.c_proj.weight",
+    ],
+)
+LM_HEAD_KEY_MAP = KeyMap([("lm_head.weight", "unembed.weight")])
+SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])
+
+
+def split_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``...attn.c_attn.weight`` [d, 3d] / ``bias`` [3d] -> ``...attn.c_attn.{q,k,v}.weight`` [d, d] / ``bias`` [d]."""
+    out = {}
+    for key, tensor in hf_state.items():
+        if key.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
+            stem, param = key.rsplit(".", 1)
+            for name, part in zip("qkv", tensor.chunk(3, dim=-1)):
+                out[f"{stem}.{name}.{param}"] = part
+        else:
+            out[key] = tensor
+    return out
+
+
+def join_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`split_fused_qkv`."""
+    out = {}
+    for key, tensor in hf_state.items():
+        stem, name, param = key.rsplit(".", 2) if key.count(".") >= 2 else (key, "", "")
+        if stem.endswith("attn.c_attn") and name in "qkv" and name:
+            if name == "q":
+                parts = [hf_state[f"{stem}.{n}.{param}"] for n in "qkv"]
+                out[f"{stem}.{param}"] = torch.cat(parts, dim=-1).contiguous()
+        else:
+            out[key] = tensor
+    return out
+
+
+# The model, top to bottom ----------------------------------------------------------------------------
+
+
+class GPT2Model(HookedTransformer):
+    """The GPT-2 decoder: embeddings, pre-norm blocks, final LayerNorm.
+
+    Hooks before the blocks: hook_embed, hook_pos_embed ([batch, pos, d_model]); after them
+    ln_final.hook_scale / ln_final.hook_normalized.
+    """
+
+    config_class = GPT2Config
+    body_key_map = GPT2_KEY_MAP
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = nn.Embedding(config.n_positions, config.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.dropout = nn.Dropout(config.embd_pdrop)
+        self.blocks = nn.ModuleList(self.make_block(config, layer) for layer in range(config.n_layers))
+        self.ln_final = self.make_final_norm(config)
+
+    def make_block(self, config: GPT2Config, layer: int) -> nn.Module:
+        attn = Attention(config.d_model, config.n_heads, config.attn_pdrop, scale=config.attention_scale(layer))
+        mlp = MLP(config.d_model, config.d_mlp, config.activation_function)
+        return PreNormBlock(attn, mlp, config.d_model, config.layer_norm_epsilon, config.resid_pdrop)
+
+    def make_final_norm(self, config: GPT2Config) -> nn.Module | None:
+        return LayerNorm(config.d_model, config.layer_norm_epsilon)
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state):
+        return split_fused_qkv(hf_state)
+
+    @classmethod
+    def fuse_hf_state(cls, hf_state):
+        return join_fused_qkv(hf_state)
+
+    def decode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> DecoderOutput:
+        """Run embeddings, blocks and the final norm. Shapes as in :class:`DecoderOutput`."""
+        if token_type_ids is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes no token_type_ids (a tokenizer for another architecture made them?)"
+            )
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
+        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, new = token_embed.shape[:2]
+        cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
+        past = len(cache) if cache is not None else 0
+        self.check_sequence_length(past + new)
+        if position_ids is None:
+            if attention_mask is not None:
+                position_ids = positions_from_mask(attention_mask, new)
+            else:
+                position_ids = torch.arange(past, past + new, device=token_embed.device).expand(batch, new)
+        resid = self.dropout(self.hook_embed(token_embed) + self.hook_pos_embed(self.pos_embed(position_ids)))
+        mask = causal_mask(attention_mask, new, past + new, resid.dtype, resid.device)
+
+        hidden_states = [] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer, (block, block_head_mask) in enumerate(zip(self.blocks, self.layer_head_mask(head_mask))):
+            if output_hidden_states:
+                hidden_states.append(resid)
+            past_kv = cache.layer(layer) if cache is not None else None
+            resid, pattern = block(resid, mask, block_head_mask, output_attentions, past_kv)
+            if output_attentions:
+                attentions.append(pattern)
+        if self.ln_final is not None:
+            resid = self.ln_final(resid)
+        if output_hidden_states:
+            hidden_states.append(resid)
+        return DecoderOutput(
+            last_hidden_state=resid,
+            past_key_values=cache if use_cache else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, past + pos], 1 for real tokens, 0 for padding (left or right).
+            position_ids: [batch, pos]; default: counted over the real tokens of ``attention_mask``.
+            past_key_values: a :class:`KVCache` from an earlier call (``use_cache=True`` returns one).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
+            output_hidden_states: n_layers + 1 states as Hugging Face gives them: the input of every block,
+                then the final output after ``ln_final``.
+            output_attentions: the attention pattern of every layer.
+
+        Returns:
+            :class:`DecoderOutput`.
+        """
+        out = self.decode(
+            input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
+            output_hidden_states, output_attentions, token_type_ids,
+        )
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class GPT2LMHeadModel(GPT2Model):
+    """GPT-2 with its language-modelling head (the unembedding, tied to the token embedding).
+
+    Adds ``hook_logits`` [batch, pos, vocab]; generation and the logit lens live in
+    :mod:`workbench.generation` and :mod:`workbench.lens`.
+    """
+
+    head_key_map = LM_HEAD_KEY_MAP
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final norm, then the
+        unembedding (the logit lens)."""
+        return self.unembed(self.ln_final(resid) if self.ln_final is not None else resid)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`GPT2Model.forward`, plus ``labels`` [batch, pos] (-100 = ignored): the loss predicts
+        token t + 1 from position t, as Hugging Face computes it.
+
+        Returns:
+            :class:`CausalLMOutput` with logits [batch, pos, vocab].
+        """
+        body = self.decode(
+            input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
+            output_hidden_states, output_attentions, token_type_ids,
+        )
+        logits = self.hook_logits(self.unembed(body.last_hidden_state))
+        loss = next_token_loss(logits, labels) if labels is not None else None
+        out = CausalLMOutput(loss, logits, body.past_key_values, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting labels[:, t + 1] from logits[:, t]; -100 labels are ignored."""
+    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+    shifted_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    return F.cross_entropy(shifted_logits.float(), shifted_labels, ignore_index=-100)
+
+
+class GPT2ForSequenceClassification(GPT2Model):
+    """GPT-2 with a linear classifier (``score``, no bias) read at the last real token of each row.
+
+    Adds ``hook_logits`` [batch, num_labels]. The last real token comes from the attention mask (or, without
+    one, from ``pad_token_id`` as Hugging Face does), so left and right padding both work.
+    """
+
+    head_key_map = SCORE_KEY_MAP
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__(config)
+        self.classifier = nn.Linear(config.d_model, config.num_labels, bias=False)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`GPT2Model.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
+
+        Returns:
+            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
+        """
+        body = self.decode(
+            input_ids, attention_mask, position_ids, inputs_embeds, None, False, head_mask,
+            output_hidden_states, output_attentions, token_type_ids,
+        )
+        last = last_real_token(input_ids, attention_mask, self.config.pad_token_id, body.last_hidden_state)
+        rows = torch.arange(last.shape[0], device=last.device)
+        logits = self.hook_logits(self.classifier(body.last_hidden_state[rows, last]))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+def last_real_token(
+    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, pad_token_id: int | None,
+    hidden: torch.Tensor,
+) -> torch.Tensor:
+    """Index [batch] of the rightmost real token of each row: from the attention mask when given, else from
+    ``pad_token_id``; with neither, the last position (a batch of one, or rows of equal length)."""
+    batch, length = hidden.shape[:2]
+    positions = torch.arange(length, device=hidden.device)
+    if attention_mask is not None:
+        real = attention_mask.to(hidden.device).bool()
+    elif input_ids is not None and pad_token_id is not None:
+        real = input_ids.to(hidden.device) != pad_token_id
+    else:
+        if batch > 1 and pad_token_id is None:
+            raise ValueError("a batch of several sequences needs an attention_mask (or config.pad_token_id)")
+        return torch.full((batch,), length - 1, device=hidden.device)
+    return (positions * real).argmax(-1)
