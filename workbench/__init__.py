@@ -21,8 +21,10 @@ from .auto import (
 )
 from .cache import ActivationCache
 from .config import ModelConfig
+from .generation import GenerationResult, generate
 from .hook_points import HookPoint
 from .hub import CheckpointNotFoundError
+from .lens import LogitLens, logit_lens
 from .loading import CheckpointError
 from .model import HookedTransformer
 from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
@@ -53,6 +55,8 @@ __all__ = [
     "CheckpointNotFoundError",
     "Encoding",
     "GPT2Config",
+    "GenerationResult",
+    "LogitLens",
     "GPT2ForSequenceClassification",
     "GPT2LMHeadModel",
     "GPT2Model",
@@ -66,6 +70,8 @@ __all__ = [
     "Tokenizer",
     "ablate_heads",
     "default_device",
+    "generate",
+    "logit_lens",
     "head_ablation_hooks",
     "load",
 ]

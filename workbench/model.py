@@ -271,6 +271,16 @@ class HookedTransformer(HookedModule):
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
         return out, ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
 
+    def logit_lens(self, inputs: ModelInput | ActivationCache):
+        """Every layer's residual stream decoded by this model's head: a :class:`~workbench.lens.LogitLens`.
+
+        Needs a model with an unembedding (a causal or masked LM head); ``inputs`` may be text, token ids,
+        model inputs or a cache that holds ``blocks.0.hook_resid_pre`` and every ``hook_resid_post``.
+        """
+        from .lens import logit_lens
+
+        return logit_lens(self, inputs)
+
     # Shared forward helpers --------------------------------------------------------------------------
     def layer_head_mask(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Hugging Face's head_mask, [head] or [layer, head] (1 keeps, 0 removes), as one [head] per layer."""

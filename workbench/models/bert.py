@@ -300,6 +300,10 @@ class BertForMaskedLM(BertModel):
         super().init_weights()
         nn.init.zeros_(self.unembed.bias)
 
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
+        return self.unembed(self.mlm_head(resid))
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,

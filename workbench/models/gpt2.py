@@ -31,6 +31,7 @@ from ..components import (
     positions_from_mask,
 )
 from ..config import ModelConfig
+from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
@@ -332,6 +333,10 @@ class GPT2LMHeadModel(GPT2Model):
         """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final norm, then the
         unembedding (the logit lens)."""
         return self.unembed(self.ln_final(resid) if self.ln_final is not None else resid)
+
+    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
+        """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
+        return generate(self, prompt, max_new_tokens, **options)
 
     def forward(
         self,

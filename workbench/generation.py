@@ -1,0 +1,204 @@
+"""Generation you can watch: greedy or sampled decoding with a key/value cache, hooks active throughout.
+
+``model.generate("The capital of France is", max_new_tokens=5)`` returns a :class:`GenerationResult` with
+the text, the new tokens and, per step, the model's top candidates with their probabilities.
+
+Hooks: ``fwd_hooks`` stay attached for every step, so a hook can steer generation (add a vector to
+``blocks.{i}.hook_resid_post``, ablate a head...). With the key/value cache, the first step runs over the
+prompt and each later step over the one new token: a hook sees [batch, 1, ...] activations then.
+``return_cache=True`` gives one :class:`ActivationCache` over the final sequence (prompt + generated
+tokens), computed by one more forward with the same hooks — not one cache per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from .cache import ActivationCache
+from .hook_points import HookFn, NameOrPredicate
+
+
+@dataclass
+class GenerationResult:
+    """What :func:`generate` produced.
+
+    Attributes:
+        prompts: the prompt texts.
+        texts: the generated continuation of each prompt (without the prompt).
+        new_token_ids: the generated token ids of each prompt (up to and including an end-of-text token).
+        input_ids: [batch, pos] prompts (left-padded) followed by the generated tokens.
+        attention_mask: [batch, pos], 0 at padding and after a sequence ended.
+        steps: one row per sequence and step: the chosen token, its probability and the top candidates.
+        cache: the activations over the final sequence, with ``return_cache=True``.
+    """
+
+    prompts: list[str]
+    texts: list[str]
+    new_token_ids: list[list[int]]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    steps: pd.DataFrame
+    cache: ActivationCache | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The continuation of the first (or only) prompt."""
+        return self.texts[0]
+
+    @property
+    def full_text(self) -> str:
+        """Prompt plus continuation, for the first (or only) prompt."""
+        return self.prompts[0] + self.texts[0]
+
+    @property
+    def tokens(self) -> list[str]:
+        """The generated tokens of the first prompt, as strings."""
+        return list(self.steps[self.steps["sequence"] == 0]["token"])
+
+
+def generate(
+    model,
+    prompt: str | list[str],
+    max_new_tokens: int = 20,
+    *,
+    do_sample: bool | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_kv_cache: bool = True,
+    fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+    top_candidates: int = 5,
+    stop_at_eos: bool = True,
+    return_cache: bool = False,
+    names_filter: NameOrPredicate | Iterable[str] | None = None,
+) -> GenerationResult:
+    """Continue ``prompt`` with a causal language model.
+
+    Args:
+        model: a model with a language-modelling head and a tokenizer (e.g. ``wb.load("gpt2")``).
+        prompt: one text or a batch (left-padded; positions count real tokens only).
+        max_new_tokens: how many tokens to add at most.
+        do_sample: sample instead of taking the most likely token; None means "sample when temperature,
+            top_k or top_p is given".
+        temperature: divides the logits before sampling.
+        top_k: sample among the k most likely tokens.
+        top_p: sample among the most likely tokens whose probabilities add up to top_p (nucleus sampling).
+        seed: makes sampling reproducible (a private generator; the global RNG is untouched).
+        use_kv_cache: reuse keys and values of earlier positions (False recomputes the whole sequence).
+        fwd_hooks: hooks active during every step (steering, ablation).
+        top_candidates: how many candidates each step records, with their probabilities.
+        stop_at_eos: a sequence stops after the end-of-text token (``config.eos_token_id``).
+        return_cache: also return one cache over the final sequence (``names_filter`` selects what).
+
+    Probabilities in ``steps`` are the model's (softmax of its logits), before temperature and filtering.
+    """
+    if model.tokenizer is None:
+        raise ValueError("generate needs the model's tokenizer; set model.tokenizer first")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    sampling = do_sample if do_sample is not None else (temperature != 1.0 or top_k is not None or top_p is not None)
+    if sampling and temperature <= 0:
+        raise ValueError(f"temperature must be positive when sampling, got {temperature}")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    encoding = model.tokenize(prompts, padding_side="left")
+    input_ids, attention_mask = encoding["input_ids"], encoding["attention_mask"]
+    limit = model.config.max_position_embeddings
+    if input_ids.shape[1] + max_new_tokens > limit:
+        raise ValueError(
+            f"the prompt has {input_ids.shape[1]} tokens; with max_new_tokens={max_new_tokens} that exceeds the "
+            f"{limit} positions of the model (max_position_embeddings)"
+        )
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+    eos = model.config.eos_token_id if stop_at_eos else None
+    pad = model.tokenizer.pad_token_id
+    pad = pad if pad is not None else (eos if eos is not None else 0)
+
+    batch = input_ids.shape[0]
+    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+    new_ids: list[list[int]] = [[] for _ in range(batch)]
+    rows = []
+    kv_cache = None
+    step_input = input_ids
+    with torch.no_grad(), model.hooks(fwd_hooks):
+        for step in range(max_new_tokens):
+            if use_kv_cache:
+                out = model(input_ids=step_input, attention_mask=attention_mask, past_key_values=kv_cache,
+                            use_cache=True)
+                kv_cache = out.past_key_values
+            else:
+                out = model(input_ids=input_ids, attention_mask=attention_mask)
+            logits = out.logits[:, -1].float()  # [batch, vocab]
+            probabilities = logits.softmax(-1)
+            chosen = (
+                sample_next(logits, temperature, top_k, top_p, generator) if sampling else logits.argmax(-1)
+            )
+            chosen = torch.where(finished, torch.full_like(chosen, pad), chosen)
+            rows += _step_rows(model.tokenizer, step, chosen, probabilities, finished, top_candidates)
+            for row in torch.nonzero(~finished).flatten().tolist():
+                new_ids[row].append(int(chosen[row]))
+            input_ids = torch.cat([input_ids, chosen[:, None]], dim=1)
+            attention_mask = torch.cat([attention_mask, (~finished).long()[:, None]], dim=1)
+            step_input = chosen[:, None]
+            if eos is not None:
+                finished |= chosen == eos
+            if finished.all():
+                break
+    cache = None
+    if return_cache:
+        _, cache = model.run_with_cache(
+            {"input_ids": input_ids, "attention_mask": attention_mask}, names_filter=names_filter, fwd_hooks=fwd_hooks
+        )
+    texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in new_ids]
+    return GenerationResult(prompts, texts, new_ids, input_ids, attention_mask, pd.DataFrame(rows), cache)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample one token id per row of ``logits`` [batch, vocab] after temperature, top-k and top-p filtering."""
+    logits = logits / temperature
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the tokens before it already reach top_p (the most likely one always stays).
+        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def _step_rows(tokenizer, step: int, chosen, probabilities, finished, top_candidates: int) -> list[dict]:
+    top = torch.topk(probabilities, min(top_candidates, probabilities.shape[-1]), dim=-1)
+    rows = []
+    for row in torch.nonzero(~finished).flatten().tolist():
+        token_id = int(chosen[row])
+        rows.append(
+            {
+                "sequence": row,
+                "step": step,
+                "token": tokenizer.decode([token_id]),
+                "token_id": token_id,
+                "probability": float(probabilities[row, token_id]),
+                "top_tokens": [tokenizer.decode([int(i)]) for i in top.indices[row]],
+                "top_probabilities": [round(float(p), 6) for p in top.values[row]],
+            }
+        )
+    return rows
