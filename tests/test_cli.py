@@ -50,3 +50,20 @@ def test_runs_as_a_module():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "tokens: [CLS] hello there . [SEP]" in result.stdout
+
+
+def test_generate_and_lens_commands_on_a_decoder(tmp_path, capsys):
+    from tiny_gpt2 import save_tiny_gpt2
+
+    save_tiny_gpt2(tmp_path)
+    assert main(["generate", "The cat", "--model", str(tmp_path), "--max-new-tokens", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The cat") and "top_probabilities" in out
+    assert main(["lens", "The cat sat", "--model", str(tmp_path), "--target", " mat", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "embed" in out and "rank of ' mat'" in out
+
+
+def test_generate_on_an_encoder_is_a_clear_error(capsys):
+    assert main(["generate", "Hello", "--device", "cpu"]) == 2
+    assert "no language-modelling head" in capsys.readouterr().err

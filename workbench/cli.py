@@ -1,7 +1,9 @@
 """The ``workbench`` command line.
 
 ``workbench inspect "some text" --model minilm`` prints, per layer, the norm of the residual stream and
-the token each head attends to most; ``workbench hooks --model minilm`` lists the hook points with shapes.
+the token each head attends to most; ``workbench hooks --model minilm`` lists the hook points with shapes;
+``workbench generate "prompt" --model PATH`` continues a prompt step by step with the top candidates;
+``workbench lens "text" --model PATH`` prints the logit lens (the top token of every layer).
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ def _build_parser() -> argparse.ArgumentParser:
     hooks = sub.add_parser("hooks", help="list the hook points of a model, with shapes for a short input")
     _add_model_options(hooks)
     hooks.add_argument("--text", default="The keys to the cabinet are on the table.")
+
+    generate = sub.add_parser("generate", help="continue a prompt with a causal LM, showing each step's candidates")
+    generate.add_argument("prompt")
+    _add_model_options(generate)
+    generate.add_argument("--max-new-tokens", type=int, default=20)
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--seed", type=int, default=None)
+
+    lens = sub.add_parser("lens", help="the logit lens: the most likely next token of every layer")
+    lens.add_argument("text")
+    _add_model_options(lens)
+    lens.add_argument("--target", default=None, help="also show the rank of this token per layer")
     return parser
 
 
@@ -77,32 +93,70 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         model = load(args.model, device=args.device)
-    except (FileNotFoundError, ValueError) as err:
+        with torch.no_grad():
+            _run(args, model)
+    except (FileNotFoundError, ValueError, TypeError) as err:
         print(f"workbench: {err}", file=sys.stderr)
         return 2
-    with torch.no_grad():
-        if args.command == "inspect":
-            _, cache = model.run_with_cache(
-                args.text, names_filter=lambda n: n.endswith(("hook_resid_post", "hook_pattern", "blocks.0.hook_resid_pre"))
-            )
-            special = frozenset(model.tokenizer.special_tokens.values()) if args.skip_special else frozenset()
-            table = inspect_table(cache.to("cpu"), model.config.n_heads, args.weights, special)
-            if args.format == "csv":
-                print(table.to_csv(float_format="%.3f"), end="")
-            elif args.format == "json":
-                print(table.reset_index().to_json(orient="records", indent=1))
-            else:
-                print(f"model: {args.model} ({type(model).__name__}, {model.n_layers} layers, "
-                      f"{model.config.n_heads} heads, device {model.device})")
-                print(f"tokens: {' '.join(cache.tokens)}")
-                print("resid_norm: mean L2 norm of the residual stream after each layer; "
-                      "h<i>: the token head i attends to most (averaged over query positions)\n")
-                print(table.to_string(float_format=lambda v: f"{v:.2f}"))
-        else:
-            _, cache = model.run_with_cache(args.text)
-            with pd.option_context("display.max_rows", None, "display.width", 200):
-                print(hooks_table(cache).to_string())
     return 0
+
+
+def _run(args: argparse.Namespace, model) -> None:
+    commands = {"inspect": _inspect, "hooks": _hooks, "generate": _generate, "lens": _lens}
+    commands[args.command](args, model)
+
+
+def _inspect(args: argparse.Namespace, model) -> None:
+    _, cache = model.run_with_cache(
+        args.text, names_filter=lambda n: n.endswith(("hook_resid_post", "hook_pattern", "blocks.0.hook_resid_pre"))
+    )
+    special = frozenset(model.tokenizer.special_tokens.values()) if args.skip_special else frozenset()
+    table = inspect_table(cache.to("cpu"), model.config.n_heads, args.weights, special)
+    if args.format == "csv":
+        print(table.to_csv(float_format="%.3f"), end="")
+    elif args.format == "json":
+        print(table.reset_index().to_json(orient="records", indent=1))
+    else:
+        print(f"model: {args.model} ({type(model).__name__}, {model.n_layers} layers, "
+              f"{model.config.n_heads} heads, device {model.device})")
+        print(f"tokens: {' '.join(cache.tokens)}")
+        print("resid_norm: mean L2 norm of the residual stream after each layer; "
+              "h<i>: the token head i attends to most (averaged over query positions)\n")
+        print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _hooks(args: argparse.Namespace, model) -> None:
+    _, cache = model.run_with_cache(args.text)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(hooks_table(cache).to_string())
+
+
+def _require_lm_head(args: argparse.Namespace, model) -> None:
+    if not hasattr(model, "decode_residual"):
+        raise TypeError(f"{args.model} loads as {type(model).__name__}, which has no language-modelling head")
+
+
+def _generate(args: argparse.Namespace, model) -> None:
+    _require_lm_head(args, model)
+    result = model.generate(args.prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed)
+    print(result.full_text, end="\n\n")
+    steps = result.steps[["step", "token", "probability", "top_tokens", "top_probabilities"]]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(steps.to_string(index=False))
+
+
+def _lens(args: argparse.Namespace, model) -> None:
+    _require_lm_head(args, model)
+    lens = model.logit_lens(args.text)
+    top = lens.top_k(k=1).pivot(index="layer", columns="pos", values="token").loc[lens.layer_names]
+    top.columns = [f"{p}:{token}" for p, token in enumerate(lens.tokens[0])]
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        print("the most likely next token at each position, decoded from each layer's residual stream\n")
+        print(top.to_string())
+        if args.target is not None:
+            print(f"\nrank of {args.target!r} at the last position, per layer\n")
+            print(lens.target(args.target).to_string(index=False))
 
 
 if __name__ == "__main__":
