@@ -43,3 +43,21 @@ def save_tiny_hf_bert(folder, hf_class_name="BertModel", seed=0, **config_fields
             param.add_(torch.randn_like(param) * 0.1)
     model.save_pretrained(folder)
     return model
+
+
+def save_tiny_hf_gpt(folder, hf_class_name="GPT2LMHeadModel", seed=0, **config_fields):
+    """Save a random-init Hugging Face GPT-2 (``GPT2*`` classes) or GPT (``OpenAIGPT*`` classes), tiny by default,
+    to ``folder``; return the HF model (eval, eager attention, every parameter perturbed)."""
+    import transformers
+
+    fields = dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=98, eos_token_id=98)
+    fields.update(config_fields)
+    config_class = transformers.OpenAIGPTConfig if hf_class_name.startswith("OpenAIGPT") else transformers.GPT2Config
+    config = config_class(**fields, attn_implementation="eager")
+    torch.manual_seed(seed)
+    model = getattr(transformers, hf_class_name)(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    model.save_pretrained(folder)
+    return model

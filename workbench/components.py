@@ -274,7 +274,7 @@ def causal_mask(
     query_positions = torch.arange(past, key_len, device=device)
     allowed = (key_positions[None, :] <= query_positions[:, None])[None, None]  # [1, 1, query, key]
     if attention_mask is not None:
-        if attention_mask.shape[-1] != key_len:
+        if not torch.jit.is_tracing() and attention_mask.shape[-1] != key_len:
             raise ValueError(
                 f"attention_mask covers {attention_mask.shape[-1]} positions but there are {key_len} "
                 f"({past} cached + {query_len} new); with a key/value cache pass the mask of all of them"

@@ -206,7 +206,9 @@ def convert_state_dict(
         if matched is not None and key_map.is_transposed(hf_key):
             tensor = tensor.t()
         if matched is None:
-            if not key_map.is_ignored(hf_key):
+            # Known buffers (e.g. GPT-2's causal-mask "attn.bias") are ignored with or without the prefix.
+            stripped = [hf_key[len(prefix) :] for prefix in prefixes if hf_key.startswith(prefix)]
+            if not any(key_map.is_ignored(key) for key in [hf_key, *stripped]):
                 converted.unexpected.append(original_key)
             continue
         target, rank = matched

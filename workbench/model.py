@@ -28,7 +28,7 @@ from .loading import (
     read_state_dict,
     state_dict_for_saving,
 )
-from .tokenizer import Encoding, Tokenizer
+from .tokenizer import Encoding, Tokenizer, has_tokenizer_files
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +322,5 @@ def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
 
 
 def _find_tokenizer(folder: Path) -> Tokenizer | None:
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
-        return None
-    return Tokenizer.from_pretrained(folder)
+    return Tokenizer.from_pretrained(folder) if has_tokenizer_files(folder) else None
 

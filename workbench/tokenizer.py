@@ -1,17 +1,24 @@
 """Tokenizer: a thin class over the ``tokenizers`` library.
 
-It reads ``tokenizer.json`` (or builds a WordPiece tokenizer from ``vocab.txt``), and returns an
-:class:`Encoding`: a mapping of the model inputs (``input_ids``, ``attention_mask``, ``token_type_ids``)
-that can be passed as ``model(**encoding)``, which also carries what the model does not take but users
-need: token strings, character ``offsets`` and ``word_ids`` (which word each token came from).
-Ids equal those of Hugging Face's fast tokenizer on the same files.
+It reads ``tokenizer.json``, or builds the pipeline of one of three families from the vocabulary files
+(what Hugging Face's converters build, so that the ids are the same):
+
+* ``"wordpiece"``: BERT's WordPiece, from ``vocab.txt``;
+* ``"byte_level_bpe"``: GPT-2's byte-level BPE, from ``vocab.json`` + ``merges.txt``;
+* ``"word_end_bpe"``: GPT's (openai-gpt) lowercasing BPE with ``</w>`` word ends, from ``vocab.json`` +
+  ``merges.txt``.
+
+It returns an :class:`Encoding`: a mapping of the model inputs (``input_ids``, ``attention_mask`` and, for
+BERT, ``token_type_ids``) that can be passed as ``model(**encoding)``, which also carries what the model
+does not take but users need: token strings, character ``offsets`` and ``word_ids`` (which word each token
+came from). Ids equal those of Hugging Face's tokenizer on the same files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -25,6 +32,60 @@ TextInput = Union[str, Sequence[str]]
 SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token")
 # Hugging Face's "no limit" sentinel for model_max_length.
 _VERY_LARGE_INTEGER = int(1e30)
+
+# Tokenizer families: the pipelines built from vocabulary files (tokenizer.json holds its own pipeline).
+WORDPIECE = "wordpiece"
+BYTE_LEVEL_BPE = "byte_level_bpe"
+WORD_END_BPE = "word_end_bpe"
+FAMILIES = (WORDPIECE, BYTE_LEVEL_BPE, WORD_END_BPE)
+
+# tokenizer_config.json's tokenizer_class -> family.
+FAMILY_BY_TOKENIZER_CLASS = {
+    "BertTokenizer": WORDPIECE,
+    "BertTokenizerFast": WORDPIECE,
+    "GPT2Tokenizer": BYTE_LEVEL_BPE,
+    "GPT2TokenizerFast": BYTE_LEVEL_BPE,
+    "OpenAIGPTTokenizer": WORD_END_BPE,
+    "OpenAIGPTTokenizerFast": WORD_END_BPE,
+}
+# config.json's model_type -> family (when tokenizer_config.json names no tokenizer_class).
+FAMILY_BY_MODEL_TYPE = {"bert": WORDPIECE, "gpt2": BYTE_LEVEL_BPE, "openai-gpt": WORD_END_BPE}
+
+_FAMILY_FILES = {
+    WORDPIECE: ("vocab.txt",),
+    BYTE_LEVEL_BPE: ("vocab.json", "merges.txt"),
+    WORD_END_BPE: ("vocab.json", "merges.txt"),
+}
+_FAMILY_DESCRIPTIONS = {
+    WORDPIECE: "WordPiece (BERT)",
+    BYTE_LEVEL_BPE: "byte-level BPE (GPT-2)",
+    WORD_END_BPE: "BPE with </w> word ends (GPT)",
+}
+# What Hugging Face's tokenizer class of each family uses when tokenizer_config.json does not say.
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    WORDPIECE: {
+        "tokenizer_class": "BertTokenizer",
+        "model_input_names": ("input_ids", "token_type_ids", "attention_mask"),
+        "special_tokens": {
+            "unk_token": "[UNK]",
+            "sep_token": "[SEP]",
+            "pad_token": "[PAD]",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },
+    },
+    # GPT-2 and GPT models would add an embedding for token_type_ids: their tokenizers never make them.
+    BYTE_LEVEL_BPE: {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_input_names": ("input_ids", "attention_mask"),
+        "special_tokens": dict.fromkeys(("unk_token", "bos_token", "eos_token"), "<|endoftext|>"),
+    },
+    WORD_END_BPE: {
+        "tokenizer_class": "OpenAIGPTTokenizer",
+        "model_input_names": ("input_ids", "attention_mask"),
+        "special_tokens": {"unk_token": "<unk>"},
+    },
+}
 
 
 class Encoding(Mapping):
@@ -90,8 +151,15 @@ class Tokenizer:
             set per call instead, as Hugging Face does.
         special_tokens: e.g. ``{"cls_token": "[CLS]", "pad_token": "[PAD]", ...}``.
         model_max_length: the longest input the model takes, in tokens (truncation's default).
-        model_input_names: which inputs the model takes.
+        model_input_names: which inputs the model takes (GPT-2 and GPT: no ``token_type_ids``).
         padding_side: ``"right"`` or ``"left"``.
+        family: ``"wordpiece"``, ``"byte_level_bpe"``, ``"word_end_bpe"`` or None (unknown); what
+            :meth:`save_pretrained` writes as ``tokenizer_class`` when the settings do not name one.
+
+    Padding: without a ``pad_token`` (GPT-2 and GPT have none), padding uses the ``eos_token`` instead, with
+    ``attention_mask`` 0 on those positions (the usual ``tokenizer.pad_token = tokenizer.eos_token``, where
+    Hugging Face raises an error); ``tokenizer.pad_token`` itself stays None. With neither token, padding is an
+    error.
     """
 
     def __init__(
@@ -103,7 +171,12 @@ class Tokenizer:
         padding_side: str = "right",
         name_or_path: str = "",
         saved_settings: dict[str, Any] | None = None,
+        family: str | None = None,
     ) -> None:
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES} or None, got {family!r}")
         self.backend = backend
         self.backend.no_padding()
         self.backend.no_truncation()
@@ -112,52 +185,114 @@ class Tokenizer:
         self.model_input_names = tuple(model_input_names)
         self.padding_side = padding_side
         self.name_or_path = name_or_path
+        self.family = family
         # tokenizer_config.json keys this class does not use (tokenizer_class, do_lower_case, ...),
         # written back by save_pretrained so that other libraries read the folder as before.
         self.saved_settings = dict(saved_settings or {})
+        self._warned_split_words_without_prefix_space = False
 
     # Construction ------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> Tokenizer:
-        """Load from a folder, alias or hub id: ``tokenizer.json`` if present, else ``vocab.txt`` (WordPiece)."""
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, add_prefix_space: bool | None = None, **kwargs: Any
+    ) -> Tokenizer:
+        """Load from a folder, alias or hub id.
+
+        ``tokenizer.json`` is used when present (it holds the whole pipeline). Without it, the pipeline is
+        built from the vocabulary files, as Hugging Face's converters build it, for the family chosen by, in
+        order:
+
+        1. ``tokenizer_config.json``'s ``tokenizer_class``: ``BertTokenizer(Fast)`` -> WordPiece from
+           ``vocab.txt``; ``GPT2Tokenizer(Fast)`` -> byte-level BPE from ``vocab.json`` + ``merges.txt``;
+           ``OpenAIGPTTokenizer(Fast)`` -> BPE with ``</w>`` word ends from the same two files;
+        2. else ``config.json``'s ``model_type``: ``"bert"``, ``"gpt2"``, ``"openai-gpt"``;
+        3. else the files present: ``vocab.json`` + ``merges.txt`` (``</w>`` BPE when more of the vocabulary's
+           tokens end in ``</w>`` than start with ``Ġ``, GPT-2's mark of a space; else byte-level), or
+           ``vocab.txt`` (WordPiece).
+
+        The family also gives the defaults that the settings do not override: the special tokens
+        (GPT-2: ``<|endoftext|>`` as unk, bos and eos, no pad; GPT: ``<unk>``) and ``model_input_names``
+        (GPT-2 and GPT: ``input_ids`` and ``attention_mask`` only), as Hugging Face's classes have them.
+
+        Args:
+            add_prefix_space: byte-level BPE only: put a space before the text (and, with
+                ``is_split_into_words=True``, before every word), so that the first word is tokenized as the
+                following ones are. Default: ``tokenizer_config.json``'s value, else False (Hugging Face's
+                GPT2Tokenizer default, which also overrides the value stored in ``tokenizer.json``).
+            kwargs: constructor options (``padding_side``, ``model_max_length``, ``special_tokens``,
+                ``model_input_names``), which override the saved settings.
+        """
         from .hub import resolve_checkpoint
 
         folder = resolve_checkpoint(name_or_path)
         settings = _read_tokenizer_settings(folder)
+        family, source = _family_from_settings(folder, settings)
+        from_settings = family is not None
         if (folder / "tokenizer.json").is_file():
             try:
                 backend = BackendTokenizer.from_file(str(folder / "tokenizer.json"))
             except Exception as err:
                 raise ValueError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
-        elif (folder / "vocab.txt").is_file():
-            backend = wordpiece_from_vocab(
-                folder / "vocab.txt",
-                lowercase=settings.get("do_lower_case", True),
-                strip_accents=settings.get("strip_accents"),
-                tokenize_chinese_chars=settings.get("tokenize_chinese_chars", True),
-                special_tokens=settings["special_tokens"],
-            )
+            if family is None:
+                family = _family_of_backend(backend)
+            vocab = backend.get_vocab(with_added_tokens=True)
+            special = _special_tokens_with_defaults(settings, family, vocab, from_settings)
+            _add_missing_special_tokens(backend, special.values())
         else:
-            raise FileNotFoundError(
-                f"no tokenizer in {folder}: expected tokenizer.json, or vocab.txt for a WordPiece (BERT) vocabulary"
-            )
+            if family is None and source:  # a tokenizer_class or model_type this module cannot build
+                raise ValueError(
+                    f"no tokenizer.json in {folder}, and {source} is not one this tokenizer can build from "
+                    f"vocabulary files; supported tokenizer_class values: {sorted(FAMILY_BY_TOKENIZER_CLASS)}; "
+                    f"supported model_type values: {sorted(FAMILY_BY_MODEL_TYPE)}"
+                )
+            if family is None:
+                family, source = _family_from_files(folder), "the files present"
+            if family is None:
+                raise FileNotFoundError(
+                    f"no tokenizer in {folder}: looked for tokenizer.json; for tokenizer_config.json's "
+                    f"tokenizer_class (one of {sorted(FAMILY_BY_TOKENIZER_CLASS)}) or config.json's model_type "
+                    f"(one of {sorted(FAMILY_BY_MODEL_TYPE)}); and for the vocabulary files vocab.json + "
+                    f"merges.txt (GPT-2 byte-level BPE or GPT BPE) or vocab.txt (WordPiece, BERT). "
+                    f"Found: {_describe_folder(folder)}"
+                )
+            missing = [name for name in _FAMILY_FILES[family] if not (folder / name).is_file()]
+            if missing:
+                needs = " and ".join(_FAMILY_FILES[family])
+                raise FileNotFoundError(
+                    f"no tokenizer in {folder}: {source} selects {_FAMILY_DESCRIPTIONS[family]}, which needs "
+                    f"{needs} (or a tokenizer.json); missing: {', '.join(missing)}. "
+                    f"Found: {_describe_folder(folder)}"
+                )
+            backend, special = _build_backend(folder, family, settings, from_settings)
+        _set_add_prefix_space(backend, family, settings, add_prefix_space, from_settings, folder)
         options = {
-            "special_tokens": settings["special_tokens"],
+            "special_tokens": special,
             "model_max_length": settings.get("model_max_length"),
             "padding_side": settings.get("padding_side", "right"),
             "name_or_path": str(name_or_path),
             "saved_settings": settings["original"],
+            "family": family,
         }
         if settings.get("model_input_names"):
             options["model_input_names"] = tuple(settings["model_input_names"])
+        elif family is not None:
+            options["model_input_names"] = _FAMILY_DEFAULTS[family]["model_input_names"]
         options.update(kwargs)
         return cls(backend, **options)
+
+    @property
+    def add_prefix_space(self) -> bool | None:
+        """Byte-level BPE: whether a space is put before the text (None for other pre-tokenizers)."""
+        pre_tokenizer = self.backend.pre_tokenizer
+        if isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
+            return bool(pre_tokenizer.add_prefix_space)
+        return None
 
     # Encoding ----------------------------------------------------------------------------------------
     def __call__(
         self,
-        text: TextInput,
-        text_pair: TextInput | None = None,
+        text: TextInput | Sequence[Sequence[str]],
+        text_pair: TextInput | Sequence[Sequence[str]] | None = None,
         *,
         padding: bool | str = False,
         truncation: bool | str = False,
@@ -166,34 +301,66 @@ class Tokenizer:
         add_special_tokens: bool = True,
         return_tensors: str | None = None,
         padding_side: str | None = None,
+        is_split_into_words: bool = False,
     ) -> Encoding:
         """Tokenize one text, a pair, or a batch of texts (or pairs).
 
         Args:
-            padding: False; True or ``"longest"`` (to the longest in the batch); ``"max_length"``.
+            padding: False; True or ``"longest"`` (to the longest in the batch); ``"max_length"``. Without a
+                ``pad_token``, the ``eos_token`` pads (attention_mask 0 there).
             truncation: False; True or ``"longest_first"``; ``"only_first"``; ``"only_second"``.
             max_length: the length to truncate or pad to; default ``model_max_length``.
             return_tensors: ``"pt"`` for torch tensors, ``"np"`` for numpy arrays, None for lists.
+            padding_side: ``"right"`` or ``"left"`` for this call; default ``self.padding_side``.
+            is_split_into_words: the input is already split into words: one text is a list of words, a batch
+                a list of lists of words. Each word is then tokenized on its own (a word may still become
+                several tokens, and punctuation inside a word is split off by BERT's and GPT's
+                pre-tokenizers), ``word_ids()`` gives the index of the input word of every token, and
+                ``offsets`` are character spans within that word.
+                Byte-level BPE (GPT-2) marks a word start by a preceding space: load it with
+                ``add_prefix_space=True`` so that every word, the first included, gets one, as Hugging Face
+                recommends; without it the words are tokenized as if glued together (Hugging Face does the
+                same, with the ids below, and this logs a warning once).
         """
-        is_batched = not isinstance(text, str)
-        texts = [text] if not is_batched else list(text)
-        if text_pair is not None:
-            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
-            if len(pairs) != len(texts):
-                raise ValueError(f"text has {len(texts)} items but text_pair has {len(pairs)}")
-            inputs: list = list(zip(texts, pairs))
+        if is_split_into_words:
+            is_batched, texts = _split_words_input(text, "text")
+            pair_texts = None
+            if text_pair is not None:
+                pair_texts = _split_words_input(text_pair, "text_pair", is_batched)[1]
+            self._warn_split_words_without_prefix_space()
+        else:
+            is_batched = not isinstance(text, str)
+            texts = [text] if not is_batched else list(text)
+            pair_texts = None
+            if text_pair is not None:
+                pair_texts = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            for item in texts:
+                if not isinstance(item, str):
+                    raise TypeError(
+                        f"text must be a str or a list of str, got an item of type {type(item).__name__} "
+                        f"(for text split into words, pass is_split_into_words=True)"
+                    )
+        if pair_texts is not None:
+            if len(pair_texts) != len(texts):
+                raise ValueError(f"text has {len(texts)} items but text_pair has {len(pair_texts)}")
+            inputs: list = list(zip(texts, pair_texts))
         else:
             inputs = texts
-        for item in texts:
-            if not isinstance(item, str):
-                raise TypeError(f"text must be a str or a list of str, got an item of type {type(item).__name__}")
 
         self._configure_backend(padding, truncation, max_length, pad_to_multiple_of, padding_side)
+        can_pad = self.backend.padding is not None
         try:
-            encodings = self.backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
+            encodings = self.backend.encode_batch(
+                inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
+            )
         finally:
             self.backend.no_padding()
             self.backend.no_truncation()
+        if padding and not can_pad and self._needs_padding(encodings, padding, pad_to_multiple_of):
+            raise ValueError(
+                "this tokenizer has neither a pad_token nor an eos_token to pad with; "
+                "set tokenizer.special_tokens['pad_token']"
+            )
         if not truncation:
             longest = max((len(e.ids) for e in encodings), default=0)
             if longest > self.model_max_length:
@@ -212,6 +379,20 @@ class Tokenizer:
         data = _as_tensors(data, return_tensors, is_batched)
         return Encoding(data, encodings, is_batched)
 
+    @staticmethod
+    def _needs_padding(encodings: list, padding, pad_to_multiple_of: int | None) -> bool:
+        """Whether padding would change anything (texts of different lengths, a fixed length, a multiple)."""
+        return padding == "max_length" or pad_to_multiple_of is not None or len({len(e.ids) for e in encodings}) > 1
+
+    def _warn_split_words_without_prefix_space(self) -> None:
+        if self.add_prefix_space is False and not self._warned_split_words_without_prefix_space:
+            self._warned_split_words_without_prefix_space = True
+            logger.warning(
+                "is_split_into_words=True with a byte-level BPE tokenizer loaded with add_prefix_space=False: "
+                "the words get no leading space, so they are tokenized as if written without spaces between "
+                "them; load it with from_pretrained(..., add_prefix_space=True)"
+            )
+
     def _configure_backend(self, padding, truncation, max_length, pad_to_multiple_of, padding_side) -> None:
         if truncation:
             strategy = "longest_first" if truncation is True else str(truncation)
@@ -222,14 +403,17 @@ class Tokenizer:
         if padding:
             if padding not in (True, "longest", "max_length"):
                 raise ValueError(f"padding must be False, True, 'longest' or 'max_length', got {padding!r}")
-            pad_token = self.special_tokens.get("pad_token")
+            pad_token = self.special_tokens.get("pad_token") or self.special_tokens.get("eos_token")
             if pad_token is None:
-                raise ValueError("this tokenizer has no pad_token; set tokenizer.special_tokens['pad_token']")
+                return  # fine as long as nothing needs padding: checked after encoding
+            direction = padding_side or self.padding_side
+            if direction not in ("right", "left"):
+                raise ValueError(f"padding_side must be 'right' or 'left', got {direction!r}")
             length = None
             if padding == "max_length":
                 length = max_length if max_length is not None else self.model_max_length
             self.backend.enable_padding(
-                direction=padding_side or self.padding_side,
+                direction=direction,
                 pad_id=self.token_to_id(pad_token),
                 pad_token=pad_token,
                 length=length,
@@ -285,16 +469,27 @@ class Tokenizer:
         return sorted({self.token_to_id(t) for t in self.special_tokens.values()})
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write ``tokenizer.json`` and ``tokenizer_config.json`` (readable by Hugging Face too)."""
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` (readable by Hugging Face too).
+
+        ``tokenizer_config.json`` keeps the settings read at loading, and names the ``tokenizer_class`` of
+        the family when they did not, and ``add_prefix_space`` for byte-level BPE (Hugging Face's
+        GPT2Tokenizer rebuilds its pre-tokenizer from that value).
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.backend.save(str(folder / "tokenizer.json"))
-        settings = {
-            **self.saved_settings,
-            **self.special_tokens,
-            "padding_side": self.padding_side,
-            "model_input_names": list(self.model_input_names),
-        }
+        settings = dict(self.saved_settings)
+        if self.family is not None and "tokenizer_class" not in settings:
+            settings["tokenizer_class"] = _FAMILY_DEFAULTS[self.family]["tokenizer_class"]
+        if self.add_prefix_space is not None:
+            settings["add_prefix_space"] = self.add_prefix_space
+        settings.update(
+            {
+                **self.special_tokens,
+                "padding_side": self.padding_side,
+                "model_input_names": list(self.model_input_names),
+            }
+        )
         if self.model_max_length < _VERY_LARGE_INTEGER:
             settings["model_max_length"] = self.model_max_length
         (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
@@ -336,6 +531,246 @@ def wordpiece_from_vocab(
     backend.decoder = decoders.WordPiece(prefix="##")
     backend.add_special_tokens(list(special.values()))
     return backend
+
+
+def byte_level_bpe_from_files(
+    vocab_path: str | Path,
+    merges_path: str | Path,
+    add_prefix_space: bool = False,
+    special_tokens: Sequence[str] = ("<|endoftext|>",),
+) -> BackendTokenizer:
+    """Build GPT-2's byte-level BPE from ``vocab.json`` + ``merges.txt`` (what Hugging Face's GPT2Converter builds).
+
+    No special tokens go around the text; ``special_tokens`` are matched whole in the text and skipped by
+    ``decode(..., skip_special_tokens=True)`` (a token missing from the vocabulary gets the next id).
+    """
+    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    return _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
+
+
+def _byte_level_bpe(vocab, merges, add_prefix_space: bool, special_tokens: Sequence[str]) -> BackendTokenizer:
+    backend = BackendTokenizer(
+        models.BPE(
+            vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False
+        )
+    )
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    backend.decoder = decoders.ByteLevel()
+    # trim_offsets=False: offsets keep the leading space of a token, as Hugging Face's.
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    _add_missing_special_tokens(backend, special_tokens)
+    return backend
+
+
+def word_end_bpe_from_files(
+    vocab_path: str | Path,
+    merges_path: str | Path,
+    unk_token: str = "<unk>",
+    special_tokens: Sequence[str] = (),
+) -> BackendTokenizer:
+    """Build GPT's (openai-gpt) BPE from ``vocab.json`` + ``merges.txt`` (Hugging Face's OpenAIGPTConverter).
+
+    The text is cleaned, lowercased and stripped of accents, and split on whitespace and punctuation (and
+    around CJK characters) as BERT's BasicTokenizer does: what Hugging Face's OpenAIGPTTokenizer does when
+    ``ftfy`` and ``spacy`` are not installed (with them, its slow version used spaCy's English tokenizer).
+    The last symbol of every word carries ``</w>``; a character missing from the vocabulary is ``unk_token``.
+    """
+    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    return _word_end_bpe(vocab, merges, unk_token, special_tokens)
+
+
+def _word_end_bpe(vocab, merges, unk_token: str, special_tokens: Sequence[str]) -> BackendTokenizer:
+    backend = BackendTokenizer(
+        models.BPE(vocab, merges, dropout=None, unk_token=unk_token, end_of_word_suffix="</w>", fuse_unk=False)
+    )
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.BPEDecoder(suffix="</w>")
+    # Nothing goes around the texts; a pair is A then B (token types 0 and 1). Hugging Face's converter sets
+    # no post-processor, its v5 class this template: with it, sequence_ids() is None on padding, as theirs.
+    backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
+    _add_missing_special_tokens(backend, [unk_token, *special_tokens])
+    return backend
+
+
+def has_tokenizer_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a tokenizer of any family (``tokenizer.json``, ``vocab.txt``, ``vocab.json``)."""
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+        return True
+    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+
+
+def _build_backend(
+    folder: Path, family: str, settings: dict[str, Any], family_from_settings: bool
+) -> tuple[BackendTokenizer, dict[str, str]]:
+    """The pipeline of ``family`` from the vocabulary files in ``folder``, and its special tokens."""
+    if family == WORDPIECE:
+        vocab_path = folder / "vocab.txt"
+        with open(vocab_path, encoding="utf-8") as lines:
+            vocab = {line.rstrip("\n") for line in lines}
+        special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
+        backend = wordpiece_from_vocab(
+            vocab_path,
+            lowercase=settings.get("do_lower_case", True),
+            strip_accents=settings.get("strip_accents"),
+            tokenize_chinese_chars=settings.get("tokenize_chinese_chars", True),
+            special_tokens=special,
+        )
+        return backend, special
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    try:
+        vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    except Exception as err:  # the tokenizers library's messages do not name the files
+        raise ValueError(f"could not read {vocab_path} and {merges_path}: {err}") from None
+    special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
+    if family == BYTE_LEVEL_BPE:
+        backend = _byte_level_bpe(vocab, merges, False, list(special.values()))
+    else:
+        backend = _word_end_bpe(vocab, merges, special.get("unk_token", "<unk>"), list(special.values()))
+    return backend, special
+
+
+def _family_from_settings(folder: Path, settings: dict[str, Any]) -> tuple[str | None, str]:
+    """The family named by tokenizer_config.json's tokenizer_class, else by config.json's model_type.
+
+    Returns (family or None, what decided it, e.g. "tokenizer_config.json's tokenizer_class 'GPT2Tokenizer'";
+    "" when neither file says anything).
+    """
+    tokenizer_class = settings["original"].get("tokenizer_class")
+    if tokenizer_class:
+        source = f"tokenizer_config.json's tokenizer_class {tokenizer_class!r}"
+        if tokenizer_class in FAMILY_BY_TOKENIZER_CLASS:
+            return FAMILY_BY_TOKENIZER_CLASS[tokenizer_class], source
+        if not (folder / "tokenizer.json").is_file():
+            return None, source  # an unknown class: its pipeline cannot be guessed from the files
+    model_type = _read_model_type(folder)
+    if model_type is not None:
+        return FAMILY_BY_MODEL_TYPE.get(model_type), f"config.json's model_type {model_type!r}"
+    return None, ""
+
+
+def _read_model_type(folder: Path) -> str | None:
+    if not (folder / "config.json").is_file():
+        return None
+    from .config import read_config_json
+
+    model_type = read_config_json(folder / "config.json").get("model_type")
+    return model_type if isinstance(model_type, str) else None
+
+
+def _family_from_files(folder: Path) -> str | None:
+    """vocab.json + merges.txt: ``</w>`` BPE or byte-level BPE, by the vocabulary; vocab.txt: WordPiece."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        try:
+            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{folder / 'vocab.json'} is not valid JSON: {err}") from None
+        # GPT's vocabulary has every word-final symbol with </w>; GPT-2's marks word starts with "Ġ" (a space).
+        word_ends = sum(1 for token in vocab if token.endswith("</w>"))
+        word_starts = sum(1 for token in vocab if token.startswith("\u0120"))
+        return WORD_END_BPE if word_ends > word_starts else BYTE_LEVEL_BPE
+    if (folder / "vocab.txt").is_file():
+        return WORDPIECE
+    return None
+
+
+def _family_of_backend(backend: BackendTokenizer) -> str | None:
+    """The family that a tokenizer.json pipeline belongs to (for the defaults), or None."""
+    model = backend.model
+    if isinstance(model, models.WordPiece):
+        return WORDPIECE
+    if isinstance(model, models.BPE):
+        if model.end_of_word_suffix == "</w>":
+            return WORD_END_BPE
+        if isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
+            return BYTE_LEVEL_BPE
+    return None
+
+
+def _describe_folder(folder: Path) -> str:
+    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+    return ", ".join(names) if names else "nothing"
+
+
+def _special_tokens_with_defaults(
+    settings: dict[str, Any], family: str | None, vocab: Collection[str], family_from_settings: bool
+) -> dict[str, str]:
+    """The special tokens of the settings, plus the family's defaults for the keys the settings lack.
+
+    A key present in the settings with the value null means "none" and gets no default. A default missing
+    from ``vocab`` is taken (and added with a new id) only where Hugging Face's class would take it: for a BPE
+    family named by tokenizer_class or model_type; not for WordPiece, nor for a family guessed from the files.
+    """
+    special = {}
+    defaults = _FAMILY_DEFAULTS[family]["special_tokens"] if family is not None else {}
+    add_missing = family_from_settings and family != WORDPIECE
+    for key, token in defaults.items():
+        if key in settings or not (add_missing or token in vocab):
+            continue
+        special[key] = token
+    special.update(settings["special_tokens"])
+    return special
+
+
+def _add_missing_special_tokens(backend: BackendTokenizer, tokens) -> None:
+    """Make ``tokens`` special added tokens (matched whole in text, skippable in decode), unless they are."""
+    added = {token.content for token in backend.get_added_tokens_decoder().values()}
+    missing = [token for token in dict.fromkeys(tokens) if token not in added]
+    if missing:
+        backend.add_special_tokens(missing)
+
+
+def _set_add_prefix_space(
+    backend: BackendTokenizer,
+    family: str | None,
+    settings: dict[str, Any],
+    requested: bool | None,
+    family_from_settings: bool,
+    folder: Path,
+) -> None:
+    """Set the ByteLevel pre-tokenizer's add_prefix_space as Hugging Face's GPT2Tokenizer does.
+
+    The argument wins, then tokenizer_config.json's value; Hugging Face's GPT2Tokenizer (chosen by the
+    tokenizer_class or model_type) defaults to False even over tokenizer.json's value. A tokenizer.json of no
+    known class keeps its own value.
+    """
+    pre_tokenizer = backend.pre_tokenizer
+    if not isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
+        if requested is not None:
+            raise ValueError(
+                f"add_prefix_space applies to byte-level BPE tokenizers; the tokenizer in {folder} has "
+                f"pre-tokenizer {type(pre_tokenizer).__name__}"
+            )
+        return
+    value = requested if requested is not None else settings.get("add_prefix_space")
+    if value is None and family == BYTE_LEVEL_BPE and family_from_settings:
+        value = False
+    if value is not None:
+        pre_tokenizer.add_prefix_space = bool(value)
+
+
+def _split_words_input(text: Any, name: str, is_batched: bool | None = None) -> tuple[bool, list[list[str]]]:
+    """Words input (``is_split_into_words=True``): one list of words, or a batch of them (as Hugging Face)."""
+
+    def words_of(item: Any) -> list[str]:
+        if isinstance(item, str) or not isinstance(item, (list, tuple)):
+            raise TypeError(
+                f"with is_split_into_words=True, {name} must be a list of words (str) or a list of such lists, "
+                f"got {type(item).__name__}"
+            )
+        for word in item:
+            if not isinstance(word, str):
+                raise TypeError(
+                    f"with is_split_into_words=True, every word must be a str, "
+                    f"got {type(word).__name__} in {name}"
+                )
+        return list(item)
+
+    if isinstance(text, str) or not isinstance(text, (list, tuple)):
+        words_of(text)  # raises
+    batched = len(text) > 0 and isinstance(text[0], (list, tuple)) if is_batched is None else is_batched
+    return batched, [words_of(item) for item in text] if batched else [words_of(text)]
 
 
 def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
