@@ -179,3 +179,10 @@ def test_logit_lens_works_through_bert_mlm_heads(tmp_path):
     with torch.no_grad():
         expected = hf_model(ids).logits[0]
     torch.testing.assert_close(lens.logits()[-1], expected, atol=1e-4, rtol=0)
+
+
+def test_cache_tokens_are_readable_for_byte_level_bpe(lm):
+    _, cache = lm.run_with_cache("The cat sat")
+    assert cache.tokens == lm.to_str_tokens("The cat sat")
+    assert "".join(cache.tokens) == "The cat sat"
+    assert not any("Ġ" in token for token in cache.tokens)

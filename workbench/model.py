@@ -187,30 +187,33 @@ class HookedTransformer(HookedModule):
         return self.tokenizer(text, **kwargs).to(self.device)
 
     def to_str_tokens(self, text: str | list[str]) -> list[str] | list[list[str]]:
-        """The token strings of a text (a list of lists for a batch), special tokens included."""
-        encoding = self.tokenize(text)
-        tokens = [encoding.tokens(i) for i in range(len(encoding.encodings))]
-        return tokens if encoding.is_batched else tokens[0]
+        """The token strings of a text (a list of lists for a batch), special tokens included, readable
+        (byte-level BPE tokens decoded: ``" the"`` rather than ``"Ġthe"``)."""
+        _, tokens = self.prepare_inputs(text)
+        return tokens
+
+    def _display_tokens(self, ids: torch.Tensor) -> list[list[str]]:
+        return [self.tokenizer.display_tokens(row) for row in ids]
 
     def prepare_inputs(self, inputs: ModelInput) -> tuple[dict[str, Any], list | None]:
         """Text, a batch of texts, token ids [batch, pos] / [pos], or a mapping of model inputs ->
         (forward keyword arguments on the model's device, token strings or None)."""
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], str)):
             encoding = self.tokenize(inputs)
-            tokens = [encoding.tokens(i) for i in range(len(encoding.encodings))]
+            tokens = self._display_tokens(encoding["input_ids"])
             return dict(encoding), (tokens if encoding.is_batched else tokens[0])
         if isinstance(inputs, torch.Tensor):
             ids = inputs.unsqueeze(0) if inputs.dim() == 1 else inputs
             tokens = None
             if self.tokenizer is not None:
-                tokens = [self.tokenizer.convert_ids_to_tokens(row) for row in ids]
+                tokens = self._display_tokens(ids)
                 tokens = tokens[0] if inputs.dim() == 1 else tokens
             return {"input_ids": ids.to(self.device)}, tokens
         if isinstance(inputs, Mapping):
             kwargs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             tokens = None
-            if isinstance(inputs, Encoding):
-                tokens = [inputs.tokens(i) for i in range(len(inputs.encodings))]
+            if isinstance(inputs, Encoding) and self.tokenizer is not None:
+                tokens = self._display_tokens(torch.as_tensor(inputs["input_ids"]).reshape(len(inputs.encodings), -1))
                 tokens = tokens if inputs.is_batched else tokens[0]
             return kwargs, tokens
         raise TypeError(

@@ -436,6 +436,14 @@ class Tokenizer:
     def batch_decode(self, batch: Sequence[Sequence[int]] | torch.Tensor, skip_special_tokens: bool = False):
         return [self.decode(ids, skip_special_tokens=skip_special_tokens) for ids in batch]
 
+    def display_tokens(self, ids: Sequence[int] | torch.Tensor) -> list[str]:
+        """Token strings for people: byte-level BPE tokens decoded one by one (``" the"``, not ``"Ġthe"``);
+        other families' tokens as they are (``"##ing"``, ``"the</w>"``), since their marks carry meaning."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if self.family == BYTE_LEVEL_BPE:
+            return [self.backend.decode([i], skip_special_tokens=False) for i in ids]
+        return self.convert_ids_to_tokens(ids)
+
     def convert_ids_to_tokens(self, ids: Sequence[int] | torch.Tensor) -> list[str]:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         return [self.backend.id_to_token(i) for i in ids]
