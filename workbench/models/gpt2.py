@@ -122,6 +122,16 @@ class GPT2Config(ModelConfig):
         return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
 
 
+# Hugging Face's Conv1D weights (GPT and GPT-2), stored [in, out]; q/k/v as split by `split_fused_qkv`.
+CONV1D_WEIGHTS = [
+    "h.{i}.attn.c_attn.q.weight",
+    "h.{i}.attn.c_attn.k.weight",
+    "h.{i}.attn.c_attn.v.weight",
+    "h.{i}.attn.c_proj.weight",
+    "h.{i}.mlp.c_fc.weight",
+    "h.{i}.mlp.c_proj.weight",
+]
+
 # Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: `unfuse_hf_state`
 # splits it into c_attn.q / c_attn.k / c_attn.v first. Conv1D weights are [in, out]: transposed.
 GPT2_KEY_MAP = KeyMap(
@@ -140,14 +150,7 @@ GPT2_KEY_MAP = KeyMap(
     ],
     # The causal-mask buffers of older checkpoints.
     ignored=[r"^h\.\d+\.attn\.(bias|masked_bias)$"],
-    transposed=[
-        "h.{i}.attn.c_attn.q.weight",
-        "h.{i}.attn.c_attn.k.weight",
-        "h.{i}.attn.c_attn.v.weight",
-        "h.{i}.attn.c_proj.weight",
-        "h.{i}.mlp.c_fc.weight",
-        "h.{i}.mlp.c_proj.weight",
-    ],
+    transposed=CONV1D_WEIGHTS,
 )
 LM_HEAD_KEY_MAP = KeyMap([("lm_head.weight", "unembed.weight")])
 SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])

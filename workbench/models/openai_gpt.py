@@ -18,6 +18,7 @@ from torch import nn
 from ..components import MLP, Attention, PostNormBlock
 from ..loading import KeyMap
 from .gpt2 import (
+    CONV1D_WEIGHTS,
     LM_HEAD_KEY_MAP,
     SCORE_KEY_MAP,
     GPT2Config,
@@ -78,14 +79,7 @@ OPENAI_GPT_KEY_MAP = KeyMap(
         ("h.{i}.ln_2.{p}", "blocks.{i}.ln2.{p}"),
     ],
     ignored=[r"^h\.\d+\.attn\.bias$", r"^position_ids$"],
-    transposed=[
-        "h.{i}.attn.c_attn.q.weight",
-        "h.{i}.attn.c_attn.k.weight",
-        "h.{i}.attn.c_attn.v.weight",
-        "h.{i}.attn.c_proj.weight",
-        "h.{i}.mlp.c_fc.weight",
-        "h.{i}.mlp.c_proj.weight",
-    ],
+    transposed=CONV1D_WEIGHTS,
 )
 
 
