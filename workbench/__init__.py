@@ -26,6 +26,7 @@ from .hook_points import HookPoint
 from .hub import CheckpointNotFoundError
 from .lens import LogitLens, logit_lens
 from .loading import CheckpointError
+from .memory import keep_freed_memory
 from .model import HookedTransformer
 from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
 from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
@@ -73,5 +74,6 @@ __all__ = [
     "generate",
     "logit_lens",
     "head_ablation_hooks",
+    "keep_freed_memory",
     "load",
 ]
