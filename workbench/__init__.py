@@ -16,19 +16,31 @@ from .auto import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
 )
 from .cache import ActivationCache
 from .config import ModelConfig
 from .generation import GenerationResult, generate
+from .heads import fill_mask
 from .hook_points import HookPoint
 from .hub import CheckpointNotFoundError
 from .lens import LogitLens, logit_lens
 from .loading import CheckpointError
 from .memory import keep_freed_memory
 from .model import HookedTransformer
-from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .models.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from .models.openai_gpt import (
     OpenAIGPTConfig,
@@ -46,11 +58,17 @@ __all__ = [
     "AutoModel",
     "AutoModelForCausalLM",
     "AutoModelForMaskedLM",
+    "AutoModelForMultipleChoice",
+    "AutoModelForQuestionAnswering",
     "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
     "AutoTokenizer",
     "BertConfig",
     "BertForMaskedLM",
+    "BertForMultipleChoice",
+    "BertForQuestionAnswering",
     "BertForSequenceClassification",
+    "BertForTokenClassification",
     "BertModel",
     "CheckpointError",
     "CheckpointNotFoundError",
@@ -71,6 +89,7 @@ __all__ = [
     "Tokenizer",
     "ablate_heads",
     "default_device",
+    "fill_mask",
     "generate",
     "logit_lens",
     "head_ablation_hooks",

@@ -17,6 +17,9 @@ _ARCHITECTURE_SUFFIXES = {
     "ForCausalLM": "causal_lm",
     "ForPreTraining": "masked_lm",
     "ForSequenceClassification": "sequence_classification",
+    "ForTokenClassification": "token_classification",
+    "ForQuestionAnswering": "question_answering",
+    "ForMultipleChoice": "multiple_choice",
 }
 
 
@@ -40,8 +43,9 @@ def load(
 
     Args:
         name_or_path: a folder, an alias (``"minilm"``, the embedded default) or a Hugging Face hub id.
-        task: ``"base"``, ``"masked_lm"``, ``"causal_lm"`` or ``"sequence_classification"``; None picks the
-            head the checkpoint was saved with (``config.architectures``), else the bare model.
+        task: ``"base"``, ``"masked_lm"``, ``"causal_lm"``, ``"sequence_classification"``,
+            ``"token_classification"``, ``"question_answering"`` or ``"multiple_choice"``; None picks the head
+            the checkpoint was saved with (``config.architectures``), else the bare model.
         device: ``"auto"`` (GPU when there is one), or any torch device.
         **kwargs: config overrides and loading options (``num_labels=3``, ``ignore_mismatched_sizes``).
 

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 from .config import CONFIG_NAME, ModelConfig, read_config_json
 from .hub import resolve_checkpoint
 from .model import HookedTransformer
-from .models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+from .models.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
 from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from .models.openai_gpt import (
     OpenAIGPTConfig,
@@ -44,6 +52,15 @@ SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "gpt2": GPT2ForSequenceClassification,
     "openai-gpt": OpenAIGPTForSequenceClassification,
 }
+TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertForTokenClassification,
+}
+QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertForQuestionAnswering,
+}
+MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
+    "bert": BertForMultipleChoice,
+}
 
 # wb.load's task names -> registries.
 TASK_REGISTRIES = {
@@ -51,6 +68,9 @@ TASK_REGISTRIES = {
     "masked_lm": MASKED_LM_REGISTRY,
     "causal_lm": CAUSAL_LM_REGISTRY,
     "sequence_classification": SEQUENCE_CLASSIFICATION_REGISTRY,
+    "token_classification": TOKEN_CLASSIFICATION_REGISTRY,
+    "question_answering": QUESTION_ANSWERING_REGISTRY,
+    "multiple_choice": MULTIPLE_CHOICE_REGISTRY,
 }
 
 
@@ -134,6 +154,27 @@ class AutoModelForSequenceClassification(_AutoModel):
 
     registry = SEQUENCE_CLASSIFICATION_REGISTRY
     task = "AutoModelForSequenceClassification"
+
+
+class AutoModelForTokenClassification(_AutoModel):
+    """A classifier on every token (NER, POS tagging)."""
+
+    registry = TOKEN_CLASSIFICATION_REGISTRY
+    task = "AutoModelForTokenClassification"
+
+
+class AutoModelForQuestionAnswering(_AutoModel):
+    """Span start/end logits for extractive question answering (SQuAD)."""
+
+    registry = QUESTION_ANSWERING_REGISTRY
+    task = "AutoModelForQuestionAnswering"
+
+
+class AutoModelForMultipleChoice(_AutoModel):
+    """One score per choice, inputs [batch, num_choices, pos] (SWAG, RACE, ARC)."""
+
+    registry = MULTIPLE_CHOICE_REGISTRY
+    task = "AutoModelForMultipleChoice"
 
 
 class AutoTokenizer:

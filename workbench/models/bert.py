@@ -22,10 +22,24 @@ from torch import nn
 
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
 from ..config import ModelConfig
+from ..heads import (
+    fill_mask,
+    multiple_choice_inputs,
+    span_loss,
+    split_span_logits,
+    token_classification_loss,
+)
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
-from ..outputs import EncoderOutput, MaskedLMOutput, SequenceClassifierOutput
+from ..outputs import (
+    EncoderOutput,
+    MaskedLMOutput,
+    MultipleChoiceOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -143,6 +157,7 @@ MLM_KEY_MAP = KeyMap(
 )
 
 CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
+QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
 
 
 # The model, top to bottom ----------------------------------------------------------------------------
@@ -304,6 +319,10 @@ class BertForMaskedLM(BertModel):
         """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
         return self.unembed(self.mlm_head(resid))
 
+    def fill_mask(self, text: str | list[str], top_k: int = 5):
+        """The top tokens for each ``[MASK]`` of ``text``, as a DataFrame (see :func:`workbench.heads.fill_mask`)."""
+        return fill_mask(self, text, top_k)
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -371,6 +390,137 @@ class BertForSequenceClassification(BertModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(body.pooler_output)))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class BertForTokenClassification(BertModel):
+    """BERT with a classifier on every token (NER, POS). Adds ``hook_logits`` [batch, pos, num_labels]."""
+
+    head_key_map = CLASSIFIER_KEY_MAP
+    add_pooling_layer = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`BertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
+
+        Returns:
+            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class BertForQuestionAnswering(BertModel):
+    """BERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2]."""
+
+    head_key_map = QA_KEY_MAP
+    add_pooling_layer = False
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`BertModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch].
+
+        Returns:
+            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
+        """
+        body = self.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        start_logits, end_logits = split_span_logits(self.hook_logits(self.qa_outputs(body.last_hidden_state)))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class BertForMultipleChoice(BertModel):
+    """BERT scoring each choice from its pooled [CLS] state (SWAG, RACE, ARC).
+
+    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
+    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    """
+
+    head_key_map = CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.d_model, 1)
+        self.hook_logits = HookPoint()  # [batch, num_choices]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`BertModel.forward` with every input [batch, num_choices, ...]; ``labels`` [batch] are the
+        indices of the right choices.
+
+        Returns:
+            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
+        """
+        num_choices, flat = multiple_choice_inputs(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+        )
+        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
+                           output_attentions=output_attentions)
+        scores = self.classifier(self.classifier_dropout(body.pooler_output))  # [batch * num_choices, 1]
+        logits = self.hook_logits(scores.view(-1, num_choices))
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
         return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
 
 
