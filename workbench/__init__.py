@@ -41,6 +41,15 @@ from .models.bert import (
     BertForTokenClassification,
     BertModel,
 )
+from .models.distilbert import (
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    DistilBertForMultipleChoice,
+    DistilBertForQuestionAnswering,
+    DistilBertForSequenceClassification,
+    DistilBertForTokenClassification,
+    DistilBertModel,
+)
 from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from .models.openai_gpt import (
     OpenAIGPTConfig,
@@ -72,6 +81,13 @@ __all__ = [
     "BertModel",
     "CheckpointError",
     "CheckpointNotFoundError",
+    "DistilBertConfig",
+    "DistilBertForMaskedLM",
+    "DistilBertForMultipleChoice",
+    "DistilBertForQuestionAnswering",
+    "DistilBertForSequenceClassification",
+    "DistilBertForTokenClassification",
+    "DistilBertModel",
     "Encoding",
     "GPT2Config",
     "GenerationResult",

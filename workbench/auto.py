@@ -21,6 +21,15 @@ from .models.bert import (
     BertForTokenClassification,
     BertModel,
 )
+from .models.distilbert import (
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    DistilBertForMultipleChoice,
+    DistilBertForQuestionAnswering,
+    DistilBertForSequenceClassification,
+    DistilBertForTokenClassification,
+    DistilBertModel,
+)
 from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
 from .models.openai_gpt import (
     OpenAIGPTConfig,
@@ -34,14 +43,17 @@ CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
     "bert": BertConfig,
     "gpt2": GPT2Config,
     "openai-gpt": OpenAIGPTConfig,
+    "distilbert": DistilBertConfig,
 }
 MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertModel,
     "gpt2": GPT2Model,
     "openai-gpt": OpenAIGPTModel,
+    "distilbert": DistilBertModel,
 }
 MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMaskedLM,
+    "distilbert": DistilBertForMaskedLM,
 }
 CAUSAL_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "gpt2": GPT2LMHeadModel,
@@ -51,15 +63,19 @@ SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForSequenceClassification,
     "gpt2": GPT2ForSequenceClassification,
     "openai-gpt": OpenAIGPTForSequenceClassification,
+    "distilbert": DistilBertForSequenceClassification,
 }
 TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForTokenClassification,
+    "distilbert": DistilBertForTokenClassification,
 }
 QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForQuestionAnswering,
+    "distilbert": DistilBertForQuestionAnswering,
 }
 MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMultipleChoice,
+    "distilbert": DistilBertForMultipleChoice,
 }
 
 # wb.load's task names -> registries.

@@ -1,0 +1,566 @@
+"""DistilBERT (Sanh et al. 2019, "DistilBERT, a distilled version of BERT: smaller, faster, cheaper and lighter").
+
+A BERT distilled into half the depth; what is distinctive about it:
+- 6 layers by default (BERT-base's width: 768, 12 heads, 3072), initialized from every other BERT layer;
+- no token-type (segment) embeddings and no pooler: token + absolute position embeddings, summed, then
+  LayerNorm; its tokenizer (BERT's WordPiece) makes ``input_ids`` and ``attention_mask`` only;
+- position embeddings learned, or fixed sinusoids (``sinusoidal_pos_embds``, Vaswani et al. 2017) that are
+  nonetheless stored in the checkpoint as ``position_embeddings.weight`` and loaded from it;
+- the same post-norm blocks as BERT: ``x = LN(x + Attention(x))`` (``sa_layer_norm``), then
+  ``x = LN(x + FFN(x))`` (``output_layer_norm``); LayerNorm epsilon fixed at 1e-12; dropout on the FFN's
+  output but not on the attention's;
+- its own parameter and config names (``dim``, ``n_layers``, ``n_heads``, ``hidden_dim``; ``q_lin``,
+  ``ffn.lin1``, ``vocab_projector``...), mapped to the same workbench names and hooks as BERT's;
+- heads: masked LM (``vocab_transform`` -> activation -> ``vocab_layer_norm`` -> ``vocab_projector`` tied to
+  the token embedding) and, for sentence tasks, ``pre_classifier`` -> ReLU -> ``classifier`` on the [CLS]
+  state instead of BERT's tanh pooler.
+
+As in BERT, ``hook_resid_mid`` is ``ln1``'s output and ``hook_resid_post`` is ``ln2``'s output, which is
+Hugging Face's ``hidden_states[i + 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
+from ..components import activation as activation_function
+from ..config import ModelConfig
+from ..heads import fill_mask, multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..hook_points import HookPoint
+from ..loading import KeyMap
+from ..model import HookedTransformer
+from ..outputs import (
+    EncoderOutput,
+    MaskedLMOutput,
+    MultipleChoiceOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from .bert import classification_loss
+
+# DistilBERT's LayerNorms all use this epsilon; it is not in the config.
+LAYER_NORM_EPS = 1e-12
+
+# Configuration ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistilBertConfig(ModelConfig):
+    """DistilBERT's hyper-parameters, with Hugging Face's names.
+
+    Hugging Face's own names ``n_layers`` and ``n_heads`` are already the workbench's canonical names, so
+    here they are plain fields; ``d_model``, ``d_head`` and ``d_mlp`` are properties as on every config.
+    BERT-style names (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, Hugging Face's
+    ``attribute_map``) are accepted by :meth:`from_dict` as aliases.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary.
+        max_position_embeddings: the longest input, in tokens.
+        sinusoidal_pos_embds: initialize the position embeddings with fixed sinusoids instead of at random.
+        n_layers: blocks.
+        n_heads: heads per block.
+        dim: d_model.
+        hidden_dim: d_mlp.
+        dropout: dropout on embeddings and on the FFN's output.
+        attention_dropout: dropout on the attention pattern.
+        activation: the FFN and MLM-head activation (``"gelu"`` is the exact, erf-based GELU).
+        initializer_range: std of the normal initialization.
+        qa_dropout: dropout before the question-answering head.
+        seq_classif_dropout: dropout before the sequence-classification and multiple-choice classifier.
+        pad_token_id: the padding token, whose embedding row is zero at initialization.
+        bos_token_id, eos_token_id: kept for Hugging Face's config; unused.
+    """
+
+    model_type = "distilbert"
+    ALIASES: ClassVar[dict[str, str]] = {
+        "hidden_size": "dim",
+        "num_hidden_layers": "n_layers",
+        "num_attention_heads": "n_heads",
+    }
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    sinusoidal_pos_embds: bool = False
+    n_layers: int = 6
+    n_heads: int = 12
+    dim: int = 768
+    hidden_dim: int = 4 * 768
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"
+    initializer_range: float = 0.02
+    qa_dropout: float = 0.1
+    seq_classif_dropout: float = 0.2
+    pad_token_id: int | None = 0
+    eos_token_id: int | list[int] | None = None
+    bos_token_id: int | None = None
+
+    # Canonical names, the same on every architecture (n_layers and n_heads are fields, above).
+    @property
+    def d_model(self) -> int:
+        return self.dim
+
+    @property
+    def d_head(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def d_mlp(self) -> int:
+        return self.hidden_dim
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> DistilBertConfig:
+        """As :meth:`ModelConfig.from_dict`; ``hidden_size`` etc. are read as ``dim`` etc."""
+        return super().from_dict(cls._resolve_aliases(values), **cls._resolve_aliases(overrides))
+
+    @classmethod
+    def _resolve_aliases(cls, values: dict[str, Any]) -> dict[str, Any]:
+        values = dict(values)
+        for alias, name in cls.ALIASES.items():
+            if alias in values:
+                value = values.pop(alias)
+                if name in values and values[name] != value:
+                    raise ValueError(f"{alias}={value} contradicts {name}={values[name]} (DistilBERT's name for it)")
+                values[name] = value
+        return values
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim={self.dim} must be a multiple of n_heads={self.n_heads}")
+        activation_function(self.activation)  # fails early, naming the activation
+
+
+def sinusoidal_position_embeddings(n_pos: int, dim: int) -> torch.Tensor:
+    """[n_pos, dim] sinusoids (Vaswani et al. 2017, section 3.5): sin(pos / 10000^(2k/dim)) in even columns
+    2k, cos in odd columns 2k + 1. Computed in float64 with numpy, as Hugging Face's
+    ``create_sinusoidal_embeddings`` does, so that the float32 result is bitwise the same."""
+    angle = np.arange(n_pos)[:, None] / np.power(10000, 2 * (np.arange(dim) // 2) / dim)
+    out = torch.empty(n_pos, dim)
+    out[:, 0::2] = torch.from_numpy(np.sin(angle[:, 0::2]))
+    out[:, 1::2] = torch.from_numpy(np.cos(angle[:, 1::2]))
+    return out
+
+
+# Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.
+DISTILBERT_KEY_MAP = KeyMap(
+    [
+        ("embeddings.word_embeddings.weight", "embed.weight"),
+        ("embeddings.position_embeddings.weight", "pos_embed.weight"),
+        ("embeddings.LayerNorm.{p}", "ln_embed.{p}"),
+        ("transformer.layer.{i}.attention.q_lin.{p}", "blocks.{i}.attn.q.{p}"),
+        ("transformer.layer.{i}.attention.k_lin.{p}", "blocks.{i}.attn.k.{p}"),
+        ("transformer.layer.{i}.attention.v_lin.{p}", "blocks.{i}.attn.v.{p}"),
+        ("transformer.layer.{i}.attention.out_lin.{p}", "blocks.{i}.attn.o.{p}"),
+        ("transformer.layer.{i}.sa_layer_norm.{p}", "blocks.{i}.ln1.{p}"),
+        ("transformer.layer.{i}.ffn.lin1.{p}", "blocks.{i}.mlp.fc_in.{p}"),
+        ("transformer.layer.{i}.ffn.lin2.{p}", "blocks.{i}.mlp.fc_out.{p}"),
+        ("transformer.layer.{i}.output_layer_norm.{p}", "blocks.{i}.ln2.{p}"),
+    ],
+    # A non-persistent buffer that older checkpoints saved.
+    ignored=[r"embeddings\.position_ids$"],
+)
+
+MLM_KEY_MAP = KeyMap(
+    [
+        ("vocab_transform.{p}", "mlm_head.dense.{p}"),
+        ("vocab_layer_norm.{p}", "mlm_head.ln.{p}"),
+        ("vocab_projector.{p}", "unembed.{p}"),
+    ]
+)
+CLS_CLASSIFIER_KEY_MAP = KeyMap([("pre_classifier.{p}", "pre_classifier.{p}"), ("classifier.{p}", "classifier.{p}")])
+TOKEN_CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
+QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
+
+
+# The model, top to bottom ----------------------------------------------------------------------------
+
+
+class DistilBertFFN(MLP):
+    """The MLP with dropout on its output: DistilBERT drops out the FFN's output but not the attention's, so
+    its blocks are built with no dropout of their own and the FFN carries it (same hooks as :class:`MLP`)."""
+
+    def __init__(self, d_model: int, d_mlp: int, act: str, dropout: float) -> None:
+        super().__init__(d_model, d_mlp, act)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(super().forward(x))
+
+
+class DistilBertModel(HookedTransformer):
+    """The DistilBERT encoder: embeddings and a stack of post-norm blocks (no pooler).
+
+    Hooks before the blocks: hook_embed, hook_pos_embed ([batch, pos, d_model]; the sinusoids too, when
+    ``sinusoidal_pos_embds``) and ln_embed.* (whose output is blocks.0.hook_resid_pre).
+    """
+
+    config_class = DistilBertConfig
+    body_key_map = DISTILBERT_KEY_MAP
+    base_model_prefix = "distilbert"
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = nn.Embedding(config.max_position_embeddings, config.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.ln_embed = LayerNorm(config.d_model, LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            PostNormBlock(
+                Attention(config.d_model, config.n_heads, config.attention_dropout),
+                DistilBertFFN(config.d_model, config.d_mlp, config.activation, config.dropout),
+                config.d_model, LAYER_NORM_EPS, dropout=0.0,
+            )
+            for _ in range(config.n_layers)
+        )
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.config.sinusoidal_pos_embds:
+            with torch.no_grad():
+                self.pos_embed.weight.copy_(
+                    sinusoidal_position_embeddings(self.config.max_position_embeddings, self.config.d_model)
+                )
+
+    def reject_token_types(self, token_type_ids: torch.Tensor | None) -> None:
+        if token_type_ids is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes no token_type_ids: DistilBERT has no token-type (segment) "
+                f"embeddings; pass input_ids and attention_mask only (a BERT tokenizer makes token_type_ids)"
+            )
+
+    def embed_tokens(
+        self,
+        input_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token + position embeddings, normalized: [batch, pos] -> [batch, pos, d_model]."""
+        self.reject_token_types(token_type_ids)
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
+        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = token_embed.shape[:2]
+        self.check_sequence_length(length)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
+        token_embed = self.hook_embed(token_embed)
+        pos_embed = self.hook_pos_embed(self.pos_embed(position_ids))
+        return self.dropout(self.ln_embed(token_embed + pos_embed))
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (``pooler_output`` is None)."""
+        resid = self.embed_tokens(input_ids, position_ids, inputs_embeds, token_type_ids)
+        mask = additive_padding_mask(attention_mask, resid.dtype)
+        hidden_states = [resid] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
+            resid, pattern = block(resid, mask, block_head_mask, need_pattern=output_attentions)
+            if output_hidden_states:
+                hidden_states.append(resid)
+            if output_attentions:
+                attentions.append(pattern)
+        return EncoderOutput(
+            last_hidden_state=resid,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            position_ids: [batch, pos] (default 0..pos-1).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+            token_type_ids: not taken: an error that says so (rather than a TypeError).
+
+        Returns:
+            :class:`EncoderOutput` (last_hidden_state, hidden_states, attentions; no pooler_output).
+        """
+        out = self.encode(
+            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
+            output_attentions, token_type_ids,
+        )
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class DistilBertMLMHead(nn.Module):
+    """The transform before the unembedding: ``vocab_transform`` -> activation -> ``vocab_layer_norm``."""
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.act = activation_function(config.activation)
+        self.ln = LayerNorm(config.d_model, LAYER_NORM_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.act(self.dense(x)))
+
+
+class DistilBertForMaskedLM(DistilBertModel):
+    """DistilBERT with its masked-language-model head. Adds ``mlm_head.ln.*`` and ``hook_logits``
+    [batch, pos, vocab]."""
+
+    head_key_map = MLM_KEY_MAP
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.mlm_head = DistilBertMLMHead(config)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)  # vocab_projector
+        if config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
+        return self.unembed(self.mlm_head(resid))
+
+    def fill_mask(self, text: str | list[str], top_k: int = 5):
+        """The top tokens for each ``[MASK]`` of ``text``, as a DataFrame (see :func:`workbench.heads.fill_mask`)."""
+        return fill_mask(self, text, top_k)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored) for the MLM loss.
+
+        Returns:
+            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
+        """
+        body = self.encode(
+            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
+            output_attentions, token_type_ids,
+        )
+        logits = self.hook_logits(self.decode_residual(body.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class DistilBertForSequenceClassification(DistilBertModel):
+    """DistilBERT with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on the [CLS] state.
+    Adds ``hook_logits`` [batch, num_labels]."""
+
+    head_key_map = CLS_CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.pre_classifier = nn.Linear(config.d_model, config.d_model)
+        self.classifier_dropout = nn.Dropout(config.seq_classif_dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
+
+        Returns:
+            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
+            output_attentions, token_type_ids,
+        )
+        cls_state = F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch, d_model]
+        logits = self.hook_logits(self.classifier(self.classifier_dropout(cls_state)))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class DistilBertForTokenClassification(DistilBertModel):
+    """DistilBERT with a classifier on every token (NER, POS). Adds ``hook_logits`` [batch, pos, num_labels]."""
+
+    head_key_map = TOKEN_CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.classifier_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
+
+        Returns:
+            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
+            output_attentions, token_type_ids,
+        )
+        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class DistilBertForQuestionAnswering(DistilBertModel):
+    """DistilBERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2]."""
+
+    head_key_map = QA_KEY_MAP
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:
+            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
+        self.qa_dropout = nn.Dropout(config.qa_dropout)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`DistilBertModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch].
+
+        Returns:
+            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
+        """
+        body = self.encode(
+            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
+            output_attentions, token_type_ids,
+        )
+        logits = self.hook_logits(self.qa_outputs(self.qa_dropout(body.last_hidden_state)))
+        start_logits, end_logits = split_span_logits(logits)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class DistilBertForMultipleChoice(DistilBertModel):
+    """DistilBERT scoring each choice with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on its
+    [CLS] state (SWAG, RACE, ARC).
+
+    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
+    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    """
+
+    head_key_map = CLS_CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: DistilBertConfig) -> None:
+        super().__init__(config)
+        self.pre_classifier = nn.Linear(config.d_model, config.d_model)
+        self.classifier_dropout = nn.Dropout(config.seq_classif_dropout)
+        self.classifier = nn.Linear(config.d_model, 1)
+        self.hook_logits = HookPoint()  # [batch, num_choices]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """As :meth:`DistilBertModel.forward` with every input [batch, num_choices, ...]; ``labels`` [batch]
+        are the indices of the right choices.
+
+        Returns:
+            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
+        """
+        self.reject_token_types(token_type_ids)
+        num_choices, flat = multiple_choice_inputs(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            position_ids=position_ids,
+        )
+        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
+                           output_attentions=output_attentions)
+        cls_state = F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch * num_choices, d_model]
+        scores = self.classifier(self.classifier_dropout(cls_state))  # [batch * num_choices, 1]
+        logits = self.hook_logits(scores.view(-1, num_choices))
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
