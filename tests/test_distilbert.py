@@ -483,8 +483,6 @@ def test_wordpiece_ids_match_hugging_face_and_run_without_token_types(tmp_path):
     assert cache.tokens is None or cache.tokens[0][:3] == ["[CLS]", "the", "keys"]
 
 
-@pytest.mark.xfail(reason="workbench/tokenizer.py does not yet give DistilBertTokenizer(Fast) / model_type "
-                          "distilbert the model_input_names input_ids, attention_mask", strict=False)
 def test_text_inputs_run_end_to_end(tmp_path):
     save_tiny_hf_distilbert(tmp_path, "DistilBertForMaskedLM")
     save_hf_distilbert_tokenizer(tmp_path)

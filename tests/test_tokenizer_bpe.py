@@ -774,12 +774,12 @@ def test_model_type_without_its_files_names_them(vocab_dirs, tmp_path):
 @pytest.mark.parametrize(
     "tokenizer_config, config, match",
     [
-        ({"tokenizer_class": "RobertaTokenizer"}, None, "tokenizer_class 'RobertaTokenizer'"),
-        (None, {"model_type": "roberta"}, "model_type 'roberta'"),
+        ({"tokenizer_class": "DebertaTokenizer"}, None, "tokenizer_class 'DebertaTokenizer'"),
+        (None, {"model_type": "deberta"}, "model_type 'deberta'"),
     ],
 )
 def test_unsupported_class_or_model_type_is_an_error(vocab_dirs, tmp_path, tokenizer_config, config, match):
-    """A byte-level vocabulary of another model (RoBERTa adds <s> and </s>): no guessing, an error."""
+    """A byte-level vocabulary of another model (DeBERTa adds [CLS] and [SEP]): no guessing, an error."""
     folder = make_folder(tmp_path, vocab_dirs["gpt2"], tokenizer_config, config)
     with pytest.raises(ValueError, match=match) as err:
         Tokenizer.from_pretrained(folder)

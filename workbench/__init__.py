@@ -57,7 +57,18 @@ from .models.openai_gpt import (
     OpenAIGPTLMHeadModel,
     OpenAIGPTModel,
 )
+from .models.roberta import (
+    RobertaConfig,
+    RobertaForMaskedLM,
+    RobertaForMultipleChoice,
+    RobertaForQuestionAnswering,
+    RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+    RobertaModel,
+)
+from .models.xlm import XLMConfig, XLMForSequenceClassification, XLMModel, XLMWithLMHeadModel
 from .tokenizer import Encoding, Tokenizer
+from .xlm_tokenizer import XLMTokenizer
 
 __version__ = "0.1.0"
 
@@ -102,7 +113,19 @@ __all__ = [
     "OpenAIGPTForSequenceClassification",
     "OpenAIGPTLMHeadModel",
     "OpenAIGPTModel",
+    "RobertaConfig",
+    "RobertaForMaskedLM",
+    "RobertaForMultipleChoice",
+    "RobertaForQuestionAnswering",
+    "RobertaForSequenceClassification",
+    "RobertaForTokenClassification",
+    "RobertaModel",
     "Tokenizer",
+    "XLMConfig",
+    "XLMForSequenceClassification",
+    "XLMModel",
+    "XLMTokenizer",
+    "XLMWithLMHeadModel",
     "ablate_heads",
     "default_device",
     "fill_mask",

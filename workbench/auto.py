@@ -37,6 +37,16 @@ from .models.openai_gpt import (
     OpenAIGPTLMHeadModel,
     OpenAIGPTModel,
 )
+from .models.roberta import (
+    RobertaConfig,
+    RobertaForMaskedLM,
+    RobertaForMultipleChoice,
+    RobertaForQuestionAnswering,
+    RobertaForSequenceClassification,
+    RobertaForTokenClassification,
+    RobertaModel,
+)
+from .models.xlm import XLMConfig, XLMForSequenceClassification, XLMModel, XLMWithLMHeadModel
 from .tokenizer import Tokenizer
 
 CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
@@ -44,38 +54,50 @@ CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
     "gpt2": GPT2Config,
     "openai-gpt": OpenAIGPTConfig,
     "distilbert": DistilBertConfig,
+    "roberta": RobertaConfig,
+    "xlm": XLMConfig,
 }
 MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertModel,
     "gpt2": GPT2Model,
     "openai-gpt": OpenAIGPTModel,
     "distilbert": DistilBertModel,
+    "roberta": RobertaModel,
+    "xlm": XLMModel,
 }
 MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMaskedLM,
     "distilbert": DistilBertForMaskedLM,
+    "roberta": RobertaForMaskedLM,
+    "xlm": XLMWithLMHeadModel,
 }
 CAUSAL_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "gpt2": GPT2LMHeadModel,
     "openai-gpt": OpenAIGPTLMHeadModel,
+    "xlm": XLMWithLMHeadModel,
 }
 SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForSequenceClassification,
     "gpt2": GPT2ForSequenceClassification,
     "openai-gpt": OpenAIGPTForSequenceClassification,
     "distilbert": DistilBertForSequenceClassification,
+    "roberta": RobertaForSequenceClassification,
+    "xlm": XLMForSequenceClassification,
 }
 TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForTokenClassification,
     "distilbert": DistilBertForTokenClassification,
+    "roberta": RobertaForTokenClassification,
 }
 QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForQuestionAnswering,
     "distilbert": DistilBertForQuestionAnswering,
+    "roberta": RobertaForQuestionAnswering,
 }
 MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMultipleChoice,
     "distilbert": DistilBertForMultipleChoice,
+    "roberta": RobertaForMultipleChoice,
 }
 
 # wb.load's task names -> registries.

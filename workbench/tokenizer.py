@@ -1,10 +1,12 @@
 """Tokenizer: a thin class over the ``tokenizers`` library.
 
-It reads ``tokenizer.json``, or builds the pipeline of one of three families from the vocabulary files
+It reads ``tokenizer.json``, or builds the pipeline of one of four families from the vocabulary files
 (what Hugging Face's converters build, so that the ids are the same):
 
 * ``"wordpiece"``: BERT's WordPiece, from ``vocab.txt``;
 * ``"byte_level_bpe"``: GPT-2's byte-level BPE, from ``vocab.json`` + ``merges.txt``;
+* ``"roberta_bpe"``: RoBERTa's: GPT-2's byte-level BPE with ``<s> A </s>`` and ``<s> A </s></s> B </s>``
+  around the texts, from ``vocab.json`` + ``merges.txt``;
 * ``"word_end_bpe"``: GPT's (openai-gpt) lowercasing BPE with ``</w>`` word ends, from ``vocab.json`` +
   ``merges.txt``.
 
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any, Union
 
 import torch
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as BackendTokenizer
-from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ _VERY_LARGE_INTEGER = int(1e30)
 WORDPIECE = "wordpiece"
 BYTE_LEVEL_BPE = "byte_level_bpe"
 WORD_END_BPE = "word_end_bpe"
-FAMILIES = (WORDPIECE, BYTE_LEVEL_BPE, WORD_END_BPE)
+ROBERTA_BPE = "roberta_bpe"
+FAMILIES = (WORDPIECE, BYTE_LEVEL_BPE, WORD_END_BPE, ROBERTA_BPE)
+# Families whose pre-tokenizer is GPT-2's ByteLevel (tokens are bytes mapped to printable characters).
+BYTE_LEVEL_FAMILIES = (BYTE_LEVEL_BPE, ROBERTA_BPE)
 
 # tokenizer_config.json's tokenizer_class -> family.
 FAMILY_BY_TOKENIZER_CLASS = {
@@ -47,19 +52,37 @@ FAMILY_BY_TOKENIZER_CLASS = {
     "GPT2TokenizerFast": BYTE_LEVEL_BPE,
     "OpenAIGPTTokenizer": WORD_END_BPE,
     "OpenAIGPTTokenizerFast": WORD_END_BPE,
+    "RobertaTokenizer": ROBERTA_BPE,
+    "RobertaTokenizerFast": ROBERTA_BPE,
+    "DistilBertTokenizer": WORDPIECE,
+    "DistilBertTokenizerFast": WORDPIECE,
 }
 # config.json's model_type -> family (when tokenizer_config.json names no tokenizer_class).
-FAMILY_BY_MODEL_TYPE = {"bert": WORDPIECE, "gpt2": BYTE_LEVEL_BPE, "openai-gpt": WORD_END_BPE}
+FAMILY_BY_MODEL_TYPE = {
+    "bert": WORDPIECE,
+    "gpt2": BYTE_LEVEL_BPE,
+    "openai-gpt": WORD_END_BPE,
+    "roberta": ROBERTA_BPE,
+    "distilbert": WORDPIECE,
+}
+# Models whose inputs differ from their tokenizer family's default (DistilBERT: WordPiece, no token types).
+MODEL_INPUTS_BY_TOKENIZER_CLASS = {
+    "DistilBertTokenizer": ("input_ids", "attention_mask"),
+    "DistilBertTokenizerFast": ("input_ids", "attention_mask"),
+}
+MODEL_INPUTS_BY_MODEL_TYPE = {"distilbert": ("input_ids", "attention_mask")}
 
 _FAMILY_FILES = {
     WORDPIECE: ("vocab.txt",),
     BYTE_LEVEL_BPE: ("vocab.json", "merges.txt"),
     WORD_END_BPE: ("vocab.json", "merges.txt"),
+    ROBERTA_BPE: ("vocab.json", "merges.txt"),
 }
 _FAMILY_DESCRIPTIONS = {
     WORDPIECE: "WordPiece (BERT)",
     BYTE_LEVEL_BPE: "byte-level BPE (GPT-2)",
     WORD_END_BPE: "BPE with </w> word ends (GPT)",
+    ROBERTA_BPE: "byte-level BPE with <s> and </s> (RoBERTa)",
 }
 # What Hugging Face's tokenizer class of each family uses when tokenizer_config.json does not say.
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -84,6 +107,20 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
         "tokenizer_class": "OpenAIGPTTokenizer",
         "model_input_names": ("input_ids", "attention_mask"),
         "special_tokens": {"unk_token": "<unk>"},
+    },
+    # In the order of RobertaTokenizer's arguments, which is the order missing ones get new ids in.
+    ROBERTA_BPE: {
+        "tokenizer_class": "RobertaTokenizer",
+        "model_input_names": ("input_ids", "attention_mask"),
+        "special_tokens": {
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "sep_token": "</s>",
+            "cls_token": "<s>",
+            "unk_token": "<unk>",
+            "pad_token": "<pad>",
+            "mask_token": "<mask>",
+        },
     },
 }
 
@@ -151,10 +188,11 @@ class Tokenizer:
             set per call instead, as Hugging Face does.
         special_tokens: e.g. ``{"cls_token": "[CLS]", "pad_token": "[PAD]", ...}``.
         model_max_length: the longest input the model takes, in tokens (truncation's default).
-        model_input_names: which inputs the model takes (GPT-2 and GPT: no ``token_type_ids``).
+        model_input_names: which inputs the model takes (GPT-2, RoBERTa and GPT: no ``token_type_ids``).
         padding_side: ``"right"`` or ``"left"``.
-        family: ``"wordpiece"``, ``"byte_level_bpe"``, ``"word_end_bpe"`` or None (unknown); what
-            :meth:`save_pretrained` writes as ``tokenizer_class`` when the settings do not name one.
+        family: ``"wordpiece"``, ``"byte_level_bpe"``, ``"roberta_bpe"``, ``"word_end_bpe"`` or None
+            (unknown); what :meth:`save_pretrained` writes as ``tokenizer_class`` when the settings do not
+            name one.
 
     Padding: without a ``pad_token`` (GPT-2 and GPT have none), padding uses the ``eos_token`` instead, with
     ``attention_mask`` 0 on those positions (the usual ``tokenizer.pad_token = tokenizer.eos_token``, where
@@ -204,27 +242,43 @@ class Tokenizer:
 
         1. ``tokenizer_config.json``'s ``tokenizer_class``: ``BertTokenizer(Fast)`` -> WordPiece from
            ``vocab.txt``; ``GPT2Tokenizer(Fast)`` -> byte-level BPE from ``vocab.json`` + ``merges.txt``;
-           ``OpenAIGPTTokenizer(Fast)`` -> BPE with ``</w>`` word ends from the same two files;
-        2. else ``config.json``'s ``model_type``: ``"bert"``, ``"gpt2"``, ``"openai-gpt"``;
+           ``RobertaTokenizer(Fast)`` -> the same with ``<s>``/``</s>`` around the texts (Hugging Face's
+           ``RobertaProcessing``); ``OpenAIGPTTokenizer(Fast)`` -> BPE with ``</w>`` word ends from the same
+           two files;
+        2. else ``config.json``'s ``model_type``: ``"bert"``, ``"gpt2"``, ``"roberta"``, ``"openai-gpt"``;
         3. else the files present: ``vocab.json`` + ``merges.txt`` (``</w>`` BPE when more of the vocabulary's
            tokens end in ``</w>`` than start with ``Ġ``, GPT-2's mark of a space; else byte-level), or
            ``vocab.txt`` (WordPiece).
 
         The family also gives the defaults that the settings do not override: the special tokens
-        (GPT-2: ``<|endoftext|>`` as unk, bos and eos, no pad; GPT: ``<unk>``) and ``model_input_names``
-        (GPT-2 and GPT: ``input_ids`` and ``attention_mask`` only), as Hugging Face's classes have them.
+        (GPT-2: ``<|endoftext|>`` as unk, bos and eos, no pad; RoBERTa: ``<s>`` as bos and cls, ``</s>`` as
+        eos and sep, ``<unk>``, ``<pad>``, ``<mask>``; GPT: ``<unk>``) and ``model_input_names`` (GPT-2,
+        RoBERTa and GPT: ``input_ids`` and ``attention_mask`` only), as Hugging Face's classes have them.
+
+        RoBERTa built from vocabulary files takes the special tokens' matching options (``lstrip``: ``<mask>``
+        swallows the spaces before it) from ``tokenizer_config.json``'s ``added_tokens_decoder``, else from
+        ``special_tokens_map.json``, as Hugging Face does; and ``trim_offsets`` (default True: offsets leave
+        out a token's leading space) from ``tokenizer_config.json``.
 
         Args:
-            add_prefix_space: byte-level BPE only: put a space before the text (and, with
+            add_prefix_space: byte-level BPE only (GPT-2, RoBERTa): put a space before the text (and, with
                 ``is_split_into_words=True``, before every word), so that the first word is tokenized as the
                 following ones are. Default: ``tokenizer_config.json``'s value, else False (Hugging Face's
-                GPT2Tokenizer default, which also overrides the value stored in ``tokenizer.json``).
+                GPT2Tokenizer and RobertaTokenizer default, which also overrides the value stored in
+                ``tokenizer.json``).
             kwargs: constructor options (``padding_side``, ``model_max_length``, ``special_tokens``,
                 ``model_input_names``), which override the saved settings.
         """
         from .hub import resolve_checkpoint
 
         folder = resolve_checkpoint(name_or_path)
+        if cls is Tokenizer:
+            from .xlm_tokenizer import XLMTokenizer  # imported here: xlm_tokenizer imports this module
+
+            if XLMTokenizer.handles(folder):  # tokenizer_class "XLMTokenizer", or none and model_type "xlm"
+                if add_prefix_space is not None:
+                    raise ValueError("add_prefix_space applies to byte-level BPE tokenizers, not to XLM's")
+                return XLMTokenizer.from_pretrained(name_or_path, **kwargs)
         settings = _read_tokenizer_settings(folder)
         family, source = _family_from_settings(folder, settings)
         from_settings = family is not None
@@ -264,7 +318,7 @@ class Tokenizer:
                     f"Found: {_describe_folder(folder)}"
                 )
             backend, special = _build_backend(folder, family, settings, from_settings)
-        _set_add_prefix_space(backend, family, settings, add_prefix_space, from_settings, folder)
+        _set_add_prefix_space(backend, family, settings, add_prefix_space, from_settings, folder, special)
         options = {
             "special_tokens": special,
             "model_max_length": settings.get("model_max_length"),
@@ -273,8 +327,11 @@ class Tokenizer:
             "saved_settings": settings["original"],
             "family": family,
         }
+        model_inputs = _model_inputs_of(folder, settings)
         if settings.get("model_input_names"):
             options["model_input_names"] = tuple(settings["model_input_names"])
+        elif model_inputs is not None:
+            options["model_input_names"] = model_inputs
         elif family is not None:
             options["model_input_names"] = _FAMILY_DEFAULTS[family]["model_input_names"]
         options.update(kwargs)
@@ -440,7 +497,7 @@ class Tokenizer:
         """Token strings for people: byte-level BPE tokens decoded one by one (``" the"``, not ``"Ġthe"``);
         other families' tokens as they are (``"##ing"``, ``"the</w>"``), since their marks carry meaning."""
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        if self.family == BYTE_LEVEL_BPE:
+        if self.family in BYTE_LEVEL_FAMILIES:
             return [self.backend.decode([i], skip_special_tokens=False) for i in ids]
         return self.convert_ids_to_tokens(ids)
 
@@ -491,6 +548,8 @@ class Tokenizer:
             settings["tokenizer_class"] = _FAMILY_DEFAULTS[self.family]["tokenizer_class"]
         if self.add_prefix_space is not None:
             settings["add_prefix_space"] = self.add_prefix_space
+        if isinstance(self.backend.post_processor, processors.RobertaProcessing):
+            settings["trim_offsets"] = self.backend.post_processor.trim_offsets
         settings.update(
             {
                 **self.special_tokens,
@@ -556,7 +615,9 @@ def byte_level_bpe_from_files(
     return _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
 
 
-def _byte_level_bpe(vocab, merges, add_prefix_space: bool, special_tokens: Sequence[str]) -> BackendTokenizer:
+def _byte_level_bpe(
+    vocab, merges, add_prefix_space: bool, special_tokens: Sequence[str | AddedToken]
+) -> BackendTokenizer:
     backend = BackendTokenizer(
         models.BPE(
             vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False
@@ -568,6 +629,60 @@ def _byte_level_bpe(vocab, merges, add_prefix_space: bool, special_tokens: Seque
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
     _add_missing_special_tokens(backend, special_tokens)
     return backend
+
+
+def roberta_bpe_from_files(
+    vocab_path: str | Path,
+    merges_path: str | Path,
+    add_prefix_space: bool = False,
+    trim_offsets: bool = True,
+    special_tokens: Sequence[str | AddedToken] | None = None,
+    cls_token: str = "<s>",
+    sep_token: str = "</s>",
+) -> BackendTokenizer:
+    """Build RoBERTa's tokenizer from ``vocab.json`` + ``merges.txt`` (Hugging Face's RobertaConverter).
+
+    GPT-2's byte-level BPE, with ``cls_token A sep_token`` around a text and ``cls_token A sep_token
+    sep_token B sep_token`` around a pair (``RobertaProcessing``; ``trim_offsets``: offsets leave out a
+    token's leading space). ``special_tokens`` are matched whole in the text, with their options when given
+    as ``AddedToken``; one missing from the vocabulary gets the next id. Default: ``<s>``, ``</s>``,
+    ``<unk>``, ``<pad>`` and ``<mask>`` with ``lstrip=True`` (it swallows the spaces before it), as in the
+    released RoBERTa tokenizers.
+    """
+    if special_tokens is None:
+        mask = AddedToken("<mask>", lstrip=True, normalized=False)
+        special_tokens = ["<s>", "</s>", "<unk>", "<pad>", mask]
+    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    return _roberta_bpe(vocab, merges, add_prefix_space, trim_offsets, special_tokens, cls_token, sep_token)
+
+
+def _roberta_bpe(
+    vocab, merges, add_prefix_space: bool, trim_offsets: bool, special_tokens, cls_token: str, sep_token: str
+) -> BackendTokenizer:
+    backend = _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
+    backend.post_processor = _roberta_processing(
+        backend, cls_token, sep_token, trim_offsets=trim_offsets, add_prefix_space=add_prefix_space
+    )
+    return backend
+
+
+def _roberta_processing(
+    backend: BackendTokenizer,
+    cls_token: str | None,
+    sep_token: str | None,
+    trim_offsets: bool,
+    add_prefix_space: bool,
+) -> processors.RobertaProcessing:
+    """``<s> A </s>`` and ``<s> A </s></s> B </s>``; the two tokens must be in the vocabulary."""
+    ids = {}
+    for name, token in (("cls_token", cls_token), ("sep_token", sep_token)):
+        token_id = backend.token_to_id(token) if token is not None else None
+        if token_id is None:
+            raise ValueError(f"RoBERTa's tokenizer puts its {name} around every text, but it is {token!r}")
+        ids[name] = token_id
+    return processors.RobertaProcessing(
+        (sep_token, ids["sep_token"]), (cls_token, ids["cls_token"]), trim_offsets, add_prefix_space
+    )
 
 
 def word_end_bpe_from_files(
@@ -634,6 +749,11 @@ def _build_backend(
     special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
     if family == BYTE_LEVEL_BPE:
         backend = _byte_level_bpe(vocab, merges, False, list(special.values()))
+    elif family == ROBERTA_BPE:  # its post-processor is set with add_prefix_space (_set_add_prefix_space)
+        tokens = [_added_special_token(token, settings) for token in special.values()]
+        backend = _roberta_bpe(
+            vocab, merges, False, True, tokens, special.get("cls_token"), special.get("sep_token")
+        )
     else:
         backend = _word_end_bpe(vocab, merges, special.get("unk_token", "<unk>"), list(special.values()))
     return backend, special
@@ -656,6 +776,14 @@ def _family_from_settings(folder: Path, settings: dict[str, Any]) -> tuple[str |
     if model_type is not None:
         return FAMILY_BY_MODEL_TYPE.get(model_type), f"config.json's model_type {model_type!r}"
     return None, ""
+
+
+def _model_inputs_of(folder: Path, settings: dict[str, Any]) -> tuple[str, ...] | None:
+    """Model inputs fixed by the tokenizer class or model type (DistilBERT's), else None."""
+    tokenizer_class = settings.get("tokenizer_class")
+    if tokenizer_class is not None:
+        return MODEL_INPUTS_BY_TOKENIZER_CLASS.get(tokenizer_class)
+    return MODEL_INPUTS_BY_MODEL_TYPE.get(_read_model_type(folder))
 
 
 def _read_model_type(folder: Path) -> str | None:
@@ -692,6 +820,8 @@ def _family_of_backend(backend: BackendTokenizer) -> str | None:
         if model.end_of_word_suffix == "</w>":
             return WORD_END_BPE
         if isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
+            if isinstance(backend.post_processor, processors.RobertaProcessing):
+                return ROBERTA_BPE
             return BYTE_LEVEL_BPE
     return None
 
@@ -722,11 +852,39 @@ def _special_tokens_with_defaults(
 
 
 def _add_missing_special_tokens(backend: BackendTokenizer, tokens) -> None:
-    """Make ``tokens`` special added tokens (matched whole in text, skippable in decode), unless they are."""
+    """Make ``tokens`` (strings or ``AddedToken``) special added tokens (matched whole in text, skippable in
+    decode), unless they are."""
     added = {token.content for token in backend.get_added_tokens_decoder().values()}
-    missing = [token for token in dict.fromkeys(tokens) if token not in added]
+    missing, seen = [], set()
+    for token in tokens:
+        content = token.content if isinstance(token, AddedToken) else token
+        if content not in added and content not in seen:
+            seen.add(content)
+            missing.append(token)
     if missing:
         backend.add_special_tokens(missing)
+
+
+_ADDED_TOKEN_OPTIONS = ("single_word", "lstrip", "rstrip", "normalized")
+
+
+def _added_special_token(content: str, settings: dict[str, Any]) -> AddedToken:
+    """``content`` as a special ``AddedToken`` with the options the settings give it, as Hugging Face reads
+    them: ``tokenizer_config.json``'s ``added_tokens_decoder`` first, then a special token written as a dict
+    (``{"content": "<mask>", "lstrip": true, ...}``, as in ``special_tokens_map.json``); else no options."""
+    options: dict[str, Any] = {}
+    decoder = settings.get("added_tokens_decoder")
+    special_tokens_map = settings.get("special_tokens_map") or {}
+    entries = list(decoder.values()) if isinstance(decoder, dict) else []
+    entries += [special_tokens_map.get(key) for key in SPECIAL_TOKEN_KEYS]
+    entries += [settings.get(key) for key in SPECIAL_TOKEN_KEYS]
+    entries = [entry for entry in entries if isinstance(entry, dict)]
+    for entry in entries:
+        if entry.get("content") == content:
+            options = {key: bool(entry[key]) for key in _ADDED_TOKEN_OPTIONS if key in entry}
+            break
+    options.setdefault("normalized", False)
+    return AddedToken(content, special=True, **options)
 
 
 def _set_add_prefix_space(
@@ -736,12 +894,16 @@ def _set_add_prefix_space(
     requested: bool | None,
     family_from_settings: bool,
     folder: Path,
+    special: dict[str, str],
 ) -> None:
-    """Set the ByteLevel pre-tokenizer's add_prefix_space as Hugging Face's GPT2Tokenizer does.
+    """Set the ByteLevel pre-tokenizer's add_prefix_space as Hugging Face's GPT2Tokenizer and RobertaTokenizer
+    do.
 
-    The argument wins, then tokenizer_config.json's value; Hugging Face's GPT2Tokenizer (chosen by the
-    tokenizer_class or model_type) defaults to False even over tokenizer.json's value. A tokenizer.json of no
-    known class keeps its own value.
+    The argument wins, then tokenizer_config.json's value; Hugging Face's GPT2Tokenizer and RobertaTokenizer
+    (chosen by the tokenizer_class or model_type) default to False even over tokenizer.json's value. A
+    tokenizer.json of no known class keeps its own value. RobertaTokenizer also rebuilds its post-processor
+    from the settings (cls and sep tokens, ``trim_offsets``, default True; add_prefix_space), which decides
+    how offsets are trimmed.
     """
     pre_tokenizer = backend.pre_tokenizer
     if not isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
@@ -752,10 +914,20 @@ def _set_add_prefix_space(
             )
         return
     value = requested if requested is not None else settings.get("add_prefix_space")
-    if value is None and family == BYTE_LEVEL_BPE and family_from_settings:
+    if value is None and family in BYTE_LEVEL_FAMILIES and family_from_settings:
         value = False
     if value is not None:
         pre_tokenizer.add_prefix_space = bool(value)
+    post_processor = backend.post_processor
+    if family == ROBERTA_BPE and family_from_settings:
+        trim_offsets = bool(settings.get("trim_offsets", True))
+        backend.post_processor = _roberta_processing(
+            backend, special.get("cls_token"), special.get("sep_token"), trim_offsets, bool(value)
+        )
+    elif value is not None and isinstance(post_processor, processors.RobertaProcessing):
+        backend.post_processor = processors.RobertaProcessing(
+            tuple(post_processor.sep), tuple(post_processor.cls), post_processor.trim_offsets, bool(value)
+        )
 
 
 def _split_words_input(text: Any, name: str, is_batched: bool | None = None) -> tuple[bool, list[list[str]]]:
@@ -793,6 +965,8 @@ def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path} is not valid JSON: {err}") from None
             settings.update(values)
+            if name == "special_tokens_map.json":
+                settings["special_tokens_map"] = values  # its dicts keep options a string in tokenizer_config hides
             if name == "tokenizer_config.json":
                 original = {k: v for k, v in values.items() if k not in ("added_tokens_decoder", "name_or_path")}
     settings["original"] = original

@@ -1,0 +1,605 @@
+"""XLM (Lample & Conneau 2019, "Cross-lingual Language Model Pretraining").
+
+What is distinctive about it:
+- a **language embedding**: besides token and position embeddings, every token may carry a language id
+  (the ``langs`` input, [batch, pos]) whose embedding is added (multilingual checkpoints, ``n_langs > 1``
+  and ``use_lang_emb``); ``config.lang2id`` maps names (``"en"``) to ids;
+- positions are learned, or sinusoids (``sinusoidal_embeddings``: Vaswani et al.'s table, written at
+  initialization and saved with the weights; Hugging Face leaves it trainable);
+- the summed embeddings go through a LayerNorm (``layer_norm_emb``);
+- post-norm blocks, like BERT's: attention -> dropout -> residual add -> ``layer_norm1``; FFN -> residual
+  add -> ``layer_norm2``; d_mlp = 4 * d_model, GELU (``gelu_activation``) or ReLU;
+- one model for both objectives: bidirectional (MLM/TLM checkpoints) or, with ``causal=True`` (the
+  ``xlm-clm-*`` checkpoints), causal self-attention;
+- padding is handled twice, as the original code (and Hugging Face's port) does: padded keys are masked in
+  attention (bidirectional models only: causal models mask the future, not padding), and the hidden state
+  of every padded position is multiplied by 0 after the embeddings and after every block;
+- the prediction layer (``pred_layer.proj``) is a linear map with a bias, its weight tied to the token
+  embedding; the classifier is Hugging Face's "sequence summary" (first token -> dropout -> linear).
+
+Quirks kept for parity with Hugging Face:
+- without ``attention_mask``, the padding mask counts the tokens that are not ``pad_token_id`` and keeps
+  that many positions from the left (``lengths``), wherever the padding tokens are;
+- ``token_type_ids``, when given, are looked up in the *token* embedding table and added;
+- the LM loss compares logits[t] with labels[t] (no shift), also for causal models;
+- positions are 0..pos-1 whatever the padding (left padding shifts them).
+
+Hooks before the blocks: hook_embed, hook_pos_embed, hook_lang_embed (when the model has language
+embeddings and ``langs`` is given), hook_token_type_embed (when ``token_type_ids`` is given), then
+ln_embed.*. Padded positions are zeroed after ``ln_embed`` (so ``blocks.0.hook_resid_pre`` equals
+Hugging Face's ``hidden_states[0]`` everywhere and ``ln_embed.hook_normalized`` equals it at real tokens),
+and after ``ln2`` (so ``hook_resid_post`` equals ``hidden_states[i + 1]`` everywhere and
+``ln2.hook_normalized`` equals it at real tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
+from ..config import ModelConfig
+from ..hook_points import HookPoint
+from ..loading import KeyMap
+from ..model import HookedTransformer
+from ..outputs import EncoderOutput, MaskedLMOutput, SequenceClassifierOutput
+from .bert import classification_loss
+
+# Configuration ---------------------------------------------------------------------------------------
+
+# Older config.json names (and Hugging Face's attribute_map) -> field names. As in Hugging Face, the older
+# name wins when a file has both.
+XLM_ALIASES = {
+    "n_words": "vocab_size",
+    "bos_index": "bos_token_id",
+    "eos_index": "eos_token_id",
+    "pad_index": "pad_token_id",
+    "hidden_size": "emb_dim",
+    "num_attention_heads": "n_heads",
+    "num_hidden_layers": "n_layers",
+}
+SUMMARY_TYPES = ("first", "last", "mean", "cls_index")
+
+
+@dataclass
+class XLMConfig(ModelConfig):
+    """XLM's hyper-parameters, with Hugging Face's names (``configuration_xlm.py``).
+
+    ``n_layers`` and ``n_heads`` are both Hugging Face's fields and the workbench's canonical names (same
+    meaning); ``d_model`` is ``emb_dim`` and ``d_mlp`` is ``4 * emb_dim``.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary (older files: ``n_words``).
+        emb_dim: d_model.
+        n_layers: blocks.
+        n_heads: heads per block.
+        dropout: dropout on embeddings and block outputs.
+        attention_dropout: dropout on the attention pattern.
+        gelu_activation: GELU (exact, erf-based) in the FFN; False: ReLU.
+        sinusoidal_embeddings: fixed sinusoidal positions instead of learned ones (initialization only: the
+            table is a parameter saved in checkpoints, as in Hugging Face).
+        causal: causal self-attention (the xlm-clm-* checkpoints).
+        asm: an adaptive-softmax prediction layer (not supported).
+        n_langs: languages; language embeddings exist when ``n_langs > 1`` and ``use_lang_emb``.
+        use_lang_emb: whether language embeddings are used.
+        max_position_embeddings: the longest input, in tokens.
+        embed_init_std, init_std: std of the normal initialization of embeddings and linear layers.
+        layer_norm_eps: LayerNorm epsilon.
+        unk_index, mask_index: ids of ``<unk>`` and the mask token in the original vocabularies.
+        is_encoder: must be True (Hugging Face's XLM is an encoder only).
+        summary_*: the sequence-classification head (Hugging Face's sequence summary): which state to take
+            (``first``, ``last``, ``mean``, ``cls_index`` = last), a projection (to ``num_labels`` or
+            d_model), an activation, and the dropout before it.
+        start_n_top, end_n_top: SQuAD settings, kept for round trips.
+        mask_token_id, lang_id: Hugging Face's generation settings, kept for round trips.
+        pad_token_id, bos_token_id, eos_token_id: special token ids (older files: ``pad_index``, ...).
+        lang2id, id2lang: language names <-> ids of multilingual checkpoints.
+    """
+
+    model_type = "xlm"
+
+    vocab_size: int = 30145
+    emb_dim: int = 2048
+    n_layers: int = 12
+    n_heads: int = 16
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    gelu_activation: bool = True
+    sinusoidal_embeddings: bool = False
+    causal: bool = False
+    asm: bool = False
+    n_langs: int = 1
+    use_lang_emb: bool = True
+    max_position_embeddings: int = 512
+    embed_init_std: float = 2048**-0.5
+    layer_norm_eps: float = 1e-12
+    init_std: float = 0.02
+    unk_index: int = 3
+    mask_index: int = 5
+    is_encoder: bool = True
+    summary_type: str = "first"
+    summary_use_proj: bool = True
+    summary_activation: str | None = None
+    summary_proj_to_labels: bool = True
+    summary_first_dropout: float = 0.1
+    start_n_top: int = 5
+    end_n_top: int = 5
+    mask_token_id: int | None = 0
+    lang_id: int = 0
+    pad_token_id: int | None = 2
+    bos_token_id: int | None = 0
+    eos_token_id: int | list[int] | None = 1
+    lang2id: dict[str, int] | None = None
+    id2lang: dict[int, str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.id2lang is not None:
+            self.id2lang = {int(k): v for k, v in self.id2lang.items()}
+
+    # Canonical names (n_layers and n_heads are fields).
+    @property
+    def d_model(self) -> int:
+        return self.emb_dim
+
+    @property
+    def d_head(self) -> int:
+        return self.emb_dim // self.n_heads
+
+    @property
+    def d_mlp(self) -> int:
+        return 4 * self.emb_dim
+
+    # Hugging Face's other names for the same values (its attribute_map).
+    @property
+    def hidden_size(self) -> int:
+        return self.emb_dim
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def n_words(self) -> int:
+        return self.vocab_size
+
+    @property
+    def pad_index(self) -> int | None:
+        return self.pad_token_id
+
+    @property
+    def bos_index(self) -> int | None:
+        return self.bos_token_id
+
+    @property
+    def eos_index(self) -> int | list[int] | None:
+        return self.eos_token_id
+
+    @property
+    def has_lang_embeddings(self) -> bool:
+        return self.n_langs > 1 and self.use_lang_emb
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> XLMConfig:
+        values = {**values, **overrides}
+        for old, new in XLM_ALIASES.items():
+            if old in values:
+                values[new] = values.pop(old)
+        return super().from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        for key in ("lang2id", "id2lang"):  # Hugging Face writes them only when set
+            if out[key] is None:
+                del out[key]
+        if self.id2lang is not None:
+            out["id2lang"] = {str(k): v for k, v in self.id2lang.items()}
+        return out
+
+    def validate(self) -> None:
+        super().validate()
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"emb_dim={self.emb_dim} must be a multiple of n_heads={self.n_heads}")
+        if self.asm:
+            raise ValueError("asm=True (an adaptive-softmax prediction layer) is not supported")
+        if not self.is_encoder:
+            raise ValueError("is_encoder=False is not supported (Hugging Face's XLM is an encoder only)")
+        if self.n_langs < 1:
+            raise ValueError(f"n_langs must be at least 1, got {self.n_langs}")
+        if self.summary_type not in SUMMARY_TYPES:
+            raise ValueError(f"summary_type {self.summary_type!r} is not supported; supported: {SUMMARY_TYPES}")
+        if self.summary_activation and self.summary_activation != "linear":
+            activation(self.summary_activation)  # fails early, naming the activation
+
+    def lang_to_id(self, lang: int | str) -> int:
+        """A language id from its name (``"fr"``, through ``lang2id``) or the id itself."""
+        if isinstance(lang, str):
+            if not self.lang2id or lang not in self.lang2id:
+                raise ValueError(f"unknown language {lang!r}; this model's lang2id is {self.lang2id}")
+            return self.lang2id[lang]
+        return int(lang)
+
+
+def sinusoidal_positions(n_positions: int, dim: int) -> torch.Tensor:
+    """[n_positions, dim]: sin(pos / 10000^(2k/dim)) in even columns 2k, cos in odd columns 2k + 1
+    (Vaswani et al. 2017, section 3.5), computed in float64 as the original code does with numpy."""
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    pair = torch.div(torch.arange(dim), 2, rounding_mode="floor").to(torch.float64)
+    angle = position / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * pair / dim)
+    table = torch.empty(n_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angle[:, 0::2])
+    table[:, 1::2] = torch.cos(angle[:, 1::2])
+    return table.float()
+
+
+# Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.
+XLM_KEY_MAP = KeyMap(
+    [
+        ("embeddings.weight", "embed.weight"),
+        ("position_embeddings.weight", "pos_embed.weight"),
+        ("lang_embeddings.weight", "lang_embed.weight"),
+        ("layer_norm_emb.{p}", "ln_embed.{p}"),
+        ("attentions.{i}.q_lin.{p}", "blocks.{i}.attn.q.{p}"),
+        ("attentions.{i}.k_lin.{p}", "blocks.{i}.attn.k.{p}"),
+        ("attentions.{i}.v_lin.{p}", "blocks.{i}.attn.v.{p}"),
+        ("attentions.{i}.out_lin.{p}", "blocks.{i}.attn.o.{p}"),
+        ("layer_norm1.{i}.{p}", "blocks.{i}.ln1.{p}"),
+        ("ffns.{i}.lin1.{p}", "blocks.{i}.mlp.fc_in.{p}"),
+        ("ffns.{i}.lin2.{p}", "blocks.{i}.mlp.fc_out.{p}"),
+        ("layer_norm2.{i}.{p}", "blocks.{i}.ln2.{p}"),
+    ],
+    # The non-persistent position-id buffer that older checkpoints saved.
+    ignored=[r"(^|\.)position_ids$"],
+)
+PRED_LAYER_KEY_MAP = KeyMap([("pred_layer.proj.{p}", "unembed.{p}")])
+SEQUENCE_SUMMARY_KEY_MAP = KeyMap([("sequence_summary.summary.{p}", "classifier.{p}")])
+
+
+# The model, top to bottom ----------------------------------------------------------------------------
+
+
+class XLMBlock(PostNormBlock):
+    """BERT's post-norm block, plus XLM's zeroing of padded positions after the second LayerNorm.
+
+    ``hook_resid_post`` is ``ln2``'s output times ``keep`` [batch, pos, 1] (1 real, 0 padding); the other
+    hooks are those of :class:`~workbench.components.PostNormBlock`.
+    """
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        keep: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_out, pattern = self.attn(resid_pre, mask, head_mask, need_pattern)
+        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        resid_mid = self.hook_resid_mid(self.ln1(resid_pre + attn_out))
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(resid_mid)))
+        resid_post = self.hook_resid_post(self.ln2(resid_mid + mlp_out) * keep)
+        return resid_post, pattern
+
+
+class XLMModel(HookedTransformer):
+    """The XLM transformer: embeddings (token, position, language), then post-norm blocks.
+
+    Hooks before the blocks: hook_embed, hook_pos_embed, hook_lang_embed (only in models with language
+    embeddings), hook_token_type_embed ([batch, pos, d_model]) and ln_embed.*.
+    """
+
+    config_class = XLMConfig
+    body_key_map = XLM_KEY_MAP
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = nn.Embedding(config.max_position_embeddings, config.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        if config.has_lang_embeddings:
+            self.lang_embed = nn.Embedding(config.n_langs, config.d_model)
+            self.hook_lang_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_token_type_embed = HookPoint()  # [batch, pos, d_model]
+        self.ln_embed = LayerNorm(config.d_model, config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        act = "gelu" if config.gelu_activation else "relu"
+        self.blocks = nn.ModuleList(
+            XLMBlock(
+                Attention(config.d_model, config.n_heads, config.attention_dropout),
+                MLP(config.d_model, config.d_mlp, act),
+                config.d_model, config.layer_norm_eps, config.dropout,
+            )
+            for _ in range(config.n_layers)
+        )
+
+    def init_weights(self) -> None:
+        """As Hugging Face: linear layers normal(init_std), embeddings normal(embed_init_std) with a zero
+        padding row, sinusoids in the position table when ``sinusoidal_embeddings``."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=self.config.init_std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=self.config.embed_init_std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+        if self.config.sinusoidal_embeddings:
+            with torch.no_grad():
+                self.pos_embed.weight.copy_(sinusoidal_positions(*self.pos_embed.weight.shape))
+
+    def padding_mask(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        lengths: torch.Tensor | None,
+        batch: int,
+        length: int,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """[batch, pos], nonzero at real tokens: ``attention_mask`` if given, else the first ``lengths``
+        positions of each row, ``lengths`` defaulting to the count of tokens that are not padding (Hugging
+        Face's ``get_masks``)."""
+        if attention_mask is not None:
+            return attention_mask
+        if lengths is not None:
+            if lengths.shape != (batch,) or (not torch.jit.is_tracing() and lengths.max().item() > length):
+                raise ValueError(f"lengths must be [batch] = [{batch}] values of at most {length}, got {lengths.tolist()}")
+        elif input_ids is not None:
+            lengths = (input_ids != self.config.pad_token_id).sum(dim=1)
+        else:
+            lengths = torch.full((batch,), length, dtype=torch.long, device=device)
+        return torch.arange(length, device=device)[None, :] < lengths[:, None]
+
+    def embed_tokens(
+        self,
+        input_ids: torch.Tensor | None,
+        langs: torch.Tensor | int | str | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Token + position (+ language) (+ token-type) embeddings, normalized: -> [batch, pos, d_model]."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
+        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = token_embed.shape[:2]
+        self.check_sequence_length(length)
+        if position_ids is None:
+            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
+        resid = self.hook_embed(token_embed) + self.hook_pos_embed(self.pos_embed(position_ids))
+        if langs is not None and self.config.has_lang_embeddings:
+            if not isinstance(langs, torch.Tensor):
+                langs = torch.full((batch, length), self.config.lang_to_id(langs), device=token_embed.device)
+            resid = resid + self.hook_lang_embed(self.lang_embed(langs))
+        if token_type_ids is not None:
+            # Hugging Face's XLM looks token types up in the token embedding table.
+            resid = resid + self.hook_token_type_embed(self.embed(token_type_ids))
+        return self.dropout(self.ln_embed(resid))
+
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (no pooler)."""
+        resid = self.embed_tokens(input_ids, langs, token_type_ids, position_ids, inputs_embeds)
+        batch, length = resid.shape[:2]
+        real = self.padding_mask(input_ids, attention_mask, lengths, batch, length, resid.device)
+        keep = real[:, :, None].to(resid.dtype)  # [batch, pos, 1]
+        if self.config.causal:  # the future is masked; padding is not (Hugging Face's get_masks)
+            mask = causal_mask(None, length, length, resid.dtype, resid.device)
+        else:
+            mask = torch.zeros(real.shape, dtype=resid.dtype, device=resid.device)
+            mask = mask.masked_fill(real == 0, torch.finfo(resid.dtype).min)[:, None, None, :]
+        resid = resid * keep
+        hidden_states = [resid] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
+            resid, pattern = block(resid, mask, keep, block_head_mask, need_pattern=output_attentions)
+            if output_hidden_states:
+                hidden_states.append(resid)
+            if output_attentions:
+                attentions.append(pattern)
+        return EncoderOutput(
+            last_hidden_state=resid,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            langs: [batch, pos] language ids, or one id or name (``"fr"``, through ``config.lang2id``) for
+                every token; ignored by models without language embeddings.
+            token_type_ids: [batch, pos]; looked up in the token embedding table, as Hugging Face does.
+            position_ids: [batch, pos] (default 0..pos-1).
+            lengths: [batch], real tokens per row (right padding), instead of ``attention_mask``.
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+
+        Returns:
+            :class:`EncoderOutput` (last_hidden_state, hidden_states, attentions).
+        """
+        out = self.encode(
+            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class XLMWithLMHeadModel(XLMModel):
+    """XLM with its prediction layer: a linear map with a bias, the weight tied to the token embedding.
+
+    Adds ``hook_logits`` [batch, pos, vocab]. The same head serves the MLM and the causal checkpoints.
+    """
+
+    head_key_map = PRED_LAYER_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        if config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.config.tie_word_embeddings:  # the Linear init above overwrote the shared embedding
+            with torch.no_grad():
+                nn.init.normal_(self.embed.weight, std=self.config.embed_init_std)
+                self.embed.weight[self.config.pad_token_id].zero_()
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the prediction layer (no norm
+        comes after the last block), for the logit lens."""
+        return self.unembed(resid)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLMModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored): the cross-entropy of
+        logits[t] against labels[t], not shifted (Hugging Face's XLM, causal checkpoints included).
+
+        Returns:
+            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
+        """
+        body = self.encode(
+            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.hook_logits(self.unembed(body.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class XLMForSequenceClassification(XLMModel):
+    """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
+    by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
+
+    Adds ``hook_logits`` [batch, num_labels].
+    """
+
+    head_key_map = SEQUENCE_SUMMARY_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.summary_dropout = nn.Dropout(config.summary_first_dropout)
+        self.classifier = None
+        if config.summary_use_proj:
+            width = config.num_labels if config.summary_proj_to_labels else config.d_model
+            self.classifier = nn.Linear(config.d_model, width)
+        name = config.summary_activation
+        self.summary_act = activation(name) if name and name != "linear" else None
+        self.summary_last_dropout = nn.Dropout(config.extra.get("summary_last_dropout") or 0.0)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
+
+    def summarize(self, resid: torch.Tensor) -> torch.Tensor:
+        """[batch, pos, d_model] -> [batch, d_model]: the state the head reads (padding included in "mean",
+        and "last"/"cls_index" read the last position, padded or not, as Hugging Face does)."""
+        kind = self.config.summary_type
+        if kind == "first":
+            return resid[:, 0]
+        if kind == "mean":
+            return resid.mean(dim=1)
+        return resid[:, -1]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLMModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
+
+        Returns:
+            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        summary = self.summary_dropout(self.summarize(body.last_hidden_state))
+        if self.classifier is not None:
+            summary = self.classifier(summary)
+        if self.summary_act is not None:
+            summary = self.summary_act(summary)
+        logits = self.hook_logits(self.summary_last_dropout(summary))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+__all__ = [
+    "XLMConfig",
+    "XLMForSequenceClassification",
+    "XLMModel",
+    "XLMWithLMHeadModel",
+    "sinusoidal_positions",
+]
