@@ -14,7 +14,10 @@ import torch
 
 from workbench.models.xlm import (
     XLMConfig,
+    XLMForMultipleChoice,
+    XLMForQuestionAnsweringSimple,
     XLMForSequenceClassification,
+    XLMForTokenClassification,
     XLMModel,
     XLMWithLMHeadModel,
     sinusoidal_positions,
@@ -178,6 +181,102 @@ def test_summary_without_projection_to_labels_matches(tmp_path):
     assert_close_per_layer([got], [expected], "logits")
 
 
+HEAD_CONFIGS = {
+    "learned-3langs": TINY_CONFIGS["learned-3langs"],
+    "sinusoidal-relu-1lang": dict(sinusoidal_embeddings=True, gelu_activation=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CONFIGS))
+@pytest.mark.parametrize("padding", ["none", "right", "ids", "left"])
+def test_token_classification_matches(tmp_path, name, padding):
+    fields = HEAD_CONFIGS[name]
+    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForTokenClassification", num_labels=5, **fields)
+    ours = XLMForTokenClassification.from_pretrained(tmp_path)
+    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
+    inputs = make_inputs(padding, n_langs=fields.get("n_langs", 1), token_types=name == "learned-3langs")
+    labels = torch.randint(0, 5, inputs["input_ids"].shape, generator=torch.Generator().manual_seed(1))
+    labels = labels.masked_fill(inputs["input_ids"] == PAD, -100)
+    with torch.no_grad():
+        expected = hf_model(**inputs, labels=labels, output_hidden_states=True)
+        out, cache = ours.run_with_cache(inputs, names_filter="hook_logits", labels=labels, output_hidden_states=True)
+    assert out.logits.shape == cache["hook_logits"].shape == (3, 11, 5)
+    assert torch.equal(cache["hook_logits"], out.logits)
+    assert_close_per_layer([out.logits, out.loss], [expected.logits, expected.loss], "logits, loss")
+    assert_close_per_layer(out.hidden_states, expected.hidden_states, "hidden_states")
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CONFIGS))
+@pytest.mark.parametrize("padding", ["none", "right", "ids", "left"])
+def test_question_answering_matches(tmp_path, name, padding):
+    fields = HEAD_CONFIGS[name]
+    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForQuestionAnsweringSimple", **fields)
+    ours = XLMForQuestionAnsweringSimple.from_pretrained(tmp_path)
+    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
+    inputs = make_inputs(padding, n_langs=fields.get("n_langs", 1), token_types=name == "learned-3langs")
+    starts, ends = torch.tensor([1, 2, 30]), torch.tensor([3, 4, 40])  # the last is outside: ignored, as in HF
+    with torch.no_grad():
+        expected = hf_model(**inputs, start_positions=starts, end_positions=ends)
+        out, cache = ours.run_with_cache(inputs, names_filter="hook_logits", start_positions=starts,
+                                         end_positions=ends)
+    assert out.start_logits.shape == out.end_logits.shape == (3, 11)
+    assert cache["hook_logits"].shape == (3, 11, 2)
+    assert torch.equal(cache["hook_logits"][..., 0], out.start_logits)
+    assert_close_per_layer(
+        [out.start_logits, out.end_logits, out.loss],
+        [expected.start_logits, expected.end_logits, expected.loss], "start_logits, end_logits, loss",
+    )
+    with pytest.raises(ValueError, match="num_labels=2"):
+        XLMForQuestionAnsweringSimple.from_config(XLMConfig.from_dict(dict(emb_dim=16, n_heads=4), num_labels=3))
+
+
+def choice_inputs(padding: str, n_langs: int = 1):
+    """[2, 3, 11] inputs: make_inputs' rows for two seeds, regrouped as 2 questions x 3 choices."""
+    parts = [make_inputs(padding, n_langs=n_langs, seed=seed, token_types=True) for seed in (0, 1)]
+    return {name: torch.cat([part[name] for part in parts]).view(2, 3, 11) for name in parts[0]}
+
+
+@pytest.mark.parametrize("summary", sorted(SUMMARIES))
+@pytest.mark.parametrize("padding", ["none", "right", "ids"])
+def test_multiple_choice_matches(tmp_path, summary, padding):
+    fields = {**TINY_CONFIGS["learned-3langs"], **SUMMARIES[summary]}
+    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForMultipleChoice", num_labels=4, **fields)
+    ours = XLMForMultipleChoice.from_pretrained(tmp_path)
+    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
+    inputs = choice_inputs(padding, n_langs=3)
+    labels = torch.tensor([2, 0])
+    with torch.no_grad():
+        expected = hf_model(**inputs, labels=labels, output_hidden_states=True, output_attentions=True)
+        out, cache = ours.run_with_cache(inputs, names_filter="hook_logits", labels=labels,
+                                         output_hidden_states=True, output_attentions=True)
+    assert out.logits.shape == cache["hook_logits"].shape == (2, 3)
+    assert torch.equal(cache["hook_logits"], out.logits)
+    assert_close_per_layer([out.logits, out.loss], [expected.logits, expected.loss], "logits, loss")
+    assert_close_per_layer(out.hidden_states, expected.hidden_states, "hidden_states")  # flattened: [6, 11, 32]
+    assert out.attentions[0].shape == (6, 4, 11, 11)
+
+
+def test_multiple_choice_langs_and_lengths(tmp_path):
+    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForMultipleChoice", **TINY_CONFIGS["learned-3langs"])
+    ours = XLMForMultipleChoice.from_pretrained(tmp_path)
+    inputs = choice_inputs("right", n_langs=3)
+    lengths = torch.full((6,), 2)
+    with torch.no_grad():
+        expected = hf_model(**inputs, lengths=lengths).logits  # Hugging Face ignores lengths (and warns)
+        with pytest.warns(UserWarning, match="lengths"):
+            got = ours(**inputs, lengths=lengths).logits
+        assert_close_per_layer([got], [expected], "logits with lengths")
+        # One language for every token: a name, an id or the full tensor give the same scores.
+        del inputs["langs"]
+        by_tensor = ours(**inputs, langs=torch.ones(2, 3, 11, dtype=torch.long)).logits
+        assert torch.equal(ours(**inputs, langs="fr").logits, by_tensor)
+        assert torch.equal(ours(**inputs, langs=1).logits, by_tensor)
+        assert_close_per_layer([by_tensor], [hf_model(**inputs, langs=torch.ones(2, 3, 11, dtype=torch.long)).logits],
+                               "logits with one language")
+    with pytest.raises(ValueError, match="num_choices"):
+        ours(input_ids=inputs["input_ids"][0])
+
+
 def test_sinusoidal_initialization_matches_hugging_face():
     import transformers
 
@@ -214,6 +313,35 @@ def test_save_pretrained_round_trip_loads_in_hugging_face(tmp_path, cls_name):
     assert_close_per_layer(got.hidden_states, expected.hidden_states, "hidden_states")
     if cls_name != "XLMModel":
         assert torch.equal(got.logits, expected.logits)
+
+
+HEADS = {cls.__name__: cls for cls in (XLMForTokenClassification, XLMForQuestionAnsweringSimple, XLMForMultipleChoice)}
+
+
+@pytest.mark.parametrize("cls_name", sorted(HEADS))
+def test_task_heads_round_trip_through_hugging_face(tmp_path, cls_name):
+    import transformers
+    from safetensors.torch import load_file
+
+    import workbench as wb
+
+    num_labels = 2 if "QuestionAnswering" in cls_name else 3
+    hf_model = save_tiny_hf_xlm(tmp_path / "hf", cls_name, num_labels=num_labels, **TINY_CONFIGS["learned-3langs"])
+    assert type(wb.load(tmp_path / "hf", device="cpu")) is HEADS[cls_name]  # the head the checkpoint was saved with
+    ours = HEADS[cls_name].from_pretrained(tmp_path / "hf")
+    ours.save_pretrained(tmp_path / "ours")
+    assert set(load_file(tmp_path / "ours" / "model.safetensors")) == set(load_file(tmp_path / "hf" / "model.safetensors"))
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["architectures"] == [cls_name]
+    assert type(wb.load(tmp_path / "ours", device="cpu")) is HEADS[cls_name]
+    reloaded, info = getattr(transformers, cls_name).from_pretrained(
+        tmp_path / "ours", attn_implementation="eager", output_loading_info=True
+    )
+    assert all(not keys for keys in info.values() if isinstance(keys, (list, set))), info
+    inputs = choice_inputs("right", n_langs=3) if "MultipleChoice" in cls_name else make_inputs("right", n_langs=3)
+    with torch.no_grad():
+        expected, got = hf_model(**inputs), reloaded.eval()(**inputs)
+    for key in expected.keys():
+        assert torch.equal(got[key], expected[key]), key
 
 
 def test_config_reads_older_names_and_writes_hugging_face_ones():
@@ -289,6 +417,8 @@ def test_hook_names_are_pinned():
     assert XLMModel.from_config(tiny_config(n_langs=3, use_lang_emb=False)).hook_names == one_lang.hook_names
     assert XLMWithLMHeadModel.from_config(tiny_config(n_langs=3)).hook_names == multilingual + ["hook_logits"]
     assert XLMForSequenceClassification.from_config(tiny_config()).hook_names == one_lang.hook_names + ["hook_logits"]
+    for head in (XLMForTokenClassification, XLMForQuestionAnsweringSimple, XLMForMultipleChoice):
+        assert head.from_config(tiny_config()).hook_names == one_lang.hook_names + ["hook_logits"]
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])

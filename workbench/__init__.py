@@ -66,7 +66,15 @@ from .models.roberta import (
     RobertaForTokenClassification,
     RobertaModel,
 )
-from .models.xlm import XLMConfig, XLMForSequenceClassification, XLMModel, XLMWithLMHeadModel
+from .models.xlm import (
+    XLMConfig,
+    XLMForMultipleChoice,
+    XLMForQuestionAnsweringSimple,
+    XLMForSequenceClassification,
+    XLMForTokenClassification,
+    XLMModel,
+    XLMWithLMHeadModel,
+)
 from .tokenizer import Encoding, Tokenizer
 from .xlm_tokenizer import XLMTokenizer
 
@@ -122,7 +130,10 @@ __all__ = [
     "RobertaModel",
     "Tokenizer",
     "XLMConfig",
+    "XLMForMultipleChoice",
+    "XLMForQuestionAnsweringSimple",
     "XLMForSequenceClassification",
+    "XLMForTokenClassification",
     "XLMModel",
     "XLMTokenizer",
     "XLMWithLMHeadModel",

@@ -19,6 +19,7 @@ _ARCHITECTURE_SUFFIXES = {
     "ForSequenceClassification": "sequence_classification",
     "ForTokenClassification": "token_classification",
     "ForQuestionAnswering": "question_answering",
+    "ForQuestionAnsweringSimple": "question_answering",
     "ForMultipleChoice": "multiple_choice",
 }
 

@@ -46,7 +46,15 @@ from .models.roberta import (
     RobertaForTokenClassification,
     RobertaModel,
 )
-from .models.xlm import XLMConfig, XLMForSequenceClassification, XLMModel, XLMWithLMHeadModel
+from .models.xlm import (
+    XLMConfig,
+    XLMForMultipleChoice,
+    XLMForQuestionAnsweringSimple,
+    XLMForSequenceClassification,
+    XLMForTokenClassification,
+    XLMModel,
+    XLMWithLMHeadModel,
+)
 from .tokenizer import Tokenizer
 
 CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
@@ -88,16 +96,19 @@ TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForTokenClassification,
     "distilbert": DistilBertForTokenClassification,
     "roberta": RobertaForTokenClassification,
+    "xlm": XLMForTokenClassification,
 }
 QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForQuestionAnswering,
     "distilbert": DistilBertForQuestionAnswering,
     "roberta": RobertaForQuestionAnswering,
+    "xlm": XLMForQuestionAnsweringSimple,
 }
 MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMultipleChoice,
     "distilbert": DistilBertForMultipleChoice,
     "roberta": RobertaForMultipleChoice,
+    "xlm": XLMForMultipleChoice,
 }
 
 # wb.load's task names -> registries.

@@ -15,7 +15,11 @@ What is distinctive about it:
   attention (bidirectional models only: causal models mask the future, not padding), and the hidden state
   of every padded position is multiplied by 0 after the embeddings and after every block;
 - the prediction layer (``pred_layer.proj``) is a linear map with a bias, its weight tied to the token
-  embedding; the classifier is Hugging Face's "sequence summary" (first token -> dropout -> linear).
+  embedding; the classifier is Hugging Face's "sequence summary" (first token -> dropout -> linear);
+- task heads as Hugging Face's: token classification (dropout -> ``classifier`` on every token), extractive
+  QA (``XLMForQuestionAnsweringSimple``: ``qa_outputs`` -> start/end logits; Hugging Face's beam-search
+  ``XLMForQuestionAnswering`` SQuAD head is not ported) and multiple choice (the sequence summary of each
+  choice -> ``logits_proj`` to one score).
 
 Quirks kept for parity with Hugging Face:
 - without ``attention_mask``, the padding mask counts the tokens that are not ``pad_token_id`` and keeps
@@ -34,6 +38,7 @@ and after ``ln2`` (so ``hook_resid_post`` equals ``hidden_states[i + 1]`` everyw
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +48,18 @@ from torch import nn
 
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
 from ..config import ModelConfig
+from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
-from ..outputs import EncoderOutput, MaskedLMOutput, SequenceClassifierOutput
+from ..outputs import (
+    EncoderOutput,
+    MaskedLMOutput,
+    MultipleChoiceOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from .bert import classification_loss
 
 # Configuration ---------------------------------------------------------------------------------------
@@ -261,6 +274,9 @@ XLM_KEY_MAP = KeyMap(
 )
 PRED_LAYER_KEY_MAP = KeyMap([("pred_layer.proj.{p}", "unembed.{p}")])
 SEQUENCE_SUMMARY_KEY_MAP = KeyMap([("sequence_summary.summary.{p}", "classifier.{p}")])
+CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
+QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
+MULTIPLE_CHOICE_KEY_MAP = SEQUENCE_SUMMARY_KEY_MAP + KeyMap([("logits_proj.{p}", "logits_proj.{p}")])
 
 
 # The model, top to bottom ----------------------------------------------------------------------------
@@ -530,17 +546,13 @@ class XLMWithLMHeadModel(XLMModel):
         return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
 
 
-class XLMForSequenceClassification(XLMModel):
-    """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
-    by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
+class SequenceSummary:
+    """Hugging Face's XLM sequence summary, shared by the sequence-classification and multiple-choice heads:
+    one state per sequence (``summary_type``: the first token by default) -> dropout
+    (``summary_first_dropout``) -> linear ``classifier`` (``summary_use_proj``; to ``num_labels`` or d_model)
+    -> activation (``summary_activation``) -> dropout (``summary_last_dropout``)."""
 
-    Adds ``hook_logits`` [batch, num_labels].
-    """
-
-    head_key_map = SEQUENCE_SUMMARY_KEY_MAP
-
-    def __init__(self, config: XLMConfig) -> None:
-        super().__init__(config)
+    def init_summary(self, config: XLMConfig) -> None:
         self.summary_dropout = nn.Dropout(config.summary_first_dropout)
         self.classifier = None
         if config.summary_use_proj:
@@ -549,7 +561,6 @@ class XLMForSequenceClassification(XLMModel):
         name = config.summary_activation
         self.summary_act = activation(name) if name and name != "linear" else None
         self.summary_last_dropout = nn.Dropout(config.extra.get("summary_last_dropout") or 0.0)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
 
     def summarize(self, resid: torch.Tensor) -> torch.Tensor:
         """[batch, pos, d_model] -> [batch, d_model]: the state the head reads (padding included in "mean",
@@ -560,6 +571,30 @@ class XLMForSequenceClassification(XLMModel):
         if kind == "mean":
             return resid.mean(dim=1)
         return resid[:, -1]
+
+    def sequence_summary(self, resid: torch.Tensor) -> torch.Tensor:
+        """[batch, pos, d_model] -> [batch, num_labels] (or [batch, d_model] without projection to labels)."""
+        summary = self.summary_dropout(self.summarize(resid))
+        if self.classifier is not None:
+            summary = self.classifier(summary)
+        if self.summary_act is not None:
+            summary = self.summary_act(summary)
+        return self.summary_last_dropout(summary)
+
+
+class XLMForSequenceClassification(SequenceSummary, XLMModel):
+    """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
+    by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
+
+    Adds ``hook_logits`` [batch, num_labels].
+    """
+
+    head_key_map = SEQUENCE_SUMMARY_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.init_summary(config)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
 
     def forward(
         self,
@@ -585,20 +620,174 @@ class XLMForSequenceClassification(XLMModel):
             input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
             output_hidden_states, output_attentions,
         )
-        summary = self.summary_dropout(self.summarize(body.last_hidden_state))
-        if self.classifier is not None:
-            summary = self.classifier(summary)
-        if self.summary_act is not None:
-            summary = self.summary_act(summary)
-        logits = self.hook_logits(self.summary_last_dropout(summary))
+        logits = self.hook_logits(self.sequence_summary(body.last_hidden_state))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
         return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
 
 
+class XLMForTokenClassification(XLMModel):
+    """XLM with a classifier on every token (NER, POS): dropout (``config.dropout``) -> linear.
+
+    Adds ``hook_logits`` [batch, pos, num_labels].
+    """
+
+    head_key_map = CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.classifier_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLMModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
+
+        Returns:
+            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
+        """
+        body = self.encode(
+            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class XLMForQuestionAnsweringSimple(XLMModel):
+    """XLM with span start/end logits for extractive QA (SQuAD): a linear ``qa_outputs`` on every token.
+
+    Hugging Face's name (its ``XLMForQuestionAnswering`` is a different, beam-search SQuAD head, not ported).
+    Adds ``hook_logits`` [batch, pos, 2]: start, end.
+    """
+
+    head_key_map = QA_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:  # Hugging Face sizes qa_outputs by num_labels, then splits it into 2
+            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
+        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLMModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch]
+        (positions outside the input are ignored, as in Hugging Face).
+
+        Returns:
+            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
+        """
+        body = self.encode(
+            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
+            output_hidden_states, output_attentions,
+        )
+        start_logits, end_logits = split_span_logits(self.hook_logits(self.qa_outputs(body.last_hidden_state)))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
+class XLMForMultipleChoice(SequenceSummary, XLMModel):
+    """XLM scoring each choice: the sequence summary of the choice (see :class:`SequenceSummary`, to
+    ``num_labels`` values) -> ``logits_proj``, a linear map to one score.
+
+    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
+    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    """
+
+    head_key_map = MULTIPLE_CHOICE_KEY_MAP
+
+    def __init__(self, config: XLMConfig) -> None:
+        super().__init__(config)
+        self.init_summary(config)
+        # As Hugging Face: the summary must produce num_labels values (summary_proj_to_labels, the default).
+        self.logits_proj = nn.Linear(config.num_labels, 1)
+        self.hook_logits = HookPoint()  # [batch, num_choices]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        langs: torch.Tensor | int | str | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLMModel.forward` with every input [batch, num_choices, ...] (``langs`` may also be one id
+        or name for every token); ``labels`` [batch] are the indices of the right choices. ``lengths`` is
+        ignored with a warning, as Hugging Face does: pass ``attention_mask`` (or let the pad ids mark the
+        padding).
+
+        Returns:
+            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
+        """
+        if lengths is not None:
+            warnings.warn(
+                "lengths cannot be used with XLM's multiple-choice model (Hugging Face ignores it too); "
+                "pass attention_mask instead",
+                stacklevel=2,
+            )
+        lang_tensor = langs if isinstance(langs, torch.Tensor) else None
+        num_choices, flat = multiple_choice_inputs(
+            input_ids=input_ids, attention_mask=attention_mask, langs=lang_tensor, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds,
+        )
+        if lang_tensor is None:
+            flat["langs"] = langs
+        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
+                           output_attentions=output_attentions)
+        scores = self.logits_proj(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
+        logits = self.hook_logits(scores.view(-1, num_choices))
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
+        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+
+
 __all__ = [
     "XLMConfig",
+    "XLMForMultipleChoice",
+    "XLMForQuestionAnsweringSimple",
     "XLMForSequenceClassification",
+    "XLMForTokenClassification",
     "XLMModel",
     "XLMWithLMHeadModel",
     "sinusoidal_positions",
