@@ -208,7 +208,8 @@ class HookedTransformer(HookedModule):
             if self.tokenizer is not None:
                 tokens = self._display_tokens(ids)
                 tokens = tokens[0] if inputs.dim() == 1 else tokens
-            return {"input_ids": ids.to(self.device)}, tokens
+            # Token ids come unpadded: every position is real.
+            return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids, device=self.device)}, tokens
         if isinstance(inputs, Mapping):
             kwargs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             tokens = None
