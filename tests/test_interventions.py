@@ -216,3 +216,21 @@ def test_logit_difference_reads_language_model_logits():
     with torch.no_grad():
         logits = model(ids).logits
     torch.testing.assert_close(metric(model(ids)), logits[:, -1, 7] - logits[:, -1, 9])
+
+
+@pytest.mark.parametrize("task", ["masked_lm", "causal_lm"])
+def test_patching_runs_on_language_model_heads(task):
+    model_type = "bert" if task == "masked_lm" else "gpt2"
+    config = wb.AutoConfig.for_model(model_type, **TINY_FIELDS[model_type])
+    registry = wb.auto.TASK_REGISTRIES[task]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = registry[model_type].from_config(config)
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn_like(param) * 0.2)
+    clean, corrupted = clean_and_corrupted()
+    position = 4 if task == "masked_lm" else -1
+    metric = iv.logit_difference(model, 11, 13, position=position)
+    result = iv.activation_patching(model, clean, corrupted, metric, hook="hook_resid_post", progress=False)
+    assert abs(result.matrix().loc[1, position % 7] - 1.0) < 1e-4
