@@ -9,8 +9,10 @@ One API over many architectures, with named hook points everywhere:
 torch.Size([1, 12, 13, 13])
 """
 
+from . import attribution, interventions
 from .ablation import ablate_heads, head_ablation_hooks
 from .api import default_device, load
+from .attribution import Attribution, attribute
 from .auto import (
     AutoConfig,
     AutoModel,
@@ -82,6 +84,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationCache",
+    "Attribution",
     "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
@@ -138,11 +141,14 @@ __all__ = [
     "XLMTokenizer",
     "XLMWithLMHeadModel",
     "ablate_heads",
+    "attribute",
+    "attribution",
     "default_device",
     "fill_mask",
     "generate",
     "logit_lens",
     "head_ablation_hooks",
+    "interventions",
     "keep_freed_memory",
     "load",
 ]

@@ -1,0 +1,10 @@
+"""Attribution: which input tokens drove an output (captum methods and attention-based ones), and how
+faithful each method is.
+
+>>> attr = wb.attribute(clf, "The movie was not good at all.", target=1, method=["integrated_gradients", "saliency"])  # doctest: +SKIP
+>>> attr.to_frame()  # doctest: +SKIP
+"""
+
+from .core import Attribution, attribute, baseline_ids, make_target, methods, prediction_positions
+
+__all__ = ["Attribution", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]

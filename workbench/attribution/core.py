@@ -1,0 +1,349 @@
+"""Token attribution: which input tokens drove an output, by several methods side by side.
+
+Gradient and perturbation methods come from captum and run on the token embeddings (the output of the
+``hook_embed`` hook point, which a hook replaces by captum's inputs), so they work the same on every
+architecture. Scores are per token (summed over embedding dims, sign kept; saliency is the gradient's L2
+norm), 0 at padding.
+
+Targets:
+- an ``int``: a class index of a classifier (its logit), or a token id for a language model;
+- a ``str``: a token for a language model (the log-probability of that token at the prediction position:
+  the last real token of a decoder, the first mask token of a masked LM);
+- a callable ``fn(output) -> [batch]`` (e.g. a probe or a neuron read from ``output``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ..model import HookedTransformer, ModelInput
+
+GRADIENT_METHODS = ("integrated_gradients", "saliency", "input_x_gradient", "gradient_shap", "deeplift")
+PERTURBATION_METHODS = ("occlusion", "lime", "kernel_shap")
+ATTENTION_METHOD_NAMES = ("attention", "attention_rollout", "attention_flow", "grad_attention")
+
+
+def methods() -> list[str]:
+    """The method names :func:`attribute` accepts."""
+    return [*GRADIENT_METHODS, *PERTURBATION_METHODS, *ATTENTION_METHOD_NAMES]
+
+
+@dataclass
+class Attribution:
+    """Per-token attributions of one or several methods.
+
+    Attributes:
+        tokens: the token strings (a list per sequence).
+        scores: method -> [batch, pos] tensor (0 at padding).
+        convergence_delta: method -> [batch] (integrated gradients: sum of scores − (f(x) − f(baseline))).
+        target_values: [batch], the target's value on the inputs.
+        input_ids, attention_mask: [batch, pos].
+    """
+
+    tokens: list[list[str]]
+    scores: dict[str, torch.Tensor]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    target_values: torch.Tensor
+    convergence_delta: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, method: str) -> torch.Tensor:
+        return self.scores[method]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.scores)
+
+    def to_frame(self, index: int = 0) -> pd.DataFrame:
+        """One row per real token of sequence ``index``, one column per method."""
+        real = self.attention_mask[index].bool()
+        frame = pd.DataFrame({m: s[index][real].detach().cpu().numpy() for m, s in self.scores.items()})
+        frame.insert(0, "token", [t for t, keep in zip(self.tokens[index], real.tolist()) if keep])
+        frame.index.name = "pos"
+        return frame
+
+
+# Targets -----------------------------------------------------------------------------------------------
+
+
+def make_target(model: HookedTransformer, target) -> Callable[..., torch.Tensor]:
+    """The function ``fn(output, input_ids, attention_mask) -> [batch]`` that attribution explains.
+
+    ``target``: a class index (classifiers), a token id or string (language models: its log-probability
+    at :func:`prediction_positions`), or a callable ``fn(output)`` / ``fn(output, input_ids, attention_mask)``.
+    """
+    if callable(target):
+        import inspect
+
+        takes_inputs = len(inspect.signature(target).parameters) >= 3
+        return target if takes_inputs else (lambda output, input_ids, attention_mask: target(output))
+    kind = _output_kind(model)
+    if kind == "classes":
+        if not isinstance(target, int):
+            raise ValueError(f"{type(model).__name__} is a classifier: target must be a class index, got {target!r}")
+        if not 0 <= target < model.config.num_labels:
+            raise ValueError(f"target class {target} is out of range: the model has {model.config.num_labels} labels")
+        return lambda output, input_ids, attention_mask: output.logits[:, target]
+    if kind != "tokens":
+        raise ValueError(
+            f"{type(model).__name__} has no classification or language-modelling head; pass target as a "
+            f"function of the output (e.g. lambda out: out.last_hidden_state[:, 0] @ direction)"
+        )
+    token_id = _token_id(model, target)
+
+    def log_probability(output, input_ids, attention_mask) -> torch.Tensor:
+        positions = prediction_positions(model, {"input_ids": input_ids, "attention_mask": attention_mask})
+        rows = torch.arange(output.logits.shape[0], device=output.logits.device)
+        return output.logits[rows, positions].float().log_softmax(-1)[:, token_id]
+
+    return log_probability
+
+
+def _output_kind(model: HookedTransformer) -> str:
+    if hasattr(model, "decode_residual"):
+        return "tokens"
+    if hasattr(model, "classifier") and hasattr(model.config, "num_labels"):
+        return "classes"
+    return "other"
+
+
+def _token_id(model: HookedTransformer, token) -> int:
+    vocab = model.config.vocab_size
+    if isinstance(token, int):
+        if not 0 <= token < vocab:
+            raise ValueError(f"target token id {token} is outside the vocabulary (0..{vocab - 1})")
+        return token
+    if not isinstance(token, str) or model.tokenizer is None:
+        raise ValueError(f"target must be a token id, a token string (with a tokenizer) or a function, got {token!r}")
+    direct = model.tokenizer.backend.token_to_id(token)
+    if direct is not None:
+        return direct
+    pieces = model.tokenizer.encode(token, add_special_tokens=False)
+    if len(pieces) != 1:
+        raise ValueError(f"target {token!r} is {len(pieces)} tokens, not one; pass one of them (or its id)")
+    return pieces[0]
+
+
+def prediction_positions(model: HookedTransformer, kwargs: dict) -> torch.Tensor:
+    """[batch]: where a language model's target is read: the first mask token (masked LM), else the last
+    real token."""
+    ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+    mask_id = model.tokenizer.mask_token_id if model.tokenizer is not None else None
+    if mask_id is not None and not hasattr(model, "generate"):
+        is_mask = ids == mask_id
+        if not is_mask.any(1).all():
+            raise ValueError(f"every input needs a {model.tokenizer.mask_token} token to predict")
+        return is_mask.float().argmax(1)
+    positions = torch.arange(ids.shape[1], device=ids.device)
+    return (positions * mask.bool()).argmax(1)
+
+
+# Baselines ---------------------------------------------------------------------------------------------
+
+
+def baseline_ids(model: HookedTransformer, input_ids: torch.Tensor, kind: str = "pad") -> torch.Tensor:
+    """The inputs with every non-special token replaced by the pad (or mask) token; special tokens kept."""
+    tokenizer = model.tokenizer
+    if kind not in ("pad", "mask"):
+        raise ValueError(f"baseline must be 'pad', 'mask' or token ids [batch, pos], got {kind!r}")
+    token = None
+    if tokenizer is not None:
+        token = tokenizer.pad_token_id if kind == "pad" else tokenizer.mask_token_id
+        if token is None and kind == "pad":
+            token = tokenizer.eos_token_id
+    if token is None:
+        token = getattr(model.config, "pad_token_id", None) or 0
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    if tokenizer is not None:
+        for special_id in tokenizer.all_special_ids:
+            special |= input_ids == special_id
+    return torch.where(special, input_ids, torch.full_like(input_ids, token))
+
+
+# The forward captum differentiates -----------------------------------------------------------------------
+
+
+class EmbeddingForward(torch.nn.Module):
+    """``forward(embeds, input_ids, attention_mask) -> [batch]``: the model with its token embeddings
+    (``hook_embed``) replaced by ``embeds``, reduced to the target. A module, as captum's DeepLift needs."""
+
+    def __init__(self, model: HookedTransformer, target: Callable) -> None:
+        super().__init__()
+        self.model = model
+        self.target = target
+
+    def forward(self, embeds, input_ids, attention_mask):
+        with self.model.hooks([("hook_embed", lambda act, hook: embeds)]):
+            output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return self.target(output, input_ids, attention_mask)
+
+
+def _embeddings(model: HookedTransformer, input_ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        _, cache = model.run_with_cache({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)},
+                                        names_filter="hook_embed")
+    return cache["hook_embed"]
+
+
+# The methods -------------------------------------------------------------------------------------------
+
+
+def _per_token(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return attributions.sum(-1) * mask
+
+
+def _run_gradient_method(method, forward, embeds, base, ids, mask, n_steps, internal_batch_size, options):
+    import captum.attr as ca
+
+    args = (ids, mask)
+    if method == "integrated_gradients":
+        attributions, delta = ca.IntegratedGradients(forward).attribute(
+            embeds, baselines=base, additional_forward_args=args, n_steps=n_steps,
+            internal_batch_size=internal_batch_size, return_convergence_delta=True, **options)
+        return _per_token(attributions, mask), delta
+    if method == "saliency":
+        gradients = ca.Saliency(forward).attribute(embeds, additional_forward_args=args, abs=False, **options)
+        return gradients.norm(dim=-1) * mask, None
+    if method == "input_x_gradient":
+        return _per_token(ca.InputXGradient(forward).attribute(embeds, additional_forward_args=args, **options),
+                          mask), None
+    if method == "gradient_shap":
+        options = {"n_samples": 20, "stdevs": 0.0, **options}
+        attributions = ca.GradientShap(forward).attribute(embeds, baselines=base, additional_forward_args=args,
+                                                          **options)
+        return _per_token(attributions, mask), None
+    if method == "deeplift":
+        attributions = ca.DeepLift(forward).attribute(embeds, baselines=base, additional_forward_args=args, **options)
+        return _per_token(attributions, mask), None
+    raise AssertionError(method)
+
+
+def _run_perturbation_method(method, forward, embeds, base, ids, mask, options):
+    import captum.attr as ca
+
+    if method == "occlusion":
+        attributions = ca.Occlusion(forward).attribute(
+            embeds, sliding_window_shapes=(1, embeds.shape[-1]), baselines=base, additional_forward_args=(ids, mask),
+            **options)
+        return _per_token(attributions, mask) / embeds.shape[-1]  # each token's effect, spread over its dims
+    rows = []
+    # LIME and KernelSHAP explain one sequence at a time; each token (all its dims) is one feature.
+    for row in range(embeds.shape[0]):
+        feature_mask = torch.arange(embeds.shape[1], device=embeds.device)[None, :, None].expand_as(embeds[row:row + 1])
+        if method == "lime":
+            # A light ridge rather than captum's default Lasso (alpha 0.01), which zeroes small effects.
+            from captum._utils.models.linear_model import SkLearnRidge
+
+            explainer = ca.Lime(forward, interpretable_model=SkLearnRidge(alpha=1e-3))
+        else:
+            explainer = ca.KernelShap(forward)
+        attributions = explainer.attribute(
+            embeds[row : row + 1], baselines=base[row : row + 1], additional_forward_args=(ids[row : row + 1],
+            mask[row : row + 1]), feature_mask=feature_mask, **{"n_samples": 200, **options})
+        rows.append(attributions[0, :, 0])  # every dim of a token carries the token's weight
+    return torch.stack(rows) * mask
+
+
+def attribute(
+    model: HookedTransformer,
+    inputs: ModelInput,
+    target,
+    method: str | Sequence[str] = "integrated_gradients",
+    baseline: str | torch.Tensor = "pad",
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+    layer: int = -1,
+    head: int | None = None,
+    **options,
+) -> Attribution:
+    """Attribute ``target`` to the input tokens with one or several methods.
+
+    Args:
+        model: any workbench model (text inputs need its tokenizer).
+        inputs: text, texts (padded), token ids or model inputs.
+        target: a class index, a token (id or string) for language models, or ``fn(output) -> [batch]``.
+        method: a name from :func:`methods`, or a list of them.
+        baseline: ``"pad"`` or ``"mask"`` (non-special tokens replaced, special tokens kept) or token ids.
+        n_steps, internal_batch_size: integrated gradients' steps and how many run per forward.
+        layer, head: for the attention methods (the last layer, averaged over heads, by default).
+        **options: passed to the captum method (e.g. ``n_samples`` for LIME/KernelSHAP/GradientSHAP).
+    """
+    names = [method] if isinstance(method, str) else list(method)
+    unknown = [name for name in names if name not in methods()]
+    if unknown:
+        raise ValueError(f"unknown attribution method(s) {unknown}; choose from {methods()}")
+    if isinstance(inputs, str) and not inputs.strip():
+        raise ValueError("the input text is empty")
+    kwargs, tokens = model.prepare_inputs(inputs)
+    kwargs.setdefault("attention_mask", torch.ones_like(kwargs["input_ids"]))
+    ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+    tokens = [tokens] if tokens and isinstance(tokens[0], str) else tokens
+    if tokens is None:
+        tokens = [[str(i) for i in row.tolist()] for row in ids]
+    target_fn = make_target(model, target)
+    base_ids = baseline if isinstance(baseline, torch.Tensor) else baseline_ids(model, ids, baseline)
+    if base_ids.shape != ids.shape:
+        raise ValueError(f"baseline ids have shape {tuple(base_ids.shape)}, the inputs {tuple(ids.shape)}")
+    forward = EmbeddingForward(model, target_fn)
+    embeds, base = _embeddings(model, ids), _embeddings(model, base_ids.to(ids.device))
+    embeds.requires_grad_()
+    with torch.no_grad():
+        target_values = forward(embeds, ids, mask)
+
+    scores, deltas = {}, {}
+    for name in names:
+        if name in GRADIENT_METHODS:
+            with torch.enable_grad():
+                scores[name], delta = _run_gradient_method(
+                    name, forward, embeds, base, ids, mask, n_steps, internal_batch_size, options)
+            if delta is not None:
+                deltas[name] = delta.detach()
+        elif name in PERTURBATION_METHODS:
+            with torch.no_grad():
+                scores[name] = _run_perturbation_method(name, forward, embeds, base, ids, mask, options)
+        else:
+            scores[name] = _attention_method(model, name, kwargs, target_fn, layer, head)
+        scores[name] = scores[name].detach().float()
+    return Attribution(tokens, scores, ids, mask, target_values.detach(), deltas)
+
+
+def _attention_method(model, name, kwargs, target_fn, layer, head) -> torch.Tensor:
+    from . import attention
+
+    names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.n_layers)]
+    queries = prediction_positions(model, kwargs) if _output_kind(model) == "tokens" else _reading_positions(model, kwargs)
+    mask = kwargs["attention_mask"]
+    if name == "grad_attention":
+        patterns = {}
+
+        def keep(pattern, hook):
+            pattern.retain_grad()
+            patterns[hook.name] = pattern
+
+        with torch.enable_grad(), model.hooks([(names, keep)]):
+            target_fn(model(**kwargs), kwargs["input_ids"], kwargs["attention_mask"]).sum().backward()
+        stacked = torch.stack([patterns[n].detach() for n in names])
+        gradients = torch.stack([patterns[n].grad for n in names])
+        model.zero_grad(set_to_none=True)
+        return attention.grad_attention(stacked, gradients, queries) * mask
+    with torch.no_grad():
+        _, cache = model.run_with_cache(kwargs, names_filter=names)
+    stacked = cache.stack("attn.hook_pattern")
+    if name == "attention":
+        return attention.raw_attention(stacked, queries, layer=layer, head=head) * mask
+    if name == "attention_rollout":
+        return attention.attention_rollout(stacked, queries, attention_mask=mask) * mask
+    return attention.attention_flow(stacked, queries, attention_mask=mask) * mask
+
+
+def _reading_positions(model: HookedTransformer, kwargs: dict) -> torch.Tensor:
+    """Where a classifier reads: the first token for encoders, the last real token for decoders."""
+    ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+    if hasattr(model, "ln_final") or type(model).__name__.startswith(("GPT2", "OpenAIGPT")):
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return (positions * mask.bool()).argmax(1)
+    return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
