@@ -5,6 +5,14 @@ faithful each method is.
 >>> attr.to_frame()  # doctest: +SKIP
 """
 
-from .core import Attribution, attribute, baseline_ids, make_target, methods, prediction_positions
+from .core import (
+    Attribution,
+    activation_target,
+    attribute,
+    baseline_ids,
+    make_target,
+    methods,
+    prediction_positions,
+)
 
-__all__ = ["Attribution", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]
+__all__ = ["Attribution", "activation_target", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]

@@ -76,6 +76,9 @@ def make_target(model: HookedTransformer, target) -> Callable[..., torch.Tensor]
     ``target``: a class index (classifiers), a token id or string (language models: its log-probability
     at :func:`prediction_positions`), or a callable ``fn(output)`` / ``fn(output, input_ids, attention_mask)``.
     """
+    if callable(target) and hasattr(target, "hook_name"):
+        model.resolve_hook_names(target.hook_name)
+        return target
     if callable(target):
         import inspect
 
@@ -167,6 +170,18 @@ def baseline_ids(model: HookedTransformer, input_ids: torch.Tensor, kind: str = 
 # The forward captum differentiates -----------------------------------------------------------------------
 
 
+def activation_target(hook: str, reduce: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """A target read from any activation: ``reduce(activation) -> [batch]``, e.g. a neuron
+    (``lambda a: a[:, -1, 42]`` at ``"blocks.3.mlp.hook_post"``), a direction in the residual stream
+    (``lambda a: a[:, 0] @ v``) or a probe's output."""
+
+    def target(activation, input_ids, attention_mask):
+        return reduce(activation)
+
+    target.hook_name = hook
+    return target
+
+
 class EmbeddingForward(torch.nn.Module):
     """``forward(embeds, input_ids, attention_mask) -> [batch]``: the model with its token embeddings
     (``hook_embed``) replaced by ``embeds``, reduced to the target. A module, as captum's DeepLift needs."""
@@ -177,9 +192,19 @@ class EmbeddingForward(torch.nn.Module):
         self.target = target
 
     def forward(self, embeds, input_ids, attention_mask):
-        with self.model.hooks([("hook_embed", lambda act, hook: embeds)]):
+        hooks = [("hook_embed", lambda act, hook: embeds)]
+        read_from = getattr(self.target, "hook_name", None)
+        captured = {}
+
+        def capture(act, hook):
+            captured["activation"] = act
+
+        if read_from is not None:
+            hooks.append((read_from, capture))
+        with self.model.hooks(hooks):
             output = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return self.target(output, input_ids, attention_mask)
+        source = captured["activation"] if read_from is not None else output
+        return self.target(source, input_ids, attention_mask)
 
 
 def _embeddings(model: HookedTransformer, input_ids: torch.Tensor) -> torch.Tensor:
@@ -196,28 +221,39 @@ def _per_token(attributions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return attributions.sum(-1) * mask
 
 
+def _accepted(method_call, options: dict) -> dict:
+    """The options that a captum ``attribute`` method takes (one options dict serves several methods)."""
+    import inspect
+
+    parameters = inspect.signature(method_call).parameters
+    return {k: v for k, v in options.items() if k in parameters}
+
+
 def _run_gradient_method(method, forward, embeds, base, ids, mask, n_steps, internal_batch_size, options):
     import captum.attr as ca
 
     args = (ids, mask)
     if method == "integrated_gradients":
-        attributions, delta = ca.IntegratedGradients(forward).attribute(
+        explainer = ca.IntegratedGradients(forward)
+        attributions, delta = explainer.attribute(
             embeds, baselines=base, additional_forward_args=args, n_steps=n_steps,
-            internal_batch_size=internal_batch_size, return_convergence_delta=True, **options)
+            internal_batch_size=internal_batch_size, return_convergence_delta=True,
+            **_accepted(explainer.attribute, options))
         return _per_token(attributions, mask), delta
     if method == "saliency":
-        gradients = ca.Saliency(forward).attribute(embeds, additional_forward_args=args, abs=False, **options)
+        gradients = ca.Saliency(forward).attribute(embeds, additional_forward_args=args, abs=False)
         return gradients.norm(dim=-1) * mask, None
     if method == "input_x_gradient":
-        return _per_token(ca.InputXGradient(forward).attribute(embeds, additional_forward_args=args, **options),
-                          mask), None
+        return _per_token(ca.InputXGradient(forward).attribute(embeds, additional_forward_args=args), mask), None
     if method == "gradient_shap":
-        options = {"n_samples": 20, "stdevs": 0.0, **options}
-        attributions = ca.GradientShap(forward).attribute(embeds, baselines=base, additional_forward_args=args,
-                                                          **options)
+        explainer = ca.GradientShap(forward)
+        options = _accepted(explainer.attribute, {"n_samples": 20, "stdevs": 0.0, **options})
+        attributions = explainer.attribute(embeds, baselines=base, additional_forward_args=args, **options)
         return _per_token(attributions, mask), None
     if method == "deeplift":
-        attributions = ca.DeepLift(forward).attribute(embeds, baselines=base, additional_forward_args=args, **options)
+        explainer = ca.DeepLift(forward)
+        attributions = explainer.attribute(embeds, baselines=base, additional_forward_args=args,
+                                           **_accepted(explainer.attribute, options))
         return _per_token(attributions, mask), None
     raise AssertionError(method)
 
@@ -226,9 +262,10 @@ def _run_perturbation_method(method, forward, embeds, base, ids, mask, options):
     import captum.attr as ca
 
     if method == "occlusion":
-        attributions = ca.Occlusion(forward).attribute(
+        explainer = ca.Occlusion(forward)
+        attributions = explainer.attribute(
             embeds, sliding_window_shapes=(1, embeds.shape[-1]), baselines=base, additional_forward_args=(ids, mask),
-            **options)
+            **_accepted(explainer.attribute, options))
         return _per_token(attributions, mask) / embeds.shape[-1]  # each token's effect, spread over its dims
     rows = []
     # LIME and KernelSHAP explain one sequence at a time; each token (all its dims) is one feature.
@@ -243,7 +280,8 @@ def _run_perturbation_method(method, forward, embeds, base, ids, mask, options):
             explainer = ca.KernelShap(forward)
         attributions = explainer.attribute(
             embeds[row : row + 1], baselines=base[row : row + 1], additional_forward_args=(ids[row : row + 1],
-            mask[row : row + 1]), feature_mask=feature_mask, **{"n_samples": 200, **options})
+            mask[row : row + 1]), feature_mask=feature_mask,
+            **_accepted(explainer.attribute, {"n_samples": 200, **options}))
         rows.append(attributions[0, :, 0])  # every dim of a token carries the token's weight
     return torch.stack(rows) * mask
 
