@@ -120,3 +120,28 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="function of the output"):
         wb.attribute(wb.AutoModel.from_pretrained("minilm"), "Hello.", target=0)
     assert set(wb.attribution.methods()) == {*GRADIENT_METHODS, *PERTURBATION_METHODS, *ATTENTION_METHOD_NAMES}
+
+
+def test_faithfulness_curves_and_aopc():
+    model = tiny("bert")
+    inputs = padded_ids()
+    result = wb.attribution.evaluate(model, inputs, target=2, methods=["integrated_gradients", "occlusion"],
+                                     n_steps=20)
+    assert set(result.frame["method"]) == {"integrated_gradients", "occlusion", "random"}
+    assert len(result.frame) == 3 * 2
+    curves = result.curves
+    deletion = curves[(curves["curve"] == "deletion") & (curves["method"] == "occlusion") & (curves["text_index"] == 0)]
+    with torch.no_grad():
+        full = model(**inputs).logits[0, 2].item()
+        emptied = model(input_ids=wb.attribution.baseline_ids(model, inputs["input_ids"]),
+                        attention_mask=inputs["attention_mask"]).logits[0, 2].item()
+    assert deletion["value"].iloc[0] == pytest.approx(full, abs=1e-5)  # nothing deleted yet
+    assert deletion["value"].iloc[-1] == pytest.approx(emptied, abs=1e-5)  # everything deleted
+    assert list(deletion["k"]) == list(range(len(deletion)))
+    row = result.frame[(result.frame["method"] == "occlusion") & (result.frame["text_index"] == 0)].iloc[0]
+    assert row["deletion_aopc"] == pytest.approx(full - deletion["value"].iloc[1:].mean(), abs=1e-5)
+    # Occlusion's first deletion is, by construction, the single most damaging one.
+    singles = curves[(curves["curve"] == "deletion") & (curves["text_index"] == 0) & (curves["k"] == 1)]
+    assert singles.set_index("method")["value"]["occlusion"] == pytest.approx(singles["value"].min(), abs=1e-5)
+    assert list(result.summary().columns) == ["deletion_aopc", "insertion_aopc"]
+    assert len(result.figure().data) == 2 * 3

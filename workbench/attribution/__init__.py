@@ -14,5 +14,6 @@ from .core import (
     methods,
     prediction_positions,
 )
+from .faithfulness import FaithfulnessResult, evaluate
 
-__all__ = ["Attribution", "activation_target", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]
+__all__ = ["Attribution", "FaithfulnessResult", "evaluate", "activation_target", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]
