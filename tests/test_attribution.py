@@ -145,3 +145,21 @@ def test_faithfulness_curves_and_aopc():
     assert singles.set_index("method")["value"]["occlusion"] == pytest.approx(singles["value"].min(), abs=1e-5)
     assert list(result.summary().columns) == ["deletion_aopc", "insertion_aopc"]
     assert len(result.figure().data) == 2 * 3
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_attention_methods_run_on_every_architecture(model_type):
+    model = tiny(model_type)
+    attr = wb.attribute(model, padded_ids(), target=1, method=list(ATTENTION_METHOD_NAMES))
+    for name in ATTENTION_METHOD_NAMES:
+        scores = attr[name]
+        assert scores.shape == (2, 6) and torch.isfinite(scores).all(), name
+        assert torch.all(scores[1, 4:] == 0), f"{name} gives padding a score"
+        assert torch.all(scores >= 0), name
+    # Rollout is a distribution over the input tokens.
+    torch.testing.assert_close(attr["attention_rollout"].sum(1), torch.ones(2), atol=1e-5, rtol=0)
+    # Raw attention is the pattern row the head reads, averaged over heads, at the last layer.
+    _, cache = model.run_with_cache(padded_ids(), names_filter="blocks.1.attn.hook_pattern")
+    query = 0 if model_type not in ("gpt2", "openai-gpt") else 5
+    torch.testing.assert_close(attr["attention"][0], cache["blocks.1.attn.hook_pattern"][0, :, query].mean(0))
+    assert not any(point.is_active for point in model.hook_points().values())
