@@ -163,3 +163,36 @@ def test_attention_methods_run_on_every_architecture(model_type):
     query = 0 if model_type not in ("gpt2", "openai-gpt") else 5
     torch.testing.assert_close(attr["attention"][0], cache["blocks.1.attn.hook_pattern"][0, :, query].mean(0))
     assert not any(point.is_active for point in model.hook_points().values())
+
+
+def test_direct_logit_attribution_adds_up_to_the_logit():
+    model = tiny("gpt2", task="causal_lm")
+    inputs = padded_ids()
+    frame = wb.attribution.direct_logit_attribution(model, inputs, token=7)
+    assert len(frame) == 2 + 2 * (4 + 2) + 1  # embeddings, 4 heads + bias + MLP per layer, the LN bias
+    with torch.no_grad():
+        logit = model(**inputs).logits[0, 5, 7].item()
+    assert frame["value"].sum() == pytest.approx(logit, abs=1e-4)
+    assert set(frame[frame["component"] == "head"]["head"]) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="pre-norm"):
+        wb.attribution.direct_logit_attribution(tiny("bert", task="masked_lm"), inputs, token=7)
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z"])
+def test_layer_integrated_gradients_at_a_hook_point_is_complete(hook):
+    model = tiny("bert")
+    inputs = padded_ids()
+    scores = wb.attribution.layer_attribute(model, inputs, target=2, hook=hook, n_steps=300)
+    base = wb.attribution.baseline_ids(model, inputs["input_ids"])
+    # Completeness at a layer: f(x) minus f(x with that layer's activation taken from the baseline run)
+    # (for a full residual state that is f(baseline); for one sublayer the rest still comes from x).
+    _, base_cache = model.run_with_cache({"input_ids": base, "attention_mask": inputs["attention_mask"]},
+                                         names_filter=hook)
+    with torch.no_grad():
+        at_input = model(**inputs).logits[:, 2]
+        at_baseline_layer = model.run_with_hooks(
+            inputs, fwd_hooks=[(hook, lambda act, h: base_cache[hook])]).logits[:, 2]
+    difference = at_input - at_baseline_layer
+    assert scores.shape == ((2, 6) if hook.endswith("resid_post") else (2, 6, 4))
+    total = scores.flatten(1).sum(1)
+    assert torch.allclose(total, difference, atol=0.02 * difference.abs().max().item() + 1e-3)

@@ -10,10 +10,12 @@ from .core import (
     activation_target,
     attribute,
     baseline_ids,
+    direct_logit_attribution,
+    layer_attribute,
     make_target,
     methods,
     prediction_positions,
 )
 from .faithfulness import FaithfulnessResult, evaluate
 
-__all__ = ["Attribution", "FaithfulnessResult", "evaluate", "activation_target", "attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]
+__all__ = ["Attribution", "FaithfulnessResult", "evaluate", "activation_target", "attribute", "direct_logit_attribution", "layer_attribute", "baseline_ids", "make_target", "methods", "prediction_positions"]

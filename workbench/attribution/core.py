@@ -385,3 +385,87 @@ def _reading_positions(model: HookedTransformer, kwargs: dict) -> torch.Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device)
         return (positions * mask.bool()).argmax(1)
     return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)
+
+
+# Layers and components ---------------------------------------------------------------------------------
+
+
+def layer_attribute(
+    model: HookedTransformer,
+    inputs: ModelInput,
+    target,
+    hook: str,
+    baseline: str | torch.Tensor = "pad",
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+) -> torch.Tensor:
+    """Layer Integrated Gradients at any hook point (captum's layer methods accept a hook point: it is a module).
+
+    Returns the attribution summed over the hook's last dim: [batch, pos] for residual/MLP hooks, and
+    [batch, pos, head] for per-head hooks (``attn.hook_z``); sum over positions for per-head totals.
+    Completeness holds at the layer: the scores add up to f(x) − f(baseline).
+    """
+    import captum.attr as ca
+
+    point = model.hook_points().get(hook)
+    if point is None:
+        model.resolve_hook_names(hook)  # raises the usual message
+    kwargs, _ = model.prepare_inputs(inputs)
+    kwargs.setdefault("attention_mask", torch.ones_like(kwargs["input_ids"]))
+    ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+    base_ids = baseline if isinstance(baseline, torch.Tensor) else baseline_ids(model, ids, baseline)
+    forward = EmbeddingForward(model, make_target(model, target))
+    embeds, base = _embeddings(model, ids), _embeddings(model, base_ids.to(ids.device))
+    with torch.enable_grad():
+        attributions = ca.LayerIntegratedGradients(forward, point).attribute(
+            embeds.requires_grad_(), baselines=base, additional_forward_args=(ids, mask), n_steps=n_steps,
+            internal_batch_size=internal_batch_size)
+    return attributions.sum(-1).detach()
+
+
+def direct_logit_attribution(model: HookedTransformer, inputs: ModelInput, token) -> pd.DataFrame:
+    """How much each component writes the logit of ``token`` directly, for pre-norm language models.
+
+    The final residual stream of a pre-norm decoder (GPT-2) is a sum of component outputs: the token and
+    position embeddings, each head's output (its slice of ``hook_z`` through the output projection), each
+    attention bias and each MLP output. Every component is centered and divided by the final LayerNorm's
+    scale (frozen at its value on this input), then read through ``ln_final``'s weight and the unembedding
+    row of ``token``; the LayerNorm bias term is the remaining row. The rows add up to the model's logit.
+
+    Returns:
+        DataFrame: component, layer, head, value (for the first sequence, at its prediction position).
+    """
+    if not hasattr(model, "decode_residual") or getattr(model, "ln_final", None) is None:
+        raise ValueError(
+            f"direct logit attribution needs a pre-norm language model with a final LayerNorm (GPT-2), not "
+            f"{type(model).__name__}: post-norm residual streams are not sums of component outputs"
+        )
+    kwargs, _ = model.prepare_inputs(inputs)
+    kwargs.setdefault("attention_mask", torch.ones_like(kwargs["input_ids"]))
+    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
+    names += [f"blocks.{i}.{kind}" for i in range(model.n_layers) for kind in ("attn.hook_z", "hook_mlp_out")]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(kwargs, names_filter=names)
+    position = int(prediction_positions(model, kwargs)[0])
+    token_id = _token_id(model, token)
+    direction = model.ln_final.weight * model.unembed.weight[token_id]  # [d_model]
+    scale = cache["ln_final.hook_scale"][0, position]  # [1]
+
+    def read(vector: torch.Tensor) -> float:
+        return float(((vector - vector.mean()) / scale) @ direction)
+
+    rows = [{"component": "embed", "layer": None, "head": None, "value": read(cache["hook_embed"][0, position])},
+            {"component": "pos_embed", "layer": None, "head": None,
+             "value": read(cache["hook_pos_embed"][0, position])}]
+    for layer, block in enumerate(model.blocks):
+        z = cache[f"blocks.{layer}.attn.hook_z"][0, position]  # [head, d_head]
+        weight = block.attn.o.weight.view(block.attn.o.weight.shape[0], block.attn.n_heads, -1)  # [d, head, d_head]
+        for head in range(block.attn.n_heads):
+            rows.append({"component": "head", "layer": layer, "head": head,
+                         "value": read(weight[:, head] @ z[head])})
+        rows.append({"component": "attn_bias", "layer": layer, "head": None, "value": read(block.attn.o.bias)})
+        rows.append({"component": "mlp", "layer": layer, "head": None,
+                     "value": read(cache[f"blocks.{layer}.hook_mlp_out"][0, position])})
+    bias = float(model.ln_final.bias @ model.unembed.weight[token_id])
+    rows.append({"component": "ln_final_bias", "layer": None, "head": None, "value": bias})
+    return pd.DataFrame(rows)
