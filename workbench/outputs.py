@@ -40,6 +40,11 @@ class ModelOutput(OrderedDict):
         """The non-None fields, in order (what ``return_dict=False`` returns)."""
         return tuple(self.values())
 
+    def returned(self, return_dict: bool = True):
+        """What ``forward`` hands back: this output, or its tuple with ``return_dict=False`` and under
+        ``torch.jit.trace`` (which cannot return dataclasses)."""
+        return self if return_dict and not torch.jit.is_tracing() else self.to_tuple()
+
 
 @dataclass
 class EncoderOutput(ModelOutput):

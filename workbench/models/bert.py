@@ -278,7 +278,7 @@ class BertModel(HookedTransformer):
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
             output_hidden_states, output_attentions,
         )
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class BertMLMHead(nn.Module):
@@ -350,7 +350,7 @@ class BertForMaskedLM(BertModel):
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class BertForSequenceClassification(BertModel):
@@ -390,7 +390,7 @@ class BertForSequenceClassification(BertModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(body.pooler_output)))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class BertForTokenClassification(BertModel):
@@ -431,7 +431,7 @@ class BertForTokenClassification(BertModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
         loss = token_classification_loss(logits, labels) if labels is not None else None
         out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class BertForQuestionAnswering(BertModel):
@@ -473,7 +473,7 @@ class BertForQuestionAnswering(BertModel):
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class BertForMultipleChoice(BertModel):
@@ -521,7 +521,7 @@ class BertForMultipleChoice(BertModel):
         logits = self.hook_logits(scores.view(-1, num_choices))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:

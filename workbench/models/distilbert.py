@@ -318,7 +318,7 @@ class DistilBertModel(HookedTransformer):
             input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
             output_attentions, token_type_ids,
         )
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class DistilBertMLMHead(nn.Module):
@@ -386,7 +386,7 @@ class DistilBertForMaskedLM(DistilBertModel):
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class DistilBertForSequenceClassification(DistilBertModel):
@@ -428,7 +428,7 @@ class DistilBertForSequenceClassification(DistilBertModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(cls_state)))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class DistilBertForTokenClassification(DistilBertModel):
@@ -467,7 +467,7 @@ class DistilBertForTokenClassification(DistilBertModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
         loss = token_classification_loss(logits, labels) if labels is not None else None
         out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class DistilBertForQuestionAnswering(DistilBertModel):
@@ -512,7 +512,7 @@ class DistilBertForQuestionAnswering(DistilBertModel):
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class DistilBertForMultipleChoice(DistilBertModel):
@@ -563,4 +563,4 @@ class DistilBertForMultipleChoice(DistilBertModel):
         logits = self.hook_logits(scores.view(-1, num_choices))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)

@@ -310,7 +310,7 @@ class GPT2Model(HookedTransformer):
             input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
             output_hidden_states, output_attentions, token_type_ids,
         )
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class GPT2LMHeadModel(GPT2Model):
@@ -369,7 +369,7 @@ class GPT2LMHeadModel(GPT2Model):
         logits = self.hook_logits(self.unembed(body.last_hidden_state))
         loss = next_token_loss(logits, labels) if labels is not None else None
         out = CausalLMOutput(loss, logits, body.past_key_values, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -420,7 +420,7 @@ class GPT2ForSequenceClassification(GPT2Model):
         logits = self.hook_logits(self.classifier(body.last_hidden_state[rows, last]))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 def last_real_token(

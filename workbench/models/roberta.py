@@ -233,7 +233,7 @@ class RobertaForSequenceClassification(RobertaModel):
         logits = self.hook_logits(self.classifier(body.last_hidden_state))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class RobertaForTokenClassification(RobertaModel, BertForTokenClassification):

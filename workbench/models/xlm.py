@@ -480,7 +480,7 @@ class XLMModel(HookedTransformer):
             input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
             output_hidden_states, output_attentions,
         )
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class XLMWithLMHeadModel(XLMModel):
@@ -543,7 +543,7 @@ class XLMWithLMHeadModel(XLMModel):
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class SequenceSummary:
@@ -623,7 +623,7 @@ class XLMForSequenceClassification(SequenceSummary, XLMModel):
         logits = self.hook_logits(self.sequence_summary(body.last_hidden_state))
         loss = classification_loss(logits, labels, self.config) if labels is not None else None
         out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class XLMForTokenClassification(XLMModel):
@@ -667,7 +667,7 @@ class XLMForTokenClassification(XLMModel):
         logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
         loss = token_classification_loss(logits, labels) if labels is not None else None
         out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class XLMForQuestionAnsweringSimple(XLMModel):
@@ -717,7 +717,7 @@ class XLMForQuestionAnsweringSimple(XLMModel):
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 class XLMForMultipleChoice(SequenceSummary, XLMModel):
@@ -779,7 +779,7 @@ class XLMForMultipleChoice(SequenceSummary, XLMModel):
         logits = self.hook_logits(scores.view(-1, num_choices))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return out.returned(return_dict)
 
 
 __all__ = [
