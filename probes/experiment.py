@@ -1,0 +1,213 @@
+"""``probes.run``: a probing experiment over models × tasks × layers, with control tasks, as one call.
+
+For every model: word representations of the train/dev/test sentences are extracted once into the
+activation store (all layers in one pass); for every task a probe is trained on all layers at once (train,
+early-stopped on dev) and scored on dev and test. Control tasks (Hewitt & Liang 2019) give selectivity =
+task accuracy − control accuracy, per layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import load_treebank
+from .models import DepthProbe, DistanceProbe, LinearProbe, MLPProbe
+from .store import extract
+from .tasks import ControlTask, Task, get_task
+
+SPLITS = ("train", "dev", "test")
+CLASSIFIERS = {"linear": LinearProbe, "mlp": MLPProbe}
+
+
+@dataclass
+class ProbingResults:
+    """Attributes:
+    frame: tidy: model, task, layer, probe, split, metric, value, control (the control task's value of the
+        same metric, where there is one) and selectivity (value − control).
+    """
+
+    frame: pd.DataFrame
+
+    def figure(self, split: str = "test", metric: str | None = None):
+        """Plotly: the metric per layer, one line per model, one panel per task."""
+        import plotly.express as px
+
+        data = self.frame[self.frame["split"] == split]
+        if metric is not None:
+            data = data[data["metric"] == metric]
+        else:  # each task's headline metric
+            data = data[data["metric"].isin(["accuracy", "uuas", "root_accuracy"])]
+        return px.line(data, x="layer", y="value", color="model", facet_col="task", markers=True,
+                       hover_data=["metric", "control", "selectivity"],
+                       title=f"probing ({split} split): metric per layer")
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``results.csv`` and ``report.html``, a self-contained report (plotly inlined: draws offline)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.frame.to_csv(folder / "results.csv", index=False)
+        best = (self.frame[self.frame["split"] == "test"].sort_values("value", ascending=False)
+                .groupby(["model", "task", "metric"], as_index=False).first())
+        html = [
+            "<html><head><meta charset='utf-8'><title>Probing report</title></head><body>",
+            "<h1>Probing report</h1>",
+            "<p>Probes trained on train, early-stopped on dev, scored on test. Selectivity = task − control "
+            "(Hewitt &amp; Liang 2019).</p>",
+            self.figure().to_html(full_html=False, include_plotlyjs=True),
+            "<h2>Best layer per model, task and metric (test)</h2>",
+            best.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+            "</body></html>",
+        ]
+        (folder / "report.html").write_text("\n".join(html), encoding="utf-8")
+        return folder
+
+
+def run(
+    models: str | Sequence[str],
+    tasks: str | Sequence[str | Task],
+    data: str = "sample",
+    layers="all",
+    probe: str = "linear",
+    control: bool = True,
+    pooling: str = "mean",
+    store_dir: str | Path | None = None,
+    max_sentences: int | None = None,
+    seed: int = 0,
+    rank: int = 32,
+    progress: bool = True,
+    probe_options: dict | None = None,
+) -> ProbingResults:
+    """Probe every layer of every model for every task.
+
+    Args:
+        models: names, folders or hub ids (``"minilm"``).
+        tasks: task names (``"upos"``, ``"xpos"``, ``"deprel"``, ``"depth"``, ``"distance"``, sentence
+            tasks such as ``"sentence_length_bin"``) or :class:`~probes.tasks.Task` objects.
+        data: a UD treebank: ``"sample"`` (committed), ``"ud_english_ewt"`` or a folder of ``*-ud-*.conllu``.
+        layers: ``"all"`` (embeddings + every block) or a list of layer numbers (0 = embeddings).
+        probe: ``"linear"`` or ``"mlp"`` for classification tasks (structural tasks use their own probes).
+        control: also train control tasks for word-level classification tasks and report selectivity.
+        store_dir: where activations are stored (and reused); default: a temporary folder.
+        rank: the structural probes' rank.
+    """
+    import workbench as wb
+
+    if probe not in CLASSIFIERS:
+        raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
+    model_names = [models] if isinstance(models, str) else list(models)
+    task_list = [get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)]
+    sentences = {split: load_treebank(data, split, max_sentences=max_sentences) for split in SPLITS}
+    store_root = Path(store_dir) if store_dir is not None else Path(tempfile.mkdtemp(prefix="probes-"))
+    rows = []
+    for name in model_names:
+        model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
+        stores = {
+            split: extract(model, [s.words for s in sentences[split]],
+                           store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}", pooling=pooling,
+                           layers=layers, data_id=_data_id(data, split, sentences[split]), progress=progress)
+            for split in SPLITS
+        }
+        layer_numbers = stores["train"].layers
+        for task in task_list:
+            runs = [(task, False)]
+            if control and task.level == "word" and task.kind == "classification":
+                runs.append((ControlTask(task, seed=seed), True))
+            results = {}
+            for current, is_control in runs:
+                results[is_control] = _probe_task(current, sentences, stores, probe, seed, rank, probe_options or {})
+            for (split, metric), values in results[False].items():
+                control_values = results.get(True, {}).get((split, metric))
+                for layer, value in zip(layer_numbers, values.tolist()):
+                    row = {"model": name, "task": task.name, "layer": layer,
+                           "probe": ("depth" if task.name == "depth" else "distance") if _is_structural(task) else probe,
+                           "split": split, "metric": metric, "value": value,
+                           "control": None, "selectivity": None}
+                    if control_values is not None:
+                        control_value = control_values[layer_numbers.index(layer)].item()
+                        row.update(control=control_value, selectivity=value - control_value)
+                    rows.append(row)
+    return ProbingResults(pd.DataFrame(rows))
+
+
+def _is_structural(task: Task) -> bool:
+    return task.name in ("depth", "distance")
+
+
+def _structural_probe(task: Task, rank: int, seed: int, options: dict):
+    return (DepthProbe if task.name == "depth" else DistanceProbe)(rank, seed=seed, **options)
+
+
+def _probe_task(task, sentences, stores, probe, seed, rank, options) -> dict:
+    """{(split, metric): [layer] values} on dev and test."""
+    if isinstance(task, ControlTask):
+        task.fit(sentences["train"])
+    if _is_structural(task):
+        features, labels = {}, {}
+        for split in SPLITS:
+            store = stores[split]
+            kept = task.labels(sentences[split])
+            features[split] = [store.stack(rows=slice(store.offsets[i], store.offsets[i + 1]))
+                               for i in range(len(sentences[split]))]
+            labels[split] = [torch.as_tensor(np.asarray(y), dtype=torch.float32) for y in kept]
+        model = _structural_probe(task, rank, seed, options)
+        model.fit(features["train"], labels["train"], features["dev"], labels["dev"])
+        return {(split, metric): values for split in ("dev", "test")
+                for metric, values in model.score(features[split], labels[split]).items() if metric != "loss"}
+    if task.level == "word_pair":
+        raise ValueError(f"task {task.name!r} (word pairs) is not supported by probes.run yet")
+    if task.kind != "classification":
+        raise ValueError(f"task {task.name!r} is a regression task; probes.run supports classification and "
+                         f"the structural tasks 'depth' and 'distance'")
+    data = {split: _classification_data(task, sentences[split], stores[split]) for split in SPLITS}
+    names = task.label_names
+    classifier = CLASSIFIERS[probe](len(names), seed=seed, **options)
+    classifier.fit(*data["train"], *data["dev"])
+    return {(split, metric): values for split in ("dev", "test")
+            for metric, values in classifier.score(*data[split]).items() if metric != "loss"}
+
+
+def _classification_data(task: Task, sentences, store):
+    """(features [layer, n, d], labels [n]) for word- or sentence-level classification; labels the train split
+    did not see are dropped (they cannot be predicted)."""
+    labels = task.labels(sentences, check=False)
+    names = task.label_names
+    index = {label: i for i, label in enumerate(names)}
+    if task.level == "word":
+        rows, targets = [], []
+        for sentence_index, word_labels in enumerate(labels):
+            if word_labels is None:
+                continue
+            start = int(store.offsets[sentence_index])
+            for word, label in enumerate(word_labels):
+                if label is not None and label in index:
+                    rows.append(start + word)
+                    targets.append(index[label])
+        return store.stack(rows=np.asarray(rows)), torch.tensor(targets)
+    # Sentence level: the mean of the sentence's word vectors.
+    features, targets = [], []
+    for sentence_index, label in enumerate(labels):
+        if label is None or label not in index:
+            continue
+        start, end = int(store.offsets[sentence_index]), int(store.offsets[sentence_index + 1])
+        features.append(store.stack(rows=slice(start, end)).mean(1))
+        targets.append(index[label])
+    return torch.stack(features, dim=1), torch.tensor(targets)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[-80:] or "model"
+
+
+def _data_id(data: str, split: str, sentences) -> str:
+    digest = hashlib.sha256(json.dumps([s.words for s in sentences]).encode()).hexdigest()[:16]
+    return f"{data}:{split}:{digest}"
