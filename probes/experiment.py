@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .data import load_treebank
-from .models import DepthProbe, DistanceProbe, LinearProbe, MLPProbe
+from .models import DepthProbe, DistanceProbe, LinearProbe, MDLProbe, MLPProbe
 from .store import extract
 from .tasks import ControlTask, Task, get_task
 
@@ -84,6 +84,7 @@ def run(
     max_sentences: int | None = None,
     seed: int = 0,
     rank: int = 32,
+    mdl: bool = False,
     progress: bool = True,
     probe_options: dict | None = None,
 ) -> ProbingResults:
@@ -99,6 +100,8 @@ def run(
         control: also train control tasks for word-level classification tasks and report selectivity.
         store_dir: where activations are stored (and reused); default: a temporary folder.
         rank: the structural probes' rank.
+        mdl: also measure the online codelength (Voita & Titov 2020) of classification tasks on the train
+            split: metrics ``codelength_bits`` and ``compression`` (split "train").
     """
     import workbench as wb
 
@@ -124,7 +127,8 @@ def run(
                 runs.append((ControlTask(task, seed=seed), True))
             results = {}
             for current, is_control in runs:
-                results[is_control] = _probe_task(current, sentences, stores, probe, seed, rank, probe_options or {})
+                results[is_control] = _probe_task(current, sentences, stores, probe, seed, rank, probe_options or {},
+                                                  mdl)
             for (split, metric), values in results[False].items():
                 control_values = results.get(True, {}).get((split, metric))
                 for layer, value in zip(layer_numbers, values.tolist()):
@@ -147,8 +151,8 @@ def _structural_probe(task: Task, rank: int, seed: int, options: dict):
     return (DepthProbe if task.name == "depth" else DistanceProbe)(rank, seed=seed, **options)
 
 
-def _probe_task(task, sentences, stores, probe, seed, rank, options) -> dict:
-    """{(split, metric): [layer] values} on dev and test."""
+def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) -> dict:
+    """{(split, metric): [layer] values} on dev and test (and the MDL code of train with ``mdl``)."""
     if isinstance(task, ControlTask):
         task.fit(sentences["train"])
     if _is_structural(task):
@@ -172,8 +176,13 @@ def _probe_task(task, sentences, stores, probe, seed, rank, options) -> dict:
     names = task.label_names
     classifier = CLASSIFIERS[probe](len(names), seed=seed, **options)
     classifier.fit(*data["train"], *data["dev"])
-    return {(split, metric): values for split in ("dev", "test")
-            for metric, values in classifier.score(*data[split]).items() if metric != "loss"}
+    scores = {(split, metric): values for split in ("dev", "test")
+              for metric, values in classifier.score(*data[split]).items() if metric != "loss"}
+    if mdl:
+        code = MDLProbe(len(names), seed=seed).fit(*data["train"], *data["dev"]).result_
+        scores[("train", "codelength_bits")] = code["codelength_bits"]
+        scores[("train", "compression")] = code["compression"]
+    return scores
 
 
 def _classification_data(task: Task, sentences, store):

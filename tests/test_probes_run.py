@@ -66,3 +66,13 @@ def test_command_line(tmp_path, capsys):
     assert main(["run", "--model", "minilm", "--task", "no_such_task", "--out", str(tmp_path)]) == 2
     assert "no_such_task" in capsys.readouterr().err
     assert main(["run", "--model", "minilm", "--task", "upos", "--layers", "0,99", "--out", str(tmp_path)]) == 2
+
+
+def test_mdl_measures_compression(tmp_path):
+    results = probes.run("minilm", ["upos"], data="sample", store_dir=tmp_path, progress=False, control=True,
+                         mdl=True, max_sentences=60, layers=[0, 2])
+    frame = results.frame
+    mdl = frame[(frame["split"] == "train") & (frame["metric"] == "compression")]
+    assert sorted(mdl["layer"]) == [0, 2]
+    assert (mdl["value"] > 1).all()  # UPOS compresses well beyond the uniform code
+    assert (mdl["selectivity"] > 0).all()  # and better than its control task
