@@ -300,6 +300,14 @@ class HookedTransformer(HookedModule):
             f"[{self.n_layers}, {n_heads}] ([layer, head])"
         )
 
+    def token_embeddings(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        """input_ids [batch, pos] -> their embeddings [batch, pos, d_model], or ``inputs_embeds`` as given."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
+        return self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+
     def check_sequence_length(self, length: int) -> None:
         limit = self.config.max_position_embeddings
         if not torch.jit.is_tracing() and length > limit:

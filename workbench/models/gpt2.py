@@ -241,11 +241,7 @@ class GPT2Model(HookedTransformer):
             raise ValueError(
                 f"{type(self).__name__} takes no token_type_ids (a tokenizer for another architecture made them?)"
             )
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
-        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, new = token_embed.shape[:2]
         cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
         past = len(cache) if cache is not None else 0

@@ -389,11 +389,7 @@ class XLMModel(HookedTransformer):
         inputs_embeds: torch.Tensor | None,
     ) -> torch.Tensor:
         """Token + position (+ language) (+ token-type) embeddings, normalized: -> [batch, pos, d_model]."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
-        token_embed = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, length = token_embed.shape[:2]
         self.check_sequence_length(length)
         if position_ids is None:
