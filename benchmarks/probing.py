@@ -65,19 +65,30 @@ def probe_comparison(data: str) -> pd.DataFrame:
         predictions = classifier.predict(((x_test[layer] - mean) / std).numpy())
         sklearn_accuracy.append(float(np.mean(predictions == y_test.numpy())))
     sklearn_seconds = time.perf_counter() - start
-    print(f"(a) UPOS linear probes, {x_train.shape[0]} layers, {x_train.shape[1]} train / {x_test.shape[1]} test "
-          f"words, d={x_train.shape[2]}: ours {ours_seconds:.2f} s (all layers at once), scikit-learn "
-          f"{sklearn_seconds:.2f} s (per layer): ratio {ours_seconds / sklearn_seconds:.2f}")
-    return pd.DataFrame({"layer": range(x_train.shape[0]), "ours": ours_accuracy.tolist(),
-                         "sklearn": sklearn_accuracy,
-                         "difference_points": (ours_accuracy - torch.tensor(sklearn_accuracy)).mul(100).tolist()})
+    print(
+        f"(a) UPOS linear probes, {x_train.shape[0]} layers, {x_train.shape[1]} train / {x_test.shape[1]} test "
+        f"words, d={x_train.shape[2]}: ours {ours_seconds:.2f} s (all layers at once), scikit-learn "
+        f"{sklearn_seconds:.2f} s (per layer): ratio {ours_seconds / sklearn_seconds:.2f}"
+    )
+    return pd.DataFrame(
+        {
+            "layer": range(x_train.shape[0]),
+            "ours": ours_accuracy.tolist(),
+            "sklearn": sklearn_accuracy,
+            "difference_points": (ours_accuracy - torch.tensor(sklearn_accuracy)).mul(100).tolist(),
+        }
+    )
 
 
 def extraction(data: str, sizes: list[int]) -> pd.DataFrame:
     rows = []
     for size in sizes:
-        out = subprocess.run([sys.executable, "-c", EXTRACT_SCRIPT, data, str(size)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", EXTRACT_SCRIPT, data, str(size)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["words_per_second"] = row["words"] / row["seconds"]
         rows.append(row)
@@ -92,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 160):
         print(probe_comparison(args.data).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         table = extraction(args.data, [int(s) for s in args.sizes.split(",")])
-        print("\n(b) extraction into the activation store (MiniLM, all 7 layers, float16), one fresh process each")
+        print(
+            "\n(b) extraction into the activation store (MiniLM, all 7 layers, float16), one fresh process each"
+        )
         print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 

@@ -150,14 +150,19 @@ def _parse_block(path: Path, index: int, block: list[tuple[int, str]]) -> Senten
         for k, value in enumerate(columns):
             if value == "" or value != value.strip():
                 what = "empty" if value == "" else "has leading or trailing spaces"
-                raise ConlluFormatError(path, number, f"column {k + 1} ({DEFAULT_FIELDS[k].upper()}) {what}", line)
+                raise ConlluFormatError(
+                    path, number, f"column {k + 1} ({DEFAULT_FIELDS[k].upper()}) {what}", line
+                )
         token_id = _parse_field(path, number, line, columns, "id")
         if isinstance(token_id, tuple):
             if token_id[1] == "-":  # multiword token "3-4": keep its form for the text only
                 start, end = token_id[0], token_id[2]
                 if start != len(words) + 1 or end <= start:
                     raise ConlluFormatError(
-                        path, number, f"multiword token range {columns[0]} does not start at word {len(words) + 1}", line
+                        path,
+                        number,
+                        f"multiword token range {columns[0]} does not start at word {len(words) + 1}",
+                        line,
                     )
                 mwt_end = end
                 surface.append((columns[1], "SpaceAfter=No" not in columns[9].split("|")))
@@ -172,7 +177,9 @@ def _parse_block(path: Path, index: int, block: list[tuple[int, str]]) -> Senten
             )
         head = _parse_field(path, number, line, columns, "head")
         if not isinstance(head, int) or head < 0:
-            raise ConlluFormatError(path, number, f"HEAD must be a non-negative integer, got {columns[6]!r}", line)
+            raise ConlluFormatError(
+                path, number, f"HEAD must be a non-negative integer, got {columns[6]!r}", line
+            )
         word_feats = _parse_field(path, number, line, columns, "feats") or {}
         bad = [name for name, value in word_feats.items() if not name or not value]
         if bad:
@@ -286,7 +293,9 @@ def resolve_treebank(name_or_path) -> Path:
     )
 
 
-def load_treebank(name_or_path="sample", split: str = "train", max_sentences: int | None = None) -> list[Sentence]:
+def load_treebank(
+    name_or_path="sample", split: str = "train", max_sentences: int | None = None
+) -> list[Sentence]:
     """Read one split of a UD treebank: the folder's ``*-ud-{split}.conllu`` file.
 
     ``name_or_path`` is ``"sample"``, ``"ud_english_ewt"``, a treebank folder or a ``.conllu`` file

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from .data import load_treebank
-from .models import DepthProbe, DistanceProbe, LinearProbe, MDLProbe, MLPProbe
+from .models import ArcProbe, DepthProbe, DistanceProbe, LinearProbe, MDLProbe, MLPProbe
 from .store import extract
-from .tasks import ControlTask, Task, get_task
+from .tasks import ArcControlTask, ControlTask, Task, get_task
 
 SPLITS = ("train", "dev", "test")
 CLASSIFIERS = {"linear": LinearProbe, "mlp": MLPProbe}
@@ -47,17 +47,28 @@ class ProbingResults:
             data = data[data["metric"] == metric]
         else:  # each task's headline metric
             data = data[data["metric"].isin(["accuracy", "uuas", "root_accuracy"])]
-        return px.line(data, x="layer", y="value", color="model", facet_col="task", markers=True,
-                       hover_data=["metric", "control", "selectivity"],
-                       title=f"probing ({split} split): metric per layer")
+        return px.line(
+            data,
+            x="layer",
+            y="value",
+            color="model",
+            facet_col="task",
+            markers=True,
+            hover_data=["metric", "control", "selectivity"],
+            title=f"probing ({split} split): metric per layer",
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Write ``results.csv`` and ``report.html``, a self-contained report (plotly inlined: draws offline)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.frame.to_csv(folder / "results.csv", index=False)
-        best = (self.frame[self.frame["split"] == "test"].sort_values("value", ascending=False)
-                .groupby(["model", "task", "metric"], as_index=False).first())
+        best = (
+            self.frame[self.frame["split"] == "test"]
+            .sort_values("value", ascending=False)
+            .groupby(["model", "task", "metric"], as_index=False)
+            .first()
+        )
         html = [
             "<html><head><meta charset='utf-8'><title>Probing report</title></head><body>",
             "<h1>Probing report</h1>",
@@ -92,7 +103,7 @@ def run(
 
     Args:
         models: names, folders or hub ids (``"minilm"``).
-        tasks: task names (``"upos"``, ``"xpos"``, ``"deprel"``, ``"depth"``, ``"distance"``, sentence
+        tasks: task names (``"upos"``, ``"xpos"``, ``"deprel"``, ``"arc"``, ``"depth"``, ``"distance"``, sentence
             tasks such as ``"sentence_length_bin"``) or :class:`~probes.tasks.Task` objects.
         data: a UD treebank: ``"sample"`` (committed), ``"ud_english_ewt"`` or a folder of ``*-ud-*.conllu``.
         layers: ``"all"`` (embeddings + every block) or a list of layer numbers (0 = embeddings).
@@ -108,16 +119,24 @@ def run(
     if probe not in CLASSIFIERS:
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
     model_names = [models] if isinstance(models, str) else list(models)
-    task_list = [get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)]
+    task_list = [
+        get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)
+    ]
     sentences = {split: load_treebank(data, split, max_sentences=max_sentences) for split in SPLITS}
     store_root = Path(store_dir) if store_dir is not None else Path(tempfile.mkdtemp(prefix="probes-"))
     rows = []
     for name in model_names:
         model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
         stores = {
-            split: extract(model, [s.words for s in sentences[split]],
-                           store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}", pooling=pooling,
-                           layers=layers, data_id=_data_id(data, split, sentences[split]), progress=progress)
+            split: extract(
+                model,
+                [s.words for s in sentences[split]],
+                store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}",
+                pooling=pooling,
+                layers=layers,
+                data_id=_data_id(data, split, sentences[split]),
+                progress=progress,
+            )
             for split in SPLITS
         }
         layer_numbers = stores["train"].layers
@@ -125,22 +144,38 @@ def run(
             runs = [(task, False)]
             if control and task.level == "word" and task.kind == "classification":
                 runs.append((ControlTask(task, seed=seed), True))
+            elif control and task.name == "arc":
+                runs.append((ArcControlTask(seed=seed), True))
             results = {}
             for current, is_control in runs:
-                results[is_control] = _probe_task(current, sentences, stores, probe, seed, rank, probe_options or {},
-                                                  mdl)
+                results[is_control] = _probe_task(
+                    current, sentences, stores, probe, seed, rank, probe_options or {}, mdl
+                )
             for (split, metric), values in results[False].items():
                 control_values = results.get(True, {}).get((split, metric))
                 for layer, value in zip(layer_numbers, values.tolist()):
-                    row = {"model": name, "task": task.name, "layer": layer,
-                           "probe": ("depth" if task.name == "depth" else "distance") if _is_structural(task) else probe,
-                           "split": split, "metric": metric, "value": value,
-                           "control": None, "selectivity": None}
+                    row = {
+                        "model": name,
+                        "task": task.name,
+                        "layer": layer,
+                        "probe": _probe_name(task, probe),
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                        "control": None,
+                        "selectivity": None,
+                    }
                     if control_values is not None:
                         control_value = control_values[layer_numbers.index(layer)].item()
                         row.update(control=control_value, selectivity=value - control_value)
                     rows.append(row)
     return ProbingResults(pd.DataFrame(rows))
+
+
+def _probe_name(task: Task, probe: str) -> str:
+    if _is_structural(task):
+        return "depth" if task.name == "depth" else "distance"
+    return "arc" if task.level == "word_pair" else probe
 
 
 def _is_structural(task: Task) -> bool:
@@ -160,29 +195,61 @@ def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) 
         for split in SPLITS:
             store = stores[split]
             kept = task.labels(sentences[split])
-            features[split] = [store.stack(rows=slice(store.offsets[i], store.offsets[i + 1]))
-                               for i in range(len(sentences[split]))]
+            features[split] = _sentence_features(store, len(sentences[split]))
             labels[split] = [torch.as_tensor(np.asarray(y), dtype=torch.float32) for y in kept]
         model = _structural_probe(task, rank, seed, options)
         model.fit(features["train"], labels["train"], features["dev"], labels["dev"])
-        return {(split, metric): values for split in ("dev", "test")
-                for metric, values in model.score(features[split], labels[split]).items() if metric != "loss"}
-    if task.level == "word_pair":
-        raise ValueError(f"task {task.name!r} (word pairs) is not supported by probes.run yet")
+        return {
+            (split, metric): values
+            for split in ("dev", "test")
+            for metric, values in model.score(features[split], labels[split]).items()
+            if metric != "loss"
+        }
+    if task.level == "word_pair" and task.kind == "classification":
+        return _arc_scores(task, sentences, stores, rank, seed, options)
     if task.kind != "classification":
-        raise ValueError(f"task {task.name!r} is a regression task; probes.run supports classification and "
-                         f"the structural tasks 'depth' and 'distance'")
+        raise ValueError(
+            f"task {task.name!r} is a regression task; probes.run supports classification and "
+            f"the structural tasks 'depth' and 'distance'"
+        )
     data = {split: _classification_data(task, sentences[split], stores[split]) for split in SPLITS}
     names = task.label_names
     classifier = CLASSIFIERS[probe](len(names), seed=seed, **options)
     classifier.fit(*data["train"], *data["dev"])
-    scores = {(split, metric): values for split in ("dev", "test")
-              for metric, values in classifier.score(*data[split]).items() if metric != "loss"}
+    scores = {
+        (split, metric): values
+        for split in ("dev", "test")
+        for metric, values in classifier.score(*data[split]).items()
+        if metric != "loss"
+    }
     if mdl:
         code = MDLProbe(len(names), seed=seed).fit(*data["train"], *data["dev"]).result_
         scores[("train", "codelength_bits")] = code["codelength_bits"]
         scores[("train", "compression")] = code["compression"]
     return scores
+
+
+def _sentence_features(store, n_sentences: int) -> list[torch.Tensor]:
+    return [store.stack(rows=slice(store.offsets[i], store.offsets[i + 1])) for i in range(n_sentences)]
+
+
+def _arc_scores(task: Task, sentences, stores, rank: int, seed: int, options: dict) -> dict:
+    """Arc prediction (or its control) as head selection with the bilinear :class:`ArcProbe`."""
+    features, heads = {}, {}
+    for split in SPLITS:
+        features[split] = _sentence_features(stores[split], len(sentences[split]))
+        heads[split] = [
+            torch.as_tensor(np.where(matrix.any(1), matrix.argmax(1), -1))
+            for matrix in task.labels(sentences[split], check=False)
+        ]
+    probe = ArcProbe(rank, seed=seed, **options)
+    probe.fit(features["train"], heads["train"], features["dev"], heads["dev"])
+    return {
+        (split, metric): values
+        for split in ("dev", "test")
+        for metric, values in probe.score(features[split], heads[split]).items()
+        if metric != "loss"
+    }
 
 
 def _classification_data(task: Task, sentences, store):

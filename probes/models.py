@@ -15,14 +15,19 @@ Structural probes (:class:`DistanceProbe`, :class:`DepthProbe`, Hewitt & Manning
     tree-distance matrix ``[n_i, n_i]`` (distance probe) or one gold depth vector ``[n_i]`` (depth probe) per
     sentence. :func:`tree_distances` and :func:`tree_depths` build them from head indices. An optional ``mask``
     (a list of bool ``[n_i]``, ``False`` for punctuation) restricts the *evaluation* to the unmasked words, as in
-    the paper; training uses every word.
+    the paper; training uses every word. :class:`ArcProbe` (head selection, a bilinear pair scorer) takes the same
+    features and one head-index vector ``[n_i]`` per sentence.
 
-Training (all probes): minibatch Adam with an explicit L2 penalty ``weight_decay / 2 * ||W||^2`` on the weight
-matrices (not the biases) added to the mean loss, a fixed seed (``torch.Generator``) for initialization and
-shuffling, and, when a dev set is given, early stopping on the dev loss: after every epoch each layer whose dev
-loss improved snapshots its parameters, training stops once no layer has improved for ``patience`` epochs, and
-each layer keeps the parameters of its own best epoch (``best_epoch_``, 1-based). Without a dev set the probe
-trains ``max_epochs`` epochs and keeps the last one.
+Training: the classification probes default to minibatch Adam (:class:`MLPProbe`) or full-batch L-BFGS
+(:class:`LinearProbe`, whose objective is convex: the optimizer scikit-learn's ``LogisticRegression`` uses, run for
+all layers at once with one history, one line search and one stopping test per layer, see :func:`_train_lbfgs`);
+the structural probes use Adam. Every probe has an explicit L2 penalty ``weight_decay / 2 * ||W||^2`` on the
+weight matrices (not the biases) added to the mean loss, a fixed seed (``torch.Generator``) for initialization and
+shuffling, and, when a dev set is given, early stopping on the dev loss: after every epoch (Adam: one pass in
+minibatches; L-BFGS: one full-batch iteration) each layer whose dev loss improved snapshots its parameters,
+training stops once no layer has improved for ``patience`` epochs, and each layer keeps the parameters of its own
+best epoch (``best_epoch_``, 1-based). Without a dev set the probe trains until ``max_epochs`` (L-BFGS: or until
+every layer's gradient is below ``tol``) and keeps the last parameters.
 
 ``score`` returns a ``dict[str, Tensor[layer]]``.
 """
@@ -42,6 +47,7 @@ __all__ = [
     "DistanceProbe",
     "DepthProbe",
     "MDLProbe",
+    "ArcProbe",
     "tree_distances",
     "tree_depths",
     "minimum_spanning_tree",
@@ -170,6 +176,121 @@ def _train(
     return best, best_epoch, history
 
 
+def _two_loop(grad: Tensor, steps: Tensor, changes: Tensor, rho: Tensor, gamma: Tensor) -> Tensor:
+    """L-BFGS two-loop recursion per layer: ``-H grad`` from the stored pairs.
+
+    ``grad`` [L, P]; ``steps``/``changes`` [m, L, P] (oldest first; a pair with ``rho == 0`` is a no-op, which is
+    how a layer skips a pair that would break positive definiteness); ``rho`` [m, L]; ``gamma`` [L], the initial
+    inverse-Hessian scale.
+    """
+    q = grad.clone()
+    alphas = []
+    for i in range(steps.shape[0] - 1, -1, -1):
+        alpha = rho[i] * (steps[i] * q).sum(1)
+        q -= alpha[:, None] * changes[i]
+        alphas.append(alpha)
+    r = gamma[:, None] * q
+    for i, alpha in zip(range(steps.shape[0]), reversed(alphas)):
+        beta = rho[i] * (changes[i] * r).sum(1)
+        r += steps[i] * (alpha - beta)[:, None]
+    return -r
+
+
+def _train_lbfgs(
+    theta: Tensor,
+    loss_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]],
+    dev_loss: Callable[[Tensor], Tensor] | None,
+    *,
+    max_epochs: int,
+    tol: float,
+    patience: int,
+    history_size: int = 10,
+    max_backtracks: int = 30,
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Full-batch L-BFGS for ``L`` independent problems at once (one per layer), with early stopping on dev.
+
+    ``theta`` [L, P] holds each layer's flattened parameters; ``loss_and_grad(theta)`` returns the per-layer
+    objectives [L] and their gradients [L, P]; ``dev_loss(theta)`` the per-layer dev losses [L]. Every layer has
+    its own curvature history, its own backtracking (Armijo) step and its own stopping test, so a layer's result
+    does not depend on the others; all layers are evaluated together in one batched computation per iteration.
+    A layer stops when its largest gradient entry falls below ``tol`` (scikit-learn's ``gtol``), when its
+    objective stops changing, when its line search fails, or (with a dev set) after ``patience`` iterations
+    without a better dev loss. Returns the kept parameters [L, P], ``best_epoch`` [L] (1-based) and the history.
+    """
+    n_layers, n_params = theta.shape
+    theta = theta.clone()
+    loss, grad = loss_and_grad(theta)
+    steps = theta.new_zeros(history_size, n_layers, n_params)
+    changes = torch.zeros_like(steps)
+    rho = theta.new_zeros(history_size, n_layers)
+    gamma = 1.0 / grad.abs().sum(1).clamp(min=1.0)  # torch's first step: at most a unit step in L1
+    active = grad.abs().amax(1) > tol
+    best, best_epoch = theta.clone(), torch.zeros(n_layers, dtype=torch.long)
+    best_loss = torch.full((n_layers,), math.inf)
+    since_best = torch.zeros(n_layers, dtype=torch.long)
+    train_history, dev_history = [], []
+    for epoch in range(1, max_epochs + 1):
+        if not bool(active.any()):
+            break
+        direction = _two_loop(grad, steps, changes, rho, gamma)
+        slope = (direction * grad).sum(1)
+        not_descent = slope >= 0  # numerical trouble: restart that layer from steepest descent
+        if bool(not_descent.any()):
+            direction[not_descent] = -grad[not_descent] * gamma[not_descent, None]
+            rho[:, not_descent] = 0
+            slope = (direction * grad).sum(1)
+        direction[~active] = 0
+        step = active.to(theta.dtype)
+        pending = active.clone()
+        new_theta, new_loss, new_grad = theta, loss, grad
+        for _ in range(max_backtracks):
+            candidate = theta + step[:, None] * direction
+            cand_loss, cand_grad = loss_and_grad(candidate)
+            accept = pending & (cand_loss <= loss + 1e-4 * step * slope)
+            new_theta = torch.where(accept[:, None], candidate, new_theta)
+            new_loss = torch.where(accept, cand_loss, new_loss)
+            new_grad = torch.where(accept[:, None], cand_grad, new_grad)
+            pending &= ~accept
+            if not bool(pending.any()):
+                break
+            step = torch.where(pending, step * 0.5, step)
+        active &= ~pending  # a line search that found no decrease: that layer is at its numerical optimum
+        s, y = new_theta - theta, new_grad - grad
+        curvature = (s * y).sum(1)
+        usable = active & (curvature > 1e-10 * (y * y).sum(1).clamp(min=1e-30))
+        steps, changes, rho = steps.roll(-1, 0), changes.roll(-1, 0), rho.roll(-1, 0)
+        steps[-1], changes[-1] = s, y
+        rho[-1] = torch.where(usable, 1.0 / curvature.clamp(min=1e-30), torch.zeros_like(curvature))
+        gamma = torch.where(usable, curvature / (y * y).sum(1).clamp(min=1e-30), gamma)
+        still_moving = (loss - new_loss).abs() > 1e-12 * loss.abs().clamp(min=1.0)
+        theta, loss, grad = new_theta, new_loss, new_grad
+        active &= (grad.abs().amax(1) > tol) & still_moving
+        train_history.append(loss.detach().cpu())
+        if dev_loss is None:
+            continue
+        current = dev_loss(theta).detach().cpu()
+        dev_history.append(current)
+        improved = current < best_loss - 1e-7 * best_loss.abs().clamp(max=1e30)
+        improved |= torch.isinf(best_loss) & torch.isfinite(current)
+        keep = improved.to(theta.device)
+        best = torch.where(keep[:, None], theta, best)
+        best_loss = torch.where(improved, current, best_loss)
+        best_epoch = torch.where(improved, torch.tensor(epoch), best_epoch)
+        since_best = torch.where(improved, torch.zeros_like(since_best), since_best + 1)
+        active &= (since_best < patience).to(active.device)
+    if not train_history:  # already optimal at the start (e.g. max_epochs reached nothing to do)
+        train_history.append(loss.detach().cpu())
+        if dev_loss is not None:
+            dev_history.append(dev_loss(theta).detach().cpu())
+            best, best_epoch = theta.clone(), torch.ones(n_layers, dtype=torch.long)
+    history = {"train_loss": torch.stack(train_history)}
+    if dev_loss is None:
+        best, best_epoch = theta, torch.full((n_layers,), len(train_history), dtype=torch.long)
+    else:
+        history["dev_loss"] = torch.stack(dev_history)
+    return best, best_epoch, history
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Classification probes
 
@@ -189,31 +310,50 @@ def _macro_f1(predictions: Tensor, labels: Tensor, n_classes: int) -> Tensor:
 
 
 class _ClassifierProbe:
-    """Shared fit / score for the batched classification probes (subclasses define parameters and logits)."""
+    """Shared fit / score for the batched classification probes (subclasses define parameters and logits).
+
+    ``optimizer``: ``"lbfgs"`` (full batch; ``max_epochs`` counts iterations, ``tol`` is the gradient tolerance,
+    ``lr`` and ``batch_size`` are unused) or ``"adam"`` (minibatches of ``batch_size`` at learning rate ``lr``;
+    ``max_epochs`` counts passes over the data). ``None`` takes the subclass's default.
+    """
+
+    default_optimizer = "adam"
+    OPTIMIZERS = ("adam", "lbfgs")
+    DEFAULT_MAX_EPOCHS = {"adam": 100, "lbfgs": 1000}
+    DEFAULT_PATIENCE = {"adam": 10, "lbfgs": 20}
 
     def __init__(
         self,
         n_classes: int,
         *,
         weight_decay: float = 1e-4,
-        max_epochs: int = 100,
+        optimizer: str | None = None,
+        max_epochs: int | None = None,
         lr: float = 1e-2,
         batch_size: int = 256,
-        patience: int = 10,
+        patience: int | None = None,
+        tol: float = 1e-4,
         standardize: bool = True,
         seed: int = 0,
     ):
         if not isinstance(n_classes, int) or n_classes < 2:
             raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-        _check_positive(max_epochs=max_epochs, lr=lr, batch_size=batch_size, patience=patience)
+        optimizer = optimizer or self.default_optimizer
+        if optimizer not in self.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {self.OPTIMIZERS}, got {optimizer!r}")
+        max_epochs = self.DEFAULT_MAX_EPOCHS[optimizer] if max_epochs is None else max_epochs
+        patience = self.DEFAULT_PATIENCE[optimizer] if patience is None else patience
+        _check_positive(max_epochs=max_epochs, lr=lr, batch_size=batch_size, patience=patience, tol=tol)
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.n_classes = n_classes
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
         self.patience = patience
+        self.tol = tol
         self.standardize = standardize
         self.seed = seed
         self.params_: list[Tensor] | None = None
@@ -253,34 +393,74 @@ class _ClassifierProbe:
             self.std_ = torch.ones(n_layers, 1, dim, device=device)
         x = (x - self.mean_) / self.std_
         generator = torch.Generator().manual_seed(self.seed)
-        params = [p.to(device).requires_grad_() for p in self._init_params(n_layers, dim, generator)]
+        params = [p.to(device) for p in self._init_params(n_layers, dim, generator)]
+        x_dev_std = None if x_dev is None else (x_dev.to(device) - self.mean_) / self.std_
+        y_dev = None if y_dev is None else y_dev.to(device)
+        if self.optimizer == "lbfgs":
+            self.params_, self.best_epoch_, self.history_ = self._fit_lbfgs(params, x, y, x_dev_std, y_dev)
+        else:
+            self.params_, self.best_epoch_, self.history_ = self._fit_adam(
+                params, x, y, x_dev_std, y_dev, generator
+            )
+        self.n_layers_, self.dim_ = n_layers, dim
+        return self
+
+    def _fit_adam(self, params, x, y, x_dev, y_dev, generator):
+        params = [p.requires_grad_() for p in params]
 
         def batch_loss(ids: Tensor) -> Tensor:
-            ids = ids.to(device)
+            ids = ids.to(x.device)
             logits = self._logits(params, x[:, ids])
             return self._ce(logits, y[ids]) + 0.5 * self.weight_decay * self._penalty(params)
 
-        dev_loss = None
-        if x_dev is not None:
-            x_dev_std = (x_dev.to(device) - self.mean_) / self.std_
-            y_dev = y_dev.to(device)
+        def dev_loss() -> Tensor:
+            return self._ce(self._logits(params, x_dev), y_dev)
 
-            def dev_loss() -> Tensor:
-                return self._ce(self._logits(params, x_dev_std), y_dev)
-
-        self.params_, self.best_epoch_, self.history_ = _train(
+        return _train(
             params,
             batch_loss,
-            n,
-            dev_loss,
+            x.shape[1],
+            None if x_dev is None else dev_loss,
             max_epochs=self.max_epochs,
             lr=self.lr,
             batch_size=self.batch_size,
             patience=self.patience,
             generator=generator,
         )
-        self.n_layers_, self.dim_ = n_layers, dim
-        return self
+
+    def _fit_lbfgs(self, params, x, y, x_dev, y_dev):
+        shapes = [p.shape[1:] for p in params]
+        sizes = [math.prod(shape) for shape in shapes]
+        n_layers = x.shape[0]
+
+        def unflatten(theta: Tensor) -> list[Tensor]:
+            chunks = theta.split(sizes, dim=1)
+            return [chunk.reshape(n_layers, *shape) for chunk, shape in zip(chunks, shapes)]
+
+        def loss_and_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                theta = theta.detach().requires_grad_()
+                current = unflatten(theta)
+                loss = self._ce(self._logits(current, x), y) + 0.5 * self.weight_decay * self._penalty(
+                    current
+                )
+                (grad,) = torch.autograd.grad(loss.sum(), theta)
+            return loss.detach(), grad
+
+        def dev_loss(theta: Tensor) -> Tensor:
+            with torch.no_grad():
+                return self._ce(self._logits(unflatten(theta), x_dev), y_dev)
+
+        theta = torch.cat([p.reshape(n_layers, -1) for p in params], dim=1)
+        best, best_epoch, history = _train_lbfgs(
+            theta,
+            loss_and_grad,
+            None if x_dev is None else dev_loss,
+            max_epochs=self.max_epochs,
+            tol=self.tol,
+            patience=self.patience,
+        )
+        return unflatten(best), best_epoch, history
 
     @staticmethod
     def _ce(logits: Tensor, labels: Tensor) -> Tensor:
@@ -327,10 +507,13 @@ class LinearProbe(_ClassifierProbe):
     """Multinomial logistic regression per layer: one weight ``[layer, d, n_classes]`` and bias.
 
     Features are standardized per layer and dimension with the training statistics (``standardize=True``), which
-    makes Adam converge reliably with one learning rate for every layer. The objective per layer is
-    ``mean cross-entropy + weight_decay / 2 * ||W||^2``, i.e. scikit-learn's ``LogisticRegression(C=1 / (n *
-    weight_decay))`` on the standardized features.
+    conditions the problem the same way for every layer. The objective per layer is ``mean cross-entropy +
+    weight_decay / 2 * ||W||^2``, i.e. scikit-learn's ``LogisticRegression(C=1 / (n * weight_decay))`` on the
+    standardized features, minimized by default the way scikit-learn does it (L-BFGS to a gradient tolerance of
+    ``tol``), for all layers in one batched computation; ``optimizer="adam"`` trains in minibatches instead.
     """
+
+    default_optimizer = "lbfgs"
 
     def _init_params(self, n_layers, dim, generator):
         return [torch.zeros(n_layers, dim, self.n_classes), torch.zeros(n_layers, 1, self.n_classes)]
@@ -727,12 +910,18 @@ class _StructuralProbe:
         self.eval_batch_size = eval_batch_size
         self.projection_: Tensor | None = None
 
+    def _width(self) -> int:
+        """Columns of the projection ``[layer, d, width]``."""
+        return self.rank
+
     def _predict(self, projection: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def _loss(self, projection: Tensor, data: _SentenceData, ids: Tensor) -> Tensor:
         x, gold, word, _, lengths = data.batch(ids)
         predicted = self._predict(projection, x)
+        if self.kind == "head":
+            return _head_loss(predicted, gold, word)
         if self.kind == "distance":
             err = ((predicted - gold).abs() * (word[:, :, None] & word[:, None, :])).sum((-1, -2))
             per_sentence = err / lengths.float().pow(2)
@@ -752,7 +941,7 @@ class _StructuralProbe:
             )
         generator = torch.Generator().manual_seed(self.seed)
         projection = (
-            (torch.rand(data.n_layers, data.dim, self.rank, generator=generator) * 2 - 1) * 0.05
+            (torch.rand(data.n_layers, data.dim, self._width(), generator=generator) * 2 - 1) * 0.05
         ).to(data.device)
         projection.requires_grad_()
 
@@ -793,7 +982,8 @@ class _StructuralProbe:
 
     @torch.no_grad()
     def predict(self, features) -> list[Tensor]:
-        """Per sentence: predicted squared distances ``[layer, n_i, n_i]`` or depths ``[layer, n_i]``."""
+        """Per sentence: predicted squared distances ``[layer, n_i, n_i]``, depths ``[layer, n_i]`` or head scores
+        ``[layer, n_i, n_i]`` (row i: a score for each candidate head j)."""
         dummy = [torch.zeros((f.shape[1],) * (2 if self.kind == "distance" else 1)) for f in features]
         data = self._data(features, dummy, None)
         out = []
@@ -802,7 +992,7 @@ class _StructuralProbe:
             x, _, _, _, lengths = data.batch(ids)
             predicted = self._predict(self.projection_, x)
             for k, n_i in enumerate(lengths.tolist()):
-                out.append(predicted[:, k, :n_i, :n_i] if self.kind == "distance" else predicted[:, k, :n_i])
+                out.append(predicted[:, k, :n_i, :n_i] if predicted.dim() == 4 else predicted[:, k, :n_i])
         return out
 
 
@@ -891,3 +1081,57 @@ class DepthProbe(_StructuralProbe):
             ),
             "loss": loss / data.n,
         }
+
+
+def _head_loss(scores: Tensor, gold: Tensor, word: Tensor) -> Tensor:
+    """Mean cross-entropy of the gold head over each sentence's words, per layer ``[L]``.
+
+    ``scores`` [L, B, W, W] (row i scores every candidate head j), ``gold`` [B, W] (head index, -1 for the
+    root: no loss), ``word`` [B, W] (False on padding).
+    """
+    scores = scores.masked_fill(~word[None, :, None, :], -1e9)
+    has_head = word & (gold >= 0)
+    log_probs = torch.log_softmax(scores, -1)
+    picked = log_probs.gather(
+        -1, gold.clamp(min=0).long()[None, :, :, None].expand(scores.shape[0], -1, -1, 1)
+    )
+    per_word = -picked.squeeze(-1) * has_head
+    per_sentence = per_word.sum(-1) / has_head.sum(-1).clamp(min=1)
+    return per_sentence.mean(-1)
+
+
+class ArcProbe(_StructuralProbe):
+    """Arc prediction as head selection: which word j is the head of word i, for every word at once.
+
+    A pair (i, j) is scored bilinearly with a low-rank map, ``score(i, j) = (B_q h_i) . (B_k h_j)`` (``B_q``,
+    ``B_k`` ``[d, rank]`` per layer, stored side by side as the projection ``[layer, d, 2 rank]``), and each word's
+    scores over the words of its sentence go through a softmax, trained with cross-entropy on the gold head
+    (Dozat & Manning's biaffine arc scorer without the MLPs, i.e. a probe). ``labels``: one integer vector
+    ``[n_i]`` per sentence with each word's head index (0-based; -1 for the root, which is skipped).
+
+    ``score(features, labels, mask=None)``: ``accuracy`` (the share of unmasked, non-root words whose
+    highest-scoring candidate is the gold head: unlabeled attachment without the tree constraint) and ``loss``.
+    """
+
+    kind = "head"
+
+    def _width(self) -> int:
+        return 2 * self.rank
+
+    def _predict(self, projection, x):
+        query, key = torch.einsum("lbwd,ldr->lbwr", x, projection).split(self.rank, dim=-1)
+        return query @ key.transpose(-1, -2)  # [L, B, W, W]
+
+    @torch.no_grad()
+    def score(self, features, labels, mask=None) -> dict[str, Tensor]:
+        data = self._data(features, labels, mask)
+        correct, total, loss = torch.zeros(data.n_layers), torch.zeros(()), torch.zeros(data.n_layers)
+        for start in range(0, data.n, self.eval_batch_size):
+            ids = torch.arange(start, min(start + self.eval_batch_size, data.n))
+            x, gold, word, keep, _ = data.batch(ids)
+            scores = self._predict(self.projection_, x).masked_fill(~word[None, :, None, :], -math.inf)
+            loss += _head_loss(scores, gold, word).cpu() * len(ids)
+            counted = keep & (gold >= 0)
+            correct += ((scores.argmax(-1) == gold.long()) & counted).flatten(1).sum(1).float().cpu()
+            total += counted.sum().cpu()
+        return {"accuracy": correct / total.clamp(min=1), "loss": loss / data.n}

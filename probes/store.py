@@ -47,14 +47,35 @@ STORE_DTYPE = "float16"
 EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
 # Manifest keys that must agree for a folder to be resumed or reused (the rest describe the store).
 IDENTITY_KEYS = (
-    "format_version", "model", "model_class", "config_hash", "data_checksum", "n_sentences", "n_words",
-    "pooling", "hook", "layers", "d_model", "dtype", "add_prefix_space", "max_length",
+    "format_version",
+    "model",
+    "model_class",
+    "config_hash",
+    "data_checksum",
+    "n_sentences",
+    "n_words",
+    "pooling",
+    "hook",
+    "layers",
+    "d_model",
+    "dtype",
+    "add_prefix_space",
+    "max_length",
 )
 _DESCRIPTIONS = {
-    "model": "model", "model_class": "model class", "config_hash": "model config (hash)",
-    "data_checksum": "data checksum", "n_sentences": "number of sentences", "n_words": "number of words",
-    "pooling": "pooling", "hook": "hook", "layers": "layers", "d_model": "d_model", "dtype": "dtype",
-    "add_prefix_space": "tokenizer add_prefix_space", "max_length": "max_length (truncation)",
+    "model": "model",
+    "model_class": "model class",
+    "config_hash": "model config (hash)",
+    "data_checksum": "data checksum",
+    "n_sentences": "number of sentences",
+    "n_words": "number of words",
+    "pooling": "pooling",
+    "hook": "hook",
+    "layers": "layers",
+    "d_model": "d_model",
+    "dtype": "dtype",
+    "add_prefix_space": "tokenizer add_prefix_space",
+    "max_length": "max_length (truncation)",
     "format_version": "store format version",
 }
 
@@ -131,13 +152,15 @@ def _max_length(model, tokenizer) -> int:
     return int(min(limit for limit in limits if limit is not None))
 
 
-def _token_lengths(tokenizer, sentences: Sequence[Sequence[str]], max_length: int, chunk: int = 256) -> np.ndarray:
+def _token_lengths(
+    tokenizer, sentences: Sequence[Sequence[str]], max_length: int, chunk: int = 256
+) -> np.ndarray:
     """Every sentence's token count (capped at max_length), tokenized in chunks: only the counts are kept."""
     lengths = np.zeros(len(sentences), dtype=np.int64)
     for start in range(0, len(sentences), chunk):
-        batch = [list(words) for words in sentences[start:start + chunk]]
+        batch = [list(words) for words in sentences[start : start + chunk]]
         encodings = tokenizer.backend.encode_batch(batch, is_pretokenized=True, add_special_tokens=True)
-        lengths[start:start + len(batch)] = [min(len(e.ids), max_length) for e in encodings]
+        lengths[start : start + len(batch)] = [min(len(e.ids), max_length) for e in encodings]
     return lengths
 
 
@@ -151,16 +174,25 @@ def _check_same(stored: dict[str, Any], wanted: dict[str, Any], folder: Path) ->
     differences = []
     for key in IDENTITY_KEYS:
         if stored.get(key) != wanted.get(key):
-            differences.append(f"{_DESCRIPTIONS[key]}: stored {stored.get(key)!r}, requested {wanted.get(key)!r}")
+            differences.append(
+                f"{_DESCRIPTIONS[key]}: stored {stored.get(key)!r}, requested {wanted.get(key)!r}"
+            )
     if differences:
         raise ValueError(
-            f"{folder} already holds another extraction; differences: " + "; ".join(differences)
+            f"{folder} already holds another extraction; differences: "
+            + "; ".join(differences)
             + ". Use another folder, or delete this one to start over."
         )
 
 
-def _pool(activation: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, word_index: torch.Tensor,
-          n_words: int, pooling: str) -> torch.Tensor:
+def _pool(
+    activation: torch.Tensor,
+    rows: torch.Tensor,
+    positions: torch.Tensor,
+    word_index: torch.Tensor,
+    n_words: int,
+    pooling: str,
+) -> torch.Tensor:
     """Pool token vectors [batch, pos, d] into word vectors [n_words, d] (float32; words without tokens: 0)."""
     tokens = activation[rows, positions].float()  # [n_tokens, d], in order of position within each row
     out = torch.zeros(n_words, activation.shape[-1], dtype=torch.float32, device=activation.device)
@@ -221,8 +253,12 @@ def extract(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     chosen = resolve_layers(layers, model.n_layers)
     if f"blocks.0.{hook}" not in model.hook_names:
-        block_hooks = sorted({name.split(".", 2)[2] for name in model.hook_names if name.startswith("blocks.0.")})
-        raise ValueError(f"hook {hook!r} is not a block hook of {type(model).__name__}; choose one of {block_hooks}")
+        block_hooks = sorted(
+            {name.split(".", 2)[2] for name in model.hook_names if name.startswith("blocks.0.")}
+        )
+        raise ValueError(
+            f"hook {hook!r} is not a block hook of {type(model).__name__}; choose one of {block_hooks}"
+        )
     sentences = [list(words) for words in sentences] if not isinstance(sentences, list) else sentences
     for index, words in enumerate(sentences):
         if isinstance(words, str) or not all(isinstance(word, str) for word in words):
@@ -275,7 +311,10 @@ def extract(
         mode = "w+"
         np.save(folder / OFFSETS, offsets)
     shape = (n_words, d_model)
-    maps = {layer: np.memmap(folder / layer_file(layer), dtype=np.float16, mode=mode, shape=shape) for layer in chosen}
+    maps = {
+        layer: np.memmap(folder / layer_file(layer), dtype=np.float16, mode=mode, shape=shape)
+        for layer in chosen
+    }
     subwords = np.memmap(folder / SUBWORDS, dtype=np.uint16, mode=mode, shape=(n_words,))
     if mode == "w+":
         for array in (*maps.values(), subwords):
@@ -292,18 +331,26 @@ def extract(
     batches = 0
     try:
         while done < len(sentences) and (max_batches is None or batches < max_batches):
-            batch = order[done:done + batch_size]
+            batch = order[done : done + batch_size]
             words = [sentences[i] for i in batch]
-            encoding = tokenizer(words, is_split_into_words=True, padding=True, truncation=True,
-                                 max_length=max_length, return_tensors="pt")
+            encoding = tokenizer(
+                words,
+                is_split_into_words=True,
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
             rows, positions, word_index, counts = _token_map(encoding, [len(w) for w in words])
             n_batch_words = int(counts.shape[0])
             inputs = {k: v.to(device) for k, v in encoding.items()}
             with torch.inference_mode():
                 _, cache = model.run_with_cache(inputs, names_filter=names)
                 index = (rows.to(device), positions.to(device), word_index.to(device))
-                pooled = {layer: _pool(cache[name], *index, n_batch_words, pooling).to(torch.float16).cpu().numpy()
-                          for layer, name in zip(chosen, names)}
+                pooled = {
+                    layer: _pool(cache[name], *index, n_batch_words, pooling).to(torch.float16).cpu().numpy()
+                    for layer, name in zip(chosen, names)
+                }
             del cache
             destination = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in batch])
             for layer in chosen:
@@ -314,15 +361,19 @@ def extract(
             done += len(batch)
             batches += 1
             manifest["progress"] = done
-            manifest["words_without_tokens"] = int(manifest.get("words_without_tokens", 0)) + int((counts == 0).sum())
+            manifest["words_without_tokens"] = int(manifest.get("words_without_tokens", 0)) + int(
+                (counts == 0).sum()
+            )
             _write_json_atomic(manifest_path, manifest)
             bar.update(len(batch))
     finally:
         bar.close()
         del maps, subwords
     if done >= len(sentences) and manifest["words_without_tokens"]:
-        logger.warning("%d words got no token (truncated or empty) and hold zero vectors; see n_subwords",
-                       manifest["words_without_tokens"])
+        logger.warning(
+            "%d words got no token (truncated or empty) and hold zero vectors; see n_subwords",
+            manifest["words_without_tokens"],
+        )
     return ActivationStore(folder)
 
 
@@ -346,8 +397,12 @@ def _token_map(encoding, n_words: list[int]) -> tuple[torch.Tensor, torch.Tensor
         first_word += count
     word_index_tensor = torch.tensor(word_index, dtype=torch.long)
     counts = torch.bincount(word_index_tensor, minlength=first_word)
-    return (torch.tensor(rows, dtype=torch.long), torch.tensor(positions, dtype=torch.long), word_index_tensor,
-            counts)
+    return (
+        torch.tensor(rows, dtype=torch.long),
+        torch.tensor(positions, dtype=torch.long),
+        word_index_tensor,
+        counts,
+    )
 
 
 class ActivationStore:
@@ -371,8 +426,12 @@ class ActivationStore:
         self.offsets: np.ndarray = np.load(self.folder / OFFSETS)
         self._maps: dict[int, np.memmap] = {}
         if not self.complete:
-            logger.warning("%s is incomplete: %d of %d sentences done; run extract again to finish it",
-                           self.folder, self.manifest["progress"], self.n_sentences)
+            logger.warning(
+                "%s is incomplete: %d of %d sentences done; run extract again to finish it",
+                self.folder,
+                self.manifest["progress"],
+                self.n_sentences,
+            )
 
     @property
     def complete(self) -> bool:
@@ -388,8 +447,12 @@ class ActivationStore:
         if layer not in self.layers:
             raise KeyError(f"layer {layer} is not in this store; stored layers: {self.layers}")
         if layer not in self._maps:
-            self._maps[layer] = np.memmap(self.folder / layer_file(layer), dtype=np.float16, mode="r",
-                                          shape=(self.n_words, self.d_model))
+            self._maps[layer] = np.memmap(
+                self.folder / layer_file(layer),
+                dtype=np.float16,
+                mode="r",
+                shape=(self.n_words, self.d_model),
+            )
         return self._maps[layer]
 
     def sentence(self, index: int, layer: int) -> np.ndarray:
@@ -397,7 +460,7 @@ class ActivationStore:
         if not -self.n_sentences <= index < self.n_sentences:
             raise IndexError(f"sentence {index} out of range (the store has {self.n_sentences})")
         index %= self.n_sentences
-        return self.layer(layer)[self.offsets[index]:self.offsets[index + 1]]
+        return self.layer(layer)[self.offsets[index] : self.offsets[index + 1]]
 
     def stack(self, layers: Sequence[int] | None = None, rows=None) -> torch.Tensor:
         """float32 tensor [layer, n, d_model] of the chosen layers (default all) and word rows (default all:
@@ -417,6 +480,8 @@ class ActivationStore:
         return out
 
     def __repr__(self) -> str:
-        return (f"ActivationStore({str(self.folder)!r}, model={self.manifest['model']!r}, "
-                f"pooling={self.manifest['pooling']!r}, layers={self.layers}, shape=[{self.n_words}, "
-                f"{self.d_model}], progress={self.manifest['progress']}/{self.n_sentences})")
+        return (
+            f"ActivationStore({str(self.folder)!r}, model={self.manifest['model']!r}, "
+            f"pooling={self.manifest['pooling']!r}, layers={self.layers}, shape=[{self.n_words}, "
+            f"{self.d_model}], progress={self.manifest['progress']}/{self.n_sentences})"
+        )

@@ -16,7 +16,7 @@ those sentences. Classification tasks raise ``ValueError`` when the data has few
 (``labels(..., check=False)`` skips that check).
 
 ``ControlTask(task, seed)`` is Hewitt & Liang's (2019) control task for a word-level classification
-task; ``DataFrameTask(frame, name)`` wraps a user's own labels; ``get_task(name)`` builds a task by name.
+task and ``ArcControlTask(seed)`` theirs for arc prediction; ``DataFrameTask(frame, name)`` wraps a user's own labels; ``get_task(name)`` builds a task by name.
 
 Indices are 0-based everywhere in this module (word i is ``sentence.words[i]``); only
 ``Sentence.heads`` keeps UD's 1-based numbering with 0 for the root.
@@ -33,6 +33,7 @@ import numpy as np
 from .data import Sentence
 
 __all__ = [
+    "ArcControlTask",
     "ArcTask",
     "ControlTask",
     "DataFrameTask",
@@ -100,7 +101,9 @@ def tree_depths(heads: Sequence[int]) -> list[int]:
     neighbours, root = _adjacency(heads)
     depths = _bfs(neighbours, root)
     if min(depths, default=0) < 0:
-        raise ValueError(f"heads do not form a tree (a cycle leaves words unreachable from the root): {list(heads)}")
+        raise ValueError(
+            f"heads do not form a tree (a cycle leaves words unreachable from the root): {list(heads)}"
+        )
     return depths
 
 
@@ -132,7 +135,9 @@ class Task:
     def __init__(self):
         # Classification tasks: the label inventory, in a stable order (fixed inventories first, then
         # labels new to each labels() call, appended sorted), so that label_names.index(label) never changes.
-        self._label_names: list | None = list(self.fixed_label_names()) if self.kind == "classification" else None
+        self._label_names: list | None = (
+            list(self.fixed_label_names()) if self.kind == "classification" else None
+        )
 
     def fixed_label_names(self) -> Sequence:
         return ()
@@ -262,6 +267,46 @@ class ArcTask(Task):
                     arc[i, head - 1] = 1
             out.append(arc)
         return out
+
+
+class ArcControlTask(Task):
+    """Hewitt & Liang (2019) control task for arc prediction: structure without syntax.
+
+    Every word type (lowercased form) gets one of three fixed behaviours, drawn uniformly with a draw fixed by
+    ``(seed, type)``: attach to itself, to the first word of the sentence, or to the last word. The labels are
+    ``[n, n]`` 0/1 matrices like :class:`ArcTask`'s (``arc[i, j] = 1`` when word i "attaches" to word j), so
+    the same pair sampling and the same probe apply; a probe that does well here memorizes word types.
+    """
+
+    name, level, kind = "control_arc", "word_pair", "classification"
+    BEHAVIOURS = ("self", "first", "last")
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.task = ArcTask()
+        super().__init__()
+
+    def fixed_label_names(self):
+        return (0, 1)
+
+    def behaviour(self, word: str) -> str:
+        """The fixed behaviour (``"self"``, ``"first"`` or ``"last"``) of a word type."""
+        index = int(_uniform(self.seed, f"arc\x00{word.lower()}") * len(self.BEHAVIOURS))
+        return self.BEHAVIOURS[min(index, len(self.BEHAVIOURS) - 1)]
+
+    def _labels(self, sentences):
+        out = []
+        for s in sentences:
+            n = len(s.words)
+            arc = np.zeros((n, n), dtype=np.int64)
+            for i, word in enumerate(s.words):
+                behaviour = self.behaviour(word)
+                arc[i, i if behaviour == "self" else 0 if behaviour == "first" else n - 1] = 1
+            out.append(arc)
+        return out
+
+    def __repr__(self) -> str:
+        return f"ArcControlTask(seed={self.seed})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,7 +549,9 @@ class DataFrameTask(Task):
         keys = ["sentence", "word"] if self.level == "word" else ["sentence"]
         for key in keys:
             if not pd.api.types.is_integer_dtype(frame[key]):
-                raise ValueError(f"column {key!r} must hold integer indices (0-based), got dtype {frame[key].dtype}")
+                raise ValueError(
+                    f"column {key!r} must hold integer indices (0-based), got dtype {frame[key].dtype}"
+                )
             if (frame[key] < 0).any():
                 raise ValueError(f"column {key!r} has negative indices")
         if frame["label"].isna().any():
@@ -581,7 +628,7 @@ class UnknownTaskError(KeyError):
 
 def task_names() -> list[str]:
     """Every name ``get_task`` knows."""
-    return [*_TASKS, *(f"control_{name}" for name in _CONTROLLABLE)]
+    return [*_TASKS, *(f"control_{name}" for name in _CONTROLLABLE), "control_arc"]
 
 
 def get_task(name: str, **kwargs) -> Task:
@@ -594,9 +641,11 @@ def get_task(name: str, **kwargs) -> Task:
         return name
     if not isinstance(name, str):
         raise TypeError(f"task name must be a string, got {type(name).__name__}")
-    if name.startswith("control_") and name[len("control_"):] in _CONTROLLABLE:
+    if name == "control_arc":
+        return ArcControlTask(**kwargs)
+    if name.startswith("control_") and name[len("control_") :] in _CONTROLLABLE:
         seed = kwargs.pop("seed", 0)
-        return ControlTask(get_task(name[len("control_"):], **kwargs), seed=seed)
+        return ControlTask(get_task(name[len("control_") :], **kwargs), seed=seed)
     if name not in _TASKS:
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
     try:

@@ -66,7 +66,13 @@ DOGS = dict(
     heads=[2, 4, 4, 0, 4],
     upos=["DET", "NOUN", "AUX", "VERB", "PUNCT"],
     deprels=["det", "nsubj", "aux", "root", "punct"],
-    feats=[{}, {"Number": "Plur"}, {"Tense": "Pres", "VerbForm": "Fin"}, {"Tense": "Past", "VerbForm": "Part"}, {}],
+    feats=[
+        {},
+        {"Number": "Plur"},
+        {"Tense": "Pres", "VerbForm": "Fin"},
+        {"Tense": "Past", "VerbForm": "Part"},
+        {},
+    ],
 )
 # "Stop !" : imperative, no subject, no tense
 STOP = dict(
@@ -100,10 +106,23 @@ def test_known_sentence():
     assert first.xpos[:3] == ["NNP", "HYPH", "NNP"]
     assert first.heads[:7] == [0, 3, 1, 7, 6, 7, 1]
     assert first.deprels[:7] == ["root", "punct", "flat", "punct", "amod", "nsubj", "parataxis"]
-    assert first.feats[6] == {"Mood": "Ind", "Number": "Plur", "Person": "3", "Tense": "Past", "VerbForm": "Fin"}
+    assert first.feats[6] == {
+        "Mood": "Ind",
+        "Number": "Plur",
+        "Person": "3",
+        "Tense": "Past",
+        "VerbForm": "Fin",
+    }
     assert first.feats[1] == {}
     assert first.lemmas[5] == "force"
-    assert len(first.words) == len(first.upos) == len(first.heads) == len(first.deprels) == len(first.feats) == 29
+    assert (
+        len(first.words)
+        == len(first.upos)
+        == len(first.heads)
+        == len(first.deprels)
+        == len(first.feats)
+        == 29
+    )
 
 
 def test_multiword_tokens_and_empty_nodes_skipped():
@@ -290,7 +309,11 @@ def test_sentence_level_tasks():
         ["It", "was", "made"],
         [3, 3, 0],
         deprels=["nsubj:pass", "aux:pass", "root"],
-        feats=[{"Number": "Sing"}, {"Tense": "Past", "VerbForm": "Fin"}, {"Tense": "Past", "VerbForm": "Part"}],
+        feats=[
+            {"Number": "Sing"},
+            {"Tense": "Past", "VerbForm": "Fin"},
+            {"Tense": "Past", "VerbForm": "Part"},
+        ],
     )
     copula = make(
         ["They", "are", "late"],
@@ -304,7 +327,18 @@ def test_sentence_level_tasks():
     lengths = [make(["w"] * n, [0] + [1] * (n - 1)) for n in (1, 5, 6, 10, 11, 16, 17, 24, 25, 60)]
     task = SentenceLengthBinTask()
     assert task.label_names == ["1-5", "6-10", "11-16", "17-24", "25+"]
-    assert task.labels(lengths) == ["1-5", "1-5", "6-10", "6-10", "11-16", "11-16", "17-24", "17-24", "25+", "25+"]
+    assert task.labels(lengths) == [
+        "1-5",
+        "1-5",
+        "6-10",
+        "6-10",
+        "11-16",
+        "11-16",
+        "17-24",
+        "17-24",
+        "25+",
+        "25+",
+    ]
     assert SentenceLengthBinTask(edges=(3,)).labels(lengths[:3]) == ["1-3", "4+", "4+"]
     eq = SentenceLengthBinTask.equal_frequency(lengths, 2)
     assert Counter(eq.labels(lengths)) == Counter({eq.label_names[0]: 5, eq.label_names[1]: 5})
@@ -377,6 +411,28 @@ def test_control_task_errors_and_registry():
     assert isinstance(task, ControlTask) and task.seed == 3 and task.task.name == "deprel"
 
 
+def test_arc_control_task():
+    train = load_treebank("sample", "train")
+    control = get_task("control_arc", seed=1)
+    assert control.name == "control_arc" and control.level == "word_pair"
+    matrices = control.labels(train)
+    assert [m.shape for m in matrices] == [(len(s), len(s)) for s in train]
+    behaviours = {}
+    for sentence, matrix in zip(train, matrices):
+        n = len(sentence)
+        assert (matrix.sum(1) == 1).all()  # every word attaches to exactly one word
+        for i, word in enumerate(sentence.words):
+            target = int(matrix[i].argmax())
+            behaviour = control.behaviour(word)
+            assert target == {"self": i, "first": 0, "last": n - 1}[behaviour]
+            behaviours.setdefault(word.lower(), set()).add(behaviour)
+    assert all(len(b) == 1 for b in behaviours.values())  # fixed per word type
+    counts = Counter(b for (b,) in behaviours.values())
+    assert all(0.25 < counts[b] / len(behaviours) < 0.42 for b in ("self", "first", "last")), counts
+    assert matrices[0].tolist() == get_task("control_arc", seed=1).labels(train[:1])[0].tolist()
+    assert any((a != b).any() for a, b in zip(matrices, get_task("control_arc", seed=2).labels(train)))
+
+
 def test_dataframe_task():
     sents = [make(**DOG), make(**DOGS), make(**STOP)]
     frame = pd.DataFrame({"sentence": [0, 0, 2, 2], "word": [1, 2, 0, 1], "label": ["a", "b", "a", "c"]})
@@ -399,7 +455,9 @@ def test_dataframe_task():
     with pytest.raises(ValueError, match="only 3 sentences"):
         DataFrameTask(pd.DataFrame({"sentence": [0, 5], "label": ["a", "b"]}), "x").labels(sents)
     with pytest.raises(ValueError, match="word 7 of sentence 2, which has 2 words"):
-        DataFrameTask(pd.DataFrame({"sentence": [0, 2], "word": [0, 7], "label": ["a", "b"]}), "x").labels(sents)
+        DataFrameTask(pd.DataFrame({"sentence": [0, 2], "word": [0, 7], "label": ["a", "b"]}), "x").labels(
+            sents
+        )
     with pytest.raises(ValueError, match="task 'x' has 1 distinct"):
         DataFrameTask(pd.DataFrame({"sentence": [0, 1], "label": ["a", "a"]}), "x").labels(sents)
 

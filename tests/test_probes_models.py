@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from probes.models import (
+    ArcProbe,
     DepthProbe,
     DistanceProbe,
     LinearProbe,
@@ -95,6 +96,62 @@ def test_linear_probe_matches_sklearn():
         clf.fit(((x_tr[layer] - mean) / std).numpy(), y_tr.numpy())
         theirs = clf.score(((x_te[layer] - mean) / std).numpy(), y_te.numpy())
         assert abs(float(ours[layer]) - theirs) <= 0.01, (layer, float(ours[layer]), theirs)
+
+
+def _sklearn_objective(x, y, weight, bias, weight_decay):
+    logits = x @ weight + bias
+    return float(torch.nn.functional.cross_entropy(logits, y) + 0.5 * weight_decay * weight.pow(2).sum())
+
+
+def test_lbfgs_reaches_the_sklearn_optimum():
+    """The default L-BFGS fit minimizes the same objective as scikit-learn, layer by layer, at least as well."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = planted_classification(n=800, d=12, noise=2.0, seed=4)
+    weight_decay = 1e-2
+    probe = LinearProbe(3, weight_decay=weight_decay, standardize=False, tol=1e-6).fit(x, y)
+    assert probe.optimizer == "lbfgs"
+    weight, bias = probe.params_
+    for layer in range(N_LAYERS):
+        ours = _sklearn_objective(x[layer], y, weight[layer], bias[layer], weight_decay)
+        clf = LogisticRegression(C=1.0 / (len(y) * weight_decay), max_iter=5000, tol=1e-8).fit(
+            x[layer].numpy(), y.numpy()
+        )
+        theirs = _sklearn_objective(
+            x[layer],
+            y,
+            torch.tensor(clf.coef_.T, dtype=torch.float32),
+            torch.tensor(clf.intercept_, dtype=torch.float32),
+            weight_decay,
+        )
+        assert ours <= theirs + 1e-5, (layer, ours, theirs)
+
+
+def test_linear_probe_optimizers_agree(classification):
+    x_tr, y_tr, x_te, y_te = classification
+    lbfgs = LinearProbe(3).fit(x_tr, y_tr)
+    adam = LinearProbe(3, optimizer="adam", max_epochs=60).fit(x_tr, y_tr)
+    for probe in (lbfgs, adam):
+        assert probe.score(x_te, y_te)["accuracy"][PLANTED] > 0.93
+    # the same objective; the full-batch optimizer gets at least as low on every layer
+    assert torch.all(lbfgs.history_["train_loss"][-1] <= adam.history_["train_loss"][-1] + 1e-3)
+    with pytest.raises(ValueError, match="optimizer"):
+        LinearProbe(3, optimizer="sgd")
+
+
+def test_lbfgs_layers_stop_independently():
+    """A layer that converges early stops moving while the others go on; its result equals a lone fit."""
+    x, y = planted_classification(n=600, d=8, noise=1.0)
+    x = x.clone()
+    # a tiny-scale layer: its gradient is below tol almost at once (no standardization here)
+    x[0] = x[0] * 1e-3
+    together = LinearProbe(3, standardize=False).fit(x, y)
+    alone = LinearProbe(3, standardize=False).fit(x[PLANTED : PLANTED + 1], y)
+    torch.testing.assert_close(together.params_[0][PLANTED], alone.params_[0][0], rtol=1e-3, atol=1e-4)
+    losses = together.history_["train_loss"]
+    assert losses.shape[1] == N_LAYERS and losses.shape[0] > 3
+    # every iteration decreases (or keeps) every layer's objective
+    assert torch.all(losses[1:] <= losses[:-1] + 1e-6)
 
 
 def test_batched_equals_single_layer():
@@ -335,6 +392,39 @@ def test_depth_probe_recovers_planted_depths(trees):
     assert (result["spearman"][[0, 2]].abs() < 0.3).all(), result
     plain = DepthProbe(16, lr=1e-2, max_epochs=2, spearman_lengths=None).fit(f, depth).score(f_dev, depth_dev)
     assert torch.isfinite(plain["spearman"]).all()
+
+
+def planted_heads(n_sentences, seed, n_layers=3, planted=1, half=24, max_len=12):
+    """Random trees; in layer ``planted`` word i is ``[e_i; e_head(i)]`` (random unit "identity" vectors; zeros
+    for the root's head), so a bilinear map pairing the second half of i with the first half of j finds heads."""
+    g = torch.Generator().manual_seed(seed)
+    features, heads = [], []
+    for _ in range(n_sentences):
+        n = int(torch.randint(4, max_len + 1, (1,), generator=g))
+        head = torch.tensor([-1] + [int(torch.randint(0, n, (1,), generator=g)) for _ in range(1, n)])
+        head[1:] = torch.where(head[1:] == torch.arange(1, n), 0, head[1:])  # nobody heads itself
+        ids = torch.nn.functional.normalize(torch.randn(n, half, generator=g), dim=-1)
+        own_head = torch.where((head >= 0)[:, None], ids[head.clamp(min=0)], 0.0)
+        layers = [torch.randn(n, 2 * half, generator=g) for _ in range(n_layers)]
+        layers[planted] = torch.cat([ids, own_head], dim=-1)
+        features.append(torch.stack(layers))
+        heads.append(head)
+    return features, heads
+
+
+def test_arc_probe_finds_planted_heads():
+    f, heads = planted_heads(300, seed=0)
+    f_dev, heads_dev = planted_heads(80, seed=1)
+    probe = ArcProbe(24, lr=1e-2, max_epochs=30).fit(f, heads, f_dev, heads_dev)  # rank 24: the identity
+    assert probe.projection_.shape == (3, 48, 48)  # query and key maps side by side
+    result = probe.score(f_dev, heads_dev)
+    assert set(result) == {"accuracy", "loss"}
+    assert result["accuracy"][1] > 0.95, result
+    assert (result["accuracy"][[0, 2]] < 0.3).all(), result  # chance is about 1/8 here
+    scores = probe.predict(f_dev[:2])
+    assert scores[0].shape == (3, f_dev[0].shape[1], f_dev[0].shape[1])
+    with pytest.raises(ValueError, match="labels\\[0\\]"):
+        probe.score(f_dev[:1], [heads_dev[1]])
 
 
 def test_structural_bad_inputs(trees):

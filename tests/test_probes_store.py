@@ -58,15 +58,18 @@ def test_values_equal_pooled_run_with_cache(which, pooling, minilm, tiny_gpt2, t
     if which == "gpt2":
         tokenizer = Tokenizer.from_pretrained(model.tokenizer.name_or_path, add_prefix_space=True)
     layers = [0, 1, model.n_layers]
-    store = extract(model, SENTENCES, tmp_path / "store", pooling=pooling, layers=layers, batch_size=2,
-                    progress=False)
+    store = extract(
+        model, SENTENCES, tmp_path / "store", pooling=pooling, layers=layers, batch_size=2, progress=False
+    )
     assert store.complete and store.layers == layers
     assert store.manifest["add_prefix_space"] == (True if which == "gpt2" else None)
     multi = 0
     for index, words in enumerate(SENTENCES):
         encoding = tokenizer(words, is_split_into_words=True)
         counts = np.bincount([w for w in encoding.word_ids(0) if w is not None], minlength=len(words))
-        np.testing.assert_array_equal(store.n_subwords[store.offsets[index]:store.offsets[index + 1]], counts)
+        np.testing.assert_array_equal(
+            store.n_subwords[store.offsets[index] : store.offsets[index + 1]], counts
+        )
         multi += int((counts > 1).sum())
         for layer in layers:
             expected = reference(model, tokenizer, words, layer, pooling)
@@ -87,8 +90,18 @@ def test_offsets_and_word_counts(minilm, tmp_path):
     assert [store.sentence(i, 2).shape[0] for i in range(len(SENTENCES))] == lengths
     assert (store.n_subwords[:] >= 1).all() and store.manifest["words_without_tokens"] == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    for key in ("model", "model_class", "config_hash", "data_checksum", "pooling", "hook", "layers", "shape",
-                "dtype", "progress"):
+    for key in (
+        "model",
+        "model_class",
+        "config_hash",
+        "data_checksum",
+        "pooling",
+        "hook",
+        "layers",
+        "shape",
+        "dtype",
+        "progress",
+    ):
         assert key in manifest
     assert manifest["progress"] == len(SENTENCES) and manifest["shape"] == [sum(lengths), 384]
     assert manifest["model_class"] == "BertModel" and manifest["dtype"] == "float16"
@@ -116,15 +129,23 @@ def test_layers_all_and_embedding_layer(tiny_gpt2, minilm, tmp_path):
         store = extract(model, SENTENCES[:2], folder, layers="all", progress=False)
         assert store.layers == list(range(model.n_layers + 1))
         assert store.manifest["layer_hooks"]["0"] == "blocks.0.hook_resid_pre"
-        assert store.manifest["layer_hooks"][str(model.n_layers)] == f"blocks.{model.n_layers - 1}.hook_resid_post"
+        assert (
+            store.manifest["layer_hooks"][str(model.n_layers)]
+            == f"blocks.{model.n_layers - 1}.hook_resid_post"
+        )
         assert sorted(p.name for p in folder.glob("layer_*.f16")) == sorted(
-            f"layer_{i}.f16" for i in range(model.n_layers + 1))
+            f"layer_{i}.f16" for i in range(model.n_layers + 1)
+        )
     # Layer 0 of BERT is the LayerNorm-ed embeddings: equals ln_embed.hook_normalized.
     encoding = minilm.tokenizer(SENTENCES[0], is_split_into_words=True, return_tensors="pt")
     _, cache = minilm.run_with_cache(dict(encoding), names_filter=["ln_embed.hook_normalized"])
     word_ids = encoding.word_ids(0)
-    means = torch.stack([cache["ln_embed.hook_normalized"][0][[p for p, w in enumerate(word_ids) if w == i]].mean(0)
-                         for i in range(len(SENTENCES[0]))])
+    means = torch.stack(
+        [
+            cache["ln_embed.hook_normalized"][0][[p for p, w in enumerate(word_ids) if w == i]].mean(0)
+            for i in range(len(SENTENCES[0]))
+        ]
+    )
     got = torch.from_numpy(store.sentence(0, 0).astype(np.float32))
     torch.testing.assert_close(got, means, rtol=2e-3, atol=2e-3)
 
@@ -174,9 +195,11 @@ def test_resume_after_interruption_is_byte_identical(which, minilm, tiny_gpt2, t
     assert not ActivationStore(tmp_path / "resumed").complete
 
     seen = []
-    monkeypatch.setattr(type(model), "run_with_cache",
-                        lambda self, inputs, **kw: seen.append(inputs["input_ids"].shape[0]) or original(self, inputs,
-                                                                                                      **kw))
+    monkeypatch.setattr(
+        type(model),
+        "run_with_cache",
+        lambda self, inputs, **kw: seen.append(inputs["input_ids"].shape[0]) or original(self, inputs, **kw),
+    )
     store = extract(model, sentences, tmp_path / "resumed", **kwargs)
     assert sum(seen) == len(sentences) - 8  # only the rest was computed
     assert store.complete
@@ -218,7 +241,9 @@ def test_mismatched_manifest_raises_naming_the_difference(minilm, tiny_gpt2, tmp
         extract(tiny_gpt2, SENTENCES, tmp_path, pooling="mean", layers=[1], progress=False)
     assert "config" in str(err.value) and "model:" in str(err.value)
     with pytest.raises(ValueError, match="data checksum"):
-        extract(minilm, SENTENCES, tmp_path, pooling="mean", layers=[1], data_id="ud-en-ewt-train", progress=False)
+        extract(
+            minilm, SENTENCES, tmp_path, pooling="mean", layers=[1], data_id="ud-en-ewt-train", progress=False
+        )
     assert files_of(tmp_path) == before  # nothing was touched
 
 
