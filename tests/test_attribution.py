@@ -160,8 +160,9 @@ def test_attention_methods_run_on_every_architecture(model_type):
     torch.testing.assert_close(attr["attention_rollout"].sum(1), torch.ones(2), atol=1e-5, rtol=0)
     # Raw attention is the pattern row the head reads, averaged over heads, at the last layer.
     _, cache = model.run_with_cache(padded_ids(), names_filter="blocks.1.attn.hook_pattern")
-    query = 0 if model_type not in ("gpt2", "openai-gpt") else 5
-    torch.testing.assert_close(attr["attention"][0], cache["blocks.1.attn.hook_pattern"][0, :, query].mean(0))
+    query = 5 if model.classifier_position == "last" else 0
+    pattern = cache["blocks.1.attn.hook_pattern"][0, :, query, -6:]  # Transformer-XL: memory keys come first
+    torch.testing.assert_close(attr["attention"][0], pattern.mean(0))
     assert not any(point.is_active for point in model.hook_points().values())
 
 

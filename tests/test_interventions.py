@@ -19,6 +19,9 @@ TINY_FIELDS = {
     "xlm": dict(vocab_size=60, emb_dim=16, n_layers=2, n_heads=4, max_position_embeddings=32),
     "gpt2": dict(vocab_size=60, n_embd=16, n_layer=2, n_head=4, n_positions=32),
     "openai-gpt": dict(vocab_size=60, n_embd=16, n_layer=2, n_head=4, n_positions=32),
+    "transfo-xl": dict(vocab_size=60, d_model=16, d_embed=16, n_head=4, d_head=4, d_inner=32, n_layer=2,
+                       cutoffs=[], div_val=1, mem_len=8),
+    "xlnet": dict(vocab_size=60, d_model=16, n_layer=2, n_head=4, d_inner=32),
 }
 ARCHITECTURES = sorted(SEQUENCE_CLASSIFICATION_REGISTRY)
 
@@ -48,7 +51,7 @@ def clean_and_corrupted(length: int = 7):
 
 def read_position(model) -> int:
     """Where the classifier reads the last layer: the first token for encoders, the last for decoders."""
-    return -1 if isinstance(model, wb.GPT2Model) else 0
+    return -1 if model.classifier_position == "last" else 0
 
 
 METRIC = lambda output: output.logits[:, 1] - output.logits[:, 0]  # noqa: E731

@@ -9,7 +9,7 @@ One API over many architectures, with named hook points everywhere:
 torch.Size([1, 12, 13, 13])
 """
 
-from . import attribution, interventions
+from . import attribution, bench, interventions, viz, zoo
 from .ablation import ablate_heads, head_ablation_hooks
 from .api import default_device, load
 from .attribution import Attribution, attribute
@@ -68,6 +68,12 @@ from .models.roberta import (
     RobertaForTokenClassification,
     RobertaModel,
 )
+from .models.transfo_xl import (
+    TransfoXLConfig,
+    TransfoXLForSequenceClassification,
+    TransfoXLLMHeadModel,
+    TransfoXLModel,
+)
 from .models.xlm import (
     XLMConfig,
     XLMForMultipleChoice,
@@ -77,8 +83,19 @@ from .models.xlm import (
     XLMModel,
     XLMWithLMHeadModel,
 )
+from .models.xlnet import (
+    XLNetConfig,
+    XLNetForMultipleChoice,
+    XLNetForQuestionAnsweringSimple,
+    XLNetForSequenceClassification,
+    XLNetForTokenClassification,
+    XLNetLMHeadModel,
+    XLNetModel,
+)
 from .tokenizer import Encoding, Tokenizer
+from .transfo_xl_tokenizer import TransfoXLTokenizer
 from .xlm_tokenizer import XLMTokenizer
+from .xlnet_tokenizer import XLNetTokenizer
 
 __version__ = "0.1.0"
 
@@ -132,6 +149,11 @@ __all__ = [
     "RobertaForTokenClassification",
     "RobertaModel",
     "Tokenizer",
+    "TransfoXLConfig",
+    "TransfoXLForSequenceClassification",
+    "TransfoXLLMHeadModel",
+    "TransfoXLModel",
+    "TransfoXLTokenizer",
     "XLMConfig",
     "XLMForMultipleChoice",
     "XLMForQuestionAnsweringSimple",
@@ -140,15 +162,26 @@ __all__ = [
     "XLMModel",
     "XLMTokenizer",
     "XLMWithLMHeadModel",
+    "XLNetConfig",
+    "XLNetForMultipleChoice",
+    "XLNetForQuestionAnsweringSimple",
+    "XLNetForSequenceClassification",
+    "XLNetForTokenClassification",
+    "XLNetLMHeadModel",
+    "XLNetModel",
+    "XLNetTokenizer",
     "ablate_heads",
     "attribute",
     "attribution",
+    "bench",
     "default_device",
     "fill_mask",
     "generate",
     "logit_lens",
     "head_ablation_hooks",
     "interventions",
+    "zoo",
     "keep_freed_memory",
     "load",
+    "viz",
 ]

@@ -46,6 +46,12 @@ from .models.roberta import (
     RobertaForTokenClassification,
     RobertaModel,
 )
+from .models.transfo_xl import (
+    TransfoXLConfig,
+    TransfoXLForSequenceClassification,
+    TransfoXLLMHeadModel,
+    TransfoXLModel,
+)
 from .models.xlm import (
     XLMConfig,
     XLMForMultipleChoice,
@@ -54,6 +60,15 @@ from .models.xlm import (
     XLMForTokenClassification,
     XLMModel,
     XLMWithLMHeadModel,
+)
+from .models.xlnet import (
+    XLNetConfig,
+    XLNetForMultipleChoice,
+    XLNetForQuestionAnsweringSimple,
+    XLNetForSequenceClassification,
+    XLNetForTokenClassification,
+    XLNetLMHeadModel,
+    XLNetModel,
 )
 from .tokenizer import Tokenizer
 
@@ -64,6 +79,8 @@ CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
     "distilbert": DistilBertConfig,
     "roberta": RobertaConfig,
     "xlm": XLMConfig,
+    "xlnet": XLNetConfig,
+    "transfo-xl": TransfoXLConfig,
 }
 MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertModel,
@@ -72,6 +89,8 @@ MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
     "distilbert": DistilBertModel,
     "roberta": RobertaModel,
     "xlm": XLMModel,
+    "xlnet": XLNetModel,
+    "transfo-xl": TransfoXLModel,
 }
 MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMaskedLM,
@@ -83,6 +102,8 @@ CAUSAL_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
     "gpt2": GPT2LMHeadModel,
     "openai-gpt": OpenAIGPTLMHeadModel,
     "xlm": XLMWithLMHeadModel,
+    "xlnet": XLNetLMHeadModel,
+    "transfo-xl": TransfoXLLMHeadModel,
 }
 SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForSequenceClassification,
@@ -91,24 +112,29 @@ SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "distilbert": DistilBertForSequenceClassification,
     "roberta": RobertaForSequenceClassification,
     "xlm": XLMForSequenceClassification,
+    "xlnet": XLNetForSequenceClassification,
+    "transfo-xl": TransfoXLForSequenceClassification,
 }
 TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForTokenClassification,
     "distilbert": DistilBertForTokenClassification,
     "roberta": RobertaForTokenClassification,
     "xlm": XLMForTokenClassification,
+    "xlnet": XLNetForTokenClassification,
 }
 QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForQuestionAnswering,
     "distilbert": DistilBertForQuestionAnswering,
     "roberta": RobertaForQuestionAnswering,
     "xlm": XLMForQuestionAnsweringSimple,
+    "xlnet": XLNetForQuestionAnsweringSimple,
 }
 MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
     "bert": BertForMultipleChoice,
     "distilbert": DistilBertForMultipleChoice,
     "roberta": RobertaForMultipleChoice,
     "xlm": XLMForMultipleChoice,
+    "xlnet": XLNetForMultipleChoice,
 }
 
 # wb.load's task names -> registries.

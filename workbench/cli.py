@@ -81,7 +81,89 @@ def _build_parser() -> argparse.ArgumentParser:
     lens.add_argument("text")
     _add_model_options(lens)
     lens.add_argument("--target", default=None, help="also show the rank of this token per layer")
+    _add_report_commands(sub)
+    _add_bench_command(sub)
     return parser
+
+
+def _add_report_commands(sub) -> None:
+    report = sub.add_parser("report", help="run the notebooks headless and write each as an offline HTML report")
+    report.add_argument("--notebooks", default=None, help="which notebooks, by number: 3,4 or 1-3 (default: all)")
+    report.add_argument("--out", default="reports", help="folder for the HTML files (default: reports)")
+    report.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda")
+    report.add_argument("--quick", action="store_true", help="the small sizes the tests use")
+    report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="another notebook parameter (a Python literal), e.g. --param max_sentences=100")
+    report.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
+    report.add_argument("--timeout", type=int, default=600, help="seconds one cell may run (default: 600)")
+    lab = sub.add_parser("lab", help="open JupyterLab on the notebooks")
+    lab.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    import ast
+
+    from .report import parse_selection, run_report
+
+    parameters = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
+        try:
+            parameters[name.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parameters[name.strip()] = value  # a bare word is a string
+    select = parse_selection(args.notebooks) if args.notebooks else None
+    runs = run_report(args.out, select=select, device=args.device, quick=args.quick,
+                      notebooks_dir=args.notebooks_dir, parameters=parameters, timeout=args.timeout)
+    return 0 if all(run.ok for run in runs) else 1
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from .report import open_lab
+
+    return open_lab(args.notebooks_dir)
+
+
+# Commands that need no model loaded first.
+_MODEL_FREE_COMMANDS = {"report": _report, "lab": _lab}
+
+
+def _add_bench_command(sub) -> None:
+    bench = sub.add_parser("bench", help="compare models on GLUE/SuperGLUE/SQuAD/SWAG/RACE/ARC (workbench.bench)")
+    bench.add_argument("--models", default="minilm", help="comma-separated folders, aliases or hub ids")
+    bench.add_argument("--tasks", required=True, help="comma-separated task names, e.g. sst2,cola,mrpc,rte,copa")
+    bench.add_argument("--mode", choices=["zeroshot", "probe", "finetune"], default="probe")
+    bench.add_argument("--data", default="sample", help="data root laid out like ../shared/data (default: sample)")
+    bench.add_argument("--out", default=None, help="folder for results (resumable), results.csv and report.html")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    bench.add_argument("--max-examples", type=int, default=None, help="the first n examples of each task")
+    bench.add_argument("--folds", type=int, default=5, help="cross-validation folds (probe mode)")
+    bench.add_argument("--pooling", choices=["mean", "first", "last"], default="mean", help="probe mode pooling")
+    bench.add_argument("--batch-size", type=int, default=32)
+    bench.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
+    bench.add_argument("--learning-rate", type=float, default=2e-5, help="fine-tuning learning rate")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run
+    from .bench.finetune import FinetuneConfig
+
+    config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size)
+    results = run(models=[m for m in args.models.split(",") if m], tasks=[t for t in args.tasks.split(",") if t],
+                  mode=args.mode, device=args.device, max_examples=args.max_examples, data=args.data, out=args.out,
+                  folds=args.folds, pooling=args.pooling, batch_size=args.batch_size, finetune_config=config,
+                  progress=not args.no_progress)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(results.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.out:
+        print(f"\nwrote {args.out}/results.csv and {args.out}/report.html")
+    return 0
+
+
+_MODEL_FREE_COMMANDS["bench"] = _bench
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +173,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command in _MODEL_FREE_COMMANDS:
+        try:
+            return _MODEL_FREE_COMMANDS[args.command](args)
+        except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
+            print(f"workbench: {err}", file=sys.stderr)
+            return 2
     try:
         model = load(args.model, device=args.device)
         with torch.no_grad():

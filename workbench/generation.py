@@ -105,7 +105,9 @@ def generate(
     if sampling and temperature <= 0:
         raise ValueError(f"temperature must be positive when sampling, got {temperature}")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    encoding = model.tokenize(prompts, padding_side="left")
+    # Models that add their special tokens at the end (XLNet's <sep> <cls>) continue the bare text.
+    add_special = getattr(model, "prompt_special_tokens", True)
+    encoding = model.tokenize(prompts, padding_side="left", add_special_tokens=add_special)
     input_ids, attention_mask = encoding["input_ids"], encoding["attention_mask"]
     limit = model.config.max_position_embeddings
     if input_ids.shape[1] + max_new_tokens > limit:
@@ -128,13 +130,16 @@ def generate(
     step_input = input_ids
     with torch.no_grad(), model.hooks(fwd_hooks):
         for step in range(max_new_tokens):
-            if use_kv_cache:
+            if hasattr(model, "next_token_logits"):  # XLNet: the query stream predicts a hidden last position
+                logits = model.next_token_logits(input_ids, attention_mask).float()
+            elif use_kv_cache:
                 out = model(input_ids=step_input, attention_mask=attention_mask, past_key_values=kv_cache,
                             use_cache=True)
                 kv_cache = out.past_key_values
+                logits = out.logits[:, -1].float()  # [batch, vocab]
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
-            logits = out.logits[:, -1].float()  # [batch, vocab]
+                logits = out.logits[:, -1].float()
             probabilities = logits.softmax(-1)
             chosen = (
                 sample_next(logits, temperature, top_k, top_p, generator) if sampling else logits.argmax(-1)

@@ -50,6 +50,9 @@ class HookedTransformer(HookedModule):
     head_key_map: ClassVar[KeyMap] = KeyMap([])
     # Hugging Face puts this before body keys in checkpoints of models with a head ("bert.").
     base_model_prefix: ClassVar[str] = ""
+    # Which token a sequence-level head reads: "first" ([CLS]-style encoders) or "last" (the last real token:
+    # decoders, XLNet). Attribution and interventions use it to find where a classifier looks.
+    classifier_position: ClassVar[str] = "first"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

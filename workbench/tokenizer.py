@@ -279,6 +279,18 @@ class Tokenizer:
                 if add_prefix_space is not None:
                     raise ValueError("add_prefix_space applies to byte-level BPE tokenizers, not to XLM's")
                 return XLMTokenizer.from_pretrained(name_or_path, **kwargs)
+            from .xlnet_tokenizer import XLNetTokenizer  # SentencePiece Unigram, <cls> last, left padding
+
+            if XLNetTokenizer.handles(folder):  # tokenizer_class "XLNetTokenizer", or model_type "xlnet"
+                if add_prefix_space is not None:
+                    raise ValueError("add_prefix_space applies to byte-level BPE tokenizers, not to XLNet's")
+                return XLNetTokenizer.from_pretrained(name_or_path, **kwargs)
+            from .transfo_xl_tokenizer import TransfoXLTokenizer  # word-level, Moses pre-tokenization
+
+            if TransfoXLTokenizer.handles(folder):  # its tokenizer_class, model_type or a vocab.pkl
+                if add_prefix_space is not None:
+                    raise ValueError("add_prefix_space is for byte-level BPE, not Transformer-XL's tokenizer")
+                return TransfoXLTokenizer.from_pretrained(name_or_path, **kwargs)
         settings = _read_tokenizer_settings(folder)
         family, source = _family_from_settings(folder, settings)
         from_settings = family is not None
@@ -720,6 +732,10 @@ def has_tokenizer_files(folder: str | Path) -> bool:
     """Whether ``folder`` holds a tokenizer of any family (``tokenizer.json``, ``vocab.txt``, ``vocab.json``)."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+        return True
+    if (folder / "spiece.model").is_file():  # SentencePiece (XLNet)
+        return True
+    if (folder / "vocab.pkl").is_file():  # Transformer-XL's pickled vocabulary (read without executing it)
         return True
     return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
 

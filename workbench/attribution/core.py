@@ -364,13 +364,13 @@ def _attention_method(model, name, kwargs, target_fn, layer, head) -> torch.Tens
 
         with torch.enable_grad(), model.hooks([(names, keep)]):
             target_fn(model(**kwargs), kwargs["input_ids"], kwargs["attention_mask"]).sum().backward()
-        stacked = torch.stack([patterns[n].detach() for n in names])
-        gradients = torch.stack([patterns[n].grad for n in names])
+        stacked = _input_keys(torch.stack([patterns[n].detach() for n in names]))
+        gradients = _input_keys(torch.stack([patterns[n].grad for n in names]))
         model.zero_grad(set_to_none=True)
         return attention.grad_attention(stacked, gradients, queries) * mask
     with torch.no_grad():
         _, cache = model.run_with_cache(kwargs, names_filter=names)
-    stacked = cache.stack("attn.hook_pattern")
+    stacked = _input_keys(cache.stack("attn.hook_pattern"))
     if name == "attention":
         return attention.raw_attention(stacked, queries, layer=layer, head=head) * mask
     if name == "attention_rollout":
@@ -378,10 +378,16 @@ def _attention_method(model, name, kwargs, target_fn, layer, head) -> torch.Tens
     return attention.attention_flow(stacked, queries, attention_mask=mask) * mask
 
 
+def _input_keys(patterns: torch.Tensor) -> torch.Tensor:
+    """[layer, batch, head, q, k] -> [..., q, q]: drop the keys before the input (a recurrent memory, as in
+    Transformer-XL and XLNet), which no input token can be credited with."""
+    return patterns[..., -patterns.shape[-2] :]
+
+
 def _reading_positions(model: HookedTransformer, kwargs: dict) -> torch.Tensor:
     """Where a classifier reads: the first token for encoders, the last real token for decoders."""
     ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-    if hasattr(model, "ln_final") or type(model).__name__.startswith(("GPT2", "OpenAIGPT")):
+    if model.classifier_position == "last":
         positions = torch.arange(ids.shape[1], device=ids.device)
         return (positions * mask.bool()).argmax(1)
     return torch.zeros(ids.shape[0], dtype=torch.long, device=ids.device)

@@ -196,6 +196,7 @@ class GPT2Model(HookedTransformer):
     config_class = GPT2Config
     body_key_map = GPT2_KEY_MAP
     base_model_prefix = "transformer"
+    classifier_position = "last"
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)

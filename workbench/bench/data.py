@@ -1,0 +1,851 @@
+"""Benchmark data: one ``Example`` shape per task family, read from each task's official file format.
+
+Task families and their examples:
+
+- ``classification`` (single sentence or pair; ``regression`` for STS-B): :class:`TextExample`
+  ``(text, text_pair, label)``; the label is a class index, or a float for regression.
+- ``multiple_choice`` (COPA, SWAG, RACE, ARC, and BoolQ as yes/no in zero-shot mode): :class:`ChoiceExample`
+  ``(context, choices, label)`` plus the pieces zero-shot prompts are built from.
+- ``span`` (SQuAD 1.1 and 2.0): :class:`SpanExample` ``(id, question, context, answers, answer_starts)``;
+  no answers means unanswerable (SQuAD 2.0).
+
+Files are read from a root folder laid out like ``../shared/data`` (``glue/SST-2/dev.tsv``,
+``superglue/COPA/val.jsonl``, ``squad/dev-v1.1.json``, ...). A missing file raises ``FileNotFoundError``
+naming the file; a malformed record raises :class:`DataFormatError` naming the file, the line or record and
+what was expected. With the ``datasets`` package and a network, :func:`load_task` ``(..., source="hub")``
+reads the same tasks from the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_DATA = Path(__file__).parent / "sample_data"
+
+
+class DataFormatError(ValueError):
+    """A benchmark file that does not have its task's format (the message names the file and record)."""
+
+
+@dataclass
+class TextExample:
+    """A single sentence (``text_pair`` None) or a sentence pair, with a class index or a float score."""
+
+    text: str
+    text_pair: str | None
+    label: int | float
+    id: str = ""
+
+
+@dataclass
+class ChoiceExample:
+    """A question with ``choices``; ``label`` is the index of the right one.
+
+    ``context`` is the text every choice continues (what a multiple-choice head reads as the first segment);
+    ``prompt`` is the zero-shot prompt a language model continues with each choice (lm-evaluation-harness
+    style), and ``continuations`` the choices as they follow that prompt (with their leading space).
+    """
+
+    context: str
+    choices: list[str]
+    label: int
+    prompt: str = ""
+    continuations: list[str] = field(default_factory=list)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prompt:
+            self.prompt = self.context
+        if not self.continuations:
+            self.continuations = [" " + choice for choice in self.choices]
+
+
+@dataclass
+class SpanExample:
+    """An extractive question; ``answers`` with their character starts in ``context`` (empty: unanswerable)."""
+
+    id: str
+    question: str
+    context: str
+    answers: list[str]
+    answer_starts: list[int]
+
+    @property
+    def is_impossible(self) -> bool:
+        return not self.answers
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a benchmark task is: its family, its files, how to read them, and its official metrics.
+
+    Attributes:
+        name: the name used by ``run`` and the command line (``"sst2"``).
+        family: ``"classification"``, ``"regression"``, ``"multiple_choice"`` or ``"span"``.
+        files: split -> candidate paths relative to the data root (the first that exists is read).
+        reader: ``reader(path) -> list of examples``.
+        metrics: official metric names, the first one the headline (``"mcc"`` for CoLA).
+        labels: class names in label-index order (classification).
+        hub: (dataset, config, split) on the Hugging Face hub, and a row -> example converter.
+    """
+
+    name: str
+    family: str
+    files: dict[str, tuple[str, ...]]
+    reader: Callable[[Path], list]
+    metrics: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    hub: tuple[str, str | None, dict[str, str]] | None = None
+    hub_row: Callable[[dict], Any] | None = None
+    zero_shot: bool = False  # whether the examples (or a yes/no view of them) can be scored zero-shot
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.family == "regression" else len(self.labels)
+
+
+# Readers: shared line readers with errors that name the place ---------------------------------------------------
+def _open_text(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    # utf-8-sig drops MRPC's byte-order mark; GLUE TSVs hold unbalanced quotes, so quoting is disabled.
+    return path.open(encoding="utf-8-sig", newline="")
+
+
+def read_tsv(path: Path, columns: Sequence[str], header: bool = True) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, {column: value}) of a GLUE TSV; the header must hold ``columns``."""
+    with _open_text(path) as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        names: list[str] | None = None if header else list(columns)
+        for line, row in enumerate(reader, start=1):
+            if names is None:
+                missing = [c for c in columns if c not in row]
+                if missing:
+                    raise DataFormatError(
+                        f"{path}, line 1: the header lacks column(s) {missing}; expected a tab-separated header "
+                        f"with {list(columns)}, got {row}"
+                    )
+                names = row
+                continue
+            if not row or row == [""]:
+                continue
+            if len(row) != len(names):
+                raise DataFormatError(
+                    f"{path}, line {line}: expected {len(names)} tab-separated fields ({names}), got {len(row)}"
+                )
+            yield line, dict(zip(names, row))
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) of a JSON Lines file."""
+    with _open_text(path) as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(
+                    f"{path}, line {line}: not valid JSON ({err.msg}); expected one JSON object per line"
+                ) from None
+            if not isinstance(record, dict):
+                raise DataFormatError(
+                    f"{path}, line {line}: expected a JSON object, got {type(record).__name__}"
+                )
+            yield line, record
+
+
+def _field(record: dict, key: str, kind: type | tuple, path: Path, where: str) -> Any:
+    if key not in record:
+        raise DataFormatError(f"{path}, {where}: missing field {key!r}; the record has {sorted(record)}")
+    value = record[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DataFormatError(f"{path}, {where}: field {key!r} must be {names}, got {value!r:.60}")
+    return value
+
+
+def _label_index(value: Any, labels: Sequence[str], path: Path, where: str) -> int:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if text not in labels:
+        raise DataFormatError(f"{path}, {where}: label {value!r} is not one of {list(labels)}")
+    return labels.index(text)
+
+
+# GLUE ---------------------------------------------------------------------------------------------------------
+def _glue_reader(
+    text: str,
+    pair: str | None,
+    label: str,
+    labels: Sequence[str] = ("0", "1"),
+    header: bool = True,
+    columns: Sequence[str] | None = None,
+    regression: bool = False,
+):
+    def read(path: Path) -> list[TextExample]:
+        wanted = columns or [c for c in (text, pair, label) if c]
+        examples = []
+        for line, row in read_tsv(path, wanted, header=header):
+            where = f"line {line}"
+            if regression:
+                try:
+                    value: int | float = float(row[label])
+                except ValueError:
+                    raise DataFormatError(f"{path}, {where}: score {row[label]!r} is not a number") from None
+            else:
+                value = _label_index(row[label], labels, path, where)
+            examples.append(TextExample(row[text], row[pair] if pair else None, value, id=str(line)))
+        return examples
+
+    return read
+
+
+read_cola = _glue_reader(
+    "sentence", None, "label", header=False, columns=("source", "label", "author_label", "sentence")
+)
+read_sst2 = _glue_reader("sentence", None, "label")
+read_mrpc = _glue_reader("#1 String", "#2 String", "Quality")
+read_stsb = _glue_reader("sentence1", "sentence2", "score", regression=True)
+read_qqp = _glue_reader("question1", "question2", "is_duplicate")
+read_mnli = _glue_reader("sentence1", "sentence2", "gold_label", ("entailment", "neutral", "contradiction"))
+read_qnli = _glue_reader("question", "sentence", "label", ("entailment", "not_entailment"))
+read_rte = _glue_reader("sentence1", "sentence2", "label", ("entailment", "not_entailment"))
+read_wnli = _glue_reader("sentence1", "sentence2", "label")
+
+
+# SuperGLUE ----------------------------------------------------------------------------------------------------
+def read_boolq(path: Path) -> list[TextExample]:
+    """BoolQ: (question, passage) -> false/true (0/1). As multiple choice: :func:`boolq_as_choices`."""
+    out = []
+    for line, r in read_jsonl(path):
+        where = f"line {line}"
+        label = _label_index(_field(r, "label", (bool, str), path, where), ("false", "true"), path, where)
+        out.append(
+            TextExample(
+                _field(r, "question", str, path, where),
+                _field(r, "passage", str, path, where),
+                label,
+                id=str(r.get("idx", line)),
+            )
+        )
+    return out
+
+
+def boolq_as_choices(example: TextExample) -> ChoiceExample:
+    """BoolQ as a yes/no question for zero-shot scoring (lm-evaluation-harness's prompt)."""
+    question = example.text if example.text.endswith("?") else example.text + "?"
+    prompt = f"{example.text_pair}\nQuestion: {question}\nAnswer:"
+    return ChoiceExample(
+        context=example.text_pair or "",
+        choices=["no", "yes"],
+        label=int(example.label),
+        prompt=prompt,
+        continuations=[" no", " yes"],
+        id=example.id,
+    )
+
+
+def _premise_hypothesis(labels: Sequence[str]):
+    def read(path: Path) -> list[TextExample]:
+        out = []
+        for line, r in read_jsonl(path):
+            where = f"line {line}"
+            out.append(
+                TextExample(
+                    _field(r, "premise", str, path, where),
+                    _field(r, "hypothesis", str, path, where),
+                    _label_index(_field(r, "label", str, path, where), labels, path, where),
+                    id=str(r.get("idx", line)),
+                )
+            )
+        return out
+
+    return read
+
+
+read_cb = _premise_hypothesis(("entailment", "contradiction", "neutral"))
+read_superglue_rte = _premise_hypothesis(("entailment", "not_entailment"))
+
+
+def read_copa(path: Path) -> list[ChoiceExample]:
+    """COPA: premise + cause/effect question, two choices. Prompt as lm-evaluation-harness: "premise because"."""
+    return [copa_example(r, path, f"line {line}") for line, r in read_jsonl(path)]
+
+
+def copa_example(r: dict, path: Path | str = "<record>", where: str = "record") -> ChoiceExample:
+    """One COPA record (a val.jsonl line, or a hub row) -> a :class:`ChoiceExample`."""
+    path = Path(path)
+    premise = _field(r, "premise", str, path, where)
+    question = _field(r, "question", str, path, where)
+    if question not in ("cause", "effect"):
+        raise DataFormatError(f"{path}, {where}: question must be 'cause' or 'effect', got {question!r}")
+    choices = [_field(r, "choice1", str, path, where), _field(r, "choice2", str, path, where)]
+    label = _field(r, "label", int, path, where)
+    if label not in (0, 1):
+        raise DataFormatError(f"{path}, {where}: label must be 0 or 1, got {label!r}")
+    connective = "because" if question == "cause" else "therefore"
+    prompt = premise.rstrip().rstrip(".") + " " + connective
+    # The choice continues the sentence: lower-case its first letter (as lm-evaluation-harness does).
+    continuations = [" " + choice[:1].lower() + choice[1:] for choice in choices]
+    return ChoiceExample(
+        f"{premise} What was the {question}?",
+        choices,
+        label,
+        prompt,
+        continuations,
+        id=str(r.get("idx", where)),
+    )
+
+
+def read_wic(path: Path) -> list[TextExample]:
+    """WiC: is ``word`` used in the same sense in sentence1 and sentence2? The word leads the first segment."""
+    out = []
+    for line, r in read_jsonl(path):
+        where = f"line {line}"
+        word = _field(r, "word", str, path, where)
+        label = _label_index(_field(r, "label", (bool, str), path, where), ("false", "true"), path, where)
+        out.append(
+            TextExample(
+                f"{word}: {_field(r, 'sentence1', str, path, where)}",
+                _field(r, "sentence2", str, path, where),
+                label,
+                id=str(r.get("idx", line)),
+            )
+        )
+    return out
+
+
+# Multiple choice: SWAG, RACE, ARC -----------------------------------------------------------------------------
+def read_swag(path: Path) -> list[ChoiceExample]:
+    """SWAG, either the official CSV (``val.csv``: sent1, sent2, ending0..3, label) or Hugging Face's JSON Lines."""
+    if path.suffix == ".csv":
+        with _open_text(path) as handle:
+            records = [(line, row) for line, row in enumerate(csv.DictReader(handle), start=2)]
+    else:
+        records = list(read_jsonl(path))
+    out = []
+    for line, r in records:
+        where = f"line {line}"
+        sent1, sent2 = _field(r, "sent1", str, path, where), _field(r, "sent2", str, path, where)
+        endings = [_field(r, f"ending{i}", str, path, where) for i in range(4)]
+        try:
+            label = int(r.get("label"))
+        except (TypeError, ValueError):
+            raise DataFormatError(f"{path}, {where}: label must be 0-3, got {r.get('label')!r}") from None
+        if not 0 <= label < 4:
+            raise DataFormatError(f"{path}, {where}: label must be 0-3, got {label}")
+        # The head reads (sent1, sent2 + ending); a language model continues "sent1 sent2" with " ending".
+        choices = [f"{sent2} {ending}" for ending in endings]
+        out.append(
+            ChoiceExample(
+                sent1,
+                choices,
+                label,
+                prompt=f"{sent1} {sent2}",
+                continuations=[" " + ending for ending in endings],
+                id=str(line),
+            )
+        )
+    return out
+
+
+def _race_item(article: str, question: str, options: list[str], answer: str, path: Path, where: str, id: str):
+    if len(options) != 4 or not all(isinstance(o, str) for o in options):
+        raise DataFormatError(f"{path}, {where}: expected 4 string options, got {options!r:.80}")
+    if answer not in ("A", "B", "C", "D"):
+        raise DataFormatError(f"{path}, {where}: answer must be one of A-D, got {answer!r}")
+    # Cloze questions ("... _ ...") are filled in; others are asked (as lm-evaluation-harness does).
+    if "_" in question:
+        context = article
+        choices = [question.replace("_", option) for option in options]
+        prompt, continuations = article, [" " + choice for choice in choices]
+    else:
+        context = f"{article}\n{question}"
+        choices = list(options)
+        prompt, continuations = f"{article}\n\nQuestion: {question}\nAnswer:", [" " + o for o in options]
+    return ChoiceExample(context, choices, "ABCD".index(answer), prompt, continuations, id=id)
+
+
+def read_race(path: Path) -> list[ChoiceExample]:
+    """RACE: Hugging Face's per-question JSON Lines (``middle.jsonl``) or a folder of the original per-article
+    JSON files (``dev/middle/*.txt``: article, questions, options, answers)."""
+    out = []
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".json"))
+        if not files:
+            raise FileNotFoundError(f"{path}: no RACE article files (*.txt or *.json) in this folder")
+        for file in files:
+            try:
+                r = json.loads(file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise DataFormatError(
+                    f"{file}: not valid JSON ({err.msg}); expected a RACE article record"
+                ) from None
+            questions = _field(r, "questions", list, file, "record")
+            options = _field(r, "options", list, file, "record")
+            answers = _field(r, "answers", list, file, "record")
+            if not len(questions) == len(options) == len(answers):
+                raise DataFormatError(f"{file}: questions, options and answers differ in length")
+            article = _field(r, "article", str, file, "record")
+            for i, (q, o, a) in enumerate(zip(questions, options, answers)):
+                out.append(_race_item(article, q, o, a, file, f"question {i}", f"{file.name}:{i}"))
+        return out
+    for line, r in read_jsonl(path):
+        where = f"line {line}"
+        out.append(
+            _race_item(
+                _field(r, "article", str, path, where),
+                _field(r, "question", str, path, where),
+                _field(r, "options", list, path, where),
+                _field(r, "answer", str, path, where),
+                path,
+                where,
+                f"{r.get('example_id', '')}:{line}",
+            )
+        )
+    return out
+
+
+def read_arc(path: Path) -> list[ChoiceExample]:
+    """ARC (AI2's JSON Lines): question.stem, question.choices [{text, label}], answerKey (A-E or 1-5)."""
+    out = []
+    for line, r in read_jsonl(path):
+        where = f"line {line}"
+        question = _field(r, "question", dict, path, where)
+        stem = _field(question, "stem", str, path, where + " (question)")
+        choices = _field(question, "choices", list, path, where + " (question)")
+        labels = [str(c.get("label")) for c in choices if isinstance(c, dict)]
+        texts = [c.get("text") for c in choices if isinstance(c, dict)]
+        if len(labels) != len(choices) or not all(isinstance(t, str) for t in texts) or len(choices) < 2:
+            raise DataFormatError(
+                f"{path}, {where}: question.choices must be a list of {{text, label}} objects"
+            )
+        key = str(_field(r, "answerKey", (str, int), path, where))
+        if key not in labels:
+            raise DataFormatError(f"{path}, {where}: answerKey {key!r} is not a choice label {labels}")
+        out.append(
+            ChoiceExample(
+                stem, texts, labels.index(key), prompt=f"Question: {stem}\nAnswer:", id=str(r.get("id", line))
+            )
+        )
+    return out
+
+
+# SQuAD --------------------------------------------------------------------------------------------------------
+def read_squad(path: Path) -> list[SpanExample]:
+    """SQuAD 1.1 / 2.0: the official nested JSON (data > paragraphs > qas) or Hugging Face's flattened layout
+    (data: [{id, question, context, answers: {text, answer_start}}])."""
+    if not path.is_file():
+        raise FileNotFoundError(f"benchmark file not found: {path}")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = _field(document, "data", list, path, "top level") if isinstance(document, dict) else None
+    if data is None:
+        raise DataFormatError(f"{path}: expected a JSON object with a 'data' list")
+    out = []
+    for a, article in enumerate(data):
+        if isinstance(article, dict) and "paragraphs" in article:
+            for p, paragraph in enumerate(_field(article, "paragraphs", list, path, f"data[{a}]")):
+                where = f"data[{a}].paragraphs[{p}]"
+                context = _field(paragraph, "context", str, path, where)
+                for q, qa in enumerate(_field(paragraph, "qas", list, path, where)):
+                    at = f"{where}.qas[{q}]"
+                    answers = _field(qa, "answers", list, path, at)
+                    if qa.get("is_impossible"):
+                        answers = []
+                    texts = [_field(x, "text", str, path, at + ".answers") for x in answers]
+                    starts = [_field(x, "answer_start", int, path, at + ".answers") for x in answers]
+                    out.append(
+                        SpanExample(
+                            str(_field(qa, "id", str, path, at)),
+                            _field(qa, "question", str, path, at),
+                            context,
+                            texts,
+                            starts,
+                        )
+                    )
+        elif isinstance(article, dict) and "context" in article:
+            at = f"data[{a}]"
+            answers = _field(article, "answers", dict, path, at)
+            texts, starts = list(answers.get("text", [])), list(answers.get("answer_start", []))
+            if len(texts) != len(starts):
+                raise DataFormatError(f"{path}, {at}: answers.text and answers.answer_start differ in length")
+            out.append(
+                SpanExample(
+                    str(_field(article, "id", str, path, at)),
+                    _field(article, "question", str, path, at),
+                    article["context"],
+                    texts,
+                    starts,
+                )
+            )
+        else:
+            raise DataFormatError(
+                f"{path}, data[{a}]: expected an article with 'paragraphs' (official format) or "
+                f"a flattened question with 'context' (Hugging Face format)"
+            )
+    return out
+
+
+# Hugging Face hub rows -> examples ----------------------------------------------------------------------------
+def _hub_text(text: str, pair: str | None, label: str):
+    """A converter of hub rows whose columns ``text``, ``pair`` and ``label`` hold the example."""
+    return lambda row: TextExample(
+        row[text], row[pair] if pair else None, row[label], id=str(row.get("idx", ""))
+    )
+
+
+def _hub_copa(row: dict) -> ChoiceExample:
+    return copa_example(row, "<hub>", "row")
+
+
+def _hub_arc(row: dict) -> ChoiceExample:
+    labels, texts = list(row["choices"]["label"]), list(row["choices"]["text"])
+    return ChoiceExample(
+        row["question"],
+        texts,
+        labels.index(row["answerKey"]),
+        prompt=f"Question: {row['question']}\nAnswer:",
+        id=row.get("id", ""),
+    )
+
+
+def _hub_race(row: dict) -> ChoiceExample:
+    return _race_item(
+        row["article"],
+        row["question"],
+        list(row["options"]),
+        row["answer"],
+        Path("<hub>"),
+        "row",
+        row.get("example_id", ""),
+    )
+
+
+def _hub_swag(row: dict) -> ChoiceExample:
+    endings = [row[f"ending{i}"] for i in range(4)]
+    return ChoiceExample(
+        row["sent1"],
+        [f"{row['sent2']} {e}" for e in endings],
+        int(row["label"]),
+        prompt=f"{row['sent1']} {row['sent2']}",
+        continuations=[" " + e for e in endings],
+    )
+
+
+def _hub_squad(row: dict) -> SpanExample:
+    return SpanExample(
+        row["id"],
+        row["question"],
+        row["context"],
+        list(row["answers"]["text"]),
+        list(row["answers"]["answer_start"]),
+    )
+
+
+def _hub_boolq(row: dict) -> TextExample:
+    return TextExample(row["question"], row["passage"], int(row["label"]), id=str(row.get("idx", "")))
+
+
+# The task registry --------------------------------------------------------------------------------------------
+def _glue(
+    name,
+    folder,
+    reader,
+    metrics,
+    labels=("0", "1"),
+    family="classification",
+    dev="dev.tsv",
+    hub_fields=("sentence", None, "label"),
+    hub_name=None,
+    hub_split="validation",
+):
+    return TaskSpec(
+        name,
+        family,
+        {"dev": (f"glue/{folder}/{dev}",), "train": (f"glue/{folder}/train.tsv",)},
+        reader,
+        metrics,
+        labels,
+        hub=("nyu-mll/glue", hub_name or name, {"dev": hub_split, "train": "train"}),
+        hub_row=_hub_text(*hub_fields),
+    )
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in [
+        _glue("cola", "CoLA", read_cola, ("mcc", "accuracy")),
+        _glue("sst2", "SST-2", read_sst2, ("accuracy",)),
+        _glue("mrpc", "MRPC", read_mrpc, ("f1", "accuracy"), hub_fields=("sentence1", "sentence2", "label")),
+        _glue(
+            "stsb",
+            "STS-B",
+            read_stsb,
+            ("pearson", "spearman"),
+            (),
+            "regression",
+            hub_fields=("sentence1", "sentence2", "label"),
+        ),
+        _glue("qqp", "QQP", read_qqp, ("f1", "accuracy"), hub_fields=("question1", "question2", "label")),
+        _glue(
+            "mnli",
+            "MNLI",
+            read_mnli,
+            ("accuracy",),
+            ("entailment", "neutral", "contradiction"),
+            dev="dev_matched.tsv",
+            hub_fields=("premise", "hypothesis", "label"),
+            hub_split="validation_matched",
+        ),
+        _glue(
+            "mnli_mm",
+            "MNLI",
+            read_mnli,
+            ("accuracy",),
+            ("entailment", "neutral", "contradiction"),
+            dev="dev_mismatched.tsv",
+            hub_fields=("premise", "hypothesis", "label"),
+            hub_name="mnli",
+            hub_split="validation_mismatched",
+        ),
+        _glue(
+            "qnli",
+            "QNLI",
+            read_qnli,
+            ("accuracy",),
+            ("entailment", "not_entailment"),
+            hub_fields=("question", "sentence", "label"),
+        ),
+        _glue(
+            "rte",
+            "RTE",
+            read_rte,
+            ("accuracy",),
+            ("entailment", "not_entailment"),
+            hub_fields=("sentence1", "sentence2", "label"),
+        ),
+        _glue("wnli", "WNLI", read_wnli, ("accuracy",), hub_fields=("sentence1", "sentence2", "label")),
+        TaskSpec(
+            "boolq",
+            "classification",
+            {"dev": ("superglue/BoolQ/val.jsonl",), "train": ("superglue/BoolQ/train.jsonl",)},
+            read_boolq,
+            ("accuracy",),
+            ("false", "true"),
+            hub=("aps/super_glue", "boolq", {"dev": "validation", "train": "train"}),
+            hub_row=_hub_boolq,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "cb",
+            "classification",
+            {"dev": ("superglue/CB/val.jsonl",), "train": ("superglue/CB/train.jsonl",)},
+            read_cb,
+            ("accuracy", "macro_f1"),
+            ("entailment", "contradiction", "neutral"),
+            hub=("aps/super_glue", "cb", {"dev": "validation", "train": "train"}),
+            hub_row=_hub_text("premise", "hypothesis", "label"),
+        ),
+        TaskSpec(
+            "superglue_rte",
+            "classification",
+            {"dev": ("superglue/RTE/val.jsonl",), "train": ("superglue/RTE/train.jsonl",)},
+            read_superglue_rte,
+            ("accuracy",),
+            ("entailment", "not_entailment"),
+            hub=("aps/super_glue", "rte", {"dev": "validation", "train": "train"}),
+            hub_row=_hub_text("premise", "hypothesis", "label"),
+        ),
+        TaskSpec(
+            "wic",
+            "classification",
+            {"dev": ("superglue/WiC/val.jsonl",), "train": ("superglue/WiC/train.jsonl",)},
+            read_wic,
+            ("accuracy",),
+            ("false", "true"),
+            hub=("aps/super_glue", "wic", {"dev": "validation", "train": "train"}),
+            hub_row=lambda r: TextExample(f"{r['word']}: {r['sentence1']}", r["sentence2"], int(r["label"])),
+        ),
+        TaskSpec(
+            "copa",
+            "multiple_choice",
+            {"dev": ("superglue/COPA/val.jsonl",), "train": ("superglue/COPA/train.jsonl",)},
+            read_copa,
+            ("accuracy",),
+            hub=("aps/super_glue", "copa", {"dev": "validation", "train": "train"}),
+            hub_row=_hub_copa,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "swag",
+            "multiple_choice",
+            {
+                "dev": ("swag/val.csv", "swag/val.jsonl", "hf_transformers_tests_samples/swag/sample.json"),
+                "train": ("swag/train.csv",),
+            },
+            read_swag,
+            ("accuracy",),
+            hub=("allenai/swag", "regular", {"dev": "validation", "train": "train"}),
+            hub_row=_hub_swag,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "race_middle",
+            "multiple_choice",
+            {
+                "dev": ("race/validation/middle.jsonl", "race/dev/middle"),
+                "test": ("race/test/middle.jsonl", "race/test/middle"),
+            },
+            read_race,
+            ("accuracy",),
+            hub=("ehovy/race", "middle", {"dev": "validation", "test": "test"}),
+            hub_row=_hub_race,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "race_high",
+            "multiple_choice",
+            {
+                "dev": ("race/validation/high.jsonl", "race/dev/high"),
+                "test": ("race/test/high.jsonl", "race/test/high"),
+            },
+            read_race,
+            ("accuracy",),
+            hub=("ehovy/race", "high", {"dev": "validation", "test": "test"}),
+            hub_row=_hub_race,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "arc_easy",
+            "multiple_choice",
+            {
+                "dev": ("arc/ARC-e/ARC-Easy-Dev.jsonl",),
+                "test": ("arc/ARC-e/ARC-Easy-Test.jsonl",),
+                "train": ("arc/ARC-e/ARC-Easy-Train.jsonl",),
+            },
+            read_arc,
+            ("accuracy",),
+            hub=("allenai/ai2_arc", "ARC-Easy", {"dev": "validation", "test": "test"}),
+            hub_row=_hub_arc,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "arc_challenge",
+            "multiple_choice",
+            {
+                "dev": ("arc/ARC-c/ARC-Challenge-Dev.jsonl",),
+                "test": ("arc/ARC-c/ARC-Challenge-Test.jsonl",),
+                "train": ("arc/ARC-c/ARC-Challenge-Train.jsonl",),
+            },
+            read_arc,
+            ("accuracy",),
+            hub=("allenai/ai2_arc", "ARC-Challenge", {"dev": "validation", "test": "test"}),
+            hub_row=_hub_arc,
+            zero_shot=True,
+        ),
+        TaskSpec(
+            "squad",
+            "span",
+            {"dev": ("squad/dev-v1.1.json",), "train": ("squad/train-v1.1.json",)},
+            read_squad,
+            ("exact_match", "f1"),
+            hub=("rajpurkar/squad", None, {"dev": "validation"}),
+            hub_row=_hub_squad,
+        ),
+        TaskSpec(
+            "squad_v2",
+            "span",
+            {
+                "dev": ("squad/dev-v2.0.json", "hf_transformers_tests_samples/SQUAD/dev-v2.0.json"),
+                "train": ("squad/train-v2.0.json",),
+            },
+            read_squad,
+            ("exact_match", "f1"),
+            hub=("rajpurkar/squad_v2", None, {"dev": "validation"}),
+            hub_row=_hub_squad,
+        ),
+    ]
+}
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+
+
+def get_task(name: str) -> TaskSpec:
+    key = name.lower().replace("-", "_")
+    if key not in TASKS:
+        raise ValueError(f"unknown benchmark task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[key]
+
+
+def task_file(spec: TaskSpec, root: str | Path, split: str = "dev") -> Path:
+    """The first existing candidate file of ``spec``'s ``split`` under ``root``; an error lists what was tried."""
+    if split not in spec.files:
+        raise ValueError(f"task {spec.name!r} has no {split!r} split; it has {sorted(spec.files)}")
+    root = Path(root)
+    candidates = [root / relative for relative in spec.files[split]]
+    for path in candidates:
+        if path.exists():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise FileNotFoundError(f"no {split} file for task {spec.name!r} under {root}; looked for: {tried}")
+
+
+def load_task(
+    name: str,
+    data: str | Path = "sample",
+    split: str = "dev",
+    source: str = "local",
+    max_examples: int | None = None,
+) -> list:
+    """The examples of one task.
+
+    Args:
+        name: a task name (``sst2``, ``copa``, ``squad``...; see ``TASKS``).
+        data: a root folder laid out like ``../shared/data``, or ``"sample"`` for the committed samples.
+        split: ``"dev"`` (what is local for most tasks), ``"train"`` or ``"test"`` where the task has one.
+        source: ``"local"`` (files under ``data``) or ``"hub"`` (the Hugging Face hub, with ``datasets``).
+        max_examples: keep the first n.
+    """
+    spec = get_task(name)
+    if source == "hub":
+        examples = _load_from_hub(spec, split)
+    elif source == "local":
+        root = SAMPLE_DATA if str(data) == "sample" else Path(data)
+        examples = spec.reader(task_file(spec, root, split))
+    else:
+        raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
+    if not examples:
+        raise DataFormatError(f"task {spec.name!r} ({split}) has no examples")
+    return examples[:max_examples] if max_examples is not None else examples
+
+
+def _load_from_hub(spec: TaskSpec, split: str) -> list:
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(
+            "loading from the Hugging Face hub needs the datasets package: pip install 'workbench[datasets]'"
+        ) from None
+    if spec.hub is None or split not in spec.hub[2]:
+        raise ValueError(f"task {spec.name!r} has no {split!r} split on the hub")
+    dataset, config, splits = spec.hub
+    rows = datasets.load_dataset(dataset, config, split=splits[split])
+    return [hub_example(spec, dict(row)) for row in rows]
+
+
+def hub_example(spec: TaskSpec, row: dict):
+    """One Hugging Face ``datasets`` row of ``spec``'s hub dataset -> the task's example."""
+    example = spec.hub_row(row)
+    if isinstance(example, TextExample) and spec.family == "regression":
+        example.label = float(example.label)
+    return example

@@ -1,0 +1,1308 @@
+"""XLNet (Yang et al. 2019, "XLNet: Generalized Autoregressive Pretraining for Language Understanding").
+
+What is distinctive about it:
+- **two-stream self-attention**: the *content stream* ``h`` (one state per token, which sees its own token)
+  and, when ``target_mapping`` selects tokens to predict, the *query stream* ``g`` (one state per prediction,
+  starting from the learned ``mask_embed``, which knows *where* it predicts but not *what* is there). Both
+  streams share every weight; the query stream's queries attend to the content stream's keys and values;
+- **relative positions** (Transformer-XL, Dai et al. 2019): no position embedding is added to the tokens.
+  Attention scores are ``(q + r_w_bias).k`` (content) + ``(q + r_r_bias).W_R r_{i-j}`` (position, with
+  sinusoids ``r`` of the distance i - j) + ``(q + r_s_bias).s_ij`` (segment: one learned vector for "same
+  segment", one for "different segment", from ``token_type_ids``), times 1/sqrt(d_head);
+- **segment recurrence**: ``mems`` (the inputs of every layer on an earlier segment, ``mem_len`` positions)
+  are prepended to the keys and values; with ``use_mems`` a forward returns the memory for the next segment;
+- **permutation language modelling**: ``perm_mask`` [batch, pos, pos] says which token may not see which
+  (a factorization order), ``target_mapping`` [batch, num_predict, pos] which tokens the query stream
+  predicts; ``attn_type="uni"`` adds a causal mask (Transformer-XL style), ``"bi"`` (XLNet's) does not;
+- post-norm blocks: attention -> dropout -> residual add -> ``ln1``; FFN (d_inner, dropout after the
+  activation) -> residual add -> ``ln2``; no bias on the attention projections;
+- heads read the content stream, or the query stream when there is one: the LM head (tied to the token
+  embedding, with a bias), the sequence summary (the *last* token, a projection, tanh), token
+  classification, span QA and multiple choice.
+
+Shapes: everything the hooks see is batch-first, as in every workbench model. Hugging Face's XLNet works
+time-first internally; its ``mems`` input and output ([mem_pos, batch, d_model] per layer) keep that layout
+here too, so memories pass between the two libraries unchanged; ``blocks.{i}.hook_mems`` sees the same
+memory batch-first, [batch, mem_pos, d_model].
+
+Quirks kept for parity with Hugging Face:
+- a position of the content stream always attends to itself, even when padding or ``perm_mask`` blocks it;
+- masked scores get -1e30 added (not -inf), so a row with every key blocked attends uniformly;
+- the relative shift is Transformer-XL's reshape trick: it reads the right distance for every key that
+  is not masked (for ``attn_type="uni"`` the blocked future positions hold other distances' scores, as in
+  Hugging Face);
+- positions in memory have segment id 0 for the segment encodings;
+- ``bi_data`` uses forward distances for the first half of the batch and backward ones for the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import LayerNorm, activation
+from ..config import ModelConfig
+from ..generation import GenerationResult, generate
+from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..hook_points import HookPoint
+from ..loading import CheckpointError, KeyMap
+from ..model import HookedTransformer
+from ..outputs import ModelOutput
+from .bert import classification_loss
+
+# Configuration ---------------------------------------------------------------------------------------
+
+# Hugging Face's attribute_map (and older config.json names) -> field names.
+XLNET_ALIASES = {
+    "n_token": "vocab_size",
+    "hidden_size": "d_model",
+    "num_attention_heads": "n_head",
+    "num_hidden_layers": "n_layer",
+}
+ATTN_TYPES = ("bi", "uni")
+SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
+# Scores of blocked keys get this subtracted (Hugging Face's value; 65500 in float16).
+MASK_VALUE = 1e30
+# XLNet has no position limit (relative positions): the value ``max_position_embeddings`` reports.
+NO_POSITION_LIMIT = int(1e30)
+
+
+@dataclass
+class XLNetConfig(ModelConfig):
+    """XLNet's hyper-parameters, with Hugging Face's names (``configuration_xlnet.py``).
+
+    Canonical names: ``n_layers`` is ``n_layer``, ``n_heads`` is ``n_head``, ``d_mlp`` is ``d_inner``;
+    ``d_model`` and ``d_head`` are fields.
+
+    Attributes:
+        vocab_size: tokens in the vocabulary (older files: ``n_token``).
+        d_model: width of the residual stream.
+        n_layer: blocks.
+        n_head: heads per block.
+        d_inner: width of the feed-forward layer.
+        d_head: width of a head; must be ``d_model // n_head`` (None: that value).
+        ff_activation: the feed-forward activation (``gelu``, ``relu``, ``gelu_new``, ...).
+        attn_type: ``"bi"`` (XLNet: no causal mask) or ``"uni"`` (causal, Transformer-XL style).
+        initializer_range: std of the normal initialization.
+        layer_norm_eps: LayerNorm epsilon.
+        dropout: dropout on embeddings, relative positions, attention patterns and sublayer outputs.
+        mem_len: positions kept in the memory a forward returns (None or 0: all of them).
+        reuse_len: only the first ``reuse_len`` positions of a segment go into the memory (None: all).
+        use_mems_eval, use_mems_train: whether a forward returns ``mems`` by default in eval / train mode.
+        bi_data: forward relative distances for the first half of the batch, backward for the second
+            (pretraining's bidirectional data pipeline); needs an even batch.
+        clamp_len: relative distances beyond this are clamped (-1 or 0: no clamping).
+        same_length: with ``attn_type="uni"``, every position attends to the same number of keys.
+        summary_*: the sequence summary of the classification and multiple-choice heads: which state
+            (``last``, ``first``, ``mean``, ``cls_index`` = last), a projection (to d_model, or to
+            ``num_labels`` when ``extra["summary_proj_to_labels"]``), an activation (``tanh``), dropouts
+            (``summary_last_dropout``; ``extra["summary_first_dropout"]`` before the projection).
+        start_n_top, end_n_top: SQuAD beam settings, kept for round trips.
+        pad_token_id, bos_token_id, eos_token_id: special token ids.
+    """
+
+    model_type = "xlnet"
+
+    vocab_size: int = 32000
+    d_model: int = 1024
+    n_layer: int = 24
+    n_head: int = 16
+    d_inner: int = 4096
+    d_head: int | None = None
+    ff_activation: str = "gelu"
+    attn_type: str = "bi"
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    dropout: float = 0.1
+    mem_len: int | None = 512
+    reuse_len: int | None = None
+    use_mems_eval: bool = True
+    use_mems_train: bool = False
+    bi_data: bool = False
+    clamp_len: int = -1
+    same_length: bool = False
+    summary_type: str = "last"
+    summary_use_proj: bool = True
+    summary_activation: str | None = "tanh"
+    summary_last_dropout: float = 0.1
+    start_n_top: int = 5
+    end_n_top: int = 5
+    pad_token_id: int | None = 5
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.d_head is None:
+            self.d_head = self.d_model // self.n_head
+
+    # Canonical names (d_model and d_head are fields).
+    @property
+    def n_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def n_heads(self) -> int:
+        return self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        return self.d_inner
+
+    # Hugging Face's other names for the same values (its attribute_map).
+    @property
+    def hidden_size(self) -> int:
+        return self.d_model
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_head
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layer
+
+    @property
+    def n_token(self) -> int:
+        return self.vocab_size
+
+    @property
+    def max_position_embeddings(self) -> int:
+        """XLNet has no limit on the sequence length (relative positions): a very large number."""
+        return NO_POSITION_LIMIT
+
+    @property
+    def summary_proj_to_labels(self) -> bool:
+        return bool(self.extra.get("summary_proj_to_labels", False))
+
+    @property
+    def summary_first_dropout(self) -> float:
+        return float(self.extra.get("summary_first_dropout") or 0.0)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> XLNetConfig:
+        values = {**values, **overrides}
+        for old, new in XLNET_ALIASES.items():
+            if old in values:
+                values[new] = values.pop(old)
+        return super().from_dict(values)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} must be a multiple of n_head={self.n_head}")
+        if self.d_head != self.d_model // self.n_head:
+            raise ValueError(
+                f"d_head={self.d_head} must be d_model // n_head = {self.d_model // self.n_head}"
+            )
+        if self.attn_type not in ATTN_TYPES:
+            raise ValueError(f"attn_type {self.attn_type!r} is not supported; supported: {ATTN_TYPES}")
+        if self.summary_type not in SUMMARY_TYPES:
+            raise ValueError(
+                f"summary_type {self.summary_type!r} is not supported; supported: {SUMMARY_TYPES}"
+            )
+        activation(self.ff_activation)  # fails early, naming the activation
+        if self.summary_activation and self.summary_activation != "linear":
+            activation(self.summary_activation)
+
+
+# Hugging Face parameter names <-> ours. Hugging Face stores each attention projection as one
+# [d_model, head, d_head] tensor (``rel_attn.q``); ``unfuse_hf_state`` turns them into nn.Linear weights
+# named ``rel_attn.q.weight`` before this map applies (and ``fuse_hf_state`` back when saving).
+XLNET_KEY_MAP = KeyMap(
+    [
+        ("word_embedding.weight", "embed.weight"),
+        ("mask_emb", "mask_embed"),
+        ("layer.{i}.rel_attn.q.weight", "blocks.{i}.attn.q.weight"),
+        ("layer.{i}.rel_attn.k.weight", "blocks.{i}.attn.k.weight"),
+        ("layer.{i}.rel_attn.v.weight", "blocks.{i}.attn.v.weight"),
+        ("layer.{i}.rel_attn.r.weight", "blocks.{i}.attn.r.weight"),
+        ("layer.{i}.rel_attn.o.weight", "blocks.{i}.attn.o.weight"),
+        ("layer.{i}.rel_attn.r_w_bias", "blocks.{i}.attn.r_w_bias"),
+        ("layer.{i}.rel_attn.r_r_bias", "blocks.{i}.attn.r_r_bias"),
+        ("layer.{i}.rel_attn.r_s_bias", "blocks.{i}.attn.r_s_bias"),
+        ("layer.{i}.rel_attn.seg_embed", "blocks.{i}.attn.seg_embed"),
+        ("layer.{i}.rel_attn.layer_norm.{p}", "blocks.{i}.ln1.{p}"),
+        ("layer.{i}.ff.layer_1.{p}", "blocks.{i}.mlp.fc_in.{p}"),
+        ("layer.{i}.ff.layer_2.{p}", "blocks.{i}.mlp.fc_out.{p}"),
+        ("layer.{i}.ff.layer_norm.{p}", "blocks.{i}.ln2.{p}"),
+    ]
+)
+LM_KEY_MAP = KeyMap([("lm_loss.{p}", "unembed.{p}")])
+SUMMARY_KEY_MAP = KeyMap(
+    [("sequence_summary.summary.{p}", "summary.{p}"), ("logits_proj.{p}", "classifier.{p}")]
+)
+CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
+QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
+# The projections stored [d_model, head, d_head] by Hugging Face; "o" maps heads back to d_model.
+_HEAD_PROJECTIONS = ("q", "k", "v", "r", "o")
+
+
+# Outputs (Hugging Face's field names and order, ``mems`` included) ------------------------------------
+
+
+@dataclass
+class XLNetModelOutput(ModelOutput):
+    """Attributes:
+    last_hidden_state: [batch, pos, d_model], or [batch, num_predict, d_model] (the query stream) with
+        ``target_mapping``.
+    mems: with ``use_mems``, one [mem_pos, batch, d_model] memory per layer (Hugging Face's layout).
+    hidden_states: n_layers + 1 tensors [batch, pos, d_model]; with ``target_mapping``, 2 * (n_layers + 1):
+        content and query stream alternating (h0, g0, h1, g1, ...), as in Hugging Face.
+    attentions: n_layers patterns [batch, head, query_pos, key_pos]; with ``target_mapping``, n_layers
+        pairs (content pattern, query-stream pattern).
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    mems: tuple[torch.Tensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class XLNetLMHeadModelOutput(ModelOutput):
+    """Attributes: loss (with labels); logits [batch, pos or num_predict, vocab]; mems; hidden_states;
+    attentions (as :class:`XLNetModelOutput`)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mems: tuple[torch.Tensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class XLNetClassifierOutput(ModelOutput):
+    """Sequence classification ([batch, num_labels]), token classification ([batch, pos, num_labels]) or
+    multiple choice ([batch, num_choices]) logits, with loss, mems, hidden_states, attentions."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mems: tuple[torch.Tensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple | None = None
+
+
+@dataclass
+class XLNetQuestionAnsweringOutput(ModelOutput):
+    """Attributes: loss (with start/end positions); start_logits, end_logits [batch, pos]; mems;
+    hidden_states; attentions."""
+
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    mems: tuple[torch.Tensor, ...] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple | None = None
+
+
+# Relative positions, masks and segments: small pure functions ------------------------------------------
+
+
+def relative_sinusoids(
+    q_len: int, k_len: int, d_model: int, attn_type: str, clamp_len: int, bi_data: bool, batch: int
+) -> torch.Tensor:
+    """The sinusoids of the relative distances, [batch, rel_pos, d_model].
+
+    Row t holds distance ``k_len - t`` (from ``k_len`` down to ``-q_len + 1`` for ``"bi"``, to 0 for
+    ``"uni"``), encoded as ``[sin(d * f), cos(d * f)]`` with ``f = 1 / 10000^(2k / d_model)``
+    (Vaswani et al.'s frequencies, sines first). With ``bi_data`` the second half of the batch gets the
+    negated distances.
+    """
+    inv_freq = 1 / torch.pow(10000, torch.arange(0, d_model, 2.0, dtype=torch.int64).float() / d_model)
+    end = -q_len if attn_type == "bi" else -1
+
+    def encode(distances: torch.Tensor) -> torch.Tensor:
+        if clamp_len > 0:
+            distances = distances.clamp(-clamp_len, clamp_len)
+        angles = distances[:, None] * inv_freq
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # [rel_pos, d_model]
+
+    forward = encode(torch.arange(k_len, end, -1.0, dtype=torch.int64).float())
+    if not bi_data:
+        return forward[None].expand(batch, -1, -1)
+    if batch % 2:
+        raise ValueError(f"bi_data=True needs an even batch (forward and backward halves), got batch={batch}")
+    backward = encode(torch.arange(-k_len, -end, 1.0, dtype=torch.int64).float())
+    half = batch // 2
+    return torch.cat([forward[None].expand(half, -1, -1), backward[None].expand(half, -1, -1)])
+
+
+def rel_shift(position_scores: torch.Tensor, k_len: int) -> torch.Tensor:
+    """[batch, head, query_pos, rel_pos] -> [batch, head, query_pos, key_pos]: score of query i and key j
+    read at row ``q_len - i + j`` of the relative table (distance ``m_len + i - j``), by Transformer-XL's
+    reshape trick (what Hugging Face computes, also at masked keys where that row overflows)."""
+    batch, heads, q_len, rel_len = position_scores.shape
+    shifted = position_scores.reshape(batch, heads, rel_len, q_len)[:, :, 1:, :]
+    return shifted.reshape(batch, heads, q_len, rel_len - 1)[..., :k_len]
+
+
+def causal_memory_mask(q_len: int, m_len: int, same_length: bool, device: torch.device) -> torch.Tensor:
+    """[query_pos, key_pos] bool, True where query i (at absolute position m_len + i) may not see key j:
+    the future (j > m_len + i) and, with ``same_length``, keys more than m_len positions back."""
+    blocked = torch.ones(q_len, q_len + m_len, device=device).triu_(m_len + 1)
+    if same_length:
+        blocked[:, :q_len] += torch.ones(q_len, q_len, device=device).tril_(-1)
+    return blocked > 0
+
+
+def query_stream_mask(
+    q_len: int,
+    m_len: int,
+    attn_type: str,
+    same_length: bool,
+    padding: torch.Tensor | None,
+    perm_mask: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """Which key each query may not see, [batch or 1, query_pos, key_pos] bool, or None (nothing blocked).
+
+    The union of the causal mask (``"uni"``), the padded keys (``padding`` [batch, pos], 1 = padding) and
+    ``perm_mask`` [batch, pos, pos] (1: query i may not see key j). Memory positions are never blocked by
+    padding or ``perm_mask``. This is the query stream's mask; :func:`content_stream_mask` derives the
+    content stream's.
+    """
+    blocked = (
+        causal_memory_mask(q_len, m_len, same_length, device).float()[None] if attn_type == "uni" else None
+    )
+    data = None
+    if padding is not None:
+        data = padding[:, None, :].float()
+    if perm_mask is not None:
+        data = perm_mask.float() if data is None else data + perm_mask.float()
+    if data is not None:
+        if m_len:
+            data = torch.cat([data.new_zeros(data.shape[0], data.shape[1], m_len), data], dim=-1)
+        blocked = data if blocked is None else blocked + data
+    return None if blocked is None else blocked > 0
+
+
+def content_stream_mask(blocked: torch.Tensor | None, q_len: int, m_len: int) -> torch.Tensor | None:
+    """The query stream's mask with the diagonal opened: a token's content state always sees itself."""
+    if blocked is None:
+        return None
+    own = torch.eye(q_len, dtype=torch.bool, device=blocked.device)
+    own = F.pad(own, (m_len, 0), value=False)  # [query_pos, key_pos]: key m_len + i is query i itself
+    return blocked & ~own
+
+
+def segments_differ(token_type_ids: torch.Tensor, m_len: int) -> torch.Tensor:
+    """[batch, pos] segment ids -> [batch, query_pos, key_pos] bool: query and key in different segments
+    (memory positions count as segment 0)."""
+    keys = F.pad(token_type_ids, (m_len, 0), value=0)
+    return token_type_ids[:, :, None] != keys[:, None, :]
+
+
+def relative_attention_scores(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    k_rel: torch.Tensor,
+    attn: RelativeAttention,
+    segments: torch.Tensor | None,
+) -> torch.Tensor:
+    """Scaled scores [batch, head, query_pos, key_pos] before masking: content + position (+ segment) terms.
+
+    q: [batch, query_pos, head, d_head]; k: [batch, key_pos, head, d_head]; k_rel: [batch, rel_pos, head,
+    d_head] (W_R times the sinusoids); segments: [batch, query_pos, key_pos] (True: different segments).
+    """
+    content = torch.einsum("bind,bjnd->bnij", q + attn.r_w_bias, k)
+    position = rel_shift(torch.einsum("bind,bjnd->bnij", q + attn.r_r_bias, k_rel), k.shape[1])
+    scores = content + position
+    if segments is not None:
+        by_segment = torch.einsum("bind,snd->bnis", q + attn.r_s_bias, attn.seg_embed)  # [batch, head, q, 2]
+        scores = scores + torch.where(segments[:, None], by_segment[..., 1:], by_segment[..., :1])
+    return scores * attn.scale
+
+
+# The model, top to bottom ----------------------------------------------------------------------------
+
+
+class RelativeAttention(nn.Module):
+    """Two-stream multi-head attention with relative positions and segments (XLNet, section 2.3 and 2.5).
+
+    Parameters: ``q``, ``k``, ``v``, ``r`` (the positional key projection, W_R) and ``o`` without biases;
+    ``r_w_bias``, ``r_r_bias``, ``r_s_bias`` [head, d_head] (Transformer-XL's u, v and XLNet's b);
+    ``seg_embed`` [2, head, d_head] (s+ for the same segment, s- for different ones).
+
+    Hooks, content stream:
+        hook_q: [batch, pos, head, d_head]; hook_k, hook_v: [batch, key_pos, head, d_head] (memory first);
+        hook_k_rel: [batch, rel_pos, head, d_head], the keys of the relative distances;
+        hook_scores: [batch, head, query_pos, key_pos], scaled, with -1e30 at blocked keys;
+        hook_pattern: [batch, head, query_pos, key_pos]; hook_z: [batch, pos, head, d_head].
+    Query stream (with ``target_mapping``):
+        hook_q_query: [batch, num_predict, head, d_head];
+        hook_scores_query, hook_pattern_query: [batch, head, query_pos, key_pos], one row per *sequence*
+            position (each prediction's query is placed at its target position by ``target_mapping``; rows
+            no prediction targets hold the pattern of a zero query), as Hugging Face returns them;
+        hook_z_query: [batch, num_predict, head, d_head].
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.d_head = d_head
+        self.scale = d_head**-0.5
+        self.q = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.k = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.v = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.r = nn.Linear(d_model, n_heads * d_head, bias=False)
+        self.r_w_bias = nn.Parameter(torch.zeros(n_heads, d_head))
+        self.r_r_bias = nn.Parameter(torch.zeros(n_heads, d_head))
+        self.r_s_bias = nn.Parameter(torch.zeros(n_heads, d_head))
+        self.seg_embed = nn.Parameter(torch.zeros(2, n_heads, d_head))
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()  # [batch, key_pos, head, d_head]
+        self.hook_v = HookPoint()  # [batch, key_pos, head, d_head]
+        self.hook_k_rel = HookPoint()  # [batch, rel_pos, head, d_head]
+        self.hook_scores = HookPoint()  # [batch, head, query_pos, key_pos]
+        self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos]
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_q_query = HookPoint()  # [batch, num_predict, head, d_head]
+        self.hook_scores_query = HookPoint()  # [batch, head, query_pos, key_pos]
+        self.hook_pattern_query = HookPoint()  # [batch, head, query_pos, key_pos]
+        self.hook_z_query = HookPoint()  # [batch, num_predict, head, d_head]
+        self.o = nn.Linear(n_heads * d_head, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[batch, pos, head * d_head] -> [batch, pos, head, d_head]"""
+        return x.view(*x.shape[:-1], self.n_heads, self.d_head)
+
+    @staticmethod
+    def mask_heads(z: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
+        """z [batch, pos, head, d_head] times Hugging Face's head_mask [head] (the pattern stays unmasked)."""
+        return z if head_mask is None else z * head_mask.view(1, 1, -1, 1).to(z.dtype)
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_rel: torch.Tensor,
+        segments: torch.Tensor | None,
+        blocked: torch.Tensor | None,
+        hook_scores: HookPoint,
+        hook_pattern: HookPoint,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q: [batch, query_pos, head, d_head] -> (z [batch, query_pos, head, d_head], pattern)."""
+        scores = relative_attention_scores(q, k, k_rel, self, segments)
+        if blocked is not None:
+            penalty = 65500.0 if scores.dtype == torch.float16 else MASK_VALUE
+            scores = scores - penalty * blocked[:, None].to(scores.dtype)
+        pattern = hook_pattern(hook_scores(scores).softmax(dim=-1))
+        z = torch.einsum("bnij,bjnd->bind", self.dropout(pattern), v)
+        return z, pattern
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        g: torch.Tensor | None,
+        memory: torch.Tensor | None,
+        rel_pos: torch.Tensor,
+        segments: torch.Tensor | None,
+        blocked_h: torch.Tensor | None,
+        blocked_g: torch.Tensor | None,
+        target_mapping: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """
+        Args:
+            h: [batch, pos, d_model], the content stream; g: [batch, num_predict, d_model] or None.
+            memory: [batch, mem_pos, d_model] or None, prepended to the keys and values.
+            rel_pos: [batch, rel_pos, d_model], the relative sinusoids.
+            segments: [batch, pos, key_pos] bool (different segments) or None.
+            blocked_h, blocked_g: [batch or 1, pos, key_pos] bool masks of the two streams, or None.
+            target_mapping: [batch, num_predict, pos] (with g).
+            head_mask: [head], multiplies each head's output in both streams (1 keeps, 0 removes).
+
+        Returns:
+            (out_h [batch, pos, d_model], out_g [batch, num_predict, d_model] or None, pattern_h, pattern_g or
+            None), the outputs before dropout and the residual add.
+        """
+        context = h if memory is None else torch.cat([memory, h], dim=1)
+        k = self.hook_k(self.split_heads(self.k(context)))
+        v = self.hook_v(self.split_heads(self.v(context)))
+        k_rel = self.hook_k_rel(self.split_heads(self.r(rel_pos)))
+        q = self.hook_q(self.split_heads(self.q(h)))
+        z, pattern_h = self.attend(q, k, v, k_rel, segments, blocked_h, self.hook_scores, self.hook_pattern)
+        out_h = self.o(self.hook_z(self.mask_heads(z, head_mask)).flatten(-2))
+        if g is None:
+            return out_h, None, pattern_h, None
+        q_g = self.hook_q_query(self.split_heads(self.q(g)))
+        # Each prediction's query sits at the position it predicts (the relative distances are counted from
+        # there); the values it gathers go back to its prediction slot.
+        q_at_targets = torch.einsum("bmnd,bml->blnd", q_g, target_mapping)
+        z_g, pattern_g = self.attend(
+            q_at_targets, k, v, k_rel, segments, blocked_g, self.hook_scores_query, self.hook_pattern_query
+        )
+        z_g = self.hook_z_query(
+            self.mask_heads(torch.einsum("blnd,bml->bmnd", z_g, target_mapping), head_mask)
+        )
+        return out_h, self.o(z_g.flatten(-2)), pattern_h, pattern_g
+
+
+class TwoStreamLayerNorm(LayerNorm):
+    """A LayerNorm shared by both streams, with a second pair of hooks for the query stream.
+
+    Hooks: hook_scale, hook_normalized (content stream); hook_scale_query, hook_normalized_query.
+    """
+
+    def __init__(self, d_model: int, eps: float) -> None:
+        super().__init__(d_model, eps)
+        self.hook_scale_query = HookPoint()  # [batch, num_predict, 1]
+        self.hook_normalized_query = HookPoint()  # [batch, num_predict, d_model]
+
+    def forward(self, x: torch.Tensor, query: bool = False) -> torch.Tensor:
+        if not query:
+            return super().forward(x)
+        if not self.hook_scale_query.is_active:
+            return self.hook_normalized_query(F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
+        centred = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale_query((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized_query(centred / scale * self.weight + self.bias)
+
+
+class XLNetMLP(nn.Module):
+    """XLNet's feed-forward network: fc_out(dropout(act(fc_in(x)))) -> dropout, shared by both streams.
+
+    Hooks: hook_pre, hook_post [batch, pos, d_mlp] (content stream); hook_pre_query, hook_post_query
+    [batch, num_predict, d_mlp].
+    """
+
+    def __init__(self, d_model: int, d_mlp: int, act: str, dropout: float) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(d_model, d_mlp)
+        self.act = activation(act)
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_pre_query = HookPoint()  # [batch, num_predict, d_mlp]
+        self.hook_post_query = HookPoint()  # [batch, num_predict, d_mlp]
+        self.fc_out = nn.Linear(d_mlp, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, query: bool = False) -> torch.Tensor:
+        hook_pre, hook_post = (
+            (self.hook_pre_query, self.hook_post_query) if query else (self.hook_pre, self.hook_post)
+        )
+        return self.dropout(self.fc_out(self.dropout(hook_post(self.act(hook_pre(self.fc_in(x)))))))
+
+
+class XLNetBlock(nn.Module):
+    """One XLNet layer: two-stream relative attention, then the feed-forward network, post-norm.
+
+    Hooks (in forward order): hook_mems (the memory entering this layer, [batch, mem_pos, d_model], only when
+    there is one); hook_resid_pre, hook_resid_pre_query; attn.*; hook_attn_out, hook_attn_out_query; ln1.*;
+    hook_resid_mid, hook_resid_mid_query; mlp.*; hook_mlp_out, hook_mlp_out_query; ln2.*; hook_resid_post,
+    hook_resid_post_query. Content-stream residual hooks are [batch, pos, d_model], query-stream ones
+    [batch, num_predict, d_model].
+    """
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__()
+        d_model, eps = config.d_model, config.layer_norm_eps
+        self.hook_mems = HookPoint()  # [batch, mem_pos, d_model]
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_pre_query = HookPoint()  # [batch, num_predict, d_model]
+        self.attn = RelativeAttention(d_model, config.n_head, config.d_head, config.dropout)
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_out_query = HookPoint()  # [batch, num_predict, d_model]
+        self.ln1 = TwoStreamLayerNorm(d_model, eps)
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_mid_query = HookPoint()  # [batch, num_predict, d_model]
+        self.mlp = XLNetMLP(d_model, config.d_inner, config.ff_activation, config.dropout)
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_mlp_out_query = HookPoint()  # [batch, num_predict, d_model]
+        self.ln2 = TwoStreamLayerNorm(d_model, eps)
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post_query = HookPoint()  # [batch, num_predict, d_model]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        g: torch.Tensor | None,
+        memory: torch.Tensor | None,
+        rel_pos: torch.Tensor,
+        segments: torch.Tensor | None,
+        blocked_h: torch.Tensor | None,
+        blocked_g: torch.Tensor | None,
+        target_mapping: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, torch.Tensor, torch.Tensor | None]:
+        """Returns (h out, g out or None, (pattern_h, pattern_g), the block's input h, the memory it used),
+        the last two after their hooks: what the next segment's memory is made of."""
+        memory = self.hook_mems(memory) if memory is not None else None
+        h = self.hook_resid_pre(h)
+        g = self.hook_resid_pre_query(g) if g is not None else None
+        out_h, out_g, pattern_h, pattern_g = self.attn(
+            h, g, memory, rel_pos, segments, blocked_h, blocked_g, target_mapping, head_mask
+        )
+        h_out = self.feed_forward(h, out_h, query=False)
+        g_out = self.feed_forward(g, out_g, query=True) if g is not None else None
+        return h_out, g_out, (pattern_h, pattern_g), h, memory
+
+    def feed_forward(self, resid_pre: torch.Tensor, attn_out: torch.Tensor, query: bool) -> torch.Tensor:
+        """The rest of the block for one stream: residual add, ln1, MLP, residual add, ln2."""
+        suffix = "_query" if query else ""
+        attn_out = getattr(self, "hook_attn_out" + suffix)(self.dropout(attn_out))
+        resid_mid = getattr(self, "hook_resid_mid" + suffix)(self.ln1(resid_pre + attn_out, query))
+        mlp_out = getattr(self, "hook_mlp_out" + suffix)(self.mlp(resid_mid, query))
+        return getattr(self, "hook_resid_post" + suffix)(self.ln2(resid_mid + mlp_out, query))
+
+
+class XLNetModel(HookedTransformer):
+    """The XLNet transformer: token embeddings, relative sinusoids, two-stream post-norm blocks.
+
+    Hooks before the blocks: hook_embed [batch, pos, d_model]; hook_embed_query [batch, num_predict, d_model]
+    (the mask embedding the query stream starts from, with ``target_mapping``); hook_rel_pos_embed
+    [batch, rel_pos, d_model] (the relative sinusoids, row t = distance key_len - t).
+    """
+
+    config_class = XLNetConfig
+    body_key_map = XLNET_KEY_MAP
+    base_model_prefix = "transformer"
+    classifier_position = "last"
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.mask_embed = nn.Parameter(torch.zeros(1, 1, config.d_model))
+        self.hook_embed_query = HookPoint()  # [batch, num_predict, d_model]
+        self.hook_rel_pos_embed = HookPoint()  # [batch, rel_pos, d_model]
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(XLNetBlock(config) for _ in range(config.n_layer))
+
+    # Weights ------------------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """As Hugging Face: linear layers and embeddings normal(initializer_range), zero biases, LayerNorms
+        1/0, the relative-attention biases, segment vectors and the mask embedding normal too."""
+        super().init_weights()
+        std = self.config.initializer_range
+        with torch.no_grad():
+            for block in self.blocks:
+                attn = block.attn
+                for param in (attn.r_w_bias, attn.r_r_bias, attn.r_s_bias, attn.seg_embed):
+                    nn.init.normal_(param, std=std)
+            nn.init.normal_(self.mask_embed, std=std)
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hugging Face's [d_model, head, d_head] projections -> nn.Linear weights (``rel_attn.q.weight``):
+        [head * d_head, d_model] for q, k, v, r and [d_model, head * d_head] for o."""
+        out = {}
+        for key, tensor in hf_state.items():
+            name = key.rsplit(".", 1)[-1]
+            if ".rel_attn." in key and name in _HEAD_PROJECTIONS:
+                if tensor.dim() != 3:
+                    raise CheckpointError(
+                        f"{key} has shape {tuple(tensor.shape)}; XLNet's attention projections are "
+                        f"[d_model, head, d_head]"
+                    )
+                flat = tensor.reshape(tensor.shape[0], -1)  # [d_model, head * d_head]
+                out[key + ".weight"] = flat if name == "o" else flat.t()
+            else:
+                out[key] = tensor
+        return out
+
+    def fuse_hf_state(self, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`unfuse_hf_state`, when saving."""
+        heads, d_head = self.config.n_head, self.config.d_head
+        out = {}
+        for key, tensor in hf_state.items():
+            parts = key.split(".")
+            if (
+                len(parts) > 2
+                and parts[-3] == "rel_attn"
+                and parts[-2] in _HEAD_PROJECTIONS
+                and parts[-1] == "weight"
+            ):
+                flat = tensor if parts[-2] == "o" else tensor.t()
+                out[key[: -len(".weight")]] = flat.reshape(flat.shape[0], heads, d_head).contiguous()
+            else:
+                out[key] = tensor
+        return out
+
+    # Inputs -------------------------------------------------------------------------------------------
+    def memories(self, mems, batch: int) -> list[torch.Tensor | None]:
+        """Hugging Face's ``mems`` (one [mem_pos, batch, d_model] per layer) -> batch-first, checked."""
+        if mems is None or mems[0] is None:
+            return [None] * self.n_layers
+        if len(mems) != self.n_layers:
+            raise ValueError(f"mems has {len(mems)} tensors; this model has {self.n_layers} layers")
+        out = []
+        for layer, memory in enumerate(mems):
+            if memory.dim() != 3 or memory.shape[1:] != (batch, self.config.d_model):
+                raise ValueError(
+                    f"mems[{layer}] has shape {tuple(memory.shape)}; expected [mem_pos, batch, d_model] = "
+                    f"[*, {batch}, {self.config.d_model}] (Hugging Face's layout, as returned in out.mems)"
+                )
+            out.append(memory.transpose(0, 1))
+        return out
+
+    def next_memory(self, block_input: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
+        """The memory for the next segment: the last ``mem_len`` of (memory, the first ``reuse_len`` positions
+        of the block's input), detached, as [mem_pos, batch, d_model] (Hugging Face's ``cache_mem``)."""
+        reuse_len, mem_len = self.config.reuse_len, self.config.mem_len
+        current = block_input[:, :reuse_len] if reuse_len else block_input
+        new = current if memory is None else torch.cat([memory, current], dim=1)
+        if mem_len:
+            new = new[:, -mem_len:]
+        return new.detach().transpose(0, 1)
+
+    def padding_of(
+        self, attention_mask: torch.Tensor | None, input_mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """[batch, pos] with 1 at padding: ``1 - attention_mask``, or XLNet's own ``input_mask``."""
+        if attention_mask is not None and input_mask is not None:
+            raise ValueError("pass attention_mask (1 = real token) or input_mask (1 = padding), not both")
+        if attention_mask is not None:
+            return 1.0 - attention_mask.float()
+        return input_mask
+
+    def check_permutation_inputs(
+        self, perm_mask: torch.Tensor | None, target_mapping: torch.Tensor | None, batch: int, length: int
+    ) -> None:
+        if perm_mask is not None and perm_mask.shape != (batch, length, length):
+            raise ValueError(
+                f"perm_mask has shape {tuple(perm_mask.shape)}; expected [batch, pos, pos] = "
+                f"[{batch}, {length}, {length}]"
+            )
+        if target_mapping is not None and (
+            target_mapping.dim() != 3 or target_mapping.shape[0] != batch or target_mapping.shape[2] != length
+        ):
+            raise ValueError(
+                f"target_mapping has shape {tuple(target_mapping.shape)}; "
+                f"expected [batch, num_predict, pos] = "
+                f"[{batch}, *, {length}]"
+            )
+
+    # Forward ------------------------------------------------------------------------------------------
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> XLNetModelOutput:
+        """Run the embeddings and the blocks. Shapes as in :class:`XLNetModelOutput`."""
+        config = self.config
+        if use_mems is None:
+            use_mems = config.use_mems_train if self.training else config.use_mems_eval
+        token_embed = self.token_embeddings(input_ids, inputs_embeds)
+        batch, q_len = token_embed.shape[:2]
+        device, dtype = token_embed.device, token_embed.dtype
+        self.check_permutation_inputs(perm_mask, target_mapping, batch, q_len)
+        memories = self.memories(mems, batch)
+        m_len = memories[0].shape[1] if memories[0] is not None else 0
+        k_len = m_len + q_len
+
+        padding = self.padding_of(attention_mask, input_mask)
+        blocked_g = query_stream_mask(
+            q_len, m_len, config.attn_type, config.same_length, padding, perm_mask, device
+        )
+        blocked_h = content_stream_mask(blocked_g, q_len, m_len)
+        segments = segments_differ(token_type_ids, m_len) if token_type_ids is not None else None
+        rel_pos = relative_sinusoids(
+            q_len, k_len, config.d_model, config.attn_type, config.clamp_len, config.bi_data, batch
+        ).to(device=device, dtype=dtype)
+        rel_pos = self.dropout(self.hook_rel_pos_embed(rel_pos))
+
+        h = self.dropout(self.hook_embed(token_embed))
+        g = None
+        if target_mapping is not None:
+            target_mapping = target_mapping.to(dtype)
+            mask_embed = self.mask_embed.expand(batch, target_mapping.shape[1], -1)
+            g = self.dropout(self.hook_embed_query(mask_embed))
+
+        new_mems = []
+        hidden_states = [] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for block, memory, block_head_mask in zip(self.blocks, memories, self.layer_head_mask(head_mask)):
+            if output_hidden_states:
+                hidden_states += [h, g] if g is not None else [h]
+            h, g, patterns, block_input, memory = block(
+                h, g, memory, rel_pos, segments, blocked_h, blocked_g, target_mapping, block_head_mask
+            )
+            if use_mems:
+                new_mems.append(self.next_memory(block_input, memory))
+            if output_attentions:
+                attentions.append(patterns if g is not None else patterns[0])
+        if output_hidden_states:
+            hidden_states += [h, g] if g is not None else [h]
+        return XLNetModelOutput(
+            last_hidden_state=self.dropout(g if g is not None else h),
+            mems=tuple(new_mems) if use_mems else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding (or ``input_mask``: 1 for padding).
+            mems: the ``mems`` of the previous segment's output: one [mem_pos, batch, d_model] per layer.
+            perm_mask: [batch, pos, pos]; 1 where token i may not see token j (a factorization order).
+            target_mapping: [batch, num_predict, pos]; one-hot rows: the positions the query stream predicts.
+            token_type_ids: [batch, pos] segment ids (only equal/different matters).
+            use_mems: return the memory for the next segment (default: ``config.use_mems_eval`` in eval mode,
+                ``use_mems_train`` in training).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output (both streams). Hugging
+                Face's XLNet (transformers 5) has no head_mask; the workbench's convention (``hook_z`` times
+                the mask) applies.
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+
+        Returns:
+            :class:`XLNetModelOutput`.
+        """
+        out = self.encode(
+            input_ids,
+            attention_mask,
+            mems,
+            perm_mask,
+            target_mapping,
+            token_type_ids,
+            input_mask,
+            inputs_embeds,
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        return out.returned(return_dict)
+
+
+class XLNetLMHeadModel(XLNetModel):
+    """XLNet with its language-modelling head: ``lm_loss``, a linear map with a bias whose weight is tied to
+    the token embedding, on the query stream when there is one (else on the content stream).
+
+    Adds ``hook_logits`` [batch, num_predict or pos, vocab]. :meth:`next_token_logits` predicts the token
+    after a text the way Hugging Face's generation does (a dummy last token that nothing sees, predicted by
+    the query stream); ``workbench.generate`` uses it.
+    """
+
+    head_key_map = LM_KEY_MAP
+    # generate() continues the bare prompt: no <sep> <cls> after it.
+    prompt_special_tokens = False
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        if config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, num_predict or pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.config.tie_word_embeddings:  # the Linear init above overwrote the shared embedding
+            with torch.no_grad():
+                nn.init.normal_(self.embed.weight, std=self.config.initializer_range)
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits of a residual-stream state [..., d_model] -> [..., vocab] (no norm follows the last
+        block)."""
+        return self.unembed(resid)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch, num_predict] (or [batch, pos] without
+        ``target_mapping``; -100 = ignored): the cross-entropy of logits[t] against labels[t].
+
+        Returns:
+            :class:`XLNetLMHeadModelOutput` with logits [batch, num_predict or pos, vocab].
+        """
+        body = self.encode(
+            input_ids,
+            attention_mask,
+            mems,
+            perm_mask,
+            target_mapping,
+            token_type_ids,
+            input_mask,
+            inputs_embeds,
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        logits = self.hook_logits(self.unembed(body.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+            )
+        out = XLNetLMHeadModelOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
+        return out.returned(return_dict)
+
+    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
+        """Continue ``prompt`` one token at a time with :meth:`next_token_logits` (the whole sequence is
+        recomputed at every step: no key/value cache); see :func:`workbench.generation.generate`."""
+        return generate(self, prompt, max_new_tokens, **options)
+
+    def next_token_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits [batch, vocab] of the token after ``input_ids`` [batch, pos].
+
+        As Hugging Face's ``prepare_inputs_for_generation``: a dummy token (id 0) is appended, ``perm_mask``
+        hides it from every position, and ``target_mapping`` makes the query stream predict it, from all
+        the real tokens (padding excluded through ``attention_mask``). Relative positions make left padding
+        harmless. The whole sequence is recomputed (no memory reuse).
+        """
+        batch, length = input_ids.shape
+        device = input_ids.device
+        ids = torch.cat([input_ids, input_ids.new_zeros(batch, 1)], dim=1)
+        if attention_mask is not None:
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+        perm_mask = torch.zeros(batch, length + 1, length + 1, device=device)
+        perm_mask[:, :, -1] = 1.0
+        target_mapping = torch.zeros(batch, 1, length + 1, device=device)
+        target_mapping[:, 0, -1] = 1.0
+        out = self(
+            input_ids=ids,
+            attention_mask=attention_mask,
+            perm_mask=perm_mask,
+            target_mapping=target_mapping,
+            use_mems=False,
+        )
+        return out.logits[:, 0]
+
+
+class SequenceSummary:
+    """Hugging Face's XLNet sequence summary, shared by the classification and multiple-choice heads: one
+    state per sequence (``summary_type``: the *last* token by default, padded or not) -> dropout
+    (``summary_first_dropout``) -> ``summary`` projection (``summary_use_proj``; to d_model, or to num_labels
+    with ``summary_proj_to_labels``) -> activation (``summary_activation``, tanh) -> dropout
+    (``summary_last_dropout``)."""
+
+    def init_summary(self, config: XLNetConfig) -> None:
+        self.summary_first_dropout = nn.Dropout(config.summary_first_dropout)
+        self.summary = None
+        if config.summary_use_proj:
+            width = config.num_labels if config.summary_proj_to_labels else config.d_model
+            self.summary = nn.Linear(config.d_model, width)
+        name = config.summary_activation
+        self.summary_act = activation(name) if name and name != "linear" else None
+        self.summary_last_dropout = nn.Dropout(config.summary_last_dropout)
+
+    def sequence_summary(self, resid: torch.Tensor) -> torch.Tensor:
+        """[batch, pos, d_model] -> [batch, d_model] (or [batch, num_labels])."""
+        kind = self.config.summary_type
+        if kind == "first":
+            summary = resid[:, 0]
+        elif kind == "mean":
+            summary = resid.mean(dim=1)
+        else:  # "last", and "cls_index" without a cls_index (Hugging Face's heads pass none)
+            summary = resid[:, -1]
+        summary = self.summary_first_dropout(summary)
+        if self.summary is not None:
+            summary = self.summary(summary)
+        if self.summary_act is not None:
+            summary = self.summary_act(summary)
+        return self.summary_last_dropout(summary)
+
+
+class XLNetForSequenceClassification(SequenceSummary, XLNetModel):
+    """XLNet with the sequence summary (see :class:`SequenceSummary`) -> ``classifier`` (Hugging Face's
+    ``logits_proj``) to num_labels.
+
+    Adds ``hook_logits`` [batch, num_labels]. XLNet's tokenizer puts ``<cls>`` last, which the summary reads.
+    """
+
+    head_key_map = SUMMARY_KEY_MAP
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        self.init_summary(config)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
+
+        Returns:
+            :class:`XLNetClassifierOutput` with logits [batch, num_labels].
+        """
+        body = self.encode(
+            input_ids,
+            attention_mask,
+            mems,
+            perm_mask,
+            target_mapping,
+            token_type_ids,
+            input_mask,
+            inputs_embeds,
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        logits = self.hook_logits(self.classifier(self.sequence_summary(body.last_hidden_state)))
+        loss = classification_loss(logits, labels, self.config) if labels is not None else None
+        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
+        return out.returned(return_dict)
+
+
+class XLNetForTokenClassification(XLNetModel):
+    """XLNet with a linear ``classifier`` on every token (no dropout before it, as in Hugging Face).
+
+    Adds ``hook_logits`` [batch, pos, num_labels].
+    """
+
+    head_key_map = CLASSIFIER_KEY_MAP
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
+
+        Returns:
+            :class:`XLNetClassifierOutput` with logits [batch, pos, num_labels].
+        """
+        body = self.encode(
+            input_ids,
+            attention_mask,
+            mems,
+            perm_mask,
+            target_mapping,
+            token_type_ids,
+            input_mask,
+            inputs_embeds,
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        logits = self.hook_logits(self.classifier(body.last_hidden_state))
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
+        return out.returned(return_dict)
+
+
+class XLNetForQuestionAnsweringSimple(XLNetModel):
+    """XLNet with span start/end logits for extractive QA: a linear ``qa_outputs`` on every token.
+
+    Hugging Face's name (its ``XLNetForQuestionAnswering``, the beam-search SQuAD 2.0 head, is not ported).
+    Adds ``hook_logits`` [batch, pos, 2]: start, end.
+    """
+
+    head_key_map = QA_KEY_MAP
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        if config.num_labels != 2:  # Hugging Face sizes qa_outputs by num_labels, then splits it into 2
+            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
+        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLNetModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch]
+        (positions outside the input are ignored, as in Hugging Face).
+
+        Returns:
+            :class:`XLNetQuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
+        """
+        body = self.encode(
+            input_ids,
+            attention_mask,
+            mems,
+            perm_mask,
+            target_mapping,
+            token_type_ids,
+            input_mask,
+            inputs_embeds,
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        start_logits, end_logits = split_span_logits(
+            self.hook_logits(self.qa_outputs(body.last_hidden_state))
+        )
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = XLNetQuestionAnsweringOutput(
+            loss, start_logits, end_logits, body.mems, body.hidden_states, body.attentions
+        )
+        return out.returned(return_dict)
+
+
+class XLNetForMultipleChoice(SequenceSummary, XLNetModel):
+    """XLNet scoring each choice: the sequence summary of the choice -> ``classifier`` (Hugging Face's
+    ``logits_proj``) to one score.
+
+    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
+    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    """
+
+    head_key_map = SUMMARY_KEY_MAP
+
+    def __init__(self, config: XLNetConfig) -> None:
+        super().__init__(config)
+        self.init_summary(config)
+        self.classifier = nn.Linear(config.d_model, 1)
+        self.hook_logits = HookPoint()  # [batch, num_choices]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        input_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mems=None,
+        perm_mask: torch.Tensor | None = None,
+        target_mapping: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_mems: bool | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+    ):
+        """As :meth:`XLNetModel.forward` with ``input_ids``, ``token_type_ids``, ``attention_mask``,
+        ``input_mask`` and ``inputs_embeds`` [batch, num_choices, ...] (Hugging Face's argument order);
+        ``labels`` [batch] are the indices of the right choices.
+
+        Returns:
+            :class:`XLNetClassifierOutput` with logits [batch, num_choices].
+        """
+        num_choices, flat = multiple_choice_inputs(
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            attention_mask=attention_mask,
+            input_mask=input_mask,
+            inputs_embeds=inputs_embeds,
+        )
+        body = self.encode(
+            flat["input_ids"],
+            flat["attention_mask"],
+            mems,
+            perm_mask,
+            target_mapping,
+            flat["token_type_ids"],
+            flat["input_mask"],
+            flat["inputs_embeds"],
+            use_mems,
+            head_mask,
+            output_hidden_states,
+            output_attentions,
+        )
+        scores = self.classifier(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
+        logits = self.hook_logits(scores.view(-1, num_choices))
+        loss = F.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
+        return out.returned(return_dict)
+
+
+__all__ = [
+    "XLNetConfig",
+    "XLNetForMultipleChoice",
+    "XLNetForQuestionAnsweringSimple",
+    "XLNetForSequenceClassification",
+    "XLNetForTokenClassification",
+    "XLNetLMHeadModel",
+    "XLNetModel",
+    "relative_sinusoids",
+    "rel_shift",
+]

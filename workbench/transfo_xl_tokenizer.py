@@ -1,0 +1,517 @@
+"""Transformer-XL's word-level tokenizer: Moses pre-tokenization in Python, then a ``tokenizers`` WordLevel model.
+
+The same ids as Hugging Face 4.35's ``TransfoXLTokenizer`` (transformers 5 deleted it) on the same vocabulary:
+
+1. the text is split on the special tokens (``<unk>``, ``<eos>``, ``<formula>``...), which are kept whole;
+2. each other piece is stripped and, with ``lower_case``, lowercased;
+3. it goes through Hugging Face's Moses pipeline (``sacremoses``, an optional dependency:
+   ``pip install sacremoses``): punctuation normalization, the Moses tokenizer with aggressive dash splits
+   (``well-known`` -> ``well @-@ known``) and no escaping, then number splitting (``5,000.5`` ->
+   ``5 @,@ 000 @.@ 5``), as WikiText-103 was tokenized;
+4. each word is looked up in the vocabulary (``<unk>`` when missing); with ``add_eos`` an ``<eos>`` follows.
+
+``moses=False`` skips step 3 and splits on whitespace only, as the original Transformer-XL code did on
+pre-tokenized text (no ``sacremoses`` needed). Special tokens missing from the vocabulary
+(``additional_special_tokens``, default ``<formula>``) get the next ids, as in Hugging Face.
+
+Vocabularies are read from ``vocab.pkl`` (the released checkpoints' pickle, read by a restricted unpickler
+that executes nothing: see :func:`load_vocab_pickle`), ``vocab.json`` (symbol -> id) or ``vocab.txt`` (one
+symbol per line, its first field; ids in order of first appearance, as Hugging Face's ``vocab_file``).
+:meth:`TransfoXLTokenizer.save_pretrained` writes ``vocab.txt`` and ``tokenizer_config.json``, which Hugging
+Face 4.35 reads back too.
+
+Differences from Hugging Face 4.35: it returns ``attention_mask`` too (the workbench models take it; pads
+with ``<eos>``, as there is no padding token); ``word_ids()`` indexes the Moses words and ``offsets`` are
+spans within them, not in the original text; ``decode`` Moses-detokenizes the words and joins the
+``@,@``/``@.@`` numbers back, but without Hugging Face's separate handling of special tokens inside a decoded
+text; the pickle's own settings (``lower_case`` ...) are ignored as Hugging Face ignores them:
+``tokenizer_config.json`` and the constructor decide. ``delimiter=""`` (character-level) is not supported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer as BackendTokenizer
+from tokenizers import models, normalizers, pre_tokenizers, processors
+
+from .tokenizer import Encoding, Tokenizer
+
+logger = logging.getLogger(__name__)
+
+TOKENIZER_CLASS = "TransfoXLTokenizer"
+MODEL_TYPE = "transfo-xl"
+DEFAULT_SPECIAL_TOKENS = {"unk_token": "<unk>", "eos_token": "<eos>"}
+DEFAULT_ADDITIONAL_SPECIAL_TOKENS = ["<formula>"]
+_SPECIAL_KEYS = ("unk_token", "eos_token", "bos_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+# Hugging Face's number splitting (tokenize_numbers / detokenize_numbers).
+_NUMBER_SEPARATOR = re.compile(r"(?<=\d)[,.](?=\d)")
+_JOINED_NUMBERS = [(re.compile(r" @\,@ "), ","), (re.compile(r" @\.@ "), ".")]
+
+
+# Reading vocab.pkl without executing it ---------------------------------------------------------------
+
+
+class UnsafePickleError(ValueError):
+    """A vocab.pkl asked for something other than plain data; nothing of it was executed."""
+
+
+class _Ignored:
+    """Stands in for the tokenizer objects that Hugging Face 4.35 pickled along with the vocabulary (its Moses
+    normalizer and tokenizers, compiled regexes, its added-token trie): built without running any of their
+    code, their state dropped. The vocabulary never depends on them."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Ignored:
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+# Plain containers, rebuilt as themselves.
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "Counter"): Counter,
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+}
+# What a vocab.pkl written by Hugging Face 4.35's save_pretrained (a pickle of the tokenizer's __dict__) holds
+# besides the vocabulary: replaced by inert placeholders, never imported or called.
+_IGNORED_GLOBALS = {
+    ("re", "_compile"),
+    ("sacremoses.normalize", "MosesPunctNormalizer"),
+    ("sacremoses.tokenize", "MosesTokenizer"),
+    ("sacremoses.tokenize", "MosesDetokenizer"),
+    ("transformers.tokenization_utils", "Trie"),
+    ("tokenizers", "AddedToken"),
+}
+
+
+class _VocabUnpickler(pickle.Unpickler):
+    """An unpickler whose ``find_class`` hands out only plain containers (and inert placeholders for the
+    Hugging Face tokenizer internals above); any other global — a function to call, a class to build — is
+    refused before it is imported, so a crafted pickle cannot run code."""
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]
+        if (module, name) in _IGNORED_GLOBALS:
+            return _Ignored
+        raise UnsafePickleError(
+            f"{self.path}: refusing to load the global {module}.{name}: a Transformer-XL vocab.pkl may only hold "
+            f"plain data (dicts, lists, strings, numbers, Counter, OrderedDict); nothing from the file was executed. "
+            f"If you trust it, convert it to vocab.txt (one symbol per line) with the library that wrote it"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"{self.path}: refusing a persistent id in the pickle (a torch.save file?)")
+
+
+def load_vocab_pickle(path: str | Path) -> dict[str, Any]:
+    """Read a Transformer-XL ``vocab.pkl`` (a pickled dict with ``sym2idx``, ``idx2sym``, ``counter``...)
+    without executing anything in it.
+
+    Raises:
+        UnsafePickleError: the pickle names a global that is not a plain container (e.g. ``os.system``).
+        ValueError: the file is not a pickle, or holds no ``sym2idx``/``idx2sym``.
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        try:
+            state = _VocabUnpickler(file, path).load()
+        except UnsafePickleError:
+            raise
+        except Exception as err:
+            raise ValueError(
+                f"{path} is not a readable vocabulary pickle: {type(err).__name__}: {err}"
+            ) from None
+    if not isinstance(state, dict) or not ({"sym2idx", "idx2sym"} & set(state)):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{path} holds no Transformer-XL vocabulary (no 'sym2idx' or 'idx2sym'); found {found}"
+        )
+    return state
+
+
+def vocab_from_pickle_state(state: Mapping[str, Any], path: Path) -> dict[str, int]:
+    """symbol -> id from an unpickled vocab.pkl: ``sym2idx`` (what Hugging Face encodes with), else ``idx2sym``."""
+    sym2idx = state.get("sym2idx")
+    if sym2idx:
+        vocab = dict(sym2idx)
+    else:
+        vocab = {symbol: index for index, symbol in reversed(list(enumerate(state["idx2sym"])))}
+    for symbol, index in vocab.items():
+        if not isinstance(symbol, str) or not isinstance(index, int):
+            raise ValueError(f"{path}: sym2idx must map strings to ints, found {symbol!r}: {index!r}")
+    return vocab
+
+
+def read_vocab_txt(path: Path) -> dict[str, int]:
+    """vocab.txt as Hugging Face's ``vocab_file``: the first field of each non-empty line, ids in order of first
+    appearance."""
+    vocab: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.strip().split()
+        if fields and fields[0] not in vocab:
+            vocab[fields[0]] = len(vocab)
+    return vocab
+
+
+# Hugging Face's text pipeline --------------------------------------------------------------------------
+
+
+def tokenize_numbers(words: list[str]) -> list[str]:
+    """Split separators inside numbers: ``["5,000", "1.73"]`` -> ``["5", "@,@", "000", "1", "@.@", "73"]``."""
+    out = []
+    for word in words:
+        out.extend(_NUMBER_SEPARATOR.sub(r" @\g<0>@ ", word).split())
+    return out
+
+
+def detokenize_numbers(text: str) -> str:
+    """The inverse of :func:`tokenize_numbers` on a joined text: ``"5 @,@ 000"`` -> ``"5,000"``."""
+    for pattern, replacement in _JOINED_NUMBERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _sacremoses():
+    try:
+        import sacremoses
+    except ImportError:
+        raise ImportError(
+            "Transformer-XL's tokenizer runs Moses pre-tokenization as Hugging Face's does; it needs sacremoses: "
+            "pip install sacremoses (or pip install 'workbench[transfo-xl]'; or load it with moses=False to split on "
+            "whitespace only)"
+        ) from None
+    return sacremoses
+
+
+# The tokenizer ---------------------------------------------------------------------------------------
+
+
+class TransfoXLTokenizer(Tokenizer):
+    """Transformer-XL's word-level tokenizer (Moses words, then a WordLevel lookup).
+
+    Args (beyond :class:`~workbench.tokenizer.Tokenizer`'s):
+        vocab: symbol -> id (the released checkpoints' ``sym2idx``).
+        lower_case: lowercase the text before splitting it.
+        add_eos: put ``<eos>`` after every text (Hugging Face's ``add_eos``, off in its ``__call__``).
+        moses: Moses pre-tokenization as Hugging Face 4.35 (needs ``sacremoses``); False splits on whitespace.
+        language: the Moses language (``"en"``).
+        additional_special_tokens: kept whole in text; added with the next ids when missing from ``vocab``.
+    """
+
+    def __init__(
+        self,
+        backend: BackendTokenizer,
+        *,
+        vocab: Mapping[str, int],
+        lower_case: bool = False,
+        add_eos: bool = False,
+        moses: bool = True,
+        language: str = "en",
+        additional_special_tokens: Sequence[str] = (),
+        **options: Any,
+    ) -> None:
+        options.setdefault("model_input_names", ("input_ids", "attention_mask"))
+        super().__init__(backend, **options)
+        self.vocab = dict(vocab)
+        self.lower_case = lower_case
+        self.add_eos = add_eos
+        self.moses = moses
+        self.language = language
+        self.additional_special_tokens = list(additional_special_tokens)
+        specials = sorted(
+            {*self.special_tokens.values(), *self.additional_special_tokens}, key=len, reverse=True
+        )
+        self._special_split = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
+        self._moses_tools: tuple | None = None
+        if moses:
+            _sacremoses()  # fail now, with the message, rather than at the first call
+
+    # Construction ------------------------------------------------------------------------------------
+    @staticmethod
+    def handles(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a Transformer-XL tokenizer: tokenizer_config.json's ``tokenizer_class`` is
+        ``TransfoXLTokenizer``, or it names none and config.json's ``model_type`` is ``transfo-xl`` or there is
+        a ``vocab.pkl``."""
+        folder = Path(folder)
+        settings = _read_json(folder / "tokenizer_config.json")
+        if settings.get("tokenizer_class"):
+            return settings["tokenizer_class"] == TOKENIZER_CLASS
+        if (folder / "tokenizer.json").is_file():
+            return False
+        return (
+            _read_json(folder / "config.json").get("model_type") == MODEL_TYPE
+            or (folder / "vocab.pkl").is_file()
+        )
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> TransfoXLTokenizer:
+        """Load from a folder, alias or hub id: ``vocab.pkl``, else ``vocab.json``, else ``vocab.txt``, with the
+        settings of ``tokenizer_config.json`` / ``special_tokens_map.json``. ``kwargs``: constructor options
+        (``lower_case``, ``add_eos``, ``moses``, ``padding_side``...), which override the saved settings."""
+        from .hub import resolve_checkpoint
+
+        folder = resolve_checkpoint(name_or_path)
+        if (folder / "vocab.pkl").is_file():
+            vocab = vocab_from_pickle_state(load_vocab_pickle(folder / "vocab.pkl"), folder / "vocab.pkl")
+        elif (folder / "vocab.json").is_file():
+            vocab = _read_json(folder / "vocab.json")
+        elif (folder / "vocab.txt").is_file():
+            vocab = read_vocab_txt(folder / "vocab.txt")
+        else:
+            found = ", ".join(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else "nothing"
+            raise FileNotFoundError(
+                f"no Transformer-XL vocabulary in {folder}: looked for vocab.pkl, vocab.json and vocab.txt. Found: {found}"
+            )
+        settings = {
+            **_read_json(folder / "special_tokens_map.json"),
+            **_read_json(folder / "tokenizer_config.json"),
+        }
+        if settings.get("delimiter") == "":
+            raise ValueError(f"{folder}: delimiter '' (character-level Transformer-XL) is not supported")
+        special = dict(DEFAULT_SPECIAL_TOKENS)
+        for key in _SPECIAL_KEYS:
+            if key in settings:
+                value = settings[key]
+                value = value.get("content") if isinstance(value, dict) else value
+                if value is None:
+                    special.pop(key, None)
+                else:
+                    special[key] = value
+        additional = settings.get("additional_special_tokens", DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
+        additional = [token.get("content") if isinstance(token, dict) else token for token in additional]
+        model_max_length = settings.get("model_max_length")
+        options: dict[str, Any] = {
+            "special_tokens": special,
+            "additional_special_tokens": additional,
+            "lower_case": bool(settings.get("lower_case", False)),
+            "add_eos": bool(settings.get("add_eos", False)),
+            "moses": bool(settings.get("moses", True)),
+            "language": settings.get("language", "en"),
+            "model_max_length": model_max_length if model_max_length and model_max_length < 1e29 else None,
+            "padding_side": settings.get("padding_side", "right"),
+            "name_or_path": str(name_or_path),
+            "saved_settings": {
+                k: v for k, v in settings.items() if k not in ("added_tokens_decoder", "name_or_path")
+            },
+        }
+        options.update(kwargs)
+        return cls.from_vocab(vocab, **options)
+
+    @classmethod
+    def from_vocab(
+        cls,
+        vocab: Mapping[str, int],
+        special_tokens: Mapping[str, str] | None = None,
+        additional_special_tokens: Sequence[str] = DEFAULT_ADDITIONAL_SPECIAL_TOKENS,
+        lower_case: bool = False,
+        add_eos: bool = False,
+        **options: Any,
+    ) -> TransfoXLTokenizer:
+        """Build from a vocabulary (symbol -> id; ids 0..n-1)."""
+        special = dict(DEFAULT_SPECIAL_TOKENS) if special_tokens is None else dict(special_tokens)
+        ids = sorted(vocab.values())
+        if ids != list(range(len(ids))):
+            raise ValueError(f"the vocabulary's ids must be 0..{len(ids) - 1} without gaps or repeats")
+        unk = special.get("unk_token", "<unk>")
+        if unk not in vocab:
+            raise ValueError(f"the vocabulary has no unknown-word token {unk!r} for words it lacks")
+        backend = BackendTokenizer(models.WordLevel(dict(vocab), unk_token=unk))
+        if lower_case:
+            backend.normalizer = normalizers.Lowercase()
+        backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        # Special tokens first, so that those missing from the vocabulary get the next ids in this order.
+        backend.add_special_tokens(list(dict.fromkeys([*special.values(), *additional_special_tokens])))
+        eos = special.get("eos_token", "<eos>")
+        if add_eos:
+            backend.post_processor = processors.TemplateProcessing(
+                single=f"$A:0 {eos}:0",
+                pair=f"$A:0 {eos}:0 $B:1 {eos}:1",
+                special_tokens=[(eos, backend.token_to_id(eos))],
+            )
+        else:
+            backend.post_processor = processors.TemplateProcessing(
+                single="$A:0", pair="$A:0 $B:1", special_tokens=[]
+            )
+        return cls(
+            backend,
+            vocab=vocab,
+            special_tokens=special,
+            additional_special_tokens=additional_special_tokens,
+            lower_case=lower_case,
+            add_eos=add_eos,
+            **options,
+        )
+
+    # Pre-tokenization ----------------------------------------------------------------------------------
+    def _moses(self):
+        if self._moses_tools is None:
+            sacremoses = _sacremoses()
+            self._moses_tools = (
+                sacremoses.MosesPunctNormalizer(self.language),
+                sacremoses.MosesTokenizer(self.language),
+                sacremoses.MosesDetokenizer(self.language),
+            )
+        return self._moses_tools
+
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` as Hugging Face 4.35 splits it (special tokens kept whole)."""
+        specials = {*self.special_tokens.values(), *self.additional_special_tokens}
+        pieces = self._special_split.split(text) if self._special_split is not None else [text]
+        words: list[str] = []
+        for piece in pieces:
+            if piece in specials:
+                words.append(piece)
+                continue
+            piece = piece.strip()
+            if self.lower_case:
+                piece = piece.lower()
+            if not piece:
+                continue
+            if not self.moses:
+                words.extend(piece.split())
+                continue
+            normalizer, moses_tokenizer, _ = self._moses()
+            moses_words = moses_tokenizer.tokenize(
+                normalizer.normalize(piece),
+                aggressive_dash_splits=True,
+                return_str=False,
+                escape=False,
+                protected_patterns=sorted(specials),
+            )
+            words.extend(tokenize_numbers(moses_words))
+        return words
+
+    # Encoding ----------------------------------------------------------------------------------------
+    def __call__(
+        self, text, text_pair=None, *, is_split_into_words: bool = False, **options: Any
+    ) -> Encoding:
+        """Tokenize one text, a pair, or a batch, as :meth:`Tokenizer.__call__` (same options), after the
+        Moses step. With ``is_split_into_words=True`` each input word goes through it on its own and
+        ``word_ids()`` gives the input word of every token; otherwise ``word_ids()`` indexes the Moses words."""
+        batched, rows = _rows(text, "text", is_split_into_words)
+        words = [self._row_words(row, is_split_into_words) for row in rows]
+        pair_words = None
+        if text_pair is not None:
+            _, pair_rows = _rows(text_pair, "text_pair", is_split_into_words, batched)
+            pair_words = [self._row_words(row, is_split_into_words) for row in pair_rows]
+            if len(pair_words) != len(words):
+                raise ValueError(f"text has {len(words)} items but text_pair has {len(pair_words)}")
+            pair_words = pair_words if batched else pair_words[0]
+        return super().__call__(
+            words if batched else words[0], pair_words, is_split_into_words=True, **options
+        )
+
+    def _row_words(self, row, split: bool) -> list[str]:
+        if split:  # one backend word per input word; WhitespaceSplit splits it on the spaces put here
+            return [" ".join(self.words(word)) for word in row]
+        return self.words(row)
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[str]:
+        """The words of one text, as the vocabulary spells them (``<unk>`` not substituted)."""
+        return self.words(text) + (
+            [self.special_tokens.get("eos_token", "<eos>")] if add_special_tokens and self.add_eos else []
+        )
+
+    # Decoding ----------------------------------------------------------------------------------------
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Words joined back into text: Moses detokenization and the numbers' ``@,@``/``@.@`` undone (as
+        Hugging Face's ``convert_tokens_to_string``); without Moses, joined with spaces."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        special_ids = set(self.all_special_ids) if skip_special_tokens else set()
+        tokens = [self.backend.id_to_token(i) for i in ids if i not in special_ids]
+        if not self.moses:
+            return " ".join(tokens)
+        _, _, detokenizer = self._moses()
+        return detokenize_numbers(detokenizer.detokenize(tokens)).strip()
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        tokens = {*self.special_tokens.values(), *self.additional_special_tokens}
+        return sorted({self.token_to_id(token) for token in tokens})
+
+    # Saving ------------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write ``vocab.txt`` (symbols in id order) and ``tokenizer_config.json``; Hugging Face 4.35's
+        TransfoXLTokenizer and this class read them back with the same ids. No tokenizer.json: the Moses
+        step is not part of a ``tokenizers`` pipeline."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        symbols = sorted(self.vocab, key=self.vocab.__getitem__)
+        if any(not symbol or any(c.isspace() for c in symbol) for symbol in symbols):
+            raise ValueError("a symbol is empty or holds whitespace: it cannot be written to vocab.txt")
+        (folder / "vocab.txt").write_text("".join(f"{symbol}\n" for symbol in symbols), encoding="utf-8")
+        settings = dict(self.saved_settings)
+        settings.update(
+            {
+                "tokenizer_class": TOKENIZER_CLASS,
+                **self.special_tokens,
+                "additional_special_tokens": self.additional_special_tokens,
+                "lower_case": self.lower_case,
+                "add_eos": self.add_eos,
+                "moses": self.moses,
+                "language": self.language,
+                "padding_side": self.padding_side,
+                "model_input_names": list(self.model_input_names),
+            }
+        )
+        if self.model_max_length < 1e29:
+            settings["model_max_length"] = self.model_max_length
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TransfoXLTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+            f"lower_case={self.lower_case}, moses={self.moses}, add_eos={self.add_eos})"
+        )
+
+
+def _rows(text, name: str, split: bool, batched: bool | None = None) -> tuple[bool, list]:
+    if batched is None:
+        if split:
+            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+        else:
+            batched = not isinstance(text, str)
+    rows = list(text) if batched else [text]
+    for row in rows:
+        if split:
+            if not (isinstance(row, (list, tuple)) and all(isinstance(word, str) for word in row)):
+                raise TypeError(
+                    f"with is_split_into_words=True, {name} must be a list of words (str) or a list of such lists"
+                )
+        elif not isinstance(row, str):
+            raise TypeError(
+                f"{name} must be a str or a list of str, got an item of type {type(row).__name__} "
+                f"(for text split into words, pass is_split_into_words=True)"
+            )
+    return batched, rows
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    return values if isinstance(values, dict) else {}
