@@ -176,6 +176,25 @@ def _train(
     return best, best_epoch, history
 
 
+class _LayerRows:
+    """``features[layers]`` for a changing set of layers, copied only when the set changes (all layers: no copy).
+
+    L-BFGS drops layers as they converge, so it asks for the same subset many times in a row."""
+
+    def __init__(self, features: Tensor | None):
+        self.features = features
+        self._key: tuple[int, ...] | None = None
+        self._rows: Tensor | None = None
+
+    def __getitem__(self, layers: Tensor) -> Tensor:
+        if layers.numel() == self.features.shape[0]:
+            return self.features
+        key = tuple(layers.tolist())
+        if key != self._key:
+            self._key, self._rows = key, self.features[layers]
+        return self._rows
+
+
 def _two_loop(grad: Tensor, steps: Tensor, changes: Tensor, rho: Tensor, gamma: Tensor) -> Tensor:
     """L-BFGS two-loop recursion per layer: ``-H grad`` from the stored pairs.
 
@@ -198,8 +217,8 @@ def _two_loop(grad: Tensor, steps: Tensor, changes: Tensor, rho: Tensor, gamma: 
 
 def _train_lbfgs(
     theta: Tensor,
-    loss_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]],
-    dev_loss: Callable[[Tensor], Tensor] | None,
+    loss_and_grad: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    dev_loss: Callable[[Tensor, Tensor], Tensor] | None,
     *,
     max_epochs: int,
     tol: float,
@@ -209,17 +228,20 @@ def _train_lbfgs(
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Full-batch L-BFGS for ``L`` independent problems at once (one per layer), with early stopping on dev.
 
-    ``theta`` [L, P] holds each layer's flattened parameters; ``loss_and_grad(theta)`` returns the per-layer
-    objectives [L] and their gradients [L, P]; ``dev_loss(theta)`` the per-layer dev losses [L]. Every layer has
-    its own curvature history, its own backtracking (Armijo) step and its own stopping test, so a layer's result
-    does not depend on the others; all layers are evaluated together in one batched computation per iteration.
+    ``theta`` [L, P] holds each layer's flattened parameters; ``loss_and_grad(rows, layers)`` returns, for the
+    parameters ``rows`` [k, P] of the layers ``layers`` [k] (indices), their objectives [k] and gradients [k, P];
+    ``dev_loss(rows, layers)`` their dev losses [k]. Every layer has its own curvature history, its own
+    backtracking (Armijo) step and its own stopping test, so a layer's result does not depend on the others; the
+    layers still training are evaluated together in one batched computation per step, and a layer that has
+    stopped costs nothing more.
     A layer stops when its largest gradient entry falls below ``tol`` (scikit-learn's ``gtol``), when its
     objective stops changing, when its line search fails, or (with a dev set) after ``patience`` iterations
     without a better dev loss. Returns the kept parameters [L, P], ``best_epoch`` [L] (1-based) and the history.
     """
     n_layers, n_params = theta.shape
     theta = theta.clone()
-    loss, grad = loss_and_grad(theta)
+    every_layer = torch.arange(n_layers, device=theta.device)
+    loss, grad = loss_and_grad(theta, every_layer)
     steps = theta.new_zeros(history_size, n_layers, n_params)
     changes = torch.zeros_like(steps)
     rho = theta.new_zeros(history_size, n_layers)
@@ -242,15 +264,19 @@ def _train_lbfgs(
         direction[~active] = 0
         step = active.to(theta.dtype)
         pending = active.clone()
-        new_theta, new_loss, new_grad = theta, loss, grad
+        new_theta, new_loss, new_grad = theta.clone(), loss.clone(), grad.clone()
         for _ in range(max_backtracks):
-            candidate = theta + step[:, None] * direction
-            cand_loss, cand_grad = loss_and_grad(candidate)
-            accept = pending & (cand_loss <= loss + 1e-4 * step * slope)
-            new_theta = torch.where(accept[:, None], candidate, new_theta)
-            new_loss = torch.where(accept, cand_loss, new_loss)
-            new_grad = torch.where(accept[:, None], cand_grad, new_grad)
-            pending &= ~accept
+            layers = pending.nonzero().squeeze(1)
+            candidate = theta[layers] + step[layers, None] * direction[layers]
+            cand_loss, cand_grad = loss_and_grad(candidate, layers)
+            ok = cand_loss <= loss[layers] + 1e-4 * step[layers] * slope[layers]
+            accepted = layers[ok]
+            new_theta[accepted], new_loss[accepted], new_grad[accepted] = (
+                candidate[ok],
+                cand_loss[ok],
+                cand_grad[ok],
+            )
+            pending[accepted] = False
             if not bool(pending.any()):
                 break
             step = torch.where(pending, step * 0.5, step)
@@ -268,7 +294,9 @@ def _train_lbfgs(
         train_history.append(loss.detach().cpu())
         if dev_loss is None:
             continue
-        current = dev_loss(theta).detach().cpu()
+        layers = active.nonzero().squeeze(1)
+        current = dev_history[-1].clone() if dev_history else torch.full((n_layers,), math.inf)
+        current[layers.cpu()] = dev_loss(theta[layers], layers).detach().cpu()  # stopped layers keep theirs
         dev_history.append(current)
         improved = current < best_loss - 1e-7 * best_loss.abs().clamp(max=1e30)
         improved |= torch.isinf(best_loss) & torch.isfinite(current)
@@ -281,7 +309,7 @@ def _train_lbfgs(
     if not train_history:  # already optimal at the start (e.g. max_epochs reached nothing to do)
         train_history.append(loss.detach().cpu())
         if dev_loss is not None:
-            dev_history.append(dev_loss(theta).detach().cpu())
+            dev_history.append(dev_loss(theta, every_layer).detach().cpu())
             best, best_epoch = theta.clone(), torch.ones(n_layers, dtype=torch.long)
     history = {"train_loss": torch.stack(train_history)}
     if dev_loss is None:
@@ -432,24 +460,24 @@ class _ClassifierProbe:
         shapes = [p.shape[1:] for p in params]
         sizes = [math.prod(shape) for shape in shapes]
         n_layers = x.shape[0]
+        train_rows, dev_rows = _LayerRows(x), _LayerRows(x_dev)
 
         def unflatten(theta: Tensor) -> list[Tensor]:
             chunks = theta.split(sizes, dim=1)
-            return [chunk.reshape(n_layers, *shape) for chunk, shape in zip(chunks, shapes)]
+            return [chunk.reshape(theta.shape[0], *shape) for chunk, shape in zip(chunks, shapes)]
 
-        def loss_and_grad(theta: Tensor) -> tuple[Tensor, Tensor]:
+        def loss_and_grad(theta: Tensor, layers: Tensor) -> tuple[Tensor, Tensor]:
             with torch.enable_grad():
                 theta = theta.detach().requires_grad_()
                 current = unflatten(theta)
-                loss = self._ce(self._logits(current, x), y) + 0.5 * self.weight_decay * self._penalty(
-                    current
-                )
+                data_loss = self._ce(self._logits(current, train_rows[layers]), y)
+                loss = data_loss + 0.5 * self.weight_decay * self._penalty(current)
                 (grad,) = torch.autograd.grad(loss.sum(), theta)
             return loss.detach(), grad
 
-        def dev_loss(theta: Tensor) -> Tensor:
+        def dev_loss(theta: Tensor, layers: Tensor) -> Tensor:
             with torch.no_grad():
-                return self._ce(self._logits(unflatten(theta), x_dev), y_dev)
+                return self._ce(self._logits(unflatten(theta), dev_rows[layers]), y_dev)
 
         theta = torch.cat([p.reshape(n_layers, -1) for p in params], dim=1)
         best, best_epoch, history = _train_lbfgs(
