@@ -17,29 +17,11 @@ from workbench import viz
 from workbench.viz.compare import pool_to_words, token_words
 
 TEXT = "The keys to the cabinet are on the table."
-# Architectures landing beside these views, until tests/test_interventions.py has their tiny configs.
-LANDING_TINY_FIELDS = {
-    "xlnet": dict(vocab_size=60, d_model=16, n_layer=2, n_head=4, d_inner=32),
-    "transfo-xl": dict(
-        vocab_size=60,
-        d_model=16,
-        d_embed=16,
-        n_head=4,
-        d_head=4,
-        d_inner=32,
-        n_layer=2,
-        cutoffs=[],
-        div_val=1,
-        mem_len=8,
-    ),
-}
 
 
 def tiny_fields(model_type: str) -> dict:
-    fields = TINY_FIELDS.get(model_type, LANDING_TINY_FIELDS.get(model_type))
-    if fields is None:
-        pytest.skip(f"no tiny config for {model_type} yet (tests/test_interventions.py TINY_FIELDS)")
-    return dict(fields)
+    """The tiny config every architecture test shares (tests/test_interventions.py checks it covers all)."""
+    return dict(TINY_FIELDS[model_type])
 
 
 @pytest.fixture(scope="module")
