@@ -625,6 +625,11 @@ def test_spiece_model_reads_like_hugging_face(tmp_path):
         assert ours.decode(got["input_ids"], skip_special_tokens=True) == theirs.decode(
             expected["input_ids"], skip_special_tokens=True
         )
+    # The sentencepiece library is the second oracle: a user-defined piece that is no named special token
+    # (<eod>, <eop>) is matched inside the text as SentencePiece matches it, its "▁" kept before it.
+    for text in ["a <eod>b", "a  <eod>  b", "<eod>", "tab\t<eod>\nx", "in the middle <eod>", "x<eop> y"]:
+        pieces = ours.convert_ids_to_tokens(ours(text, add_special_tokens=False)["input_ids"])
+        assert pieces == processor.encode(text, out_type=str), text
 
 
 def test_wb_load_runs_on_text_and_generates(tmp_path, tiny_tokenizer_folder):

@@ -170,8 +170,14 @@ def _charsmap_of(backend_json: dict[str, Any]) -> bytes | None:
 
 
 def backend_from_spiece(path: str | Path) -> tuple[BackendTokenizer, bytes | None]:
-    """A Unigram backend with the pieces of ``spiece.model`` (control pieces as special added tokens,
-    user-defined ones as plain added tokens), and its normalization table."""
+    """A Unigram backend with the pieces of ``spiece.model`` (control pieces as special added tokens), and
+    its normalization table.
+
+    User-defined pieces stay ordinary pieces of the Unigram model, matched inside the pre-tokenized words
+    as SentencePiece itself matches them: ``"a <eod>b"`` is ``▁ a ▁ <eod> b`` for the ``sentencepiece``
+    library and for Hugging Face (5.x), where an added token would drop the ``▁`` before it and add one
+    after it. Those that are named special tokens (``<sep>``, ``<cls>``, ``<mask>``...) become special added
+    tokens in :meth:`XLNetTokenizer.from_pretrained`, as Hugging Face's conversion makes them."""
     model = read_sentencepiece_model(path)
     if model["model_type"] != 1:
         raise ValueError(
@@ -180,8 +186,8 @@ def backend_from_spiece(path: str | Path) -> tuple[BackendTokenizer, bytes | Non
     vocab = [(piece, score) for piece, score, _ in model["pieces"]]
     backend = BackendTokenizer(Unigram(vocab, unk_id=model["unk_id"], byte_fallback=False))
     for piece, _, kind in model["pieces"]:
-        if kind in (_CONTROL, _USER_DEFINED):
-            backend.add_tokens([AddedToken(piece, normalized=False, special=kind == _CONTROL)])
+        if kind == _CONTROL:
+            backend.add_tokens([AddedToken(piece, normalized=False, special=True)])
     return backend, model["precompiled_charsmap"]
 
 
