@@ -177,6 +177,19 @@ class HookedTransformer(HookedModule):
     def n_layers(self) -> int:
         return len(self.blocks)
 
+    @property
+    def stand_in_notice(self) -> str | None:
+        """Set on a random stand-in (``wb.zoo``), else None. Kept in the config (``config.json`` key
+        ``workbench_stand_in``), so a stand-in saved and loaded again is still labelled one."""
+        return self.config.extra.get("workbench_stand_in")
+
+    @stand_in_notice.setter
+    def stand_in_notice(self, notice: str | None) -> None:
+        if notice is None:
+            self.config.extra.pop("workbench_stand_in", None)
+        else:
+            self.config.extra["workbench_stand_in"] = str(notice)
+
     # Inputs ------------------------------------------------------------------------------------------
     def tokenize(self, text: str | list[str], **kwargs: Any) -> Encoding:
         """Tokenize with this model's tokenizer, padded, as tensors on the model's device."""
@@ -332,8 +345,7 @@ def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
     if info.mismatched_keys:
         logger.warning("Some weights of %s had other shapes in %s and are re-initialized: %s",
                        class_name, source, info.mismatched_keys)
-    if info.unexpected_keys:
-        logger.info("Unused weights of %s in %s: %s", class_name, source, info.unexpected_keys)
+    # Unused checkpoint tensors: a WARNING from workbench.loading.load_converted (count, first names).
 
 
 def _find_tokenizer(folder: Path) -> Tokenizer | None:

@@ -154,13 +154,45 @@ def load(
         )
         logger.warning(model.stand_in_notice)
         return model
-    model.stand_in_notice = None
+    if is_stand_in(model):  # a stand-in saved earlier and loaded from its folder: still one
+        logger.warning("%s is a random stand-in: %s", name_or_path, model.stand_in_notice)
     return model
 
 
+# The config.json key a stand-in's notice is kept under (HookedTransformer.stand_in_notice reads it).
+STAND_IN_KEY = "workbench_stand_in"
+STAND_IN_LABEL = "random stand-in"
+
+
 def is_stand_in(model: HookedTransformer) -> bool:
-    """Whether ``model`` is a random stand-in built by :func:`load` or :func:`tiny`."""
-    return getattr(model, "stand_in_notice", None) is not None
+    """Whether ``model`` is a random stand-in built by :func:`load` or :func:`tiny`, also after
+    ``save_pretrained`` and loading it again (the notice is kept in ``config.json``)."""
+    return stand_in_notice(model) is not None
+
+
+def stand_in_notice(model: Any) -> str | None:
+    """The stand-in notice of ``model`` (a workbench model, or anything with a ``config``), else None."""
+    notice = getattr(model, "stand_in_notice", None)
+    if notice is None:
+        extra = getattr(getattr(model, "config", None), "extra", None)
+        notice = extra.get(STAND_IN_KEY) if isinstance(extra, dict) else None
+    return notice
+
+
+def display_name(model: Any, name: str | None = None) -> str:
+    """The label of ``model`` in figures and tables: ``name`` (default: where the model was loaded from),
+    with ``" (random stand-in)"`` appended when the model is one (``"gpt2 (random stand-in)"``).
+
+    >>> display_name(tiny("gpt2", device="cpu"), "gpt2")  # doctest: +SKIP
+    'gpt2 (random stand-in)'
+    """
+    if name is None:
+        config = getattr(model, "config", None)
+        name = getattr(config, "name_or_path", "") or type(model).__name__
+    name = str(name)
+    if is_stand_in(model) and STAND_IN_LABEL not in name:
+        return f"{name} ({STAND_IN_LABEL})"
+    return name
 
 
 def architecture_of(name_or_path: str | Path) -> str | None:
