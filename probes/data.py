@@ -12,7 +12,7 @@
 and their parts (``do``, ``n't``) kept; empty nodes of the enhanced graph (``8.1``) are skipped.
 All per-word lists are aligned with ``words``; ``heads`` are 1-based as in UD, 0 being the root.
 
-Every line is checked (10 tab-separated columns, word ids 1..n in order, integer heads within the
+Every line is checked (UTF-8, 10 tab-separated columns, word ids 1..n in order, integer heads within the
 sentence, ``Name=Value`` features, one root and no cycle); a malformed line raises
 :class:`ConlluFormatError`, whose message names the file, the line number and what was wrong.
 Fields are parsed with the ``conllu`` package's field parsers.
@@ -45,6 +45,7 @@ TREEBANKS = ("sample", "ud_english_ewt")
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, dropped at the start of a file
 
 
 class ConlluFormatError(ValueError):
@@ -104,9 +105,18 @@ def read_conllu(path, max_sentences: int | None = None) -> list[Sentence]:
 def _iter_blocks(path: Path) -> Iterator[list[tuple[int, str]]]:
     """Yield each sentence as a list of (line number, line) pairs, blank lines dropped."""
     block: list[tuple[int, str]] = []
-    with open(path, encoding="utf-8-sig") as f:
+    with open(path, "rb") as f:
+        offset = 0  # of the line's first byte in the file
         for number, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
+            start = len(BOM) if number == 1 and raw.startswith(BOM) else 0
+            line = _decode_line(path, number, offset + start, raw[start:])
+            offset += len(raw)
+            line = line[:-1] if line.endswith("\n") else line
+            line = line[:-1] if line.endswith("\r") else line
+            if "\r" in line:
+                raise ConlluFormatError(
+                    path, number, "carriage return inside a line (lines end with \\n)", line
+                )
             if line.strip():
                 block.append((number, line))
             elif block:
@@ -114,6 +124,20 @@ def _iter_blocks(path: Path) -> Iterator[list[tuple[int, str]]]:
                 block = []
     if block:
         yield block
+
+
+def _decode_line(path: Path, number: int, offset: int, raw: bytes) -> str:
+    """One line of a CoNLL-U file (starting at byte ``offset``) as text; bytes that are not UTF-8 are a
+    :class:`ConlluFormatError` naming the line and the byte offset in the file."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConlluFormatError(
+            path,
+            number,
+            f"not valid UTF-8 at column {err.start + 1} (byte offset {offset + err.start} in the file, byte "
+            f"0x{raw[err.start]:02x}: {err.reason})",
+        ) from None
 
 
 def _iter_sentences(path: Path) -> Iterator[Sentence]:

@@ -18,7 +18,9 @@ reads the same tasks from the Hugging Face hub.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -113,26 +115,53 @@ class TaskSpec:
 
 
 # Readers: shared line readers with errors that name the place ---------------------------------------------------
-def _open_text(path: Path):
+def decode_utf8(data: bytes, path: Path | str) -> str:
+    """``data`` as text (UTF-8, a leading byte-order mark dropped, as MRPC has one); bytes that are not UTF-8
+    raise :class:`DataFormatError` naming the file, the line and the byte offset."""
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = start + err.start
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        raise DataFormatError(
+            f"{path}, line {line}, column {column} (byte offset {offset}): not valid UTF-8 "
+            f"(byte 0x{data[offset]:02x}: {err.reason}); the benchmark readers expect UTF-8 text"
+        ) from None
+
+
+def read_text(path: Path) -> str:
+    """The text of a benchmark file: ``FileNotFoundError`` when it is missing, UTF-8 checked (see
+    :func:`decode_utf8`)."""
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-    # utf-8-sig drops MRPC's byte-order mark; GLUE TSVs hold unbalanced quotes, so quoting is disabled.
-    return path.open(encoding="utf-8-sig", newline="")
+    return decode_utf8(path.read_bytes(), path)
+
+
+def _open_text(path: Path) -> io.StringIO:
+    # newline="": lines split as a file opened with newline="" splits them (csv needs that).
+    return io.StringIO(read_text(path), newline="")
 
 
 def read_tsv(path: Path, columns: Sequence[str], header: bool = True) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, {column: value}) of a GLUE TSV; the header must hold ``columns``."""
+    # GLUE TSVs hold unbalanced quotes, so quoting is disabled.
     with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         names: list[str] | None = None if header else list(columns)
-        for line, row in enumerate(reader, start=1):
+        for row in _csv_rows(reader, path):
+            line = reader.line_num
             if names is None:
                 missing = [c for c in columns if c not in row]
                 if missing:
                     raise DataFormatError(
-                        f"{path}, line 1: the header lacks column(s) {missing}; expected a tab-separated header "
-                        f"with {list(columns)}, got {row}"
+                        f"{path}, line {line}: the header lacks column(s) {missing}; expected a tab-separated "
+                        f"header with {list(columns)}, got {row}"
                     )
+                doubled = sorted({c for c in row if row.count(c) > 1})
+                if doubled:
+                    raise DataFormatError(f"{path}, line {line}: the header names column(s) {doubled} twice")
                 names = row
                 continue
             if not row or row == [""]:
@@ -144,6 +173,18 @@ def read_tsv(path: Path, columns: Sequence[str], header: bool = True) -> Iterato
             yield line, dict(zip(names, row))
 
 
+def _csv_rows(reader, path: Path) -> Iterator[list[str]]:
+    """The rows of a ``csv.reader``; its errors (a field over the size limit...) name the file and line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataFormatError(f"{path}, line {reader.line_num}: not valid CSV/TSV ({err})") from None
+        yield row
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) of a JSON Lines file."""
     with _open_text(path) as handle:
@@ -152,15 +193,28 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 record = json.loads(text)
-            except json.JSONDecodeError as err:
+            except (ValueError, RecursionError) as err:
                 raise DataFormatError(
-                    f"{path}, line {line}: not valid JSON ({err.msg}); expected one JSON object per line"
+                    f"{path}, line {line}: not valid JSON ({_json_problem(err, lines=False)}); "
+                    "expected one JSON object per line"
                 ) from None
             if not isinstance(record, dict):
                 raise DataFormatError(
                     f"{path}, line {line}: expected a JSON object, got {type(record).__name__}"
                 )
             yield line, record
+
+
+def _json_problem(err: Exception, lines: bool = True) -> str:
+    """What a failed ``json.loads`` found wrong (besides JSONDecodeError it raises ValueError for integers of
+    more than 4300 digits and RecursionError for deeply nested arrays)."""
+    if isinstance(err, json.JSONDecodeError):
+        return (
+            f"{err.msg} at line {err.lineno}, column {err.colno}"
+            if lines
+            else f"{err.msg}, column {err.colno}"
+        )
+    return "nested too deeply" if isinstance(err, RecursionError) else str(err)
 
 
 def _field(record: dict, key: str, kind: type | tuple, path: Path, where: str) -> Any:
@@ -328,7 +382,18 @@ def read_swag(path: Path) -> list[ChoiceExample]:
     """SWAG, either the official CSV (``val.csv``: sent1, sent2, ending0..3, label) or Hugging Face's JSON Lines."""
     if path.suffix == ".csv":
         with _open_text(path) as handle:
-            records = [(line, row) for line, row in enumerate(csv.DictReader(handle), start=2)]
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in _csv_rows(reader, path) if row]
+        if not rows:
+            raise DataFormatError(f"{path}: empty; expected a header line and one line per question")
+        header = rows[0][1]
+        records = []
+        for line, row in rows[1:]:
+            if len(row) != len(header):
+                raise DataFormatError(
+                    f"{path}, line {line}: expected {len(header)} comma-separated fields ({header}), got {len(row)}"
+                )
+            records.append((line, dict(zip(header, row))))
     else:
         records = list(read_jsonl(path))
     out = []
@@ -383,11 +448,12 @@ def read_race(path: Path) -> list[ChoiceExample]:
         if not files:
             raise FileNotFoundError(f"{path}: no RACE article files (*.txt or *.json) in this folder")
         for file in files:
+            text = read_text(file)
             try:
-                r = json.loads(file.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
+                r = json.loads(text)
+            except (ValueError, RecursionError) as err:
                 raise DataFormatError(
-                    f"{file}: not valid JSON ({err.msg}); expected a RACE article record"
+                    f"{file}: not valid JSON ({_json_problem(err)}); expected a RACE article record"
                 ) from None
             questions = _field(r, "questions", list, file, "record")
             options = _field(r, "options", list, file, "record")
@@ -443,12 +509,11 @@ def read_arc(path: Path) -> list[ChoiceExample]:
 def read_squad(path: Path) -> list[SpanExample]:
     """SQuAD 1.1 / 2.0: the official nested JSON (data > paragraphs > qas) or Hugging Face's flattened layout
     (data: [{id, question, context, answers: {text, answer_start}}])."""
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark file not found: {path}")
+    text = read_text(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        document = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise DataFormatError(f"{path}: not valid JSON ({_json_problem(err)})") from None
     data = _field(document, "data", list, path, "top level") if isinstance(document, dict) else None
     if data is None:
         raise DataFormatError(f"{path}: expected a JSON object with a 'data' list")
