@@ -9,6 +9,7 @@ read from ``model.safetensors`` (sharded too) or, failing that, ``pytorch_model.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_BIN_NAME = "pytorch_model.bin"
 TORCH_BIN_INDEX = "pytorch_model.bin.index.json"
+
+logger = logging.getLogger(__name__)
+
+# How many names a warning lists before "... and N more".
+_NAMES_SHOWN = 5
 
 
 class CheckpointError(ValueError):
@@ -161,12 +167,16 @@ class LoadingInfo:
 
     Attributes:
         missing_keys: workbench parameters the checkpoint did not provide (newly initialized).
-        unexpected_keys: checkpoint tensors (Hugging Face names) the model has no place for.
+        unexpected_keys: checkpoint tensors (Hugging Face names) the model has no place for: not loaded, and
+            reported with a WARNING (a head the model does not have, or layers beyond the config's).
+        unused_layer_keys: those of ``unexpected_keys`` that name a workbench parameter this model lacks
+            (usually layers beyond the config's layer count: config.json and the weights disagree).
         mismatched_keys: (workbench key, checkpoint shape, model shape) skipped with ignore_mismatched_sizes.
     """
 
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
+    unused_layer_keys: list[str] = field(default_factory=list)
     mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
 
 
@@ -247,6 +257,7 @@ def load_converted(
         hf_name = state.hf_names[key]
         if key not in own:
             info.unexpected_keys.append(hf_name)
+            info.unused_layer_keys.append(hf_name)
             continue
         if tuple(tensor.shape) != tuple(own[key].shape):
             if not ignore_mismatched_sizes:
@@ -261,7 +272,32 @@ def load_converted(
     result = model.load_state_dict(accepted, strict=False)
     skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {k for k, _, _ in info.mismatched_keys}
     info.missing_keys = [k for k in result.missing_keys if k not in skipped]
+    if info.unexpected_keys:
+        logger.warning(_unused_message(type(model).__name__, source, info))
     return info
+
+
+def name_list(names: list[str], shown: int = _NAMES_SHOWN) -> str:
+    """``'a', 'b', 'c' and 4 more`` — the first few names of a long list, for messages."""
+    text = ", ".join(repr(name) for name in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _unused_message(class_name: str, source: str, info: LoadingInfo) -> str:
+    unused = info.unexpected_keys
+    message = (
+        f"{len(unused)} tensor(s) of the checkpoint {source} were not used by {class_name}: "
+        f"{name_list(unused)} (all in model.loading_info.unexpected_keys)."
+    )
+    if info.unused_layer_keys:
+        message += (
+            f" {len(info.unused_layer_keys)} of them are weights of the architecture that this model does "
+            f"not have, e.g. {name_list(info.unused_layer_keys, 2)}: is config.json's layer count (or another "
+            f"size) smaller than the checkpoint's? Those weights are dropped."
+        )
+    else:
+        message += " Expected when the checkpoint has a head this model has not (e.g. an MLM head, bare model)."
+    return message
 
 
 def state_dict_for_saving(model: torch.nn.Module, key_map: KeyMap, prefix: str = "") -> dict[str, torch.Tensor]:
