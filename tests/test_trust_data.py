@@ -5,11 +5,13 @@ a hang or a wrong load (hypothesis)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from probes.data import ConlluFormatError, read_conllu
+from workbench.bench import data as D
 from workbench.bench.data import DataFormatError, load_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -136,3 +138,101 @@ def test_oversized_tsv_field_is_a_data_format_error(tmp_path):
     _write(tmp_path / "glue/SST-2/dev.tsv", "sentence\tlabel\n" + "x" * 200_000 + "\t1\n")
     with pytest.raises(DataFormatError, match=r"dev.tsv, line 2: not valid CSV/TSV"):
         load_task("sst2", tmp_path)
+
+
+# 2. Label and score ranges declared with each task ------------------------------------------------------------
+STSB_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+
+
+@pytest.mark.parametrize("score", ["nan", "NaN", "-0.5", "5.2", "inf", "-inf", "", "high"])
+def test_stsb_score_must_be_finite_and_in_0_5(tmp_path, score):
+    path = _write(
+        tmp_path / "glue/STS-B/dev.tsv",
+        STSB_HEADER + "0\tg\tf\t2012\t1\ts\ts\tA man.\tA person.\t4.0\n"
+        f"1\tg\tf\t2012\t2\ts\ts\tA cat.\tA dog.\t{score}\n",
+    )
+    with pytest.raises(DataFormatError) as caught:
+        load_task("stsb", tmp_path)
+    message = str(caught.value)
+    assert str(path) in message and "line 3" in message and "field 'score'" in message
+    assert repr(score) in message and "[0, 5]" in message
+
+
+def test_stsb_range_edges_load(tmp_path):
+    _write(
+        tmp_path / "glue/STS-B/dev.tsv",
+        STSB_HEADER + "0\tg\tf\t2012\t1\ts\ts\tA.\tB.\t0\n1\tg\tf\t2012\t2\ts\ts\tC.\tD.\t5.000\n",
+    )
+    assert [ex.label for ex in load_task("stsb", tmp_path)] == [0.0, 5.0]
+    assert D.get_task("stsb").score_range == (0.0, 5.0)
+
+
+def test_classification_label_errors_name_file_line_field_and_value(tmp_path):
+    path = _write(tmp_path / "glue/RTE/dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailed\n")
+    with pytest.raises(DataFormatError) as caught:
+        load_task("rte", tmp_path)
+    message = str(caught.value)
+    assert (
+        str(path) in message
+        and "line 2" in message
+        and "'entailed'" in message
+        and "field 'label'" in message
+    )
+    _write(tmp_path / "glue/MRPC/dev.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n2\t1\t2\ta\tb\n")
+    with pytest.raises(
+        DataFormatError, match=r"line 2: label '2' is not one of \['0', '1'\] \(field 'Quality'\)"
+    ):
+        load_task("mrpc", tmp_path)
+
+
+def _copa(label) -> str:
+    record = {"premise": "p", "choice1": "a", "choice2": "b", "question": "cause", "label": label}
+    return json.dumps(record) + "\n"
+
+
+@pytest.mark.parametrize("label", [True, 2, -1, 1.0, "1"])
+def test_copa_label_must_be_0_or_1(tmp_path, label):
+    _write(tmp_path / "superglue/COPA/val.jsonl", _copa(label))
+    with pytest.raises(DataFormatError, match=r"COPA/val.jsonl, line 1: .*label"):
+        load_task("copa", tmp_path)
+
+
+@pytest.mark.parametrize("label", ["4", "1.0", "-1", "", "one"])
+def test_swag_label_must_be_0_to_3(tmp_path, label):
+    _write(
+        tmp_path / "swag/val.csv",
+        f"sent1,sent2,ending0,ending1,ending2,ending3,label\nHe runs.,He,stops.,flies.,sings.,eats.,{label}\n",
+    )
+    with pytest.raises(DataFormatError, match=r"val.csv, line 2: field 'label' must be 0-3"):
+        load_task("swag", tmp_path)
+    jsonl = _write(tmp_path / "swag/val.jsonl", "")
+    (tmp_path / "swag/val.csv").unlink()
+    for bad in (1.7, True, 4):
+        row = {"sent1": "a", "sent2": "b", "label": bad, **{f"ending{i}": "e" for i in range(4)}}
+        jsonl.write_text(json.dumps(row) + "\n")
+        with pytest.raises(DataFormatError, match=r"val.jsonl, line 1: field 'label' must be 0-3"):
+            load_task("swag", tmp_path)
+
+
+def test_hub_rows_are_range_checked():
+    stsb = D.get_task("stsb")
+    for bad in (float("nan"), -1.0, 5.5):
+        with pytest.raises(DataFormatError, match="score"):
+            D.hub_example(stsb, {"sentence1": "a", "sentence2": "b", "label": bad, "idx": 7})
+    # GLUE test splits on the hub carry label -1: never read as a class
+    with pytest.raises(DataFormatError, match=r"row 3: field 'label' -1 is not a class index 0..1"):
+        D.hub_example(D.get_task("sst2"), {"sentence": "a", "label": -1, "idx": 3})
+    with pytest.raises(DataFormatError, match="swag questions have 4 choices"):
+        D.get_task("swag").check_example(D.ChoiceExample("c", ["a", "b"], 0), "row")
+    with pytest.raises(DataFormatError, match="not a choice index 0..1"):
+        D.get_task("copa").check_example(D.ChoiceExample("c", ["a", "b"], 2), "row")
+
+
+def test_every_task_declares_its_label_range():
+    for spec in D.TASKS.values():
+        if spec.family == "classification":
+            assert len(spec.labels) >= 2, spec.name
+        elif spec.family == "regression":
+            assert spec.score_range is not None, spec.name
+        elif spec.family == "multiple_choice":
+            assert spec.num_choices is not None, spec.name

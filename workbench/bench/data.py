@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,11 @@ class TaskSpec:
         metrics: official metric names, the first one the headline (``"mcc"`` for CoLA).
         labels: class names in label-index order (classification).
         hub: (dataset, config, split) on the Hugging Face hub, and a row -> example converter.
+        score_range: (lowest, highest) score of a regression task (STS-B: 0-5); scores must be finite.
+        num_choices: (fewest, most) choices of a multiple-choice question.
+
+    The label ranges are checked on every loaded example (:meth:`check_example`): a class index in
+    ``range(len(labels))``, a finite score in ``score_range``, a choice index below the number of choices.
     """
 
     name: str
@@ -108,10 +114,44 @@ class TaskSpec:
     hub: tuple[str, str | None, dict[str, str]] | None = None
     hub_row: Callable[[dict], Any] | None = None
     zero_shot: bool = False  # whether the examples (or a yes/no view of them) can be scored zero-shot
+    score_range: tuple[float, float] | None = None
+    num_choices: tuple[int, int] | None = None
 
     @property
     def num_labels(self) -> int:
         return 1 if self.family == "regression" else len(self.labels)
+
+    def check_example(self, example: Any, where: str) -> None:
+        """Raise :class:`DataFormatError` (prefixed by ``where``: file and line, or hub row) when ``example`` is
+        not an example of this task or its label is outside the task's declared range."""
+        kind = {"multiple_choice": ChoiceExample, "span": SpanExample}.get(self.family, TextExample)
+        if not isinstance(example, kind):
+            raise DataFormatError(f"{where}: expected a {kind.__name__}, got {type(example).__name__}")
+        label = getattr(example, "label", None)
+        if self.family == "regression":
+            if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+                raise DataFormatError(
+                    f"{where}: field 'label' (score) must be a finite number, got {label!r}"
+                )
+            low, high = self.score_range or (-math.inf, math.inf)
+            if not low <= label <= high:
+                raise DataFormatError(
+                    f"{where}: field 'label' (score) {label!r} is outside the {self.name} range [{low}, {high}]"
+                )
+        elif self.family == "classification":
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(self.labels):
+                raise DataFormatError(
+                    f"{where}: field 'label' {label!r} is not a class index 0..{len(self.labels) - 1} "
+                    f"of {list(self.labels)}"
+                )
+        elif self.family == "multiple_choice":
+            n = len(example.choices)
+            if self.num_choices and not self.num_choices[0] <= n <= self.num_choices[1]:
+                low, high = self.num_choices
+                expected = low if low == high else f"{low}-{high}"
+                raise DataFormatError(f"{where}: {self.name} questions have {expected} choices, got {n}")
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n:
+                raise DataFormatError(f"{where}: field 'label' {label!r} is not a choice index 0..{n - 1}")
 
 
 # Readers: shared line readers with errors that name the place ---------------------------------------------------
@@ -221,17 +261,34 @@ def _field(record: dict, key: str, kind: type | tuple, path: Path, where: str) -
     if key not in record:
         raise DataFormatError(f"{path}, {where}: missing field {key!r}; the record has {sorted(record)}")
     value = record[key]
-    if not isinstance(value, kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise DataFormatError(f"{path}, {where}: field {key!r} must be {names}, got {value!r:.60}")
     return value
 
 
-def _label_index(value: Any, labels: Sequence[str], path: Path, where: str) -> int:
+def _label_index(value: Any, labels: Sequence[str], path: Path, where: str, name: str = "label") -> int:
     text = str(value).lower() if isinstance(value, bool) else str(value)
     if text not in labels:
-        raise DataFormatError(f"{path}, {where}: label {value!r} is not one of {list(labels)}")
+        raise DataFormatError(
+            f"{path}, {where}: label {value!r} is not one of {list(labels)} (field {name!r})"
+        )
     return labels.index(text)
+
+
+def _score(value: str, score_range: tuple[float, float], path: Path, where: str, name: str) -> float:
+    """A regression score: a finite number within ``score_range``, else an error naming field and value."""
+    low, high = score_range
+    try:
+        score = float(value)
+    except ValueError:
+        score = math.nan
+    if not math.isfinite(score) or not low <= score <= high:
+        raise DataFormatError(
+            f"{path}, {where}: field {name!r}: score {value!r} is not a finite number in [{low:g}, {high:g}]"
+        )
+    return score
 
 
 # GLUE ---------------------------------------------------------------------------------------------------------
@@ -242,20 +299,17 @@ def _glue_reader(
     labels: Sequence[str] = ("0", "1"),
     header: bool = True,
     columns: Sequence[str] | None = None,
-    regression: bool = False,
+    score_range: tuple[float, float] | None = None,
 ):
     def read(path: Path) -> list[TextExample]:
         wanted = columns or [c for c in (text, pair, label) if c]
         examples = []
         for line, row in read_tsv(path, wanted, header=header):
             where = f"line {line}"
-            if regression:
-                try:
-                    value: int | float = float(row[label])
-                except ValueError:
-                    raise DataFormatError(f"{path}, {where}: score {row[label]!r} is not a number") from None
+            if score_range is not None:
+                value: int | float = _score(row[label], score_range, path, where, label)
             else:
-                value = _label_index(row[label], labels, path, where)
+                value = _label_index(row[label], labels, path, where, label)
             examples.append(TextExample(row[text], row[pair] if pair else None, value, id=str(line)))
         return examples
 
@@ -267,7 +321,8 @@ read_cola = _glue_reader(
 )
 read_sst2 = _glue_reader("sentence", None, "label")
 read_mrpc = _glue_reader("#1 String", "#2 String", "Quality")
-read_stsb = _glue_reader("sentence1", "sentence2", "score", regression=True)
+STSB_RANGE = (0.0, 5.0)  # STS-B similarity scores (Cer et al., 2017)
+read_stsb = _glue_reader("sentence1", "sentence2", "score", score_range=STSB_RANGE)
 read_qqp = _glue_reader("question1", "question2", "is_duplicate")
 read_mnli = _glue_reader("sentence1", "sentence2", "gold_label", ("entailment", "neutral", "contradiction"))
 read_qnli = _glue_reader("question", "sentence", "label", ("entailment", "not_entailment"))
@@ -401,12 +456,13 @@ def read_swag(path: Path) -> list[ChoiceExample]:
         where = f"line {line}"
         sent1, sent2 = _field(r, "sent1", str, path, where), _field(r, "sent2", str, path, where)
         endings = [_field(r, f"ending{i}", str, path, where) for i in range(4)]
-        try:
-            label = int(r.get("label"))
-        except (TypeError, ValueError):
-            raise DataFormatError(f"{path}, {where}: label must be 0-3, got {r.get('label')!r}") from None
-        if not 0 <= label < 4:
-            raise DataFormatError(f"{path}, {where}: label must be 0-3, got {label}")
+        value = r.get("label")
+        text = value if isinstance(value, str) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        if text is None or text.strip() not in ("0", "1", "2", "3"):
+            raise DataFormatError(f"{path}, {where}: field 'label' must be 0-3, got {value!r}")
+        label = int(text)
         # The head reads (sent1, sent2 + ending); a language model continues "sent1 sent2" with " ending".
         choices = [f"{sent2} {ending}" for ending in endings]
         out.append(
@@ -634,6 +690,7 @@ def _glue(
     hub_fields=("sentence", None, "label"),
     hub_name=None,
     hub_split="validation",
+    score_range=None,
 ):
     return TaskSpec(
         name,
@@ -644,6 +701,7 @@ def _glue(
         labels,
         hub=("nyu-mll/glue", hub_name or name, {"dev": hub_split, "train": "train"}),
         hub_row=_hub_text(*hub_fields),
+        score_range=score_range,
     )
 
 
@@ -661,6 +719,7 @@ TASKS: dict[str, TaskSpec] = {
             (),
             "regression",
             hub_fields=("sentence1", "sentence2", "label"),
+            score_range=STSB_RANGE,
         ),
         _glue("qqp", "QQP", read_qqp, ("f1", "accuracy"), hub_fields=("question1", "question2", "label")),
         _glue(
@@ -751,6 +810,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("aps/super_glue", "copa", {"dev": "validation", "train": "train"}),
             hub_row=_hub_copa,
             zero_shot=True,
+            num_choices=(2, 2),
         ),
         TaskSpec(
             "swag",
@@ -764,6 +824,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("allenai/swag", "regular", {"dev": "validation", "train": "train"}),
             hub_row=_hub_swag,
             zero_shot=True,
+            num_choices=(4, 4),
         ),
         TaskSpec(
             "race_middle",
@@ -777,6 +838,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("ehovy/race", "middle", {"dev": "validation", "test": "test"}),
             hub_row=_hub_race,
             zero_shot=True,
+            num_choices=(4, 4),
         ),
         TaskSpec(
             "race_high",
@@ -790,6 +852,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("ehovy/race", "high", {"dev": "validation", "test": "test"}),
             hub_row=_hub_race,
             zero_shot=True,
+            num_choices=(4, 4),
         ),
         TaskSpec(
             "arc_easy",
@@ -804,6 +867,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("allenai/ai2_arc", "ARC-Easy", {"dev": "validation", "test": "test"}),
             hub_row=_hub_arc,
             zero_shot=True,
+            num_choices=(2, 5),
         ),
         TaskSpec(
             "arc_challenge",
@@ -818,6 +882,7 @@ TASKS: dict[str, TaskSpec] = {
             hub=("allenai/ai2_arc", "ARC-Challenge", {"dev": "validation", "test": "test"}),
             hub_row=_hub_arc,
             zero_shot=True,
+            num_choices=(2, 5),
         ),
         TaskSpec(
             "squad",
@@ -886,7 +951,10 @@ def load_task(
         examples = _load_from_hub(spec, split)
     elif source == "local":
         root = SAMPLE_DATA if str(data) == "sample" else Path(data)
-        examples = spec.reader(task_file(spec, root, split))
+        path = task_file(spec, root, split)
+        examples = spec.reader(path)
+        for example in examples:
+            spec.check_example(example, f"{path}, example {getattr(example, 'id', '')!r}")
     else:
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
     if not examples:
@@ -912,5 +980,9 @@ def hub_example(spec: TaskSpec, row: dict):
     """One Hugging Face ``datasets`` row of ``spec``'s hub dataset -> the task's example."""
     example = spec.hub_row(row)
     if isinstance(example, TextExample) and spec.family == "regression":
-        example.label = float(example.label)
+        label = example.label
+        if isinstance(label, (int, float)) and not isinstance(label, bool):
+            example.label = float(label)
+    where = f"hub dataset {spec.hub[0] if spec.hub else '?'}, row {row.get('idx', row.get('id', '?'))!r}"
+    spec.check_example(example, where)
     return example
