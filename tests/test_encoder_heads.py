@@ -113,7 +113,11 @@ def test_fill_mask_ranks_tokens_like_the_logits(tiny_mlm_with_minilm_vocab):
     mlm = wb.AutoModelForMaskedLM.from_pretrained(folder)
     text = "The capital of France is [MASK]."
     table = mlm.fill_mask(text, top_k=4)
-    assert list(table.columns) == ["text_index", "mask_position", "rank", "token", "token_id", "probability", "filled"]
+    assert list(table.columns) == [
+        "text_index", "mask_position", "rank", "token", "token_id", "probability", "filled",
+        "head_initialized", "stand_in",
+    ]
+    assert not table["head_initialized"].any() and not table["stand_in"].any()  # a trained head, a checkpoint
     assert list(table["rank"]) == [1, 2, 3, 4]
     assert table["probability"].is_monotonic_decreasing
     encoding = mlm.tokenize(text)

@@ -55,3 +55,46 @@ def test_clearing_the_notice_removes_it_from_the_saved_config(tmp_path):
     model = zoo.tiny("gpt2", task="base", device="cpu", size=SMALL)
     model.stand_in_notice = None
     assert not zoo.is_stand_in(wb.load(model.save_pretrained(tmp_path / "m"), device="cpu"))
+
+
+# 3. A freshly initialized LM head is a WARNING and a column --------------------------------------------
+
+
+def test_zero_shot_with_an_initialized_mlm_head_warns_and_says_so_in_the_results(caplog):
+    from workbench.bench import zeroshot as Z
+    from workbench.bench.data import ChoiceExample
+
+    examples = [ChoiceExample("The cat sat on the", [" mat.", " moon."], 0)]
+    with pytest.warns(UserWarning, match="no trained LM head"):
+        model = Z.load_scoring_model("minilm")  # MiniLM ships no MLM head
+    with pytest.warns(UserWarning, match="no trained LM head"), caplog.at_level(logging.WARNING):
+        scores = Z.score_choices(model, examples, progress=False)
+    assert any(r.levelno == logging.WARNING and "LM head" in r.getMessage() for r in caplog.records)
+    assert scores.head_initialized and scores.initialized_keys and not scores.stand_in
+    frame = scores.to_frame()
+    assert set(frame["metric"]) == {"accuracy", "accuracy_norm"}
+    assert frame["head_initialized"].all() and not frame["stand_in"].any()
+
+
+def test_zero_shot_with_a_trained_head_is_not_flagged_and_a_stand_in_is(recwarn):
+    from workbench.bench import zeroshot as Z
+    from workbench.bench.data import ChoiceExample
+
+    examples = [ChoiceExample("The cat sat on the", [" mat.", " moon."], 0)]
+    stand_in = zoo.tiny("gpt2", device="cpu", size=SMALL)
+    scores = Z.score_choices(stand_in, examples, progress=False)
+    assert not scores.head_initialized and scores.stand_in
+    assert scores.flags() == {"head_initialized": False, "stand_in": True}
+    assert not [w for w in recwarn if "LM head" in str(w.message)]
+
+
+def test_fill_mask_with_an_initialized_head_warns_and_flags_every_row(caplog):
+    mlm = wb.load("minilm", task="masked_lm", device="cpu")
+    with pytest.warns(UserWarning, match="freshly initialized"), caplog.at_level(logging.WARNING):
+        table = wb.fill_mask(mlm, "The keys to the [MASK] are on the table.", top_k=3)
+    assert any("fill_mask" in r.getMessage() for r in caplog.records)
+    assert table["head_initialized"].all() and table.attrs["head_initialized"]
+    assert table.attrs["initialized_keys"] and not table["stand_in"].any()
+    stand_in = zoo.tiny("bert", device="cpu", size=SMALL)
+    table = wb.fill_mask(stand_in, "The keys to the [MASK] are on the table.", top_k=2)
+    assert table["stand_in"].all() and not table["head_initialized"].any()

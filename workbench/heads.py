@@ -6,10 +6,14 @@ call these functions so that the losses and shapes are the same everywhere and m
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+logger = logging.getLogger(__name__)
 
 def token_classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over every token: logits [batch, pos, num_labels], labels [batch, pos] (-100 ignored)."""
@@ -59,8 +63,11 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
         text: one text or a batch, with the tokenizer's mask token (``[MASK]`` for BERT, ``<mask>`` for RoBERTa).
 
     Returns:
-        One row per (text, mask, rank): text_index, mask_position, rank, token, token_id, probability, and
-        ``filled``: the text with that mask replaced by the token.
+        One row per (text, mask, rank): text_index, mask_position, rank, token, token_id, probability,
+        ``filled``: the text with that mask replaced by the token, and two columns that say how far to trust
+        the row: ``head_initialized`` (the masked-LM head was not in the checkpoint but freshly initialized,
+        e.g. MiniLM, a sentence-embedding model: the predictions are meaningless, and a WARNING says so) and
+        ``stand_in`` (a random stand-in model). Both are also in ``frame.attrs``.
     """
     tokenizer = model.tokenizer
     if tokenizer is None or not hasattr(model, "decode_residual"):
@@ -72,6 +79,16 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
     for item in texts:
         if mask_token not in item:
             raise ValueError(f"{item!r} has no {mask_token} to fill")
+    head = _initialized_head_keys(model)
+    stand_in = getattr(model, "stand_in_notice", None) is not None
+    if head:
+        message = (
+            f"fill_mask: the masked-LM head of {model.config.name_or_path or type(model).__name__} is not in its "
+            f"checkpoint and was freshly initialized ({head[:3]}{' ...' if len(head) > 3 else ''}): "
+            f"its predictions are meaningless"
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     encoding = model.tokenize(texts)
     with torch.no_grad():
         probabilities = model(**encoding).logits.float().softmax(-1)  # [batch, pos, vocab]
@@ -91,8 +108,23 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
                     "token_id": token_id,
                     "probability": p,
                     "filled": _replace_nth(item, mask_token, nth, token),
+                    "head_initialized": bool(head),
+                    "stand_in": stand_in,
                 })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(head_initialized=bool(head), initialized_keys=head, stand_in=stand_in)
+    return frame
+
+
+def _initialized_head_keys(model) -> list[str]:
+    """The head parameters the model's checkpoint did not provide (``model.loading_info.missing_keys``
+    outside the body), [] when the head was loaded or the model was not loaded from a checkpoint."""
+    info = getattr(model, "loading_info", None)
+    missing = list(getattr(info, "missing_keys", []) or [])
+    if not missing:
+        return []
+    body = model.body_parameter_names()
+    return [key for key in missing if key not in body]
 
 
 def _replace_nth(text: str, old: str, n: int, new: str) -> str:

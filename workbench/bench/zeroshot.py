@@ -11,7 +11,9 @@ Three scorers, chosen by the kind of model (:func:`scorer_kind`):
   restricted to the continuation: each continuation token is masked in its own copy of the input (one mask
   per copy) and its log-probability read at that position; the sum over the continuation's tokens is the
   score. A masked LM needs its pretraining head: a checkpoint without one (a sentence-embedding model such
-  as all-MiniLM-L6-v2) gets a freshly initialized head and scores are then meaningless (a warning says so).
+  as all-MiniLM-L6-v2) gets a freshly initialized head and scores are then meaningless: a WARNING says so
+  (logged and ``warnings.warn``), and :class:`ChoiceScores` carries ``head_initialized=True`` (a column of
+  :meth:`ChoiceScores.to_frame`), as it carries ``stand_in`` for a random stand-in model.
 - ``permutation`` (XLNet): the permutation LM scores each continuation token with the prompt and the earlier
   continuation tokens visible (``perm_mask``/``target_mapping``); :func:`permutation_lm_logprobs` is the
   dispatch point, and raises a clear error while no XLNet LM head is registered.
@@ -22,10 +24,12 @@ Inputs are length-sorted and batched; the model runs on its own device.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .data import ChoiceExample
@@ -35,11 +39,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ChoiceScores:
-    """Summed log-probabilities [n_examples][n_choices] and the continuations' character lengths."""
+    """Summed log-probabilities [n_examples][n_choices] and the continuations' character lengths.
+
+    Attributes:
+        head_initialized: the scoring model's LM head was not in its checkpoint (freshly initialized: the
+            scores are meaningless); ``initialized_keys`` names its parameters.
+        stand_in: the model is a random stand-in (``wb.zoo``): every weight is random.
+    """
 
     logprobs: list[list[float]]
     lengths: list[list[int]]
     labels: list[int]
+    head_initialized: bool = False
+    stand_in: bool = False
+    initialized_keys: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
         correct = [int(np.argmax(s)) == y for s, y in zip(self.logprobs, self.labels)]
@@ -48,6 +61,40 @@ class ChoiceScores:
             for s, n, y in zip(self.logprobs, self.lengths, self.labels)
         ]
         return {"accuracy": float(np.mean(correct)), "accuracy_norm": float(np.mean(normed))}
+
+    def flags(self) -> dict[str, bool]:
+        """The columns that say how far to trust the metrics: ``head_initialized`` and ``stand_in``."""
+        return {"head_initialized": self.head_initialized, "stand_in": self.stand_in}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric: metric, value, n, head_initialized, stand_in."""
+        return pd.DataFrame(
+            [
+                {"metric": k, "value": v, "n": len(self.labels), **self.flags()}
+                for k, v in self.metrics().items()
+            ]
+        )
+
+
+def initialized_head_keys(model) -> list[str]:
+    """The parameters of ``model``'s head that its checkpoint did not provide (freshly initialized), from
+    ``model.loading_info``; [] when the head was loaded (or the model was not loaded from a checkpoint)."""
+    info = getattr(model, "loading_info", None)
+    missing = list(getattr(info, "missing_keys", []) or [])
+    if not missing:
+        return []
+    body = model.body_parameter_names()
+    return [key for key in missing if key not in body]
+
+
+def warn_initialized_head(name, keys: Sequence[str]) -> None:
+    """A visible WARNING (logged and ``warnings.warn``) that ``name``'s LM head is freshly initialized."""
+    message = (
+        f"{name} has no trained LM head (newly initialized: {list(keys)[:5]}"
+        f"{' ...' if len(keys) > 5 else ''}); its zero-shot scores are meaningless"
+    )
+    logger.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def scorer_kind(model) -> str:
@@ -92,13 +139,9 @@ def load_scoring_model(name_or_path, device=None):
             f"it has neither a causal nor a masked LM head here"
         )
     model = registry[model_type].from_pretrained(name_or_path, config=config, device=device)
-    head = [key for key in model.loading_info.missing_keys if key not in model.body_parameter_names()]
+    head = initialized_head_keys(model)
     if head:
-        logger.warning(
-            "%s has no trained LM head (newly initialized: %s); its zero-shot scores are meaningless",
-            name_or_path,
-            head,
-        )
+        warn_initialized_head(name_or_path, head)
     return model
 
 
@@ -108,9 +151,16 @@ def score_choices(
     batch_size: int = 16,
     progress: bool = True,
 ) -> ChoiceScores:
-    """Score every (prompt, continuation) of ``examples`` with the scorer of the model's kind."""
+    """Score every (prompt, continuation) of ``examples`` with the scorer of the model's kind.
+
+    A model whose LM head is freshly initialized is scored anyway, with a WARNING, and the result says so
+    (``head_initialized``); so does ``stand_in`` for a random stand-in.
+    """
     requests = [(ex.prompt, cont) for ex in examples for cont in ex.continuations]
     kind = scorer_kind(model)
+    head = initialized_head_keys(model)
+    if head:
+        warn_initialized_head(model.config.name_or_path or type(model).__name__, head)
     scorer = {
         "causal": causal_lm_logprobs,
         "masked": masked_lm_logprobs,
@@ -123,7 +173,14 @@ def score_choices(
         logprobs.append(flat[i : i + k])
         lengths.append([len(c) for c in ex.continuations])
         i += k
-    return ChoiceScores(logprobs, lengths, [ex.label for ex in examples])
+    return ChoiceScores(
+        logprobs,
+        lengths,
+        [ex.label for ex in examples],
+        head_initialized=bool(head),
+        stand_in=getattr(model, "stand_in_notice", None) is not None,
+        initialized_keys=head,
+    )
 
 
 def _move_trailing_space(context: str, continuation: str) -> tuple[str, str]:
