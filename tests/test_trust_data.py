@@ -236,3 +236,107 @@ def test_every_task_declares_its_label_range():
             assert spec.score_range is not None, spec.name
         elif spec.family == "multiple_choice":
             assert spec.num_choices is not None, spec.name
+
+
+# 3. SQuAD answer spans are checked against the context ---------------------------------------------------------
+def test_squad_answer_not_at_its_start_is_an_error_naming_the_id(tmp_path):
+    path = _write(
+        tmp_path / "squad/dev-v1.1.json", json.dumps(_squad_document(answers=(("ran", 5),), qid="q-77"))
+    )
+    with pytest.raises(DataFormatError) as caught:
+        load_task("squad", tmp_path)
+    message = str(caught.value)
+    assert (
+        str(path) in message and "'q-77'" in message and "data[0].paragraphs[0].qas[0].answers[0]" in message
+    )
+    assert (
+        "not at answer_start 5" in message and "occurs at [4]" in message and "repair_spans=True" in message
+    )
+
+
+@pytest.mark.parametrize(
+    ("answers", "repaired"),
+    [
+        ((("Tom", -1),), [0]),
+        ((("Tom", 99),), [0]),
+        ((("Tom", 0), ("home", 3)), [0, 8]),
+        ((("Jerry", 0),), None),  # nowhere in the context: an error even with repair_spans
+        ((("", 0),), None),
+    ],
+)
+def test_squad_bad_spans_are_errors_or_repaired_on_request(tmp_path, answers, repaired):
+    _write(tmp_path / "squad/dev-v1.1.json", json.dumps(_squad_document(answers=answers)))
+    with pytest.raises(DataFormatError, match="id 'q1'"):
+        load_task("squad", tmp_path)
+    if repaired is None:
+        with pytest.raises(DataFormatError, match="id 'q1'"):
+            load_task("squad", tmp_path, repair_spans=True)
+        return
+    loaded = load_task("squad", tmp_path, repair_spans=True)
+    assert (
+        loaded[0].answer_starts == repaired and loaded.spans_repaired == 1 and "repaired" in loaded.data_note
+    )
+
+
+def test_squad_repair_moves_to_the_nearest_occurrence_with_a_warning(tmp_path, caplog):
+    context = "the cat saw the dog and the bird."
+    document = _squad_document(context=context, answers=(("the", 22), ("dog", 16)))
+    _write(tmp_path / "squad/dev-v1.1.json", json.dumps(document))
+    with caplog.at_level("WARNING"):
+        loaded = load_task("squad", tmp_path, repair_spans=True)
+    assert loaded[0].answer_starts == [24, 16]  # "the" at 24 is nearest 22 (12 and 0 are farther)
+    assert loaded.spans_repaired == 1 and loaded.data_note.startswith("1 SQuAD answer span(s) repaired")
+    assert any(r.levelname == "WARNING" and "1 SQuAD answer span" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="repair_spans applies to the SQuAD tasks only"):
+        load_task("sst2", "sample", repair_spans=True)
+
+
+def test_squad_flattened_layout_spans_and_types_are_checked(tmp_path):
+    record = {
+        "id": "q1",
+        "question": "Who?",
+        "context": "Tom ran.",
+        "answers": {"text": "Tom", "answer_start": 0},
+    }
+    _write(tmp_path / "squad/dev-v1.1.json", json.dumps({"data": [record]}))
+    with pytest.raises(DataFormatError, match="field 'text' must be list"):
+        load_task("squad", tmp_path)
+    record["answers"] = {"text": ["ran"], "answer_start": [0]}
+    _write(tmp_path / "squad/dev-v1.1.json", json.dumps({"data": [record]}))
+    with pytest.raises(DataFormatError, match=r"data\[0\].answers\[0\] \(id 'q1'\): answer 'ran' is not at"):
+        load_task("squad", tmp_path)
+
+
+def test_squad_question_ids_must_be_unique(tmp_path):
+    document = _squad_document()
+    qas = document["data"][0]["paragraphs"][0]["qas"]
+    qas.append(dict(qas[0]))
+    _write(tmp_path / "squad/dev-v1.1.json", json.dumps(document))
+    with pytest.raises(DataFormatError, match=r"qas\[1\]: question id 'q1' repeats the id of .*qas\[0\]"):
+        load_task("squad", tmp_path)
+
+
+def test_squad_hub_rows_are_span_checked():
+    row = {
+        "id": "h1",
+        "question": "?",
+        "context": "Tom ran.",
+        "answers": {"text": ["ran"], "answer_start": [1]},
+    }
+    with pytest.raises(DataFormatError, match=r"answer 0 \(id 'h1'\): answer 'ran' is not at answer_start 1"):
+        D.hub_example(D.get_task("squad"), row)
+
+
+def test_records_that_are_not_objects_are_format_errors(tmp_path):
+    _write(
+        tmp_path / "squad/dev-v1.1.json", json.dumps({"data": [{"title": "t", "paragraphs": ["context"]}]})
+    )
+    with pytest.raises(DataFormatError, match=r"data\[0\].paragraphs\[0\]: expected a JSON object"):
+        load_task("squad", tmp_path)
+
+
+@pytest.mark.skipif(not (SHARED / "squad/dev-v1.1.json").is_file(), reason="../shared/data is not here")
+def test_real_squad_dev_spans_all_match():
+    loaded = load_task("squad", SHARED)
+    assert len(loaded) == 10570 and loaded.spans_repaired == 0 and loaded.data_note == ""
+    assert sum(len(ex.answers) for ex in loaded) == 34726

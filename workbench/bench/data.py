@@ -86,6 +86,32 @@ class SpanExample:
         return not self.answers
 
 
+class TaskData(list):
+    """The examples of one task (a plain list of examples) and where they came from.
+
+    Attributes:
+        task: the task name; split: the split read; source: ``"local"`` or ``"hub"``.
+        path: the file read (None from the hub).
+        is_fixture: True when the examples are not the task's official split but a handful of rows: a test
+            fixture under the data root (``hf_transformers_tests_samples/``) or the committed samples
+            (``data="sample"``, ``workbench/bench/sample_data``).
+        spans_repaired: SQuAD answers moved to where their text is (``repair_spans=True``).
+        data_note: ``""`` for an official file read as it is; else one line that says what is special (a fixture
+            or sample, repaired spans). Every result computed on these examples should carry it (the
+            benchmark results' ``data_note`` column).
+        n_file: examples in the file, before ``max_examples``.
+    """
+
+    def __init__(self, examples=(), **attributes):
+        super().__init__(examples)
+        self.task, self.split, self.source, self.path = "", "", "local", None
+        self.is_fixture, self.spans_repaired, self.data_note, self.n_file = False, 0, "", len(self)
+        for name, value in attributes.items():
+            if not hasattr(self, name):
+                raise TypeError(f"TaskData has no attribute {name!r}")
+            setattr(self, name, value)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a benchmark task is: its family, its files, how to read them, and its official metrics.
@@ -152,6 +178,14 @@ class TaskSpec:
                 raise DataFormatError(f"{where}: {self.name} questions have {expected} choices, got {n}")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < n:
                 raise DataFormatError(f"{where}: field 'label' {label!r} is not a choice index 0..{n - 1}")
+        else:  # span: every answer where its answer_start says
+            answers, starts = example.answers, example.answer_starts
+            if not isinstance(answers, list) or not isinstance(starts, list) or len(answers) != len(starts):
+                raise DataFormatError(f"{where}: answers and answer_starts must be lists of the same length")
+            for i, (answer, start) in enumerate(zip(answers, starts)):
+                if not isinstance(answer, str) or isinstance(start, bool) or not isinstance(start, int):
+                    raise DataFormatError(f"{where}: answer {i} must be a text and an integer answer_start")
+                _check_span(example.context, answer, start, False, where, f"answer {i} (id {example.id!r})")
 
 
 # Readers: shared line readers with errors that name the place ---------------------------------------------------
@@ -258,6 +292,8 @@ def _json_problem(err: Exception, lines: bool = True) -> str:
 
 
 def _field(record: dict, key: str, kind: type | tuple, path: Path, where: str) -> Any:
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{path}, {where}: expected a JSON object with {key!r}, got {record!r:.60}")
     if key not in record:
         raise DataFormatError(f"{path}, {where}: missing field {key!r}; the record has {sorted(record)}")
     value = record[key]
@@ -562,18 +598,40 @@ def read_arc(path: Path) -> list[ChoiceExample]:
 
 
 # SQuAD --------------------------------------------------------------------------------------------------------
-def read_squad(path: Path) -> list[SpanExample]:
+def read_squad(path: Path, repair_spans: bool = False) -> TaskData:
     """SQuAD 1.1 / 2.0: the official nested JSON (data > paragraphs > qas) or Hugging Face's flattened layout
-    (data: [{id, question, context, answers: {text, answer_start}}])."""
+    (data: [{id, question, context, answers: {text, answer_start}}]).
+
+    Every answer must be found at its ``answer_start`` in the context (``context[start:start + len(text)] ==
+    text``) and question ids must be unique; else :class:`DataFormatError` names the file, the JSON path and the
+    question id. With ``repair_spans=True`` an answer that is elsewhere in the context is moved to the occurrence
+    nearest its ``answer_start`` instead, with a WARNING; the count is the result's ``spans_repaired`` (an
+    answer found nowhere in the context is still an error).
+    """
     text = read_text(path)
     try:
         document = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise DataFormatError(f"{path}: not valid JSON ({_json_problem(err)})") from None
-    data = _field(document, "data", list, path, "top level") if isinstance(document, dict) else None
-    if data is None:
-        raise DataFormatError(f"{path}: expected a JSON object with a 'data' list")
-    out = []
+    if not isinstance(document, dict):
+        raise DataFormatError(
+            f"{path}: expected a JSON object with a 'data' list, got {type(document).__name__}"
+        )
+    data = _field(document, "data", list, path, "top level")
+    out = TaskData()
+    seen: dict[str, str] = {}
+
+    def add(qid: str, question: str, context: str, texts: list, starts: list, at: str) -> None:
+        if qid in seen:
+            raise DataFormatError(f"{path}, {at}: question id {qid!r} repeats the id of {seen[qid]}")
+        seen[qid] = at
+        for i, (answer, start) in enumerate(zip(texts, starts)):
+            starts[i] = _check_span(
+                context, answer, start, repair_spans, path, f"{at}.answers[{i}] (id {qid!r})"
+            )
+            out.spans_repaired += starts[i] != start
+        out.append(SpanExample(qid, question, context, texts, starts))
+
     for a, article in enumerate(data):
         if isinstance(article, dict) and "paragraphs" in article:
             for p, paragraph in enumerate(_field(article, "paragraphs", list, path, f"data[{a}]")):
@@ -584,38 +642,69 @@ def read_squad(path: Path) -> list[SpanExample]:
                     answers = _field(qa, "answers", list, path, at)
                     if qa.get("is_impossible"):
                         answers = []
-                    texts = [_field(x, "text", str, path, at + ".answers") for x in answers]
-                    starts = [_field(x, "answer_start", int, path, at + ".answers") for x in answers]
-                    out.append(
-                        SpanExample(
-                            str(_field(qa, "id", str, path, at)),
-                            _field(qa, "question", str, path, at),
-                            context,
-                            texts,
-                            starts,
-                        )
-                    )
+                    texts = [
+                        _field(x, "text", str, path, f"{at}.answers[{i}]") for i, x in enumerate(answers)
+                    ]
+                    starts = [
+                        _field(x, "answer_start", int, path, f"{at}.answers[{i}]")
+                        for i, x in enumerate(answers)
+                    ]
+                    qid = _field(qa, "id", str, path, at)
+                    add(qid, _field(qa, "question", str, path, at), context, texts, starts, at)
         elif isinstance(article, dict) and "context" in article:
             at = f"data[{a}]"
             answers = _field(article, "answers", dict, path, at)
-            texts, starts = list(answers.get("text", [])), list(answers.get("answer_start", []))
+            texts = _field(answers, "text", list, path, at + ".answers")
+            starts = _field(answers, "answer_start", list, path, at + ".answers")
             if len(texts) != len(starts):
                 raise DataFormatError(f"{path}, {at}: answers.text and answers.answer_start differ in length")
-            out.append(
-                SpanExample(
-                    str(_field(article, "id", str, path, at)),
-                    _field(article, "question", str, path, at),
-                    article["context"],
-                    texts,
-                    starts,
-                )
-            )
+            for i, (answer, start) in enumerate(zip(texts, starts)):
+                if not isinstance(answer, str) or isinstance(start, bool) or not isinstance(start, int):
+                    raise DataFormatError(
+                        f"{path}, {at}.answers: answer {i} must be a text and an integer answer_start, "
+                        f"got {answer!r:.40} at {start!r:.20}"
+                    )
+            qid = _field(article, "id", str, path, at)
+            question = _field(article, "question", str, path, at)
+            add(qid, question, _field(article, "context", str, path, at), list(texts), list(starts), at)
         else:
             raise DataFormatError(
                 f"{path}, data[{a}]: expected an article with 'paragraphs' (official format) or "
                 f"a flattened question with 'context' (Hugging Face format)"
             )
+    if out.spans_repaired:
+        logger.warning(
+            "%s: %d SQuAD answer span(s) were not at their answer_start and were moved to the nearest "
+            "occurrence of the answer text (repair_spans=True)",
+            path,
+            out.spans_repaired,
+        )
     return out
+
+
+def _check_span(context: str, answer: str, start: int, repair: bool, path: Path | str, where: str) -> int:
+    """``start`` when ``answer`` is at ``start`` in ``context``; with ``repair`` the start of the occurrence of
+    ``answer`` nearest ``start``; else :class:`DataFormatError` naming ``where``."""
+    if not answer:
+        raise DataFormatError(f"{path}, {where}: empty answer text")
+    if 0 <= start and context[start : start + len(answer)] == answer:
+        return start
+    found, at = [], context.find(answer)
+    while at >= 0:
+        found.append(at)
+        at = context.find(answer, at + 1)
+    if repair and found:
+        return min(found, key=lambda position: (abs(position - start), position))
+    there = context[start : start + len(answer)] if 0 <= start <= len(context) else "(outside the context)"
+    hint = (
+        f"the text occurs at {found[:5]}; load with repair_spans=True to move it to the nearest occurrence"
+        if found
+        else "the text does not occur in the context"
+    )
+    raise DataFormatError(
+        f"{path}, {where}: answer {answer!r:.60} is not at answer_start {start} (the context there reads "
+        f"{there!r:.60}); {hint}"
+    )
 
 
 # Hugging Face hub rows -> examples ----------------------------------------------------------------------------
@@ -936,7 +1025,8 @@ def load_task(
     split: str = "dev",
     source: str = "local",
     max_examples: int | None = None,
-) -> list:
+    repair_spans: bool = False,
+) -> TaskData:
     """The examples of one task.
 
     Args:
@@ -945,21 +1035,42 @@ def load_task(
         split: ``"dev"`` (what is local for most tasks), ``"train"`` or ``"test"`` where the task has one.
         source: ``"local"`` (files under ``data``) or ``"hub"`` (the Hugging Face hub, with ``datasets``).
         max_examples: keep the first n.
+        repair_spans: SQuAD only: move an answer that is not at its ``answer_start`` to the nearest occurrence of
+            its text (a WARNING, and the count in ``spans_repaired`` and ``data_note``) instead of raising
+            :class:`DataFormatError`.
     """
     spec = get_task(name)
+    if repair_spans and spec.family != "span":
+        raise ValueError(f"repair_spans applies to the SQuAD tasks only, not to {spec.name!r}")
+    path = None
     if source == "hub":
+        if repair_spans:
+            raise ValueError("repair_spans applies to local SQuAD files only, not to source='hub'")
         examples = _load_from_hub(spec, split)
     elif source == "local":
         root = SAMPLE_DATA if str(data) == "sample" else Path(data)
         path = task_file(spec, root, split)
-        examples = spec.reader(path)
+        examples = spec.reader(path, repair_spans=True) if repair_spans else spec.reader(path)
         for example in examples:
             spec.check_example(example, f"{path}, example {getattr(example, 'id', '')!r}")
     else:
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
     if not examples:
         raise DataFormatError(f"task {spec.name!r} ({split}) has no examples")
-    return examples[:max_examples] if max_examples is not None else examples
+    loaded = TaskData(
+        examples[:max_examples] if max_examples is not None else examples,
+        task=spec.name,
+        split=split,
+        source=source,
+        path=path,
+        spans_repaired=getattr(examples, "spans_repaired", 0),
+        n_file=len(examples),
+    )
+    notes = []
+    if loaded.spans_repaired:
+        notes.append(f"{loaded.spans_repaired} SQuAD answer span(s) repaired (moved to their text)")
+    loaded.data_note = "; ".join(notes)
+    return loaded
 
 
 def _load_from_hub(spec: TaskSpec, split: str) -> list:
