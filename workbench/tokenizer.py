@@ -125,6 +125,86 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class TokenizerFileError(ValueError):
+    """A tokenizer file that cannot be read as what it should be: ``tokenizer.json``, ``vocab.txt``,
+    ``vocab.json``, ``merges.txt``, ``vocab.pkl``, ``spiece.model``, ``tokenizer_config.json`` or
+    ``special_tokens_map.json``. The message names the file and where in it: the line for text formats, the
+    byte offset for binary ones. Every tokenizer reader of the workbench raises it (or a subclass) for a
+    malformed, truncated or non-UTF-8 file; nothing of such a file is used."""
+
+
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of ``path`` (universal newlines, as ``open(path, encoding="utf-8")`` reads it).
+
+    Raises:
+        TokenizerFileError: bytes that are not UTF-8, with the line and byte offset of the first.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise TokenizerFileError(
+            f"{path}, line {line} (byte {err.start}): not UTF-8 text ({err.reason}: "
+            f"{data[err.start : err.end]!r})"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, without their newlines.
+
+    A non-empty file must end with a newline: one that does not was most likely cut off in the middle of its
+    last line (every vocabulary and merges file written by the tokenizer libraries ends with one).
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes, or no final newline (with the line number).
+    """
+    text = read_text_file(path)
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1]:
+        raise TokenizerFileError(
+            f"{path}, line {len(lines)}: the file ends in the middle of a line ({lines[-1][:80]!r}) without a "
+            f"newline: was it cut off? A complete vocabulary or merges file ends with a newline; if this one is "
+            f"complete, add the newline"
+        )
+    return lines[:-1]
+
+
+def read_json_file(path: Path, *, duplicate_keys_allowed: bool = True) -> dict[str, Any]:
+    """A JSON file that must hold an object.
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes, invalid JSON (with line and column), something other than an
+            object, or (with ``duplicate_keys_allowed=False``) a key written twice in one object.
+    """
+    text = read_text_file(path)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise TokenizerFileError(f"{path}: the key {key!r} is written twice")
+                seen.add(key)
+        return out
+
+    try:
+        value = json.loads(text, object_pairs_hook=None if duplicate_keys_allowed else unique)
+    except json.JSONDecodeError as err:
+        raise TokenizerFileError(
+            f"{path}, line {err.lineno} column {err.colno}: not valid JSON: {err.msg}"
+        ) from None
+    except RecursionError:
+        raise TokenizerFileError(f"{path}: the JSON is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise TokenizerFileError(f"{path} must hold a JSON object, found a {type(value).__name__}")
+    return value
+
+
 class Encoding(Mapping):
     """Tokenized inputs: a mapping of model inputs plus token strings, offsets and word ids.
 

@@ -30,10 +30,13 @@ text; the pickle's own settings (``lower_case`` ...) are ignored as Hugging Face
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
+import pickletools
 import re
+import reprlib
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +45,7 @@ from typing import Any
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors
 
-from .tokenizer import Encoding, Tokenizer
+from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,32 @@ _JOINED_NUMBERS = [(re.compile(r" @\,@ "), ","), (re.compile(r" @\.@ "), ".")]
 # Reading vocab.pkl without executing it ---------------------------------------------------------------
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(TokenizerFileError):
     """A vocab.pkl asked for something other than plain data; nothing of it was executed."""
+
+
+# The largest vocab.pkl read (the released WikiText-103 one is about 10 MB): the unpickled objects take a
+# bounded multiple of the file's size, since every length in the file is checked against the file first.
+MAX_VOCAB_PICKLE_BYTES = 1 << 30
+# Deepest nesting of MARK-delimited containers (a vocabulary pickle needs a handful).
+_MAX_PICKLE_MARK_DEPTH = 1000
+# Opcodes a vocabulary never needs: external objects (persistent ids, out-of-band buffers) and the copyreg
+# extension registry.
+_REFUSED_OPCODES = {"PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER", "EXT1", "EXT2", "EXT4"}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
+_POPS_MARK = {
+    "APPENDS",
+    "SETITEMS",
+    "ADDITEMS",
+    "TUPLE",
+    "LIST",
+    "DICT",
+    "FROZENSET",
+    "POP_MARK",
+    "INST",
+    "OBJ",
+}
 
 
 class _Ignored:
@@ -122,50 +149,134 @@ class _VocabUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self.path}: refusing a persistent id in the pickle (a torch.save file?)")
 
 
+def check_pickle_bounds(data: bytes, path: Path) -> None:
+    """Walk the opcodes of a pickle without building anything, and refuse one that would make the unpickler
+    allocate more than a small multiple of its size.
+
+    A pickle's opcodes carry lengths (``BINBYTES``, ``BINUNICODE``, ``LONG4``, ``FRAME``) and memo indices
+    (``LONG_BINPUT``) that the unpickler trusts: a 9-byte file can ask it for 1 GiB. Here every length must fit
+    in the bytes that remain, every memo index must be the next free one or one in use, containers may nest
+    ``_MAX_PICKLE_MARK_DEPTH`` deep, and the pickle must end (``STOP``) exactly at the end of the file.
+
+    Raises:
+        TokenizerFileError: naming the file, the byte offset and the opcode.
+    """
+    memo: set[int] = set()
+    depth = 0
+    stream = io.BytesIO(data)
+    following = 0  # where the next opcode starts
+    try:
+        for opcode, arg, position in pickletools.genops(stream):
+            name, following = opcode.name, stream.tell()
+            where = f"{path}, byte {position} (opcode {name})"
+            if name in _REFUSED_OPCODES:
+                raise UnsafePickleError(f"{where}: a vocabulary pickle holds no {name}; nothing was loaded")
+            if name == "FRAME" and arg > len(data) - following:
+                raise TokenizerFileError(
+                    f"{where}: a frame of {arg} bytes, but only {len(data) - following} bytes follow: the file "
+                    f"is truncated or corrupt"
+                )
+            if name in _MEMO_PUTS or name == "MEMOIZE":
+                index = len(memo) if name == "MEMOIZE" else arg
+                if index > len(memo):
+                    raise TokenizerFileError(
+                        f"{where}: memo index {index}, but only {len(memo)} objects were memoized before it: "
+                        f"the file is corrupt"
+                    )
+                memo.add(index)
+            elif name in _MEMO_GETS and arg not in memo:
+                raise TokenizerFileError(f"{where}: memo index {arg} was never stored: the file is corrupt")
+            elif name == "MARK":
+                depth += 1
+                if depth > _MAX_PICKLE_MARK_DEPTH:
+                    raise TokenizerFileError(
+                        f"{where}: containers nested more than {_MAX_PICKLE_MARK_DEPTH} deep; a vocabulary "
+                        f"needs a few levels"
+                    )
+            elif name in _POPS_MARK:
+                depth -= 1
+    except TokenizerFileError:
+        raise
+    except (ValueError, IndexError, OverflowError) as err:  # pickletools: truncated argument, unknown opcode
+        opcode_byte = data[following : following + 1]
+        raise TokenizerFileError(
+            f"{path}, byte {following} (opcode byte {opcode_byte!r}): not a complete pickle: {err}"
+        ) from None
+    if stream.tell() != len(data):
+        raise TokenizerFileError(
+            f"{path}, byte {stream.tell()}: {len(data) - stream.tell()} bytes follow the end of the pickle: the "
+            f"file is corrupt"
+        )
+
+
 def load_vocab_pickle(path: str | Path) -> dict[str, Any]:
     """Read a Transformer-XL ``vocab.pkl`` (a pickled dict with ``sym2idx``, ``idx2sym``, ``counter``...)
-    without executing anything in it.
+    without executing anything in it, and in memory bounded by a small multiple of the file's size
+    (:func:`check_pickle_bounds` runs first; files over ``MAX_VOCAB_PICKLE_BYTES`` are refused).
 
     Raises:
         UnsafePickleError: the pickle names a global that is not a plain container (e.g. ``os.system``).
-        ValueError: the file is not a pickle, or holds no ``sym2idx``/``idx2sym``.
+        TokenizerFileError: the file is not a complete pickle, asks for more memory than its size allows, or
+            holds no ``sym2idx``/``idx2sym``.
     """
     path = Path(path)
-    with open(path, "rb") as file:
-        try:
-            state = _VocabUnpickler(file, path).load()
-        except UnsafePickleError:
-            raise
-        except Exception as err:
-            raise ValueError(
-                f"{path} is not a readable vocabulary pickle: {type(err).__name__}: {err}"
-            ) from None
+    size = path.stat().st_size
+    if size > MAX_VOCAB_PICKLE_BYTES:
+        raise TokenizerFileError(
+            f"{path} has {size} bytes; a vocabulary pickle of more than {MAX_VOCAB_PICKLE_BYTES} bytes is not "
+            f"read (convert it to vocab.txt, one symbol per line)"
+        )
+    data = path.read_bytes()
+    check_pickle_bounds(data, path)
+    try:
+        state = _VocabUnpickler(io.BytesIO(data), path).load()
+    except UnsafePickleError:
+        raise
+    except Exception as err:
+        raise TokenizerFileError(
+            f"{path} is not a readable vocabulary pickle: {type(err).__name__}: {err}"
+        ) from None
     if not isinstance(state, dict) or not ({"sym2idx", "idx2sym"} & set(state)):
-        found = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(
+        found = sorted(map(str, state))[:20] if isinstance(state, dict) else type(state).__name__
+        raise TokenizerFileError(
             f"{path} holds no Transformer-XL vocabulary (no 'sym2idx' or 'idx2sym'); found {found}"
         )
     return state
 
 
 def vocab_from_pickle_state(state: Mapping[str, Any], path: Path) -> dict[str, int]:
-    """symbol -> id from an unpickled vocab.pkl: ``sym2idx`` (what Hugging Face encodes with), else ``idx2sym``."""
+    """symbol -> id from an unpickled vocab.pkl: ``sym2idx`` (what Hugging Face encodes with), else ``idx2sym``.
+
+    Raises:
+        TokenizerFileError: ``sym2idx`` is not a mapping of strings to ints, or ``idx2sym`` not a list of strings.
+    """
     sym2idx = state.get("sym2idx")
     if sym2idx:
+        if not isinstance(sym2idx, Mapping):
+            raise TokenizerFileError(f"{path}: sym2idx must be a dict, found a {type(sym2idx).__name__}")
         vocab = dict(sym2idx)
     else:
-        vocab = {symbol: index for index, symbol in reversed(list(enumerate(state["idx2sym"])))}
+        idx2sym = state.get("idx2sym")
+        if not isinstance(idx2sym, (list, tuple)):
+            raise TokenizerFileError(f"{path}: idx2sym must be a list, found a {type(idx2sym).__name__}")
+        vocab = {symbol: index for index, symbol in reversed(list(enumerate(idx2sym)))}
     for symbol, index in vocab.items():
-        if not isinstance(symbol, str) or not isinstance(index, int):
-            raise ValueError(f"{path}: sym2idx must map strings to ints, found {symbol!r}: {index!r}")
+        if not isinstance(symbol, str) or type(index) is not int:
+            raise TokenizerFileError(
+                f"{path}: sym2idx must map strings to ints, found {reprlib.repr(symbol)}: {reprlib.repr(index)}"
+            )
     return vocab
 
 
 def read_vocab_txt(path: Path) -> dict[str, int]:
     """vocab.txt as Hugging Face's ``vocab_file``: the first field of each non-empty line, ids in order of first
-    appearance."""
+    appearance.
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes or a last line without its newline (a cut-off file), with the line.
+    """
     vocab: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_lines(path):
         fields = line.strip().split()
         if fields and fields[0] not in vocab:
             vocab[fields[0]] = len(vocab)
