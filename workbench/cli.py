@@ -114,7 +114,7 @@ def _report(args: argparse.Namespace) -> int:
             parameters[name.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             parameters[name.strip()] = value  # a bare word is a string
-    select = parse_selection(args.notebooks) if args.notebooks else None
+    select = parse_selection(args.notebooks) if args.notebooks is not None else None
     runs = run_report(args.out, select=select, device=args.device, quick=args.quick,
                       notebooks_dir=args.notebooks_dir, parameters=parameters, timeout=args.timeout)
     return 0 if all(run.ok for run in runs) else 1

@@ -7,6 +7,18 @@ visible above). Every notebook is written as ``NN_name.html`` that draws offline
 linking them with their run times. A notebook that fails is still written (up to the failing cell, whose
 error shows) and reported with the number of that cell; the others run anyway.
 
+Any failure of one notebook is contained: invalid JSON, a kernel that does not exist, a cell that raises or
+runs past the timeout, a kernel that dies, an HTML export that fails. That notebook is reported as failed
+with the error's first line (and no stale HTML of an earlier run is left under its name); the others still
+run. ``index.html`` is written fresh at the start of every run (the selected notebooks as "not run yet") and
+rewritten after each notebook, so it always describes this run, even one that was interrupted.
+
+The index also names, per notebook, every random stand-in model it used (:func:`workbench.zoo.load` without
+the checkpoint offline, or :func:`workbench.zoo.tiny`): the warning lines ``<name> is not available offline:
+using a random-initialized tiny ...`` found in the outputs, and the ``stand_in_notice`` of every model still
+alive when the notebook finished (read by a last cell that is run in the same kernel and left out of the
+HTML).
+
 >>> from workbench.report import run_report
 >>> runs = run_report(out="reports", select=[1, 3], quick=True)  # doctest: +SKIP
 >>> [(r.name, r.ok, round(r.seconds)) for r in runs]  # doctest: +SKIP
@@ -18,10 +30,11 @@ from __future__ import annotations
 import functools
 import html
 import importlib.util
+import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +42,28 @@ _print = functools.partial(print, flush=True)
 NOTEBOOK_PATTERN = re.compile(r"^(\d+)_[\w-]+\.ipynb$")
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+STAND_IN_TAG = "workbench-report-stand-ins"
+STAND_IN_MARKER = "__workbench_report_stand_ins__ = "
+# The line zoo.load logs when it builds a random stand-in: "gpt2 is not available offline: using a random-...".
+STAND_IN_LINE = re.compile(r"^.*\bis not available offline: using a random.*$", re.MULTILINE)
+# Run in the notebook's kernel after its last cell: the stand_in_notice of every model still alive.
+_STAND_IN_PROBE = f"""# workbench report: which models are random stand-ins (this cell is not part of the HTML)
+import gc as _wb_gc, json as _wb_json, sys as _wb_sys, warnings as _wb_warnings
+_wb_notices = set()
+if "torch" in _wb_sys.modules:
+    with _wb_warnings.catch_warnings():
+        _wb_warnings.simplefilter("ignore")
+        for _wb_object in _wb_gc.get_objects():
+            try:
+                if isinstance(_wb_object, _wb_sys.modules["torch"].nn.Module):
+                    _wb_notice = getattr(_wb_object, "stand_in_notice", None)
+                    if isinstance(_wb_notice, str):
+                        _wb_notices.add(_wb_notice)
+            except Exception:
+                pass
+print({STAND_IN_MARKER!r} + _wb_json.dumps(sorted(_wb_notices)))
+del _wb_gc, _wb_json, _wb_sys, _wb_warnings, _wb_notices
+"""
 
 
 @dataclass
@@ -40,8 +75,10 @@ class NotebookRun:
         source: the notebook that was run.
         html: the HTML file written (also for a failed run), or None when nothing could be written.
         seconds: wall-clock time of the execution.
-        error: None when every cell ran; else the failing cell and the error's last line.
+        error: None when every cell ran; else what failed: the failing cell and the error, or why the
+            notebook could not be read, started or written.
         failed_cell: the index (0-based, among all cells of the executed notebook) of the failing cell.
+        stand_ins: the notices of the random stand-in models the notebook used (empty: none seen).
     """
 
     name: str
@@ -50,6 +87,7 @@ class NotebookRun:
     seconds: float
     error: str | None = None
     failed_cell: int | None = None
+    stand_ins: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,14 +131,24 @@ def find_notebooks(folder: str | Path, select: Sequence[int] | None = None) -> l
 
 
 def parse_selection(text: str) -> list[int]:
-    """``"3,4"`` or ``"1-3,6"`` -> ``[3, 4]`` / ``[1, 2, 3, 6]``."""
+    """``"3,4"`` or ``"1-3,6"`` -> ``[3, 4]`` / ``[1, 2, 3, 6]``.
+
+    Raises:
+        ValueError: an empty selection, a part that is not a number or a range, a reversed range (``3-1``).
+    """
+    if not text.strip():
+        raise ValueError("--notebooks '': the selection is empty; give numbers such as 3,4 or 1-3")
     numbers: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if re.fullmatch(r"\d+", part):
             numbers.append(int(part))
-        elif re.fullmatch(r"\d+-\d+", part):
-            first, last = map(int, part.split("-"))
+        elif re.fullmatch(r"\d+\s*-\s*\d+", part):
+            first, last = (int(n) for n in part.split("-"))
+            if first > last:
+                raise ValueError(
+                    f"--notebooks {text!r}: the range {part!r} runs backwards; write {last}-{first}"
+                )
             numbers.extend(range(first, last + 1))
         else:
             raise ValueError(f"--notebooks {text!r}: expected numbers such as 3,4 or 1-3, not {part!r}")
@@ -131,13 +179,28 @@ def inject_parameters(notebook, parameters: dict[str, Any]):
 
 def execute_notebook(path: str | Path, parameters: dict[str, Any], timeout: int = 600):
     """Run a notebook in a fresh kernel, in its own folder -> (executed notebook, failed cell index or None,
-    error text or None). A failure stops the notebook at that cell; the cells before keep their outputs."""
+    error text or None). A failure stops the notebook at that cell; the cells before keep their outputs.
+
+    The returned notebook still ends with the cell that lists the stand-in models (see :func:`stand_ins_of`,
+    which reads and removes it).
+
+    Raises:
+        Whatever stops the notebook from being read or its kernel from starting (invalid JSON, a kernel that
+        does not exist); :func:`run_report` reports these as the notebook's failure.
+    """
+    import nbformat
+
+    path = Path(path)
+    return _execute(nbformat.read(path, as_version=4), path, parameters, timeout)
+
+
+def _execute(notebook, path: Path, parameters: dict[str, Any], timeout: int):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    path = Path(path)
-    notebook = inject_parameters(nbformat.read(path, as_version=4), parameters)
+    notebook = inject_parameters(notebook, parameters)
+    notebook.cells.append(nbformat.v4.new_code_cell(_STAND_IN_PROBE, metadata={"tags": [STAND_IN_TAG]}))
     kernel = notebook.metadata.get("kernelspec", {}).get("name", "python3")
     client = NotebookClient(
         notebook,
@@ -151,21 +214,69 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any], timeout: int 
         client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
         failed = _failed_cell(notebook)
-        return notebook, failed, _describe_failure(notebook, failed, err)
+        return notebook, failed, _describe_failure(notebook, failed, err, timeout)
     return notebook, None, None
 
 
-def _describe_failure(notebook, failed: int | None, err: Exception) -> str:
+def stand_ins_of(notebook) -> list[str]:
+    """The random stand-ins an executed notebook used, and the notebook without the cell that listed them.
+
+    Reads the stand-in warnings of :func:`workbench.zoo.load` from every text output, and the list printed
+    by the last cell (tagged ``workbench-report-stand-ins``; absent when an earlier cell failed), which it
+    removes from ``notebook``. Returns the distinct notices in the order first seen.
+    """
+    notices: dict[str, None] = {}
+    kept = []
+    for cell in notebook.cells:
+        probe = STAND_IN_TAG in cell.get("metadata", {}).get("tags", [])
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text = output.get("text", "")
+            if output.get("output_type") == "error":
+                text = str(output.get("evalue", ""))
+            elif output.get("output_type") in ("display_data", "execute_result"):
+                text = output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            if probe:
+                for line in text.splitlines():
+                    if line.startswith(STAND_IN_MARKER):
+                        try:
+                            listed = json.loads(line[len(STAND_IN_MARKER) :])
+                        except ValueError:
+                            continue
+                        notices.update(dict.fromkeys(str(n) for n in listed if isinstance(n, str)))
+            else:
+                notices.update(dict.fromkeys(m.group(0).strip() for m in STAND_IN_LINE.finditer(text)))
+        if not probe:
+            kept.append(cell)
+    notebook.cells = kept
+    return _merge_notices(notices)
+
+
+def _merge_notices(notices: dict[str, None]) -> list[str]:
+    """Drop a notice that is part of a longer one (a warning line that also carries a logging prefix)."""
+    distinct = list(notices)
+    return [n for n in distinct if not any(n != other and n in other for other in distinct)]
+
+
+def _describe_failure(notebook, failed: int | None, err: Exception, timeout: int | None = None) -> str:
     """``cell [5] (probe = DistanceProbe(...) failed: ValueError: ...``: the In [n] number shown in the HTML,
-    the cell's first line, and the error's type and message."""
+    the cell's first line, and the error's type and message (for a timeout: that it ran past it)."""
+    from nbclient.exceptions import CellTimeoutError
+
+    if isinstance(err, CellTimeoutError):
+        what = (
+            f"CellTimeoutError: the cell ran past the timeout of {timeout} s (--timeout) and was interrupted"
+        )
+    else:
+        what = None
     if failed is None:
-        return f"a cell failed: {type(err).__name__}: {str(err).strip().splitlines()[-1:]}"
+        return f"a cell failed: {what or f'{type(err).__name__}: {_first_line(err)}'}"
     cell = notebook.cells[failed]
     first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
     errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    if errors:
+    if what is None and errors:
         what = f"{errors[0].get('ename', 'Error')}: {errors[0].get('evalue', '')}"
-    else:
+    elif what is None:
         what = f"{type(err).__name__} (the cell did not finish)"
     number = cell.get("execution_count")
     return f"cell [{number if number is not None else ' '}] ({first_line[:60]}) failed: {what}"
@@ -205,6 +316,10 @@ def run_report(
 ) -> list[NotebookRun]:
     """Execute the notebooks and write ``out/NN_name.html`` for each plus ``out/index.html``.
 
+    A notebook that cannot be read, started, run or written is a failed :class:`NotebookRun` (its error
+    says why); the others run anyway. ``index.html`` is written before the first notebook runs and after
+    each one, so it never shows an earlier run.
+
     Args:
         out: the output folder (created).
         select: notebook numbers (``[3, 4]``); None: all.
@@ -213,26 +328,46 @@ def run_report(
         parameters: more parameters for every notebook (they override ``device`` and ``quick``).
         timeout: seconds one cell may run.
         log: where progress lines go (``print`` by default; None for silence).
+
+    Raises:
+        FileNotFoundError: no notebooks folder, or no numbered notebook in it.
+        ValueError: a selected number with no notebook; an empty selection; ``timeout`` < 1.
+        NotADirectoryError: ``out`` is an existing file.
     """
+    if select is not None and not list(select):
+        raise ValueError("the selection of notebooks is empty")
+    if timeout < 1:
+        raise ValueError(f"timeout must be at least 1 second, got {timeout}")
     notebooks = find_notebooks(notebooks_dir or default_notebooks_dir(), select)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: is a file, not a folder; name a folder for the HTML reports")
     out.mkdir(parents=True, exist_ok=True)
     values = {"device": device, "quick": quick, **(parameters or {})}
-    runs = []
-    for number, path in enumerate(notebooks, 1):
-        if log:
-            log(f"[{number}/{len(notebooks)}] running {path.name} ...")
-        start = time.perf_counter()
-        notebook, failed, error = execute_notebook(path, values, timeout=timeout)
-        seconds = time.perf_counter() - start
-        target = out / f"{path.stem}.html"
-        target = write_html(notebook, target, title=path.stem)
-        run = NotebookRun(path.stem, path, target, seconds, error, failed)
-        runs.append(run)
-        if log:
-            status = "ok" if run.ok else f"FAILED ({error})"
-            log(f"    {status}, {seconds:.1f} s -> {target}")
-    index = write_index(runs, out, values)
+    runs: list[NotebookRun] = []
+    pending = [NotebookRun(path.stem, path, None, 0.0, _NOT_RUN) for path in notebooks]
+    write_index(pending, out, values)
+    try:
+        for number, path in enumerate(notebooks, 1):
+            if log:
+                log(f"[{number}/{len(notebooks)}] running {path.name} ...")
+            run = run_one(path, out, values, timeout)
+            runs.append(run)
+            write_index(runs + pending[len(runs) :], out, values)
+            if log:
+                status = "ok" if run.ok else f"FAILED ({run.error})"
+                written = f" -> {run.html}" if run.html else " (no HTML written)"
+                log(f"    {status}, {run.seconds:.1f} s{written}")
+                for notice in run.stand_ins:
+                    log(f"    stand-in: {notice}")
+    finally:
+        if len(runs) < len(notebooks):  # interrupted: say so in this run's index
+            interrupted = [
+                NotebookRun(r.name, r.source, None, 0.0, "not run: the report was interrupted")
+                for r in pending[len(runs) :]
+            ]
+            write_index(runs + interrupted, out, values)
+    index = out / "index.html"
     if log:
         failed_runs = [r for r in runs if not r.ok]
         log(
@@ -241,26 +376,105 @@ def run_report(
     return runs
 
 
+_NOT_RUN = "not run yet (the report is still running, or it was stopped)"
+
+
+def run_one(path: Path, out: Path, parameters: dict[str, Any], timeout: int = 600) -> NotebookRun:
+    """Execute one notebook and write ``out/<name>.html``; never raises for a problem of the notebook.
+
+    An earlier ``out/<name>.html`` is removed first, so a notebook that cannot be run leaves no stale page.
+    """
+    target = out / f"{path.stem}.html"
+    target.unlink(missing_ok=True)
+    import nbformat
+
+    start = time.perf_counter()
+    try:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as err:  # noqa: BLE001 - whatever one notebook does, the others run
+        message = f"could not read {path.name}: {type(err).__name__}: {_first_line(err)}"
+        return NotebookRun(path.stem, path, None, time.perf_counter() - start, message)
+    try:
+        notebook, failed, error = _execute(notebook, path, parameters, timeout)
+    except Exception as err:  # noqa: BLE001
+        return NotebookRun(path.stem, path, None, time.perf_counter() - start, _could_not_run(path, err))
+    seconds = time.perf_counter() - start
+    stand_ins = stand_ins_of(notebook)
+    try:
+        written = write_html(notebook, target, title=path.stem)
+    except Exception as err:  # noqa: BLE001
+        target.unlink(missing_ok=True)
+        message = f"could not write {target.name}: {type(err).__name__}: {_first_line(err)}"
+        error = message if error is None else f"{error}; {message}"
+        written = None
+    return NotebookRun(path.stem, path, written, seconds, error, failed, stand_ins)
+
+
+def _could_not_run(path: Path, err: Exception) -> str:
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    if isinstance(err, NoSuchKernel):
+        return (
+            f"could not start the kernel {err.name!r} named in {path.name}'s kernelspec: no such kernel "
+            "(`jupyter kernelspec list` shows the installed ones)"
+        )
+    return f"could not run {path.name}: {type(err).__name__}: {_first_line(err)}"
+
+
+def _first_line(text: object) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
 def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, Any]) -> Path:
-    """``out/index.html``: one row per notebook with its link, status and run time."""
+    """``out/index.html``: one row per notebook with its link, status, run time and stand-in models."""
     rows = []
     for run in runs:
         link = f'<a href="{html.escape(run.html.name)}">{html.escape(run.name)}</a>' if run.html else run.name
-        status = "ok" if run.ok else f'<span class="failed">failed: {html.escape(run.error)}</span>'
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{run.seconds:.1f} s</td></tr>")
+        if run.ok:
+            status = '<span class="ok">ok</span>'
+        elif run.error == _NOT_RUN or run.error.startswith("not run"):
+            status = f'<span class="pending">{html.escape(run.error)}</span>'
+        else:
+            status = (
+                f'<span class="failed" title="{html.escape(run.error)}">failed: '
+                f"{html.escape(_first_line(run.error))}</span>"
+            )
+        if run.stand_ins:
+            items = "".join(f"<li>{html.escape(notice)}</li>" for notice in run.stand_ins)
+            stand_ins = (
+                f'<div class="stand-in"><strong>{len(run.stand_ins)} random stand-in model(s): their '
+                f"outputs are not meaningful</strong><ul>{items}</ul></div>"
+            )
+        else:
+            stand_ins = "none seen" if run.html else ""
+        seconds = f"{run.seconds:.1f} s" if run.html or run.seconds else ""
+        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{seconds}</td><td>{stand_ins}</td></tr>")
     settings = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
+    n_stand_in = sum(1 for run in runs if run.stand_ins)
+    warning = (
+        f'<p class="stand-in"><strong>{n_stand_in} notebook(s) used random stand-in models</strong> (the '
+        "checkpoints were not available offline): their figures do not describe the real models.</p>"
+        if n_stand_in
+        else ""
+    )
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>workbench reports</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 12px;text-align:left}}
-.failed{{color:#b00}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 12px;text-align:left;vertical-align:top}}
+.failed{{color:#b00}} .pending{{color:#777}} .stand-in{{color:#a40;background:#fff4e0;padding:2px 6px}}
+.stand-in ul{{margin:2px 0;padding-left:1.2em}}</style></head>
 <body><h1>workbench reports</h1>
-<p>Generated {time.strftime("%Y-%m-%d %H:%M")} with {html.escape(settings)}. Each page opens offline.</p>
-<table><tr><th>notebook</th><th>status</th><th>run time</th></tr>
+<p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} with {html.escape(settings)}. Each page opens offline.</p>
+{warning}
+<table><tr><th>notebook</th><th>status</th><th>run time</th><th>random stand-in models</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
 """
     path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
+    temporary = out / ".index.html.tmp"
+    temporary.write_text(page, encoding="utf-8")
+    temporary.replace(path)
     return path
 
 
