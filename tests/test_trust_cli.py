@@ -55,8 +55,18 @@ def test_every_kind_of_notebook_failure_is_contained_and_the_index_is_this_run(b
     index = (out / "index.html").read_text()
     assert "THE PREVIOUS RUN" not in index
     # Every notebook is listed, in order, with its status.
-    positions = [index.index(f">{name}<") for name in
-                 ["01_good", "02_no_kernel", "03_not_json", "04_raises", "05_slow", "06_not_a_notebook", "07_last"]]
+    positions = [
+        index.index(f">{name}<")
+        for name in [
+            "01_good",
+            "02_no_kernel",
+            "03_not_json",
+            "04_raises",
+            "05_slow",
+            "06_not_a_notebook",
+            "07_last",
+        ]
+    ]
     assert positions == sorted(positions)
     assert index.count('class="ok"') == 2 and index.count('class="failed"') == 5
     assert "no-such-kernel-xyz" in index and "no such kernel" in index
@@ -98,21 +108,33 @@ def test_an_interrupted_report_leaves_an_index_of_this_run(tmp_path, monkeypatch
 def test_the_index_names_the_random_stand_ins_of_each_notebook(tmp_path, capsys):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "01_stand_ins.ipynb",
-                   OFFLINE + "gpt2 = wb.zoo.load('gpt2', device='cpu')\nbert = wb.zoo.tiny('bert', device='cpu')")
+    write_notebook(
+        folder / "01_stand_ins.ipynb",
+        OFFLINE + "gpt2 = wb.zoo.load('gpt2', device='cpu')\nbert = wb.zoo.tiny('bert', device='cpu')",
+    )
     # Fails after loading a stand-in: the warning in its output still names it.
-    write_notebook(folder / "02_fails_after.ipynb",
-                   OFFLINE + "model = wb.zoo.load('roberta-base', device='cpu')", "raise ValueError('later')")
-    write_notebook(folder / "03_real.ipynb", "import workbench as wb\nmodel = wb.load('minilm', device='cpu')")
+    write_notebook(
+        folder / "02_fails_after.ipynb",
+        OFFLINE + "model = wb.zoo.load('roberta-base', device='cpu')",
+        "raise ValueError('later')",
+    )
+    write_notebook(
+        folder / "03_real.ipynb", "import workbench as wb\nmodel = wb.load('minilm', device='cpu')"
+    )
     out = tmp_path / "reports"
     assert report("--notebooks", "1-3", folder=folder, out=out) == 1
     index = (out / "index.html").read_text()
-    rows = {name: index[index.index(f">{name}<"):].split("</tr>")[0]
-            for name in ["01_stand_ins", "02_fails_after", "03_real"]}
+    rows = {
+        name: index[index.index(f">{name}<") :].split("</tr>")[0]
+        for name in ["01_stand_ins", "02_fails_after", "03_real"]
+    }
     assert "gpt2 is not available offline: using a random-initialized tiny GPT-2" in rows["01_stand_ins"]
     assert "tiny random BERT" in rows["01_stand_ins"]
     assert "2 random stand-in model(s)" in rows["01_stand_ins"]
-    assert "roberta-base is not available offline: using a random-initialized tiny RoBERTa" in rows["02_fails_after"]
+    assert (
+        "roberta-base is not available offline: using a random-initialized tiny RoBERTa"
+        in rows["02_fails_after"]
+    )
     assert "stand-in" not in rows["03_real"] and "none seen" in rows["03_real"]
     assert "2 notebook(s) used random stand-in models" in index
     # The cell that lists them is not part of the page.
