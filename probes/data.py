@@ -20,6 +20,7 @@ Fields are parsed with the ``conllu`` package's field parsers.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -86,20 +87,31 @@ class Sentence:
 
 
 def read_conllu(path, max_sentences: int | None = None) -> list[Sentence]:
-    """Read a CoNLL-U file; stop after ``max_sentences`` sentences when it is given."""
-    if max_sentences is not None and max_sentences < 0:
-        raise ValueError(f"max_sentences must be >= 0, got {max_sentences}")
+    """Read a CoNLL-U file; stop after ``max_sentences`` sentences (an integer >= 1) when it is given."""
+    _check_max_sentences(max_sentences)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_conllu: path must be a file path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CoNLL-U file at {path}")
     sentences: list[Sentence] = []
-    if max_sentences == 0:
-        return sentences
     for sentence in _iter_sentences(path):
         sentences.append(sentence)
         if max_sentences is not None and len(sentences) >= max_sentences:
             break
     return sentences
+
+
+def _check_max_sentences(max_sentences) -> None:
+    if max_sentences is None:
+        return
+    if isinstance(max_sentences, bool) or not isinstance(max_sentences, numbers.Integral):
+        raise TypeError(
+            f"max_sentences must be a positive integer or None (all), got "
+            f"{type(max_sentences).__name__} {max_sentences!r:.40}"
+        )
+    if max_sentences < 1:
+        raise ValueError(f"max_sentences must be >= 1 (or None for all), got {max_sentences}")
 
 
 def _iter_blocks(path: Path) -> Iterator[list[tuple[int, str]]]:
@@ -325,8 +337,13 @@ def load_treebank(
     ``name_or_path`` is ``"sample"``, ``"ud_english_ewt"``, a treebank folder or a ``.conllu`` file
     (then ``split`` is not used); see :func:`resolve_treebank`.
     """
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    _check_max_sentences(max_sentences)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"load_treebank: name_or_path must be a treebank name or path, got {name_or_path!r:.40}"
+        )
     path = resolve_treebank(name_or_path)
     if path.is_file():
         return read_conllu(path, max_sentences=max_sentences)

@@ -25,6 +25,7 @@ Indices are 0-based everywhere in this module (word i is ``sentence.words[i]``);
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
@@ -282,7 +283,7 @@ class ArcControlTask(Task):
     BEHAVIOURS = ("self", "first", "last")
 
     def __init__(self, seed: int = 0):
-        self.seed = int(seed)
+        self.seed = _integer(seed, "seed")
         self.task = ArcTask()
         super().__init__()
 
@@ -331,7 +332,7 @@ class _BinnedTask(Task):
     low = 0
 
     def __init__(self, edges: Sequence[int] | None = None):
-        edges = tuple(int(e) for e in (self.default_edges if edges is None else edges))
+        edges = tuple(_integer(e, "bin edges") for e in (self.default_edges if edges is None else edges))
         if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] < self.low:
             raise ValueError(f"bin edges must be increasing integers >= {self.low}, got {edges}")
         self.edges = edges
@@ -352,7 +353,7 @@ class _BinnedTask(Task):
     def equal_frequency(cls, sentences: Sequence[Sentence], n_bins: int = 5):
         """The task with ``n_bins`` bins of about equal frequency on ``sentences`` (compute them on train)."""
         values = np.array([cls.measure(s) for s in sentences])
-        if n_bins < 2 or len(values) == 0:
+        if _integer(n_bins, "n_bins") < 2 or len(values) == 0:
             raise ValueError("equal_frequency needs n_bins >= 2 and at least one sentence")
         cuts = np.quantile(values, np.arange(1, n_bins) / n_bins, method="lower")
         edges = sorted({int(c) for c in cuts if c < values.max()})
@@ -454,6 +455,13 @@ class MainVerbTenseTask(Task):
 # ----------------------------------------------------------------------------------------------
 
 
+def _integer(value, name: str) -> int:
+    """``value`` as an int; a float, bool or string is an error naming ``name`` (never silently truncated)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r:.40}")
+    return int(value)
+
+
 def _uniform(seed: int, word_type: str) -> float:
     """A uniform number in [0, 1) fixed by (seed, word type), independent of PYTHONHASHSEED."""
     digest = hashlib.sha256(f"{seed}\x00{word_type}".encode()).digest()
@@ -480,7 +488,7 @@ class ControlTask(Task):
                 f"{task.level}-level {task.kind} task"
             )
         self.task = task
-        self.seed = int(seed)
+        self.seed = _integer(seed, "seed")
         self.name = f"control_{task.name}"
         self._names: list | None = None  # labels of the fitted distribution, sorted
         self._cdf: np.ndarray | None = None
@@ -556,6 +564,12 @@ class DataFrameTask(Task):
                 raise ValueError(f"column {key!r} has negative indices")
         if frame["label"].isna().any():
             raise ValueError("column 'label' has missing values; leave those rows out instead")
+        if (
+            pd.api.types.is_numeric_dtype(frame["label"])
+            and not np.isfinite(frame["label"].to_numpy(float)).all()
+        ):
+            bad = float(frame["label"][~np.isfinite(frame["label"].to_numpy(float))].iloc[0])
+            raise ValueError(f"column 'label' must hold finite values, got {bad}")
         duplicated = frame.duplicated(keys)
         if duplicated.any():
             first = frame[duplicated].iloc[0]

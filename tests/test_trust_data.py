@@ -340,3 +340,84 @@ def test_real_squad_dev_spans_all_match():
     loaded = load_task("squad", SHARED)
     assert len(loaded) == 10570 and loaded.spans_repaired == 0 and loaded.data_note == ""
     assert sum(len(ex.answers) for ex in loaded) == 34726
+
+
+# 4. Argument ranges of the data-loading API ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"max_examples": 0}, ValueError, "max_examples must be >= 1"),
+        ({"max_examples": -3}, ValueError, "max_examples must be >= 1"),
+        ({"max_examples": 2.5}, TypeError, "max_examples must be a positive integer"),
+        ({"max_examples": "10"}, TypeError, "max_examples must be a positive integer"),
+        ({"max_examples": True}, TypeError, "max_examples must be a positive integer"),
+        ({"split": None}, TypeError, "split must be a str"),
+        ({"source": 1}, TypeError, "source must be 'local' or 'hub'"),
+        ({"source": "web"}, ValueError, "source must be 'local' or 'hub'"),
+        ({"data": 3}, TypeError, "data must be a folder path"),
+        ({"repair_spans": "yes"}, TypeError, "repair_spans must be True or False"),
+    ],
+)
+def test_load_task_argument_errors_name_the_argument(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        load_task("sst2", **{"data": "sample", **kwargs})
+
+
+def test_load_task_argument_edges(tmp_path):
+    import numpy as np
+
+    assert len(load_task("sst2", "sample", max_examples=1)) == 1
+    assert len(load_task("sst2", "sample", max_examples=np.int64(3))) == 3
+    assert len(load_task("sst2", "sample", max_examples=10_000)) == 8
+    with pytest.raises(TypeError, match="name must be a task name"):
+        load_task(None, "sample")
+    with pytest.raises(FileNotFoundError, match=r"data root .*nowhere is not a folder"):
+        load_task("sst2", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("3", TypeError), (False, TypeError)],
+)
+def test_conllu_max_sentences_range(tmp_path, value, error):
+    from probes.data import load_treebank
+
+    path = _write(tmp_path / "x.conllu", CONLLU)
+    with pytest.raises(error, match="max_sentences must be"):
+        read_conllu(path, max_sentences=value)
+    with pytest.raises(error, match="max_sentences must be"):
+        load_treebank("sample", "dev", max_sentences=value)
+    assert len(read_conllu(path, max_sentences=1)) == 1
+
+
+def test_load_treebank_argument_types():
+    from probes.data import load_treebank
+
+    with pytest.raises(ValueError, match="unknown split"):
+        load_treebank("sample", ["dev"])
+    with pytest.raises(TypeError, match="name_or_path must be"):
+        load_treebank(3, "dev")
+
+
+def test_probing_task_arguments_are_never_truncated():
+    import pandas as pd
+
+    from probes.data import load_treebank
+    from probes.tasks import ControlTask, SentenceLengthBinTask, get_task
+
+    with pytest.raises(TypeError, match=r"bin edges: expected an integer, got float 7.5"):
+        SentenceLengthBinTask(edges=(7.5, 16))
+    with pytest.raises(TypeError, match="bin edges: expected an integer"):
+        SentenceLengthBinTask(edges=("8", "16"))
+    with pytest.raises(TypeError, match="seed: expected an integer"):
+        ControlTask("upos", seed=1.9)
+    with pytest.raises(TypeError, match="seed: expected an integer"):
+        get_task("control_arc", seed="0")
+    with pytest.raises(TypeError, match="n_bins: expected an integer"):
+        SentenceLengthBinTask.equal_frequency(load_treebank("sample", "dev"), 2.5)
+    assert SentenceLengthBinTask(edges=(8, 16)).edges == (8, 16)
+    frame = pd.DataFrame({"sentence": [0, 1], "label": [1.0, float("inf")]})
+    from probes.tasks import DataFrameTask
+
+    with pytest.raises(ValueError, match="column 'label' must hold finite values, got inf"):
+        DataFrameTask(frame, "score")

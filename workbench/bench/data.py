@@ -24,6 +24,8 @@ import io
 import json
 import logging
 import math
+import numbers
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1034,11 +1036,12 @@ def load_task(
         data: a root folder laid out like ``../shared/data``, or ``"sample"`` for the committed samples.
         split: ``"dev"`` (what is local for most tasks), ``"train"`` or ``"test"`` where the task has one.
         source: ``"local"`` (files under ``data``) or ``"hub"`` (the Hugging Face hub, with ``datasets``).
-        max_examples: keep the first n.
+        max_examples: keep the first n (an integer >= 1; None keeps all).
         repair_spans: SQuAD only: move an answer that is not at its ``answer_start`` to the nearest occurrence of
             its text (a WARNING, and the count in ``spans_repaired`` and ``data_note``) instead of raising
             :class:`DataFormatError`.
     """
+    _check_load_arguments(name, data, split, source, max_examples, repair_spans)
     spec = get_task(name)
     if repair_spans and spec.family != "span":
         raise ValueError(f"repair_spans applies to the SQuAD tasks only, not to {spec.name!r}")
@@ -1049,6 +1052,11 @@ def load_task(
         examples = _load_from_hub(spec, split)
     elif source == "local":
         root = SAMPLE_DATA if str(data) == "sample" else Path(data)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"data root {root} is not a folder; pass data= a folder laid out like ../shared/data "
+                "(glue/SST-2/dev.tsv, squad/dev-v1.1.json, ...) or 'sample' for the committed samples"
+            )
         path = task_file(spec, root, split)
         examples = spec.reader(path, repair_spans=True) if repair_spans else spec.reader(path)
         for example in examples:
@@ -1058,7 +1066,7 @@ def load_task(
     if not examples:
         raise DataFormatError(f"task {spec.name!r} ({split}) has no examples")
     loaded = TaskData(
-        examples[:max_examples] if max_examples is not None else examples,
+        examples[: int(max_examples)] if max_examples is not None else examples,
         task=spec.name,
         split=split,
         source=source,
@@ -1071,6 +1079,28 @@ def load_task(
         notes.append(f"{loaded.spans_repaired} SQuAD answer span(s) repaired (moved to their text)")
     loaded.data_note = "; ".join(notes)
     return loaded
+
+
+def _check_load_arguments(name, data, split, source, max_examples, repair_spans) -> None:
+    """Clear errors for arguments of :func:`load_task` of the wrong type or outside their range."""
+    if not isinstance(name, str):
+        raise TypeError(f"load_task: name must be a task name (str), got {type(name).__name__} {name!r:.40}")
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"load_task: data must be a folder path or 'sample', got {type(data).__name__}")
+    if not isinstance(split, str):
+        raise TypeError(f"load_task: split must be a str ('dev', 'train', 'test'), got {split!r:.40}")
+    if not isinstance(source, str):
+        raise TypeError(f"load_task: source must be 'local' or 'hub', got {source!r:.40}")
+    if max_examples is not None:
+        if isinstance(max_examples, bool) or not isinstance(max_examples, numbers.Integral):
+            raise TypeError(
+                f"load_task: max_examples must be a positive integer or None (all), got "
+                f"{type(max_examples).__name__} {max_examples!r:.40}"
+            )
+        if max_examples < 1:
+            raise ValueError(f"load_task: max_examples must be >= 1 (or None for all), got {max_examples}")
+    if not isinstance(repair_spans, bool):
+        raise TypeError(f"load_task: repair_spans must be True or False, got {repair_spans!r:.40}")
 
 
 def _load_from_hub(spec: TaskSpec, split: str) -> list:
