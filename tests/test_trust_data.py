@@ -421,3 +421,57 @@ def test_probing_task_arguments_are_never_truncated():
 
     with pytest.raises(ValueError, match="column 'label' must hold finite values, got inf"):
         DataFrameTask(frame, "score")
+
+
+# 5. Fixtures and committed samples are never silently a dev set ------------------------------------------------
+def test_committed_samples_are_marked_with_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="workbench.bench.data"):
+        sst2 = load_task("sst2", "sample")
+    assert sst2.is_fixture and sst2.data_note.startswith("committed sample: 8 example(s) of sst2")
+    assert sst2.task == "sst2" and sst2.split == "dev" and sst2.path.name == "dev.tsv" and sst2.n_file == 8
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings and "committed sample" in warnings[0].getMessage()
+    assert "not comparable with published" in warnings[0].getMessage()
+    # max_examples keeps the note; the note counts the file
+    assert load_task("sst2", D.SAMPLE_DATA, max_examples=2).data_note == sst2.data_note
+
+
+def test_fixture_fallback_is_marked_with_a_warning(tmp_path, caplog):
+    fixture = tmp_path / "hf_transformers_tests_samples/swag/sample.json"
+    row = {"sent1": "a", "sent2": "b", "label": 1, **{f"ending{i}": "e" for i in range(4)}}
+    _write(fixture, json.dumps(row) + "\n")
+    with caplog.at_level("WARNING", logger="workbench.bench.data"):
+        swag = load_task("swag", tmp_path)
+    assert swag.is_fixture and swag.data_note.startswith("test fixture: 1 example(s) of swag")
+    assert str(fixture) in swag.data_note
+    assert any("test fixture" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    # the official file, when present, is read instead and carries no note
+    _write(
+        tmp_path / "swag/val.csv",
+        "sent1,sent2,ending0,ending1,ending2,ending3,label\nHe runs.,He,stops.,flies.,sings.,eats.,0\n",
+    )
+    official = load_task("swag", tmp_path)
+    assert not official.is_fixture and official.data_note == "" and official.path.name == "val.csv"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
+def test_shared_data_fixtures_and_official_files():
+    v2 = load_task("squad_v2", SHARED)  # only the transformers fixture is local
+    assert v2.is_fixture and "test fixture: 14 example(s) of squad_v2" in v2.data_note
+    assert "hf_transformers_tests_samples" in v2.data_note
+    swag = load_task("swag", SHARED)
+    assert swag.is_fixture and "hf_transformers_tests_samples/swag/sample.json" in swag.data_note
+    for task in ("sst2", "copa", "squad", "arc_easy", "race_middle"):
+        loaded = load_task(task, SHARED, max_examples=3)
+        assert not loaded.is_fixture and loaded.data_note == "" and len(loaded) == 3, task
+
+
+def test_task_data_is_a_plain_list_of_examples_that_pickles():
+    import pickle
+
+    copa = load_task("copa", "sample")
+    assert isinstance(copa, list) and copa == list(copa)
+    again = pickle.loads(pickle.dumps(copa))
+    assert again == copa and again.data_note == copa.data_note and again.is_fixture
+    with pytest.raises(TypeError, match="no attribute 'note'"):
+        D.TaskData([], note="x")

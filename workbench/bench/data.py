@@ -12,8 +12,12 @@ Task families and their examples:
 Files are read from a root folder laid out like ``../shared/data`` (``glue/SST-2/dev.tsv``,
 ``superglue/COPA/val.jsonl``, ``squad/dev-v1.1.json``, ...). A missing file raises ``FileNotFoundError``
 naming the file; a malformed record raises :class:`DataFormatError` naming the file, the line or record and
-what was expected. With the ``datasets`` package and a network, :func:`load_task` ``(..., source="hub")``
-reads the same tasks from the Hugging Face hub.
+what was expected: bytes that are not UTF-8 (with the byte offset), a label outside the task's label set, an
+STS-B score that is not a finite number in [0, 5], a SQuAD answer that is not at its ``answer_start`` (or
+``repair_spans=True``), a repeated SQuAD id. :func:`load_task` returns a :class:`TaskData`: the examples plus
+``data_note`` (non-empty for committed samples, test fixtures and repaired spans, which also log a WARNING).
+With the ``datasets`` package and a network, :func:`load_task` ``(..., source="hub")`` reads the same tasks
+from the Hugging Face hub (the same range checks apply to every row).
 """
 
 from __future__ import annotations
@@ -1029,7 +1033,11 @@ def load_task(
     max_examples: int | None = None,
     repair_spans: bool = False,
 ) -> TaskData:
-    """The examples of one task.
+    """The examples of one task, as a :class:`TaskData` (a list of examples with where they came from).
+
+    The committed samples (``data="sample"``) and the transformers test fixtures that some tasks fall back to
+    under a data root (SWAG's and SQuAD 2.0's ``hf_transformers_tests_samples/...``) are loaded with a WARNING,
+    ``is_fixture=True`` and a ``data_note`` saying so; results computed on them should carry that note.
 
     Args:
         name: a task name (``sst2``, ``copa``, ``squad``...; see ``TASKS``).
@@ -1075,10 +1083,37 @@ def load_task(
         n_file=len(examples),
     )
     notes = []
+    fixture = _fixture_note(spec, split, path, len(examples)) if path is not None else ""
+    if fixture:
+        loaded.is_fixture = True
+        notes.append(fixture)
+        logger.warning(
+            "%s: results on these examples are not comparable with published %s numbers; point data= at the "
+            "full data (a folder laid out like ../shared/data)",
+            fixture,
+            spec.name,
+        )
     if loaded.spans_repaired:
         notes.append(f"{loaded.spans_repaired} SQuAD answer span(s) repaired (moved to their text)")
     loaded.data_note = "; ".join(notes)
     return loaded
+
+
+# Folders under a data root that hold test fixtures (a handful of rows), never an official split.
+FIXTURE_FOLDERS = ("hf_transformers_tests_samples",)
+
+
+def _fixture_note(spec: TaskSpec, split: str, path: Path, n: int) -> str:
+    """What a data note says when ``path`` is a committed sample or a test fixture, else ``""``."""
+    resolved = path.resolve()
+    if SAMPLE_DATA.resolve() in resolved.parents:
+        return (
+            f"committed sample: {n} example(s) of {spec.name} from workbench/bench/sample_data, "
+            f"not the full {split} set"
+        )
+    if any(part in FIXTURE_FOLDERS for part in resolved.parts):
+        return f"test fixture: {n} example(s) of {spec.name} from {path}, not the {split} set"
+    return ""
 
 
 def _check_load_arguments(name, data, split, source, max_examples, repair_spans) -> None:
