@@ -10,14 +10,20 @@ writes the vectors to ``folder``:
 - ``n_subwords.u16``: a uint16 memmap [n_words_total]: how many tokens each word had (0 when a word got no
   token: truncated away, or an empty string; its vectors are then zeros);
 - ``sentence_offsets.npy``: int64 [n_sentences + 1]; sentence s holds rows ``offsets[s]:offsets[s + 1]``;
-- ``manifest.json``: what was extracted (model, config hash, data checksum, pooling, hook, layers, shapes,
-  dtype) and ``progress``, the number of sentences done.
+- ``manifest.json``: what was extracted — the model's fingerprint (a hash of its weights as loaded, dtype,
+  config and attached editing hooks: :func:`workbench.provenance.model_fingerprint`), the tokenizer's, the
+  data's (hash of the words), pooling, hook, layers, batch size, truncation length, shapes — ``progress``
+  (the number of sentences done), a hash of the offsets, and a checksum of the manifest itself.
 
 Sentences are batched by token count (longest first) for speed; each sentence's words are written at its
 original offset. Each batch is written to the memmaps, flushed, and only then counted in ``progress``, so an
 interrupted run leaves a consistent store that the next call with the same arguments continues (the order
 of sentences is a function of the data alone, so the result is byte-identical to an uninterrupted run with
-the same batch size). A folder holding another extraction raises an error naming what differs.
+the same batch size). A folder holding another extraction — another model (even one of the same config
+with other weights, dtype or editing hooks), other data or other arguments — raises :class:`StoreError`
+naming what differs; ``overwrite=True`` replaces it. Before a store is resumed or read, the manifest's
+checksum, the offsets and every file's size are checked: a damaged or truncated store is a
+:class:`StoreError` naming the file, and nothing is ever extended or zero-filled.
 
 >>> store = extract(model, [["The", "keys", "are", "here", "."]], "acts/minilm")  # doctest: +SKIP
 >>> store.stack(layers=[3, 6]).shape  # [layer, n_words, d_model]  # doctest: +SKIP
@@ -25,6 +31,7 @@ the same batch size). A folder holding another extraction raises an error naming
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -42,7 +49,7 @@ POOLINGS = ("first", "mean", "last")
 MANIFEST = "manifest.json"
 OFFSETS = "sentence_offsets.npy"
 SUBWORDS = "n_subwords.u16"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STORE_DTYPE = "float16"
 EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
 # Manifest keys that must agree for a folder to be resumed or reused (the rest describe the store).
@@ -51,7 +58,10 @@ IDENTITY_KEYS = (
     "model",
     "model_class",
     "config_hash",
+    "model_fingerprint",
+    "tokenizer_fingerprint",
     "data_checksum",
+    "data_fingerprint",
     "n_sentences",
     "n_words",
     "pooling",
@@ -61,6 +71,7 @@ IDENTITY_KEYS = (
     "dtype",
     "add_prefix_space",
     "max_length",
+    "batch_size",
 )
 _DESCRIPTIONS = {
     "model": "model",
@@ -77,7 +88,18 @@ _DESCRIPTIONS = {
     "add_prefix_space": "tokenizer add_prefix_space",
     "max_length": "max_length (truncation)",
     "format_version": "store format version",
+    "model_fingerprint": "model fingerprint (weights, dtype, config, hooks)",
+    "tokenizer_fingerprint": "tokenizer fingerprint",
+    "data_fingerprint": "data fingerprint (hash of the words)",
+    "batch_size": "batch_size",
 }
+_FIX = "Use another folder, or pass overwrite=True to extract into this one anew (or delete it)."
+
+
+class StoreError(ValueError):
+    """An activation store that cannot be used as asked: damaged or truncated files, a manifest that does
+    not check, or a folder that holds another extraction. The message names the file or the difference,
+    and the fix."""
 
 
 def layer_file(layer: int) -> str:
@@ -126,10 +148,17 @@ def config_hash(model) -> str:
 
 
 def word_tokenizer(model):
-    """The model's tokenizer, made fit for words: a byte-level BPE tokenizer (GPT-2, RoBERTa) loaded with
-    ``add_prefix_space=False`` is reloaded with ``add_prefix_space=True`` so every word, the first included,
-    is tokenized as a word that follows a space (otherwise the words are tokenized as if glued together)."""
-    from workbench.tokenizer import Tokenizer
+    """The model's tokenizer, made fit for words, without reloading anything by name (stand-ins work too).
+
+    A byte-level BPE tokenizer (GPT-2, RoBERTa) with ``add_prefix_space=False`` is copied with
+    ``add_prefix_space=True``, so every word, the first included, is tokenized as a word that follows a space
+    (otherwise the words are tokenized as if glued together), as ``from_pretrained(..., add_prefix_space=True)``
+    would load it. A tokenizer with neither a pad nor an eos token (GPT's) is copied with its unknown token
+    (else its token 0) as the pad token: padded positions have ``attention_mask`` 0 and no word, so they are
+    never stored. The model's own tokenizer is left unchanged.
+    """
+    from tokenizers import Tokenizer as BackendTokenizer
+    from tokenizers import processors
 
     tokenizer = model.tokenizer
     if tokenizer is None:
@@ -137,14 +166,38 @@ def word_tokenizer(model):
             f"{type(model).__name__} has no tokenizer; set model.tokenizer = "
             f"workbench.AutoTokenizer.from_pretrained(...) first"
         )
-    if tokenizer.add_prefix_space is False:
-        if not tokenizer.name_or_path:
-            raise ValueError(
-                "the model's byte-level BPE tokenizer has add_prefix_space=False and no name_or_path to reload "
-                "it from; set model.tokenizer = Tokenizer.from_pretrained(..., add_prefix_space=True)"
+    needs_prefix_space = tokenizer.add_prefix_space is False
+    special = tokenizer.special_tokens
+    needs_pad = not special.get("pad_token") and not special.get("eos_token")
+    if not needs_prefix_space and not needs_pad:
+        return tokenizer
+    words = copy.copy(tokenizer)
+    words.special_tokens = dict(special)
+    words.saved_settings = dict(tokenizer.saved_settings)
+    words.backend = BackendTokenizer.from_str(tokenizer.backend.to_str())
+    if needs_prefix_space:
+        words.backend.pre_tokenizer.add_prefix_space = True
+        post = words.backend.post_processor
+        if isinstance(post, processors.RobertaProcessing):
+            words.backend.post_processor = processors.RobertaProcessing(
+                tuple(post.sep), tuple(post.cls), post.trim_offsets, True
             )
-        tokenizer = Tokenizer.from_pretrained(tokenizer.name_or_path, add_prefix_space=True)
-    return tokenizer
+        words.saved_settings["add_prefix_space"] = True
+    if needs_pad:
+        unk = special.get("unk_token")
+        words.special_tokens["pad_token"] = (
+            unk
+            if unk is not None and words.backend.token_to_id(unk) is not None
+            else words.backend.id_to_token(0)
+        )
+    return words
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of the tokenizer's pipeline (its ``tokenizer.json`` text), special tokens and padding side."""
+    digest = hashlib.sha256(tokenizer.backend.to_str().encode("utf-8"))
+    digest.update(json.dumps([sorted(tokenizer.special_tokens.items()), tokenizer.padding_side]).encode())
+    return digest.hexdigest()
 
 
 def _max_length(model, tokenizer) -> int:
@@ -164,25 +217,177 @@ def _token_lengths(
     return lengths
 
 
-def _write_json_atomic(path: Path, values: dict[str, Any]) -> None:
+def _manifest_checksum(values: dict[str, Any]) -> str:
+    body = {key: value for key, value in values.items() if key != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _write_manifest(path: Path, values: dict[str, Any]) -> None:
+    """Write the manifest with its checksum, atomically (a crash leaves the old or the new one)."""
+    values["checksum"] = _manifest_checksum(values)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(values, indent=2))
     os.replace(tmp, path)
 
 
+def _offsets_hash(offsets: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(offsets, dtype="<i8").tobytes()).hexdigest()
+
+
+def _damaged(path: Path, problem: str) -> StoreError:
+    return StoreError(
+        f"{path} is damaged: {problem}. The activation store in {path.parent} cannot be trusted; delete the "
+        f"folder, or call extract(..., overwrite=True) to extract again."
+    )
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest of the store in ``folder``, checked: valid JSON, its checksum, every field's type and range.
+
+    Raises:
+        FileNotFoundError: no manifest.
+        StoreError: a damaged manifest (names the file, the problem and the fix); a manifest of another store
+            format version.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no activation store in {Path(folder)}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise _damaged(path, f"not valid JSON ({err})") from None
+    if not isinstance(manifest, dict):
+        raise _damaged(path, f"a JSON {type(manifest).__name__}, not an object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION and _is_int(version) and "checksum" not in manifest:
+        raise StoreError(
+            f"{path} was written by store format version {version}; this version reads version "
+            f"{FORMAT_VERSION}, which also records the model's weights fingerprint. {_FIX}"
+        )
+    if manifest.get("checksum") != _manifest_checksum(manifest):
+        raise _damaged(path, "its checksum does not match its content (edited or corrupted)")
+    if version != FORMAT_VERSION:
+        raise StoreError(
+            f"{path} is store format version {version!r}; this version reads {FORMAT_VERSION}. {_FIX}"
+        )
+    _check_fields(path, manifest)
+    return manifest
+
+
+def _check_fields(path: Path, manifest: dict[str, Any]) -> None:
+    problems = []
+    for key in ("n_sentences", "progress", "words_without_tokens"):
+        if not _is_int(manifest.get(key)):
+            problems.append(f"{key} must be an int >= 0, got {manifest.get(key)!r}")
+    for key in ("n_words", "d_model"):
+        if not _is_int(manifest.get(key), 1):
+            problems.append(f"{key} must be an int >= 1, got {manifest.get(key)!r}")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers or not all(_is_int(layer) for layer in layers):
+        problems.append(f"layers must be a non-empty list of ints >= 0, got {layers!r}")
+    elif layers != sorted(set(layers)):
+        problems.append(f"layers must be sorted and unique, got {layers}")
+    if manifest.get("pooling") not in POOLINGS:
+        problems.append(f"pooling must be one of {POOLINGS}, got {manifest.get('pooling')!r}")
+    if manifest.get("dtype") != STORE_DTYPE:
+        problems.append(f"dtype must be {STORE_DTYPE!r}, got {manifest.get('dtype')!r}")
+    if not isinstance(manifest.get("offsets_sha256"), str):
+        problems.append("offsets_sha256 is missing")
+    if not problems:
+        if manifest["progress"] > manifest["n_sentences"]:
+            problems.append(f"progress {manifest['progress']} > n_sentences {manifest['n_sentences']}")
+        if manifest.get("shape") != [manifest["n_words"], manifest["d_model"]]:
+            problems.append(f"shape {manifest.get('shape')!r} is not [n_words, d_model]")
+        if manifest.get("files") != {str(layer): layer_file(layer) for layer in layers}:
+            problems.append(f"files {manifest.get('files')!r} do not match layers {layers}")
+    if problems:
+        raise _damaged(path, "; ".join(problems))
+
+
+def read_offsets(folder: Path, manifest: dict[str, Any]) -> np.ndarray:
+    """``sentence_offsets.npy``, checked against the manifest (shape, dtype, hash, first 0, last n_words)."""
+    path = folder / OFFSETS
+    if not path.is_file():
+        raise _damaged(path, "the file is missing")
+    try:
+        offsets = np.load(path, allow_pickle=False)
+        with path.open("rb") as handle:  # np.load ignores bytes after the array: the size must be exact
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            read_header(handle)
+            data_start = handle.tell()
+    except Exception as err:  # numpy raises ValueError, OSError, EOFError... for a damaged .npy
+        raise _damaged(path, f"not a readable .npy file ({type(err).__name__}: {err})") from None
+    if path.stat().st_size != data_start + offsets.nbytes:
+        raise _damaged(
+            path, f"{path.stat().st_size} bytes, but its header describes {data_start + offsets.nbytes}"
+        )
+    expected = (manifest["n_sentences"] + 1,)
+    if offsets.dtype != np.int64 or offsets.shape != expected:
+        raise _damaged(path, f"int64 {expected} expected, found {offsets.dtype} {offsets.shape}")
+    if _offsets_hash(offsets) != manifest["offsets_sha256"]:
+        raise _damaged(path, "its content does not match the hash in the manifest")
+    return offsets
+
+
+def check_files(folder: str | Path, manifest: dict[str, Any]) -> None:
+    """Every data file of the store exists and has exactly the size the manifest implies.
+
+    Raises:
+        StoreError: naming the file, its size and the expected size (a file is never extended or cut here).
+    """
+    folder = Path(folder)
+    n_words, d_model = manifest["n_words"], manifest["d_model"]
+    expected = {
+        layer_file(layer): n_words * d_model * np.dtype(np.float16).itemsize for layer in manifest["layers"]
+    }
+    expected[SUBWORDS] = n_words * np.dtype(np.uint16).itemsize
+    for name, size in expected.items():
+        path = folder / name
+        if not path.is_file():
+            raise _damaged(path, "the file is missing")
+        actual = path.stat().st_size
+        if actual != size:
+            raise _damaged(
+                path,
+                f"{actual} bytes, but the manifest's shape [{n_words}, {d_model}] needs {size} "
+                f"({'truncated' if actual < size else 'too long'})",
+            )
+
+
 def _check_same(stored: dict[str, Any], wanted: dict[str, Any], folder: Path) -> None:
+    from workbench.provenance import differences as record_differences
+
     differences = []
     for key in IDENTITY_KEYS:
         if stored.get(key) != wanted.get(key):
-            differences.append(
-                f"{_DESCRIPTIONS[key]}: stored {stored.get(key)!r}, requested {wanted.get(key)!r}"
-            )
+            if isinstance(wanted.get(key), dict) and isinstance(stored.get(key), dict):
+                detail = ", ".join(record_differences(stored[key], wanted[key]))
+                differences.append(f"{_DESCRIPTIONS[key]}: {detail}")
+            else:
+                differences.append(
+                    f"{_DESCRIPTIONS[key]}: stored {stored.get(key)!r}, requested {wanted.get(key)!r}"
+                )
     if differences:
-        raise ValueError(
-            f"{folder} already holds another extraction; differences: "
-            + "; ".join(differences)
-            + ". Use another folder, or delete this one to start over."
+        raise StoreError(
+            f"{folder} already holds another extraction; differences: " + "; ".join(differences) + f". {_FIX}"
         )
+
+
+def _remove_store_files(folder: Path) -> None:
+    """Delete what extract writes (the manifest first, so an interruption never leaves a stale claim)."""
+    for name in (MANIFEST, MANIFEST + ".tmp", OFFSETS, SUBWORDS):
+        (folder / name).unlink(missing_ok=True)
+    for path in folder.glob("layer_*.f16"):
+        path.unlink()
 
 
 def _pool(
@@ -223,6 +428,7 @@ def extract(
     data_id: str | None = None,
     progress: bool = True,
     max_batches: int | None = None,
+    overwrite: bool = False,
 ) -> ActivationStore:
     """Extract pooled word representations of ``sentences`` into ``folder``, resuming a partial run.
 
@@ -236,16 +442,23 @@ def extract(
         hook: the block hook stored for layers >= 1 (layer 0 is always ``blocks.0.hook_resid_pre``). Note that
             GPT-2's last ``hook_resid_post`` is before the final LayerNorm (Hugging Face's last hidden state is
             after it).
-        data_id: identifies the data in the manifest instead of the sha256 of the words.
+        data_id: a name for the data, recorded as ``data_checksum`` instead of the sha256 of the words (the
+            hash of the words is recorded and compared as ``data_fingerprint`` all the same).
         progress: show a tqdm progress bar.
         max_batches: process at most this many batches in this call, leaving the store resumable (for runs in
             chunks, and tests).
+        overwrite: replace whatever store ``folder`` holds instead of refusing one made another way.
 
     Returns:
         an :class:`ActivationStore` over ``folder`` (``.complete`` is False when ``max_batches`` stopped early).
 
     Words longer than the model's context are truncated; words left without any token get zero vectors and
     ``n_subwords`` 0 (counted in the manifest's ``words_without_tokens``).
+
+    Raises:
+        StoreError: ``folder`` holds an extraction made another way (the message names every difference:
+            model weights, dtype, hooks, tokenizer, data, pooling, layers, ...), or a damaged one (names the
+            file). Reuse and resume happen only when everything that changes the numbers is equal.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -272,15 +485,22 @@ def extract(
     if n_words == 0:
         raise ValueError("the sentences hold no words")
     d_model = int(model.config.d_model)
+    from workbench.provenance import model_fingerprint
+    from workbench.zoo import is_stand_in
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    checksum = data_checksum(sentences)
     wanted = {
         "format_version": FORMAT_VERSION,
         "model": str(model.config.name_or_path or tokenizer.name_or_path),
         "model_class": type(model).__name__,
         "config_hash": config_hash(model),
-        "data_checksum": data_id if data_id is not None else data_checksum(sentences),
+        "model_fingerprint": model_fingerprint(model),
+        "stand_in": is_stand_in(model),
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "data_checksum": data_id if data_id is not None else checksum,
+        "data_fingerprint": checksum,
         "n_sentences": len(sentences),
         "n_words": n_words,
         "pooling": pooling,
@@ -291,17 +511,23 @@ def extract(
         "dtype": STORE_DTYPE,
         "add_prefix_space": tokenizer.add_prefix_space,
         "max_length": max_length,
+        "batch_size": batch_size,
         "shape": [n_words, d_model],
         "files": {str(layer): layer_file(layer) for layer in chosen},
         "offsets_file": OFFSETS,
         "subwords_file": SUBWORDS,
+        "offsets_sha256": _offsets_hash(offsets),
         "progress": 0,
         "words_without_tokens": 0,
     }
     manifest_path = folder / MANIFEST
+    if overwrite:
+        _remove_store_files(folder)
     if manifest_path.is_file():
-        stored = json.loads(manifest_path.read_text())
+        stored = read_manifest(folder)
         _check_same(stored, wanted, folder)
+        read_offsets(folder, stored)
+        check_files(folder, stored)  # before any memmap is opened for writing: nothing is ever extended
         if stored["progress"] >= stored["n_sentences"]:
             return ActivationStore(folder)
         manifest = stored
@@ -319,7 +545,7 @@ def extract(
     if mode == "w+":
         for array in (*maps.values(), subwords):
             array.flush()
-        _write_json_atomic(manifest_path, manifest)  # progress 0: the files exist and are sized
+        _write_manifest(manifest_path, manifest)  # progress 0: the files exist and are sized
 
     token_lengths = _token_lengths(tokenizer, sentences, max_length)
     order = np.argsort(-token_lengths, kind="stable")  # longest first: memory trouble shows at once
@@ -364,7 +590,7 @@ def extract(
             manifest["words_without_tokens"] = int(manifest.get("words_without_tokens", 0)) + int(
                 (counts == 0).sum()
             )
-            _write_json_atomic(manifest_path, manifest)
+            _write_manifest(manifest_path, manifest)
             bar.update(len(batch))
     finally:
         bar.close()
@@ -411,19 +637,22 @@ class ActivationStore:
     Attributes:
         manifest: the manifest dict; layers: the stored layer numbers; offsets: int64 [n_sentences + 1];
         n_words, n_sentences, d_model; complete: whether every sentence is done.
+
+    Raises:
+        FileNotFoundError: no manifest in ``folder``.
+        StoreError: a damaged manifest or offsets file, or a data file of another size than the manifest's
+            shape implies (the message names the file).
     """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        path = self.folder / MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(f"no activation store in {self.folder}: {MANIFEST} is missing")
-        self.manifest: dict[str, Any] = json.loads(path.read_text())
+        self.manifest: dict[str, Any] = read_manifest(self.folder)
+        self.offsets: np.ndarray = read_offsets(self.folder, self.manifest)
+        check_files(self.folder, self.manifest)
         self.layers: list[int] = list(self.manifest["layers"])
         self.n_words: int = int(self.manifest["n_words"])
         self.n_sentences: int = int(self.manifest["n_sentences"])
         self.d_model: int = int(self.manifest["d_model"])
-        self.offsets: np.ndarray = np.load(self.folder / OFFSETS)
         self._maps: dict[int, np.memmap] = {}
         if not self.complete:
             logger.warning(

@@ -4,8 +4,11 @@ numbers is equal — model fingerprints, data fingerprints, the activation store
 from __future__ import annotations
 
 import functools
+import io
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,3 +140,207 @@ def test_differences_name_nested_keys_and_treat_tuples_as_lists():
     assert P.differences(stored, wanted, keys=["layers", "seed"]) == []
     assert P.record_id(stored) == P.record_id(json.loads(json.dumps(stored)))
     assert P.record_id(stored) != P.record_id(wanted)
+
+
+# The activation store ------------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from probes.store import ActivationStore, StoreError, extract, hook_name, word_tokenizer  # noqa: E402
+from workbench.zoo import TinySize  # noqa: E402
+
+SMALL = TinySize(n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_positions=64, bpe_vocab_size=400)
+WORDS = [
+    ["The", "keys", "to", "the", "cabinet", "are", "on", "the", "table", "."],
+    ["Unbelievably", ",", "Paris", "isn't", "France's", "capital", "!"],
+    ["Hello"],
+    ["The", "cat", "sat", "on", "the", "mat", "."],
+]
+ARCHITECTURES = ["bert", "distilbert", "roberta", "xlm", "openai-gpt", "gpt2", "transfo-xl", "xlnet"]
+
+
+def small(arch="bert", seed=0):
+    return wb.zoo.tiny(arch, task="base", device="cpu", size=SMALL, seed=seed)
+
+
+def test_store_refuses_a_model_of_the_same_config_with_other_weights(tmp_path):
+    extract(small(seed=0), WORDS, tmp_path / "done", layers=[1], progress=False)
+    with pytest.raises(StoreError, match=r"model fingerprint .*weights: stored") as err:
+        extract(small(seed=1), WORDS, tmp_path / "done", layers=[1], progress=False)
+    assert "config hash" not in str(err.value) and "overwrite=True" in str(err.value)
+    # A partial store is not resumed with the other weights either (it would mix activations).
+    extract(small(seed=0), WORDS, tmp_path / "part", layers=[1], batch_size=2, max_batches=1, progress=False)
+    with pytest.raises(StoreError, match="weights"):
+        extract(small(seed=1), WORDS, tmp_path / "part", layers=[1], batch_size=2, progress=False)
+    # overwrite=True starts over with the new model.
+    store = extract(small(seed=1), WORDS, tmp_path / "done", layers=[1], overwrite=True, progress=False)
+    assert store.complete and store.manifest["model_fingerprint"] == P.model_fingerprint(small(seed=1))
+
+
+def test_store_refuses_other_dtype_hooks_retraining_and_batch_size(tmp_path):
+    model = small()
+    extract(model, WORDS, tmp_path, layers=[1], progress=False)
+    with model.hooks([("blocks.0.hook_resid_post", _double)]):
+        with pytest.raises(StoreError, match="_double"):
+            extract(model, WORDS, tmp_path, layers=[1], progress=False)
+    with pytest.raises(StoreError, match="dtype"):
+        extract(small().to(torch.bfloat16), WORDS, tmp_path, layers=[1], progress=False)
+    with torch.no_grad():
+        next(model.blocks[0].parameters()).mul_(1.5)  # retrained in place
+    with pytest.raises(StoreError, match="weights"):
+        extract(model, WORDS, tmp_path, layers=[1], progress=False)
+    with pytest.raises(StoreError, match="batch_size: stored 32, requested 2"):
+        extract(small(), WORDS, tmp_path, layers=[1], batch_size=2, progress=False)
+    assert extract(small(), WORDS, tmp_path, layers=[1], progress=False).complete  # the same: reused
+
+
+def test_truncated_layer_file_is_an_error_never_zero_filled(tmp_path):
+    model = small()
+    extract(model, WORDS, tmp_path, layers=[0, 2], batch_size=2, max_batches=1, progress=False)
+    layer = tmp_path / "layer_2.f16"
+    size = layer.stat().st_size
+    with layer.open("r+b") as handle:
+        handle.truncate(size // 2)
+    with pytest.raises(StoreError, match=r"layer_2\.f16 is damaged: .*truncated") as err:
+        extract(model, WORDS, tmp_path, layers=[0, 2], batch_size=2, progress=False)
+    assert "overwrite=True" in str(err.value)
+    assert layer.stat().st_size == size // 2  # not extended
+    with pytest.raises(StoreError, match="layer_2"):
+        ActivationStore(tmp_path)
+    # A complete store truncated afterwards is refused when opened or reused.
+    done = extract(model, WORDS, tmp_path / "done", layers=[1], progress=False)
+    assert done.complete
+    subwords = tmp_path / "done" / "n_subwords.u16"
+    subwords.write_bytes(subwords.read_bytes()[:-2])
+    for call in (
+        lambda: ActivationStore(tmp_path / "done"),
+        lambda: extract(model, WORDS, tmp_path / "done", layers=[1], progress=False),
+    ):
+        with pytest.raises(StoreError, match=r"n_subwords\.u16 is damaged"):
+            call()
+    extended = tmp_path / "done" / "layer_1.f16"
+    extended.write_bytes(extended.read_bytes() + b"\0\0")
+    with pytest.raises(StoreError, match=r"layer_1\.f16 is damaged: .*too long"):
+        ActivationStore(tmp_path / "done")
+    extended.write_bytes(extended.read_bytes()[:-2])
+    subwords.unlink()
+    with pytest.raises(StoreError, match=r"n_subwords\.u16 is damaged: the file is missing"):
+        ActivationStore(tmp_path / "done")
+
+
+def test_damaged_manifest_and_offsets_are_errors_naming_the_file(tmp_path):
+    extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+    manifest = tmp_path / "manifest.json"
+    good = manifest.read_text()
+    manifest.write_text(good[: len(good) // 2])
+    with pytest.raises(StoreError, match=r"manifest\.json is damaged: not valid JSON") as err:
+        ActivationStore(tmp_path)
+    assert "overwrite=True" in str(err.value)
+    manifest.write_text(good.replace('"progress": 4', '"progress": 2'))
+    with pytest.raises(StoreError, match="checksum does not match"):
+        ActivationStore(tmp_path)
+    manifest.write_text(good)
+    offsets = tmp_path / "sentence_offsets.npy"
+    array = np.load(offsets)
+    array[2] += 1
+    np.save(offsets, array)
+    with pytest.raises(StoreError, match=r"sentence_offsets\.npy is damaged: its content"):
+        ActivationStore(tmp_path)
+    offsets.write_bytes(b"not a numpy file")
+    with pytest.raises(StoreError, match=r"sentence_offsets\.npy is damaged: not a readable"):
+        ActivationStore(tmp_path)
+    # The fix the message names works.
+    assert extract(small(), WORDS, tmp_path, layers=[1], overwrite=True, progress=False).complete
+
+
+def test_old_format_store_is_refused_with_the_fix(tmp_path):
+    extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for key in ("checksum", "model_fingerprint", "offsets_sha256"):
+        manifest.pop(key)
+    manifest["format_version"] = 1
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="format version 1.*overwrite=True"):
+        extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+
+
+def _reference(model, tokenizer, words, layer):
+    """One sentence alone (no padding), mean-pooled by hand with word_ids."""
+    encoding = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    _, cache = model.run_with_cache(dict(encoding), names_filter=[hook_name(layer)])
+    acts = cache[hook_name(layer)][0]
+    ids = encoding.word_ids(0)
+    return torch.stack([acts[[p for p, w in enumerate(ids) if w == i]].mean(0) for i in range(len(words))])
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_store_works_on_the_stand_in_of_every_architecture(arch, tmp_path):
+    model = small(arch)
+    before = model.tokenizer.backend.to_str()
+    store = extract(model, WORDS, tmp_path, layers="all", batch_size=4, progress=False)  # padded batches
+    assert store.complete and store.manifest["stand_in"] is True
+    assert model.tokenizer.backend.to_str() == before  # the model's own tokenizer is untouched
+    tokenizer = word_tokenizer(model)
+    for layer in (0, model.n_layers):
+        for index, words in enumerate(WORDS):
+            expected = _reference(model, tokenizer, words, layer)
+            got = torch.from_numpy(np.asarray(store.sentence(index, layer), dtype=np.float32))
+            torch.testing.assert_close(got, expected, atol=3e-3, rtol=3e-3)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "roberta"])
+def test_word_tokenizer_equals_a_reload_with_add_prefix_space(arch, tmp_path):
+    from workbench.tokenizer import Tokenizer
+
+    model = small(arch)
+    model.tokenizer.save_pretrained(tmp_path)
+    reloaded = Tokenizer.from_pretrained(tmp_path, add_prefix_space=True)
+    assert Tokenizer.from_pretrained(tmp_path).add_prefix_space is False
+    copied = word_tokenizer(model)
+    assert copied is not model.tokenizer and copied.add_prefix_space is True
+    assert model.tokenizer.add_prefix_space is False
+    a = copied(WORDS, is_split_into_words=True, padding=True)
+    b = reloaded(WORDS, is_split_into_words=True, padding=True)
+    assert a["input_ids"] == b["input_ids"]
+    assert [a.word_ids(i) for i in range(len(WORDS))] == [b.word_ids(i) for i in range(len(WORDS))]
+
+
+@pytest.fixture(scope="module")
+def store_bytes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("store")
+    extract(small(), WORDS, folder, layers=[0, 1], progress=False)
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_store_reader_property_corruptions_give_store_errors(store_bytes, data):
+    import tempfile
+
+    from probes.store import MANIFEST, OFFSETS
+
+    name = data.draw(st.sampled_from(sorted(store_bytes)), label="file")
+    original = store_bytes[name]
+    how = data.draw(st.sampled_from(["truncate", "flip", "append"]), label="how")
+    if how == "truncate":
+        corrupted = original[: data.draw(st.integers(0, max(0, len(original) - 1)), label="length")]
+    elif how == "append":
+        corrupted = original + data.draw(st.binary(min_size=1, max_size=16), label="extra")
+    else:
+        position = data.draw(st.integers(0, len(original) - 1), label="position")
+        byte = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
+        corrupted = original[:position] + bytes([byte]) + original[position + 1 :]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for other, content in store_bytes.items():
+            (folder / other).write_bytes(corrupted if other == name else content)
+        try:
+            store = ActivationStore(folder)
+        except StoreError as err:
+            assert name in str(err)
+            return
+        # Loaded: only after a change that means the same (whitespace in the JSON or the .npy header) or
+        # one inside the float data, which has no checksum; the manifest and offsets are the original ones.
+        assert how == "flip"
+        assert store.manifest == json.loads(store_bytes[MANIFEST])
+        np.testing.assert_array_equal(store.offsets, np.load(io.BytesIO(store_bytes[OFFSETS])))
