@@ -475,3 +475,175 @@ def test_task_data_is_a_plain_list_of_examples_that_pickles():
     assert again == copa and again.data_note == copa.data_note and again.is_fixture
     with pytest.raises(TypeError, match="no attribute 'note'"):
         D.TaskData([], note="x")
+
+
+# 6. Property tests: random truncations and corruptions never crash, hang or load wrongly ----------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    max_examples=50, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
+)
+CONLLU_BYTES = CONLLU.replace("cat\tcat", "Zürich\tZürich").encode("utf-8")
+SST2_BYTES = (SST2 + "un film naïf .\t0\n").encode("utf-8")
+SQUAD_BYTES = json.dumps(
+    {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": "Tom ran home to Zürich. It rained.",
+                        "qas": [
+                            {"id": "a", "question": "Who?", "answers": [{"text": "Tom", "answer_start": 0}]},
+                            {
+                                "id": "b",
+                                "question": "Where?",
+                                "answers": [{"text": "Zürich", "answer_start": 16}],
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+    },
+    indent=1,
+    ensure_ascii=False,
+).encode("utf-8")
+INTERESTING = [
+    b"\t",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b'"',
+    b"{",
+    b"]",
+    b"0",
+    b"9",
+    b"-",
+    b" ",
+    b"_",
+    b"#",
+]
+
+
+@st.composite
+def corrupted(draw, data: bytes) -> bytes:
+    """``data`` with 1-3 edits: a byte replaced, inserted or deleted (interesting bytes or any byte)."""
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        byte = draw(st.sampled_from(INTERESTING) | st.binary(min_size=1, max_size=1))
+        kind = draw(st.sampled_from(["replace", "insert", "delete"]))
+        if kind == "replace":
+            data = data[:at] + byte + data[at + 1 :]
+        elif kind == "insert":
+            data = data[:at] + byte + data[at:]
+        else:
+            data = data[:at] + data[at + 1 :]
+    return data
+
+
+def _check_sentences(sentences) -> None:
+    for s in sentences:
+        n = len(s.words)
+        assert n and all(len(x) == n for x in (s.upos, s.xpos, s.heads, s.deprels, s.feats, s.lemmas))
+        assert sum(h == 0 for h in s.heads) == 1 and all(0 <= h <= n for h in s.heads)
+
+
+@PROPERTY
+@given(cut=st.integers(0, len(CONLLU_BYTES)))
+def test_property_conllu_truncation(tmp_path, cut):
+    original = read_conllu(_write_bytes(tmp_path / "full.conllu", CONLLU_BYTES))
+    path = _write_bytes(tmp_path / "cut.conllu", CONLLU_BYTES[:cut])
+    try:
+        sentences = read_conllu(path)
+    except ConlluFormatError as err:
+        assert err.path == str(path) and err.line >= 1
+        return
+    _check_sentences(sentences)
+    assert len(sentences) <= len(original)
+    for got, want in zip(sentences[:-1], original):
+        assert got == want
+    if sentences:  # the last sentence may be cut at a line end: a prefix of the original's words
+        last, want = sentences[-1], original[len(sentences) - 1]
+        assert last.words == want.words[: len(last.words)] and last.heads == want.heads[: len(last.words)]
+
+
+@PROPERTY
+@given(data=corrupted(CONLLU_BYTES))
+def test_property_conllu_corruption(tmp_path, data):
+    path = _write_bytes(tmp_path / "bad.conllu", data)
+    try:
+        sentences = read_conllu(path)
+    except ConlluFormatError as err:
+        assert err.path == str(path) and 1 <= err.line <= data.count(b"\n") + 1
+        return
+    _check_sentences(sentences)
+    assert all("\r" not in w and "\t" not in w and "\n" not in w for s in sentences for w in s.words)
+
+
+def _sst2(root: Path, data: bytes):
+    _write_bytes(root / "glue/SST-2/dev.tsv", data)
+    return load_task("sst2", root)
+
+
+@PROPERTY
+@given(cut=st.integers(0, len(SST2_BYTES)))
+def test_property_glue_tsv_truncation(tmp_path, cut):
+    original = [(ex.text, ex.label) for ex in _sst2(tmp_path / "full", SST2_BYTES)]
+    try:
+        loaded = _sst2(tmp_path / "cut", SST2_BYTES[:cut])
+    except DataFormatError as err:
+        assert "dev.tsv" in str(err)
+        return
+    # the label is the last field: a cut line never loads, so the rows read are exactly the first rows
+    assert [(ex.text, ex.label) for ex in loaded] == original[: len(loaded)]
+
+
+@PROPERTY
+@given(data=corrupted(SST2_BYTES))
+def test_property_glue_tsv_corruption(tmp_path, data):
+    try:
+        loaded = _sst2(tmp_path, data)
+    except DataFormatError as err:
+        assert "dev.tsv" in str(err)
+        return
+    assert 1 <= len(loaded) <= data.count(b"\n") + 1
+    for ex in loaded:
+        assert ex.label in (0, 1) and isinstance(ex.label, int) and ex.text_pair is None
+        assert "\t" not in ex.text and "\n" not in ex.text
+
+
+def _squad(root: Path, data: bytes):
+    _write_bytes(root / "squad/dev-v1.1.json", data)
+    return load_task("squad", root)
+
+
+@PROPERTY
+@given(cut=st.integers(0, len(SQUAD_BYTES)))
+def test_property_squad_truncation(tmp_path, cut):
+    try:
+        loaded = _squad(tmp_path, SQUAD_BYTES[:cut])
+    except DataFormatError as err:
+        assert "dev-v1.1.json" in str(err)
+        return
+    assert cut == len(SQUAD_BYTES)  # a cut JSON document never loads
+    assert [ex.id for ex in loaded] == ["a", "b"] and loaded[1].answer_starts == [16]
+
+
+@PROPERTY
+@given(data=corrupted(SQUAD_BYTES))
+def test_property_squad_corruption(tmp_path, data):
+    try:
+        loaded = _squad(tmp_path, data)
+    except DataFormatError as err:
+        assert "dev-v1.1.json" in str(err)
+        return
+    assert len({ex.id for ex in loaded}) == len(loaded)
+    for ex in loaded:
+        assert len(ex.answers) == len(ex.answer_starts)
+        for answer, start in zip(ex.answers, ex.answer_starts):
+            assert answer and ex.context[start : start + len(answer)] == answer

@@ -1072,7 +1072,7 @@ def load_task(
     else:
         raise ValueError(f"source must be 'local' or 'hub', got {source!r}")
     if not examples:
-        raise DataFormatError(f"task {spec.name!r} ({split}) has no examples")
+        raise DataFormatError(f"{path or 'the hub'}: task {spec.name!r} ({split}) has no examples")
     loaded = TaskData(
         examples[: int(max_examples)] if max_examples is not None else examples,
         task=spec.name,
