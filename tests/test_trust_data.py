@@ -647,3 +647,26 @@ def test_property_squad_corruption(tmp_path, data):
         assert len(ex.answers) == len(ex.answer_starts)
         for answer, start in zip(ex.answers, ex.answer_starts):
             assert answer and ex.context[start : start + len(answer)] == answer
+
+
+# Metrics never turn bad input into a plausible number --------------------------------------------------------
+def test_correlations_with_non_finite_values_are_nan_with_a_warning(caplog):
+    import math
+
+    from workbench.bench import metrics as M
+
+    with caplog.at_level("WARNING", logger="workbench.bench.metrics"):
+        assert math.isnan(M.spearman([1.0, float("nan"), 3.0, 4.0], [1, 2, 3, 4]))  # was 0.4
+        assert math.isnan(M.pearson([1.0, 2.0, 3.0], [1.0, float("inf"), 3.0]))
+    assert sum("non-finite" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == 2
+    assert M.spearman([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+
+
+def test_squad_scores_refuse_answers_that_are_not_lists():
+    from workbench.bench import metrics as M
+
+    with pytest.raises(TypeError, match=r"answers\['a'\] must be a list of answer texts"):
+        M.squad_scores({"a": "T"}, {"a": "Tom"})  # a str would be scored against its letters: "T" = 1.0
+    with pytest.raises(TypeError, match=r"predictions\['a'\] must be a text"):
+        M.squad_scores({"a": None}, {"a": ["Tom"]})
+    assert M.squad_scores({"a": "Tom"}, {"a": ["Tom"]})["exact_match"] == 1.0

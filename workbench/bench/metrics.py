@@ -8,17 +8,21 @@
 - the GLUE score: the mean over tasks of each task's mean of its official metrics (MRPC/QQP: F1 and accuracy;
   STS-B: Pearson and Spearman), as the GLUE leaderboard computes it.
 
-Every metric is on the 0-1 scale (multiply by 100 for the tables in papers).
+Every metric is on the 0-1 scale (multiply by 100 for the tables in papers). Pearson and Spearman are NaN,
+with a WARNING, when a prediction or label is NaN or infinite (never a number computed from such values).
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import string
 from collections.abc import Sequence
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def accuracy(predictions: Sequence, labels: Sequence) -> float:
@@ -54,7 +58,10 @@ def matthews_corrcoef(predictions: Sequence[int], labels: Sequence[int]) -> floa
 
 
 def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
+    """Pearson correlation; NaN (with a WARNING) when a value is NaN or infinite; 0 for constant values."""
     x, y = _pair(predictions, labels, dtype=float)
+    if not _finite(x, y, "pearson"):
+        return float("nan")
     x, y = x - x.mean(), y - y.mean()
     denominator = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denominator) if denominator else 0.0
@@ -73,8 +80,26 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(predictions: Sequence[float], labels: Sequence[float]) -> float:
+    """Spearman correlation (Pearson of average ranks); NaN (with a WARNING) when a value is NaN or infinite
+    (a rank of NaN would be a number)."""
     x, y = _pair(predictions, labels, dtype=float)
+    if not _finite(x, y, "spearman"):
+        return float("nan")
     return pearson(_average_ranks(x), _average_ranks(y))
+
+
+def _finite(predictions: np.ndarray, labels: np.ndarray, metric: str) -> bool:
+    bad = {
+        name: int((~np.isfinite(v)).sum()) for name, v in (("predictions", predictions), ("labels", labels))
+    }
+    if any(bad.values()):
+        logger.warning(
+            "%s: %s non-finite value(s) (NaN or infinite); the metric is NaN",
+            metric,
+            " and ".join(f"{name} hold {n}" for name, n in bad.items() if n),
+        )
+        return False
+    return True
 
 
 def _pair(predictions, labels, dtype=None) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +168,11 @@ def squad_scores(predictions: dict[str, str], answers: dict[str, list[str]]) -> 
 
     With unanswerable questions also ``HasAns_*``/``NoAns_*`` (the official v2.0 breakdown).
     """
+    for qid, golds in answers.items():
+        if not isinstance(golds, (list, tuple)) or not all(isinstance(g, str) for g in golds):
+            raise TypeError(f"answers[{qid!r}] must be a list of answer texts, got {golds!r:.60}")
+        if qid in predictions and not isinstance(predictions[qid], str):
+            raise TypeError(f"predictions[{qid!r}] must be a text, got {predictions[qid]!r:.60}")
     missing = [qid for qid in answers if qid not in predictions]
     if missing:
         raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[:3]}")
