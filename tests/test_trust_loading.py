@@ -13,6 +13,7 @@ import logging
 import shutil
 
 import pytest
+import torch
 from conftest import save_tiny_hf_bert
 
 import workbench as wb
@@ -83,3 +84,150 @@ def test_a_checkpoint_that_fits_logs_no_unused_warning(tiny, caplog):
         model = wb.AutoModel.from_pretrained(tiny)
     assert model.loading_info.unexpected_keys == []
     assert "not used" not in caplog.text
+
+
+# 2. Config values are validated before anything is built ----------------------------------------------
+
+BAD_VALUES = {
+    "bool for a size": ({"num_hidden_layers": True}, "num_hidden_layers", "must be an integer"),
+    "float for a size": ({"hidden_size": 32.0}, "hidden_size", "must be an integer"),
+    "string for a size": ({"vocab_size": "99"}, "vocab_size", "must be an integer"),
+    "null for a size": ({"intermediate_size": None}, "intermediate_size", "must be an integer"),
+    "zero heads": ({"num_attention_heads": 0}, "num_attention_heads", "at least 1"),
+    "negative size": ({"intermediate_size": -37}, "intermediate_size", "at least 1"),
+    "dropout above 1": ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob", r"\[0, 1\]"),
+    "negative dropout": ({"attention_probs_dropout_prob": -0.1}, "attention_probs_dropout_prob", r"\[0, 1\]"),
+    "string for a float": ({"layer_norm_eps": "1e-12"}, "layer_norm_eps", "must be a"),
+    "NaN": ({"initializer_range": float("nan")}, "initializer_range", "finite"),
+    "negative eps": ({"layer_norm_eps": -1e-12}, "layer_norm_eps", "must not be negative"),
+    "string for a bool": ({"tie_word_embeddings": "false"}, "tie_word_embeddings", "true or false"),
+    "id2label not 0..n-1": ({"id2label": {"0": "a", "5": "b"}}, "id2label", "0..n-1"),
+    "id2label not an object": ({"id2label": ["a", "b"]}, "id2label", "JSON object"),
+    "unknown problem_type": ({"problem_type": "ranking"}, "problem_type", "regression"),
+    "absurd layer count": ({"num_hidden_layers": 10**9}, "num_hidden_layers", "GiB"),
+    "heads not dividing d_model": ({"num_attention_heads": 5}, None, "multiple of num_attention_heads"),
+}
+
+
+@pytest.mark.parametrize("changes, field, expected", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
+def test_bad_config_value_is_a_config_error_naming_file_and_field(tiny, tmp_path, changes, field, expected):
+    folder = copy_checkpoint(tiny, tmp_path / "ckpt")
+    edit_config(folder, **changes)
+    loads = (wb.AutoModel.from_pretrained, wb.AutoConfig.from_pretrained, wb.load, wb.BertModel.from_pretrained)
+    for load in loads:
+        with pytest.raises(wb.ConfigError, match=expected) as info:
+            load(folder)
+        assert str(folder / "config.json") in str(info.value)
+        if field:
+            assert info.value.field == field and f"{field}=" in str(info.value)
+
+
+def test_absurd_sizes_fail_fast_with_the_estimate(tiny, tmp_path):
+    import time
+
+    folder = copy_checkpoint(tiny, tmp_path / "ckpt")
+    edit_config(folder, num_hidden_layers=10**9)
+    start = time.perf_counter()
+    with pytest.raises(wb.ConfigError, match=r"num_hidden_layers=1000000000: .*parameters.*GiB.*available"):
+        wb.AutoModel.from_pretrained(folder)
+    assert time.perf_counter() - start < 5
+
+
+def test_memory_check_names_the_field_furthest_above_its_default():
+    config = wb.BertConfig(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
+    config.check_memory(available=10**9)  # fits
+    with pytest.raises(wb.ConfigError, match=r"^intermediate_size=10000000: .* GiB of memory available") as info:
+        wb.BertConfig(intermediate_size=10**7, hidden_size=32, num_attention_heads=4).check_memory(available=1024)
+    assert info.value.field == "intermediate_size"
+
+
+def test_bad_override_is_named_as_the_argument(tiny):
+    with pytest.raises(wb.ConfigError, match="argument num_labels=") as info:
+        wb.AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=2.5)
+    assert info.value.field == "num_labels"
+    with pytest.raises(wb.ConfigError, match="argument hidden_dropout_prob="):
+        wb.AutoModel.from_pretrained(tiny, hidden_dropout_prob=2)
+
+
+MODEL_TYPES = ["bert", "gpt2", "openai-gpt", "distilbert", "roberta", "xlm", "xlnet", "transfo-xl"]
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_every_architecture_checks_types_ranges_and_memory(model_type):
+    config_class = type(wb.AutoConfig.for_model(model_type))
+    assert config_class.SIZE_FIELDS and config_class.PROBABILITY_FIELDS
+    for name in config_class.SIZE_FIELDS:
+        with pytest.raises(wb.ConfigError, match=name):
+            wb.AutoConfig.for_model(model_type, **{name: 0})
+        with pytest.raises(wb.ConfigError, match=f"{name}=True"):
+            wb.AutoConfig.for_model(model_type, **{name: True})
+    for name in config_class.PROBABILITY_FIELDS:
+        with pytest.raises(wb.ConfigError, match=name):
+            wb.AutoConfig.for_model(model_type, **{name: 1.01})
+    layers = next(name for name in ("num_hidden_layers", "n_layer", "n_layers") if name in config_class.SIZE_FIELDS)
+    with pytest.raises(wb.ConfigError, match=f"{layers}=1000000000"):
+        wb.AutoConfig.for_model(model_type, **{layers: 10**9})
+
+
+def test_a_config_changed_after_reading_is_checked_again_when_a_model_is_built():
+    config = wb.BertConfig(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
+    config.num_hidden_layers = "2"
+    with pytest.raises(wb.ConfigError, match="num_hidden_layers='2'"):
+        wb.BertModel(config)
+
+
+# 3. Weights of the wrong kind ---------------------------------------------------------------------------
+
+
+def _rewrite_weights(folder, change):
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    change(state)
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool])
+def test_integer_or_bool_weights_for_float_parameters_are_an_error(tiny, tmp_path, dtype):
+    folder = copy_checkpoint(tiny, tmp_path / "ckpt")
+    name = "encoder.layer.1.attention.self.query.weight"
+
+    def to_int(state):
+        state[name] = (state[name] * 10).to(dtype)
+
+    _rewrite_weights(folder, to_int)
+    with pytest.raises(wb.CheckpointError) as info:
+        wb.AutoModel.from_pretrained(folder)
+    message = str(info.value)
+    assert name in message and str(dtype) in message and "torch.float32" in message and str(folder) in message
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nonfinite_weights_load_with_a_warning_naming_the_tensors(tiny, tmp_path, caplog, bad):
+    folder = copy_checkpoint(tiny, tmp_path / "ckpt")
+    names = ["encoder.layer.0.output.dense.bias", "embeddings.word_embeddings.weight"]
+
+    def poison(state):
+        for name in names:
+            state[name][0] = bad
+
+    _rewrite_weights(folder, poison)
+    with caplog.at_level(logging.WARNING):
+        model = wb.AutoModel.from_pretrained(folder)
+    assert sorted(model.loading_info.nonfinite_keys) == sorted(names)
+    record = next(r for r in caplog.records if "NaN or infinite" in r.getMessage())
+    assert record.levelno == logging.WARNING
+    assert "2 tensor(s)" in record.getMessage() and all(name in record.getMessage() for name in names)
+
+
+def test_half_precision_weights_still_load_into_float32(tiny, tmp_path):
+    folder = copy_checkpoint(tiny, tmp_path / "ckpt")
+
+    def to_half(state):
+        for name in state:
+            state[name] = state[name].half()
+
+    _rewrite_weights(folder, to_half)
+    model = wb.AutoModel.from_pretrained(folder)
+    assert model.embed.weight.dtype == torch.float32 and not model.loading_info.nonfinite_keys

@@ -25,7 +25,7 @@ from .auto import (
     AutoTokenizer,
 )
 from .cache import ActivationCache
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 from .generation import GenerationResult, generate
 from .heads import fill_mask
 from .hook_points import HookPoint
@@ -120,6 +120,7 @@ __all__ = [
     "BertModel",
     "CheckpointError",
     "CheckpointNotFoundError",
+    "ConfigError",
     "DistilBertConfig",
     "DistilBertForMaskedLM",
     "DistilBertForMultipleChoice",

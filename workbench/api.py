@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .auto import TASK_REGISTRIES, AutoConfig
+from .config import check_device_memory
 from .model import HookedTransformer
 
 # Hugging Face class-name endings -> our task names, to load the head a checkpoint was saved with.
@@ -66,6 +67,7 @@ def load(
         )
     if device == "auto":
         device = default_device()
+    check_device_memory(config, device)  # a model too large for the GPU fails here, before it is built
     return registry[config.model_type].from_pretrained(
         name_or_path, config=config, device=device, dtype=dtype,
         ignore_mismatched_sizes=kwargs.get("ignore_mismatched_sizes", False),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .config import CONFIG_NAME, ModelConfig, read_config_json
+from .config import CONFIG_NAME, ConfigError, ModelConfig, check_device_memory, read_config_json
 from .hub import resolve_checkpoint
 from .model import HookedTransformer
 from .models.bert import (
@@ -149,10 +149,10 @@ TASK_REGISTRIES = {
 }
 
 
-def _lookup(registry: dict[str, Any], model_type: str | None, what: str, source: Any) -> Any:
-    if model_type in registry:
+def _lookup(registry: dict[str, Any], model_type: Any, what: str, source: Any) -> Any:
+    if isinstance(model_type, str) and model_type in registry:
         return registry[model_type]
-    raise ValueError(
+    raise ConfigError(
         f"{source}: model_type {model_type!r} is not supported for {what}; supported model types: "
         f"{sorted(registry)}"
     )
@@ -167,7 +167,7 @@ class AutoConfig:
         values = read_config_json(folder / CONFIG_NAME)
         config_class = _lookup(CONFIG_REGISTRY, values.get("model_type"), "configs", folder / CONFIG_NAME)
         overrides.setdefault("name_or_path", str(name_or_path))
-        return config_class.from_dict(values, **overrides)
+        return config_class.from_file_values(folder / CONFIG_NAME, values, **overrides)
 
     @staticmethod
     def for_model(model_type: str, **fields: Any) -> ModelConfig:
@@ -195,6 +195,7 @@ class _AutoModel:
             config_keys = {k: kwargs.pop(k) for k in list(kwargs) if k not in _LOAD_OPTIONS}
             config = AutoConfig.from_pretrained(name_or_path, revision=revision, **config_keys)
         model_class = cls.model_class(config.model_type, name_or_path)
+        check_device_memory(config, kwargs.get("device"))
         return model_class.from_pretrained(name_or_path, config=config, revision=revision, **kwargs)
 
     @classmethod

@@ -4,16 +4,38 @@ Each architecture's config subclasses :class:`ModelConfig` and declares its fiel
 names, so a ``config.json`` round-trips unchanged; keys a class does not know are kept in ``extra`` and
 written back. Canonical aliases (``d_model``, ``n_layers``, ``n_heads``, ``d_head``, ``d_mlp``) are
 properties, the same on every architecture.
+
+Values are checked before anything is built (:meth:`ModelConfig.validate`): every field's type from its
+annotation (``true`` or ``12.0`` for a layer count is an error), the ranges that each architecture declares
+(``SIZE_FIELDS`` >= 1, ``NON_NEGATIVE_FIELDS`` >= 0, ``PROBABILITY_FIELDS`` in [0, 1]), and an estimate of
+the parameters' memory against the memory available. Errors are :class:`ConfigError` and name the field, and
+the ``config.json`` when the config was read from one.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+import math
+import os
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 CONFIG_NAME = "config.json"
+
+
+class ConfigError(ValueError):
+    """A config value (or a ``config.json``) that cannot describe a model.
+
+    Attributes:
+        field: the config field at fault, when there is one.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 # config.json keys whose values a dataclass field of another name holds.
 _RENAMED_KEYS = {"_name_or_path": "name_or_path"}
@@ -33,6 +55,11 @@ class ModelConfig:
     """
 
     model_type: ClassVar[str] = ""
+    # Per architecture: integer sizes that must be >= 1 (None allowed where the annotation allows it),
+    # numbers that must be >= 0, and probabilities (dropouts) in [0, 1]. Subclasses extend their parent's.
+    SIZE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    NON_NEGATIVE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    PROBABILITY_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     architectures: list[str] | None = None
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
@@ -42,6 +69,8 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Types and ranges first: subclasses' __post_init__ compute with the values (d_model // n_head).
+        self.check_fields()
         self.id2label = {int(k): v for k, v in self.id2label.items()}
 
     # Labels ------------------------------------------------------------------------------------------
@@ -51,8 +80,8 @@ class ModelConfig:
 
     @num_labels.setter
     def num_labels(self, n: int) -> None:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"num_labels must be a positive integer, got {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"num_labels must be a positive integer, got {n!r}", field="num_labels")
         if n != self.num_labels:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
 
@@ -74,7 +103,10 @@ class ModelConfig:
         values.pop("label2id", None)  # derived from id2label
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
-        extra = dict(values.pop("extra", {}) or {})
+        extra = values.pop("extra", None) or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"extra must be a JSON object, got {type(extra).__name__}", field="extra")
+        extra = dict(extra)
         for key, value in values.items():
             name = _RENAMED_KEYS.get(key, key)
             if name in known:
@@ -83,13 +115,24 @@ class ModelConfig:
                 extra[key] = value
         config = cls(**kwargs, extra=extra)
         if num_labels is not None:
-            config.num_labels = int(num_labels)
+            config.num_labels = num_labels
         config.validate()
         return config
 
     @classmethod
+    def from_file_values(cls, path: str | Path, values: dict[str, Any], **overrides: Any) -> ModelConfig:
+        """:meth:`from_dict` on the contents of the config file ``path``: errors name the file (or the
+        argument, for a bad value in ``overrides``) and the field."""
+        try:
+            return cls.from_dict(values, **overrides)
+        except ValueError as err:  # ConfigError, and the ValueErrors of architectures' own checks
+            field_name = getattr(err, "field", None)
+            where = f"the argument {field_name}=" if field_name and field_name in overrides else f"{path}"
+            raise ConfigError(f"{where}: {err}", field=field_name) from None
+
+    @classmethod
     def from_json_file(cls, path: str | Path, **overrides: Any) -> ModelConfig:
-        return cls.from_dict(read_config_json(path), **overrides)
+        return cls.from_file_values(path, read_config_json(path), **overrides)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, /, **overrides: Any) -> ModelConfig:
@@ -99,12 +142,12 @@ class ModelConfig:
         folder = resolve_checkpoint(name_or_path)
         values = read_config_json(folder / CONFIG_NAME)
         if cls.model_type and values.get("model_type") != cls.model_type:
-            raise ValueError(
+            raise ConfigError(
                 f"{folder / CONFIG_NAME} has model_type {values.get('model_type')!r}, but {cls.__name__} reads "
                 f"{cls.model_type!r} configs; use workbench.AutoConfig to dispatch on model_type"
             )
         overrides.setdefault("name_or_path", str(name_or_path))
-        return cls.from_dict(values, **overrides)
+        return cls.from_file_values(folder / CONFIG_NAME, values, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` dict, Hugging Face–compatible (``model_type``, ``label2id`` included)."""
@@ -127,21 +170,216 @@ class ModelConfig:
         return path
 
     def validate(self) -> None:
-        """Check field values; subclasses add their own checks and call ``super().validate()``."""
+        """Check every value before a model is built: types, ranges, and the memory the parameters need.
+
+        Subclasses add their own checks (e.g. ``hidden_size`` a multiple of ``num_attention_heads``) after
+        calling ``super().validate()``.
+
+        Raises:
+            ConfigError: naming the field and its value.
+        """
+        self.check_fields()
+        self.check_memory()
+
+    def check_fields(self) -> None:
+        """Every field's type against its annotation, then the declared ranges (see the class docstring)."""
+        hints = _field_types(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = hints.get(f.name, Any)
+            if not _matches(value, expected):
+                raise ConfigError(
+                    f"{f.name}={value!r} ({_json_type(value)}) must be {_describe(expected)}", field=f.name
+                )
+        for name in self.SIZE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value!r} must be at least 1", field=name)
+        for name in self.NON_NEGATIVE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and value < 0:
+                raise ConfigError(f"{name}={value!r} must not be negative", field=name)
+        for name in self.PROBABILITY_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"{name}={value!r} is a probability (a dropout): it must be in [0, 1]", field=name)
+        labels = self.id2label
+        try:
+            ids = sorted(int(key) for key in labels)
+        except (TypeError, ValueError):
+            ids = None
+        if ids != list(range(len(labels))) or not all(isinstance(v, str) for v in labels.values()):
+            raise ConfigError(
+                f"id2label={labels!r} must map the label ids 0..n-1 to names (strings)", field="id2label"
+            )
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(
+                f"problem_type={self.problem_type!r} must be one of {PROBLEM_TYPES}", field="problem_type"
+            )
+
+    # Memory ------------------------------------------------------------------------------------------
+    def estimated_parameters(self) -> int:
+        """About how many parameters a model of this config has: embeddings (tokens and, where the
+        architecture has a table, positions) and per block attention (q, k, v, o) and the MLP."""
+        names = {f.name for f in fields(self)}
+        positions = sum(getattr(self, name) for name in ("max_position_embeddings", "n_positions") if name in names)
+        attention = 4 * self.d_model * self.n_heads * self.d_head
+        mlp = 2 * self.d_model * self.d_mlp
+        return (self.vocab_size + positions) * self.d_model + self.n_layers * (attention + mlp)
+
+    def check_memory(self, available: int | None = None, where: str = "memory available") -> None:
+        """Refuse a config whose parameters (float32) would not fit in ``available`` bytes (default: the
+        machine's available memory), naming the size that is furthest above its default."""
+        available = available_memory() if available is None else available
+        parameters = self.estimated_parameters()
+        needed = 4 * parameters
+        if available is None or needed <= available:
+            return
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        sizes = [(name, getattr(self, name)) for name in self.SIZE_FIELDS if isinstance(getattr(self, name), int)]
+        sizes.sort(key=lambda item: item[1] / (defaults.get(item[0]) or 1), reverse=True)
+        culprit = sizes[0][0] if sizes else None
+        listed = ", ".join(f"{name}={value}" for name, value in sizes[:4])
+        raise ConfigError(
+            f"{culprit}={getattr(self, culprit) if culprit else '?'}: this config describes about "
+            f"{parameters:.3g} parameters, {_gib(needed)} in float32, more than the {_gib(available)} of "
+            f"{where} ({listed}); is one of these sizes wrong?",
+            field=culprit,
+        )
+
+
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+
+# config.json files are small; a bigger one is not a config.
+_MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def read_config_json(path: str | Path) -> dict[str, Any]:
-    """Read a ``config.json``, with errors that name the file and what is wrong with it."""
+    """Read a ``config.json``, with errors (:class:`ConfigError`) that name the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no config.json at {path}: a checkpoint folder needs a Hugging Face config.json "
             f"(with a 'model_type' key) beside its weights"
         )
+    size = path.stat().st_size
+    if size > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {size} bytes: too large for a config.json (at most {_MAX_CONFIG_BYTES})")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    # ValueError: bad JSON, bad UTF-8, an integer too long to convert; RecursionError: absurd nesting.
+    except (ValueError, RecursionError) as err:
+        raise ConfigError(f"{path} is not valid JSON: {type(err).__name__}: {err}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object, found {type(values).__name__}")
+        raise ConfigError(f"{path} must hold a JSON object, found {_json_type(values)}")
     return values
+
+
+# Memory --------------------------------------------------------------------------------------------------
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable`` of /proc/meminfo, else the free
+    physical pages), or None where neither can be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_device_memory(config: ModelConfig, device: Any) -> None:
+    """On a CUDA device, refuse a config whose parameters would not fit in the device's free memory."""
+    import torch
+
+    if device is None or device == "auto":
+        return
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        config.check_memory(available=free, where=f"free memory on {device}")
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+# Types of config fields ----------------------------------------------------------------------------------
+
+_TYPE_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    if cls not in _TYPE_CACHE:
+        _TYPE_CACHE[cls] = typing.get_type_hints(cls)
+    return _TYPE_CACHE[cls]
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Whether a value fits a field annotation; ``bool`` is not an integer here, nor ``12.0``."""
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(expected))
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if expected is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or expected in (list, tuple):
+        args = typing.get_args(expected)
+        return isinstance(value, (list, tuple)) and all(_matches(item, args[0]) for item in value if args)
+    if origin is dict or expected is dict:
+        args = typing.get_args(expected)
+        if not isinstance(value, dict):
+            return False
+        if not args:
+            return True
+        key_type, value_type = args
+        # JSON object keys are strings: "0" stands for the integer key 0.
+        keys_ok = all(
+            _matches(key, key_type) or (key_type is int and isinstance(key, str) and _is_int_text(key))
+            for key in value
+        )
+        return keys_ok and all(_matches(item, value_type) for item in value.values())
+    return isinstance(value, expected) if isinstance(expected, type) else True
+
+
+def _is_int_text(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit() and len(text) < 20
+
+
+def _describe(expected: Any) -> str:
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(expected))
+    names = {int: "an integer", float: "a (finite) number", bool: "true or false", str: "a string",
+             type(None): "null", Any: "anything"}
+    if expected in names:
+        return names[expected]
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        if len(args) == 2:
+            key, value = (_describe(arg).removeprefix("an ").removeprefix("a ") for arg in args)
+            return f"a JSON object of {key} keys and {value} values"
+        return "a JSON object"
+    return getattr(expected, "__name__", str(expected))
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             tuple: "a list", dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

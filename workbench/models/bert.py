@@ -69,6 +69,12 @@ class BertConfig(ModelConfig):
 
     model_type = "bert"
 
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                   "max_position_embeddings", "type_vocab_size")
+    NON_NEGATIVE_FIELDS = ("initializer_range", "layer_norm_eps", "pad_token_id")
+    PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12

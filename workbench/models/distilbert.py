@@ -80,6 +80,10 @@ class DistilBertConfig(ModelConfig):
     """
 
     model_type = "distilbert"
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
+    NON_NEGATIVE_FIELDS = ("initializer_range", "pad_token_id", "bos_token_id", "eos_token_id")
+    PROBABILITY_FIELDS = ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout")
     ALIASES: ClassVar[dict[str, str]] = {
         "hidden_size": "dim",
         "num_hidden_layers": "n_layers",

@@ -64,6 +64,11 @@ class GPT2Config(ModelConfig):
 
     model_type = "gpt2"
 
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner")
+    NON_NEGATIVE_FIELDS = ("layer_norm_epsilon", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id")
+    PROBABILITY_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "classifier_dropout")
+
     vocab_size: int = 50257
     n_positions: int = 1024
     n_embd: int = 768

@@ -61,6 +61,7 @@ class RobertaConfig(BertConfig):
     """
 
     model_type = "roberta"
+    NON_NEGATIVE_FIELDS = (*BertConfig.NON_NEGATIVE_FIELDS, "bos_token_id", "eos_token_id")
 
     vocab_size: int = 50265
     pad_token_id: int = 1

@@ -79,6 +79,12 @@ class TransfoXLConfig(ModelConfig):
 
     model_type = "transfo-xl"
 
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "d_model", "d_embed", "n_head", "d_head", "d_inner", "div_val", "n_layer")
+    NON_NEGATIVE_FIELDS = ("mem_len", "init_range", "proj_init_std", "init_std", "layer_norm_epsilon",
+                           "eos_token_id", "pad_token_id")
+    PROBABILITY_FIELDS = ("dropout", "dropatt")
+
     vocab_size: int = 267735
     cutoffs: list[int] = field(default_factory=lambda: [20000, 40000, 200000])
     d_model: int = 1024

@@ -115,6 +115,13 @@ class XLMConfig(ModelConfig):
 
     model_type = "xlm"
 
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "emb_dim", "n_layers", "n_heads", "max_position_embeddings", "n_langs",
+                   "start_n_top", "end_n_top")
+    NON_NEGATIVE_FIELDS = ("embed_init_std", "init_std", "layer_norm_eps", "unk_index", "mask_index",
+                           "mask_token_id", "lang_id", "pad_token_id", "bos_token_id", "eos_token_id")
+    PROBABILITY_FIELDS = ("dropout", "attention_dropout", "summary_first_dropout")
+
     vocab_size: int = 30145
     emb_dim: int = 2048
     n_layers: int = 12

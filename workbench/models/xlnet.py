@@ -107,6 +107,12 @@ class XLNetConfig(ModelConfig):
 
     model_type = "xlnet"
 
+    # Checked by ModelConfig.check_fields before anything is built.
+    SIZE_FIELDS = ("vocab_size", "d_model", "n_layer", "n_head", "d_inner", "d_head", "start_n_top", "end_n_top")
+    NON_NEGATIVE_FIELDS = ("mem_len", "reuse_len", "initializer_range", "layer_norm_eps", "pad_token_id",
+                           "bos_token_id", "eos_token_id")
+    PROBABILITY_FIELDS = ("dropout", "summary_last_dropout")
+
     vocab_size: int = 32000
     d_model: int = 1024
     n_layer: int = 24
