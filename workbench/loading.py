@@ -172,12 +172,15 @@ class LoadingInfo:
         unused_layer_keys: those of ``unexpected_keys`` that name a workbench parameter this model lacks
             (usually layers beyond the config's layer count: config.json and the weights disagree).
         mismatched_keys: (workbench key, checkpoint shape, model shape) skipped with ignore_mismatched_sizes.
+        nonfinite_keys: checkpoint tensors (Hugging Face names) holding NaN or infinite values: loaded as they
+            are, and reported with a WARNING.
     """
 
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     unused_layer_keys: list[str] = field(default_factory=list)
     mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    nonfinite_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -248,7 +251,10 @@ def load_converted(
 
     Raises:
         CheckpointError: a tensor whose shape differs from the model's, naming it (both names) and both
-            shapes (unless ``ignore_mismatched_sizes``, which leaves such parameters newly initialized).
+            shapes (unless ``ignore_mismatched_sizes``, which leaves such parameters newly initialized); an
+            integer or bool tensor for a floating-point parameter, naming it and both dtypes (never cast).
+
+    NaN or infinite values are loaded but listed in ``nonfinite_keys`` and reported with a WARNING.
     """
     info = LoadingInfo(unexpected_keys=list(state.unexpected))
     own = model.state_dict()
@@ -268,12 +274,27 @@ def load_converted(
                 )
             info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
             continue
+        if own[key].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{source}: the checkpoint's {hf_name!r} (workbench {key!r}) has dtype {tensor.dtype}, but "
+                f"{type(model).__name__}'s parameter is {own[key].dtype}: weights are floating-point numbers, "
+                f"and casting {tensor.dtype} values to them would load different weights. Is the file corrupt "
+                f"or written by another program?"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            info.nonfinite_keys.append(hf_name)
         accepted[key] = tensor
     result = model.load_state_dict(accepted, strict=False)
     skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {k for k, _, _ in info.mismatched_keys}
     info.missing_keys = [k for k in result.missing_keys if k not in skipped]
     if info.unexpected_keys:
         logger.warning(_unused_message(type(model).__name__, source, info))
+    if info.nonfinite_keys:
+        logger.warning(
+            "%d tensor(s) of the checkpoint %s hold NaN or infinite values: %s (all in "
+            "model.loading_info.nonfinite_keys); outputs that depend on them will be NaN or inf.",
+            len(info.nonfinite_keys), source, name_list(info.nonfinite_keys),
+        )
     return info
 
 
