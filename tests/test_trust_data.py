@@ -670,3 +670,13 @@ def test_squad_scores_refuse_answers_that_are_not_lists():
     with pytest.raises(TypeError, match=r"predictions\['a'\] must be a text"):
         M.squad_scores({"a": None}, {"a": ["Tom"]})
     assert M.squad_scores({"a": "Tom"}, {"a": ["Tom"]})["exact_match"] == 1.0
+
+
+def test_task_data_records_the_file_hash(tmp_path):
+    import hashlib
+
+    path = _write(tmp_path / "glue/SST-2/dev.tsv", SST2)
+    loaded = load_task("sst2", tmp_path)
+    assert loaded.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text(SST2.replace("bleak", "bleak !"))
+    assert load_task("sst2", tmp_path).file_sha256 != loaded.file_sha256

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -106,12 +107,15 @@ class TaskData(list):
             or sample, repaired spans). Every result computed on these examples should carry it (the
             benchmark results' ``data_note`` column).
         n_file: examples in the file, before ``max_examples``.
+        file_sha256: SHA-256 of the bytes read (of every file, in name order, for a RACE folder); ``""`` from
+            the hub. With ``task``, ``split`` and ``len(self)`` it identifies the data a result was computed on.
     """
 
     def __init__(self, examples=(), **attributes):
         super().__init__(examples)
         self.task, self.split, self.source, self.path = "", "", "local", None
         self.is_fixture, self.spans_repaired, self.data_note, self.n_file = False, 0, "", len(self)
+        self.file_sha256 = ""
         for name, value in attributes.items():
             if not hasattr(self, name):
                 raise TypeError(f"TaskData has no attribute {name!r}")
@@ -1081,6 +1085,7 @@ def load_task(
         path=path,
         spans_repaired=getattr(examples, "spans_repaired", 0),
         n_file=len(examples),
+        file_sha256=_sha256(path) if path is not None else "",
     )
     notes = []
     fixture = _fixture_note(spec, split, path, len(examples)) if path is not None else ""
@@ -1097,6 +1102,15 @@ def load_task(
         notes.append(f"{loaded.spans_repaired} SQuAD answer span(s) repaired (moved to their text)")
     loaded.data_note = "; ".join(notes)
     return loaded
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 # Folders under a data root that hold test fixtures (a handful of rows), never an official split.
