@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -344,3 +345,144 @@ def test_store_reader_property_corruptions_give_store_errors(store_bytes, data):
         assert how == "flip"
         assert store.manifest == json.loads(store_bytes[MANIFEST])
         np.testing.assert_array_equal(store.offsets, np.load(io.BytesIO(store_bytes[OFFSETS])))
+
+
+# Benchmark results ---------------------------------------------------------------------------------------
+import logging  # noqa: E402
+import shutil  # noqa: E402
+
+from workbench.bench import runner  # noqa: E402
+from workbench.bench.data import SAMPLE_DATA, DataFormatError  # noqa: E402
+
+
+@pytest.fixture
+def bench_model(tmp_path):
+    """A saved tiny random BERT (a stand-in: labelled so in its config) in its own folder."""
+    folder = tmp_path / "model"
+    small("bert", seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, root)
+    return root
+
+
+def _probe(model, out, data, **kwargs):
+    options = dict(tasks=["sst2"], mode="probe", data=data, folds=2, out=out, progress=False)
+    options.update(kwargs)
+    return wb.bench.run(models=[str(model)], **options)
+
+
+def _counting(monkeypatch):
+    calls = []
+    original = runner.evaluate_one
+
+    def counting(model_name, model, spec, *args):
+        calls.append(spec.name)
+        return original(model_name, model, spec, *args)
+
+    monkeypatch.setattr(runner, "evaluate_one", counting)
+    return calls
+
+
+def test_bench_rerun_with_other_arguments_computes_anew(bench_model, data_root, tmp_path, monkeypatch):
+    calls = _counting(monkeypatch)
+    first = _probe(bench_model, tmp_path / "out", data_root)
+    assert calls == ["sst2"]
+    again = _probe(bench_model, tmp_path / "out", data_root)
+    assert calls == ["sst2"]  # the same provenance: read back
+    pd.testing.assert_frame_equal(again.frame, first.frame, check_dtype=False)
+    for change in (
+        dict(max_examples=6),
+        dict(folds=3),
+        dict(pooling="first"),
+        dict(seed=1),
+        dict(batch_size=4),
+    ):
+        before = len(calls)
+        result = _probe(bench_model, tmp_path / "out", data_root, **change)
+        assert len(calls) == before + 1, change  # not the old numbers
+        (key,) = set(result.frame["provenance_id"])
+        assert key not in set(first.frame["provenance_id"])
+        assert {k: result.provenance[key][k] for k in change} == change
+    # Every result is a new entry beside the old ones, each with its record.
+    stored = sorted((tmp_path / "out" / "results").glob("*.csv"))
+    assert len(stored) == 6 and all(path.with_suffix(".json").is_file() for path in stored)
+    assert json.loads((tmp_path / "out" / "provenance.json").read_text()).keys() == result.provenance.keys()
+
+
+def test_bench_rerun_with_other_data_or_weights_computes_anew(
+    bench_model, data_root, tmp_path, monkeypatch, caplog
+):
+    calls = _counting(monkeypatch)
+    first = _probe(bench_model, tmp_path / "out", data_root)
+    dev = data_root / "glue" / "SST-2" / "dev.tsv"
+    lines = dev.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace("\t1", "\t0")  # same size, other label
+    dev.write_text("".join(lines))
+    with caplog.at_level(logging.INFO, logger="workbench.bench.runner"):
+        _probe(bench_model, tmp_path / "out", data_root)
+    assert calls == ["sst2", "sst2"]
+    assert "data.dev.blake2b: stored" in caplog.text  # why the stored result was not reused
+    # The same name, other weights (retrained in place and saved over the folder).
+    small("bert", seed=5).save_pretrained(bench_model)
+    third = _probe(bench_model, tmp_path / "out", data_root)
+    assert calls == ["sst2"] * 3
+    fingerprints = {
+        r["model_fingerprint"]["weights"] for r in (*first.provenance.values(), *third.provenance.values())
+    }
+    assert len(fingerprints) == 2
+    # Moved data with the same content is the same data.
+    shutil.copytree(data_root, tmp_path / "moved")
+    _probe(bench_model, tmp_path / "out", tmp_path / "moved")
+    assert calls == ["sst2"] * 3
+
+
+def test_bench_results_carry_stand_in_data_note_and_head_initialized(bench_model, tmp_path, minilm_path):
+    frame = _probe(bench_model, None, "sample", tasks=["sst2", "copa"]).frame
+    assert list(frame.columns) == runner.COLUMNS
+    assert frame["stand_in"].all() and not frame["head_initialized"].any()
+    assert frame["data_note"].str.contains("sample").all()  # the committed samples are no official split
+    with pytest.warns(UserWarning, match="no trained LM head"):
+        zeroshot = wb.bench.run(
+            models=[str(minilm_path)], tasks=["copa"], mode="zeroshot", max_examples=2, progress=False
+        ).frame
+    assert zeroshot["head_initialized"].all() and not zeroshot["stand_in"].any()
+    figure = runner.BenchResults(frame).figures()[0]
+    assert all("(random stand-in)" in trace.name for trace in figure.data)
+    assert "Random stand-ins" in runner.BenchResults(frame).to_html()
+
+
+def test_finetune_malformed_train_file_is_an_error_missing_one_a_warning(bench_model, data_root, caplog):
+    config = wb.bench.FinetuneConfig(epochs=1, batch_size=4, learning_rate=1e-3)
+    options = dict(tasks=["rte"], mode="finetune", data=data_root, finetune_config=config, progress=False)
+    with caplog.at_level(logging.WARNING, logger="workbench.bench.runner"):
+        frame = wb.bench.run(models=[str(bench_model)], **options).frame
+    assert "rte: no train file: fine-tuned on 6 dev examples (80%" in caplog.text
+    assert frame["data_note"].str.contains("no train file: fine-tuned on 6 dev examples").all()
+    assert list(frame["n"]) == [2]
+    train = data_root / "glue" / "RTE" / "train.tsv"
+    train.write_text("index\tsentence1\tsentence2\tlabel\n0\tonly\ttwo fields\n")
+    with pytest.raises(DataFormatError, match=str(train)):
+        wb.bench.run(models=[str(bench_model)], **options)
+
+
+def test_damaged_result_file_is_an_error_naming_it(bench_model, tmp_path):
+    _probe(bench_model, tmp_path, "sample")
+    (csv,) = (tmp_path / "results").glob("*.csv")
+    good = csv.read_text()
+    csv.write_text(good[: len(good) // 3])
+    with pytest.raises(runner.ResultFileError, match=csv.name) as err:
+        _probe(bench_model, tmp_path, "sample")
+    assert "Delete" in str(err.value)
+    csv.write_text(good)
+    record = csv.with_suffix(".json")
+    record.write_text(record.read_text().replace('"folds": 2', '"folds": 7'))
+    with pytest.raises(runner.ResultFileError, match="folds: stored 7, requested 2"):
+        _probe(bench_model, tmp_path, "sample")
+    record.unlink()
+    with pytest.raises(runner.ResultFileError, match="is missing"):
+        _probe(bench_model, tmp_path, "sample")

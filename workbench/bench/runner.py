@@ -1,31 +1,68 @@
 """``run``: architectures × tasks in one call, resumable, as a tidy DataFrame, a CSV and an HTML report.
 
-Every (model, task, mode) result is written to ``out/results/<model>__<task>__<mode>.csv`` as soon as it
-is finished; a later call with the same ``out`` reads those back instead of recomputing them, so an
-interrupted run continues where it stopped.
+Every (model, task, mode) result is written to ``out/results/<model>__<task>__<mode>__<id>.csv`` as soon as
+it is finished, with its provenance record beside it (``.json``): the model's fingerprint (a hash of its
+weights as loaded, dtype, config, editing hooks: :func:`workbench.provenance.model_fingerprint`), the
+content hashes of the data files, and every argument that changes the numbers (``max_examples``, ``folds``,
+``pooling``, ``seed``, ``batch_size``, ``device``, the fine-tuning config). ``<id>`` is a hash of that
+record. A later call with the same ``out`` reads a result back only when its record is the same, so an
+interrupted run continues where it stopped, and a run with other data, weights or arguments computes anew
+into a new entry (the old one stays).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .data import TaskSpec, TextExample, boolq_as_choices, get_task, load_task
+from .data import (
+    SAMPLE_DATA,
+    DataFormatError,
+    TaskSpec,
+    TextExample,
+    boolq_as_choices,
+    get_task,
+    load_task,
+    task_file,
+)
 
 logger = logging.getLogger(__name__)
 
 MODES = ("zeroshot", "probe", "finetune")
-COLUMNS = ["model", "task", "mode", "layer", "metric", "value", "n", "seconds", "examples_per_second"]
+COLUMNS = [
+    "model",
+    "task",
+    "mode",
+    "layer",
+    "metric",
+    "value",
+    "n",
+    "seconds",
+    "examples_per_second",
+    "stand_in",
+    "head_initialized",
+    "data_note",
+    "provenance_id",
+]
+RECORD_FORMAT = 1
+_STRING_COLUMNS = ("model", "task", "mode", "metric", "data_note", "provenance_id")
+
+
+class ResultFileError(ValueError):
+    """A stored benchmark result that cannot be read back (damaged, or not the provenance it claims)."""
 
 
 @dataclass
@@ -33,10 +70,17 @@ class BenchResults:
     """Attributes:
     frame: tidy, one row per (model, task, mode, layer, metric): value, n (examples scored), seconds (wall
         time of that model × task), examples_per_second (model forward throughput on that task). ``layer``
-        is the probed layer (0 = embeddings) in probe mode and missing otherwise.
+        is the probed layer (0 = embeddings) in probe mode and missing otherwise. ``stand_in``: the model is
+        a random stand-in (``wb.zoo``). ``head_initialized``: zero-shot scores came from a freshly
+        initialized (untrained) LM head (always False in probe mode, which uses no head, and in fine-tuning,
+        which trains it). ``data_note``: what is special about the data ("" for official files read as
+        they are): a sample or test fixture, repaired SQuAD spans, fine-tuning on 80% of dev for want of a
+        train file. ``provenance_id``: the key of the row's record in ``provenance``.
+    provenance: ``{provenance_id: record}``: model fingerprint, data file hashes and arguments of each result.
     """
 
     frame: pd.DataFrame
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def headline(self) -> pd.DataFrame:
         """Each task's headline (first official) metric only; in probe mode the best layer per model and task."""
@@ -85,7 +129,11 @@ class BenchResults:
         import plotly.express as px
 
         figures = []
-        for mode, group in self.frame.groupby("mode", sort=False):
+        frame = self.frame.copy()
+        if "stand_in" in frame:  # a random stand-in is never shown under the real model's name alone
+            stand_in = frame["stand_in"].astype(bool)
+            frame.loc[stand_in, "model"] = frame.loc[stand_in, "model"] + " (random stand-in)"
+        for mode, group in frame.groupby("mode", sort=False):
             if mode == "probe":
                 headline = group[
                     [m == get_task(t).metrics[0] for t, m in zip(group["task"], group["metric"])]
@@ -125,6 +173,11 @@ class BenchResults:
             "<h1>Benchmark report</h1>",
             "<p>Scores are on a 0-1 scale. Probe mode: k-fold cross-validation on the dev set.</p>",
         ]
+        if "stand_in" in self.frame and self.frame["stand_in"].astype(bool).any():
+            names = sorted(set(self.frame.loc[self.frame["stand_in"].astype(bool), "model"]))
+            parts.append(
+                f"<p><b>Random stand-ins</b> (random weights; their scores are not meaningful): {', '.join(names)}</p>"
+            )
         for i, figure in enumerate(self.figures()):
             parts.append(figure.to_html(full_html=False, include_plotlyjs=(i == 0)))
         glue = self.glue_score()
@@ -143,10 +196,12 @@ class BenchResults:
         return "\n".join(parts)
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``results.csv`` and ``report.html`` into ``folder``."""
+        """Write ``results.csv``, ``provenance.json`` (the records of its ``provenance_id``s) and
+        ``report.html`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.frame.to_csv(folder / "results.csv", index=False)
+        _write_atomic(folder / "provenance.json", json.dumps(self.provenance, indent=2, sort_keys=True))
         (folder / "report.html").write_text(self.to_html(), encoding="utf-8")
         return folder
 
@@ -190,14 +245,21 @@ def run(
         tasks: task names (``sst2``, ``cola``, ``copa``, ``squad``, ...; see ``workbench.bench.TASKS``).
         mode: ``"zeroshot"`` (multiple choice by LM scoring), ``"probe"`` (frozen features per layer, k-fold
             cross-validated linear probes on dev) or ``"finetune"`` (the task head trained; on the train file
-            when there is one under ``data``, else on 80% of dev and scored on the other 20%).
+            when there is one under ``data``, else, with a WARNING and a ``data_note``, on 80% of dev and
+            scored on the other 20%; a malformed train file is an error).
         device: ``"cpu"``, ``"cuda"``...; inputs are batched and sorted by length.
         max_examples: use the first n dev examples of each task (None: all).
         data: a root folder laid out like ``../shared/data``, or ``"sample"`` (the committed samples).
-        out: a folder: each (model, task, mode) result is stored there as it finishes, a later call resumes,
-            and ``results.csv`` + ``report.html`` are written at the end. None keeps everything in memory.
+        out: a folder: each result is stored there as it finishes with its provenance (model fingerprint,
+            data hashes, arguments); a later call reuses a stored result only when all of them are equal
+            (else computes it anew, beside the old one), and ``results.csv`` + ``provenance.json`` +
+            ``report.html`` are written at the end. None keeps everything in memory.
         folds: cross-validation folds (probe mode). pooling: ``"mean"``, ``"first"`` or ``"last"`` (probe mode).
         finetune_config: a :class:`~workbench.bench.finetune.FinetuneConfig` (finetune mode).
+
+    Raises:
+        ResultFileError: a stored result under ``out`` is damaged (names the file; delete it to recompute).
+        DataFormatError: a malformed data file, the train file of fine-tuning included (names the file).
     """
     specs = [get_task(name) for name in tasks]
     for spec in specs:
@@ -208,16 +270,51 @@ def run(
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
     frames = []
+    provenance: dict[str, dict[str, Any]] = {}
     for model_name in models:
-        model = None
+        from workbench.provenance import model_fingerprint
+        from workbench.zoo import is_stand_in
+
+        # Loaded even when every result is stored: only the weights as loaded say whether they still apply.
+        model = _load_model(model_name, mode, device)
+        fingerprint = model_fingerprint(model)
+        stand_in = is_stand_in(model)
+        if mode == "finetune":
+            model = None  # fine-tuning builds its own head model; the base model was loaded to fingerprint it
         for spec in specs:
-            path = store / f"{model_slug(model_name)}__{spec.name}__{mode}.csv" if store is not None else None
+            record = provenance_record(
+                model_name,
+                fingerprint,
+                spec,
+                mode,
+                data,
+                device,
+                max_examples,
+                folds,
+                pooling,
+                batch_size,
+                finetune_config,
+                seed,
+            )
+            key = record_key(record)
+            provenance[key] = record
+            path = (
+                store / f"{model_slug(model_name)}__{spec.name}__{mode}__{key}.csv"
+                if store is not None
+                else None
+            )
             if path is not None and path.is_file():
-                logger.info("%s / %s / %s: done before, read from %s", model_name, spec.name, mode, path)
-                frames.append(pd.read_csv(path))
+                logger.info(
+                    "%s / %s / %s: done before with the same provenance, read from %s",
+                    model_name,
+                    spec.name,
+                    mode,
+                    path,
+                )
+                frames.append(read_result(path, record, key))
                 continue
-            if model is None and mode != "finetune":
-                model = _load_model(model_name, mode, device)
+            if path is not None:
+                _log_other_entries(store, model_name, spec.name, mode, record)
             rows = evaluate_one(
                 model_name,
                 model,
@@ -234,16 +331,165 @@ def run(
                 progress,
                 out,
             )
+            for row in rows:
+                row["stand_in"] = stand_in
+                row["provenance_id"] = key
             frame = pd.DataFrame(rows, columns=COLUMNS)
             if path is not None:
+                # The record first, then the rows: a result file is complete or absent, never half-written,
+                # and never without its record.
+                _write_atomic(path.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
                 tmp = path.with_name(path.name + ".tmp")
                 frame.to_csv(tmp, index=False)
-                os.replace(tmp, path)  # a result file is complete or absent, never half-written
+                os.replace(tmp, path)
             frames.append(frame)
-    results = BenchResults(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS))
+    results = BenchResults(
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS), provenance
+    )
     if out is not None:
         results.save(out)
     return results
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _data_root(data) -> Path:
+    return SAMPLE_DATA if str(data) == "sample" else Path(data)
+
+
+def _file_record(spec: TaskSpec, data, split: str) -> dict[str, Any] | None:
+    """Size and content hash of the ``split`` file of ``spec`` under ``data`` (None: the task has no such file)."""
+    from workbench.provenance import file_fingerprint
+
+    try:
+        path = task_file(spec, _data_root(data), split)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # the task has no such split
+        return None
+    return file_fingerprint(path)
+
+
+def provenance_record(
+    model_name,
+    fingerprint,
+    spec: TaskSpec,
+    mode,
+    data,
+    device,
+    max_examples,
+    folds,
+    pooling,
+    batch_size,
+    finetune_config,
+    seed,
+) -> dict[str, Any]:
+    """Everything that makes the numbers of one (model, task, mode) result: the model's fingerprint, the data
+    files' contents (``paths`` says where they were; it is not part of the key), and the arguments."""
+    import workbench
+
+    from .finetune import FinetuneConfig
+
+    dev = _file_record(spec, data, "dev")
+    if dev is None:  # as load_task would: an error that lists the files looked for
+        task_file(spec, _data_root(data), "dev")
+    files = {"dev": dev}
+    if mode == "finetune":
+        files["train"] = _file_record(spec, data, "train")
+    record: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "workbench_version": workbench.__version__,
+        "model": str(model_name),
+        "model_fingerprint": fingerprint,
+        "task": spec.name,
+        "mode": mode,
+        "data": {
+            split: None if f is None else {"size": f["size"], "blake2b": f["blake2b"]}
+            for split, f in files.items()
+        },
+        "max_examples": max_examples,
+        "seed": seed,
+        "batch_size": batch_size,
+        "device": str(device),
+    }
+    if mode == "probe":
+        record.update(folds=folds, pooling=pooling)
+    if mode == "finetune":
+        config = finetune_config or FinetuneConfig(seed=seed, batch_size=batch_size)
+        record["finetune_config"] = dataclasses.asdict(config)
+    record["paths"] = {split: None if f is None else f["path"] for split, f in files.items()}
+    return record
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The id of a provenance record (its ``paths`` excluded: moved data with the same content is the same)."""
+    from workbench.provenance import record_id
+
+    return record_id({k: v for k, v in record.items() if k != "paths"})
+
+
+def read_result(path: Path, record: dict[str, Any], key: str) -> pd.DataFrame:
+    """A stored result, checked: its record beside it is the requested one, its columns and ids are right.
+
+    Raises:
+        ResultFileError: naming the file and the fix (delete it, and its ``.json``, to compute it again).
+    """
+    from workbench.provenance import describe_differences
+
+    record_path = path.with_suffix(".json")
+    fix = f"Delete {path.name} and {record_path.name} in {path.parent} to compute this result again."
+    try:
+        stored = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultFileError(
+            f"{record_path} is missing: the result {path} has no provenance record. {fix}"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultFileError(f"{record_path} is damaged ({err}). {fix}") from None
+    if not isinstance(stored, dict) or record_key(stored) != key:
+        detail = describe_differences(stored, record) if isinstance(stored, dict) else "not a JSON object"
+        raise ResultFileError(f"{record_path} does not hold the provenance its name says ({detail}). {fix}")
+    try:
+        frame = pd.read_csv(path, dtype={column: str for column in _STRING_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise ResultFileError(f"{path} is damaged ({type(err).__name__}: {err}). {fix}") from None
+    if list(frame.columns) != COLUMNS:
+        raise ResultFileError(f"{path} has columns {list(frame.columns)}, expected {COLUMNS}. {fix}")
+    if frame.empty or (frame["provenance_id"] != key).any():
+        raise ResultFileError(f"{path} holds no rows of provenance {key}. {fix}")
+    for column in ("value", "n", "seconds"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ResultFileError(f"{path}: column {column!r} is not numeric. {fix}")
+    frame["data_note"] = frame["data_note"].fillna("")
+    for column in ("stand_in", "head_initialized"):
+        if frame[column].dtype != bool:
+            raise ResultFileError(f"{path}: column {column!r} is not True/False. {fix}")
+    return frame
+
+
+def _log_other_entries(store: Path, model_name, task: str, mode: str, record: dict[str, Any]) -> None:
+    """Say why a (model, task, mode) stored under another provenance is not reused (it stays on disk)."""
+    from workbench.provenance import describe_differences
+
+    for other in sorted(store.glob(f"{model_slug(model_name)}__{task}__{mode}__*.json")):
+        try:
+            stored = json.loads(other.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(stored, dict):
+            logger.info(
+                "%s / %s / %s: a result with other provenance is stored in %s (kept); computing anew. "
+                "Differences: %s",
+                model_name,
+                task,
+                mode,
+                other.with_suffix(".csv").name,
+                describe_differences(stored, record),
+            )
 
 
 def _load_model(name: str, mode: str, device: str):
@@ -253,6 +499,8 @@ def _load_model(name: str, mode: str, device: str):
 
     if mode == "zeroshot":
         return load_scoring_model(name, device=device)
+    if mode == "finetune":  # only fingerprinted (build_head loads the model to train): the CPU will do
+        return wb.load(name, task="base", device="cpu")
     return wb.load(name, task="base", device=device)
 
 
@@ -272,9 +520,16 @@ def evaluate_one(
     progress,
     out,
 ) -> list[dict]:
-    """The rows of one (model, task, mode)."""
+    """The rows of one (model, task, mode), with ``data_note`` and ``head_initialized``."""
     examples = load_task(spec.name, data, max_examples=max_examples)
-    base = {"model": model_name, "task": spec.name, "mode": mode}
+    note = getattr(examples, "data_note", "")
+    base = {
+        "model": model_name,
+        "task": spec.name,
+        "mode": mode,
+        "head_initialized": False,
+        "data_note": note,
+    }
     start = time.perf_counter()
     if mode == "zeroshot":
         from .zeroshot import score_choices
@@ -282,6 +537,7 @@ def evaluate_one(
         choices = [boolq_as_choices(ex) if isinstance(ex, TextExample) else ex for ex in examples]
         scores = score_choices(model, choices, batch_size=batch_size, progress=progress)
         seconds = time.perf_counter() - start
+        base["head_initialized"] = bool(getattr(scores, "head_initialized", False))
         return [
             {
                 **base,
@@ -308,7 +564,8 @@ def evaluate_one(
     from .finetune import FinetuneConfig, build_head, finetune
 
     config = finetune_config or FinetuneConfig(seed=seed, batch_size=batch_size)
-    train, dev = _train_dev(spec, examples, data, max_examples, seed)
+    train, dev, train_note = _train_dev(spec, examples, data, max_examples, seed)
+    base["data_note"] = "; ".join(n for n in (note, train_note) if n)
     head = build_head(model_name, spec, device=device)
     result = finetune(head, spec, train, dev, config, progress=progress)
     if out is not None:
@@ -328,15 +585,22 @@ def evaluate_one(
     ]
 
 
-def _train_dev(spec: TaskSpec, dev_examples: list, data, max_examples, seed: int) -> tuple[list, list]:
-    """The task's train file when there is one, else a seeded 80/20 split of dev (dev is all that is local)."""
+def _train_dev(spec: TaskSpec, dev_examples: list, data, max_examples, seed: int) -> tuple[list, list, str]:
+    """(train, dev, data note): the task's train file when there is one; without one, a seeded 80/20 split of
+    dev, with a WARNING and a note for the results' ``data_note``. A train file that is there but malformed is
+    an error (:class:`DataFormatError` naming the file), never a reason to fall back."""
     try:
-        train = load_task(spec.name, data, split="train", max_examples=max_examples)
-        return train, dev_examples
-    except (FileNotFoundError, ValueError):
+        path = task_file(spec, _data_root(data), "train")
+    except (FileNotFoundError, ValueError) as err:  # no train file, or the task has no train split
         order = np.random.default_rng(seed).permutation(len(dev_examples))
         cut = max(1, int(0.8 * len(dev_examples)))
-        logger.info(
-            "%s: no train file; fine-tuning on 80%% of dev (%d) and scoring on the rest", spec.name, cut
-        )
-        return [dev_examples[i] for i in order[:cut]], [dev_examples[i] for i in order[cut:]]
+        note = f"no train file: fine-tuned on {cut} dev examples (80%, seed {seed}), scored on the other {len(dev_examples) - cut}"
+        logger.warning("%s: %s (%s)", spec.name, note, err)
+        return [dev_examples[i] for i in order[:cut]], [dev_examples[i] for i in order[cut:]], note
+    try:
+        train = load_task(spec.name, data, split="train", max_examples=max_examples)
+    except DataFormatError as err:
+        if str(path) in str(err):
+            raise
+        raise DataFormatError(f"{path}: {err}") from err
+    return train, dev_examples, getattr(train, "data_note", "")
