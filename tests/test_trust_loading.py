@@ -231,3 +231,119 @@ def test_half_precision_weights_still_load_into_float32(tiny, tmp_path):
     _rewrite_weights(folder, to_half)
     model = wb.AutoModel.from_pretrained(folder)
     assert model.embed.weight.dtype == torch.float32 and not model.loading_info.nonfinite_keys
+
+
+# 4. Shard indexes: every shard inside the checkpoint folder -----------------------------------------------
+
+
+def write_sharded(src, folder, names=("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")):
+    """src's model.safetensors split in two shards (files ``names``, relative to folder) with an index."""
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True)
+    shutil.copy(src / "config.json", folder)
+    state = load_file(str(src / "model.safetensors"))
+    keys = sorted(state)
+    weight_map = {}
+    for name, shard_keys in zip(names, (keys[: len(keys) // 2], keys[len(keys) // 2 :])):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: state[k] for k in shard_keys}, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in shard_keys})
+    write_index(folder, weight_map)
+    return folder, weight_map
+
+
+def write_index(folder, weight_map):
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def test_shards_in_a_subfolder_load(tiny, tmp_path):
+    folder, _ = write_sharded(tiny, tmp_path / "ckpt", ("a/one.safetensors", "b/two.safetensors"))
+    model = wb.AutoModel.from_pretrained(folder)
+    assert model.loading_info.missing_keys == [] and model.loading_info.unexpected_keys == []
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "dotdot_inside", "backslash_dotdot"])
+def test_shard_paths_outside_the_folder_are_refused(tiny, tmp_path, where):
+    outside, _ = write_sharded(tiny, tmp_path / "outside")  # a good shard, outside the checkpoint folder
+    folder, weight_map = write_sharded(tiny, tmp_path / "ckpt")
+    bad = {
+        "absolute": str(outside / "model-00002-of-00002.safetensors"),
+        "dotdot": "../outside/model-00002-of-00002.safetensors",
+        "dotdot_inside": "sub/../../outside/model-00002-of-00002.safetensors",
+        "backslash_dotdot": "..\\outside\\model-00002-of-00002.safetensors",
+    }[where]
+    weight_map = {k: (bad if v.startswith("model-00002") else v) for k, v in weight_map.items()}
+    victim = next(k for k, v in weight_map.items() if v == bad)
+    write_index(folder, weight_map)
+    with pytest.raises(wb.CheckpointError, match="outside the checkpoint folder") as info:
+        wb.AutoModel.from_pretrained(folder)
+    assert str(folder / "model.safetensors.index.json") in str(info.value)
+    assert f"{victim!r}: {bad!r}" in str(info.value)
+
+
+def test_shard_link_escaping_the_folder_is_refused(tiny, tmp_path):
+    outside, _ = write_sharded(tiny, tmp_path / "outside")
+    folder, weight_map = write_sharded(tiny, tmp_path / "ckpt")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    (folder / "model-00002-of-00002.safetensors").symlink_to(outside / "model-00002-of-00002.safetensors")
+    with pytest.raises(wb.CheckpointError, match="is a link to .*outside the checkpoint folder"):
+        wb.AutoModel.from_pretrained(folder)
+    # a linked subfolder leading outside is refused the same way
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    write_index(folder, {k: "linked/" + v if "00002" in v else v for k, v in weight_map.items()})
+    with pytest.raises(wb.CheckpointError, match="outside the checkpoint folder"):
+        wb.AutoModel.from_pretrained(folder)
+
+
+def test_hugging_face_cache_links_into_blobs_are_followed(tiny, tmp_path):
+    """The hub cache: snapshots/<revision>/<file> are links to ../../blobs/<hash>."""
+    built, weight_map = write_sharded(tiny, tmp_path / "built")
+    repo = tmp_path / "models--org--tiny"
+    snapshot = repo / "snapshots" / "0123abc"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for number, file in enumerate(sorted(p.name for p in built.iterdir())):
+        shutil.copy(built / file, repo / "blobs" / f"hash{number}")
+        (snapshot / file).symlink_to(f"../../blobs/hash{number}")
+    model = wb.AutoModel.from_pretrained(snapshot)
+    assert model.loading_info.missing_keys == [] and model.loading_info.unexpected_keys == []
+
+
+BAD_INDEXES = {
+    "not JSON": ("{weight_map", "not a valid JSON"),
+    "a list": ("[1, 2]", "weight_map"),
+    "weight_map a list": ('{"weight_map": ["model-00001-of-00002.safetensors"]}', "non-empty JSON object"),
+    "weight_map empty": ('{"weight_map": {}}', "non-empty JSON object"),
+    "shard an integer": ('{"weight_map": {"embeddings.word_embeddings.weight": 3}}', "must name a shard file"),
+    "shard null": ('{"weight_map": {"embeddings.word_embeddings.weight": null}}', "must name a shard file"),
+    "not a safetensors shard": ('{"weight_map": {"x": "pytorch_model.bin"}}', "are .safetensors files"),
+    "NUL in the name": ('{"weight_map": {"x": "a\\u0000.safetensors"}}', "outside the checkpoint folder"),
+    "bad UTF-8": (b'{"weight_map": {"x": "\xff.safetensors"}}', "not a valid JSON"),
+}
+
+
+@pytest.mark.parametrize("content, expected", list(BAD_INDEXES.values()), ids=list(BAD_INDEXES))
+def test_malformed_shard_index_names_the_file(tiny, tmp_path, content, expected):
+    folder, _ = write_sharded(tiny, tmp_path / "ckpt")
+    index = folder / "model.safetensors.index.json"
+    index.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(wb.CheckpointError, match=expected) as info:
+        wb.AutoModel.from_pretrained(folder)
+    assert str(index) in str(info.value)
+
+
+def test_a_tensor_in_two_shards_is_an_error(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder, weight_map = write_sharded(tiny, tmp_path / "ckpt")
+    first, second = (folder / name for name in sorted(set(weight_map.values())))
+    state = load_file(str(second))
+    state["embeddings.word_embeddings.weight"] = load_file(str(tiny / "model.safetensors"))[
+        "embeddings.word_embeddings.weight"
+    ] * 2
+    save_file(state, str(second))
+    with pytest.raises(wb.CheckpointError, match="embeddings.word_embeddings.weight' is in two shards"):
+        wb.AutoModel.from_pretrained(folder)

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
@@ -65,21 +65,93 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+# A shard index lists tensor names; a bigger file than this is not one.
+_MAX_INDEX_BYTES = 64 * 2**20
+
+
 def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
-    try:
-        weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{index_path} is not a shard index with a 'weight_map': {err}") from None
+    """Every shard that the index names, each confined to the checkpoint folder (see ``_shard_path``)."""
+    weight_map = _read_weight_map(index_path)
+    suffix = ".safetensors" if index_path.name == SAFETENSORS_INDEX else ".bin"
+    first_tensor: dict[str, str] = {}
+    for tensor_name, shard in weight_map.items():
+        first_tensor.setdefault(shard, tensor_name)
+    paths = {shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)}
     state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        path = index_path.parent / shard
-        if not path.is_file():
-            raise CheckpointError(f"{index_path} names the shard {shard}, which is missing from {index_path.parent}")
-        state.update(_read_file(path))
+    source: dict[str, str] = {}
+    for shard, path in paths.items():
+        tensors = _read_file(path)
+        for name in tensors:
+            if name in source:
+                raise CheckpointError(
+                    f"{index_path}: the tensor {name!r} is in two shards, {source[name]} and {shard}; which one "
+                    f"is right cannot be told (re-download the checkpoint)"
+                )
+            source[name] = shard
+        state.update(tensors)
     missing = set(weight_map) - set(state)
     if missing:
         raise CheckpointError(f"{index_path} lists tensors no shard holds: {sorted(missing)[:5]}")
     return state
+
+
+def _read_weight_map(index_path: Path) -> dict[str, str]:
+    """The ``weight_map`` of a shard index (tensor name -> shard file), its structure checked."""
+    size = index_path.stat().st_size
+    if size > _MAX_INDEX_BYTES:
+        raise CheckpointError(f"{index_path} is {size} bytes: too large for a shard index")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    # ValueError: bad JSON or UTF-8, an integer too long to convert; RecursionError: absurd nesting.
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"{index_path} is not a valid JSON shard index: {type(err).__name__}: {err}") from None
+    if not isinstance(index, dict) or "weight_map" not in index:
+        raise CheckpointError(
+            f"{index_path} is not a shard index with a 'weight_map': expected a JSON object "
+            f'{{"weight_map": {{tensor name: shard file, ...}}}}'
+        )
+    weight_map = index["weight_map"]
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(
+            f"{index_path}: 'weight_map' must be a non-empty JSON object of tensor name -> shard file, "
+            f"found {type(weight_map).__name__} {str(weight_map)[:80]}"
+        )
+    for tensor_name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise CheckpointError(
+                f"{index_path}: the weight_map entry {tensor_name!r}: {shard!r} must name a shard file (a string)"
+            )
+    return weight_map
+
+
+def _shard_path(index_path: Path, shard: str, tensor_name: str, suffix: str) -> Path:
+    """The file of one shard: a relative path inside the checkpoint folder (links included), never outside.
+
+    The Hugging Face cache keeps a snapshot's files as links into the repository's ``blobs`` folder: those
+    are followed too, and nothing else outside the folder.
+    """
+    folder = index_path.parent
+    entry = f"{index_path}: the weight_map entry {tensor_name!r}: {shard!r}"
+    posix, windows = PurePosixPath(shard), PureWindowsPath(shard)
+    if "\x00" in shard or posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
+        raise CheckpointError(
+            f"{entry} names a file outside the checkpoint folder {folder}; a shard must be a relative path "
+            f"inside it (no absolute path, no drive, no '..')"
+        )
+    if not shard.endswith(suffix):
+        raise CheckpointError(f"{entry}: the shards of a {index_path.name} are {suffix} files")
+    path = folder / shard
+    if not path.is_file():
+        raise CheckpointError(f"{index_path} names the shard {shard}, which is missing from {folder}")
+    resolved = path.resolve()
+    roots = [folder.resolve()]
+    if folder.parent.name == "snapshots":  # the Hugging Face cache: snapshots/<revision>/file -> blobs/<hash>
+        roots.append((folder.parent.parent / "blobs").resolve())
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise CheckpointError(
+            f"{entry} is a link to {resolved}, outside the checkpoint folder {folder}; shards must lie inside it"
+        )
+    return path
 
 
 # Renaming --------------------------------------------------------------------------------------------
