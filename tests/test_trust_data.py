@@ -680,3 +680,20 @@ def test_task_data_records_the_file_hash(tmp_path):
     assert loaded.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     path.write_text(SST2.replace("bleak", "bleak !"))
     assert load_task("sst2", tmp_path).file_sha256 != loaded.file_sha256
+
+
+COPA_BYTES = (_copa(1) + _copa(0).replace('"p"', '"Zürich flooded."')).encode("utf-8")
+
+
+@PROPERTY
+@given(data=corrupted(COPA_BYTES) | st.integers(0, len(COPA_BYTES)).map(lambda cut: COPA_BYTES[:cut]))
+def test_property_superglue_jsonl_damage(tmp_path, data):
+    _write_bytes(tmp_path / "superglue/COPA/val.jsonl", data)
+    try:
+        loaded = load_task("copa", tmp_path)
+    except DataFormatError as err:
+        assert "COPA/val.jsonl" in str(err)
+        return
+    assert 1 <= len(loaded) <= 2
+    for ex in loaded:
+        assert ex.label in (0, 1) and type(ex.label) is int and len(ex.choices) == 2
