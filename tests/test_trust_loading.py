@@ -347,3 +347,54 @@ def test_a_tensor_in_two_shards_is_an_error(tiny, tmp_path):
     save_file(state, str(second))
     with pytest.raises(wb.CheckpointError, match="embeddings.word_embeddings.weight' is in two shards"):
         wb.AutoModel.from_pretrained(folder)
+
+
+# 5. Every torch.load refuses code ---------------------------------------------------------------------------
+
+
+def _torch_load_calls_without_weights_only(source: str) -> list[int]:
+    """Line numbers of torch.load(...) / torch.serialization.load(...) calls lacking weights_only=True."""
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        if ast.unparse(node.func) in ("torch.load", "torch.serialization.load"):
+            keywords = {k.arg: k.value for k in node.keywords}
+            flag = keywords.get("weights_only")
+            if not (isinstance(flag, ast.Constant) and flag.value is True):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_every_torch_load_in_the_repository_uses_weights_only():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=root, capture_output=True, text=True).stdout
+    offenders = []
+    for relative in files.split():
+        path = root / relative
+        if not path.is_file():
+            continue
+        if path.suffix == ".ipynb":
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+            sources = ["".join(c.get("source", [])) for c in cells if c.get("cell_type") == "code"]
+            sources = ["\n".join(ln for ln in s.splitlines() if not ln.lstrip().startswith(("%", "!"))) for s in sources]
+        else:
+            sources = [path.read_text(encoding="utf-8")]
+        for number, source in enumerate(sources):
+            try:
+                bad = _torch_load_calls_without_weights_only(source)
+            except SyntaxError:
+                bad = [0] if "torch.load(" in source and "weights_only=True" not in source else []
+            offenders += [f"{relative} (cell {number}) line {line}" for line in bad]
+    assert not offenders, f"torch.load without weights_only=True: {offenders}"
+
+
+def test_the_scan_finds_an_unsafe_torch_load():
+    assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x.bin')\n") == [2]
+    assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=False)\n") == [2]
+    assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=True)\n") == []

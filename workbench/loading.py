@@ -141,9 +141,12 @@ def _shard_path(index_path: Path, shard: str, tensor_name: str, suffix: str) -> 
     if not shard.endswith(suffix):
         raise CheckpointError(f"{entry}: the shards of a {index_path.name} are {suffix} files")
     path = folder / shard
-    if not path.is_file():
+    try:
+        exists, resolved = path.is_file(), path.resolve()
+    except (OSError, RuntimeError) as err:  # a name too long for the file system, a loop of links
+        raise CheckpointError(f"{entry} cannot be opened: {type(err).__name__}: {err}") from None
+    if not exists:
         raise CheckpointError(f"{index_path} names the shard {shard}, which is missing from {folder}")
-    resolved = path.resolve()
     roots = [folder.resolve()]
     if folder.parent.name == "snapshots":  # the Hugging Face cache: snapshots/<revision>/file -> blobs/<hash>
         roots.append((folder.parent.parent / "blobs").resolve())
