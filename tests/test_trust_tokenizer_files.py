@@ -5,13 +5,18 @@ another exception, a hang, a huge allocation or a silently different vocabulary.
 from __future__ import annotations
 
 import pickle
+import re
+import struct
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
+import workbench as wb
 from workbench.tokenizer import TokenizerFileError
 from workbench.transfo_xl_tokenizer import UnsafePickleError, load_vocab_pickle
+from workbench.xlnet_tokenizer import read_sentencepiece_model
 
 GIB = 1 << 30
 
@@ -72,3 +77,106 @@ def test_vocab_pkl_structure_errors_name_the_file(tmp_path):
     path.write_bytes(b"\x80\x02NQ.")
     with pytest.raises(UnsafePickleError):
         load_vocab_pickle(path)
+
+
+# spiece.model ------------------------------------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, wire_type: int, payload: bytes) -> bytes:
+    key = _varint(number << 3 | wire_type)
+    return key + (_varint(len(payload)) + payload if wire_type == 2 else payload)
+
+
+def _piece(text: str | bytes, score: float = -1.0, kind: int | None = None) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    body = _field(1, 2, raw) + _field(2, 5, struct.pack("<f", score))
+    return _field(1, 2, body + (_field(3, 0, _varint(kind)) if kind is not None else b""))
+
+
+def _spiece(pieces: list[bytes] | None = None, unk_id: int = 0, model_type: int = 1) -> bytes:
+    """A SentencePiece ModelProto as the library writes it: pieces, then trainer and normalizer specs."""
+    if pieces is None:
+        pieces = [_piece("<unk>", 0.0, 2), _piece("<s>", 0.0, 3), _piece("</s>", 0.0, 3)]
+        pieces += [_piece(p, -float(i)) for i, p in enumerate(["\u2581the", "\u2581a", "t", "h", "e", "a"])]
+    trainer = _field(3, 0, _varint(model_type)) + _field(40, 0, _varint(unk_id))
+    normalizer = _field(1, 2, b"identity")
+    return b"".join(pieces) + _field(2, 2, trainer) + _field(3, 2, normalizer)
+
+
+def test_spiece_synthetic_model_reads():
+    """The hand-written model the tests below corrupt is itself read as written."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spiece.model"
+        path.write_bytes(_spiece())
+        model = read_sentencepiece_model(path)
+    assert [p for p, _, _ in model["pieces"]][:4] == ["<unk>", "<s>", "</s>", "\u2581the"]
+    assert [k for _, _, k in model["pieces"]][:4] == [2, 3, 3, 1]
+    assert model["unk_id"] == 0 and model["model_type"] == 1 and model["precompiled_charsmap"] is None
+
+
+SPIECE_CORRUPTIONS = {
+    # A length of 2**35 where the old reader's slice silently came back empty: loaded as one empty piece.
+    "length past the end": (
+        b"\x0a\xff\xff\xff\xff\x0f",
+        r"byte 0 \(ModelProto field 1\): a length-delimited",
+    ),
+    "varint of 11 bytes": (b"\x48" + b"\xff" * 10 + b"\x01", r"byte 1: a varint longer than 10 bytes"),
+    "ends inside a varint": (b"\x48\xff", r"byte 2: the data ends inside a varint"),
+    "piece score as a varint": (
+        _field(1, 2, _field(1, 2, b"<unk>") + _field(2, 0, b"\x05")) + _spiece()[0:0],
+        r"byte 9 \(SentencePiece field 2\): a varint value where the field is 32-bit",
+    ),
+    "pieces as a varint": (_field(1, 0, b"\x05"), r"byte 0 \(ModelProto field 1\): a varint value"),
+    "group wire type": (b"\x4b", r"wire type group start is not used"),
+    "field number 0": (b"\x02\x00", "field number 0"),
+    "non-UTF-8 piece": (
+        _spiece([_piece("<unk>", 0, 2), _piece(b"\xffab")]),
+        r"byte 20: a piece that is not UTF-8",
+    ),
+    "empty piece": (_spiece([_piece("<unk>", 0, 2), _piece("")]), "an empty piece"),
+    "NaN score": (_spiece([_piece("<unk>", 0, 2), _piece("a", float("nan"))]), "has the score nan"),
+    "piece type 7": (_spiece([_piece("<unk>", 0, 2), _piece("a", 0, 7)]), "has type 7"),
+    "piece twice": (
+        _spiece([_piece("<unk>", 0, 2), _piece("a"), _piece("a")]),
+        r"'a' \(id 2\) is already id 1",
+    ),
+    "no unknown piece": (_spiece([_piece("a"), _piece("b")]), "exactly one unknown piece; this one has 0"),
+    "unk_id out of range": (_spiece(unk_id=40), "unk_id is 40 but the unknown piece is id 0"),
+    "unk_id negative": (_spiece(unk_id=(1 << 64) - 1), "unk_id is -1"),
+    "model type 9": (_spiece(model_type=9), "model_type 9 is none of"),
+    "no trainer spec": (b"".join([_piece("<unk>", 0, 2), _piece("a")]), "without its trainer_spec"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPIECE_CORRUPTIONS))
+def test_spiece_corruption_is_an_error_naming_file_and_byte(tmp_path, name):
+    data, message = SPIECE_CORRUPTIONS[name]
+    path = tmp_path / "spiece.model"
+    path.write_bytes(data)
+    with pytest.raises(TokenizerFileError, match=message) as caught:
+        read_sentencepiece_model(path)
+    assert str(path) in str(caught.value)
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "XLNetTokenizer"}')
+    with pytest.raises(TokenizerFileError):
+        wb.AutoTokenizer.from_pretrained(tmp_path)
+
+
+def test_spiece_truncated_at_every_field_boundary_is_an_error(tmp_path):
+    """Cut between two pieces, the old reader loaded the first pieces as the whole vocabulary."""
+    data = _spiece()
+    path = tmp_path / "spiece.model"
+    for end in range(1, len(data)):
+        path.write_bytes(data[:end])
+        with pytest.raises(TokenizerFileError, match=re.escape(str(path))):
+            read_sentencepiece_model(path)

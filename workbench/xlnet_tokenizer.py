@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, proces
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import Unigram
 
-from .tokenizer import SPECIAL_TOKEN_KEYS, Tokenizer
+from .tokenizer import SPECIAL_TOKEN_KEYS, Tokenizer, TokenizerFileError, read_json_file
 
 TOKENIZER_CLASSES = ("XLNetTokenizer", "XLNetTokenizerFast")
 SPIECE_NAME = "spiece.model"
@@ -58,67 +60,253 @@ _CONTROL, _USER_DEFINED = 3, 4
 # Reading spiece.model --------------------------------------------------------------------------------
 
 
-def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
+# Wire types of the protobuf encoding.
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_WIRE_TYPE_NAMES = {
+    0: "varint",
+    1: "64-bit",
+    2: "length-delimited",
+    3: "group start",
+    4: "group end",
+    5: "32-bit",
+}
+# The fields read here, with the wire type each must have (sentencepiece_model.proto); others are skipped.
+_MODEL_FIELDS = {
+    1: _LEN,
+    2: _LEN,
+    3: _LEN,
+    4: _LEN,
+    5: _LEN,
+}  # pieces, trainer/normalizer spec, test, denorm.
+_PIECE_FIELDS = {1: _LEN, 2: _I32, 3: _VARINT}  # piece, score, type
+_TRAINER_FIELDS = {3: _VARINT, 40: _VARINT}  # model_type, unk_id
+_NORMALIZER_FIELDS = {1: _LEN, 2: _LEN}  # name, precompiled_charsmap
+_PIECE_TYPES = {1: "normal", 2: "unknown", 3: "control", 4: "user-defined", 5: "unused", 6: "byte"}
+_UNKNOWN = 2
+_MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
+
+
+def _read_varint(data: memoryview, offset: int, end: int, path: Path) -> tuple[int, int]:
+    """The varint at ``offset`` (at most 10 bytes, below ``end``) and the offset after it."""
+    if offset < end and data[offset] < 0x80:  # one byte: most varints of a model file
+        return data[offset], offset + 1
+    value = 0
+    for index in range(10):
+        if offset >= end:
+            raise TokenizerFileError(
+                f"{path}, byte {offset}: the data ends inside a varint (truncated file?)"
+            )
         byte = data[offset]
         offset += 1
-        value |= (byte & 0x7F) << shift
+        value |= (byte & 0x7F) << (7 * index)
         if not byte & 0x80:
+            if value >= 1 << 64:
+                raise TokenizerFileError(f"{path}, byte {offset - 1}: a varint of more than 64 bits")
             return value, offset
-        shift += 7
+    raise TokenizerFileError(f"{path}, byte {offset - 10}: a varint longer than 10 bytes")
 
 
-def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """The (field number, value) pairs of one protobuf message: ints for varints and fixed-width fields
-    (raw bits), bytes for length-delimited ones (strings, sub-messages)."""
-    out, offset = [], 0
-    while offset < len(data):
-        key, offset = _read_varint(data, offset)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, offset = _read_varint(data, offset)
-        elif wire_type == 1:
-            value, offset = int.from_bytes(data[offset : offset + 8], "little"), offset + 8
-        elif wire_type == 2:
-            length, offset = _read_varint(data, offset)
-            value, offset = data[offset : offset + length], offset + length
-        elif wire_type == 5:
-            value, offset = int.from_bytes(data[offset : offset + 4], "little"), offset + 4
+def _fields(
+    data: memoryview, start: int, end: int, path: Path, expected: dict[int, int], message: str
+) -> Iterator[tuple[int, int | memoryview, int]]:
+    """The fields of the protobuf message in ``data[start:end]``: (field number, value, offset of the value),
+    the value an int for varints and fixed-width fields (raw bits), a memoryview for length-delimited ones
+    (strings, sub-messages; no copy, so reading is linear in the file's size).
+
+    Every length is checked against ``end``, and the fields in ``expected`` against their wire type.
+
+    Raises:
+        TokenizerFileError: naming ``path``, the byte offset and ``message`` (the message's type).
+    """
+    offset = start
+    while offset < end:
+        field_offset = offset
+        key = data[offset]
+        if key < 0x80:  # a one-byte key: the usual case, read without the general varint reader
+            offset += 1
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type} (field {number})")
-        out.append((number, value))
-    return out
+            key, offset = _read_varint(data, offset, end, path)
+        number, wire_type = key >> 3, key & 7
+
+        if number == 0:
+            raise _field_error(
+                path,
+                field_offset,
+                message,
+                number,
+                "field number 0 does not exist in protobuf: the file is corrupt",
+            )
+        if wire_type != expected.get(number, wire_type):
+            raise _field_error(
+                path,
+                field_offset,
+                message,
+                number,
+                f"a {_WIRE_TYPE_NAMES.get(wire_type, wire_type)} value where the field is "
+                f"{_WIRE_TYPE_NAMES[expected[number]]}: the file is corrupt or not a SentencePiece model",
+            )
+        value_offset = offset
+        if wire_type == _LEN:
+            length, offset = _read_varint(data, offset, end, path)
+            if length > end - offset:
+                raise _field_error(
+                    path,
+                    field_offset,
+                    message,
+                    number,
+                    f"a length-delimited value of {length} bytes, but only {end - offset} bytes remain"
+                    f"{'' if end < len(data) else ' in the file'}: the file is truncated or corrupt",
+                )
+            value_offset = offset
+            value, offset = data[offset : offset + length], offset + length
+        elif wire_type == _VARINT:
+            value, offset = _read_varint(data, offset, end, path)
+        elif wire_type in (_I64, _I32):
+            width = 8 if wire_type == _I64 else 4
+            if offset + width > end:
+                raise _field_error(
+                    path,
+                    field_offset,
+                    message,
+                    number,
+                    f"a {8 * width}-bit value runs past the end of the data: the file is truncated",
+                )
+            value, offset = int.from_bytes(data[offset : offset + width], "little"), offset + width
+        else:
+            raise _field_error(
+                path,
+                field_offset,
+                message,
+                number,
+                f"wire type {_WIRE_TYPE_NAMES.get(wire_type, wire_type)} is not used by SentencePiece models: "
+                f"the file is corrupt or not a SentencePiece model",
+            )
+        yield number, value, value_offset
+
+
+def _field_error(path: Path, offset: int, message: str, number: int, problem: str) -> TokenizerFileError:
+    return TokenizerFileError(f"{path}, byte {offset} ({message} field {number}): {problem}")
+
+
+def _sub_fields(
+    data: memoryview, value: memoryview, offset: int, path: Path, expected: dict[int, int], message: str
+) -> dict[int, tuple[Any, int]]:
+    """The fields of the sub-message ``value``, which starts at ``offset`` of ``data``: {number: (value, its
+    offset)}; a field given twice keeps its last value, as protobuf reads it."""
+    fields = _fields(data, offset, offset + len(value), path, expected, message)
+    return {number: (field, field_offset) for number, field, field_offset in fields}
+
+
+def _int32(value: int) -> int:
+    """An int32 field's varint (negative numbers are sign-extended to 64 bits)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def read_sentencepiece_model(path: str | Path) -> dict[str, Any]:
     """The parts of a SentencePiece ``ModelProto`` that the tokenizer needs.
 
+    Every field is checked: its bounds against the file, its wire type against sentencepiece_model.proto,
+    pieces as non-empty UTF-8 with a finite score and a type in 1..6, no piece defined twice, exactly one
+    unknown piece, at ``unk_id``; a file without its trainer or normalizer spec (both always written after
+    the pieces) is a truncated one. Reading is linear in the file's size.
+
     Returns:
         ``pieces``: [(piece, score, type)] in id order (type 1 normal, 2 unknown, 3 control, 4 user-defined,
         5 unused, 6 byte); ``unk_id``; ``model_type`` (1 Unigram, 2 BPE, 3 word, 4 char);
         ``precompiled_charsmap`` (bytes or None).
+
+    Raises:
+        TokenizerFileError: naming the file and the byte offset of what is wrong.
     """
     path = Path(path)
-    try:
-        fields = _fields(path.read_bytes())
-        pieces, unk_id, model_type, charsmap = [], 0, 1, None
-        for number, value in fields:
-            if number == 1:  # repeated SentencePiece
-                piece = {1: b"", 2: 0, 3: 1}
-                piece.update(dict(_fields(value)))
-                score = struct.unpack("<f", struct.pack("<I", piece[2]))[0]
-                pieces.append((piece[1].decode("utf-8"), score, piece[3]))
-            elif number == 2:  # TrainerSpec
-                spec = dict(_fields(value))
-                model_type, unk_id = spec.get(3, 1), spec.get(40, 0)
-            elif number == 3:  # NormalizerSpec
-                charsmap = dict(_fields(value)).get(2) or None
-    except (IndexError, ValueError, UnicodeDecodeError, struct.error) as err:
-        raise ValueError(f"{path} is not a SentencePiece model file: {err}") from None
+    data = memoryview(path.read_bytes())
+    pieces: list[tuple[str, float, int]] = []
+    piece_offsets: list[int] = []
+    trainer: dict[int, tuple[Any, int]] | None = None
+    normalizer: dict[int, tuple[Any, int]] | None = None
+    for number, value, offset in _fields(data, 0, len(data), path, _MODEL_FIELDS, "ModelProto"):
+        if number == 1:  # repeated SentencePiece
+            fields = _sub_fields(data, value, offset, path, _PIECE_FIELDS, "SentencePiece")
+            pieces.append(_piece(fields, offset, path))
+            piece_offsets.append(offset)
+        elif number == 2:  # TrainerSpec (a repeated message field merges: later fields win)
+            trainer = {
+                **(trainer or {}),
+                **_sub_fields(data, value, offset, path, _TRAINER_FIELDS, "TrainerSpec"),
+            }
+        elif number == 3:  # NormalizerSpec
+            fields = _sub_fields(data, value, offset, path, _NORMALIZER_FIELDS, "NormalizerSpec")
+            normalizer = {**(normalizer or {}), **fields}
     if not pieces:
-        raise ValueError(f"{path} holds no SentencePiece pieces: is it a SentencePiece model file?")
-    return {"pieces": pieces, "unk_id": unk_id, "model_type": model_type, "precompiled_charsmap": charsmap}
+        raise TokenizerFileError(f"{path} holds no SentencePiece pieces: is it a SentencePiece model file?")
+    for name, spec in (("trainer_spec", trainer), ("normalizer_spec", normalizer)):
+        if spec is None:
+            raise TokenizerFileError(
+                f"{path}, byte {len(data)}: the file ends after {len(pieces)} pieces without its {name}, which "
+                f"SentencePiece writes after the pieces: the file is truncated"
+            )
+    model_type = trainer.get(3, (1, 0))[0]
+    if model_type not in _MODEL_TYPES:
+        raise TokenizerFileError(
+            f"{path}, byte {trainer[3][1]}: model_type {model_type} is none of {_MODEL_TYPES}: the file is corrupt"
+        )
+    unk_id = _int32(trainer.get(40, (0, 0))[0])
+    _check_pieces(pieces, piece_offsets, unk_id, path)
+    charsmap = normalizer.get(2)
+    return {
+        "pieces": pieces,
+        "unk_id": unk_id,
+        "model_type": model_type,
+        "precompiled_charsmap": (bytes(charsmap[0]) or None) if charsmap else None,
+    }
+
+
+def _piece(fields: dict[int, tuple[Any, int]], offset: int, path: Path) -> tuple[str, float, int]:
+    raw, raw_offset = fields.get(1, (b"", offset))
+    try:
+        piece = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TokenizerFileError(
+            f"{path}, byte {raw_offset + err.start}: a piece that is not UTF-8 ({err.reason}): the file is corrupt"
+        ) from None
+    if not piece:
+        raise TokenizerFileError(f"{path}, byte {offset}: an empty piece (SentencePiece forbids them)")
+    bits, bits_offset = fields.get(2, (0, offset))
+    score = struct.unpack("<f", struct.pack("<I", bits))[0]
+    if not math.isfinite(score):
+        raise TokenizerFileError(f"{path}, byte {bits_offset}: the piece {piece!r} has the score {score}")
+    kind, kind_offset = fields.get(3, (1, offset))
+    if kind not in _PIECE_TYPES:
+        raise TokenizerFileError(
+            f"{path}, byte {kind_offset}: the piece {piece!r} has type {kind}, none of {_PIECE_TYPES}"
+        )
+    return piece, score, kind
+
+
+def _check_pieces(pieces: list[tuple[str, float, int]], offsets: list[int], unk_id: int, path: Path) -> None:
+    """What SentencePiece checks when it loads a model: no piece twice (among normal, user-defined and unused
+    pieces, and among the others), exactly one unknown piece; and it must be the trainer spec's ``unk_id``."""
+    seen: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    unknown = []
+    for index, (piece, _, kind) in enumerate(pieces):
+        group = seen[0] if kind in (1, 4, 5) else seen[1]
+        if piece in group:
+            raise TokenizerFileError(
+                f"{path}, byte {offsets[index]}: the piece {piece!r} (id {index}) is already id {group[piece]}"
+            )
+        group[piece] = index
+        if kind == _UNKNOWN:
+            unknown.append(index)
+    if len(unknown) != 1:
+        raise TokenizerFileError(
+            f"{path}: a SentencePiece model has exactly one unknown piece; this one has {len(unknown)} "
+            f"(ids {unknown})"
+        )
+    if unk_id != unknown[0]:
+        raise TokenizerFileError(
+            f"{path}: the trainer spec's unk_id is {unk_id} but the unknown piece is id {unknown[0]} "
+            f"({pieces[unknown[0]][0]!r}) of {len(pieces)}: the file is corrupt"
+        )
 
 
 # The pipeline ----------------------------------------------------------------------------------------
@@ -180,7 +368,7 @@ def backend_from_spiece(path: str | Path) -> tuple[BackendTokenizer, bytes | Non
     tokens in :meth:`XLNetTokenizer.from_pretrained`, as Hugging Face's conversion makes them."""
     model = read_sentencepiece_model(path)
     if model["model_type"] != 1:
-        raise ValueError(
+        raise TokenizerFileError(
             f"{path} is a SentencePiece model of type {model['model_type']}; XLNet's is Unigram (1)"
         )
     vocab = [(piece, score) for piece, score, _ in model["pieces"]]
@@ -243,9 +431,9 @@ class XLNetTokenizer(Tokenizer):
                 backend = BackendTokenizer.from_file(str(folder / "tokenizer.json"))
                 charsmap = _charsmap_of(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
             except Exception as err:
-                raise ValueError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
+                raise TokenizerFileError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
             if not isinstance(backend.model, Unigram):
-                raise ValueError(
+                raise TokenizerFileError(
                     f"{folder / 'tokenizer.json'} holds a {type(backend.model).__name__} model; "
                     f"XLNet's tokenizer "
                     f"is a SentencePiece Unigram model"
@@ -313,10 +501,5 @@ class XLNetTokenizer(Tokenizer):
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    return values if isinstance(values, dict) else {}
+    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
+    return read_json_file(path) if path.is_file() else {}
