@@ -98,3 +98,77 @@ def test_fill_mask_with_an_initialized_head_warns_and_flags_every_row(caplog):
     stand_in = zoo.tiny("bert", device="cpu", size=SMALL)
     table = wb.fill_mask(stand_in, "The keys to the [MASK] are on the table.", top_k=2)
     assert table["stand_in"].all() and not table["head_initialized"].any()
+
+
+# 4. Every analysis runs on the stand-in of every architecture ------------------------------------------
+
+WIDE = zoo.TinySize(n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_positions=128, bpe_vocab_size=300)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_bench_attribution_and_patching_run_on_every_stand_in(architecture):
+    import torch
+
+    from workbench import interventions
+    from workbench.auto import TASK_REGISTRIES
+    from workbench.bench import finetune as F
+    from workbench.bench import probe as P
+    from workbench.bench import zeroshot as Z
+    from workbench.bench.data import get_task, load_task
+
+    body = zoo.tiny(architecture, task="base", device="cpu", size=WIDE)
+    sst2 = get_task("sst2")
+    texts = load_task("sst2", "sample", max_examples=12)
+    # probe mode: pooled features of every layer, cross-validated probes
+    features = P.pooled_features(body, texts, progress=False)
+    assert features.shape == (3, len(texts), 32) and torch.isfinite(features).all()
+    rows = P.cross_validate(sst2, texts, features, folds=2, max_epochs=5)
+    assert {row["layer"] for row in rows} == {0, 1, 2}
+    # zero-shot: the stand-in with its LM head, flagged as a stand-in
+    lm = zoo.tiny(architecture, device="cpu", size=WIDE)
+    copa = load_task("copa", "sample", max_examples=3)
+    scores = Z.score_choices(lm, copa, progress=False)
+    assert scores.stand_in and 0.0 <= scores.metrics()["accuracy"] <= 1.0
+    # fine-tuning a head on the stand-in itself (there is no folder to reload it from by name)
+    config = F.FinetuneConfig(epochs=1, batch_size=4, eval_batch_size=4)
+    for task in ("sst2", "copa", "squad"):
+        spec = get_task(task)
+        if architecture not in TASK_REGISTRIES[F.HEAD_TASKS[spec.family]]:
+            with pytest.raises(ValueError, match=f"{architecture} has no"):
+                F.build_head(body, spec)
+            continue
+        head = F.build_head(body, spec)
+        assert zoo.is_stand_in(head) and head.tokenizer is body.tokenizer
+        for name, value in body.state_dict().items():
+            if name in head.body_parameter_names():
+                assert torch.equal(head.state_dict()[name], value), name
+        examples = load_task(task, "sample", max_examples=3)
+        result = F.finetune(head, spec, examples, examples, config, progress=False)
+        assert result.metrics and all(v == v for v in result.metrics.values())  # no NaN
+    # attribution, with a target token the model predicts (at the mask for masked LMs)
+    mask = lm.tokenizer.special_tokens.get("mask_token") if Z.scorer_kind(lm) == "masked" else None
+    text = "the cat sat on the " + (mask or "mat")
+    attribution = wb.attribute(lm, text, target=5, method=["integrated_gradients", "saliency"], n_steps=4)
+    n = lm.tokenize(text)["input_ids"].shape[1]
+    assert attribution["saliency"].shape == (1, n) and torch.isfinite(attribution["saliency"]).all()
+    # activation patching: restoring the embedding output of the one changed token restores the clean run
+    ids = lm.tokenize(text)["input_ids"]
+    position = 2
+    corrupted = ids.clone()
+    corrupted[0, position] = (corrupted[0, position] + 7) % lm.config.vocab_size
+    result = interventions.activation_patching(
+        lm, ids, corrupted, lambda out: out.logits[:, -1, 5] - out.logits[:, -1, 6], progress=False
+    )
+    assert len(result.frame) == lm.n_layers * n
+    at_change = result.frame.query("layer == 0 and pos == @position")["value"].item()
+    assert at_change == pytest.approx(1.0, abs=1e-3)
+
+
+def test_squad_windows_too_small_for_the_stride_are_a_clear_error():
+    from workbench.bench import finetune as F
+    from workbench.bench.data import load_task
+
+    model = zoo.tiny("roberta", task="base", device="cpu", size=SMALL)
+    examples = load_task("squad", "sample", max_examples=2)
+    with pytest.raises(ValueError, match="raise max_length or lower doc_stride"):  # was a Rust panic
+        F.squad_features(model.tokenizer, examples, max_length=40, doc_stride=32)

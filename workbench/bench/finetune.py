@@ -105,10 +105,31 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_head(name_or_path, spec: TaskSpec, device=None):
-    """The task head of ``spec``'s family on the checkpoint's body (a fresh head unless the checkpoint has one)."""
+# The task head of each task family (``TASK_REGISTRIES`` name).
+HEAD_TASKS = {
+    "classification": "sequence_classification",
+    "regression": "sequence_classification",
+    "multiple_choice": "multiple_choice",
+    "span": "question_answering",
+}
+
+
+def build_head(model_or_name, spec: TaskSpec, device=None):
+    """The task head of ``spec``'s family on the checkpoint's body (a fresh head unless the checkpoint has one).
+
+    Args:
+        model_or_name: a folder, an alias or a hub id; or a loaded model (any head, e.g. a random stand-in
+            from ``wb.zoo``, which has no folder to reload by name): its body's weights, config and tokenizer
+            go under a fresh head (a stand-in stays labelled one).
+        device: where the head goes (default: a loaded model's own device, else the CPU).
+    """
     import workbench as wb
 
+    if spec.family not in HEAD_TASKS:
+        raise ValueError(f"no head for the {spec.family!r} task {spec.name!r}")
+    if isinstance(model_or_name, wb.HookedTransformer):
+        return _head_on_body(model_or_name, spec, device)
+    name_or_path = model_or_name
     if spec.family in ("classification", "regression"):
         extra = {"problem_type": "regression"} if spec.family == "regression" else {}
         return wb.AutoModelForSequenceClassification.from_pretrained(
@@ -116,16 +137,39 @@ def build_head(name_or_path, spec: TaskSpec, device=None):
         )
     if spec.family == "multiple_choice":
         return wb.AutoModelForMultipleChoice.from_pretrained(name_or_path, device=device)
-    if spec.family == "span":
-        return wb.AutoModelForQuestionAnswering.from_pretrained(name_or_path, device=device)
-    raise ValueError(f"no head for the {spec.family!r} task {spec.name!r}")
+    return wb.AutoModelForQuestionAnswering.from_pretrained(name_or_path, device=device)
+
+
+def _head_on_body(source, spec: TaskSpec, device=None):
+    """A fresh ``spec`` head on a copy of ``source``'s body weights (same config, same tokenizer)."""
+    from workbench.auto import TASK_REGISTRIES
+    from workbench.loading import LoadingInfo
+
+    task = HEAD_TASKS[spec.family]
+    model_type = source.config.model_type
+    registry = TASK_REGISTRIES[task]
+    if model_type not in registry:
+        raise ValueError(f"{spec.name}: {model_type} has no {task} head (it exists for {sorted(registry)})")
+    config = copy.deepcopy(source.config)
+    if spec.family in ("classification", "regression"):
+        config.num_labels = spec.num_labels
+        config.problem_type = "regression" if spec.family == "regression" else None
+    head = registry[model_type].from_config(config)
+    body = head.body_parameter_names()
+    state = {key: value for key, value in source.state_dict().items() if key in body}
+    lacking = sorted(body - set(state))
+    if lacking:
+        raise ValueError(
+            f"{type(source).__name__} does not have the body weights a {type(head).__name__} needs: "
+            f"{lacking[:5]}{' ...' if len(lacking) > 5 else ''}"
+        )
+    head.load_state_dict(state, strict=False)
+    head.loading_info = LoadingInfo(missing_keys=sorted(set(head.state_dict()) - body))
+    head.tokenizer = source.tokenizer
+    return head.to(device=device if device is not None else source.device).eval()
 
 
 # Batches ------------------------------------------------------------------------------------------------------
-def _model_inputs(tokenizer, encoding) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in encoding.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
 def _length(tokenizer, example) -> int:
     """A cheap length key for length-sorted batching (characters)."""
     if isinstance(example, TextExample):
@@ -135,17 +179,37 @@ def _length(tokenizer, example) -> int:
     return len(example.question) + len(example.context)
 
 
+def encode_padded(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> dict:
+    """Model inputs for texts (and pairs), truncated to ``max_length`` and padded here on the tokenizer's
+    ``padding_side`` (XLNet pads on the left: its heads read the last position), with the pad token, else
+    the end-of-text token, else id 0 (GPT has neither). Padding is masked out by ``attention_mask``, so its
+    id never changes a result."""
+    from .probe import pad_token_id
+
+    encodings = tokenizer(
+        list(texts), None if pairs is None else list(pairs), truncation=True, max_length=max_length
+    ).encodings
+    width = max(len(e.ids) for e in encodings)
+    ids = torch.full((len(encodings), width), pad_token_id(tokenizer), dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    for row, e in enumerate(encodings):
+        cells = slice(width - len(e.ids), width) if left else slice(0, len(e.ids))
+        ids[row, cells] = torch.tensor(e.ids)
+        types[row, cells] = torch.tensor(e.type_ids)
+        mask[row, cells] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in tokenizer.model_input_names:
+        batch["token_type_ids"] = types
+    return batch
+
+
 def text_batch(tokenizer, examples: Sequence[TextExample], max_length: int, regression: bool) -> dict:
     pairs = [ex.text_pair for ex in examples]
-    encoding = tokenizer(
-        [ex.text for ex in examples],
-        None if pairs[0] is None else pairs,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
+    batch = encode_padded(
+        tokenizer, [ex.text for ex in examples], None if pairs[0] is None else pairs, max_length
     )
-    batch = _model_inputs(tokenizer, encoding)
     dtype = torch.float32 if regression else torch.long
     batch["labels"] = torch.tensor([ex.label for ex in examples], dtype=dtype)
     return batch
@@ -158,17 +222,8 @@ def choice_batch(tokenizer, examples: Sequence[ChoiceExample], max_length: int) 
         raise ValueError("a multiple-choice batch needs the same number of choices in every example")
     contexts = [ex.context for ex in examples for _ in ex.choices]
     choices = [choice for ex in examples for choice in ex.choices]
-    encoding = tokenizer(
-        contexts,
-        choices,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    batch = {
-        name: value.view(len(examples), k, -1) for name, value in _model_inputs(tokenizer, encoding).items()
-    }
+    encoding = encode_padded(tokenizer, contexts, choices, max_length)
+    batch = {name: value.view(len(examples), k, -1) for name, value in encoding.items()}
     batch["labels"] = torch.tensor([ex.label for ex in examples], dtype=torch.long)
     return batch
 
@@ -217,6 +272,14 @@ def squad_features(
     hold the (first) answer gets start = end = 0 ([CLS]), as in the BERT recipe."""
     backend = tokenizer.backend
     features = []
+    specials = backend.num_special_tokens_to_add(True)
+    for ex in examples:  # the tokenizers library panics (no Python error) when a window has no room
+        room = max_length - specials - len(backend.encode(ex.question.lstrip(), add_special_tokens=False))
+        if room <= doc_stride:
+            raise ValueError(
+                f"SQuAD example {ex.id!r}: its question leaves {room} of max_length={max_length} tokens for "
+                f"the context, not more than doc_stride={doc_stride}; raise max_length or lower doc_stride"
+            )
     backend.enable_truncation(max_length, stride=doc_stride, strategy="only_second")
     try:
         for index, ex in enumerate(examples):
@@ -327,7 +390,10 @@ class _Task:
             token = self.tokenizer.special_tokens.get("pad_token") or self.tokenizer.special_tokens.get(
                 "eos_token"
             )
-            return _span_tensors(chosen, self.tokenizer.token_to_id(token) if token else 0)
+            tensors = _span_tensors(chosen, self.tokenizer.token_to_id(token) if token else 0)
+            if "token_type_ids" not in self.tokenizer.model_input_names:  # DistilBERT, RoBERTa: no segments
+                tensors.pop("token_type_ids")
+            return tensors
         if self.spec.family == "multiple_choice":
             return choice_batch(self.tokenizer, chosen, self.config.max_length)
         return text_batch(self.tokenizer, chosen, self.config.max_length, self.spec.family == "regression")
