@@ -5,49 +5,100 @@ from __future__ import annotations
 import argparse
 import sys
 
+from workbench.cli import USER_ERRORS, error_message, output_folder, positive_int
+
 from .experiment import run
 
 
+def layer_list(text: str) -> str | list[int]:
+    """``"all"`` or comma-separated layer numbers ``"0,3,6"`` (each >= 0, no repeats)."""
+    if text.strip() == "all":
+        return "all"
+    layers = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected 'all' or layer numbers such as 0,3,6 (0 = embeddings), not {part!r}"
+            )
+        if int(part) in layers:
+            raise argparse.ArgumentTypeError(f"{text!r}: layer {part} is named twice")
+        layers.append(int(part))
+    return layers
+
+
+def _model_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder, alias or hub id")
+    return text
+
+
+def _task_name(text: str) -> str:
+    from .tasks import task_names
+
+    if text not in task_names():
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; known tasks: {', '.join(task_names())}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``probes`` command; returns its exit code (2: a usage error, said in one line on stderr)."""
     parser = argparse.ArgumentParser(prog="probes", description="Probing experiments on workbench models.")
     sub = parser.add_subparsers(dest="command", required=True)
     command = sub.add_parser("run", help="probe every layer of the models for the tasks; write CSV + HTML")
     command.add_argument(
-        "--model", action="append", required=True, help="folder, alias or hub id (repeatable)"
+        "--model",
+        action="append",
+        type=_model_name,
+        required=True,
+        help="folder, alias or hub id (repeatable)",
     )
     command.add_argument(
-        "--task", action="append", required=True, help="upos, xpos, deprel, depth, distance, ..."
+        "--task",
+        action="append",
+        type=_task_name,
+        required=True,
+        help="upos, xpos, deprel, depth, distance, ...",
     )
     command.add_argument(
         "--data", default="sample", help="'sample', 'ud_english_ewt' or a folder of *.conllu"
     )
-    command.add_argument("--out", default="reports/probing", help="folder for results.csv and report.html")
     command.add_argument(
-        "--layers", default="all", help="'all' or comma-separated layer numbers (0 = embeddings)"
+        "--out", type=output_folder, default="reports/probing", help="folder for results.csv and report.html"
+    )
+    command.add_argument(
+        "--layers",
+        type=layer_list,
+        default="all",
+        help="'all' or comma-separated layer numbers (0 = embeddings)",
     )
     command.add_argument("--probe", default="linear", choices=["linear", "mlp"])
     command.add_argument("--pooling", default="mean", choices=["first", "mean", "last"])
     command.add_argument("--no-control", action="store_true", help="skip the control tasks")
-    command.add_argument("--max-sentences", type=int, default=None)
-    command.add_argument("--store", default=None, help="activation store folder (reused across runs)")
-    args = parser.parse_args(argv)
-    layers = args.layers if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    command.add_argument("--max-sentences", type=positive_int, default=None)
+    command.add_argument(
+        "--store", type=output_folder, default=None, help="activation store folder (reused across runs)"
+    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or argparse's one-line error (2)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         results = run(
             args.model,
             args.task,
             data=args.data,
-            layers=layers,
+            layers=args.layers,
             probe=args.probe,
             control=not args.no_control,
             pooling=args.pooling,
             store_dir=args.store,
             max_sentences=args.max_sentences,
         )
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"probes: {err}", file=sys.stderr)
+        folder = results.save(args.out)
+    except USER_ERRORS as err:
+        print(f"probes {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 2
-    folder = results.save(args.out)
     test = results.frame[(results.frame["split"] == "test")]
     best = test.sort_values("value", ascending=False).groupby(["model", "task", "metric"]).first()
     print(best[["layer", "value", "selectivity"]].to_string(float_format=lambda v: f"{v:.3f}"))

@@ -140,3 +140,219 @@ def test_the_index_names_the_random_stand_ins_of_each_notebook(tmp_path, capsys)
     # The cell that lists them is not part of the page.
     assert "__workbench_report_stand_ins__" not in (out / "01_stand_ins.html").read_text()
     assert "stand-in: tiny random BERT" in capsys.readouterr().out
+
+
+# Argument mistakes: one line "error: ..." on stderr, exit code 2, nothing run -----------------------------
+
+BAD_ARGUMENTS = [
+    # workbench report
+    (["report", "--out", "{file}"], "argument --out: {file} is a file, not a folder"),
+    (["report", "--out", "{file}/sub"], "is inside {file}, which is a file"),
+    (["report", "--notebooks", "3-1"], "the range '3-1' runs backwards"),
+    (["report", "--notebooks", "9"], "no notebook numbered 9"),
+    (["report", "--notebooks", ""], "the selection is empty"),
+    (["report", "--notebooks", "1,x"], "expected numbers such as 3,4"),
+    (["report", "--timeout", "0"], "argument --timeout: must be an integer >= 1"),
+    (["report", "--param", "x"], "expected NAME=VALUE"),
+    (["report", "--param", "1x=3"], "is not a Python identifier"),
+    (["report", "--data", "{tmp}/nowhere"], "argument --data: "),
+    (["report", "--device", "banana"], "'banana' is not a device"),
+    (["report", "--notebooks-dir", "{tmp}/nowhere"], "no notebooks folder"),
+    # workbench bench
+    (["bench", "--tasks", ""], "argument --tasks: is empty"),
+    (["bench", "--tasks", "sst2,,cola"], "has an empty name"),
+    (["bench", "--tasks", "nosuch"], "nosuch"),
+    (["bench", "--tasks", "sst2", "--models", ""], "argument --models: is empty"),
+    (["bench", "--tasks", "sst2", "--out", "{file}"], "is a file, not a folder"),
+    (["bench", "--tasks", "sst2", "--max-examples", "-1"], "must be an integer >= 1"),
+    (["bench", "--tasks", "sst2", "--folds", "1"], "must be an integer >= 2"),
+    (["bench", "--tasks", "sst2", "--batch-size", "0"], "must be an integer >= 1"),
+    (["bench", "--tasks", "sst2", "--epochs", "x"], "must be an integer, got 'x'"),
+    (["bench", "--tasks", "sst2", "--learning-rate", "-1"], "must be a finite number > 0"),
+    (["bench", "--tasks", "sst2", "--data", "{tmp}/nowhere"], "no such folder"),
+    # model commands (checked before any model is loaded)
+    (["inspect", ""], "argument text: is empty"),
+    (["inspect", "Hello", "--device", "banana"], "is not a device"),
+    (["generate", "Hello", "--max-new-tokens", "-1"], "must be an integer >= 1"),
+    (["generate", "Hello", "--top-p", "1.5"], "must be a number in (0, 1]"),
+    (["generate", "Hello", "--top-k", "0"], "must be an integer >= 1"),
+    (["generate", "Hello", "--temperature", "0"], "must be a finite number > 0"),
+    (["generate", "Hello", "--seed", "-2"], "must be an integer >= 0"),
+    (["lens", "Hello", "--target", ""], "argument --target: is empty"),
+    (["hooks", "--model", ""], "argument --model: is empty"),
+    (["lab", "--port", "0"], "must be a port number from 1 to 65535"),
+    ([], "the following arguments are required: command"),
+]
+
+PROBES_BAD_ARGUMENTS = [
+    (["run", "--model", "minilm", "--task", "upos", "--layers", "1,x"], "not 'x'"),
+    (["run", "--model", "minilm", "--task", "upos", "--layers", "-1"], "not '-1'"),
+    (["run", "--model", "minilm", "--task", "upos", "--layers", ""], "expected 'all' or layer numbers"),
+    (["run", "--model", "minilm", "--task", "upos", "--layers", "1,1"], "layer 1 is named twice"),
+    (["run", "--model", "minilm", "--task", "nosuch"], "unknown task 'nosuch'"),
+    (["run", "--model", "", "--task", "upos"], "argument --model: is empty"),
+    (["run", "--model", "minilm", "--task", "upos", "--max-sentences", "0"], "must be an integer >= 1"),
+    (["run", "--model", "minilm", "--task", "upos", "--out", "{file}"], "is a file, not a folder"),
+    (["run", "--model", "minilm", "--task", "upos", "--store", "{file}/x"], "is inside {file}"),
+    (["run"], "the following arguments are required: --model, --task"),
+]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Every command's work fails the test if it starts: a usage error must come before it."""
+    import probes.cli
+    import workbench.bench
+    import workbench.cli
+    import workbench.report
+
+    def started(*args, **kwargs):
+        raise AssertionError("the command started its work despite the bad arguments")
+
+    monkeypatch.setattr(workbench.report, "run_report", started)
+    monkeypatch.setattr(workbench.report, "open_lab", started)
+    monkeypatch.setattr(workbench.bench, "run", started)
+    monkeypatch.setattr(workbench.cli, "load", started)
+    monkeypatch.setattr(probes.cli, "run", started)
+
+
+def _check_usage_error(code, err, message, tmp_path, prog):
+    message = message.format(file=tmp_path / "a_file", tmp=tmp_path)
+    assert code == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{prog}") and "error: " in last, err
+    assert message in last, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), BAD_ARGUMENTS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_workbench_argument_mistakes_are_one_line_errors(argv, message, tmp_path, capsys, nothing_runs):
+    (tmp_path / "a_file").write_text("not a folder")
+    argv = [a.format(file=tmp_path / "a_file", tmp=tmp_path) for a in argv]
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    _check_usage_error(code, captured.err, message, tmp_path, "workbench")
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), PROBES_BAD_ARGUMENTS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_probes_argument_mistakes_are_one_line_errors(argv, message, tmp_path, capsys, nothing_runs):
+    from probes.cli import main
+
+    (tmp_path / "a_file").write_text("not a folder")
+    argv = [a.format(file=tmp_path / "a_file", tmp=tmp_path) for a in argv]
+    code = main(argv)
+    captured = capsys.readouterr()
+    _check_usage_error(code, captured.err, message, tmp_path, "probes")
+
+
+def test_a_layer_out_of_range_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    from probes.cli import main
+
+    out = tmp_path / "probing"
+    argv = ["run", "--model", "minilm", "--task", "upos", "--layers", "0,99", "--max-sentences", "10"]
+    assert main([*argv, "--no-control", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(
+        "probes run: error: layer 99 is out of range"
+    )
+    assert not out.exists()
+
+
+def test_the_command_line_shows_no_traceback(tmp_path):
+    """The installed entry point (python -m workbench): a bad --out is one line of usage error, exit 2."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a_file").write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench", "report", "--out", str(tmp_path / "a_file")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("workbench report: error: argument --out:")
+
+
+def test_report_data_option_reaches_the_notebooks_as_data_root(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_data.ipynb", "print('data root is', data_root, sst2_data)")
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "reports"
+    assert report("--data", str(data), folder=folder, out=out) == 0
+    assert f"data root is {data} {data}" in (out / "01_data.html").read_text()
+
+
+# workbench lab ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lab_call(monkeypatch, tmp_path):
+    """The command `workbench lab` would start, instead of starting it."""
+    import importlib.util
+    import subprocess
+
+    calls = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "jupyterlab" else real_find_spec(name, *a),
+    )
+    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
+    (tmp_path / "notebooks").mkdir()
+    return calls
+
+
+def test_lab_passes_options_and_extra_arguments_to_jupyter_lab(lab_call, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0, raising=False)  # as root, as in a container
+    folder = str(tmp_path / "notebooks")
+    assert (
+        cli.main(
+            [
+                "lab",
+                "--notebooks-dir",
+                folder,
+                "--port",
+                "8899",
+                "--no-browser",
+                "--allow-root",
+                "--",
+                "--ServerApp.token=abc",
+            ]
+        )
+        == 0
+    )
+    assert lab_call[-1][1:] == [
+        "-m",
+        "jupyterlab",
+        folder,
+        "--ServerApp.token=abc",
+        "--port=8899",
+        "--no-browser",
+        "--allow-root",
+    ]
+    assert cli.main(["lab", "--notebooks-dir", folder, "--", "--allow-root", "--ip=0.0.0.0"]) == 0
+    assert lab_call[-1][-2:] == ["--allow-root", "--ip=0.0.0.0"]
+
+
+def test_lab_as_root_without_allow_root_says_how_instead_of_failing_later(
+    lab_call, tmp_path, monkeypatch, capsys
+):
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0, raising=False)
+    assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 2
+    assert "pass --allow-root" in capsys.readouterr().err and lab_call == []
+    monkeypatch.setattr(os, "geteuid", lambda: 1000, raising=False)
+    assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 0
+    assert lab_call[-1][-1] == str(tmp_path / "notebooks")

@@ -17,6 +17,116 @@ import torch
 from .api import load
 from .cache import ActivationCache
 
+# Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
+# one-line "error: argument --x: ..." (exit code 2), never a traceback.
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--max-examples``, ``--folds``, ``--batch-size``, ...)."""
+    value = _parse(int, text, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (``--seed``, ``--max-new-tokens``)."""
+    value = _parse(int, text, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``--temperature``, ``--learning-rate``)."""
+    value = _parse(float, text, "a number")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """A number in (0, 1] (``--top-p``)."""
+    value = _parse(float, text, "a number")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = _parse(int, text, "a port number")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
+    return value
+
+
+def name_list(text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; an empty list or an empty name (``"a,,b"``) is an error."""
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        raise argparse.ArgumentTypeError("is empty; give one or more comma-separated names")
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty name; separate names with single commas")
+    return names
+
+
+def device(text: str) -> str:
+    """``auto`` or a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    if text == "auto":
+        return text
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: there is no CUDA device here (use cpu or auto)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: there is no MPS device here (use cpu or auto)")
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder to write into: it may not exist yet, but neither it nor a folder above it may be a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; name a folder")
+    from pathlib import Path
+
+    path = Path(text)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"is inside {folder}, which is a file"
+                raise argparse.ArgumentTypeError(f"{text} {where}, not a folder; name a folder")
+            break
+    return text
+
+
+def _parse(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
+def error_message(err: BaseException) -> str:
+    """The message of an error for a one-line report (a KeyError's message without its quotes)."""
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        message = err.args[0]
+    else:
+        message = str(err)
+    return message.strip()
+
+
+# What a command reports as a usage error (exit code 2) instead of a traceback: the library's validation
+# errors (ValueError and its subclasses such as ConfigError, KeyError such as an unknown task, TypeError for a
+# model without the needed head) and file problems (OSError: no such file, a file where a folder should be).
+USER_ERRORS = (ValueError, KeyError, TypeError, OSError, ModuleNotFoundError)
+
 
 def inspect_table(
     cache: ActivationCache, n_heads: int, show_weights: bool = False, skip_tokens: frozenset[str] = frozenset()
@@ -57,7 +167,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     inspect = sub.add_parser("inspect", help="per layer: residual norm and each head's most attended token")
-    inspect.add_argument("text", help="the text to run through the model")
+    inspect.add_argument("text", type=_text, help="the text to run through the model")
     _add_model_options(inspect)
     inspect.add_argument("--weights", action="store_true", help="show the mean attention weight beside each token")
     inspect.add_argument("--skip-special", action="store_true",
@@ -66,21 +176,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     hooks = sub.add_parser("hooks", help="list the hook points of a model, with shapes for a short input")
     _add_model_options(hooks)
-    hooks.add_argument("--text", default="The keys to the cabinet are on the table.")
+    hooks.add_argument("--text", type=_text, default="The keys to the cabinet are on the table.")
 
     generate = sub.add_parser("generate", help="continue a prompt with a causal LM, showing each step's candidates")
     generate.add_argument("prompt")
     _add_model_options(generate)
-    generate.add_argument("--max-new-tokens", type=int, default=20)
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int, default=None)
-    generate.add_argument("--top-p", type=float, default=None)
-    generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument("--max-new-tokens", type=positive_int, default=20)
+    generate.add_argument("--temperature", type=positive_float, default=1.0,
+                          help="sample at this temperature (1 with no --top-k/--top-p: the most likely token)")
+    generate.add_argument("--top-k", type=positive_int, default=None)
+    generate.add_argument("--top-p", type=probability, default=None)
+    generate.add_argument("--seed", type=non_negative_int, default=None)
 
     lens = sub.add_parser("lens", help="the logit lens: the most likely next token of every layer")
-    lens.add_argument("text")
+    lens.add_argument("text", type=_text)
     _add_model_options(lens)
-    lens.add_argument("--target", default=None, help="also show the rank of this token per layer")
+    lens.add_argument("--target", type=_text, default=None, help="also show the rank of this token per layer")
     _add_report_commands(sub)
     _add_bench_command(sub)
     return parser
@@ -89,41 +200,96 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_report_commands(sub) -> None:
     report = sub.add_parser("report", help="run the notebooks headless and write each as an offline HTML report")
     report.add_argument("--notebooks", default=None, help="which notebooks, by number: 3,4 or 1-3 (default: all)")
-    report.add_argument("--out", default="reports", help="folder for the HTML files (default: reports)")
-    report.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda")
+    report.add_argument("--out", type=output_folder, default="reports",
+                        help="folder for the HTML files (default: reports)")
+    report.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda")
     report.add_argument("--quick", action="store_true", help="the small sizes the tests use")
-    report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+    report.add_argument("--data", type=_data_root, default=None,
+                        help="the data root of the benchmark notebooks (laid out like ../shared/data) or 'sample'; "
+                             "passed as the parameters data_root and sst2_data")
+    report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_parameter,
                         help="another notebook parameter (a Python literal), e.g. --param max_sentences=100")
     report.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
-    report.add_argument("--timeout", type=int, default=600, help="seconds one cell may run (default: 600)")
-    lab = sub.add_parser("lab", help="open JupyterLab on the notebooks")
+    report.add_argument("--timeout", type=positive_int, default=600, help="seconds one cell may run (default: 600)")
+    lab = sub.add_parser(
+        "lab", help="open JupyterLab on the notebooks",
+        description="Open JupyterLab on the notebooks. Arguments after -- go to `jupyter lab` unchanged, e.g. "
+                    "workbench lab -- --ServerApp.token=''",
+    )
     lab.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
+    lab.add_argument("--port", type=port, default=None, help="the port JupyterLab listens on")
+    lab.add_argument("--ip", default=None, help="the address JupyterLab listens on (e.g. 0.0.0.0 in a container)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--allow-root", action="store_true",
+                     help="let JupyterLab run as root (it refuses to otherwise, e.g. in a container)")
+    lab.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARGS",
+                     help="more arguments for jupyter lab, after --")
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give some text")
+    return text
+
+
+def _data_root(text: str) -> str:
+    from pathlib import Path
+
+    if text != "sample" and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such folder; give a data root laid out like ../shared/data, or 'sample'"
+        )
+    return text
+
+
+def _parameter(item: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> (name, value): a Python literal, or a bare word as a string."""
+    import ast
+
+    name, sep, value = item.partition("=")
+    name = name.strip()
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=VALUE")
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"{item!r}: the name {name!r} is not a Python identifier")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return name, value  # a bare word is a string
 
 
 def _report(args: argparse.Namespace) -> int:
-    import ast
+    from .report import find_notebooks, parse_selection, run_report
 
-    from .report import parse_selection, run_report
-
-    parameters = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
-        try:
-            parameters[name.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parameters[name.strip()] = value  # a bare word is a string
+    parameters = dict(args.param)
+    if args.data is not None:
+        parameters.update(data_root=args.data, sst2_data=args.data)
     select = parse_selection(args.notebooks) if args.notebooks is not None else None
+    find_notebooks(args.notebooks_dir or _default_notebooks_dir(), select)  # a bad selection: before any run
     runs = run_report(args.out, select=select, device=args.device, quick=args.quick,
                       notebooks_dir=args.notebooks_dir, parameters=parameters, timeout=args.timeout)
     return 0 if all(run.ok for run in runs) else 1
 
 
+def _default_notebooks_dir():
+    from .report import default_notebooks_dir
+
+    return default_notebooks_dir()
+
+
 def _lab(args: argparse.Namespace) -> int:
     from .report import open_lab
 
-    return open_lab(args.notebooks_dir)
+    jupyter_args = list(args.jupyter_args)
+    if args.port is not None:
+        jupyter_args.append(f"--port={args.port}")
+    if args.ip is not None:
+        jupyter_args.append(f"--ip={args.ip}")
+    if args.no_browser:
+        jupyter_args.append("--no-browser")
+    if args.allow_root:
+        jupyter_args.append("--allow-root")
+    return open_lab(args.notebooks_dir, jupyter_args)
 
 
 # Commands that need no model loaded first.
@@ -132,19 +298,30 @@ _MODEL_FREE_COMMANDS = {"report": _report, "lab": _lab}
 
 def _add_bench_command(sub) -> None:
     bench = sub.add_parser("bench", help="compare models on GLUE/SuperGLUE/SQuAD/SWAG/RACE/ARC (workbench.bench)")
-    bench.add_argument("--models", default="minilm", help="comma-separated folders, aliases or hub ids")
-    bench.add_argument("--tasks", required=True, help="comma-separated task names, e.g. sst2,cola,mrpc,rte,copa")
+    bench.add_argument("--models", type=name_list, default=["minilm"],
+                       help="comma-separated folders, aliases or hub ids (default: minilm)")
+    bench.add_argument("--tasks", type=name_list, required=True,
+                       help="comma-separated task names, e.g. sst2,cola,mrpc,rte,copa")
     bench.add_argument("--mode", choices=["zeroshot", "probe", "finetune"], default="probe")
-    bench.add_argument("--data", default="sample", help="data root laid out like ../shared/data (default: sample)")
-    bench.add_argument("--out", default=None, help="folder for results (resumable), results.csv and report.html")
-    bench.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    bench.add_argument("--max-examples", type=int, default=None, help="the first n examples of each task")
-    bench.add_argument("--folds", type=int, default=5, help="cross-validation folds (probe mode)")
+    bench.add_argument("--data", type=_data_root, default="sample",
+                       help="data root laid out like ../shared/data (default: sample)")
+    bench.add_argument("--out", type=output_folder, default=None,
+                       help="folder for results (resumable), results.csv and report.html")
+    bench.add_argument("--device", type=device, default="cpu", help="cpu, cuda, ...")
+    bench.add_argument("--max-examples", type=positive_int, default=None, help="the first n examples of each task")
+    bench.add_argument("--folds", type=_folds, default=5, help="cross-validation folds (probe mode)")
     bench.add_argument("--pooling", choices=["mean", "first", "last"], default="mean", help="probe mode pooling")
-    bench.add_argument("--batch-size", type=int, default=32)
-    bench.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs")
-    bench.add_argument("--learning-rate", type=float, default=2e-5, help="fine-tuning learning rate")
+    bench.add_argument("--batch-size", type=positive_int, default=32)
+    bench.add_argument("--epochs", type=positive_int, default=3, help="fine-tuning epochs")
+    bench.add_argument("--learning-rate", type=positive_float, default=2e-5, help="fine-tuning learning rate")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _folds(text: str) -> int:
+    value = _parse(int, text, "an integer")
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 2 (cross-validation needs two folds), got {text}")
+    return value
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -152,8 +329,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench.finetune import FinetuneConfig
 
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size)
-    results = run(models=[m for m in args.models.split(",") if m], tasks=[t for t in args.tasks.split(",") if t],
-                  mode=args.mode, device=args.device, max_examples=args.max_examples, data=args.data, out=args.out,
+    from .bench import get_task
+
+    for task in args.tasks:
+        get_task(task)  # an unknown task: before any model is loaded
+    results = run(models=args.models, tasks=args.tasks, mode=args.mode, device=args.device, max_examples=args.max_examples, data=args.data, out=args.out,
                   folds=args.folds, pooling=args.pooling, batch_size=args.batch_size, finetune_config=config,
                   progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_rows", None):
@@ -167,24 +347,30 @@ _MODEL_FREE_COMMANDS["bench"] = _bench
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="minilm", help="folder, alias (minilm) or Hugging Face hub id")
-    parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
+    parser.add_argument("--model", type=_text, default="minilm", help="folder, alias (minilm) or Hugging Face hub id")
+    parser.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    if args.command in _MODEL_FREE_COMMANDS:
-        try:
-            return _MODEL_FREE_COMMANDS[args.command](args)
-        except (FileNotFoundError, ValueError, ModuleNotFoundError) as err:
-            print(f"workbench: {err}", file=sys.stderr)
-            return 2
+    """Run the ``workbench`` command; returns its exit code.
+
+    0: done; 1: done, but something failed (a notebook of ``workbench report``); 2: a usage error, said in
+    one line on stderr (argparse's ``error: ...`` for a bad argument value; argparse exits with 2 itself).
+    """
+    parser = _build_parser()
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or argparse's one-line error (2): returned, as every other exit
+        return stop.code if isinstance(stop.code, int) else 2
+    prog = f"{parser.prog} {args.command}"
+    try:
+        if args.command in _MODEL_FREE_COMMANDS:
+            return _MODEL_FREE_COMMANDS[args.command](args)
         model = load(args.model, device=args.device)
         with torch.no_grad():
             _run(args, model)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        print(f"workbench: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -478,12 +478,19 @@ def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, An
     return path
 
 
-def open_lab(notebooks_dir: str | Path | None = None) -> int:
+def open_lab(notebooks_dir: str | Path | None = None, jupyter_args: Sequence[str] = ()) -> int:
     """Start JupyterLab on the notebooks folder; returns its exit code.
+
+    Args:
+        notebooks_dir: the folder (default: :func:`default_notebooks_dir`).
+        jupyter_args: more arguments for ``jupyter lab`` (``["--port=8899", "--no-browser"]``).
 
     Raises:
         ModuleNotFoundError: JupyterLab is not installed (with the command that installs it).
+        FileNotFoundError: no notebooks folder.
+        PermissionError: running as root without ``--allow-root`` (JupyterLab would refuse and exit 1).
     """
+    import os
     import subprocess
     import sys
 
@@ -495,4 +502,14 @@ def open_lab(notebooks_dir: str | Path | None = None) -> int:
     folder = Path(notebooks_dir or default_notebooks_dir())
     if not folder.is_dir():
         raise FileNotFoundError(f"no notebooks folder at {folder.resolve()}; pass --notebooks-dir")
-    return subprocess.call([sys.executable, "-m", "jupyterlab", str(folder)])
+    jupyter_args = [str(arg) for arg in jupyter_args]
+    if (
+        hasattr(os, "geteuid")
+        and os.geteuid() == 0
+        and not any("allow-root" in arg or "allow_root" in arg for arg in jupyter_args)
+    ):
+        raise PermissionError(
+            "running as root, which JupyterLab refuses; pass --allow-root (workbench lab --allow-root) "
+            "if that is what you mean, e.g. in a container"
+        )
+    return subprocess.call([sys.executable, "-m", "jupyterlab", str(folder), *jupyter_args])
