@@ -50,7 +50,7 @@ def test_every_kind_of_notebook_failure_is_contained_and_the_index_is_this_run(b
     (out / "02_no_kernel.html").write_text("STALE PAGE", encoding="utf-8")
     (out / "03_not_json.html").write_text("STALE PAGE", encoding="utf-8")
 
-    assert report("--timeout", "3", folder=broken, out=out) == 1
+    assert report("--timeout", "5", folder=broken, out=out) == 1
     printed = capsys.readouterr().out
     index = (out / "index.html").read_text()
     assert "THE PREVIOUS RUN" not in index
@@ -73,7 +73,7 @@ def test_every_kind_of_notebook_failure_is_contained_and_the_index_is_this_run(b
     assert "could not read 03_not_json.ipynb: NotJSONError" in index
     assert "could not read 06_not_a_notebook.ipynb" in index
     assert "RuntimeError: broken cell</span>" in index  # the error's first line only
-    assert "05_slow" in printed and "ran past the timeout of 3 s" in index
+    assert "05_slow" in printed and "ran past the timeout of 5 s" in index
     # The good notebooks (also the one after all the failures) ran and are linked.
     assert 'href="01_good.html"' in index and 'href="07_last.html"' in index
     assert "last ran" in (out / "07_last.html").read_text()
