@@ -467,7 +467,6 @@ def test_wordpiece_ids_match_hugging_face_and_run_without_token_types(tmp_path):
     hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertModel")
     hf_tokenizer = save_hf_distilbert_tokenizer(tmp_path)
     ours = DistilBertModel.from_pretrained(tmp_path)
-    assert ours.tokenizer is not None
     hf_inputs = hf_tokenizer(TEXTS, padding=True, return_tensors="pt")
     assert list(hf_inputs) == ["input_ids", "attention_mask"]
     encoding = ours.tokenize(TEXTS)

@@ -103,7 +103,6 @@ def test_hub_id_loads_offline_from_the_cache(offline_cache, tiny_repo):
     assert tokenizer("hello world!")["input_ids"] == [101, 7592, 2088, 999, 102]
 
     # the model found the tokenizer in the snapshot too, so it runs on text
-    assert model.tokenizer is not None
     _, cache = model.run_with_cache("hello world!", names_filter="blocks.1.hook_resid_post")
     assert cache.tokens == ["[CLS]", "hello", "world", "!", "[SEP]"]
 

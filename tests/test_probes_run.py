@@ -33,6 +33,8 @@ def test_minilm_upos_is_decodable_and_selective(results):
         "value",
         "control",
         "selectivity",
+        "stand_in",
+        "provenance_id",
     ]
     upos = frame[(frame["task"] == "upos") & (frame["split"] == "test") & (frame["metric"] == "accuracy")]
     assert sorted(upos["layer"]) == list(range(7))  # embeddings + 6 blocks
@@ -71,7 +73,7 @@ def test_report_is_self_contained(results, tmp_path):
 
 
 def test_stores_are_reused(results, monkeypatch):
-    _, store = results
+    first, store = results
 
     def no_forward(*args, **kwargs):
         raise AssertionError("the activations should come from the store")
@@ -80,7 +82,11 @@ def test_stores_are_reused(results, monkeypatch):
 
     monkeypatch.setattr(wb.BertModel, "forward", no_forward)
     again = probes.run("minilm", ["upos"], data="sample", store_dir=store, progress=False, control=False)
-    assert len(again.frame) > 0
+    # the stored activations give the same probe scores as the run that stored them
+    keys = ["task", "layer", "probe", "split", "metric"]
+    expected = first.frame[first.frame["task"] == "upos"].set_index(keys)["value"].sort_index()
+    got = again.frame.set_index(keys)["value"].sort_index()
+    assert len(got) == len(expected) > 0 and got.tolist() == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_command_line(tmp_path, capsys):

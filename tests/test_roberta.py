@@ -385,8 +385,9 @@ def test_hook_points_equal_hugging_face_outputs(tmp_path):
     assert torch.equal(cache["hook_logits"], out.logits)
     # the logit lens decodes through the same head
     assert torch.allclose(ours.decode_residual(cache["blocks.1.hook_resid_post"]), out.logits, atol=1e-6)
-    lens = ours.logit_lens(inputs)
-    assert lens.top_k(3, pos=-1) is not None
+    top = ours.logit_lens(inputs).top_k(3, pos=-1)
+    last_layer = top[top["layer"] == top["layer"].iloc[-1]]
+    assert last_layer["token_id"].tolist() == out.logits[0, -1].topk(3).indices.tolist()
 
 
 @pytest.mark.parametrize("padding", ["right", "left"])
