@@ -398,3 +398,153 @@ def test_the_scan_finds_an_unsafe_torch_load():
     assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x.bin')\n") == [2]
     assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=False)\n") == [2]
     assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=True)\n") == []
+
+
+# 6. Property tests: corrupted files give our own error class, never a crash, a hang or a wrong load -------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    max_examples=60,
+    deadline=5000,  # a tiny model loads in well under a second; a hang shows as a deadline error
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    """The tiny checkpoint's files and its model's weights as loaded from the intact files."""
+    model = wb.AutoModel.from_pretrained(tiny)
+    return _Reference(
+        config=(tiny / "config.json").read_bytes(),
+        weights=(tiny / "model.safetensors").read_bytes(),
+        state={k: v.clone() for k, v in model.state_dict().items()},
+    )
+
+
+class _Reference(dict):
+    """The intact files and weights (a short repr: hypothesis prints its arguments on a failure)."""
+
+    def __init__(self, **values):
+        super().__init__(values)
+
+    def __repr__(self) -> str:
+        return "<the tiny checkpoint's files and weights>"
+
+
+def _corrupt(data: bytes, draw, region: int) -> bytes:
+    """A truncation, or 1-4 bytes changed within data[:region], or bytes inserted there."""
+    kind = draw(st.sampled_from(["truncate", "flip", "insert"]))
+    if kind == "truncate":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    data = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, region - 1))
+        if kind == "flip":
+            data[at] ^= draw(st.integers(1, 255))
+        else:
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
+def _load_outcome(folder, reference):
+    """'error' (our own error class), 'same' (every weight as in the intact checkpoint, nothing missing or
+    unused) or 'reported' (loaded, with missing or unused tensors listed and warned about); anything else
+    (a wrong load, or another exception, which propagates) fails the test."""
+    try:
+        model = wb.AutoModel.from_pretrained(folder)
+    except (wb.CheckpointError, wb.ConfigError):
+        return "error"
+    info = model.loading_info
+    if info.missing_keys or info.unexpected_keys or info.mismatched_keys or info.nonfinite_keys:
+        return "reported"
+    state = model.state_dict()
+    assert state.keys() == reference["state"].keys()
+    for key, tensor in state.items():
+        assert torch.equal(tensor, reference["state"][key]), f"{key} loaded with other values, silently"
+    return "same"
+
+
+def _write_checkpoint(folder, config: bytes, weights: bytes):
+    folder.mkdir()
+    (folder / "config.json").write_bytes(config)
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+@PROPERTY
+@given(data=st.data())
+def test_property_corrupted_safetensors_header(reference, tmp_path_factory, data):
+    """safetensors files carry no checksum of the tensor data, so the corruptions hit the 8-byte length and
+    the JSON header (names, dtypes, shapes, offsets): each must be an error or a visible report, or change
+    nothing (the header's padding or metadata)."""
+    weights = reference["weights"]
+    header_end = 8 + int.from_bytes(weights[:8], "little")
+    corrupted = _corrupt(weights, data.draw, header_end)
+    folder = _write_checkpoint(tmp_path_factory.mktemp("st") / "ckpt", reference["config"], corrupted)
+    outcome = _load_outcome(folder, reference)
+    if len(corrupted) < len(weights) and outcome != "error":  # a truncated file never loads
+        pytest.fail(f"a truncated safetensors file ({len(corrupted)} of {len(weights)} bytes) loaded: {outcome}")
+
+
+def _json_values():
+    scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
+    return st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+SHARD_NAMES = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "../x.safetensors",
+               "/etc/passwd", "a" * 300 + ".safetensors", "sub/../model-00001-of-00002.safetensors", "."]
+
+
+@PROPERTY
+@given(data=st.data())
+def test_property_random_or_corrupted_shard_index(tiny, reference, tmp_path_factory, data):
+    folder, weight_map = write_sharded(tiny, tmp_path_factory.mktemp("shards") / "ckpt")
+    index = folder / "model.safetensors.index.json"
+    kind = data.draw(st.sampled_from(["random JSON", "random weight_map", "corrupted"]))
+    if kind == "random JSON":
+        index.write_text(json.dumps(data.draw(_json_values())))
+    elif kind == "random weight_map":
+        names = st.sampled_from(sorted(weight_map)) | st.text(max_size=30)
+        shards = st.sampled_from(SHARD_NAMES) | _json_values()
+        index.write_text(json.dumps({"weight_map": data.draw(st.dictionaries(names, shards, max_size=6))}))
+    else:
+        text = index.read_bytes()
+        index.write_bytes(_corrupt(text, data.draw, len(text)))
+    assert _load_outcome(folder, reference) in ("error", "same")
+
+
+BERT_FIELDS = sorted(f.name for f in __import__("dataclasses").fields(wb.BertConfig)) + ["num_labels", "model_type"]
+
+
+@PROPERTY
+@given(data=st.data())
+def test_property_random_config_json(tiny, reference, tmp_path_factory, data):
+    """Random values for the config's own fields: a ConfigError, or a config holding exactly the values
+    given (nothing coerced); corrupted config.json bytes: an error, or a load as the file says."""
+    folder = _write_checkpoint(tmp_path_factory.mktemp("cfg") / "ckpt", reference["config"], reference["weights"])
+    kind = data.draw(st.sampled_from(["random values", "random JSON", "corrupted"]))
+    values = json.loads(reference["config"])
+    if kind == "random values":
+        small = st.integers(-3, 70) | st.sampled_from([True, False, None, 2.0, "4", 10**12, float("nan"), [], {}])
+        changes = data.draw(st.dictionaries(st.sampled_from(BERT_FIELDS), small | _json_values(), max_size=4))
+        values.update(changes)
+        (folder / "config.json").write_text(json.dumps(values))
+    elif kind == "random JSON":
+        (folder / "config.json").write_text(json.dumps(data.draw(_json_values())))
+    else:
+        (folder / "config.json").write_bytes(_corrupt(reference["config"], data.draw, len(reference["config"])))
+    try:
+        config = wb.AutoConfig.from_pretrained(folder)
+    except wb.ConfigError:
+        return
+    written = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    for key, value in written.items():
+        if key in BERT_FIELDS and key not in ("id2label", "model_type", "num_labels", "name_or_path", "extra"):
+            assert getattr(config, key) == value and type(getattr(config, key)) is type(value), key
+    if config.estimated_parameters() < 10**6:  # small enough to build: the weights load, or fail loudly
+        _load_outcome(folder, reference)

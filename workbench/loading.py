@@ -77,6 +77,7 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
     for tensor_name, shard in weight_map.items():
         first_tensor.setdefault(shard, tensor_name)
     paths = {shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)}
+    _check_shard_numbers(index_path, list(paths))
     state: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     for shard, path in paths.items():
@@ -92,7 +93,33 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
     missing = set(weight_map) - set(state)
     if missing:
         raise CheckpointError(f"{index_path} lists tensors no shard holds: {sorted(missing)[:5]}")
+    unlisted = sorted(set(state) - set(weight_map))
+    if unlisted:
+        logger.warning(
+            "%s does not list %d tensor(s) that its shards hold: %s; they are loaded as the shards have them. "
+            "Is the index from another version of the checkpoint?", index_path, len(unlisted), name_list(unlisted)
+        )
     return state
+
+
+_SHARD_NUMBER = re.compile(r"-(\d+)-of-(\d+)\.[a-z]+$")
+
+
+def _check_shard_numbers(index_path: Path, shards: list[str]) -> None:
+    """Shards named ``...-00002-of-00005...``, as Hugging Face names them, must all be there: an index that
+    names only some of them would silently leave the others' tensors out."""
+    numbered = [(shard, _SHARD_NUMBER.search(shard)) for shard in shards]
+    counts = {int(match.group(2)) for _, match in numbered if match}
+    if not counts:
+        return
+    named = {int(match.group(1)) for _, match in numbered if match}
+    total = max(counts)
+    if len(counts) > 1 or named != set(range(1, total + 1)):
+        absent = sorted(set(range(1, total + 1)) - named)
+        raise CheckpointError(
+            f"{index_path} names shards {sorted(shards)}: numbered 'of {total}' but shard(s) {absent or sorted(named)} "
+            f"are missing from or do not fit the index; the index is damaged or from another checkpoint"
+        )
 
 
 def _read_weight_map(index_path: Path) -> dict[str, str]:
