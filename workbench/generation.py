@@ -20,6 +20,7 @@ import torch
 
 from .cache import ActivationCache
 from .hook_points import HookFn, NameOrPredicate
+from .tokenizer import check_texts
 
 
 @dataclass
@@ -81,7 +82,8 @@ def generate(
 
     Args:
         model: a model with a language-modelling head and a tokenizer (e.g. ``wb.load("gpt2")``).
-        prompt: one text or a batch (left-padded; positions count real tokens only).
+        prompt: one text or a batch (left-padded; positions count real tokens only). A prompt with no tokens
+            (``""``) starts from the tokenizer's ``bos_token`` (an error when it has none).
         max_new_tokens: how many tokens to add at most.
         do_sample: sample instead of taking the most likely token; None means "sample when temperature,
             top_k or top_p is given".
@@ -104,11 +106,14 @@ def generate(
     sampling = do_sample if do_sample is not None else (temperature != 1.0 or top_k is not None or top_p is not None)
     if sampling and temperature <= 0:
         raise ValueError(f"temperature must be positive when sampling, got {temperature}")
+    check_texts(prompt, "prompt")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts:
+        raise ValueError("prompt is an empty list: there is nothing to continue; pass at least one text")
     # Models that add their special tokens at the end (XLNet's <sep> <cls>) continue the bare text.
     add_special = getattr(model, "prompt_special_tokens", True)
     encoding = model.tokenize(prompts, padding_side="left", add_special_tokens=add_special)
-    input_ids, attention_mask = encoding["input_ids"], encoding["attention_mask"]
+    input_ids, attention_mask = start_empty_prompts(model, prompts, encoding["input_ids"], encoding["attention_mask"])
     limit = model.config.max_position_embeddings
     if input_ids.shape[1] + max_new_tokens > limit:
         raise ValueError(
@@ -162,6 +167,30 @@ def generate(
         )
     texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in new_ids]
     return GenerationResult(prompts, texts, new_ids, input_ids, attention_mask, pd.DataFrame(rows), cache)
+
+
+def start_empty_prompts(
+    model, prompts: list[str], input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prompt with no tokens ("" and no special tokens added) starts from the tokenizer's ``bos_token``,
+    as Hugging Face's ``generate`` does without input; without a ``bos_token`` it is an error naming it."""
+    empty = attention_mask.sum(-1) == 0
+    if not bool(empty.any()):
+        return input_ids, attention_mask
+    rows = torch.nonzero(empty).flatten().tolist()
+    bos = model.tokenizer.bos_token_id
+    if bos is None:
+        raise ValueError(
+            f"prompt {rows[0]} ({prompts[rows[0]]!r}) has no tokens and the tokenizer has no bos_token to start "
+            f"from; give it at least one token of text"
+        )
+    if input_ids.shape[1] == 0:  # every prompt empty: make room for the bos token
+        input_ids = torch.zeros((input_ids.shape[0], 1), dtype=input_ids.dtype, device=input_ids.device)
+        attention_mask = torch.zeros_like(input_ids, dtype=attention_mask.dtype)
+    input_ids, attention_mask = input_ids.clone(), attention_mask.clone()
+    input_ids[empty, -1] = bos  # left padding: the last column is where the prompt ends
+    attention_mask[empty, -1] = 1
+    return input_ids, attention_mask
 
 
 def sample_next(

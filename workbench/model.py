@@ -28,7 +28,7 @@ from .loading import (
     read_state_dict,
     state_dict_for_saving,
 )
-from .tokenizer import Encoding, Tokenizer, has_tokenizer_files
+from .tokenizer import Encoding, Tokenizer, check_texts, has_tokenizer_files
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,11 @@ class HookedTransformer(HookedModule):
                 f"{type(self).__name__} has no tokenizer (none was found beside its weights); pass token ids, "
                 f"or set model.tokenizer = workbench.AutoTokenizer.from_pretrained(...)"
             )
+        # Checked here too: tokenizers that split words first (XLM's, Transformer-XL's Moses step) would
+        # otherwise report a word index rather than the character of the original text.
+        check_texts(text, "text")
+        if not isinstance(text, str) and len(text) == 0:
+            raise ValueError("text is an empty list: there is nothing to tokenize; pass at least one text")
         kwargs.setdefault("padding", True)
         kwargs.setdefault("return_tensors", "pt")
         return self.tokenizer(text, **kwargs).to(self.device)
@@ -214,11 +219,14 @@ class HookedTransformer(HookedModule):
     def prepare_inputs(self, inputs: ModelInput) -> tuple[dict[str, Any], list | None]:
         """Text, a batch of texts, token ids [batch, pos] / [pos], or a mapping of model inputs ->
         (forward keyword arguments on the model's device, token strings or None)."""
-        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], str)):
-            encoding = self.tokenize(inputs)
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            raise ValueError("inputs is an empty list: there is nothing to run; pass at least one text")
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and isinstance(inputs[0], str)):
+            encoding = self.tokenize(list(inputs) if isinstance(inputs, tuple) else inputs)
             tokens = self._display_tokens(encoding["input_ids"])
             return dict(encoding), (tokens if encoding.is_batched else tokens[0])
         if isinstance(inputs, torch.Tensor):
+            self.check_input_ids(inputs, allow_1d=True)
             ids = inputs.unsqueeze(0) if inputs.dim() == 1 else inputs
             tokens = None
             if self.tokenizer is not None:
@@ -233,6 +241,8 @@ class HookedTransformer(HookedModule):
                 tokens = self._display_tokens(torch.as_tensor(inputs["input_ids"]).reshape(len(inputs.encodings), -1))
                 tokens = tokens if inputs.is_batched else tokens[0]
             return kwargs, tokens
+        if isinstance(inputs, (list, tuple)):
+            check_texts(inputs, "inputs")  # names the first item that is not a str
         raise TypeError(
             f"inputs must be a str, a list of str, a tensor of token ids or a mapping of model inputs, "
             f"got {type(inputs).__name__}"
@@ -317,12 +327,89 @@ class HookedTransformer(HookedModule):
         )
 
     def token_embeddings(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
-        """input_ids [batch, pos] -> their embeddings [batch, pos, d_model], or ``inputs_embeds`` as given."""
+        """input_ids [batch, pos] -> their embeddings [batch, pos, d_model], or ``inputs_embeds`` as given.
+
+        Every architecture embeds its input here, so this is where inputs are checked (see
+        :meth:`check_input_ids`): a bad id is an error naming it, never an index error deep in the embedding.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
-        return self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        if inputs_embeds is not None:
+            self.check_inputs_embeds(inputs_embeds)
+            return inputs_embeds
+        self.check_input_ids(input_ids)
+        return self.embed(input_ids)
+
+    @property
+    def n_token_ids(self) -> int:
+        """How many token ids the input embedding has rows for (valid ids: 0 .. n_token_ids - 1)."""
+        return getattr(self.embed, "num_embeddings", None) or self.config.vocab_size
+
+    def check_input_ids(self, input_ids: Any, name: str = "input_ids", allow_1d: bool = False) -> None:
+        """Refuse token ids the model cannot embed, with a message naming the parameter, the problem (type,
+        dtype, shape, the offending value and where it is) and the valid range.
+
+        Skipped while tracing or compiling (the checks read values); ``allow_1d`` accepts [pos] as well.
+        """
+        shape = "[batch, pos] or [pos]" if allow_1d else "[batch, pos]"
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor {shape} of token ids, got {type(input_ids).__name__}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must hold integer token ids (torch.long), got dtype {input_ids.dtype}; "
+                f"convert exact ids with .long() (floats are refused: a rounded id would be another token)"
+            )
+        if input_ids.dim() != 2 and not (allow_1d and input_ids.dim() == 1):
+            raise ValueError(f"{name} must be {shape}, got shape {tuple(input_ids.shape)}")
+        if input_ids.numel() == 0:
+            raise ValueError(
+                f"{name} is empty (shape {tuple(input_ids.shape)}): the model needs at least one sequence of at "
+                f"least one token"
+            )
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one transfer
+        limit = self.n_token_ids
+        if low < 0 or high >= limit:
+            bad = low if low < 0 else high
+            where = [int(i) for i in (input_ids == bad).nonzero()[0].tolist()]
+            raise ValueError(
+                f"{name} holds the id {bad} at position {where}, but the vocabulary has {limit} words in "
+                f"{type(self).__name__} (valid ids: 0..{limit - 1}); was the input made by another model's tokenizer?"
+            )
+
+    def check_inputs_embeds(self, inputs_embeds: Any) -> None:
+        d_model = self.config.d_model
+        if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.dtype.is_floating_point:
+            what = inputs_embeds.dtype if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds).__name__
+            raise TypeError(f"inputs_embeds must be a float tensor [batch, pos, {d_model}], got {what}")
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != d_model or inputs_embeds.numel() == 0:
+            raise ValueError(
+                f"inputs_embeds must be [batch, pos, d_model={d_model}] with at least one position, got shape "
+                f"{tuple(inputs_embeds.shape)}"
+            )
+
+    def check_attention_mask(
+        self, attention_mask: Any, batch: int, length: int, *, at_least: bool = False, name: str = "attention_mask"
+    ) -> None:
+        """Refuse a mask that does not fit the input: it must be [batch, length] (``at_least``: [batch, L] with
+        L >= length, for masks that may also cover memory), of integers, bools or floats."""
+        if attention_mask is None:
+            return
+        if not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor [batch, pos] of 1 (real) / 0 (padding), got "
+                            f"{type(attention_mask).__name__}")
+        if attention_mask.dtype.is_complex:
+            raise TypeError(f"{name} must hold 1 (real) / 0 (padding), got dtype {attention_mask.dtype}")
+        fits = attention_mask.dim() == 2 and attention_mask.shape[0] == batch and (
+            attention_mask.shape[1] >= length if at_least else attention_mask.shape[1] == length
+        )
+        if not fits:
+            expected = f"[{batch}, L >= {length}]" if at_least else f"[{batch}, {length}]"
+            raise ValueError(
+                f"{name} has shape {tuple(attention_mask.shape)}, but the input is {batch} sequence(s) of {length} "
+                f"positions: expected {expected} ([batch, pos], 1 real / 0 padding)"
+            )
 
     def check_sequence_length(self, length: int) -> None:
         limit = self.config.max_position_embeddings

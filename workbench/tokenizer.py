@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -477,18 +477,16 @@ class Tokenizer:
             if text_pair is not None:
                 pair_texts = _split_words_input(text_pair, "text_pair", is_batched)[1]
             self._warn_split_words_without_prefix_space()
+            check_texts(text, "text", is_split_into_words=True)
+            check_texts(text_pair, "text_pair", is_split_into_words=True)
         else:
             is_batched = not isinstance(text, str)
+            check_texts(text, "text")
+            check_texts(text_pair, "text_pair")
             texts = [text] if not is_batched else list(text)
             pair_texts = None
             if text_pair is not None:
                 pair_texts = [text_pair] if isinstance(text_pair, str) else list(text_pair)
-            for item in texts:
-                if not isinstance(item, str):
-                    raise TypeError(
-                        f"text must be a str or a list of str, got an item of type {type(item).__name__} "
-                        f"(for text split into words, pass is_split_into_words=True)"
-                    )
         if pair_texts is not None:
             if len(pair_texts) != len(texts):
                 raise ValueError(f"text has {len(texts)} items but text_pair has {len(pair_texts)}")
@@ -1024,6 +1022,57 @@ def _set_add_prefix_space(
         backend.post_processor = processors.RobertaProcessing(
             tuple(post_processor.sep), tuple(post_processor.cls), post_processor.trim_offsets, bool(value)
         )
+
+
+def check_texts(text: Any, name: str = "text", is_split_into_words: bool = False) -> None:
+    """Refuse what is not text before it reaches the tokenizer: one str or a list of str (with
+    ``is_split_into_words``: a list of words or a list of such lists), each encodable as UTF-8.
+
+    Raises:
+        TypeError: None, bytes or another non-text value, or an item that is not a str; the message names the
+            item's index (``text[2]``, ``text[2][5]`` for a word).
+        ValueError: a lone surrogate such as ``"\\ud800"`` (what ``bytes.decode(errors="surrogateescape")``
+            leaves of undecodable bytes): the message names the item and the character index.
+    """
+    if text is None and name != "text":
+        return  # no text_pair
+    hint = " (for text split into words, pass is_split_into_words=True)" if not is_split_into_words else ""
+    if isinstance(text, str):
+        _check_unicode(text, name)
+        return
+    if text is None or isinstance(text, (bytes, bytearray, Mapping)) or not isinstance(text, Iterable):
+        what = "a list of words or a list of such lists" if is_split_into_words else "a str or a list of str"
+        extra = "; decode bytes first, e.g. data.decode('utf-8')" if isinstance(text, (bytes, bytearray)) else ""
+        raise TypeError(f"{name} must be {what}, got {type(text).__name__}{extra}")
+    for index, item in enumerate(text):
+        where = f"{name}[{index}]"
+        if isinstance(item, str):
+            _check_unicode(item, where)
+        elif is_split_into_words and isinstance(item, (list, tuple)):
+            for word_index, word in enumerate(item):
+                if not isinstance(word, str):
+                    raise TypeError(f"{where}[{word_index}] has type {type(word).__name__}; a word must be a str")
+                _check_unicode(word, f"{where}[{word_index}]")
+        else:
+            raise TypeError(
+                f"{name} must be a str or a list of str, but {where} has type {type(item).__name__}"
+                f"{': ' + repr(item)[:40] if item is None or isinstance(item, (int, float, list)) else ''}{hint}"
+            )
+
+
+def _check_unicode(text: str, where: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = text[err.start]
+        after = f" (after {text[max(0, err.start - 10) : err.start]!r})" if err.start else ""
+        raise ValueError(
+            f"{where} is not valid Unicode: a lone surrogate U+{ord(char):04X} at character {err.start}{after}; "
+            f"it usually comes from bytes decoded with errors='surrogateescape': decode them with "
+            f"errors='replace' or fix the source"
+        ) from None
 
 
 def _split_words_input(text: Any, name: str, is_batched: bool | None = None) -> tuple[bool, list[list[str]]]:

@@ -234,6 +234,7 @@ class BertModel(HookedTransformer):
     ) -> EncoderOutput:
         """Run embeddings and blocks (and the pooler, if any). Shapes as in :class:`EncoderOutput`."""
         resid = self.embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
+        self.check_attention_mask(attention_mask, *resid.shape[:2])
         mask = additive_padding_mask(attention_mask, resid.dtype)
         hidden_states = [resid] if output_hidden_states else None
         attentions = [] if output_attentions else None

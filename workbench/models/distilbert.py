@@ -274,6 +274,7 @@ class DistilBertModel(HookedTransformer):
     ) -> EncoderOutput:
         """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (``pooler_output`` is None)."""
         resid = self.embed_tokens(input_ids, position_ids, inputs_embeds, token_type_ids)
+        self.check_attention_mask(attention_mask, *resid.shape[:2])
         mask = additive_padding_mask(attention_mask, resid.dtype)
         hidden_states = [resid] if output_hidden_states else None
         attentions = [] if output_attentions else None

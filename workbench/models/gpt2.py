@@ -251,6 +251,7 @@ class GPT2Model(HookedTransformer):
         batch, new = token_embed.shape[:2]
         cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
         past = len(cache) if cache is not None else 0
+        self.check_attention_mask(attention_mask, batch, past + new)
         self.check_sequence_length(past + new)
         if position_ids is None:
             if attention_mask is not None:

@@ -696,6 +696,7 @@ class TransfoXLModel(HookedTransformer):
         batch, new = word_embed.shape[:2]
         mems = self.check_mems(mems, batch) if mems is not None else self.init_mems(batch)
         past = mems[0].shape[0] if mems is not None else 0
+        self.check_attention_mask(attention_mask, batch, new, at_least=True)
         mask = attention_mask_for(new, past, self.config, attention_mask, word_embed.device)
         rel = self.rel_pos_embed(past + new, self.config.clamp_len, word_embed.dtype, word_embed.device)
         rel = self.dropout(self.hook_rel_pos_embed(rel.expand(batch, -1, -1)))

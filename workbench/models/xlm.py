@@ -426,6 +426,7 @@ class XLMModel(HookedTransformer):
     ) -> EncoderOutput:
         """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (no pooler)."""
         resid = self.embed_tokens(input_ids, langs, token_type_ids, position_ids, inputs_embeds)
+        self.check_attention_mask(attention_mask, *resid.shape[:2])
         batch, length = resid.shape[:2]
         real = self.padding_mask(input_ids, attention_mask, lengths, batch, length, resid.device)
         keep = real[:, :, None].to(resid.dtype)  # [batch, pos, 1]

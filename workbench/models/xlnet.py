@@ -809,6 +809,8 @@ class XLNetModel(HookedTransformer):
             use_mems = config.use_mems_train if self.training else config.use_mems_eval
         token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, q_len = token_embed.shape[:2]
+        self.check_attention_mask(attention_mask, batch, q_len)
+        self.check_attention_mask(input_mask, batch, q_len, name="input_mask")
         device, dtype = token_embed.device, token_embed.dtype
         self.check_permutation_inputs(perm_mask, target_mapping, batch, q_len)
         memories = self.memories(mems, batch)
