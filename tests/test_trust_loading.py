@@ -169,6 +169,25 @@ def test_every_architecture_checks_types_ranges_and_memory(model_type):
         wb.AutoConfig.for_model(model_type, **{layers: 10**9})
 
 
+def test_a_model_too_large_for_the_gpu_fails_before_it_is_built(tiny, monkeypatch):
+    """A simulated CUDA device with 1 KiB free: wb.load and AutoModel refuse before building anything."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 2**34))
+    built = []
+    monkeypatch.setattr(wb.BertModel, "init_weights", lambda self: built.append(self))
+    for load in (lambda: wb.load(tiny, device="cuda"), lambda: wb.AutoModel.from_pretrained(tiny, device="cuda")):
+        with pytest.raises(wb.ConfigError, match=r"GiB in float32, more than the .* of free memory on cuda"):
+            load()
+    assert built == []
+
+
+def test_available_memory_is_read():
+    from workbench.config import available_memory
+
+    available = available_memory()
+    assert available is not None and 2**20 < available
+
+
 def test_a_config_changed_after_reading_is_checked_again_when_a_model_is_built():
     config = wb.BertConfig(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
     config.num_hidden_layers = "2"

@@ -279,19 +279,43 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (``MemAvailable`` of /proc/meminfo, else the free
-    physical pages), or None where neither can be read."""
+    """Bytes of memory available to new allocations: ``MemAvailable`` of /proc/meminfo (else the free
+    physical pages), lowered to what a container's memory limit (cgroup v2 or v1) leaves; None where
+    nothing can be read."""
+    machine = None
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    machine = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
+    if machine is None:
+        try:
+            machine = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            pass
+    container = _cgroup_headroom()
+    known = [n for n in (machine, container) if n is not None]
+    return min(known) if known else None
+
+
+def _cgroup_headroom() -> int | None:
+    """The container's memory limit minus its usage, or None where there is no (readable) limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit_text = Path(limit_file).read_text().strip()
+            if limit_text == "max" or int(limit_text) >= 2**60:  # no limit
+                return None
+            usage = int(Path(usage_file).read_text().strip()) if Path(usage_file).exists() else 0
+            return max(int(limit_text) - usage, 0)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def check_device_memory(config: ModelConfig, device: Any) -> None:
