@@ -172,3 +172,83 @@ def test_squad_windows_too_small_for_the_stride_are_a_clear_error():
     examples = load_task("squad", "sample", max_examples=2)
     with pytest.raises(ValueError, match="raise max_length or lower doc_stride"):  # was a Rust panic
         F.squad_features(model.tokenizer, examples, max_length=40, doc_stride=32)
+
+
+# 2. Every label says "random stand-in" -------------------------------------------------------------------
+
+
+def _titles(view) -> list[str]:
+    titles = []
+    for figure in view.figures():
+        if hasattr(figure, "layout"):
+            titles.append(figure.layout.title.text or "")
+            titles += [a.text for a in figure.layout.annotations or []]  # subplot titles
+    return titles
+
+
+@pytest.fixture(scope="module")
+def stand_in_lm():
+    return zoo.tiny("gpt2", device="cpu", size=SMALL)
+
+
+@pytest.mark.parametrize("kind", ["head", "model", "matrix", "neuron"])
+def test_attention_views_of_a_stand_in_say_so_in_every_title(stand_in_lm, minilm, kind):
+    view = wb.viz.attention(stand_in_lm, "The keys to the cabinet.", view=kind)
+    titles = [t for t in _titles(view) if t.startswith("tiny-random")]
+    assert titles and all("(random stand-in)" in t for t in titles)
+    titles = _titles(wb.viz.attention(minilm, "The keys to the cabinet.", view=kind))
+    assert any(t.startswith("minilm") for t in titles) and not any("stand-in" in t for t in titles)
+
+
+def test_compare_lens_and_generation_views_label_the_stand_in(stand_in_lm, minilm):
+    view = wb.viz.compare({"gpt2": stand_in_lm, "minilm": minilm}, "The keys to the cabinet.")
+    titles = " | ".join(_titles(view))
+    assert "gpt2 (random stand-in): L0" in titles and "minilm: L0" in titles
+    assert "linear CKA between the layers of gpt2 (random stand-in) and minilm" in titles
+    assert "'The keys to the cabinet.'" in titles  # the data the figure shows
+    listed = wb.viz.compare([stand_in_lm, minilm], "The keys to the cabinet.")
+    assert "tiny-random-gpt2 (random stand-in) 0: L0" in " | ".join(_titles(listed))
+    lens = wb.viz.logit_lens_table(stand_in_lm, "The keys to the")
+    assert _titles(lens)[0].startswith("tiny-random-gpt2 (random stand-in) · logit lens")
+    explorer = wb.viz.generation_explorer(stand_in_lm, "The cat", k=3, method="saliency")
+    explorer.explorer.choose(0)
+    assert "random stand-in" in explorer.explorer.candidates_html()
+    assert _titles(explorer)[0].startswith("tiny-random-gpt2 (random stand-in) · logit lens")
+
+
+def test_treebank_projection_names_the_model_and_the_data(stand_in_lm):
+    view = wb.viz.treebank_projection(stand_in_lm, max_sentences=3)
+    title = _titles(view)[0]
+    assert title.startswith("tiny-random-gpt2 (random stand-in) · upos labels, 3 sentences (sample/dev)")
+
+
+def test_results_tables_with_a_stand_in_column_label_the_model_everywhere():
+    import pandas as pd
+
+    from workbench.bench.widget import stand_in_models
+
+    frame = pd.DataFrame(
+        {
+            "model": ["gpt2", "gpt2", "minilm", "minilm"],
+            "task": ["upos"] * 4,
+            "layer": [0, 1, 0, 1],
+            "metric": ["accuracy"] * 4,
+            "value": [0.5, 0.6, 0.7, 0.8],
+            "stand_in": [True, True, False, False],
+        }
+    )
+    names = [trace.name for trace in wb.viz.probe_results(frame).figures()[0].data]
+    assert names == ["gpt2 (random stand-in) accuracy", "minilm accuracy"]
+    assert stand_in_models(frame) == ["gpt2"] and stand_in_models(frame.drop(columns="stand_in")) == []
+    assert zoo.labelled("gpt2 (random stand-in)", True) == "gpt2 (random stand-in)"  # never twice
+
+
+def test_finetune_results_say_when_the_model_is_a_stand_in():
+    from workbench.bench import finetune as F
+    from workbench.bench.data import get_task, load_task
+
+    spec = get_task("sst2")
+    head = F.build_head(zoo.tiny("bert", task="base", device="cpu", size=SMALL), spec)
+    examples = load_task("sst2", "sample", max_examples=4)
+    config = F.FinetuneConfig(epochs=1, batch_size=4)
+    assert F.finetune(head, spec, examples, examples, config, progress=False).stand_in

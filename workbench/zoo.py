@@ -189,8 +189,14 @@ def display_name(model: Any, name: str | None = None) -> str:
     if name is None:
         config = getattr(model, "config", None)
         name = getattr(config, "name_or_path", "") or type(model).__name__
+    return labelled(name, is_stand_in(model))
+
+
+def labelled(name: Any, stand_in: bool) -> str:
+    """``name`` with ``" (random stand-in)"`` appended when ``stand_in`` (once): the label of a model named in a
+    results table, e.g. from its ``stand_in`` column."""
     name = str(name)
-    if is_stand_in(model) and STAND_IN_LABEL not in name:
+    if stand_in and STAND_IN_LABEL not in name:
         return f"{name} ({STAND_IN_LABEL})"
     return name
 

@@ -472,7 +472,8 @@ def evaluate(
 @dataclass
 class FinetuneResult:
     """Attributes: model (the best epoch's weights, eval mode), history (step, epoch, loss, learning_rate),
-    epochs (epoch, dev metrics), metrics (the best epoch's dev metrics), seconds, examples_per_second."""
+    epochs (epoch, dev metrics), metrics (the best epoch's dev metrics), seconds, examples_per_second,
+    stand_in (the model is a random stand-in from ``wb.zoo``: its scores say nothing about the real model)."""
 
     model: object
     history: pd.DataFrame
@@ -482,6 +483,7 @@ class FinetuneResult:
     examples_per_second: float
     best_epoch: int = 0
     extra: dict = field(default_factory=dict)
+    stand_in: bool = False
 
 
 def finetune(
@@ -582,6 +584,7 @@ def finetune(
         seconds,
         seen / seconds if seconds else 0.0,
         best_epoch,
+        stand_in=getattr(model, "stand_in_notice", None) is not None,
     )
 
 

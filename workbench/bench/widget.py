@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from .data import TASKS
 from .runner import MODES, run
 
@@ -9,7 +11,8 @@ from .runner import MODES, run
 def bench_widget(data: str = "sample", out: str | None = None, models: str = "minilm"):
     """An ipywidgets box; ``box.run_button.click()`` runs :func:`workbench.bench.run` with the form's values
     and shows the figures and the headline table in ``box.output`` (``box.results`` keeps the results,
-    ``box.error`` the message of a refused request)."""
+    ``box.error`` the message of a refused request). Models that ran as random stand-ins are named above
+    the figures (``box.stand_ins``), in a line that cannot be missed."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -26,6 +29,7 @@ def bench_widget(data: str = "sample", out: str | None = None, models: str = "mi
     )
     box.results = None
     box.error = None
+    box.stand_ins = []
 
     def on_click(_):
         output.clear_output()
@@ -45,6 +49,14 @@ def bench_widget(data: str = "sample", out: str | None = None, models: str = "mi
                 print(f"error: {err}")
                 return
             box.error = None
+            box.stand_ins = stand_in_models(box.results.frame)
+            if box.stand_ins:
+                display(
+                    widgets.HTML(
+                        "<p style='color:#b00'><b>random stand-ins</b> (random weights: these scores say nothing "
+                        f"about the real models): {html.escape(', '.join(box.stand_ins))}</p>"
+                    )
+                )
             for figure in box.results.figures():
                 figure.show()
             display(box.results.headline())
@@ -60,3 +72,11 @@ def bench_widget(data: str = "sample", out: str | None = None, models: str = "mi
         "max_examples": limit_box,
     }
     return box
+
+
+def stand_in_models(frame) -> list[str]:
+    """The models of a results frame whose ``stand_in`` column is true (none without that column)."""
+    if "stand_in" not in frame.columns or "model" not in frame.columns:
+        return []
+    flagged = frame[frame["stand_in"].fillna(False).astype(bool)]
+    return list(dict.fromkeys(str(model) for model in flagged["model"]))

@@ -286,6 +286,7 @@ def attention_heads(
     query: int | None = None,
     key_tokens=None,
     layer_names=None,
+    name: str | None = None,
 ) -> View:
     """The head view: for one layer, lines from each token to the tokens it attends to, one colour per head.
 
@@ -294,6 +295,8 @@ def attention_heads(
         patterns: [layer, head, query_pos, key_pos] or [head, query_pos, key_pos].
         layer: the layer shown first; heads: the heads shown (default all); query: only this query's lines.
         key_tokens: when keys differ from queries (memory, cached positions).
+        name: what the patterns come from (the model's label, ``wb.zoo.display_name``), shown in the title;
+            :func:`attention` fills it in from the model.
 
     Click a token on the left (live widget) to show only its lines.
 
@@ -333,7 +336,7 @@ def attention_heads(
 
     def build():
         c = {name: control.value for name, control in controls.items()}
-        title = f"layer {names[c['layer']]} · {len(c['heads'])} head(s){note}"
+        title = _titled(name, f"layer {names[c['layer']]} · {len(c['heads'])} head(s){note}")
         query = None if c["query"] == -1 else c["query"]
         return head_view_figure(tokens, key_tokens, patterns[c["layer"]], c["heads"], query, title)
 
@@ -358,12 +361,19 @@ def attention_heads(
 
 
 def attention_matrix(
-    tokens, patterns, layer: int = 0, head: int = 0, key_tokens=None, layer_names=None
+    tokens,
+    patterns,
+    layer: int = 0,
+    head: int = 0,
+    key_tokens=None,
+    layer_names=None,
+    name: str | None = None,
 ) -> View:
     """One head's pattern as a heatmap with token labels (queries down, keys across; grey cells are masked).
 
     Args:
         patterns: [layer, head, query_pos, key_pos] or [head, query_pos, key_pos]; ``head="mean"`` averages heads.
+        name: what the patterns come from (the model's label), shown in the title.
     """
     import ipywidgets as widgets
 
@@ -389,7 +399,7 @@ def attention_matrix(
         layer, head = controls["layer"].value, controls["head"].value
         pattern = patterns[layer].mean(0) if head == "mean" else patterns[layer, head]
         return matrix_figure(
-            tokens, key_tokens, pattern, visible, f"layer {names[layer]} · head {head}{note}"
+            tokens, key_tokens, pattern, visible, _titled(name, f"layer {names[layer]} · head {head}{note}")
         )
 
     live = figure_widget(build())
@@ -399,8 +409,17 @@ def attention_matrix(
     return View("attention_matrix", widget, lambda: [build()], controls, [live])
 
 
-def model_view(tokens, patterns, layer: int = 0, head: int = 0, key_tokens=None, layer_names=None) -> View:
-    """Every layer × head as a small heatmap; clicking one (or the selectors) opens it as a full matrix."""
+def model_view(
+    tokens,
+    patterns,
+    layer: int = 0,
+    head: int = 0,
+    key_tokens=None,
+    layer_names=None,
+    name: str | None = None,
+) -> View:
+    """Every layer × head as a small heatmap; clicking one (or the selectors) opens it as a full matrix.
+    ``name``: what the patterns come from (the model's label), shown in the titles."""
     import ipywidgets as widgets
 
     patterns, tokens, key_tokens = check_patterns(patterns, tokens, key_tokens)
@@ -423,12 +442,19 @@ def model_view(tokens, patterns, layer: int = 0, head: int = 0, key_tokens=None,
         return controls["layer"].value, controls["head"].value
 
     def build_grid():
-        return model_view_figure(patterns, visible, names, selected())
+        figure = model_view_figure(patterns, visible, names, selected())
+        if name:
+            figure.update_layout(title=_titled(name, figure.layout.title.text))
+        return figure
 
     def build_detail():
         layer, head = selected()
         return matrix_figure(
-            tokens, key_tokens, patterns[layer, head], visible, f"layer {names[layer]} · head {head}{note}"
+            tokens,
+            key_tokens,
+            patterns[layer, head],
+            visible,
+            _titled(name, f"layer {names[layer]} · head {head}{note}"),
         )
 
     grid, detail = figure_widget(build_grid()), figure_widget(build_detail())
@@ -465,6 +491,7 @@ def neuron_view(
     patterns=None,
     scale: float | None = None,
     layer_names=None,
+    name: str | None = None,
 ) -> View:
     """How q·k builds the attention scores of one query token: its query vector, every key vector, their
     element-wise products, the scores (sum of the products × scale) and the softmax over the visible keys.
@@ -474,6 +501,7 @@ def neuron_view(
         k: [layer, key_pos, head, d_head] or [key_pos, head, d_head] (``hook_k``).
         patterns: optional [layer, head, query_pos, key_pos]; its zero cells mark masked keys (a decoder's mask).
         scale: multiplies q·k; default 1/sqrt(d_head).
+        name: what q and k come from (the model's label), shown in the title.
     """
     import ipywidgets as widgets
 
@@ -525,7 +553,7 @@ def neuron_view(
             key_tokens,
             visible[query],
             scale,
-            f"layer {names[layer]} · head {head} · query {query}: {tokens[query]!r}",
+            _titled(name, f"layer {names[layer]} · head {head} · query {query}: {tokens[query]!r}"),
         )
 
     live = figure_widget(build())
@@ -647,6 +675,11 @@ def neuron_figure(q_vector, keys, key_tokens, visible, scale, title=""):
     return figure
 
 
+def _titled(name: str | None, title: str) -> str:
+    """``"gpt2 (random stand-in) · layer 3 · head 1"``: the title, after what the data comes from."""
+    return f"{name} · {title}" if name else title
+
+
 # From a model or a cache ------------------------------------------------------------------------------
 
 
@@ -663,7 +696,9 @@ def attention(source, inputs=None, view: str = "head", batch: int = 0, tokens=No
         batch: which sequence of a batch.
         tokens: the token strings, when the cache has none (a model without a tokenizer run on ids). When
             there are more keys than tokens (a memory), the extra keys come first, labelled ``[mem i]``.
-        **options: passed to the view (``layer=``, ``head=``, ``heads=``, ``query=``).
+        **options: passed to the view (``layer=``, ``head=``, ``heads=``, ``query=``, ``name=``). From a
+            model, ``name`` defaults to its label (``wb.zoo.display_name``: "gpt2 (random stand-in)" for a
+            stand-in), so every title says which model it shows.
     """
     check_choice(view, list(_KINDS), "view")
     cache = source
@@ -676,6 +711,9 @@ def attention(source, inputs=None, view: str = "head", batch: int = 0, tokens=No
             else ("attn.hook_pattern",)
         )
         _, cache = source.run_with_cache(inputs, names_filter=lambda name: name.endswith(wanted))
+        from ..zoo import display_name
+
+        options.setdefault("name", display_name(source))
     elif inputs is not None:
         raise ValueError("attention(cache) takes no inputs: the cache already holds a run")
     tokens = cache.tokens if tokens is None else tokens

@@ -150,7 +150,8 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
     """Two or more models on the same text, side by side, with one layer and one head selector for all.
 
     Args:
-        models: ``{"name": model}`` or a list of models (named by their class).
+        models: ``{"name": model}`` or a list of models (named by where they were loaded from); a random
+            stand-in's name gets ``" (random stand-in)"`` (``wb.zoo.display_name``) in every title and axis.
         text: the text every model reads.
         by: ``"word"`` aligns every model on the text's words (so the matrices line up across tokenizers);
             ``"token"`` shows each model's own tokens.
@@ -163,10 +164,12 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
     import ipywidgets as widgets
     from plotly.subplots import make_subplots
 
+    from ..zoo import display_name
+
     named = (
-        dict(models)
+        {display_name(m, name): m for name, m in models.items()}
         if isinstance(models, Mapping)
-        else {f"{type(m).__name__} {i}": m for i, m in enumerate(models)}
+        else {display_name(m, f"{display_name(m)} {i}"): m for i, m in enumerate(models)}
     )
     if len(named) < 2:
         raise ValueError(f"compare needs at least two models, got {len(named)}")
@@ -215,7 +218,7 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
         figure.update_layout(
             height=24 * n + 220,
             width=min(1400, (24 * n + 200) * len(runs)),
-            title=f"attention on the same text, by {by}",
+            title=f"attention on the same text, by {by}: {_short(text)}",
             plot_bgcolor="#d9d9d9",
         )
         return figure
@@ -234,6 +237,10 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
     view.cka_matrix = matrix if by == "word" else None
     view.runs = runs
     return view
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def _relative_layer(layer: int, depth: int, n_layers: int) -> int:

@@ -38,7 +38,7 @@ def next_token_candidates(model, prompt: str, k: int) -> tuple[list[int], list[f
     return top.indices.tolist(), top.values.tolist()
 
 
-def trajectory_figure(frame, token_text: str):
+def trajectory_figure(frame, token_text: str, name: str | None = None):
     """Probability (left axis) and rank (right axis, log) of one token across layers."""
     import plotly.graph_objects as go
 
@@ -57,7 +57,7 @@ def trajectory_figure(frame, token_text: str):
         )
     )
     figure.update_layout(
-        title=f"logit lens: {token_text!r} at the last position, per layer",
+        title=f"{name + ' · ' if name else ''}logit lens: {token_text!r} at the last position, per layer",
         xaxis={"title": "layer", "type": "category"},
         yaxis={"title": "probability", "range": [0, 1]},
         yaxis2={
@@ -92,7 +92,10 @@ class GenerationExplorer:
 
         if method not in attribution_methods():
             raise ValueError(f"method {method!r} is unknown; choose one of {attribution_methods()}")
+        from ..zoo import display_name
+
         self.model, self.k = model, k
+        self.name = display_name(model)  # "gpt2 (random stand-in)" for a stand-in: in every title
         self.controls = {
             "prompt": widgets.Textarea(
                 value=prompt,
@@ -106,7 +109,9 @@ class GenerationExplorer:
         }
         self.candidate_box = widgets.HBox([])
         self.explanation = widgets.HTML("")
-        self.lens_widget = figure_widget(trajectory_figure({"layer": [], "probability": [], "rank": []}, ""))
+        self.lens_widget = figure_widget(
+            trajectory_figure({"layer": [], "probability": [], "rank": []}, "", self.name)
+        )
         self.chosen: tuple[str, int] | None = None  # (prompt it was chosen for, token id)
         self.candidates: list[tuple[int, float]] = []
         self._extending = False
@@ -180,7 +185,7 @@ class GenerationExplorer:
             f"({html.escape(method)}; red raises its log-probability, blue lowers it):</div>{rows}"
         )
         self.trajectory = logit_lens(self.model, prompt).target(token_id, pos=-1)
-        replace_figure(self.lens_widget, trajectory_figure(self.trajectory, self._text(token_id)))
+        replace_figure(self.lens_widget, trajectory_figure(self.trajectory, self._text(token_id), self.name))
 
     def candidates_html(self) -> str:
         """The prompt and the candidate table, as static HTML."""
@@ -189,6 +194,7 @@ class GenerationExplorer:
             for i, p in self.candidates
         )
         return (
+            f"<div><b>model</b>: {html.escape(self.name)}</div>"
             f"<div><b>prompt</b>: {html.escape(self.prompt)}</div>"
             f"<table class='wb-candidates'><tr><th>next token</th><th>p</th></tr>{rows}</table>"
         )

@@ -12,12 +12,17 @@ HEADLINE_METRICS = ("accuracy", "uuas", "root_accuracy", "spearman")
 def probe_figure(frame, task: str, metric: str, split: str | None, show: str):
     import plotly.graph_objects as go
 
+    from ..zoo import labelled
+
     data = frame[(frame["task"] == task) & (frame["metric"] == metric)]
     if split is not None:
         data = data[data["split"] == split]
     figure = go.Figure()
     for i, model in enumerate(dict.fromkeys(data["model"])):
         rows = data[data["model"] == model].sort_values("layer")
+        label = labelled(
+            model, "stand_in" in rows and bool(rows["stand_in"].fillna(False).astype(bool).any())
+        )
         colour = PALETTE[i % len(PALETTE)]
         for column, dash in (("value", "solid"), ("selectivity", "dash")):
             if show not in (column, "both") or column not in rows or rows[column].isna().all():
@@ -27,9 +32,9 @@ def probe_figure(frame, task: str, metric: str, split: str | None, show: str):
                     x=rows["layer"],
                     y=rows[column],
                     mode="lines+markers",
-                    name=f"{model} {column if column != 'value' else metric}",
+                    name=f"{label} {column if column != 'value' else metric}",
                     line={"color": colour, "dash": dash},
-                    hovertemplate=f"{model}<br>layer %{{x}}<br>{column}: %{{y:.3f}}<extra></extra>",
+                    hovertemplate=f"{label}<br>layer %{{x}}<br>{column}: %{{y:.3f}}<extra></extra>",
                 )
             )
     where = f" ({split})" if split is not None else ""
@@ -50,7 +55,8 @@ def probe_results(
 
     Args:
         frame: a DataFrame with columns model, task, layer, metric, value (and split, selectivity, as
-            ``probes.run(...).frame`` has), or a :class:`probes.experiment.ProbingResults`.
+            ``probes.run(...).frame`` has), or a :class:`probes.experiment.ProbingResults`. Where a
+            ``stand_in`` column is true, the model's legend says "(random stand-in)".
         show: ``"value"``, ``"selectivity"`` (task − control) or ``"both"`` (selectivity dashed).
     """
     import ipywidgets as widgets

@@ -73,6 +73,7 @@ def projection(
     method: str = "pca",
     layer_names: Sequence[str] | None = None,
     seed: int = 0,
+    name: str | None = None,
 ) -> View:
     """A 2-D projection of representations, one colour per label, with a layer and a method selector.
 
@@ -81,6 +82,7 @@ def projection(
         labels: n labels (e.g. UPOS tags); None colours every point the same.
         hover: n strings shown on hover (e.g. ``"keys — The keys to the cabinet..."``).
         method: ``"pca"`` or ``"umap"`` (needs umap-learn).
+        name: what the representations are (the model and the data), shown in the title.
     """
     import ipywidgets as widgets
 
@@ -112,9 +114,8 @@ def projection(
         key = (controls["layer"].value, controls["method"].value)
         if key not in computed:
             computed[key] = project(reps[key[0]], key[1], seed)
-        return projection_figure(
-            computed[key], labels, hover, f"{key[1].upper()} of layer {names[key[0]]} ({n} points)"
-        )
+        title = f"{key[1].upper()} of layer {names[key[0]]} ({n} points)"
+        return projection_figure(computed[key], labels, hover, f"{name} · {title}" if name else title)
 
     live = figure_widget(build())
     for control in controls.values():
@@ -147,6 +148,7 @@ def treebank_projection(
     from probes.store import extract
     from probes.tasks import get_task
 
+    given = sentences
     sentences = (
         load_treebank(data, split, max_sentences=max_sentences) if sentences is None else list(sentences)
     )
@@ -166,16 +168,29 @@ def treebank_projection(
             labels.append("?" if word_labels is None or word_labels[i] is None else str(word_labels[i]))
             hover.append(f"<b>{word}</b><br>{short}")
     layer = reps.shape[0] // 2 if layer is None else layer
+    from ..zoo import display_name
+
+    source = f"{data}/{split}" if given is None else "given sentences"
     return projection(
-        reps, labels, hover, layer=layer, layer_names=["embed", *map(str, range(reps.shape[0] - 1))]
+        reps,
+        labels,
+        hover,
+        layer=layer,
+        layer_names=["embed", *map(str, range(reps.shape[0] - 1))],
+        name=f"{display_name(model)} · {task} labels, {len(sentences)} sentences ({source})",
     )
 
 
 # Logit lens ---------------------------------------------------------------------------------------------
 
 
-def lens_figure(lens, target_id: int | None, k: int, batch: int = 0):
-    """Layers × positions: cell text = the top token, colour = its probability (or the target's), hover = top k."""
+def lens_figure(lens, target_id: int | None, k: int, batch: int = 0, name: str | None = None):
+    """Layers × positions: cell text = the top token, colour = its probability (or the target's), hover = top k.
+    ``name``: the model's label (default: from ``lens.model``, ``wb.zoo.display_name``), in the title."""
+    from ..zoo import display_name
+
+    if name is None and getattr(lens, "model", None) is not None:
+        name = display_name(lens.model)
     import plotly.graph_objects as go
 
     probs = lens.probabilities(batch).cpu().numpy()  # [layer + 1, pos, vocab]
@@ -216,7 +231,7 @@ def lens_figure(lens, target_id: int | None, k: int, batch: int = 0):
         )
     )
     figure.update_layout(
-        title=title,
+        title=f"{name} · {title}" if name else title,
         xaxis_title="input position (predicting the next token)",
         yaxis_title="layer",
         height=34 * len(lens.layer_names) + 220,
