@@ -356,3 +356,15 @@ def test_lab_as_root_without_allow_root_says_how_instead_of_failing_later(
     monkeypatch.setattr(os, "geteuid", lambda: 1000, raising=False)
     assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 0
     assert lab_call[-1][-1] == str(tmp_path / "notebooks")
+
+
+def test_lens_with_a_multi_token_target_is_an_error_before_any_output(tmp_path, capsys):
+    from tiny_gpt2 import save_tiny_gpt2
+
+    save_tiny_gpt2(tmp_path)
+    capsys.readouterr()  # the progress bar of saving it
+    argv = ["lens", "The cat", "--model", str(tmp_path), "--device", "cpu", "--target", "xqzj unusual words"]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("workbench lens: error: 'xqzj unusual words' is not one token"), captured.err
+    assert captured.out == ""

@@ -423,6 +423,7 @@ def _generate(args: argparse.Namespace, model) -> None:
 def _lens(args: argparse.Namespace, model) -> None:
     _require_lm_head(args, model)
     lens = model.logit_lens(args.text)
+    target = lens.target(args.target) if args.target is not None else None  # a bad target: before any output
     top = lens.top_k(k=1).pivot(index="layer", columns="pos", values="token").loc[lens.layer_names]
     top.columns = [f"{p}:{token}" for p, token in enumerate(lens.tokens[0])]
     with pd.option_context("display.width", 250, "display.max_columns", None):
@@ -430,7 +431,7 @@ def _lens(args: argparse.Namespace, model) -> None:
         print(top.to_string())
         if args.target is not None:
             print(f"\nrank of {args.target!r} at the last position, per layer\n")
-            print(lens.target(args.target).to_string(index=False))
+            print(target.to_string(index=False))
 
 
 if __name__ == "__main__":
