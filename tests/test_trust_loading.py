@@ -207,7 +207,7 @@ def _rewrite_weights(folder, change):
     save_file(state, str(path), metadata={"format": "pt"})
 
 
-@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool, torch.complex64])
 def test_integer_or_bool_weights_for_float_parameters_are_an_error(tiny, tmp_path, dtype):
     folder = copy_checkpoint(tiny, tmp_path / "ckpt")
     name = "encoder.layer.1.attention.self.query.weight"

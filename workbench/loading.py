@@ -354,7 +354,8 @@ def load_converted(
     Raises:
         CheckpointError: a tensor whose shape differs from the model's, naming it (both names) and both
             shapes (unless ``ignore_mismatched_sizes``, which leaves such parameters newly initialized); an
-            integer or bool tensor for a floating-point parameter, naming it and both dtypes (never cast).
+            integer, bool or complex tensor for a floating-point parameter (or the reverse), naming it and
+            both dtypes (never cast; float16 to float32 and the like are casts within a kind, and load).
 
     NaN or infinite values are loaded but listed in ``nonfinite_keys`` and reported with a WARNING.
     """
@@ -376,12 +377,12 @@ def load_converted(
                 )
             info.mismatched_keys.append((key, tuple(tensor.shape), tuple(own[key].shape)))
             continue
-        if own[key].is_floating_point() and not tensor.is_floating_point():
+        if _dtype_kind(tensor) != _dtype_kind(own[key]):
             raise CheckpointError(
                 f"{source}: the checkpoint's {hf_name!r} (workbench {key!r}) has dtype {tensor.dtype}, but "
-                f"{type(model).__name__}'s parameter is {own[key].dtype}: weights are floating-point numbers, "
-                f"and casting {tensor.dtype} values to them would load different weights. Is the file corrupt "
-                f"or written by another program?"
+                f"{type(model).__name__}'s tensor is {own[key].dtype}: casting {_dtype_kind(tensor)} values to "
+                f"{_dtype_kind(own[key])} ones would load different weights. Is the file corrupt or written "
+                f"by another program?"
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             info.nonfinite_keys.append(hf_name)
@@ -398,6 +399,12 @@ def load_converted(
             len(info.nonfinite_keys), source, name_list(info.nonfinite_keys),
         )
     return info
+
+
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    if tensor.is_complex():
+        return "complex"
+    return "floating-point" if tensor.is_floating_point() else "integer or bool"
 
 
 def name_list(names: list[str], shown: int = _NAMES_SHOWN) -> str:
