@@ -434,7 +434,7 @@ def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, An
         link = f'<a href="{html.escape(run.html.name)}">{html.escape(run.name)}</a>' if run.html else run.name
         if run.ok:
             status = '<span class="ok">ok</span>'
-        elif run.error == _NOT_RUN or run.error.startswith("not run"):
+        elif run.error.startswith("not run"):
             status = f'<span class="pending">{html.escape(run.error)}</span>'
         else:
             status = (
@@ -448,7 +448,7 @@ def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, An
                 f"outputs are not meaningful</strong><ul>{items}</ul></div>"
             )
         else:
-            stand_ins = "none seen" if run.html else ""
+            stand_ins = "" if run.html is None else "none seen" if run.ok else "none seen before the failure"
         seconds = f"{run.seconds:.1f} s" if run.html or run.seconds else ""
         rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{seconds}</td><td>{stand_ins}</td></tr>")
     settings = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
