@@ -252,3 +252,51 @@ def test_finetune_results_say_when_the_model_is_a_stand_in():
     examples = load_task("sst2", "sample", max_examples=4)
     config = F.FinetuneConfig(epochs=1, batch_size=4)
     assert F.finetune(head, spec, examples, examples, config, progress=False).stand_in
+
+
+# 5. No other quiet fallback: truncation, untuned regularization, cut max_length --------------------------
+
+
+def test_zero_shot_truncation_is_a_warning_and_a_count_and_an_oversized_continuation_an_error(stand_in_lm):
+    from workbench.bench import zeroshot as Z
+    from workbench.bench.data import ChoiceExample
+
+    long_prompt = "the cat sat on the mat and " * 20  # far beyond the stand-in's 64 positions
+    examples = [ChoiceExample(long_prompt, [" a dog.", " a mat."], 0), ChoiceExample("Hi", [" there"], 0)]
+    with pytest.warns(UserWarning, match="2 of 3 .* lost tokens from the left"):
+        scores = Z.score_choices(stand_in_lm, examples, progress=False)
+    assert scores.truncated == 2 and scores.to_frame()["truncated"].eq(2).all()
+    with pytest.raises(ValueError, match="alone is longer than the model's context"):  # was silently cut
+        Z.causal_lm_logprobs(stand_in_lm, [("Hi", " mat" * 100)], progress=False)
+    masked = zoo.tiny("bert", device="cpu", size=SMALL)
+    stats = {}
+    with pytest.warns(UserWarning, match="1 of 1 .* lost tokens"):
+        Z.masked_lm_logprobs(masked, [(long_prompt, " a dog.")], progress=False, stats=stats)
+    assert stats == {"truncated": 1}
+
+
+def test_probe_features_warn_about_truncation_and_untuned_regularization(stand_in_lm):
+    import numpy as np
+
+    from workbench.bench import probe as P
+    from workbench.bench.data import TextExample, get_task
+
+    examples = [TextExample("word " * 200, None, 0)] + [
+        TextExample(f"short {i}", None, i % 2) for i in range(5)
+    ]
+    with pytest.warns(UserWarning, match="1 of 6 inputs are longer than the model's context"):
+        features = P.pooled_features(stand_in_lm, examples, progress=False)
+    with pytest.warns(UserWarning, match="too few .* to choose weight_decay"):
+        P.cross_validate(get_task("sst2"), examples, features, folds=2, max_epochs=2)
+    with pytest.warns(UserWarning, match="too few .* to choose alpha"):
+        P._regress(features.double(), np.arange(6.0), np.array([0, 1] * 3), [1.0, 10.0], seed=0)
+
+
+def test_finetuning_says_when_max_length_is_cut_to_the_model(caplog):
+    from workbench.bench import finetune as F
+
+    model = zoo.tiny("bert", task="base", device="cpu", size=SMALL)
+    with caplog.at_level(logging.WARNING, logger="workbench.bench.finetune"):
+        fitted = F._fit_to_model(F.FinetuneConfig(max_length=128), model)
+    assert fitted.max_length == 64
+    assert any("max_length=128 is more than" in r.getMessage() for r in caplog.records)

@@ -144,12 +144,14 @@ def test_stand_ins_are_reproducible_and_seeded():
     assert not torch.equal(state[name], other.state_dict()[name])
 
 
-def test_wordpiece_is_trained_when_minilm_is_missing(monkeypatch):
+def test_wordpiece_is_trained_when_minilm_is_missing(monkeypatch, caplog):
     def no_minilm(name, revision=None):
         raise CheckpointNotFoundError(f"no {name}")
 
     monkeypatch.setattr(zoo, "resolve_checkpoint", no_minilm)
-    model = zoo.tiny("bert", device="cpu", size=SMALL)
+    with caplog.at_level(logging.WARNING, logger="workbench.zoo"):
+        model = zoo.tiny("bert", device="cpu", size=SMALL)
+    assert any("MiniLM (a real BERT vocabulary) is not installed" in r.getMessage() for r in caplog.records)
     assert model.config.vocab_size <= SMALL.bpe_vocab_size
     tokens = model.to_str_tokens(TEXT)
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "the" in tokens

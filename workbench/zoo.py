@@ -346,7 +346,8 @@ def _write_settings(folder: Path, **settings: Any) -> None:
 
 
 def _wordpiece_vocab(folder: Path, size: TinySize) -> int:
-    """Write vocab.txt: MiniLM's (a real uncased BERT vocabulary) when installed, else one trained here."""
+    """Write vocab.txt: MiniLM's (a real uncased BERT vocabulary) when installed, else one trained here (with
+    a WARNING: the stand-in then tokenizes unlike a released BERT)."""
     try:
         minilm_vocab = resolve_checkpoint("minilm") / "vocab.txt"
     except CheckpointNotFoundError:
@@ -355,6 +356,11 @@ def _wordpiece_vocab(folder: Path, size: TinySize) -> int:
         lines = minilm_vocab.read_text(encoding="utf-8").splitlines()
     else:
         lines = _train_wordpiece(size)
+        logger.warning(
+            "MiniLM (a real BERT vocabulary) is not installed: the WordPiece vocabulary of this BERT-family "
+            "stand-in is trained on the EWT sample instead (%d tokens), unlike any released BERT's",
+            len(lines),
+        )
     (folder / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return len(lines)
 

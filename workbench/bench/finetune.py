@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import random
 import time
@@ -35,6 +36,8 @@ import torch
 
 from . import metrics as M
 from .data import ChoiceExample, SpanExample, TaskSpec, TextExample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -400,13 +403,21 @@ class _Task:
 
 
 def _fit_to_model(config: FinetuneConfig, model) -> FinetuneConfig:
-    """``config`` with max_length cut to what the model has positions for (and doc_stride below it)."""
+    """``config`` with max_length cut to what the model has positions for, with a WARNING (and doc_stride
+    below half of it)."""
     limits = [
         config.max_length,
         getattr(model.config, "max_position_embeddings", None),
         getattr(model.tokenizer, "model_max_length", None),
     ]
     max_length = int(min(limit for limit in limits if limit))
+    if max_length < config.max_length:
+        logger.warning(
+            "fine-tuning: max_length=%d is more than %s has positions for; inputs are truncated to %d tokens",
+            config.max_length,
+            model.config.name_or_path or type(model).__name__,
+            max_length,
+        )
     return dataclasses.replace(
         config, max_length=max_length, doc_stride=min(config.doc_stride, max_length // 2)
     )

@@ -17,7 +17,9 @@ scorer (one weight vector per layer, softmax over the choices), batched over lay
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 
 from . import metrics as M
 from .data import ChoiceExample, TaskSpec, TextExample
+
+logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "first", "last")
 
@@ -65,8 +69,8 @@ def pooled_features(
 ) -> torch.Tensor:
     """One vector per item and layer: float32 [layer, n_items, d_model] (n_items: examples, or all choices).
 
-    Inputs are tokenized once (truncated to the model's context), sorted by length and batched, so padding
-    is small; the model runs on its own device without gradients.
+    Inputs are tokenized once (truncated to the model's context: a WARNING counts the truncated ones),
+    sorted by length and batched, so padding is small; the model runs on its own device without gradients.
     """
     from probes.store import hook_name, resolve_layers
 
@@ -81,6 +85,14 @@ def pooled_features(
     limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None)]
     max_length = int(min(limit for limit in limits if limit))
     encodings = tokenizer(texts, pairs, truncation=True, max_length=max_length).encodings
+    truncated = sum(bool(e.overflowing) for e in encodings)
+    if truncated:
+        message = (
+            f"probe features: {truncated} of {len(encodings)} inputs are longer than the model's context "
+            f"({max_length} tokens) and were truncated; their vectors pool only the first {max_length} tokens"
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     out = torch.zeros(len(chosen), len(texts), model.config.d_model)
     pad_id = pad_token_id(tokenizer)
     wants_types = "token_type_ids" in tokenizer.model_input_names
@@ -145,6 +157,23 @@ def fold_ids(labels: Sequence, folds: int, seed: int = 0, stratify: bool = True)
     return assignment
 
 
+# Fewer training examples than this in a fold: no inner split to choose the regularization on.
+MIN_TO_CHOOSE = 20
+
+
+def _warn_if_not_chosen(name: str, grid: Sequence[float], folds: np.ndarray) -> None:
+    """A WARNING when some fold has too few training examples to choose ``name`` from ``grid``."""
+    n_train = min(int(np.sum(folds != fold)) for fold in np.unique(folds))
+    if len(grid) < 2 or n_train >= MIN_TO_CHOOSE:
+        return
+    message = (
+        f"probe: a fold has {n_train} training examples, too few (< {MIN_TO_CHOOSE}) to choose {name} on an "
+        f"inner split; that fold uses the middle of the grid, {name}={grid[len(grid) // 2]}, for every layer"
+    )
+    logger.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def _classify(
     features: torch.Tensor,
     labels: np.ndarray,
@@ -169,11 +198,12 @@ def _classify(
     n_layers = features.shape[0]
     predictions = np.zeros((n_layers, features.shape[1]), dtype=np.int64)
     y = torch.as_tensor(labels, dtype=torch.long)
+    _warn_if_not_chosen("weight_decay", weight_decays, folds)
     for fold in np.unique(folds):
         train = np.flatnonzero(folds != fold)
         test = np.flatnonzero(folds == fold)
         chosen = np.full(n_layers, len(weight_decays) // 2)  # too few examples to choose: the middle value
-        if len(weight_decays) > 1 and len(train) >= 20:
+        if len(weight_decays) > 1 and len(train) >= MIN_TO_CHOOSE:
             inner = fold_ids(labels[train], 5, seed + 1 + int(fold)) == 0
             fit_rows, check_rows = train[~inner], train[inner]
             scores = np.array(
@@ -215,10 +245,11 @@ def _regress(
     predictions = np.zeros((n_layers, features.shape[1]))
     y = torch.as_tensor(labels, dtype=torch.float64)
     x = features.double()
+    _warn_if_not_chosen("alpha", alphas, folds)
     for fold in np.unique(folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         chosen = np.full(n_layers, len(alphas) // 2)
-        if len(alphas) > 1 and len(train) >= 20:
+        if len(alphas) > 1 and len(train) >= MIN_TO_CHOOSE:
             inner = fold_ids(labels[train], 5, seed + 1 + int(fold), stratify=False) == 0
             fit_rows, check_rows = train[~inner], train[inner]
             scores = np.array(

@@ -45,6 +45,8 @@ class ChoiceScores:
         head_initialized: the scoring model's LM head was not in its checkpoint (freshly initialized: the
             scores are meaningless); ``initialized_keys`` names its parameters.
         stand_in: the model is a random stand-in (``wb.zoo``): every weight is random.
+        truncated: how many (prompt, continuation) pairs were longer than the model's context and lost
+            tokens from the left of the prompt (a WARNING says so).
     """
 
     logprobs: list[list[float]]
@@ -53,6 +55,7 @@ class ChoiceScores:
     head_initialized: bool = False
     stand_in: bool = False
     initialized_keys: list[str] = field(default_factory=list)
+    truncated: int = 0
 
     def metrics(self) -> dict[str, float]:
         correct = [int(np.argmax(s)) == y for s, y in zip(self.logprobs, self.labels)]
@@ -62,12 +65,17 @@ class ChoiceScores:
         ]
         return {"accuracy": float(np.mean(correct)), "accuracy_norm": float(np.mean(normed))}
 
-    def flags(self) -> dict[str, bool]:
-        """The columns that say how far to trust the metrics: ``head_initialized`` and ``stand_in``."""
-        return {"head_initialized": self.head_initialized, "stand_in": self.stand_in}
+    def flags(self) -> dict:
+        """The columns that say how far to trust the metrics: ``head_initialized``, ``stand_in`` and
+        ``truncated`` (a count)."""
+        return {
+            "head_initialized": self.head_initialized,
+            "stand_in": self.stand_in,
+            "truncated": self.truncated,
+        }
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per metric: metric, value, n, head_initialized, stand_in."""
+        """One row per metric: metric, value, n, head_initialized, stand_in, truncated."""
         return pd.DataFrame(
             [
                 {"metric": k, "value": v, "n": len(self.labels), **self.flags()}
@@ -166,7 +174,8 @@ def score_choices(
         "masked": masked_lm_logprobs,
         "permutation": permutation_lm_logprobs,
     }[kind]
-    flat = scorer(model, requests, batch_size=batch_size, progress=progress)
+    stats: dict = {}
+    flat = scorer(model, requests, batch_size=batch_size, progress=progress, stats=stats)
     logprobs, lengths, i = [], [], 0
     for ex in examples:
         k = len(ex.continuations)
@@ -180,6 +189,7 @@ def score_choices(
         head_initialized=bool(head),
         stand_in=getattr(model, "stand_in_notice", None) is not None,
         initialized_keys=head,
+        truncated=stats.get("truncated", 0),
     )
 
 
@@ -218,6 +228,19 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.token_to_id(token) if token else 0
 
 
+def _note_truncated(stats: dict | None, count: int, total: int, max_length: int) -> None:
+    """A WARNING (logged and ``warnings.warn``) when ``count`` of ``total`` requests lost context tokens."""
+    if stats is not None:
+        stats["truncated"] = count
+    if count:
+        message = (
+            f"zero-shot: {count} of {total} (prompt, continuation) pairs are longer than the model's context "
+            f"({max_length} tokens) and lost tokens from the left of the prompt"
+        )
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
@@ -229,15 +252,17 @@ def causal_lm_logprobs(
     requests: Sequence[tuple[str, str]],
     batch_size: int = 16,
     progress: bool = True,
+    stats: dict | None = None,
 ) -> list[float]:
     """Summed log p(continuation | context) for each (context, continuation), under a causal LM.
 
-    Sequences longer than the model's context lose tokens from the left of the context.
+    Sequences longer than the model's context lose tokens from the left of the context, with a WARNING
+    (and ``stats["truncated"]``, their count); a continuation that alone does not fit is an error.
     """
     tokenizer = _tokenizer_of(model)
     max_length = _max_length(model)
     prefix = tokenizer.special_tokens.get("bos_token") or tokenizer.special_tokens.get("eos_token")
-    sequences, n_targets = [], []
+    sequences, n_targets, truncated = [], [], 0
     for context, continuation in requests:
         context, continuation = _move_trailing_space(context, continuation)
         whole = tokenizer.encode(context + continuation, add_special_tokens=False)
@@ -250,9 +275,14 @@ def causal_lm_logprobs(
         n_target = len(whole) - len(context_ids)
         if n_target < 1:
             raise ValueError(f"the continuation {continuation!r} has no tokens")
-        sequence = whole[-(max_length + 1) :]
-        sequences.append(sequence)
-        n_targets.append(min(n_target, len(sequence) - 1))
+        if n_target > max_length:
+            raise ValueError(
+                f"the continuation {continuation!r:.60} alone is longer than the model's context ({max_length})"
+            )
+        truncated += len(whole) > max_length + 1
+        sequences.append(whole[-(max_length + 1) :])
+        n_targets.append(n_target)
+    _note_truncated(stats, truncated, len(requests), max_length)
     totals = [0.0] * len(requests)
     pad_id = _pad_id(tokenizer)
     bar = _progress(len(requests), progress, "zero-shot (causal LM)")
@@ -294,13 +324,14 @@ def masked_lm_logprobs(
     requests: Sequence[tuple[str, str]],
     batch_size: int = 16,
     progress: bool = True,
+    stats: dict | None = None,
 ) -> list[float]:
     """Pseudo-log-likelihood (Salazar et al. 2020) of each continuation given its context, under a masked LM.
 
     The text ``context + continuation`` is tokenized once; every token whose characters lie in the
     continuation is masked in its own copy of the input (one mask per copy), and the log-probability of the
     original token at that position is summed. Texts longer than the model's context lose tokens from the
-    left of the context.
+    left of the context, with a WARNING (and ``stats["truncated"]``, their count).
     """
     tokenizer = _tokenizer_of(model)
     mask_token = tokenizer.special_tokens.get("mask_token")
@@ -312,6 +343,7 @@ def masked_lm_logprobs(
     copies: list[
         tuple[int, list[int], int, int]
     ] = []  # (request, ids with one mask, masked position, its token)
+    truncated = 0
     for index, (context, continuation) in enumerate(requests):
         context, continuation = _move_trailing_space(context, continuation)
         encoding = tokenizer.backend.encode(context + continuation, add_special_tokens=False)
@@ -321,6 +353,7 @@ def masked_lm_logprobs(
         if first_target == len(ids):
             raise ValueError(f"the continuation {continuation!r} has no tokens")
         cut = max(0, len(ids) - room)
+        truncated += cut > 0
         if cut > first_target:
             raise ValueError(
                 f"the continuation {continuation!r:.60} alone is longer than the model's context"
@@ -330,6 +363,7 @@ def masked_lm_logprobs(
             masked = list(ids)
             masked[position] = mask_id
             copies.append((index, masked, position, ids[position]))
+    _note_truncated(stats, truncated, len(requests), _max_length(model))
     totals = [0.0] * len(requests)
     pad_id = _pad_id(tokenizer)
     bar = _progress(len(copies), progress, "zero-shot (pseudo-log-likelihood)")
@@ -351,7 +385,11 @@ def masked_lm_logprobs(
 
 
 def permutation_lm_logprobs(
-    model, requests: Sequence[tuple[str, str]], batch_size: int = 16, progress: bool = True
+    model,
+    requests: Sequence[tuple[str, str]],
+    batch_size: int = 16,
+    progress: bool = True,
+    stats: dict | None = None,
 ) -> list[float]:
     """XLNet's permutation-LM score of each continuation: the sum over its tokens of log p(token | context,
     the continuation's earlier tokens), all targets predicted in one forward through the query stream.
