@@ -4,6 +4,7 @@ another exception, a hang, a huge allocation or a silently different vocabulary.
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import struct
@@ -126,7 +127,7 @@ def test_spiece_synthetic_model_reads():
 
 
 SPIECE_CORRUPTIONS = {
-    # A length of 2**35 where the old reader's slice silently came back empty: loaded as one empty piece.
+    # A length of 4 GiB where the old reader's slice silently came back empty: loaded as one empty piece.
     "length past the end": (
         b"\x0a\xff\xff\xff\xff\x0f",
         r"byte 0 \(ModelProto field 1\): a length-delimited",
@@ -180,3 +181,153 @@ def test_spiece_truncated_at_every_field_boundary_is_an_error(tmp_path):
         path.write_bytes(data[:end])
         with pytest.raises(TokenizerFileError, match=re.escape(str(path))):
             read_sentencepiece_model(path)
+
+
+# Text and JSON tokenizer files -------------------------------------------------------------------------
+
+BPE_VOCAB = {"<|endoftext|>": 0, "a": 1, "b": 2, "ab": 3, "c": 4, "abc": 5}
+BPE_MERGES = "#version: 0.2\na b\nab c\n"
+WORDPIECE_VOCAB = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\n"
+FAMILIES = {
+    "gpt2": {"tokenizer_config.json": '{"tokenizer_class": "GPT2Tokenizer"}'},
+    "roberta": {"tokenizer_config.json": '{"tokenizer_class": "RobertaTokenizer"}'},
+    "openai-gpt": {"tokenizer_config.json": '{"tokenizer_class": "OpenAIGPTTokenizer"}'},
+    "bert": {"tokenizer_config.json": '{"tokenizer_class": "BertTokenizer"}'},
+    "xlm": {"tokenizer_config.json": '{"tokenizer_class": "XLMTokenizer"}'},
+    "transfo-xl": {"tokenizer_config.json": '{"tokenizer_class": "TransfoXLTokenizer", "moses": false}'},
+}
+BPE_FAMILIES = ("gpt2", "roberta", "openai-gpt")
+_bad = "\u00e9".encode()[:1]  # the first byte of a two-byte character: not UTF-8 alone
+
+# (family, file, content, expected message): each once raised KeyError, TypeError, AttributeError,
+# UnicodeDecodeError or json.JSONDecodeError, or loaded (XLM's one-field merge; a cut-off last line).
+MALFORMED = [
+    *[
+        (f, "vocab.json", "[1, 2]", r"vocab\.json must hold a JSON object, found a list")
+        for f in BPE_FAMILIES
+    ],
+    *[
+        (f, "vocab.json", '{"a": "1"}', r"vocab\.json must map every token to its id.*'a': '1'")
+        for f in BPE_FAMILIES
+    ],
+    *[
+        (f, "vocab.json", '{"a": 1, "a": 2}', r"vocab\.json: the key 'a' is written twice")
+        for f in BPE_FAMILIES
+    ],
+    *[(f, "vocab.json", b'{"a\xc3": 1}', r"vocab\.json, line 1 \(byte 3\): not UTF-8") for f in BPE_FAMILIES],
+    *[(f, "vocab.json", '{"a":\n 1,', r"vocab\.json, line 2 column 4: not valid JSON") for f in BPE_FAMILIES],
+    *[(f, "merges.txt", "a b\nab\n", r"merges\.txt, line 2: 'ab' is not a merge") for f in BPE_FAMILIES],
+    *[
+        (f, "merges.txt", "a b\nab d\n", r"merges\.txt, line 2: .* needs the symbol 'd'")
+        for f in BPE_FAMILIES
+    ],
+    *[
+        (f, "merges.txt", b"a b\n" + _bad + b" c\n", r"merges\.txt, line 2 \(byte 4\): not UTF-8")
+        for f in BPE_FAMILIES
+    ],
+    *[
+        (f, "merges.txt", "a b\nab c", r"merges\.txt, line 2: the file ends in the middle of a line")
+        for f in BPE_FAMILIES
+    ],
+    (
+        "bert",
+        "vocab.txt",
+        WORDPIECE_VOCAB.encode() + _bad + b"\n",
+        r"vocab\.txt, line 9 \(byte 43\): not UTF-8",
+    ),
+    (
+        "bert",
+        "vocab.txt",
+        WORDPIECE_VOCAB + "dog",
+        r"vocab\.txt, line 9: the file ends in the middle of a line",
+    ),
+    ("bert", "vocab.txt", "the\ncat\n", r"vocab\.txt lacks the special token"),
+    ("bert", "tokenizer_config.json", "[1]", r"tokenizer_config\.json must hold a JSON object"),
+    (
+        "bert",
+        "tokenizer_config.json",
+        b'{"a": "\xff"}',
+        r"tokenizer_config\.json, line 1 \(byte 7\): not UTF-8",
+    ),
+    (
+        "bert",
+        "tokenizer_config.json",
+        '{"model_max_length": "512"}',
+        "model_max_length must be a positive number",
+    ),
+    ("bert", "special_tokens_map.json", "{", r"special_tokens_map\.json, line 1 column 2: not valid JSON"),
+    ("xlm", "vocab.json", "[1]", r"vocab\.json must hold a JSON object"),
+    ("xlm", "vocab.json", '{"a": "1"}', r"vocab\.json must map every token to its id"),
+    ("xlm", "merges.txt", b"a b 3\n" + _bad + b" c\n", r"merges\.txt, line 2 \(byte 6\): not UTF-8"),
+    ("xlm", "merges.txt", "a b 3\nab\n", r"merges\.txt, line 2: 'ab' is not a merge"),
+    ("xlm", "merges.txt", "a b 3\nab c", r"merges\.txt, line 2: the file ends in the middle of a line"),
+    ("transfo-xl", "vocab.json", "[1]", r"vocab\.json must hold a JSON object"),
+    ("transfo-xl", "vocab.json", '{"<unk>": "0"}', r"vocab\.json must map every token to its id"),
+    (
+        "transfo-xl",
+        "vocab.json",
+        '{"<unk>": 0, "a": 2}',
+        r"vocab\.json: the ids of a vocabulary must be 0\.\.1",
+    ),
+    ("transfo-xl", "vocab.json", '{"a": 0}', r"vocab\.json has no unknown-word token '<unk>'"),
+    ("transfo-xl", "vocab.txt", b"<unk>\n" + _bad + b"\n", r"vocab\.txt, line 2 \(byte 6\): not UTF-8"),
+    ("transfo-xl", "vocab.txt", "<unk>\nthe", r"vocab\.txt, line 2: the file ends in the middle of a line"),
+    ("transfo-xl", "vocab.txt", "the\n", r"vocab\.txt has no unknown-word token"),
+]
+
+
+def _write_family(folder: Path, family: str, replace: dict[str, str | bytes] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str | bytes] = dict(FAMILIES[family])
+    if family in BPE_FAMILIES:
+        vocab = dict(BPE_VOCAB)
+        if family == "roberta":
+            vocab.update(
+                {t: len(vocab) + i for i, t in enumerate(["<s>", "</s>", "<unk>", "<pad>", "<mask>"])}
+            )
+        if family == "openai-gpt":
+            vocab["<unk>"] = len(vocab)
+        files.update({"vocab.json": json.dumps(vocab), "merges.txt": BPE_MERGES})
+    elif family == "bert":
+        files["vocab.txt"] = WORDPIECE_VOCAB
+    elif family == "xlm":
+        files.update({"vocab.json": json.dumps(BPE_VOCAB), "merges.txt": "a b 10\nab c 5\n"})
+    else:
+        files["vocab.txt"] = "<eos>\n<unk>\nthe\ncat\n"
+    files.update(replace or {})
+    for name, content in files.items():
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_reads_its_small_files(tmp_path, family):
+    """The well-formed files the malformed ones below start from load."""
+    tokenizer = wb.AutoTokenizer.from_pretrained(_write_family(tmp_path, family))
+    assert tokenizer.vocab_size >= 4
+
+
+@pytest.mark.parametrize(("family", "name", "content", "message"), MALFORMED)
+def test_malformed_tokenizer_file_names_file_and_line(tmp_path, family, name, content, message):
+    folder = _write_family(tmp_path, family, {name: content})
+    if family == "transfo-xl" and name == "vocab.json":
+        (folder / "vocab.txt").unlink()  # vocab.json is read only without vocab.txt
+    with pytest.raises(TokenizerFileError, match=message) as caught:
+        wb.AutoTokenizer.from_pretrained(folder)
+    assert str(folder / name) in str(caught.value)
+
+
+def test_tokenizer_json_errors_name_the_file(tmp_path):
+    cases = {
+        b'{"model": 3}': r"tokenizer\.json is not a readable tokenizer\.json: .* at line 1 column 12",
+        b'{"version": "1.0", \xff}': r"tokenizer\.json, line 1 \(byte 19\): not UTF-8",
+        b"[1, 2]": r"tokenizer\.json is not a readable tokenizer\.json",
+    }
+    for data, message in cases.items():
+        (tmp_path / "tokenizer.json").write_bytes(data)
+        with pytest.raises(TokenizerFileError, match=message):
+            wb.AutoTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "XLNetTokenizer"}')
+    (tmp_path / "tokenizer.json").write_bytes(b'{"model": 3}')
+    with pytest.raises(TokenizerFileError, match=r"tokenizer\.json"):
+        wb.AutoTokenizer.from_pretrained(tmp_path)

@@ -133,8 +133,9 @@ class TokenizerFileError(ValueError):
     malformed, truncated or non-UTF-8 file; nothing of such a file is used."""
 
 
-def read_text_file(path: Path) -> str:
-    """The UTF-8 text of ``path`` (universal newlines, as ``open(path, encoding="utf-8")`` reads it).
+def read_text_file(path: Path, universal_newlines: bool = True) -> str:
+    """The UTF-8 text of ``path``; with ``universal_newlines``, ``\r\n`` and ``\r`` read as ``\n``, as
+    ``open(path, encoding="utf-8")`` reads them.
 
     Raises:
         TokenizerFileError: bytes that are not UTF-8, with the line and byte offset of the first.
@@ -148,11 +149,12 @@ def read_text_file(path: Path) -> str:
             f"{path}, line {line} (byte {err.start}): not UTF-8 text ({err.reason}: "
             f"{data[err.start : err.end]!r})"
         ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if universal_newlines else text
 
 
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, without their newlines.
+def read_lines(path: Path, universal_newlines: bool = True) -> list[str]:
+    """The lines of a UTF-8 text file, without their newlines (without ``universal_newlines``: split on
+    ``\n`` only, a ``\r`` before it dropped, as the ``tokenizers`` library reads merges.txt).
 
     A non-empty file must end with a newline: one that does not was most likely cut off in the middle of its
     last line (every vocabulary and merges file written by the tokenizer libraries ends with one).
@@ -160,10 +162,12 @@ def read_lines(path: Path) -> list[str]:
     Raises:
         TokenizerFileError: non-UTF-8 bytes, or no final newline (with the line number).
     """
-    text = read_text_file(path)
+    text = read_text_file(path, universal_newlines)
     if not text:
         return []
     lines = text.split("\n")
+    if not universal_newlines:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     if lines[-1]:
         raise TokenizerFileError(
             f"{path}, line {len(lines)}: the file ends in the middle of a line ({lines[-1][:80]!r}) without a "
@@ -203,6 +207,60 @@ def read_json_file(path: Path, *, duplicate_keys_allowed: bool = True) -> dict[s
     if not isinstance(value, dict):
         raise TokenizerFileError(f"{path} must hold a JSON object, found a {type(value).__name__}")
     return value
+
+
+def read_wordpiece_vocab(path: Path) -> dict[str, int]:
+    """BERT's ``vocab.txt`` as Hugging Face reads it: token -> line number (0-based; a token written twice
+    keeps its last line).
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes or a last line cut off (no final newline), naming the line.
+    """
+    return {token: index for index, token in enumerate(read_lines(path))}
+
+
+def read_token_ids(path: Path) -> dict[str, int]:
+    """A ``vocab.json``: an object of token -> id (a non-negative int below 2**32), no token written twice.
+
+    Raises:
+        TokenizerFileError: naming the file and the first bad entry.
+    """
+    vocab = read_json_file(path, duplicate_keys_allowed=False)
+    for token, index in vocab.items():
+        if type(index) is not int or not 0 <= index < 1 << 32:
+            raise TokenizerFileError(
+                f"{path} must map every token to its id (a non-negative integer); found {token!r}: {index!r}"
+            )
+    return vocab
+
+
+def read_bpe_files(vocab_path: Path, merges_path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """``vocab.json`` + ``merges.txt`` as the ``tokenizers`` library reads them (``BPE.read_file``), checked
+    line by line: ``#version`` lines are skipped; every other line is two symbols separated by one space,
+    each of them and their concatenation in the vocabulary (what the BPE model requires).
+
+    Raises:
+        TokenizerFileError: naming the file and line (or entry) that is wrong.
+    """
+    vocab_path, merges_path = Path(vocab_path), Path(merges_path)
+    vocab = read_token_ids(vocab_path)
+    merges = []
+    for number, line in enumerate(read_lines(merges_path, universal_newlines=False), start=1):
+        if line.startswith("#version"):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise TokenizerFileError(
+                f"{merges_path}, line {number}: {line[:80]!r} is not a merge (two symbols separated by one space)"
+            )
+        for symbol in (*parts, parts[0] + parts[1]):
+            if symbol not in vocab:
+                raise TokenizerFileError(
+                    f"{merges_path}, line {number}: the merge {line[:80]!r} needs the symbol {symbol[:80]!r}, "
+                    f"which {vocab_path} lacks"
+                )
+        merges.append((parts[0], parts[1]))
+    return vocab, merges
 
 
 class Encoding(Mapping):
@@ -375,10 +433,7 @@ class Tokenizer:
         family, source = _family_from_settings(folder, settings)
         from_settings = family is not None
         if (folder / "tokenizer.json").is_file():
-            try:
-                backend = BackendTokenizer.from_file(str(folder / "tokenizer.json"))
-            except Exception as err:
-                raise ValueError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
+            backend = read_tokenizer_json(folder / "tokenizer.json")
             if family is None:
                 family = _family_of_backend(backend)
             vocab = backend.get_vocab(with_added_tokens=True)
@@ -667,10 +722,7 @@ def wordpiece_from_vocab(
 ) -> BackendTokenizer:
     """Build BERT's WordPiece tokenizer from a ``vocab.txt`` (what Hugging Face's BertTokenizerFast builds)."""
     special = {"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", **(special_tokens or {})}
-    vocab = {}
-    with open(vocab_path, encoding="utf-8") as lines:
-        for index, line in enumerate(lines):
-            vocab[line.rstrip("\n")] = index
+    vocab = read_wordpiece_vocab(Path(vocab_path))
     backend = BackendTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents, lowercase=lowercase
@@ -679,7 +731,7 @@ def wordpiece_from_vocab(
     cls_token, sep_token = special["cls_token"], special["sep_token"]
     for token in special.values():
         if token not in vocab:
-            raise ValueError(f"{vocab_path} lacks the special token {token!r}")
+            raise TokenizerFileError(f"{vocab_path} lacks the special token {token!r}")
     backend.post_processor = processors.TemplateProcessing(
         single=f"{cls_token}:0 $A:0 {sep_token}:0",
         pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
@@ -701,7 +753,7 @@ def byte_level_bpe_from_files(
     No special tokens go around the text; ``special_tokens`` are matched whole in the text and skipped by
     ``decode(..., skip_special_tokens=True)`` (a token missing from the vocabulary gets the next id).
     """
-    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
     return _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
 
 
@@ -742,7 +794,7 @@ def roberta_bpe_from_files(
     if special_tokens is None:
         mask = AddedToken("<mask>", lstrip=True, normalized=False)
         special_tokens = ["<s>", "</s>", "<unk>", "<pad>", mask]
-    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
     return _roberta_bpe(vocab, merges, add_prefix_space, trim_offsets, special_tokens, cls_token, sep_token)
 
 
@@ -788,7 +840,7 @@ def word_end_bpe_from_files(
     ``ftfy`` and ``spacy`` are not installed (with them, its slow version used spaCy's English tokenizer).
     The last symbol of every word carries ``</w>``; a character missing from the vocabulary is ``unk_token``.
     """
-    vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
     return _word_end_bpe(vocab, merges, unk_token, special_tokens)
 
 
@@ -804,6 +856,20 @@ def _word_end_bpe(vocab, merges, unk_token: str, special_tokens: Sequence[str]) 
     backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
     _add_missing_special_tokens(backend, [unk_token, *special_tokens])
     return backend
+
+
+def read_tokenizer_json(path: Path) -> BackendTokenizer:
+    """A ``tokenizers`` pipeline from ``tokenizer.json``.
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes (line and byte offset), or JSON that is not a tokenizer (the
+            ``tokenizers`` library's reason, with line and column).
+    """
+    text = read_text_file(path, universal_newlines=False)
+    try:
+        return BackendTokenizer.from_str(text)
+    except Exception as err:  # the tokenizers library's messages do not name the file
+        raise TokenizerFileError(f"{path} is not a readable tokenizer.json: {err}") from None
 
 
 def has_tokenizer_files(folder: str | Path) -> bool:
@@ -824,8 +890,7 @@ def _build_backend(
     """The pipeline of ``family`` from the vocabulary files in ``folder``, and its special tokens."""
     if family == WORDPIECE:
         vocab_path = folder / "vocab.txt"
-        with open(vocab_path, encoding="utf-8") as lines:
-            vocab = {line.rstrip("\n") for line in lines}
+        vocab = read_wordpiece_vocab(vocab_path)
         special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
         backend = wordpiece_from_vocab(
             vocab_path,
@@ -836,10 +901,7 @@ def _build_backend(
         )
         return backend, special
     vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    try:
-        vocab, merges = models.BPE.read_file(str(vocab_path), str(merges_path))
-    except Exception as err:  # the tokenizers library's messages do not name the files
-        raise ValueError(f"could not read {vocab_path} and {merges_path}: {err}") from None
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
     special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
     if family == BYTE_LEVEL_BPE:
         backend = _byte_level_bpe(vocab, merges, False, list(special.values()))
@@ -892,10 +954,7 @@ def _read_model_type(folder: Path) -> str | None:
 def _family_from_files(folder: Path) -> str | None:
     """vocab.json + merges.txt: ``</w>`` BPE or byte-level BPE, by the vocabulary; vocab.txt: WordPiece."""
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        try:
-            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{folder / 'vocab.json'} is not valid JSON: {err}") from None
+        vocab = read_json_file(folder / "vocab.json")
         # GPT's vocabulary has every word-final symbol with </w>; GPT-2's marks word starts with "Ġ" (a space).
         word_ends = sum(1 for token in vocab if token.endswith("</w>"))
         word_starts = sum(1 for token in vocab if token.startswith("\u0120"))
@@ -1105,10 +1164,7 @@ def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         path = folder / name
         if path.is_file():
-            try:
-                values = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} is not valid JSON: {err}") from None
+            values = read_json_file(path)
             settings.update(values)
             if name == "special_tokens_map.json":
                 settings["special_tokens_map"] = values  # its dicts keep options a string in tokenizer_config hides
@@ -1123,8 +1179,15 @@ def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
         if isinstance(value, str):
             special[key] = value
     settings["special_tokens"] = special
-    if settings.get("model_max_length", 0) >= _VERY_LARGE_INTEGER:
+    model_max_length = settings.get("model_max_length")
+    if model_max_length is not None and (type(model_max_length) not in (int, float) or not model_max_length >= 1):
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'}: model_max_length must be a positive number, got {model_max_length!r}"
+        )
+    if model_max_length is not None and model_max_length >= _VERY_LARGE_INTEGER:
         settings["model_max_length"] = None
+    elif model_max_length is not None:
+        settings["model_max_length"] = int(model_max_length)
     return settings
 
 

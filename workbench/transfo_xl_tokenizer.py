@@ -45,7 +45,7 @@ from typing import Any
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors
 
-from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_lines
+from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_json_file, read_lines, read_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -382,11 +382,14 @@ class TransfoXLTokenizer(Tokenizer):
 
         folder = resolve_checkpoint(name_or_path)
         if (folder / "vocab.pkl").is_file():
-            vocab = vocab_from_pickle_state(load_vocab_pickle(folder / "vocab.pkl"), folder / "vocab.pkl")
+            vocab_path = folder / "vocab.pkl"
+            vocab = vocab_from_pickle_state(load_vocab_pickle(vocab_path), vocab_path)
         elif (folder / "vocab.json").is_file():
-            vocab = _read_json(folder / "vocab.json")
+            vocab_path = folder / "vocab.json"
+            vocab = read_token_ids(vocab_path)
         elif (folder / "vocab.txt").is_file():
-            vocab = read_vocab_txt(folder / "vocab.txt")
+            vocab_path = folder / "vocab.txt"
+            vocab = read_vocab_txt(vocab_path)
         else:
             found = ", ".join(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else "nothing"
             raise FileNotFoundError(
@@ -407,6 +410,7 @@ class TransfoXLTokenizer(Tokenizer):
                     special.pop(key, None)
                 else:
                     special[key] = value
+        _check_vocab(vocab, vocab_path, special.get("unk_token", "<unk>"))
         additional = settings.get("additional_special_tokens", DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
         additional = [token.get("content") if isinstance(token, dict) else token for token in additional]
         model_max_length = settings.get("model_max_length")
@@ -618,11 +622,22 @@ def _rows(text, name: str, split: bool, batched: bool | None = None) -> tuple[bo
     return batched, rows
 
 
+def _check_vocab(vocab: Mapping[str, int], path: Path, unk: str) -> None:
+    """What :meth:`TransfoXLTokenizer.from_vocab` needs of a vocabulary read from ``path``: ids 0..n-1 and the
+    unknown-word token."""
+    ids = sorted(vocab.values())
+    if ids != list(range(len(ids))):
+        first = next(index for index, value in enumerate(ids) if value != index)
+        raise TokenizerFileError(
+            f"{path}: the ids of a vocabulary must be 0..{len(ids) - 1} without gaps or repeats; the sorted ids "
+            f"differ from that at position {first} (id {ids[first]})"
+        )
+    if unk not in vocab:
+        raise TokenizerFileError(
+            f"{path} has no unknown-word token {unk!r} (the unk_token of tokenizer_config.json, default <unk>)"
+        )
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    return values if isinstance(values, dict) else {}
+    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
+    return read_json_file(path) if path.is_file() else {}

@@ -41,7 +41,7 @@ import torch
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
-from .tokenizer import Encoding, Tokenizer
+from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_json_file, read_lines, read_token_ids
 
 TOKENIZER_CLASS = "XLMTokenizer"
 # Hugging Face's XLMTokenizer defaults.
@@ -104,14 +104,22 @@ def lowercase_and_remove_accent(words: list[str]) -> list[str]:
 
 
 def read_merges(path: str | Path) -> list[tuple[str, str]]:
-    """merges.txt as Hugging Face's XLMTokenizer reads it: the first two fields of each line, the last line
-    (empty after a final newline) dropped; a pair listed twice takes the rank of its last occurrence."""
-    lines = Path(path).read_text(encoding="utf-8").split("\n")[:-1]
+    """merges.txt as Hugging Face's XLMTokenizer reads it: the first two fields of each line (XLM's BPE codes
+    have a count as the third); a pair listed twice takes the rank of its last occurrence.
+
+    Raises:
+        TokenizerFileError: non-UTF-8 bytes, a line with fewer than two fields, or a last line without its
+            newline (Hugging Face's class drops that line; here it is a cut-off file), naming the line.
+    """
+    path = Path(path)
     ranks = {}
-    for rank, line in enumerate(lines):
+    for rank, line in enumerate(read_lines(path)):
         fields = tuple(line.split()[:2])
-        if len(fields) == 2:
-            ranks[fields] = rank
+        if len(fields) != 2:
+            raise TokenizerFileError(
+                f"{path}, line {rank + 1}: {line[:80]!r} is not a merge (two symbols separated by a space)"
+            )
+        ranks[fields] = rank
     return sorted(ranks, key=ranks.__getitem__)
 
 
@@ -215,10 +223,7 @@ class XLMTokenizer(Tokenizer):
         if additional is None or isinstance(additional, dict):
             additional = DEFAULT_ADDITIONAL_SPECIAL_TOKENS
         additional = [t.get("content") if isinstance(t, dict) else t for t in additional]
-        try:
-            vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{folder / 'vocab.json'} is not valid JSON: {err}") from None
+        vocab = read_token_ids(folder / "vocab.json")
         merges = read_merges(folder / "merges.txt")
         model_max_length = settings.get("model_max_length")
         options: dict[str, Any] = {
@@ -465,10 +470,5 @@ class XLMTokenizer(Tokenizer):
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
-    return values if isinstance(values, dict) else {}
+    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
+    return read_json_file(path) if path.is_file() else {}
