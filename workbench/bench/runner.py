@@ -131,7 +131,8 @@ class BenchResults:
         figures = []
         frame = self.frame.copy()
         if "stand_in" in frame:  # a random stand-in is never shown under the real model's name alone
-            stand_in = frame["stand_in"].astype(bool)
+            labelled = frame["model"].astype(str).str.contains("(random stand-in)", regex=False)
+            stand_in = frame["stand_in"].astype(bool) & ~labelled  # once, also when the caller labelled it
             frame.loc[stand_in, "model"] = frame.loc[stand_in, "model"] + " (random stand-in)"
         for mode, group in frame.groupby("mode", sort=False):
             if mode == "probe":
