@@ -4,6 +4,12 @@ For every model: word representations of the train/dev/test sentences are extrac
 activation store (all layers in one pass); for every task a probe is trained on all layers at once (train,
 early-stopped on dev) and scored on dev and test. Control tasks (Hewitt & Liang 2019) give selectivity =
 task accuracy − control accuracy, per layer.
+
+Every result row carries ``stand_in`` (the model is a random stand-in from ``wb.zoo``) and ``provenance_id``,
+the key of its record in :attr:`ProbingResults.provenance`: the model's fingerprint (a hash of its weights as
+loaded, dtype, config, editing hooks), the data's (a hash of every sentence's annotation, per split) and the
+arguments. Activations are stored per (model fingerprint, data, pooling, layers) under ``store_dir``, so a
+rerun reuses them only when all of those are equal, and another model of the same name gets its own store.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ import json
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +40,13 @@ CLASSIFIERS = {"linear": LinearProbe, "mlp": MLPProbe}
 class ProbingResults:
     """Attributes:
     frame: tidy: model, task, layer, probe, split, metric, value, control (the control task's value of the
-        same metric, where there is one) and selectivity (value − control).
+        same metric, where there is one), selectivity (value − control), stand_in (a random stand-in model:
+        its numbers are not meaningful) and provenance_id (the key of the row's record in ``provenance``).
+    provenance: ``{provenance_id: record}``: model fingerprint, data fingerprints and arguments.
     """
 
     frame: pd.DataFrame
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def figure(self, split: str = "test", metric: str | None = None):
         """Plotly: the metric per layer, one line per model, one panel per task."""
@@ -47,6 +57,7 @@ class ProbingResults:
             data = data[data["metric"] == metric]
         else:  # each task's headline metric
             data = data[data["metric"].isin(["accuracy", "uuas", "root_accuracy"])]
+        data = data.assign(model=_labels(data))
         return px.line(
             data,
             x="layer",
@@ -59,10 +70,12 @@ class ProbingResults:
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``results.csv`` and ``report.html``, a self-contained report (plotly inlined: draws offline)."""
+        """Write ``results.csv``, ``provenance.json`` and ``report.html``, a self-contained report (plotly
+        inlined: draws offline)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.frame.to_csv(folder / "results.csv", index=False)
+        (folder / "provenance.json").write_text(json.dumps(self.provenance, indent=2, sort_keys=True))
         best = (
             self.frame[self.frame["split"] == "test"]
             .sort_values("value", ascending=False)
@@ -74,6 +87,7 @@ class ProbingResults:
             "<h1>Probing report</h1>",
             "<p>Probes trained on train, early-stopped on dev, scored on test. Selectivity = task − control "
             "(Hewitt &amp; Liang 2019).</p>",
+            *_stand_in_notice(self.frame),
             self.figure().to_html(full_html=False, include_plotlyjs=True),
             "<h2>Best layer per model, task and metric (test)</h2>",
             best.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
@@ -83,8 +97,28 @@ class ProbingResults:
         return folder
 
 
+def _labels(frame: pd.DataFrame) -> pd.Series:
+    """Model names for plots: a random stand-in is never shown under the real model's name alone."""
+    if "stand_in" not in frame:
+        return frame["model"]
+    return (
+        frame["model"]
+        .where(~frame["stand_in"].astype(bool), frame["model"] + " (random stand-in)")
+        .rename("model")
+    )
+
+
+def _stand_in_notice(frame: pd.DataFrame) -> list[str]:
+    if "stand_in" not in frame or not frame["stand_in"].astype(bool).any():
+        return []
+    names = sorted(set(frame.loc[frame["stand_in"].astype(bool), "model"]))
+    return [
+        f"<p><b>Random stand-ins</b> (random weights; their numbers are not meaningful): {', '.join(names)}</p>"
+    ]
+
+
 def run(
-    models: str | Sequence[str],
+    models,
     tasks: str | Sequence[str | Task],
     data: str = "sample",
     layers="all",
@@ -102,14 +136,16 @@ def run(
     """Probe every layer of every model for every task.
 
     Args:
-        models: names, folders or hub ids (``"minilm"``).
+        models: names, folders or hub ids (``"minilm"``), or loaded workbench models (e.g. a stand-in from
+            ``wb.zoo.tiny``), one or a list.
         tasks: task names (``"upos"``, ``"xpos"``, ``"deprel"``, ``"arc"``, ``"depth"``, ``"distance"``, sentence
             tasks such as ``"sentence_length_bin"``) or :class:`~probes.tasks.Task` objects.
         data: a UD treebank: ``"sample"`` (committed), ``"ud_english_ewt"`` or a folder of ``*-ud-*.conllu``.
         layers: ``"all"`` (embeddings + every block) or a list of layer numbers (0 = embeddings).
         probe: ``"linear"`` or ``"mlp"`` for classification tasks (structural tasks use their own probes).
         control: also train control tasks for word-level classification tasks and report selectivity.
-        store_dir: where activations are stored (and reused); default: a temporary folder.
+        store_dir: where activations are stored, one folder per model fingerprint, data, pooling and layers
+            (reused only when all are equal); default: a temporary folder.
         rank: the structural probes' rank.
         mdl: also measure the online codelength (Voita & Titov 2020) of classification tasks on the train
             split: metrics ``codelength_bits`` and ``compression`` (split "train").
@@ -118,20 +154,55 @@ def run(
 
     if probe not in CLASSIFIERS:
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
-    model_names = [models] if isinstance(models, str) else list(models)
+    model_list = [models] if isinstance(models, (str, Path, wb.HookedTransformer)) else list(models)
     task_list = [
         get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)
     ]
     sentences = {split: load_treebank(data, split, max_sentences=max_sentences) for split in SPLITS}
     store_root = Path(store_dir) if store_dir is not None else Path(tempfile.mkdtemp(prefix="probes-"))
+    from workbench.provenance import data_fingerprint, model_fingerprint, record_id
+    from workbench.zoo import is_stand_in
+
+    data_fingerprints = {split: data_fingerprint(sentences[split]) for split in SPLITS}
     rows = []
-    for name in model_names:
-        model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
+    provenance: dict[str, dict[str, Any]] = {}
+    for entry in model_list:
+        if isinstance(entry, wb.HookedTransformer):
+            model = entry
+            name = str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+        else:
+            name = str(entry)
+            model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
+        fingerprint = model_fingerprint(model)
+        stand_in = is_stand_in(model)
+        record = {
+            "format": 1,
+            "workbench_version": wb.__version__,
+            "model": name,
+            "model_fingerprint": fingerprint,
+            "stand_in": stand_in,
+            "data": str(data),
+            "data_fingerprint": data_fingerprints,
+            "max_sentences": max_sentences,
+            "layers": layers if isinstance(layers, str) else [int(layer) for layer in layers],
+            "pooling": pooling,
+            "probe": probe,
+            "control": control,
+            "seed": seed,
+            "rank": rank,
+            "mdl": mdl,
+            "probe_options": probe_options or {},
+        }
+        key = record_id(record)
+        provenance[key] = record
+        store_key = record_id(
+            {"model": fingerprint, "data": data_fingerprints, "pooling": pooling, "layers": record["layers"]}
+        )
         stores = {
             split: extract(
                 model,
                 [s.words for s in sentences[split]],
-                store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}",
+                store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}-{store_key}",
                 pooling=pooling,
                 layers=layers,
                 data_id=_data_id(data, split, sentences[split]),
@@ -164,12 +235,14 @@ def run(
                         "value": value,
                         "control": None,
                         "selectivity": None,
+                        "stand_in": stand_in,
+                        "provenance_id": key,
                     }
                     if control_values is not None:
                         control_value = control_values[layer_numbers.index(layer)].item()
                         row.update(control=control_value, selectivity=value - control_value)
                     rows.append(row)
-    return ProbingResults(pd.DataFrame(rows))
+    return ProbingResults(pd.DataFrame(rows), provenance)
 
 
 def _probe_name(task: Task, probe: str) -> str:

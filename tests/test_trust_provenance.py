@@ -340,9 +340,9 @@ def test_store_reader_property_corruptions_give_store_errors(store_bytes, data):
         except StoreError as err:
             assert name in str(err)
             return
-        # Loaded: only after a change that means the same (whitespace in the JSON or the .npy header) or
-        # one inside the float data, which has no checksum; the manifest and offsets are the original ones.
-        assert how == "flip"
+        # Loaded: only after a change that means the same (whitespace in or after the JSON, in the .npy
+        # header) or a flip inside the float data, which has no checksum; manifest and offsets are the originals.
+        assert how == "flip" or name == MANIFEST
         assert store.manifest == json.loads(store_bytes[MANIFEST])
         np.testing.assert_array_equal(store.offsets, np.load(io.BytesIO(store_bytes[OFFSETS])))
 
@@ -486,3 +486,39 @@ def test_damaged_result_file_is_an_error_naming_it(bench_model, tmp_path):
     record.unlink()
     with pytest.raises(runner.ResultFileError, match="is missing"):
         _probe(bench_model, tmp_path, "sample")
+
+
+# Probing results -----------------------------------------------------------------------------------------
+import probes  # noqa: E402
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_probing_works_on_the_stand_in_of_every_architecture(arch, tmp_path):
+    model = small(arch)
+    results = probes.run(
+        model, ["upos"], data="sample", max_sentences=12, store_dir=tmp_path, progress=False, control=False
+    )
+    frame = results.frame
+    assert frame["stand_in"].all() and len(frame) > 0
+    assert sorted(frame["layer"].unique()) == list(range(model.n_layers + 1))
+    (key,) = set(frame["provenance_id"])
+    record = results.provenance[key]
+    assert record["model_fingerprint"] == P.model_fingerprint(model) and record["stand_in"] is True
+    assert set(record["data_fingerprint"]) == {"train", "dev", "test"}
+    assert "(random stand-in)" in results.figure().data[0].name
+
+
+def test_probing_records_provenance_and_keeps_other_weights_apart(tmp_path):
+    options = dict(data="sample", max_sentences=12, store_dir=tmp_path, progress=False, control=False)
+    first = probes.run(small("bert", seed=0), ["upos"], **options)
+    second = probes.run(small("bert", seed=1), ["upos"], **options)  # the same name and config
+    assert set(first.frame["provenance_id"]).isdisjoint(second.frame["provenance_id"])
+    assert not np.allclose(first.frame["value"], second.frame["value"])
+    assert len(list(tmp_path.rglob("manifest.json"))) == 6  # a store per model and split, none reused wrongly
+    again = probes.run(small("bert", seed=0), ["upos"], pooling="first", **options)
+    (key,) = set(again.frame["provenance_id"])
+    assert again.provenance[key]["pooling"] == "first" and key not in first.provenance
+    first.save(tmp_path / "report")
+    saved = json.loads((tmp_path / "report" / "provenance.json").read_text())
+    assert saved == json.loads(json.dumps(first.provenance))
+    assert {"stand_in", "provenance_id"} <= set(pd.read_csv(tmp_path / "report" / "results.csv").columns)
