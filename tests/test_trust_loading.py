@@ -113,7 +113,12 @@ BAD_VALUES = {
 def test_bad_config_value_is_a_config_error_naming_file_and_field(tiny, tmp_path, changes, field, expected):
     folder = copy_checkpoint(tiny, tmp_path / "ckpt")
     edit_config(folder, **changes)
-    loads = (wb.AutoModel.from_pretrained, wb.AutoConfig.from_pretrained, wb.load, wb.BertModel.from_pretrained)
+    loads = (
+        wb.AutoModel.from_pretrained,
+        wb.AutoConfig.from_pretrained,
+        wb.load,
+        wb.BertModel.from_pretrained,
+    )
     for load in loads:
         with pytest.raises(wb.ConfigError, match=expected) as info:
             load(folder)
@@ -136,8 +141,12 @@ def test_absurd_sizes_fail_fast_with_the_estimate(tiny, tmp_path):
 def test_memory_check_names_the_field_furthest_above_its_default():
     config = wb.BertConfig(vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=37)
     config.check_memory(available=10**9)  # fits
-    with pytest.raises(wb.ConfigError, match=r"^intermediate_size=10000000: .* GiB of memory available") as info:
-        wb.BertConfig(intermediate_size=10**7, hidden_size=32, num_attention_heads=4).check_memory(available=1024)
+    with pytest.raises(
+        wb.ConfigError, match=r"^intermediate_size=10000000: .* GiB of memory available"
+    ) as info:
+        wb.BertConfig(intermediate_size=10**7, hidden_size=32, num_attention_heads=4).check_memory(
+            available=1024
+        )
     assert info.value.field == "intermediate_size"
 
 
@@ -164,7 +173,9 @@ def test_every_architecture_checks_types_ranges_and_memory(model_type):
     for name in config_class.PROBABILITY_FIELDS:
         with pytest.raises(wb.ConfigError, match=name):
             wb.AutoConfig.for_model(model_type, **{name: 1.01})
-    layers = next(name for name in ("num_hidden_layers", "n_layer", "n_layers") if name in config_class.SIZE_FIELDS)
+    layers = next(
+        name for name in ("num_hidden_layers", "n_layer", "n_layers") if name in config_class.SIZE_FIELDS
+    )
     with pytest.raises(wb.ConfigError, match=f"{layers}=1000000000"):
         wb.AutoConfig.for_model(model_type, **{layers: 10**9})
 
@@ -175,7 +186,10 @@ def test_a_model_too_large_for_the_gpu_fails_before_it_is_built(tiny, monkeypatc
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 2**34))
     built = []
     monkeypatch.setattr(wb.BertModel, "init_weights", lambda self: built.append(self))
-    for load in (lambda: wb.load(tiny, device="cuda"), lambda: wb.AutoModel.from_pretrained(tiny, device="cuda")):
+    for load in (
+        lambda: wb.load(tiny, device="cuda"),
+        lambda: wb.AutoModel.from_pretrained(tiny, device="cuda"),
+    ):
         with pytest.raises(wb.ConfigError, match=r"GiB in float32, more than the .* of free memory on cuda"):
             load()
     assert built == []
@@ -207,7 +221,9 @@ def _rewrite_weights(folder, change):
     save_file(state, str(path), metadata={"format": "pt"})
 
 
-@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool, torch.complex64])
+@pytest.mark.parametrize(
+    "dtype", [torch.int64, torch.int32, torch.int8, torch.uint8, torch.bool, torch.complex64]
+)
 def test_integer_or_bool_weights_for_float_parameters_are_an_error(tiny, tmp_path, dtype):
     folder = copy_checkpoint(tiny, tmp_path / "ckpt")
     name = "encoder.layer.1.attention.self.query.weight"
@@ -255,7 +271,9 @@ def test_half_precision_weights_still_load_into_float32(tiny, tmp_path):
 # 4. Shard indexes: every shard inside the checkpoint folder -----------------------------------------------
 
 
-def write_sharded(src, folder, names=("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")):
+def write_sharded(
+    src, folder, names=("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+):
     """src's model.safetensors split in two shards (files ``names``, relative to folder) with an index."""
     from safetensors.torch import load_file, save_file
 
@@ -336,7 +354,10 @@ BAD_INDEXES = {
     "a list": ("[1, 2]", "weight_map"),
     "weight_map a list": ('{"weight_map": ["model-00001-of-00002.safetensors"]}', "non-empty JSON object"),
     "weight_map empty": ('{"weight_map": {}}', "non-empty JSON object"),
-    "shard an integer": ('{"weight_map": {"embeddings.word_embeddings.weight": 3}}', "must name a shard file"),
+    "shard an integer": (
+        '{"weight_map": {"embeddings.word_embeddings.weight": 3}}',
+        "must name a shard file",
+    ),
     "shard null": ('{"weight_map": {"embeddings.word_embeddings.weight": null}}', "must name a shard file"),
     "not a safetensors shard": ('{"weight_map": {"x": "pytorch_model.bin"}}', "are .safetensors files"),
     "NUL in the name": ('{"weight_map": {"x": "a\\u0000.safetensors"}}', "outside the checkpoint folder"),
@@ -360,9 +381,9 @@ def test_a_tensor_in_two_shards_is_an_error(tiny, tmp_path):
     folder, weight_map = write_sharded(tiny, tmp_path / "ckpt")
     first, second = (folder / name for name in sorted(set(weight_map.values())))
     state = load_file(str(second))
-    state["embeddings.word_embeddings.weight"] = load_file(str(tiny / "model.safetensors"))[
-        "embeddings.word_embeddings.weight"
-    ] * 2
+    state["embeddings.word_embeddings.weight"] = (
+        load_file(str(tiny / "model.safetensors"))["embeddings.word_embeddings.weight"] * 2
+    )
     save_file(state, str(second))
     with pytest.raises(wb.CheckpointError, match="embeddings.word_embeddings.weight' is in two shards"):
         wb.AutoModel.from_pretrained(folder)
@@ -392,7 +413,9 @@ def test_every_torch_load_in_the_repository_uses_weights_only():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    files = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=root, capture_output=True, text=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "*.py", "*.ipynb"], cwd=root, capture_output=True, text=True
+    ).stdout
     offenders = []
     for relative in files.split():
         path = root / relative
@@ -401,7 +424,10 @@ def test_every_torch_load_in_the_repository_uses_weights_only():
         if path.suffix == ".ipynb":
             cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
             sources = ["".join(c.get("source", [])) for c in cells if c.get("cell_type") == "code"]
-            sources = ["\n".join(ln for ln in s.splitlines() if not ln.lstrip().startswith(("%", "!"))) for s in sources]
+            sources = [
+                "\n".join(ln for ln in s.splitlines() if not ln.lstrip().startswith(("%", "!")))
+                for s in sources
+            ]
         else:
             sources = [path.read_text(encoding="utf-8")]
         for number, source in enumerate(sources):
@@ -415,7 +441,9 @@ def test_every_torch_load_in_the_repository_uses_weights_only():
 
 def test_the_scan_finds_an_unsafe_torch_load():
     assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x.bin')\n") == [2]
-    assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=False)\n") == [2]
+    assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=False)\n") == [
+        2
+    ]
     assert _torch_load_calls_without_weights_only("import torch\ntorch.load('x', weights_only=True)\n") == []
 
 
@@ -504,19 +532,29 @@ def test_property_corrupted_safetensors_header(reference, tmp_path_factory, data
     folder = _write_checkpoint(tmp_path_factory.mktemp("st") / "ckpt", reference["config"], corrupted)
     outcome = _load_outcome(folder, reference)
     if len(corrupted) < len(weights) and outcome != "error":  # a truncated file never loads
-        pytest.fail(f"a truncated safetensors file ({len(corrupted)} of {len(weights)} bytes) loaded: {outcome}")
+        pytest.fail(
+            f"a truncated safetensors file ({len(corrupted)} of {len(weights)} bytes) loaded: {outcome}"
+        )
 
 
 def _json_values():
     scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
     return st.recursive(
-        scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
         max_leaves=12,
     )
 
 
-SHARD_NAMES = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "../x.safetensors",
-               "/etc/passwd", "a" * 300 + ".safetensors", "sub/../model-00001-of-00002.safetensors", "."]
+SHARD_NAMES = [
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "../x.safetensors",
+    "/etc/passwd",
+    "a" * 300 + ".safetensors",
+    "sub/../model-00001-of-00002.safetensors",
+    ".",
+]
 
 
 @PROPERTY
@@ -537,7 +575,10 @@ def test_property_random_or_corrupted_shard_index(tiny, reference, tmp_path_fact
     assert _load_outcome(folder, reference) in ("error", "same")
 
 
-BERT_FIELDS = sorted(f.name for f in __import__("dataclasses").fields(wb.BertConfig)) + ["num_labels", "model_type"]
+BERT_FIELDS = sorted(f.name for f in __import__("dataclasses").fields(wb.BertConfig)) + [
+    "num_labels",
+    "model_type",
+]
 
 
 @PROPERTY
@@ -545,25 +586,37 @@ BERT_FIELDS = sorted(f.name for f in __import__("dataclasses").fields(wb.BertCon
 def test_property_random_config_json(tiny, reference, tmp_path_factory, data):
     """Random values for the config's own fields: a ConfigError, or a config holding exactly the values
     given (nothing coerced); corrupted config.json bytes: an error, or a load as the file says."""
-    folder = _write_checkpoint(tmp_path_factory.mktemp("cfg") / "ckpt", reference["config"], reference["weights"])
+    folder = _write_checkpoint(
+        tmp_path_factory.mktemp("cfg") / "ckpt", reference["config"], reference["weights"]
+    )
     kind = data.draw(st.sampled_from(["random values", "random JSON", "corrupted"]))
     values = json.loads(reference["config"])
     if kind == "random values":
-        small = st.integers(-3, 70) | st.sampled_from([True, False, None, 2.0, "4", 10**12, float("nan"), [], {}])
+        small = st.integers(-3, 70) | st.sampled_from(
+            [True, False, None, 2.0, "4", 10**12, float("nan"), [], {}]
+        )
         changes = data.draw(st.dictionaries(st.sampled_from(BERT_FIELDS), small | _json_values(), max_size=4))
         values.update(changes)
         (folder / "config.json").write_text(json.dumps(values))
     elif kind == "random JSON":
         (folder / "config.json").write_text(json.dumps(data.draw(_json_values())))
     else:
-        (folder / "config.json").write_bytes(_corrupt(reference["config"], data.draw, len(reference["config"])))
+        (folder / "config.json").write_bytes(
+            _corrupt(reference["config"], data.draw, len(reference["config"]))
+        )
     try:
         config = wb.AutoConfig.from_pretrained(folder)
     except wb.ConfigError:
         return
     written = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     for key, value in written.items():
-        if key in BERT_FIELDS and key not in ("id2label", "model_type", "num_labels", "name_or_path", "extra"):
+        if key in BERT_FIELDS and key not in (
+            "id2label",
+            "model_type",
+            "num_labels",
+            "name_or_path",
+            "extra",
+        ):
             assert getattr(config, key) == value and type(getattr(config, key)) is type(value), key
     if config.estimated_parameters() < 10**6:  # small enough to build: the weights load, or fail loudly
         _load_outcome(folder, reference)

@@ -37,6 +37,7 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.field = field
 
+
 # config.json keys whose values a dataclass field of another name holds.
 _RENAMED_KEYS = {"_name_or_path": "name_or_path"}
 
@@ -202,7 +203,9 @@ class ModelConfig:
         for name in self.PROBABILITY_FIELDS:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
-                raise ConfigError(f"{name}={value!r} is a probability (a dropout): it must be in [0, 1]", field=name)
+                raise ConfigError(
+                    f"{name}={value!r} is a probability (a dropout): it must be in [0, 1]", field=name
+                )
         labels = self.id2label
         try:
             ids = sorted(int(key) for key in labels)
@@ -222,31 +225,41 @@ class ModelConfig:
         """About how many parameters a model of this config has: embeddings (tokens and, where the
         architecture has a table, positions) and per block attention (q, k, v, o) and the MLP."""
         names = {f.name for f in fields(self)}
-        positions = sum(getattr(self, name) for name in ("max_position_embeddings", "n_positions") if name in names)
+        table = ("max_position_embeddings", "n_positions")  # fields; XLNet's and Transformer-XL's are not
+        positions = sum(getattr(self, name) for name in table if name in names)
         attention = 4 * self.d_model * self.n_heads * self.d_head
         mlp = 2 * self.d_model * self.d_mlp
         return (self.vocab_size + positions) * self.d_model + self.n_layers * (attention + mlp)
 
     def check_memory(self, available: int | None = None, where: str = "memory available") -> None:
         """Refuse a config whose parameters (float32) would not fit in ``available`` bytes (default: the
-        machine's available memory), naming the size that is furthest above its default."""
-        available = available_memory() if available is None else available
+        machine's available memory, where the blocks' Python objects count too), naming the size that is
+        furthest above its default."""
+        on_host = available is None
+        available = available_memory() if on_host else available
         parameters = self.estimated_parameters()
-        needed = 4 * parameters
+        needed = 4 * parameters + (_PYTHON_BYTES_PER_LAYER * self.n_layers if on_host else 0)
         if available is None or needed <= available:
             return
         defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        sizes = [(name, getattr(self, name)) for name in self.SIZE_FIELDS if isinstance(getattr(self, name), int)]
+        sizes = [(name, getattr(self, name)) for name in self.SIZE_FIELDS]
+        sizes = [(name, value) for name, value in sizes if isinstance(value, int)]
         sizes.sort(key=lambda item: item[1] / (defaults.get(item[0]) or 1), reverse=True)
         culprit = sizes[0][0] if sizes else None
         listed = ", ".join(f"{name}={value}" for name, value in sizes[:4])
         raise ConfigError(
             f"{culprit}={getattr(self, culprit) if culprit else '?'}: this config describes about "
-            f"{parameters:.3g} parameters, {_gib(needed)} in float32, more than the {_gib(available)} of "
+            f"{parameters:.3g} parameters: {_gib(needed)} in float32"
+            f"{' with the Python objects' if on_host else ''}, "
+            f"more than the {_gib(available)} of "
             f"{where} ({listed}); is one of these sizes wrong?",
             field=culprit,
         )
 
+
+# The Python objects of one block (its modules and hook points), beside its parameters: about 65 KB,
+# measured on a BERT block; it matters for absurd layer counts with tiny widths.
+_PYTHON_BYTES_PER_LAYER = 64 * 1024
 
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
@@ -264,7 +277,9 @@ def read_config_json(path: str | Path) -> dict[str, Any]:
         )
     size = path.stat().st_size
     if size > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path} is {size} bytes: too large for a config.json (at most {_MAX_CONFIG_BYTES})")
+        raise ConfigError(
+            f"{path} is {size} bytes: too large for a config.json (at most {_MAX_CONFIG_BYTES})"
+        )
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     # ValueError: bad JSON, bad UTF-8, an integer too long to convert; RecursionError: absurd nesting.
@@ -388,8 +403,14 @@ def _is_int_text(text: str) -> bool:
 def _describe(expected: Any) -> str:
     if typing.get_origin(expected) in (typing.Union, types.UnionType):
         return " or ".join(_describe(option) for option in typing.get_args(expected))
-    names = {int: "an integer", float: "a (finite) number", bool: "true or false", str: "a string",
-             type(None): "null", Any: "anything"}
+    names = {
+        int: "an integer",
+        float: "a (finite) number",
+        bool: "true or false",
+        str: "a string",
+        type(None): "null",
+        Any: "anything",
+    }
     if expected in names:
         return names[expected]
     origin, args = typing.get_origin(expected), typing.get_args(expected)
@@ -404,6 +425,14 @@ def _describe(expected: Any) -> str:
 
 
 def _json_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-             tuple: "a list", dict: "an object", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        tuple: "a list",
+        dict: "an object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

@@ -76,7 +76,9 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
     first_tensor: dict[str, str] = {}
     for tensor_name, shard in weight_map.items():
         first_tensor.setdefault(shard, tensor_name)
-    paths = {shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)}
+    paths = {
+        shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)
+    }
     _check_shard_numbers(index_path, list(paths))
     state: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
@@ -85,8 +87,8 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
         for name in tensors:
             if name in source:
                 raise CheckpointError(
-                    f"{index_path}: the tensor {name!r} is in two shards, {source[name]} and {shard}; which one "
-                    f"is right cannot be told (re-download the checkpoint)"
+                    f"{index_path}: the tensor {name!r} is in two shards, {source[name]} and {shard}; "
+                    f"which one is right cannot be told (re-download the checkpoint)"
                 )
             source[name] = shard
         state.update(tensors)
@@ -96,8 +98,12 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
     unlisted = sorted(set(state) - set(weight_map))
     if unlisted:
         logger.warning(
-            "%s does not list %d tensor(s) that its shards hold: %s; they are loaded as the shards have them. "
-            "Is the index from another version of the checkpoint?", index_path, len(unlisted), name_list(unlisted)
+            "%s does not list %d tensor(s) that its shards hold: %s; they are loaded as the shards have "
+            "them. "
+            "Is the index from another version of the checkpoint?",
+            index_path,
+            len(unlisted),
+            name_list(unlisted),
         )
     return state
 
@@ -117,7 +123,8 @@ def _check_shard_numbers(index_path: Path, shards: list[str]) -> None:
     if len(counts) > 1 or named != set(range(1, total + 1)):
         absent = sorted(set(range(1, total + 1)) - named)
         raise CheckpointError(
-            f"{index_path} names shards {sorted(shards)}: numbered 'of {total}' but shard(s) {absent or sorted(named)} "
+            f"{index_path} names shards {sorted(shards)}: numbered 'of {total}' but shard(s) "
+            f"{absent or sorted(named)} "
             f"are missing from or do not fit the index; the index is damaged or from another checkpoint"
         )
 
@@ -131,7 +138,9 @@ def _read_weight_map(index_path: Path) -> dict[str, str]:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     # ValueError: bad JSON or UTF-8, an integer too long to convert; RecursionError: absurd nesting.
     except (ValueError, RecursionError) as err:
-        raise CheckpointError(f"{index_path} is not a valid JSON shard index: {type(err).__name__}: {err}") from None
+        raise CheckpointError(
+            f"{index_path} is not a valid JSON shard index: {type(err).__name__}: {err}"
+        ) from None
     if not isinstance(index, dict) or "weight_map" not in index:
         raise CheckpointError(
             f"{index_path} is not a shard index with a 'weight_map': expected a JSON object "
@@ -146,7 +155,8 @@ def _read_weight_map(index_path: Path) -> dict[str, str]:
     for tensor_name, shard in weight_map.items():
         if not isinstance(shard, str) or not shard:
             raise CheckpointError(
-                f"{index_path}: the weight_map entry {tensor_name!r}: {shard!r} must name a shard file (a string)"
+                f"{index_path}: the weight_map entry {tensor_name!r}: {shard!r} must name a shard file "
+                f"(a string)"
             )
     return weight_map
 
@@ -160,7 +170,13 @@ def _shard_path(index_path: Path, shard: str, tensor_name: str, suffix: str) -> 
     folder = index_path.parent
     entry = f"{index_path}: the weight_map entry {tensor_name!r}: {shard!r}"
     posix, windows = PurePosixPath(shard), PureWindowsPath(shard)
-    if "\x00" in shard or posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
+    if (
+        "\x00" in shard
+        or posix.is_absolute()
+        or windows.is_absolute()
+        or windows.drive
+        or ".." in windows.parts
+    ):
         raise CheckpointError(
             f"{entry} names a file outside the checkpoint folder {folder}; a shard must be a relative path "
             f"inside it (no absolute path, no drive, no '..')"
@@ -179,7 +195,8 @@ def _shard_path(index_path: Path, shard: str, tensor_name: str, suffix: str) -> 
         roots.append((folder.parent.parent / "blobs").resolve())
     if not any(resolved.is_relative_to(root) for root in roots):
         raise CheckpointError(
-            f"{entry} is a link to {resolved}, outside the checkpoint folder {folder}; shards must lie inside it"
+            f"{entry} is a link to {resolved}, outside the checkpoint folder {folder}; shards must lie "
+            f"inside it"
         )
     return path
 
@@ -380,15 +397,17 @@ def load_converted(
         if _dtype_kind(tensor) != _dtype_kind(own[key]):
             raise CheckpointError(
                 f"{source}: the checkpoint's {hf_name!r} (workbench {key!r}) has dtype {tensor.dtype}, but "
-                f"{type(model).__name__}'s tensor is {own[key].dtype}: casting {_dtype_kind(tensor)} values to "
-                f"{_dtype_kind(own[key])} ones would load different weights. Is the file corrupt or written "
-                f"by another program?"
+                f"{type(model).__name__}'s tensor is {own[key].dtype}: casting {_dtype_kind(tensor)} "
+                f"values to {_dtype_kind(own[key])} ones would load different weights. Is the file corrupt "
+                f"or written by another program?"
             )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             info.nonfinite_keys.append(hf_name)
         accepted[key] = tensor
     result = model.load_state_dict(accepted, strict=False)
-    skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {k for k, _, _ in info.mismatched_keys}
+    skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {
+        k for k, _, _ in info.mismatched_keys
+    }
     info.missing_keys = [k for k in result.missing_keys if k not in skipped]
     if info.unexpected_keys:
         logger.warning(_unused_message(type(model).__name__, source, info))
@@ -396,7 +415,9 @@ def load_converted(
         logger.warning(
             "%d tensor(s) of the checkpoint %s hold NaN or infinite values: %s (all in "
             "model.loading_info.nonfinite_keys); outputs that depend on them will be NaN or inf.",
-            len(info.nonfinite_keys), source, name_list(info.nonfinite_keys),
+            len(info.nonfinite_keys),
+            source,
+            name_list(info.nonfinite_keys),
         )
     return info
 
@@ -421,16 +442,20 @@ def _unused_message(class_name: str, source: str, info: LoadingInfo) -> str:
     )
     if info.unused_layer_keys:
         message += (
-            f" {len(info.unused_layer_keys)} of them are weights of the architecture that this model does "
-            f"not have, e.g. {name_list(info.unused_layer_keys, 2)}: is config.json's layer count (or another "
-            f"size) smaller than the checkpoint's? Those weights are dropped."
+            f" {len(info.unused_layer_keys)} of them are weights of the architecture that this model "
+            f"does not have, e.g. {name_list(info.unused_layer_keys, 2)}: is config.json's layer count "
+            f"(or another size) smaller than the checkpoint's? Those weights are dropped."
         )
     else:
-        message += " Expected when the checkpoint has a head this model has not (e.g. an MLM head, bare model)."
+        message += (
+            " Expected when the checkpoint has a head this model has not (e.g. an MLM head, bare model)."
+        )
     return message
 
 
-def state_dict_for_saving(model: torch.nn.Module, key_map: KeyMap, prefix: str = "") -> dict[str, torch.Tensor]:
+def state_dict_for_saving(
+    model: torch.nn.Module, key_map: KeyMap, prefix: str = ""
+) -> dict[str, torch.Tensor]:
     """The model's parameters under Hugging Face names (tied copies left out), contiguous, for safetensors.
 
     Args:
