@@ -3,7 +3,9 @@
 Each architecture declares one :class:`KeyMap`: the pairs (Hugging Face key pattern, workbench key pattern),
 used in both directions — to load a checkpoint and to save one that Hugging Face loads back. Weights are
 read from ``model.safetensors`` (sharded too) or, failing that, ``pytorch_model.bin`` with
-``torch.load(weights_only=True)``, which refuses to run code from the file.
+``torch.load(weights_only=True)``, which refuses to run code from the file. A shard index may only name
+files inside the checkpoint folder. Loading checks every tensor's shape and dtype kind against the model
+(errors), and warns about unused tensors and NaN/inf values (see :class:`LoadingInfo`).
 """
 
 from __future__ import annotations
