@@ -4,6 +4,9 @@ one thread never change another thread's forward."""
 
 from __future__ import annotations
 
+import re
+import threading
+
 import pytest
 import torch
 from test_interventions import TINY_FIELDS
@@ -154,4 +157,159 @@ def test_attention_mask_of_another_shape_is_named(model_type):
         with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 4\).*expected \[2, 3\]"):
             model(input_ids=ids, attention_mask=torch.ones(2, 4, dtype=torch.long))
     model(input_ids=ids, attention_mask=torch.ones(2, 3, dtype=torch.long))
+
+
+# 3. A hook's replacement must match the activation -----------------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_a_replacement_of_another_shape_or_dtype_is_an_error(model_type):
+    model = tiny_model(model_type)
+    ids = torch.tensor([[3, 4, 5]])
+    name = "blocks.0.attn.hook_pattern"
+    one_head = lambda pattern, hook: pattern[:, :1]  # noqa: E731  (was broadcast to every head)
+    with pytest.raises(ValueError, match=rf"'{re.escape(name)}' returned a tensor of shape \[1, 1, 3, \d+\].*"
+                                         r"but the activation is \[1, 4, 3, \d+\]"):
+        model.run_with_hooks(ids, fwd_hooks=[(name, one_head)])
+    with pytest.raises(ValueError, match=r"torch\.float64 on cpu, but the activation is .*torch\.float32 on cpu"):
+        model.run_with_hooks(ids, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: x.double())])
+    with pytest.raises(ValueError, match=r"on meta, but the activation is .* on cpu"):
+        model.run_with_hooks(ids, fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: x.to("meta"))])
+    with pytest.raises(TypeError, match=r"at 'hook_embed' returned a list; a hook must return a tensor"):
+        model.run_with_hooks(ids, fwd_hooks=[("hook_embed", lambda x, hook: [x])])
+    assert not model.attached_hooks()  # removed after each error
+    def zero_in_place(x, hook):
+        x.mul_(0.0)  # returns None
+
+    with torch.no_grad():
+        plain = model(ids).last_hidden_state
+        # None keeps the activation, with any in-place edit; a full-shape replacement is used.
+        kept = model.run_with_hooks(ids, fwd_hooks=[(name, lambda x, hook: None)]).last_hidden_state
+        in_place = model.run_with_hooks(ids, fwd_hooks=[(name, zero_in_place)])
+        replaced = model.run_with_hooks(ids, fwd_hooks=[(name, lambda x, hook: torch.zeros_like(x))])
+    torch.testing.assert_close(kept, plain)
+    torch.testing.assert_close(in_place.last_hidden_state, replaced.last_hidden_state)
+    assert (replaced.last_hidden_state - plain).abs().max() > 1e-3
+
+
+# 4. Hooks are per thread -------------------------------------------------------------------------------
+
+
+def run_in_threads(*targets):
+    errors = []
+
+    def guarded(target):
+        try:
+            target()
+        except BaseException as err:  # noqa: BLE001  (re-raised in the main thread)
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    assert not any(thread.is_alive() for thread in threads)
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_hooks_of_one_thread_never_change_another_threads_forward(model_type):
+    model = tiny_model(model_type)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    edited_name = "blocks.1.hook_resid_pre"
+    push = lambda x, hook: x + torch.linspace(-5.0, 5.0, x.shape[-1])  # noqa: E731  (LayerNorms keep it)
+    with torch.no_grad():
+        plain = model(ids).last_hidden_state
+        edited = model.run_with_hooks(ids, fwd_hooks=[(edited_name, push)]).last_hidden_state
+    assert (edited - plain).abs().max() > 1e-2
+    # Both forwards stop at block 0 until the other is there too, so they overlap; thread A keeps its hooks
+    # attached until thread B's forward has finished.
+    inside, b_done = threading.Barrier(2, timeout=20), threading.Barrier(2, timeout=20)
+
+    def meet(x, hook):
+        inside.wait()
+
+    results, seen_by_b = {}, {}
+
+    def thread_a():
+        with torch.no_grad(), model.hooks([("blocks.0.hook_resid_pre", meet), (edited_name, push)]):
+            results["a"] = model(ids).last_hidden_state
+            b_done.wait()
+
+    def thread_b():
+        with torch.no_grad(), model.hooks([("blocks.0.hook_resid_pre", meet)]):
+            results["b"] = model(ids).last_hidden_state
+        point = model.hook_points()[edited_name]
+        seen_by_b.update(active=point.is_active, hooks=model.attached_hooks())
+        b_done.wait()
+
+    run_in_threads(thread_a, thread_b)
+    torch.testing.assert_close(results["b"], plain)
+    torch.testing.assert_close(results["a"], edited)
+    assert seen_by_b == {"active": False, "hooks": []}
+    assert not model.attached_hooks()
+
+
+def test_model_wide_hooks_run_in_every_thread_and_reset_keeps_other_threads_hooks():
+    model = tiny_model("bert")
+    ids = torch.tensor([[3, 4, 5]])
+    point = model.hook_points()["blocks.0.hook_resid_post"]
+    calls = []
+    handle = point.add_hook(lambda x, hook: calls.append(threading.get_ident()))
+    run_in_threads(lambda: model(ids))
+    model(ids)
+    assert len(calls) == 2 and calls[0] != calls[1]  # the worker's forward and the main thread's
+    handle.remove()
+    # reset_hooks in one thread leaves the hooks another thread's `with` block holds.
+    attached, reset_done = threading.Barrier(2, timeout=20), threading.Barrier(2, timeout=20)
+    kept = {}
+
+    def holder():
+        with model.hooks([("hook_embed", lambda x, hook: None)]):
+            attached.wait()
+            reset_done.wait()
+            kept["hooks"] = [name for name, _, _ in model.attached_hooks()]
+
+    def resetter():
+        attached.wait()
+        model.reset_hooks()
+        reset_done.wait()
+
+    run_in_threads(holder, resetter)
+    assert kept["hooks"] == ["hook_embed"]
+    assert not model.attached_hooks()
+
+
+@pytest.mark.parametrize("use_kv_cache", [True, False])
+def test_generation_with_hooks_in_one_thread_leaves_another_threads_generation(tiny_gpt2, use_kv_cache):
+    prompt, steps = "The cat", 4
+    target = 7
+    steer = lambda x, hook: x + 40.0 * tiny_gpt2.unembed.weight[target]  # noqa: E731
+    plain = tiny_gpt2.generate(prompt, max_new_tokens=steps, stop_at_eos=False, use_kv_cache=use_kv_cache)
+    steered = tiny_gpt2.generate(prompt, max_new_tokens=steps, stop_at_eos=False, use_kv_cache=use_kv_cache,
+                                 fwd_hooks=[("blocks.1.hook_resid_post", steer)])
+    assert steered.new_token_ids[0] != plain.new_token_ids[0]
+    meeting = threading.Barrier(2, timeout=20)
+
+    def meet(x, hook):  # every step of both generations waits for the other's: they run in lockstep
+        meeting.wait()
+
+    results = {}
+
+    def steering_thread():
+        results["steered"] = tiny_gpt2.generate(
+            prompt, max_new_tokens=steps, stop_at_eos=False, use_kv_cache=use_kv_cache,
+            fwd_hooks=[("hook_embed", meet), ("blocks.1.hook_resid_post", steer)],
+        )
+
+    def plain_thread():
+        results["plain"] = tiny_gpt2.generate(
+            prompt, max_new_tokens=steps, stop_at_eos=False, use_kv_cache=use_kv_cache, fwd_hooks=[("hook_embed", meet)]
+        )
+
+    run_in_threads(steering_thread, plain_thread)
+    assert results["plain"].new_token_ids == plain.new_token_ids
+    assert results["steered"].new_token_ids == steered.new_token_ids
 

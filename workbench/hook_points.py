@@ -5,8 +5,15 @@ walking ``named_modules()``, so ``blocks.0.attn.hook_pattern`` is not a string t
 the module sits. Every architecture names its attributes the same way (see ``docs/hooks.md``).
 
 A hook function has the signature ``fn(activation, hook) -> Tensor | None``: return a tensor to replace
-the activation, or ``None`` to leave it unchanged. ``hook`` is the :class:`HookPoint` (``hook.name``,
-``hook.layer``).
+the activation, or ``None`` to leave it unchanged (an in-place edit of ``activation`` then stays). A
+replacement must have the activation's exact shape, dtype and device: anything else is an error naming the
+hook point, the function and both, never a silent broadcast. ``hook`` is the :class:`HookPoint`
+(``hook.name``, ``hook.layer``).
+
+Threads: hooks attached for a call or a ``with`` block (``model.hooks``, ``run_with_hooks``,
+``run_with_cache``, ``generate(fwd_hooks=...)``) belong to the thread that attached them; a forward in
+another thread neither runs them nor sees them in ``is_active``. Hooks attached by hand with
+:meth:`HookPoint.add_hook` are model-wide: every thread's forward runs them until they are removed.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Union
@@ -25,26 +33,33 @@ HookFn = Callable[[torch.Tensor, "HookPoint"], Union[torch.Tensor, None]]
 NameOrPredicate = Union[str, Callable[[str], bool]]
 
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
-_hook_ids = itertools.count()  # unique keys for attached hooks
+_hook_ids = itertools.count()  # unique keys for attached hooks, increasing: the order they were added
+_attach_lock = threading.Lock()  # adding and removing (never taken by a forward)
 
 
 class HookHandle:
-    """Returned by :meth:`HookPoint.add_hook`; ``remove()`` detaches the hook (again is harmless)."""
+    """Returned by :meth:`HookPoint.add_hook`; ``remove()`` detaches the hook (again is harmless), from any
+    thread."""
 
-    def __init__(self, hooks: dict, key: int) -> None:
-        self._hooks = hooks
+    def __init__(self, point: HookPoint, key: int, thread: int | None = None) -> None:
+        self._point = point
         self._key = key
+        self._thread = thread  # the owning thread's id for a thread-local hook, None for a model-wide one
 
     def remove(self) -> None:
-        self._hooks.pop(self._key, None)
+        self._point._detach(self._key, self._thread)
 
 
 class HookPoint(nn.Module):
     """An identity module that marks a place where an activation can be read or replaced.
 
     Hook functions run in the order they were added; each sees the activation as the previous one left it.
-    They are kept in a plain dict rather than as torch forward hooks: a forward with hundreds of cached
-    hook points then costs one Python call per hook, not torch's general hook machinery.
+    They are kept in plain dicts rather than as torch forward hooks: a forward with hundreds of cached
+    hook points then costs one Python call per hook, not torch's general hook machinery, and a hook point
+    with no hooks costs two dict checks.
+
+    Model-wide hooks (``add_hook``) run in every thread; thread-local ones (``add_hook(...,
+    thread_local=True)``, what ``model.hooks`` attaches) only in the thread that attached them.
 
     Attributes:
         name: the attribute path of this hook point in its model, e.g. ``"blocks.3.attn.hook_pattern"``.
@@ -53,24 +68,59 @@ class HookPoint(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.name: str | None = None
-        self._hooks: dict[int, tuple[HookFn, bool]] = {}  # id -> (fn, read_only), in the order added
+        # Model-wide: id -> (fn, read_only), in the order added.
+        self._hooks: dict[int, tuple[HookFn, bool]] = {}
+        # Thread-local: thread id -> {id: (fn, read_only)}; a thread's entry goes when its last hook does.
+        self._thread_hooks: dict[int, dict[int, tuple[HookFn, bool]]] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for fn, _ in tuple(self._hooks.values()):
+        if not self._hooks and not self._thread_hooks:
+            return x
+        for fn, _ in self.attached_hooks():
             replacement = fn(x, self)
             if replacement is not None:
+                self._check_replacement(fn, x, replacement)
                 x = replacement
         return x
 
+    def attached_hooks(self) -> list[tuple[HookFn, bool]]:
+        """``(fn, read_only)`` of the hooks a forward in the calling thread runs here, in the order added:
+        the model-wide ones and this thread's own."""
+        mine = self._thread_hooks.get(threading.get_ident()) if self._thread_hooks else None
+        if not mine:
+            return list(self._hooks.values())
+        if not self._hooks:
+            return list(mine.values())
+        merged = {**self._hooks, **mine}
+        return [merged[key] for key in sorted(merged)]
+
+    def _check_replacement(self, fn: HookFn, x: torch.Tensor, replacement: object) -> None:
+        if not isinstance(replacement, torch.Tensor):
+            raise TypeError(
+                f"the hook {_describe(fn)} at {self.name!r} returned a {type(replacement).__name__}; a hook must "
+                f"return a tensor of the activation's shape {_shape(x)} and dtype {x.dtype}, or None to keep it"
+            )
+        if replacement.shape != x.shape or replacement.dtype != x.dtype or replacement.device != x.device:
+            raise ValueError(
+                f"the hook {_describe(fn)} at {self.name!r} returned a tensor of shape {_shape(replacement)}, "
+                f"{replacement.dtype} on {replacement.device}, but the activation is {_shape(x)}, {x.dtype} on "
+                f"{x.device}: a replacement must match it exactly (nothing is broadcast; use "
+                f"value.expand_as(activation) or .to(activation.dtype, activation.device) if that is what you mean)"
+            )
+
     @property
     def is_active(self) -> bool:
-        """True when a hook is attached, i.e. somebody wants to look at (or edit) this activation."""
-        return bool(self._hooks)
+        """True when a hook that the calling thread's forward runs is attached, i.e. somebody wants to look at
+        (or edit) this activation."""
+        if self._hooks:
+            return True
+        return bool(self._thread_hooks) and bool(self._thread_hooks.get(threading.get_ident()))
 
     @property
     def may_edit(self) -> bool:
-        """True when an attached hook may replace or modify the activation (is not read-only)."""
-        return any(not read_only for _, read_only in self._hooks.values())
+        """True when a hook the calling thread's forward runs may replace or modify the activation (is not
+        read-only)."""
+        return any(not read_only for _, read_only in self.attached_hooks())
 
     @property
     def layer(self) -> int | None:
@@ -78,19 +128,47 @@ class HookPoint(nn.Module):
         match = _LAYER_RE.match(self.name or "")
         return int(match.group(1)) if match else None
 
-    def add_hook(self, fn: HookFn, read_only: bool = False) -> HookHandle:
+    def add_hook(self, fn: HookFn, read_only: bool = False, thread_local: bool = False) -> HookHandle:
         """Attach ``fn(activation, hook)``; returns a handle whose ``remove()`` detaches it.
 
         Args:
             read_only: a promise that ``fn`` only reads the activation (as caching does). Components may then
                 keep their fused kernels and hand the hook an equal value computed another way.
+            thread_local: only forwards in the calling thread run ``fn`` (what ``model.hooks`` uses); by
+                default the hook is model-wide and every thread's forward runs it.
         """
+        if not callable(fn):
+            raise TypeError(
+                f"a hook must be a function fn(activation, hook), got {type(fn).__name__} at {self.name!r}"
+            )
         key = next(_hook_ids)
-        self._hooks[key] = (fn, read_only)
-        return HookHandle(self._hooks, key)
+        with _attach_lock:
+            if thread_local:
+                thread = threading.get_ident()
+                self._thread_hooks.setdefault(thread, {})[key] = (fn, read_only)
+                return HookHandle(self, key, thread)
+            self._hooks[key] = (fn, read_only)
+        return HookHandle(self, key)
 
-    def remove_hooks(self) -> None:
-        self._hooks.clear()
+    def _detach(self, key: int, thread: int | None) -> None:
+        with _attach_lock:
+            if thread is None:
+                self._hooks.pop(key, None)
+                return
+            mine = self._thread_hooks.get(thread)
+            if mine is not None:
+                mine.pop(key, None)
+                if not mine:
+                    del self._thread_hooks[thread]
+
+    def remove_hooks(self, all_threads: bool = False) -> None:
+        """Remove the model-wide hooks and the calling thread's own (``all_threads``: every thread's)."""
+        with _attach_lock:
+            self._hooks.clear()
+            if all_threads:
+                self._thread_hooks.clear()
+            else:
+                self._thread_hooks.pop(threading.get_ident(), None)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
@@ -143,6 +221,8 @@ class HookedModule(nn.Module):
     ) -> Iterator[HookedModule]:
         """Attach forward hooks for the duration of a ``with`` block; they are removed on exit, also on error.
 
+        The hooks are the calling thread's: a forward of this model in another thread does not run them.
+
         Args:
             fwd_hooks: pairs ``(name_or_predicate, fn)``; a predicate attaches ``fn`` to every matching name.
             read_only: the hooks only read activations (see :meth:`HookPoint.add_hook`).
@@ -156,16 +236,32 @@ class HookedModule(nn.Module):
         try:
             for name_or_predicate, fn in fwd_hooks:
                 for name in _resolve(points, name_or_predicate, owner):
-                    handles.append(points[name].add_hook(fn, read_only=read_only))
+                    handles.append(points[name].add_hook(fn, read_only=read_only, thread_local=True))
             yield self
         finally:
             for handle in handles:
                 handle.remove()
 
-    def reset_hooks(self) -> None:
-        """Remove every hook attached to any hook point (for hooks added by hand with ``add_hook``)."""
+    def reset_hooks(self, all_threads: bool = False) -> None:
+        """Remove the hooks attached to any hook point: the model-wide ones (added by hand with ``add_hook``)
+        and the calling thread's; ``all_threads=True`` also those other threads' ``with`` blocks hold."""
         for point in self.hook_points().values():
-            point.remove_hooks()
+            point.remove_hooks(all_threads=all_threads)
+
+    def attached_hooks(self) -> list[tuple[str, HookFn, bool]]:
+        """``(hook name, fn, read_only)`` of every hook a forward in the calling thread runs, in forward order."""
+        return [
+            (name, fn, ro) for name, point in self.hook_points().items() for fn, ro in point.attached_hooks()
+        ]
+
+
+def _describe(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(getattr(fn, "func", None), "__qualname__", None)
+    return repr(name) if name else repr(fn)[:60]
+
+
+def _shape(x: torch.Tensor) -> str:
+    return "[" + ", ".join(str(d) for d in x.shape) + "]"
 
 
 def _resolve(points: dict[str, HookPoint], name_or_predicate, owner: str) -> list[str]:
