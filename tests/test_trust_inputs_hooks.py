@@ -313,3 +313,19 @@ def test_generation_with_hooks_in_one_thread_leaves_another_threads_generation(t
     assert results["plain"].new_token_ids == plain.new_token_ids
     assert results["steered"].new_token_ids == steered.new_token_ids
 
+
+def test_logit_lens_names_bad_arguments(tiny_gpt2):
+    lens = tiny_gpt2.logit_lens("The cat sat")
+    vocab, n = tiny_gpt2.config.vocab_size, len(lens.tokens[0])
+    with pytest.raises(ValueError, match=rf"k must be an int from 1 to the vocabulary size {vocab}, got 0"):
+        lens.top_k(k=0)
+    with pytest.raises(ValueError, match=rf"got {vocab + 1}"):
+        lens.top_k(k=vocab + 1)
+    with pytest.raises(IndexError, match=r"batch=1 is out of range: there are 1 sequences"):
+        lens.logits(batch=1)
+    with pytest.raises(IndexError, match=rf"pos={n} is out of range: there are {n} positions"):
+        lens.target(5, pos=n)
+    with pytest.raises(TypeError, match="token must be a token id .* got float"):
+        lens.target(1.5)
+    assert len(lens.top_k(k=2, pos=-1)) == 2 * (tiny_gpt2.n_layers + 1)
+    assert lens.target(torch.tensor(5), pos=-1)["token"].nunique() == 1

@@ -8,6 +8,9 @@ decoder with a final norm, the last row equals the model's own logits.
 
 from __future__ import annotations
 
+import numbers
+import operator
+
 import pandas as pd
 import torch
 
@@ -41,6 +44,7 @@ class LogitLens:
 
     def logits(self, batch: int = 0) -> torch.Tensor:
         """[layer + 1, pos, vocab] for sequence ``batch``."""
+        batch = _index(batch, self.states.shape[1], "batch", "sequences")
         with torch.no_grad():
             return self.model.decode_residual(self.states[:, batch]).float()
 
@@ -54,7 +58,11 @@ class LogitLens:
         Columns: layer, pos, input_token, rank, token, token_id, probability.
         """
         probs = self.probabilities(batch)
-        positions = range(probs.shape[1]) if pos is None else [range(probs.shape[1])[pos]]
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= probs.shape[-1]:
+            raise ValueError(f"k must be an int from 1 to the vocabulary size {probs.shape[-1]}, got {k!r}")
+        k = int(k)
+        n_positions = probs.shape[1]
+        positions = range(n_positions) if pos is None else [_index(pos, n_positions, "pos", "positions")]
         top = torch.topk(probs, k, dim=-1)
         rows = []
         for layer, layer_name in enumerate(self.layer_names):
@@ -79,7 +87,8 @@ class LogitLens:
             token: a token id, a vocabulary entry, or a text that tokenizes to exactly one token.
         """
         token_id = self._token_id(token)
-        logits = self.logits(batch)[:, pos]  # [layer + 1, vocab]
+        logits = self.logits(batch)
+        logits = logits[:, _index(pos, logits.shape[1], "pos", "positions")]  # [layer + 1, vocab]
         probs = logits.softmax(-1)
         ranks = (logits > logits[:, token_id : token_id + 1]).sum(-1) + 1
         return pd.DataFrame({
@@ -117,6 +126,12 @@ class LogitLens:
 
     def _token_id(self, token: str | int) -> int:
         vocab_size = self.model.config.vocab_size
+        if isinstance(token, torch.Tensor) and token.numel() == 1 and not token.is_floating_point():
+            token = int(token)
+        if isinstance(token, bool) or not isinstance(token, (int, str)):
+            raise TypeError(
+                f"token must be a token id (int) or a token's text (str), got {type(token).__name__}"
+            )
         if isinstance(token, int):
             if not 0 <= token < vocab_size:
                 raise ValueError(f"token id {token} is outside the vocabulary (0..{vocab_size - 1})")
@@ -133,6 +148,19 @@ class LogitLens:
                 f"{tokenizer.convert_ids_to_tokens(pieces)}; pass one of them (or its id)"
             )
         return pieces[0]
+
+
+def _index(index: int, size: int, name: str, what: str) -> int:
+    """``index`` into ``size`` items (negative counts from the end, as in Python), or an error naming it."""
+    try:
+        value = operator.index(index)  # ints, numpy ints, 0-d integer tensors
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(index).__name__}") from None
+    if isinstance(index, bool) or not -size <= value < size:
+        raise IndexError(
+            f"{name}={index!r} is out of range: there are {size} {what} ({name} 0..{size - 1} or -{size}..-1)"
+        )
+    return value % size
 
 
 def logit_lens(model, inputs) -> LogitLens:
