@@ -84,7 +84,7 @@ def test_zero_shot_with_a_trained_head_is_not_flagged_and_a_stand_in_is(recwarn)
     stand_in = zoo.tiny("gpt2", device="cpu", size=SMALL)
     scores = Z.score_choices(stand_in, examples, progress=False)
     assert not scores.head_initialized and scores.stand_in
-    assert scores.flags() == {"head_initialized": False, "stand_in": True}
+    assert scores.flags() == {"head_initialized": False, "stand_in": True, "truncated": 0}
     assert not [w for w in recwarn if "LM head" in str(w.message)]
 
 
@@ -118,7 +118,7 @@ def test_bench_attribution_and_patching_run_on_every_stand_in(architecture):
 
     body = zoo.tiny(architecture, task="base", device="cpu", size=WIDE)
     sst2 = get_task("sst2")
-    texts = load_task("sst2", "sample", max_examples=12)
+    texts = load_task("sst2", "sample", max_examples=8)
     # probe mode: pooled features of every layer, cross-validated probes
     features = P.pooled_features(body, texts, progress=False)
     assert features.shape == (3, len(texts), 32) and torch.isfinite(features).all()
@@ -126,7 +126,7 @@ def test_bench_attribution_and_patching_run_on_every_stand_in(architecture):
     assert {row["layer"] for row in rows} == {0, 1, 2}
     # zero-shot: the stand-in with its LM head, flagged as a stand-in
     lm = zoo.tiny(architecture, device="cpu", size=WIDE)
-    copa = load_task("copa", "sample", max_examples=3)
+    copa = load_task("copa", "sample", max_examples=2)
     scores = Z.score_choices(lm, copa, progress=False)
     assert scores.stand_in and 0.0 <= scores.metrics()["accuracy"] <= 1.0
     # fine-tuning a head on the stand-in itself (there is no folder to reload it from by name)
@@ -142,13 +142,13 @@ def test_bench_attribution_and_patching_run_on_every_stand_in(architecture):
         for name, value in body.state_dict().items():
             if name in head.body_parameter_names():
                 assert torch.equal(head.state_dict()[name], value), name
-        examples = load_task(task, "sample", max_examples=3)
+        examples = load_task(task, "sample", max_examples=2)
         result = F.finetune(head, spec, examples, examples, config, progress=False)
         assert result.metrics and all(v == v for v in result.metrics.values())  # no NaN
     # attribution, with a target token the model predicts (at the mask for masked LMs)
     mask = lm.tokenizer.special_tokens.get("mask_token") if Z.scorer_kind(lm) == "masked" else None
     text = "the cat sat on the " + (mask or "mat")
-    attribution = wb.attribute(lm, text, target=5, method=["integrated_gradients", "saliency"], n_steps=4)
+    attribution = wb.attribute(lm, text, target=5, method=["integrated_gradients", "saliency"], n_steps=2)
     n = lm.tokenize(text)["input_ids"].shape[1]
     assert attribution["saliency"].shape == (1, n) and torch.isfinite(attribution["saliency"]).all()
     # activation patching: restoring the embedding output of the one changed token restores the clean run
@@ -300,3 +300,20 @@ def test_finetuning_says_when_max_length_is_cut_to_the_model(caplog):
         fitted = F._fit_to_model(F.FinetuneConfig(max_length=128), model)
     assert fitted.max_length == 64
     assert any("max_length=128 is more than" in r.getMessage() for r in caplog.records)
+
+
+def test_bench_run_on_a_saved_stand_in_flags_every_row(tmp_path):
+    """wb.bench.run takes names: a stand-in saved by zoo.checkpoint_folder is found by path, runs (GPT has
+    no pad token to fine-tune with) and every row says it is a stand-in (read from its config.json)."""
+    folder = zoo.checkpoint_folder("openai-gpt", cache_dir=tmp_path, size=WIDE)
+    for mode, task in (("finetune", "sst2"), ("probe", "sst2")):
+        results = wb.bench.run(
+            models=[str(folder)],
+            tasks=[task],
+            mode=mode,
+            max_examples=6,
+            folds=2,
+            progress=False,
+            finetune_config=wb.bench.FinetuneConfig(epochs=1, batch_size=4),
+        )
+        assert len(results.frame) and results.frame["stand_in"].astype(bool).all()
