@@ -329,3 +329,16 @@ def test_logit_lens_names_bad_arguments(tiny_gpt2):
         lens.target(1.5)
     assert len(lens.top_k(k=2, pos=-1)) == 2 * (tiny_gpt2.n_layers + 1)
     assert lens.target(torch.tensor(5), pos=-1)["token"].nunique() == 1
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "xlm", "gpt2", "openai-gpt"])
+def test_position_and_token_type_ids_out_of_range_are_named(model_type):
+    model = tiny_model(model_type)
+    ids = torch.ones(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"position_ids holds 99 at position \[0, 2\].* has \d+ rows \(valid: 0\.\."):
+        model(input_ids=ids, position_ids=torch.tensor([[0, 1, 99]]))
+    with pytest.raises(TypeError, match=r"position_ids must hold integer ids .*torch\.float32"):
+        model(input_ids=ids, position_ids=torch.tensor([[0.0, 1.0, 2.0]]))
+    if model_type in ("bert", "roberta"):
+        with pytest.raises(ValueError, match=r"token_type_ids holds 2 at position \[0, 1\].* 2 rows \(valid: 0\.\.1\)"):
+            model(input_ids=ids, token_type_ids=torch.tensor([[0, 2, 1]]))

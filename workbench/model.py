@@ -345,18 +345,29 @@ class HookedTransformer(HookedModule):
         """How many token ids the input embedding has rows for (valid ids: 0 .. n_token_ids - 1)."""
         return getattr(self.embed, "num_embeddings", None) or self.config.vocab_size
 
-    def check_input_ids(self, input_ids: Any, name: str = "input_ids", allow_1d: bool = False) -> None:
+    def check_embedding_ids(self, **inputs: tuple[torch.Tensor | None, nn.Module]) -> None:
+        """``position_ids=(ids, self.pos_embed), ...``: ids given by the caller must index their embedding
+        table (None, a default the model makes itself, is skipped). Errors as :meth:`check_input_ids`."""
+        for name, (ids, table) in inputs.items():
+            if ids is not None:
+                self.check_input_ids(ids, name, allow_1d=True, limit=table.num_embeddings)
+
+    def check_input_ids(
+        self, input_ids: Any, name: str = "input_ids", allow_1d: bool = False, limit: int | None = None
+    ) -> None:
         """Refuse token ids the model cannot embed, with a message naming the parameter, the problem (type,
         dtype, shape, the offending value and where it is) and the valid range.
 
-        Skipped while tracing or compiling (the checks read values); ``allow_1d`` accepts [pos] as well.
+        Skipped while tracing or compiling (the checks read values); ``allow_1d`` accepts [pos] as well;
+        ``limit`` is the number of rows of the table the ids index (default: the token embedding's).
         """
         shape = "[batch, pos] or [pos]" if allow_1d else "[batch, pos]"
         if not isinstance(input_ids, torch.Tensor):
             raise TypeError(f"{name} must be a tensor {shape} of token ids, got {type(input_ids).__name__}")
         if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
             raise TypeError(
-                f"{name} must hold integer token ids (torch.long), got dtype {input_ids.dtype}; "
+                f"{name} must hold integer {'token ' if name == 'input_ids' else ''}ids (torch.long), got dtype "
+                f"{input_ids.dtype}; "
                 f"convert exact ids with .long() (floats are refused: a rounded id would be another token)"
             )
         if input_ids.dim() != 2 and not (allow_1d and input_ids.dim() == 1):
@@ -369,10 +380,16 @@ class HookedTransformer(HookedModule):
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             return
         low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one transfer
-        limit = self.n_token_ids
+        table_rows = limit
+        limit = self.n_token_ids if limit is None else limit
         if low < 0 or high >= limit:
             bad = low if low < 0 else high
             where = [int(i) for i in (input_ids == bad).nonzero()[0].tolist()]
+            if table_rows is not None:
+                raise ValueError(
+                    f"{name} holds {bad} at position {where}, but the embedding table it indexes in "
+                    f"{type(self).__name__} has {limit} rows (valid: 0..{limit - 1})"
+                )
             raise ValueError(
                 f"{name} holds the id {bad} at position {where}, but the vocabulary has {limit} words in "
                 f"{type(self).__name__} (valid ids: 0..{limit - 1}); was the input made by another model's tokenizer?"

@@ -212,6 +212,9 @@ class BertModel(HookedTransformer):
         token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, length = token_embed.shape[:2]
         self.check_sequence_length(length)
+        self.check_embedding_ids(
+            position_ids=(position_ids, self.pos_embed), token_type_ids=(token_type_ids, self.token_type_embed)
+        )
         if position_ids is None:
             position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
         if token_type_ids is None:

@@ -255,6 +255,7 @@ class DistilBertModel(HookedTransformer):
         token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, length = token_embed.shape[:2]
         self.check_sequence_length(length)
+        self.check_embedding_ids(position_ids=(position_ids, self.pos_embed))
         if position_ids is None:
             position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
         token_embed = self.hook_embed(token_embed)

@@ -253,6 +253,7 @@ class GPT2Model(HookedTransformer):
         past = len(cache) if cache is not None else 0
         self.check_attention_mask(attention_mask, batch, past + new)
         self.check_sequence_length(past + new)
+        self.check_embedding_ids(position_ids=(position_ids, self.pos_embed))
         if position_ids is None:
             if attention_mask is not None:
                 position_ids = positions_from_mask(attention_mask, new)

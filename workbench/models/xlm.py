@@ -399,6 +399,9 @@ class XLMModel(HookedTransformer):
         token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, length = token_embed.shape[:2]
         self.check_sequence_length(length)
+        self.check_embedding_ids(
+            position_ids=(position_ids, self.pos_embed), token_type_ids=(token_type_ids, self.embed)
+        )
         if position_ids is None:
             position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
         resid = self.hook_embed(token_embed) + self.hook_pos_embed(self.pos_embed(position_ids))
