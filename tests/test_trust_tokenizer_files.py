@@ -331,3 +331,255 @@ def test_tokenizer_json_errors_name_the_file(tmp_path):
     (tmp_path / "tokenizer.json").write_bytes(b'{"model": 3}')
     with pytest.raises(TokenizerFileError, match=r"tokenizer\.json"):
         wb.AutoTokenizer.from_pretrained(tmp_path)
+
+
+# Property tests: truncated and corrupted files give TokenizerFileError or a correct load ---------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    max_examples=60,
+    deadline=5000,  # each file loads in milliseconds; a hang shows as a deadline error
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+
+def _changed(data: bytes, draw) -> bytes:
+    """1-4 bytes of data changed, or 1-8 bytes inserted, or a range deleted (never the intact file)."""
+    kind = draw(st.sampled_from(["flip", "insert", "delete"]))
+    out = bytearray(data)
+    for _ in range(draw(st.integers(1, 4))):
+        if not out:
+            break
+        at = draw(st.integers(0, len(out) - 1))
+        if kind == "flip":
+            out[at] ^= draw(st.integers(1, 255))
+        elif kind == "insert":
+            out[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            del out[at : at + draw(st.integers(1, 16))]
+    return bytes(out)
+
+
+def _load(folder: Path):
+    """The tokenizer, or None for our own error class; any other exception fails the test."""
+    try:
+        return wb.AutoTokenizer.from_pretrained(folder)
+    except TokenizerFileError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def intact(tmp_path_factory):
+    """Each family's small, valid files, and a tokenizer.json saved from the BERT one."""
+    root = tmp_path_factory.mktemp("intact")
+    files = {family: _write_family(root / family, family) for family in FAMILIES}
+    wb.AutoTokenizer.from_pretrained(files["bert"]).save_pretrained(root / "tokenizer_json")
+    files["tokenizer_json"] = root / "tokenizer_json"
+    return files
+
+
+def _copy_with(source: Path, target: Path, name: str, data: bytes) -> Path:
+    import shutil
+
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    (target / name).write_bytes(data)
+    return target
+
+
+JSON_FILES = [("tokenizer_json", "tokenizer.json"), ("gpt2", "vocab.json"), ("xlm", "vocab.json")]
+
+
+@PROPERTY
+@given(data=st.data())
+@pytest.mark.parametrize(("family", "name"), JSON_FILES)
+def test_truncated_json_file_is_an_error(tmp_path, intact, family, name, data):
+    """A JSON file cut anywhere (but in trailing whitespace) is an error naming it."""
+    full = (intact[family] / name).read_bytes()
+    end = data.draw(st.integers(0, len(full.rstrip()) - 1))
+    folder = _copy_with(intact[family], tmp_path / "case", name, full[:end])
+    with pytest.raises(TokenizerFileError, match=re.escape(str(folder / name))):
+        wb.AutoTokenizer.from_pretrained(folder)
+
+
+LINE_FILES = [
+    ("bert", "vocab.txt"),
+    ("gpt2", "merges.txt"),
+    ("openai-gpt", "merges.txt"),
+    ("xlm", "merges.txt"),
+]
+LINE_FILES += [("transfo-xl", "vocab.txt")]
+
+
+@PROPERTY
+@given(data=st.data())
+@pytest.mark.parametrize(("family", "name"), LINE_FILES)
+def test_truncated_line_file_is_an_error_or_its_whole_lines(tmp_path, intact, family, name, data):
+    """Cut inside a line: an error naming the file and line. Cut at the end of a line, the shorter file is
+    a valid one, and it is read as exactly those lines (a cut-off last line is never read as a token)."""
+    full = (intact[family] / name).read_bytes()
+    end = data.draw(st.integers(0, len(full) - 1))
+    folder = _copy_with(intact[family], tmp_path / "case", name, full[:end])
+    tokenizer = _load(folder)
+    if end and full[end - 1 : end] != b"\n":
+        assert tokenizer is None, f"{name} cut inside a line loaded"
+    elif tokenizer is not None and name == "vocab.txt":
+        lines = full[:end].decode().splitlines()
+        vocab = tokenizer.backend.get_vocab(with_added_tokens=False)
+        assert all(
+            vocab.get(line.split()[0] if family == "transfo-xl" else line) is not None for line in lines
+        )
+
+
+@PROPERTY
+@given(data=st.data())
+@pytest.mark.parametrize(
+    ("family", "name"),
+    [*JSON_FILES, *LINE_FILES],
+)
+def test_corrupted_text_file_is_an_error_or_loads(tmp_path, intact, family, name, data):
+    """Bytes changed, inserted or deleted: TokenizerFileError, or (a corruption that is still a valid file) a
+    tokenizer that encodes text; never another exception, a hang or a crash."""
+    full = (intact[family] / name).read_bytes()
+    folder = _copy_with(intact[family], tmp_path / "case", name, _changed(full, data.draw))
+    tokenizer = _load(folder)
+    if tokenizer is not None:
+        assert isinstance(tokenizer("the cat abc")["input_ids"], list)
+
+
+def _vocab_pickles() -> dict[str, bytes]:
+    from collections import Counter, OrderedDict
+
+    symbols = ["<eos>", "<unk>", "the", "cat", "sat", "on", "mat", ".", ","]
+    state = {
+        "sym2idx": OrderedDict((s, i) for i, s in enumerate(symbols)),
+        "idx2sym": symbols,
+        "counter": Counter({s: 10 - i for i, s in enumerate(symbols)}),
+        "special": ["<eos>"],
+        "lower_case": False,
+    }
+    fixtures = Path(__file__).parent / "fixtures" / "transfo_xl" / "tokenizer"
+    return {
+        "protocol 2": pickle.dumps(state, protocol=2),
+        "protocol 4": pickle.dumps(state, protocol=4),
+        "legacy": (fixtures / "legacy" / "vocab.pkl").read_bytes(),
+        "saved by 4.35": (fixtures / "saved_by_4.35" / "vocab.pkl").read_bytes(),
+    }
+
+
+VOCAB_PICKLES = _vocab_pickles()
+
+
+def _pickle_outcome(path: Path):
+    from workbench.transfo_xl_tokenizer import vocab_from_pickle_state
+
+    try:
+        return vocab_from_pickle_state(load_vocab_pickle(path), path)
+    except TokenizerFileError:
+        return None
+
+
+@PROPERTY
+@given(data=st.data())
+@pytest.mark.parametrize("kind", sorted(VOCAB_PICKLES))
+def test_vocab_pkl_truncated_or_corrupted(tmp_path, kind, data):
+    """Cut anywhere: an error. Corrupted: an error or a vocabulary of strings -> ints, read in bounded
+    memory (under 64 MiB for these few-kilobyte files) and time."""
+    full = VOCAB_PICKLES[kind]
+    path = tmp_path / "vocab.pkl"
+    truncate = data.draw(st.booleans())
+    path.write_bytes(
+        full[: data.draw(st.integers(0, len(full) - 1))] if truncate else _changed(full, data.draw)
+    )
+    tracemalloc.start()
+    try:
+        vocab = _pickle_outcome(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    if truncate:
+        assert vocab is None
+    elif vocab is not None:
+        assert all(isinstance(s, str) and type(i) is int for s, i in vocab.items())
+
+
+def _spiece_models() -> dict[str, bytes]:
+    models = {"hand-written": _spiece()}
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        return models
+    import tempfile
+
+    words = "the quick brown fox jumps over lazy dog café naïve Hello world 1999".split()
+    lines = [" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(10)) for i in range(200)]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "corpus.txt").write_text("\n".join(lines), encoding="utf-8")
+        spm.SentencePieceTrainer.train(
+            input=str(Path(folder) / "corpus.txt"),
+            model_prefix=str(Path(folder) / "spiece"),
+            vocab_size=40,
+            model_type="unigram",
+            user_defined_symbols=["<sep>", "<cls>"],
+            character_coverage=1.0,
+            minloglevel=2,
+        )
+        models["sentencepiece"] = (Path(folder) / "spiece.model").read_bytes()
+    return models
+
+
+SPIECE_MODELS = _spiece_models()
+
+
+@PROPERTY
+@given(data=st.data())
+@pytest.mark.parametrize("kind", sorted(SPIECE_MODELS))
+def test_spiece_model_truncated_or_corrupted(tmp_path, kind, data):
+    """Cut anywhere: an error, or (cut after the parts read) the same pieces. Corrupted: an error or a model
+    whose pieces are non-empty strings with finite scores, which builds an XLNet tokenizer."""
+    full = SPIECE_MODELS[kind]
+    path = tmp_path / "spiece.model"
+    path.write_bytes(full)
+    intact_model = read_sentencepiece_model(path)
+    truncate = data.draw(st.booleans())
+    path.write_bytes(
+        full[: data.draw(st.integers(0, len(full) - 1))] if truncate else _changed(full, data.draw)
+    )
+    try:
+        model = read_sentencepiece_model(path)
+    except TokenizerFileError:
+        return
+    if truncate:
+        assert model == intact_model, "a truncated spiece.model loaded as another vocabulary"
+        return
+    assert all(piece and score == score for piece, score, _ in model["pieces"])
+    if model["model_type"] == 1:
+        (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "XLNetTokenizer"}')
+        tokenizer = _load(tmp_path)
+        if tokenizer is not None:
+            assert isinstance(tokenizer("the quick fox")["input_ids"], list)
+
+
+@pytest.mark.skipif("sentencepiece" not in SPIECE_MODELS, reason="needs the sentencepiece library")
+def test_corrupted_normalization_table_is_an_error_not_a_panic(tmp_path):
+    """A normalization table cut short loads in the tokenizers library but panics (a Rust panic, which
+    ``except Exception`` does not catch) at the first text that reaches a cut-off string; it is checked
+    when the file is read."""
+    from tokenizers import normalizers
+
+    from workbench.xlnet_tokenizer import check_precompiled_charsmap
+
+    path = tmp_path / "spiece.model"
+    path.write_bytes(SPIECE_MODELS["sentencepiece"])
+    charsmap = read_sentencepiece_model(path)["precompiled_charsmap"]
+    check_precompiled_charsmap(charsmap, "intact")
+    cut = charsmap[: charsmap.rindex(b"\0", 0, len(charsmap) - len(charsmap) // 5) + 1]  # still UTF-8
+    text = "".join(chr(c) for c in range(0xA0, 0x10000) if not 0xD800 <= c < 0xE000)
+    with pytest.raises(BaseException) as crash:  # what the check prevents
+        normalizers.Precompiled(cut).normalize_str(text)
+    assert not isinstance(crash.value, Exception)
+    with pytest.raises(TokenizerFileError, match=r"cut: the normalization table .* points outside"):
+        check_precompiled_charsmap(cut, "cut")

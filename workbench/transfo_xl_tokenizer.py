@@ -15,8 +15,10 @@ pre-tokenized text (no ``sacremoses`` needed). Special tokens missing from the v
 (``additional_special_tokens``, default ``<formula>``) get the next ids, as in Hugging Face.
 
 Vocabularies are read from ``vocab.pkl`` (the released checkpoints' pickle, read by a restricted unpickler
-that executes nothing: see :func:`load_vocab_pickle`), ``vocab.json`` (symbol -> id) or ``vocab.txt`` (one
-symbol per line, its first field; ids in order of first appearance, as Hugging Face's ``vocab_file``).
+that executes nothing, after checking every length in the file: see :func:`load_vocab_pickle`),
+``vocab.json`` (symbol -> id) or ``vocab.txt`` (one symbol per line, its first field; ids in order of first
+appearance, as Hugging Face's ``vocab_file``). A malformed file is a
+:class:`~workbench.tokenizer.TokenizerFileError` naming it (and the line or byte offset).
 :meth:`TransfoXLTokenizer.save_pretrained` writes ``vocab.txt`` and ``tokenizer_config.json``, which Hugging
 Face 4.35 reads back too.
 

@@ -14,8 +14,10 @@ vocabulary whatever file it came from; so does this class:
 
 The vocabulary comes from ``tokenizer.json`` (its Unigram model and added tokens) or, without one, from
 ``spiece.model``, SentencePiece's protobuf file, read by a small reader here (no ``sentencepiece`` or
-``protobuf`` package needed): the pieces with their scores, the unknown token's id, the normalization table,
-and the control (special) and user-defined pieces, which are matched whole in text.
+``protobuf`` package needed; every field is checked, and a malformed or truncated file is a
+:class:`~workbench.tokenizer.TokenizerFileError` naming the byte offset): the pieces with their scores, the
+unknown token's id, the normalization table, and the control (special) and user-defined pieces, which are
+matched whole in text.
 
 Differences from Hugging Face's class: ``token_type_ids`` are returned by default (the segment encodings of
 XLNet use them; Hugging Face 5 returns them only with ``return_token_type_ids=True``, version 4 always did).
@@ -253,6 +255,8 @@ def read_sentencepiece_model(path: str | Path) -> dict[str, Any]:
     unk_id = _int32(trainer.get(40, (0, 0))[0])
     _check_pieces(pieces, piece_offsets, unk_id, path)
     charsmap = normalizer.get(2)
+    if charsmap and len(charsmap[0]):
+        check_precompiled_charsmap(bytes(charsmap[0]), f"{path}, byte {charsmap[1]}")
     return {
         "pieces": pieces,
         "unk_id": unk_id,
@@ -307,6 +311,62 @@ def _check_pieces(pieces: list[tuple[str, float, int]], offsets: list[int], unk_
             f"{path}: the trainer spec's unk_id is {unk_id} but the unknown piece is id {unknown[0]} "
             f"({pieces[unknown[0]][0]!r}) of {len(pieces)}: the file is corrupt"
         )
+
+
+def check_precompiled_charsmap(charsmap: bytes, where: str) -> None:
+    """Check SentencePiece's normalization table (``precompiled_charsmap``) as the ``tokenizers`` library will
+    use it, so that a corrupted one is an error here and not a crash (a Rust panic) in the middle of
+    tokenizing a text.
+
+    The table is a u32 size, a darts-clone double-array trie of that many bytes (blocks of 256 units, so a
+    node's 255 possible children stay inside the array), then the normalized strings (UTF-8, each ended by a
+    NUL). Every node reachable from the root is visited (level by level, vectorized): each must lie inside the
+    array, and each leaf's value must be the start of a character of the strings.
+
+    Raises:
+        TokenizerFileError: naming ``where`` and what is wrong.
+    """
+    import numpy as np
+
+    def fail(problem: str) -> TokenizerFileError:
+        return TokenizerFileError(f"{where}: the normalization table (precompiled_charsmap) {problem}")
+
+    if len(charsmap) < 4:
+        raise fail(f"has {len(charsmap)} bytes, fewer than its 4-byte size")
+    trie_size = int.from_bytes(charsmap[:4], "little")
+    if trie_size == 0 or trie_size % 1024 or 4 + trie_size > len(charsmap):
+        raise fail(f"declares a trie of {trie_size} bytes in {len(charsmap) - 4}: it is truncated or corrupt")
+    units = np.frombuffer(charsmap, dtype="<u4", count=trie_size // 4, offset=4).astype(np.int64)
+    strings = charsmap[4 + trie_size :]
+    try:
+        strings.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise fail(
+            f"holds a normalized string that is not UTF-8 (byte {4 + trie_size + err.start})"
+        ) from None
+
+    def offset(unit):
+        return (unit >> 10) << ((unit & (1 << 9)) >> 6)
+
+    count, labels = len(units), np.arange(1, 256, dtype=np.int64)
+    frontier = np.array([offset(units[0])], dtype=np.int64)
+    seen = np.zeros(count, dtype=bool)
+    continuation = np.frombuffer(strings, dtype=np.uint8) & 0xC0 == 0x80
+    while frontier.size:
+        if (frontier >= count).any():
+            raise fail("has a trie node outside the trie: it is corrupt")
+        seen[frontier] = True
+        children = (frontier[:, None] ^ labels[None, :]).ravel()
+        child_units = units[children]
+        matched = (child_units & ((1 << 31) | 0xFF)) == np.tile(labels, len(frontier))
+        nodes = children[matched] ^ offset(child_units[matched])
+        if (nodes >= count).any():
+            raise fail("has a trie node outside the trie: it is corrupt")
+        leaves = nodes[(child_units[matched] >> 8) & 1 == 1]
+        values = units[leaves] & ((1 << 31) - 1)
+        if (values > len(strings)).any() or continuation[values[values < len(strings)]].any():
+            raise fail("points outside its normalized strings, or inside a character: it is corrupt")
+        frontier = np.unique(nodes[~seen[nodes]])
 
 
 # The pipeline ----------------------------------------------------------------------------------------
@@ -430,6 +490,10 @@ class XLNetTokenizer(Tokenizer):
             try:
                 backend = BackendTokenizer.from_file(str(folder / "tokenizer.json"))
                 charsmap = _charsmap_of(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
+                if charsmap:
+                    check_precompiled_charsmap(charsmap, str(folder / "tokenizer.json"))
+            except TokenizerFileError:
+                raise
             except Exception as err:
                 raise TokenizerFileError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
             if not isinstance(backend.model, Unigram):
