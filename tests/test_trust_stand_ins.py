@@ -317,3 +317,26 @@ def test_bench_run_on_a_saved_stand_in_flags_every_row(tmp_path):
             finetune_config=wb.bench.FinetuneConfig(epochs=1, batch_size=4),
         )
         assert len(results.frame) and results.frame["stand_in"].astype(bool).all()
+
+
+def test_attribution_views_name_the_model_they_show(stand_in_lm):
+    attribution = wb.attribute(stand_in_lm, "the cat sat", target=5, method=["saliency"])
+    name = zoo.display_name(stand_in_lm, "gpt2")
+    view = wb.viz.token_attributions(attribution, name=name)
+    assert "<b>model</b>: gpt2 (random stand-in)" in view.to_html()
+    curves = pd_curves()
+    assert _titles(wb.viz.faithfulness_curves(curves, name=name))[0].startswith("gpt2 (random stand-in) · ")
+
+
+def pd_curves():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "method": ["saliency"] * 4,
+            "text_index": [0] * 4,
+            "curve": ["deletion", "deletion", "insertion", "insertion"],
+            "fraction": [0.0, 1.0, 0.0, 1.0],
+            "value": [1.0, 0.0, 0.0, 1.0],
+        }
+    )

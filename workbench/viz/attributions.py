@@ -38,7 +38,9 @@ def token_rows_html(tokens: Sequence[str], scores: Mapping[str, np.ndarray]) -> 
     return f'{STYLE}<table class="wb-token-rows">{"".join(rows)}</table>'
 
 
-def token_attributions(tokens, scores=None, methods: Sequence[str] | None = None, index: int = 0) -> View:
+def token_attributions(
+    tokens, scores=None, methods: Sequence[str] | None = None, index: int = 0, name: str | None = None
+) -> View:
     """Text coloured by attribution score, one row per method, with a method selector.
 
     Args:
@@ -46,6 +48,8 @@ def token_attributions(tokens, scores=None, methods: Sequence[str] | None = None
             ``index`` picks the sequence; padding is dropped).
         scores: method -> [pos] scores (tensors, arrays or lists), one per token.
         methods: the methods shown first (default all).
+        name: the model the scores come from (``wb.zoo.display_name(model)``: a random stand-in reads
+            "gpt2 (random stand-in)"), shown above the rows.
 
     >>> view = token_attributions(["a", "b"], {"saliency": [0.1, 0.9]})
     >>> view.controls["methods"].value
@@ -83,7 +87,8 @@ def token_attributions(tokens, scores=None, methods: Sequence[str] | None = None
     }
 
     def build() -> str:
-        return token_rows_html(tokens, {m: arrays[m] for m in arrays if m in controls["methods"].value})
+        rows = token_rows_html(tokens, {m: arrays[m] for m in arrays if m in controls["methods"].value})
+        return f"<div><b>model</b>: {html.escape(name)}</div>{rows}" if name else rows
 
     output = widgets.HTML(build())
     controls["methods"].observe(lambda _: setattr(output, "value", build()), names="value")
@@ -143,12 +148,15 @@ def _method_colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
-def faithfulness_curves(result, text_index: int = 0, methods: Sequence[str] | None = None) -> View:
+def faithfulness_curves(
+    result, text_index: int = 0, methods: Sequence[str] | None = None, name: str | None = None
+) -> View:
     """Deletion / insertion curves per method, with selectors for the input and the methods.
 
     Args:
         result: a :class:`~workbench.attribution.FaithfulnessResult` (``wb.attribution.evaluate(...)``) or its
             tidy ``curves`` DataFrame (columns method, text_index, curve, fraction, value).
+        name: the model the curves come from (``wb.zoo.display_name(model)``), shown in the title.
     """
     import ipywidgets as widgets
     import pandas as pd
@@ -184,7 +192,12 @@ def faithfulness_curves(result, text_index: int = 0, methods: Sequence[str] | No
 
     def build():
         index = controls["text_index"].value
-        return curves_figure(curves, index, controls["methods"].value, aopc if index == text_index else None)
+        figure = curves_figure(
+            curves, index, controls["methods"].value, aopc if index == text_index else None
+        )
+        if name:
+            figure.update_layout(title=f"{name} · {figure.layout.title.text}")
+        return figure
 
     live = figure_widget(build())
     for control in controls.values():
