@@ -583,3 +583,51 @@ def test_corrupted_normalization_table_is_an_error_not_a_panic(tmp_path):
     assert not isinstance(crash.value, Exception)
     with pytest.raises(TokenizerFileError, match=r"cut: the normalization table .* points outside"):
         check_precompiled_charsmap(cut, "cut")
+
+
+@pytest.mark.skipif("sentencepiece" not in SPIECE_MODELS, reason="needs the sentencepiece library")
+def test_tokenizer_json_with_a_corrupted_normalization_table_is_an_error(tmp_path):
+    import base64
+
+    (tmp_path / "spm").mkdir()
+    (tmp_path / "spm" / "spiece.model").write_bytes(SPIECE_MODELS["sentencepiece"])
+    wb.AutoTokenizer.from_pretrained(tmp_path / "spm").save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / "tokenizer.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    steps = saved["normalizer"]["normalizers"]
+    step = next(step for step in steps if step["type"] == "Precompiled")
+    charsmap = base64.b64decode(step["precompiled_charsmap"])
+    cut = charsmap[: charsmap.rindex(b"\0", 0, len(charsmap) - len(charsmap) // 5) + 1]
+    step["precompiled_charsmap"] = base64.b64encode(cut).decode()
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"tokenizer\.json: the normalization table"):
+        wb.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    (tmp_path / "saved" / "tokenizer_config.json").unlink()  # read as a plain tokenizer.json
+    with pytest.raises(TokenizerFileError, match=r"tokenizer\.json: the normalization table"):
+        wb.AutoTokenizer.from_pretrained(tmp_path / "saved")
+
+
+_SYMBOL = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=3)
+
+
+@settings(max_examples=60, deadline=5000, database=None)
+@given(pairs=st.lists(st.tuples(_SYMBOL, _SYMBOL), max_size=12), crlf=st.booleans(), header=st.booleans())
+def test_bpe_reader_reads_valid_files_as_the_tokenizers_library(pairs, crlf, header):
+    """On every valid vocab.json + merges.txt, read_bpe_files gives what tokenizers' BPE.read_file gives."""
+    import tempfile
+
+    from tokenizers import models
+
+    from workbench.tokenizer import read_bpe_files
+
+    symbols = dict.fromkeys(s for a, b in pairs for s in (a, b, a + b))
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    newline = "\r\n" if crlf else "\n"
+    lines = (["#version: 0.2"] if header else []) + [f"{a} {b}" for a, b in pairs]
+    with tempfile.TemporaryDirectory() as folder:
+        vocab_path, merges_path = Path(folder) / "vocab.json", Path(folder) / "merges.txt"
+        vocab_path.write_text(json.dumps(vocab), encoding="utf-8")
+        merges_path.write_bytes("".join(line + newline for line in lines).encode())
+        assert read_bpe_files(vocab_path, merges_path) == models.BPE.read_file(
+            str(vocab_path), str(merges_path)
+        )

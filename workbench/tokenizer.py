@@ -859,17 +859,30 @@ def _word_end_bpe(vocab, merges, unk_token: str, special_tokens: Sequence[str]) 
 
 
 def read_tokenizer_json(path: Path) -> BackendTokenizer:
-    """A ``tokenizers`` pipeline from ``tokenizer.json``.
+    """A ``tokenizers`` pipeline from ``tokenizer.json``. A SentencePiece normalization table in it
+    (``Precompiled``) is checked too: the ``tokenizers`` library loads some corrupted ones and then crashes
+    (a Rust panic) on the first text that reaches the damage.
 
     Raises:
-        TokenizerFileError: non-UTF-8 bytes (line and byte offset), or JSON that is not a tokenizer (the
-            ``tokenizers`` library's reason, with line and column).
+        TokenizerFileError: non-UTF-8 bytes (line and byte offset), JSON that is not a tokenizer (the
+            ``tokenizers`` library's reason, with line and column), or a corrupted normalization table.
     """
     text = read_text_file(path, universal_newlines=False)
     try:
-        return BackendTokenizer.from_str(text)
+        backend = BackendTokenizer.from_str(text)
     except Exception as err:  # the tokenizers library's messages do not name the file
         raise TokenizerFileError(f"{path} is not a readable tokenizer.json: {err}") from None
+    if "Precompiled" in text:
+        import base64
+
+        from .xlnet_tokenizer import check_precompiled_charsmap  # imported here: it imports this module
+
+        normalizer = json.loads(text).get("normalizer") or {}
+        steps = normalizer.get("normalizers") or [] if normalizer.get("type") == "Sequence" else [normalizer]
+        for step in steps:
+            if isinstance(step, dict) and step.get("type") == "Precompiled" and step.get("precompiled_charsmap"):
+                check_precompiled_charsmap(base64.b64decode(step["precompiled_charsmap"]), str(path))
+    return backend
 
 
 def has_tokenizer_files(folder: str | Path) -> bool:

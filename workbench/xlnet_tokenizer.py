@@ -38,7 +38,7 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, proces
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import Unigram
 
-from .tokenizer import SPECIAL_TOKEN_KEYS, Tokenizer, TokenizerFileError, read_json_file
+from .tokenizer import SPECIAL_TOKEN_KEYS, Tokenizer, TokenizerFileError, read_json_file, read_tokenizer_json
 
 TOKENIZER_CLASSES = ("XLNetTokenizer", "XLNetTokenizerFast")
 SPIECE_NAME = "spiece.model"
@@ -487,15 +487,8 @@ class XLNetTokenizer(Tokenizer):
             **_read_json(folder / "tokenizer_config.json"),
         }
         if (folder / "tokenizer.json").is_file():
-            try:
-                backend = BackendTokenizer.from_file(str(folder / "tokenizer.json"))
-                charsmap = _charsmap_of(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
-                if charsmap:
-                    check_precompiled_charsmap(charsmap, str(folder / "tokenizer.json"))
-            except TokenizerFileError:
-                raise
-            except Exception as err:
-                raise TokenizerFileError(f"could not read {folder / 'tokenizer.json'}: {err}") from None
+            backend = read_tokenizer_json(folder / "tokenizer.json")  # its normalization table checked
+            charsmap = _charsmap_of(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
             if not isinstance(backend.model, Unigram):
                 raise TokenizerFileError(
                     f"{folder / 'tokenizer.json'} holds a {type(backend.model).__name__} model; "
