@@ -358,8 +358,9 @@ class HookedTransformer(HookedModule):
         """Refuse token ids the model cannot embed, with a message naming the parameter, the problem (type,
         dtype, shape, the offending value and where it is) and the valid range.
 
-        Skipped while tracing or compiling (the checks read values); ``allow_1d`` accepts [pos] as well;
-        ``limit`` is the number of rows of the table the ids index (default: the token embedding's).
+        Only type, dtype and rank are checked while tracing or compiling (the rest reads values). ``allow_1d``
+        accepts [pos] as well; ``limit`` is the number of rows of the table the ids index (default: the token
+        embedding's).
         """
         shape = "[batch, pos] or [pos]" if allow_1d else "[batch, pos]"
         if not isinstance(input_ids, torch.Tensor):
@@ -372,13 +373,13 @@ class HookedTransformer(HookedModule):
             )
         if input_ids.dim() != 2 and not (allow_1d and input_ids.dim() == 1):
             raise ValueError(f"{name} must be {shape}, got shape {tuple(input_ids.shape)}")
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
         if input_ids.numel() == 0:
             raise ValueError(
                 f"{name} is empty (shape {tuple(input_ids.shape)}): the model needs at least one sequence of at "
                 f"least one token"
             )
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            return
         low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one transfer
         table_rows = limit
         limit = self.n_token_ids if limit is None else limit
@@ -400,6 +401,8 @@ class HookedTransformer(HookedModule):
         if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.dtype.is_floating_point:
             what = inputs_embeds.dtype if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds).__name__
             raise TypeError(f"inputs_embeds must be a float tensor [batch, pos, {d_model}], got {what}")
+        if torch.jit.is_tracing():
+            return
         if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != d_model or inputs_embeds.numel() == 0:
             raise ValueError(
                 f"inputs_embeds must be [batch, pos, d_model={d_model}] with at least one position, got shape "
@@ -418,6 +421,8 @@ class HookedTransformer(HookedModule):
                             f"{type(attention_mask).__name__}")
         if attention_mask.dtype.is_complex:
             raise TypeError(f"{name} must hold 1 (real) / 0 (padding), got dtype {attention_mask.dtype}")
+        if torch.jit.is_tracing():  # sizes are traced values there; the trace's own shapes decide
+            return
         fits = attention_mask.dim() == 2 and attention_mask.shape[0] == batch and (
             attention_mask.shape[1] >= length if at_least else attention_mask.shape[1] == length
         )
