@@ -273,6 +273,18 @@ MALFORMED = [
     ("transfo-xl", "vocab.txt", b"<unk>\n" + _bad + b"\n", r"vocab\.txt, line 2 \(byte 6\): not UTF-8"),
     ("transfo-xl", "vocab.txt", "<unk>\nthe", r"vocab\.txt, line 2: the file ends in the middle of a line"),
     ("transfo-xl", "vocab.txt", "the\n", r"vocab\.txt has no unknown-word token"),
+    (
+        "xlm",
+        "tokenizer_config.json",
+        '{"tokenizer_class": "XLMTokenizer", "model_max_length": "512"}',
+        "model_max_length must be a positive number",
+    ),
+    (
+        "transfo-xl",
+        "tokenizer_config.json",
+        '{"tokenizer_class": "TransfoXLTokenizer", "moses": false, "model_max_length": -1}',
+        "model_max_length must be a positive number",
+    ),
 ]
 
 

@@ -1192,16 +1192,24 @@ def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
         if isinstance(value, str):
             special[key] = value
     settings["special_tokens"] = special
-    model_max_length = settings.get("model_max_length")
-    if model_max_length is not None and (type(model_max_length) not in (int, float) or not model_max_length >= 1):
-        raise TokenizerFileError(
-            f"{folder / 'tokenizer_config.json'}: model_max_length must be a positive number, got {model_max_length!r}"
-        )
-    if model_max_length is not None and model_max_length >= _VERY_LARGE_INTEGER:
-        settings["model_max_length"] = None
-    elif model_max_length is not None:
-        settings["model_max_length"] = int(model_max_length)
+    settings["model_max_length"] = settings_model_max_length(settings.get("model_max_length"), folder)
     return settings
+
+
+def settings_model_max_length(value: Any, folder: Path) -> int | None:
+    """tokenizer_config.json's ``model_max_length``: a positive number, None for none or Hugging Face's "no
+    limit" sentinel (about 1e30).
+
+    Raises:
+        TokenizerFileError: anything else (a string, a bool, zero, a negative number, NaN).
+    """
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not value >= 1:
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'}: model_max_length must be a positive number, got {value!r}"
+        )
+    return None if value >= 1e29 else int(value)
 
 
 def _as_tensors(data: dict[str, list], return_tensors: str | None, is_batched: bool) -> dict[str, Any]:

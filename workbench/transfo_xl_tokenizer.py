@@ -47,7 +47,15 @@ from typing import Any
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors
 
-from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_json_file, read_lines, read_token_ids
+from .tokenizer import (
+    Encoding,
+    Tokenizer,
+    TokenizerFileError,
+    read_json_file,
+    read_lines,
+    read_token_ids,
+    settings_model_max_length,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -423,7 +431,7 @@ class TransfoXLTokenizer(Tokenizer):
             "add_eos": bool(settings.get("add_eos", False)),
             "moses": bool(settings.get("moses", True)),
             "language": settings.get("language", "en"),
-            "model_max_length": model_max_length if model_max_length and model_max_length < 1e29 else None,
+            "model_max_length": settings_model_max_length(model_max_length, folder),
             "padding_side": settings.get("padding_side", "right"),
             "name_or_path": str(name_or_path),
             "saved_settings": {

@@ -41,7 +41,15 @@ import torch
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
-from .tokenizer import Encoding, Tokenizer, TokenizerFileError, read_json_file, read_lines, read_token_ids
+from .tokenizer import (
+    Encoding,
+    Tokenizer,
+    TokenizerFileError,
+    read_json_file,
+    read_lines,
+    read_token_ids,
+    settings_model_max_length,
+)
 
 TOKENIZER_CLASS = "XLMTokenizer"
 # Hugging Face's XLMTokenizer defaults.
@@ -229,7 +237,7 @@ class XLMTokenizer(Tokenizer):
         options: dict[str, Any] = {
             "special_tokens": special,
             "additional_special_tokens": additional,
-            "model_max_length": model_max_length if model_max_length and model_max_length < 1e29 else None,
+            "model_max_length": settings_model_max_length(model_max_length, folder),
             "padding_side": settings.get("padding_side", "right"),
             "name_or_path": str(name_or_path),
             "saved_settings": {k: v for k, v in settings.items()

@@ -38,7 +38,14 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, proces
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import Unigram
 
-from .tokenizer import SPECIAL_TOKEN_KEYS, Tokenizer, TokenizerFileError, read_json_file, read_tokenizer_json
+from .tokenizer import (
+    SPECIAL_TOKEN_KEYS,
+    Tokenizer,
+    TokenizerFileError,
+    read_json_file,
+    read_tokenizer_json,
+    settings_model_max_length,
+)
 
 TOKENIZER_CLASSES = ("XLNetTokenizer", "XLNetTokenizerFast")
 SPIECE_NAME = "spiece.model"
@@ -535,7 +542,7 @@ class XLNetTokenizer(Tokenizer):
         model_max_length = settings.get("model_max_length")
         options: dict[str, Any] = {
             "special_tokens": special,
-            "model_max_length": model_max_length if model_max_length and model_max_length < 1e29 else None,
+            "model_max_length": settings_model_max_length(model_max_length, folder),
             "padding_side": settings.get("padding_side", "left"),
             "name_or_path": str(name_or_path),
             "saved_settings": {
