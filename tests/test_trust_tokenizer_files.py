@@ -643,3 +643,12 @@ def test_bpe_reader_reads_valid_files_as_the_tokenizers_library(pairs, crlf, hea
         assert read_bpe_files(vocab_path, merges_path) == models.BPE.read_file(
             str(vocab_path), str(merges_path)
         )
+
+
+def test_vocab_pkl_with_gaps_in_its_memo_still_loads(tmp_path):
+    """Old pickle optimizers left gaps between memo indices: still read (an index up to its byte offset)."""
+    data = b"\x80\x02}q\x03X\x07\x00\x00\x00sym2idxq\x0f}q\x11X\x05\x00\x00\x00<unk>K\x00ss."
+    assert pickle.loads(data) == {"sym2idx": {"<unk>": 0}}
+    path = tmp_path / "vocab.pkl"
+    path.write_bytes(data)
+    assert load_vocab_pickle(path) == {"sym2idx": {"<unk>": 0}}

@@ -165,8 +165,9 @@ def check_pickle_bounds(data: bytes, path: Path) -> None:
 
     A pickle's opcodes carry lengths (``BINBYTES``, ``BINUNICODE``, ``LONG4``, ``FRAME``) and memo indices
     (``LONG_BINPUT``) that the unpickler trusts: a 9-byte file can ask it for 1 GiB. Here every length must fit
-    in the bytes that remain, every memo index must be the next free one or one in use, containers may nest
-    ``_MAX_PICKLE_MARK_DEPTH`` deep, and the pickle must end (``STOP``) exactly at the end of the file.
+    in the bytes that remain, a memo index may not exceed the byte offset where it is stored (every earlier
+    memo entry took at least one byte; the unpickler's memo grows to twice the largest index), containers may
+    nest ``_MAX_PICKLE_MARK_DEPTH`` deep, and the pickle must end (``STOP``) exactly at the end of the file.
 
     Raises:
         TokenizerFileError: naming the file, the byte offset and the opcode.
@@ -188,10 +189,10 @@ def check_pickle_bounds(data: bytes, path: Path) -> None:
                 )
             if name in _MEMO_PUTS or name == "MEMOIZE":
                 index = len(memo) if name == "MEMOIZE" else arg
-                if index > len(memo):
+                if index > position:
                     raise TokenizerFileError(
-                        f"{where}: memo index {index}, but only {len(memo)} objects were memoized before it: "
-                        f"the file is corrupt"
+                        f"{where}: memo index {index}, but at most {position} objects can have been memoized "
+                        f"before it: the file is corrupt"
                     )
                 memo.add(index)
             elif name in _MEMO_GETS and arg not in memo:
