@@ -305,7 +305,7 @@ def test_views_draw_and_respond_live_in_jupyterlab(tmp_path):
                 head.locator(".main-svg").first.wait_for(timeout=30_000)
                 page.locator(f"{outputs} select").first.select_option(index=1)  # layer 0 -> layer 1
                 page.wait_for_function(
-                    "el => el.layout.title.text.startsWith('layer 1')",
+                    "el => /(^|· )layer 1 ·/.test(el.layout.title.text)",  # after the model's name
                     arg=head.element_handle(),
                     timeout=30_000,
                 )
