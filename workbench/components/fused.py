@@ -1,0 +1,134 @@
+"""Rules for the tensors Hugging Face stores in another shape than ours: split on load, fused again on save.
+
+A model lists its rules in ``fused_weights``; :meth:`~workbench.model.HookedTransformer.unfuse_hf_state`
+applies them in order to a Hugging Face state dict before the key map renames it, and ``fuse_hf_state``
+undoes them, in reverse order, when saving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..loading import CheckpointError
+
+
+@dataclass(frozen=True)
+class FusedSplit:
+    """One Hugging Face tensor holding several of ours side by side.
+
+    ``{...}{module}.{param}`` [..., n * size, ...] <-> ``{...}{module}.{part}.{param}`` for each part, cut in
+    equal chunks along ``dim``. GPT-2's ``attn.c_attn`` (q, k, v along the last dimension of a Conv1D weight
+    and of its bias) and Transformer-XL's ``dec_attn.qkv_net`` (along the first dimension) are two of them.
+
+    Attributes:
+        module: the end of the fused module's name (a key matches when it ends with ``module.param``).
+        dim: the dimension along which the parts are concatenated.
+        parts: the names of the parts, in their order in the fused tensor.
+        params: the parameter names that are fused (``weight``, ``bias``).
+    """
+
+    module: str
+    dim: int
+    parts: tuple[str, ...] = ("q", "k", "v")
+    params: tuple[str, ...] = ("weight", "bias")
+
+    def split(self, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        out = {}
+        fused = tuple(f"{self.module}.{param}" for param in self.params)
+        for key, tensor in hf_state.items():
+            if not key.endswith(fused):
+                out[key] = tensor
+                continue
+            if tensor.shape[self.dim] % len(self.parts):
+                raise CheckpointError(
+                    f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} does not split into "
+                    f"{len(self.parts)} equal parts ({', '.join(self.parts)})"
+                )
+            stem, param = key.rsplit(".", 1)
+            for name, part in zip(self.parts, tensor.chunk(len(self.parts), dim=self.dim)):
+                out[f"{stem}.{name}.{param}"] = part
+        return out
+
+    def join(self, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, tensor in hf_state.items():
+            stem, name, param = key.rsplit(".", 2) if key.count(".") >= 2 else (key, "", "")
+            if not (stem.endswith(self.module) and name in self.parts and param in self.params):
+                out[key] = tensor
+            elif name == self.parts[0]:
+                wanted = [f"{stem}.{part}.{param}" for part in self.parts]
+                missing = [part_key for part_key in wanted if part_key not in hf_state]
+                if missing:
+                    raise CheckpointError(f"cannot fuse {stem}.{param}: {', '.join(missing)} missing")
+                out[f"{stem}.{param}"] = torch.cat([hf_state[k] for k in wanted], dim=self.dim).contiguous()
+        return out
+
+
+@dataclass(frozen=True)
+class HeadShapedProjections:
+    """Projections Hugging Face stores per head, [d_model, head, d_head] (XLNet's ``rel_attn.q``), that are
+    ``nn.Linear`` weights here: ``{module}.{name}`` <-> ``{module}.{name}.weight``, [head * d_head, d_model],
+    or [d_model, head * d_head] for the ``outputs`` (which map heads back to d_model).
+
+    Attributes:
+        module: the attention module's name (the key's third-to-last part once ``.weight`` is added).
+        names: the projections stored per head.
+        outputs: those of ``names`` that are output projections (not transposed).
+    """
+
+    module: str
+    names: tuple[str, ...]
+    outputs: tuple[str, ...] = ("o",)
+
+    def split(self, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, tensor in hf_state.items():
+            name = key.rsplit(".", 1)[-1]
+            if f".{self.module}." in key and name in self.names:
+                if tensor.dim() != 3:
+                    raise CheckpointError(
+                        f"{key} has shape {tuple(tensor.shape)}; the attention projections of "
+                        f"{self.module} are stored [d_model, head, d_head]"
+                    )
+                flat = tensor.reshape(tensor.shape[0], -1)  # [d_model, head * d_head]
+                out[key + ".weight"] = flat if name in self.outputs else flat.t()
+            else:
+                out[key] = tensor
+        return out
+
+    def join(self, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        """``config`` gives ``n_heads`` and ``d_head``."""
+        if config is None:
+            raise TypeError("HeadShapedProjections.join needs the config (n_heads, d_head)")
+        out = {}
+        for key, tensor in hf_state.items():
+            parts = key.split(".")
+            if (
+                len(parts) > 2
+                and parts[-3] == self.module
+                and parts[-2] in self.names
+                and parts[-1] == "weight"
+            ):
+                flat = tensor if parts[-2] in self.outputs else tensor.t()
+                out[key[: -len(".weight")]] = flat.reshape(
+                    flat.shape[0], config.n_heads, config.d_head
+                ).contiguous()
+            else:
+                out[key] = tensor
+        return out
+
+
+def split_fused(rules, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+    """Apply ``rules`` in order: Hugging Face's tensors -> ours (before the key map renames them)."""
+    for rule in rules:
+        hf_state = rule.split(hf_state, config)
+    return hf_state
+
+
+def join_fused(rules, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+    """Undo :func:`split_fused`: our tensors -> Hugging Face's, rules in reverse order."""
+    for rule in reversed(rules):
+        hf_state = rule.join(hf_state, config)
+    return hf_state
