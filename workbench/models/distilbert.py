@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
+from ..components.positions import sinusoid_table
 from ..config import ModelConfig
 from ..heads import fill_mask, multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
@@ -144,14 +144,9 @@ class DistilBertConfig(ModelConfig):
 
 
 def sinusoidal_position_embeddings(n_pos: int, dim: int) -> torch.Tensor:
-    """[n_pos, dim] sinusoids (Vaswani et al. 2017, section 3.5): sin(pos / 10000^(2k/dim)) in even columns
-    2k, cos in odd columns 2k + 1. Computed in float64 with numpy, as Hugging Face's
-    ``create_sinusoidal_embeddings`` does, so that the float32 result is bitwise the same."""
-    angle = np.arange(n_pos)[:, None] / np.power(10000, 2 * (np.arange(dim) // 2) / dim)
-    out = torch.empty(n_pos, dim)
-    out[:, 0::2] = torch.from_numpy(np.sin(angle[:, 0::2]))
-    out[:, 1::2] = torch.from_numpy(np.cos(angle[:, 1::2]))
-    return out
+    """[n_pos, dim]: DistilBERT's sinusoid table, bitwise Hugging Face's ``create_sinusoidal_embeddings`` (see
+    :func:`~workbench.components.positions.sinusoid_table`)."""
+    return sinusoid_table(n_pos, dim)
 
 
 # Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, LayerNorm
+from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
@@ -358,7 +359,7 @@ class RelativePositions(nn.Module):
     def __init__(self, d_model: int) -> None:
         super().__init__()
         # Saved in Hugging Face's checkpoints (a persistent buffer there): kept so that round trips are clean.
-        self.register_buffer("inv_freq", 1 / (10000 ** (torch.arange(0.0, d_model, 2.0) / d_model)))
+        self.register_buffer("inv_freq", inverse_frequencies(d_model))
 
     def forward(self, key_len: int, clamp_len: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """-> [key_pos, d_model]: row m embeds the distance key_len - 1 - m (clamped to clamp_len when > 0),
@@ -366,8 +367,7 @@ class RelativePositions(nn.Module):
         distances = torch.arange(key_len - 1, -1, -1.0, device=device, dtype=dtype)
         if clamp_len > 0:
             distances = distances.clamp(max=clamp_len)
-        angles = torch.outer(distances, self.inv_freq.to(dtype))
-        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+        return distance_sinusoids(distances, self.inv_freq.to(dtype))
 
 
 # Attention -------------------------------------------------------------------------------------------
@@ -380,9 +380,7 @@ def relative_shift(x: torch.Tensor) -> torch.Tensor:
 
     Entries with j > i + mem (keys in the future of query i) receive values of no meaning: they are always masked.
     """
-    *batch, query_len, key_len = x.shape
-    padded = F.pad(x, (1, 0))  # [..., query_pos, key_pos + 1]
-    return padded.view(*batch, key_len + 1, query_len)[..., 1:, :].reshape(*batch, query_len, key_len)
+    return rel_shift(F.pad(x, (1, 0)), x.shape[-1])  # one zero column: [..., query_pos, key_pos + 1]
 
 
 class RelativeAttention(nn.Module):

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
+from ..components.positions import sinusoid_table
 from ..config import ModelConfig
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
@@ -249,15 +250,9 @@ class XLMConfig(ModelConfig):
 
 
 def sinusoidal_positions(n_positions: int, dim: int) -> torch.Tensor:
-    """[n_positions, dim]: sin(pos / 10000^(2k/dim)) in even columns 2k, cos in odd columns 2k + 1
-    (Vaswani et al. 2017, section 3.5), computed in float64 as the original code does with numpy."""
-    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
-    pair = torch.div(torch.arange(dim), 2, rounding_mode="floor").to(torch.float64)
-    angle = position / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * pair / dim)
-    table = torch.empty(n_positions, dim, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(angle[:, 0::2])
-    table[:, 1::2] = torch.cos(angle[:, 1::2])
-    return table.float()
+    """[n_positions, dim]: XLM's sinusoid table (Vaswani et al. 2017, section 3.5), as Hugging Face's
+    ``create_sinusoidal_embeddings`` computes it (see :func:`~workbench.components.positions.sinusoid_table`)."""
+    return sinusoid_table(n_positions, dim)
 
 
 # Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import LayerNorm, activation
+from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..generation import GenerationResult, generate
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
@@ -319,14 +320,13 @@ def relative_sinusoids(
     (Vaswani et al.'s frequencies, sines first). With ``bi_data`` the second half of the batch gets the
     negated distances.
     """
-    inv_freq = 1 / torch.pow(10000, torch.arange(0, d_model, 2.0, dtype=torch.int64).float() / d_model)
+    inv_freq = inverse_frequencies(d_model)
     end = -q_len if attn_type == "bi" else -1
 
     def encode(distances: torch.Tensor) -> torch.Tensor:
         if clamp_len > 0:
             distances = distances.clamp(-clamp_len, clamp_len)
-        angles = distances[:, None] * inv_freq
-        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)  # [rel_pos, d_model]
+        return distance_sinusoids(distances, inv_freq)  # [rel_pos, d_model]
 
     forward = encode(torch.arange(k_len, end, -1.0, dtype=torch.int64).float())
     if not bi_data:
@@ -336,15 +336,6 @@ def relative_sinusoids(
     backward = encode(torch.arange(-k_len, -end, 1.0, dtype=torch.int64).float())
     half = batch // 2
     return torch.cat([forward[None].expand(half, -1, -1), backward[None].expand(half, -1, -1)])
-
-
-def rel_shift(position_scores: torch.Tensor, k_len: int) -> torch.Tensor:
-    """[batch, head, query_pos, rel_pos] -> [batch, head, query_pos, key_pos]: score of query i and key j
-    read at row ``q_len - i + j`` of the relative table (distance ``m_len + i - j``), by Transformer-XL's
-    reshape trick (what Hugging Face computes, also at masked keys where that row overflows)."""
-    batch, heads, q_len, rel_len = position_scores.shape
-    shifted = position_scores.reshape(batch, heads, rel_len, q_len)[:, :, 1:, :]
-    return shifted.reshape(batch, heads, q_len, rel_len - 1)[..., :k_len]
 
 
 def causal_memory_mask(q_len: int, m_len: int, same_length: bool, device: torch.device) -> torch.Tensor:
