@@ -22,28 +22,25 @@ class SequenceSummary:
 
     summary_projection = "summary"
 
-    def init_summary(
-        self,
-        d_model: int,
-        num_labels: int,
-        summary_type: str,
-        use_proj: bool,
-        proj_to_labels: bool,
-        activation_name: str | None,
-        first_dropout: float,
-        last_dropout: float,
-    ) -> None:
-        if summary_type not in SUMMARY_TYPES:
-            raise ValueError(f"summary_type {summary_type!r} is not supported; supported: {SUMMARY_TYPES}")
-        self.summary_type = summary_type
-        self.summary_first_dropout = nn.Dropout(first_dropout)
+    def init_summary(self, config) -> None:
+        """Build the summary's layers from Hugging Face's ``summary_*`` config fields: ``summary_type``,
+        ``summary_use_proj``, ``summary_proj_to_labels``, ``summary_activation``, ``summary_first_dropout``,
+        ``summary_last_dropout`` (and ``d_model``, ``num_labels``)."""
+        if config.summary_type not in SUMMARY_TYPES:
+            raise ValueError(
+                f"summary_type {config.summary_type!r} is not supported; supported: {SUMMARY_TYPES}"
+            )
+        self.summary_type = config.summary_type
+        self.summary_first_dropout = nn.Dropout(config.summary_first_dropout)
         projection = None
-        if use_proj:
-            projection = nn.Linear(d_model, num_labels if proj_to_labels else d_model)
+        if config.summary_use_proj:
+            projection = nn.Linear(
+                config.d_model, config.num_labels if config.summary_proj_to_labels else config.d_model
+            )
         setattr(self, self.summary_projection, projection)
-        use_activation = activation_name and activation_name != "linear"
-        self.summary_act = activation(activation_name) if use_activation else None
-        self.summary_last_dropout = nn.Dropout(last_dropout)
+        name = config.summary_activation
+        self.summary_act = activation(name) if name and name != "linear" else None
+        self.summary_last_dropout = nn.Dropout(config.summary_last_dropout)
 
     def summarize(self, resid: torch.Tensor) -> torch.Tensor:
         """[batch, pos, d_model] -> [batch, d_model]: the state the head reads. "mean" includes padding, and

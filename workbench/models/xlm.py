@@ -48,6 +48,7 @@ from torch import nn
 
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
 from ..components.positions import sinusoid_table
+from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
@@ -76,7 +77,6 @@ XLM_ALIASES = {
     "num_attention_heads": "n_heads",
     "num_hidden_layers": "n_layers",
 }
-SUMMARY_TYPES = ("first", "last", "mean", "cls_index")
 
 
 @dataclass
@@ -207,6 +207,11 @@ class XLMConfig(ModelConfig):
     @property
     def has_lang_embeddings(self) -> bool:
         return self.n_langs > 1 and self.use_lang_emb
+
+    @property
+    def summary_last_dropout(self) -> float:
+        """Not a field of Hugging Face's XLMConfig either: read from the file's extra keys (default 0)."""
+        return float(self.extra.get("summary_last_dropout") or 0.0)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], **overrides: Any) -> XLMConfig:
@@ -548,43 +553,15 @@ class XLMWithLMHeadModel(XLMModel):
         return out.returned(return_dict)
 
 
-class SequenceSummary:
-    """Hugging Face's XLM sequence summary, shared by the sequence-classification and multiple-choice heads:
-    one state per sequence (``summary_type``: the first token by default) -> dropout
-    (``summary_first_dropout``) -> linear ``classifier`` (``summary_use_proj``; to ``num_labels`` or d_model)
-    -> activation (``summary_activation``) -> dropout (``summary_last_dropout``)."""
+class XLMSequenceSummary(SequenceSummary):
+    """Hugging Face's sequence summary (:class:`~workbench.components.summary.SequenceSummary`: the first token by
+    default -> dropout -> linear -> activation -> dropout), its projection stored as ``classifier`` (Hugging
+    Face's ``sequence_summary.summary``)."""
 
-    def init_summary(self, config: XLMConfig) -> None:
-        self.summary_dropout = nn.Dropout(config.summary_first_dropout)
-        self.classifier = None
-        if config.summary_use_proj:
-            width = config.num_labels if config.summary_proj_to_labels else config.d_model
-            self.classifier = nn.Linear(config.d_model, width)
-        name = config.summary_activation
-        self.summary_act = activation(name) if name and name != "linear" else None
-        self.summary_last_dropout = nn.Dropout(config.extra.get("summary_last_dropout") or 0.0)
-
-    def summarize(self, resid: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, d_model] -> [batch, d_model]: the state the head reads (padding included in "mean",
-        and "last"/"cls_index" read the last position, padded or not, as Hugging Face does)."""
-        kind = self.config.summary_type
-        if kind == "first":
-            return resid[:, 0]
-        if kind == "mean":
-            return resid.mean(dim=1)
-        return resid[:, -1]
-
-    def sequence_summary(self, resid: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, d_model] -> [batch, num_labels] (or [batch, d_model] without projection to labels)."""
-        summary = self.summary_dropout(self.summarize(resid))
-        if self.classifier is not None:
-            summary = self.classifier(summary)
-        if self.summary_act is not None:
-            summary = self.summary_act(summary)
-        return self.summary_last_dropout(summary)
+    summary_projection = "classifier"
 
 
-class XLMForSequenceClassification(SequenceSummary, XLMModel):
+class XLMForSequenceClassification(XLMSequenceSummary, XLMModel):
     """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
     by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
 
@@ -722,7 +699,7 @@ class XLMForQuestionAnsweringSimple(XLMModel):
         return out.returned(return_dict)
 
 
-class XLMForMultipleChoice(SequenceSummary, XLMModel):
+class XLMForMultipleChoice(XLMSequenceSummary, XLMModel):
     """XLM scoring each choice: the sequence summary of the choice (see :class:`SequenceSummary`, to
     ``num_labels`` values) -> ``logits_proj``, a linear map to one score.
 

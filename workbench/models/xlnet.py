@@ -46,6 +46,7 @@ from torch import nn
 
 from ..components import LayerNorm, activation
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
+from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
 from ..generation import GenerationResult, generate
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
@@ -65,7 +66,6 @@ XLNET_ALIASES = {
     "num_hidden_layers": "n_layer",
 }
 ATTN_TYPES = ("bi", "uni")
-SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
 # Scores of blocked keys get this subtracted (Hugging Face's value; 65500 in float16).
 MASK_VALUE = 1e30
 # XLNet has no position limit (relative positions): the value ``max_position_embeddings`` reports.
@@ -1012,40 +1012,6 @@ class XLNetLMHeadModel(XLNetModel):
             use_mems=False,
         )
         return out.logits[:, 0]
-
-
-class SequenceSummary:
-    """Hugging Face's XLNet sequence summary, shared by the classification and multiple-choice heads: one
-    state per sequence (``summary_type``: the *last* token by default, padded or not) -> dropout
-    (``summary_first_dropout``) -> ``summary`` projection (``summary_use_proj``; to d_model, or to num_labels
-    with ``summary_proj_to_labels``) -> activation (``summary_activation``, tanh) -> dropout
-    (``summary_last_dropout``)."""
-
-    def init_summary(self, config: XLNetConfig) -> None:
-        self.summary_first_dropout = nn.Dropout(config.summary_first_dropout)
-        self.summary = None
-        if config.summary_use_proj:
-            width = config.num_labels if config.summary_proj_to_labels else config.d_model
-            self.summary = nn.Linear(config.d_model, width)
-        name = config.summary_activation
-        self.summary_act = activation(name) if name and name != "linear" else None
-        self.summary_last_dropout = nn.Dropout(config.summary_last_dropout)
-
-    def sequence_summary(self, resid: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, d_model] -> [batch, d_model] (or [batch, num_labels])."""
-        kind = self.config.summary_type
-        if kind == "first":
-            summary = resid[:, 0]
-        elif kind == "mean":
-            summary = resid.mean(dim=1)
-        else:  # "last", and "cls_index" without a cls_index (Hugging Face's heads pass none)
-            summary = resid[:, -1]
-        summary = self.summary_first_dropout(summary)
-        if self.summary is not None:
-            summary = self.summary(summary)
-        if self.summary_act is not None:
-            summary = self.summary_act(summary)
-        return self.summary_last_dropout(summary)
 
 
 class XLNetForSequenceClassification(SequenceSummary, XLNetModel):
