@@ -1,8 +1,9 @@
 """Rules for the tensors Hugging Face stores in another shape than ours: split on load, fused again on save.
 
-A model lists its rules in ``fused_weights``; :meth:`~workbench.model.HookedTransformer.unfuse_hf_state`
-applies them in order to a Hugging Face state dict before the key map renames it, and ``fuse_hf_state``
-undoes them, in reverse order, when saving.
+A model class that inherits :class:`FusedWeights` lists its rules in ``fused_weights``: loading applies them in
+order to a Hugging Face state dict before the key map renames it (``unfuse_hf_state``), saving undoes them in
+reverse order (``fuse_hf_state``). GPT-2's ``c_attn`` and Transformer-XL's ``qkv_net`` are :class:`FusedSplit`
+rules, XLNet's per-head projections a :class:`HeadShapedProjections` rule.
 """
 
 from __future__ import annotations
@@ -132,3 +133,19 @@ def join_fused(rules, hf_state: dict[str, torch.Tensor], config=None) -> dict[st
     for rule in reversed(rules):
         hf_state = rule.join(hf_state, config)
     return hf_state
+
+
+class FusedWeights:
+    """A mixin for models whose Hugging Face checkpoints store tensors fused or shaped otherwise: the class
+    declares its rules in ``fused_weights``; loading splits by them, saving fuses back (in reverse order)."""
+
+    fused_weights: tuple = ()
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Hugging Face's tensors -> ours, by ``fused_weights``, before the key map renames them."""
+        return split_fused(cls.fused_weights, hf_state)
+
+    def fuse_hf_state(self, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`unfuse_hf_state`, when saving."""
+        return join_fused(self.fused_weights, hf_state, self.config)

@@ -49,5 +49,9 @@ def rel_shift(position_scores: torch.Tensor, key_len: int) -> torch.Tensor:
     another row's score; such keys are masked.
     """
     *lead, query_len, rel_len = position_scores.shape
+    if key_len > rel_len - 1:
+        raise ValueError(
+            f"rel_shift: {rel_len} relative positions give at most {rel_len - 1} keys, not {key_len}"
+        )
     shifted = position_scores.reshape(*lead, rel_len, query_len)[..., 1:, :]
     return shifted.reshape(*lead, query_len, rel_len - 1)[..., :key_len]

@@ -45,13 +45,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import LayerNorm, activation
+from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
 from ..generation import GenerationResult, generate
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
-from ..loading import CheckpointError, KeyMap
+from ..loading import KeyMap
 from ..model import HookedTransformer
 from ..outputs import ModelOutput
 from .bert import classification_loss
@@ -218,8 +219,8 @@ class XLNetConfig(ModelConfig):
 
 
 # Hugging Face parameter names <-> ours. Hugging Face stores each attention projection as one
-# [d_model, head, d_head] tensor (``rel_attn.q``); ``unfuse_hf_state`` turns them into nn.Linear weights
-# named ``rel_attn.q.weight`` before this map applies (and ``fuse_hf_state`` back when saving).
+# [d_model, head, d_head] tensor (``rel_attn.q``); the ``HEAD_PROJECTIONS`` rule turns them into nn.Linear
+# weights named ``rel_attn.q.weight`` before this map applies (and back when saving).
 XLNET_KEY_MAP = KeyMap(
     [
         ("word_embedding.weight", "embed.weight"),
@@ -246,7 +247,7 @@ SUMMARY_KEY_MAP = KeyMap(
 CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
 QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
 # The projections stored [d_model, head, d_head] by Hugging Face; "o" maps heads back to d_model.
-_HEAD_PROJECTIONS = ("q", "k", "v", "r", "o")
+HEAD_PROJECTIONS = HeadShapedProjections("rel_attn", names=("q", "k", "v", "r", "o"), outputs=("o",))
 
 
 # Outputs (Hugging Face's field names and order, ``mems`` included) ------------------------------------
@@ -651,7 +652,7 @@ class XLNetBlock(nn.Module):
         return getattr(self, "hook_resid_post" + suffix)(self.ln2(resid_mid + mlp_out, query))
 
 
-class XLNetModel(HookedTransformer):
+class XLNetModel(FusedWeights, HookedTransformer):
     """The XLNet transformer: token embeddings, relative sinusoids, two-stream post-norm blocks.
 
     Hooks before the blocks: hook_embed [batch, pos, d_model]; hook_embed_query [batch, num_predict, d_model]
@@ -663,6 +664,7 @@ class XLNetModel(HookedTransformer):
     body_key_map = XLNET_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
+    fused_weights = (HEAD_PROJECTIONS,)
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
@@ -686,43 +688,6 @@ class XLNetModel(HookedTransformer):
                 for param in (attn.r_w_bias, attn.r_r_bias, attn.r_s_bias, attn.seg_embed):
                     nn.init.normal_(param, std=std)
             nn.init.normal_(self.mask_embed, std=std)
-
-    @classmethod
-    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Hugging Face's [d_model, head, d_head] projections -> nn.Linear weights (``rel_attn.q.weight``):
-        [head * d_head, d_model] for q, k, v, r and [d_model, head * d_head] for o."""
-        out = {}
-        for key, tensor in hf_state.items():
-            name = key.rsplit(".", 1)[-1]
-            if ".rel_attn." in key and name in _HEAD_PROJECTIONS:
-                if tensor.dim() != 3:
-                    raise CheckpointError(
-                        f"{key} has shape {tuple(tensor.shape)}; XLNet's attention projections are "
-                        f"[d_model, head, d_head]"
-                    )
-                flat = tensor.reshape(tensor.shape[0], -1)  # [d_model, head * d_head]
-                out[key + ".weight"] = flat if name == "o" else flat.t()
-            else:
-                out[key] = tensor
-        return out
-
-    def fuse_hf_state(self, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`unfuse_hf_state`, when saving."""
-        heads, d_head = self.config.n_head, self.config.d_head
-        out = {}
-        for key, tensor in hf_state.items():
-            parts = key.split(".")
-            if (
-                len(parts) > 2
-                and parts[-3] == "rel_attn"
-                and parts[-2] in _HEAD_PROJECTIONS
-                and parts[-1] == "weight"
-            ):
-                flat = tensor if parts[-2] == "o" else tensor.t()
-                out[key[: -len(".weight")]] = flat.reshape(flat.shape[0], heads, d_head).contiguous()
-            else:
-                out[key] = tensor
-        return out
 
     # Inputs -------------------------------------------------------------------------------------------
     def memories(self, mems, batch: int) -> list[torch.Tensor | None]:
