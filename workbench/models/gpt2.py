@@ -30,12 +30,10 @@ from ..components import (
     causal_mask,
     positions_from_mask,
 )
-from ..components.fused import FusedSplit, FusedWeights
 from ..config import ModelConfig
-from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import GenerationMixin, HookedTransformer
 from ..outputs import CausalLMOutput, DecoderOutput, SequenceClassifierOutput
 from .bert import classification_loss
 
@@ -128,7 +126,7 @@ class GPT2Config(ModelConfig):
         return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
 
 
-# Hugging Face's Conv1D weights (GPT and GPT-2), stored [in, out]; q/k/v as split by `FUSED_QKV`.
+# Hugging Face's Conv1D weights (GPT and GPT-2), stored [in, out]; q/k/v as split by `split_fused_qkv`.
 CONV1D_WEIGHTS = [
     "h.{i}.attn.c_attn.q.weight",
     "h.{i}.attn.c_attn.k.weight",
@@ -138,7 +136,7 @@ CONV1D_WEIGHTS = [
     "h.{i}.mlp.c_proj.weight",
 ]
 
-# Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: the `FUSED_QKV` rule
+# Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: `unfuse_hf_state`
 # splits it into c_attn.q / c_attn.k / c_attn.v first. Conv1D weights are [in, out]: transposed.
 GPT2_KEY_MAP = KeyMap(
     [
@@ -162,14 +160,37 @@ LM_HEAD_KEY_MAP = KeyMap([("lm_head.weight", "unembed.weight")])
 SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])
 
 
-# ``...attn.c_attn.weight`` [d, 3d] / ``bias`` [3d] <-> ``...attn.c_attn.{q,k,v}.weight`` [d, d] / ``bias`` [d].
-FUSED_QKV = FusedSplit("attn.c_attn", dim=-1)
+def split_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``...attn.c_attn.weight`` [d, 3d] / ``bias`` [3d] -> ``...attn.c_attn.{q,k,v}.weight`` [d, d] / ``bias`` [d]."""
+    out = {}
+    for key, tensor in hf_state.items():
+        if key.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
+            stem, param = key.rsplit(".", 1)
+            for name, part in zip("qkv", tensor.chunk(3, dim=-1)):
+                out[f"{stem}.{name}.{param}"] = part
+        else:
+            out[key] = tensor
+    return out
+
+
+def join_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`split_fused_qkv`."""
+    out = {}
+    for key, tensor in hf_state.items():
+        stem, name, param = key.rsplit(".", 2) if key.count(".") >= 2 else (key, "", "")
+        if stem.endswith("attn.c_attn") and name in "qkv" and name:
+            if name == "q":
+                parts = [hf_state[f"{stem}.{n}.{param}"] for n in "qkv"]
+                out[f"{stem}.{param}"] = torch.cat(parts, dim=-1).contiguous()
+        else:
+            out[key] = tensor
+    return out
 
 
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class GPT2Model(FusedWeights, HookedTransformer):
+class GPT2Model(HookedTransformer):
     """The GPT-2 decoder: embeddings, pre-norm blocks, final LayerNorm.
 
     Hooks before the blocks: hook_embed, hook_pos_embed ([batch, pos, d_model]); after them
@@ -180,7 +201,6 @@ class GPT2Model(FusedWeights, HookedTransformer):
     body_key_map = GPT2_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
-    fused_weights = (FUSED_QKV,)
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
@@ -199,6 +219,14 @@ class GPT2Model(FusedWeights, HookedTransformer):
 
     def make_final_norm(self, config: GPT2Config) -> nn.Module | None:
         return LayerNorm(config.d_model, config.layer_norm_epsilon)
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state):
+        return split_fused_qkv(hf_state)
+
+    @classmethod
+    def fuse_hf_state(cls, hf_state):
+        return join_fused_qkv(hf_state)
 
     def decode(
         self,
@@ -288,7 +316,7 @@ class GPT2Model(FusedWeights, HookedTransformer):
         return out.returned(return_dict)
 
 
-class GPT2LMHeadModel(GPT2Model):
+class GPT2LMHeadModel(GPT2Model, GenerationMixin):
     """GPT-2 with its language-modelling head (the unembedding, tied to the token embedding).
 
     Adds ``hook_logits`` [batch, pos, vocab]; generation and the logit lens live in
@@ -311,10 +339,6 @@ class GPT2LMHeadModel(GPT2Model):
         """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final norm, then the
         unembedding (the logit lens)."""
         return self.unembed(self.ln_final(resid) if self.ln_final is not None else resid)
-
-    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
-        """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
-        return generate(self, prompt, max_new_tokens, **options)
 
     def forward(
         self,

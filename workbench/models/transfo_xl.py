@@ -33,13 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, LayerNorm
-from ..components.fused import FusedSplit, FusedWeights
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
-from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
 from .bert import classification_loss
 from .gpt2 import last_real_token
@@ -178,7 +176,7 @@ class TransfoXLConfig(ModelConfig):
             raise ValueError(f"init must be 'normal' or 'uniform', got {self.init!r}")
 
 
-# Hugging Face parameter names <-> ours. The fused qkv_net is split into q, k and v by `FUSED_QKV` first.
+# Hugging Face parameter names <-> ours. The fused qkv_net is split into q, k and v by `split_qkv` first.
 TRANSFO_XL_KEY_MAP = KeyMap(
     [
         ("word_emb.emb_layers.{i}.weight", "embed.layers.{i}.weight"),
@@ -210,8 +208,32 @@ LM_HEAD_KEY_MAP = KeyMap(
 SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])
 
 
-# ``...dec_attn.qkv_net.weight`` [3 * head * d_head, d_model] <-> ``...qkv_net.{q,k,v}.weight``.
-FUSED_QKV = FusedSplit("dec_attn.qkv_net", dim=0, params=("weight",))
+def split_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``...dec_attn.qkv_net.weight`` [3 * head * d_head, d_model] -> ``...qkv_net.{q,k,v}.weight``."""
+    out = {}
+    for key, tensor in hf_state.items():
+        if key.endswith("dec_attn.qkv_net.weight"):
+            stem = key[: -len(".weight")]
+            for name, part in zip("qkv", tensor.chunk(3, dim=0)):
+                out[f"{stem}.{name}.weight"] = part
+        else:
+            out[key] = tensor
+    return out
+
+
+def join_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`split_qkv`."""
+    out = {}
+    for key, tensor in hf_state.items():
+        if ".qkv_net." in key:
+            if key.endswith(".qkv_net.q.weight"):
+                stem = key[: -len(".q.weight")]
+                out[f"{stem}.weight"] = torch.cat(
+                    [hf_state[f"{stem}.{n}.weight"] for n in "qkv"]
+                ).contiguous()
+        else:
+            out[key] = tensor
+    return out
 
 
 # Outputs ---------------------------------------------------------------------------------------------
@@ -557,7 +579,7 @@ def attention_mask_for(
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class TransfoXLModel(FusedWeights, HookedTransformer):
+class TransfoXLModel(HookedTransformer):
     """The Transformer-XL body: adaptive embeddings, relative-attention blocks with memory. No final norm.
 
     Hooks before the blocks: hook_embed [batch, pos, d_model] (scaled adaptive embeddings);
@@ -568,7 +590,6 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
     body_key_map = TRANSFO_XL_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
-    fused_weights = (FUSED_QKV,)
 
     def __init__(self, config: TransfoXLConfig) -> None:
         super().__init__(config)
@@ -583,6 +604,14 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
         self.blocks = nn.ModuleList(
             TransfoXLBlock(config, self.r_w_bias, self.r_r_bias) for _ in range(config.n_layer)
         )
+
+    @classmethod
+    def unfuse_hf_state(cls, hf_state):
+        return split_qkv(hf_state)
+
+    @classmethod
+    def fuse_hf_state(cls, hf_state):
+        return join_qkv(hf_state)
 
     def tied_parameter_names(self) -> set[str]:
         if self.config.untie_r:
@@ -827,7 +856,7 @@ def token_losses(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (-picked).masked_fill(ignored, 0.0)
 
 
-class TransfoXLLMHeadModel(TransfoXLModel):
+class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
     """Transformer-XL with its adaptive softmax, as Hugging Face's ``TransfoXLLMHeadModel``.
 
     Adds ``hook_logits`` [batch, pos, vocab]: the **log-probabilities** (``prediction_scores``; the adaptive
@@ -871,13 +900,6 @@ class TransfoXLLMHeadModel(TransfoXLModel):
         """Log-probabilities [..., vocab] of a residual-stream state [..., d_model] (no final norm: the logit
         lens)."""
         return self.lm_head(resid)
-
-    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
-        """Continue ``prompt``, carrying the memory from step to step; see :func:`workbench.generation.generate`.
-
-        Memory holds ``mem_len`` positions: a prompt plus continuation longer than that is seen through the
-        memory window, as the original model generates."""
-        return generate(self, prompt, max_new_tokens, **options)
 
     def forward(
         self,
