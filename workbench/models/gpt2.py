@@ -30,6 +30,7 @@ from ..components import (
     causal_mask,
     positions_from_mask,
 )
+from ..components.fused import FusedSplit, FusedWeights
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
@@ -126,7 +127,7 @@ class GPT2Config(ModelConfig):
         return scale / (layer + 1) if self.scale_attn_by_inverse_layer_idx else scale
 
 
-# Hugging Face's Conv1D weights (GPT and GPT-2), stored [in, out]; q/k/v as split by `split_fused_qkv`.
+# Hugging Face's Conv1D weights (GPT and GPT-2), stored [in, out]; q/k/v as split by `FUSED_QKV`.
 CONV1D_WEIGHTS = [
     "h.{i}.attn.c_attn.q.weight",
     "h.{i}.attn.c_attn.k.weight",
@@ -136,7 +137,7 @@ CONV1D_WEIGHTS = [
     "h.{i}.mlp.c_proj.weight",
 ]
 
-# Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: `unfuse_hf_state`
+# Hugging Face parameter names <-> ours. GPT-2's c_attn holds q, k and v side by side: the `FUSED_QKV` rule
 # splits it into c_attn.q / c_attn.k / c_attn.v first. Conv1D weights are [in, out]: transposed.
 GPT2_KEY_MAP = KeyMap(
     [
@@ -160,37 +161,14 @@ LM_HEAD_KEY_MAP = KeyMap([("lm_head.weight", "unembed.weight")])
 SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])
 
 
-def split_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``...attn.c_attn.weight`` [d, 3d] / ``bias`` [3d] -> ``...attn.c_attn.{q,k,v}.weight`` [d, d] / ``bias`` [d]."""
-    out = {}
-    for key, tensor in hf_state.items():
-        if key.endswith(("attn.c_attn.weight", "attn.c_attn.bias")):
-            stem, param = key.rsplit(".", 1)
-            for name, part in zip("qkv", tensor.chunk(3, dim=-1)):
-                out[f"{stem}.{name}.{param}"] = part
-        else:
-            out[key] = tensor
-    return out
-
-
-def join_fused_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`split_fused_qkv`."""
-    out = {}
-    for key, tensor in hf_state.items():
-        stem, name, param = key.rsplit(".", 2) if key.count(".") >= 2 else (key, "", "")
-        if stem.endswith("attn.c_attn") and name in "qkv" and name:
-            if name == "q":
-                parts = [hf_state[f"{stem}.{n}.{param}"] for n in "qkv"]
-                out[f"{stem}.{param}"] = torch.cat(parts, dim=-1).contiguous()
-        else:
-            out[key] = tensor
-    return out
+# ``...attn.c_attn.weight`` [d, 3d] / ``bias`` [3d] <-> ``...attn.c_attn.{q,k,v}.weight`` [d, d] / ``bias`` [d].
+FUSED_QKV = FusedSplit("attn.c_attn", dim=-1)
 
 
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class GPT2Model(HookedTransformer):
+class GPT2Model(FusedWeights, HookedTransformer):
     """The GPT-2 decoder: embeddings, pre-norm blocks, final LayerNorm.
 
     Hooks before the blocks: hook_embed, hook_pos_embed ([batch, pos, d_model]); after them
@@ -201,6 +179,7 @@ class GPT2Model(HookedTransformer):
     body_key_map = GPT2_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
+    fused_weights = (FUSED_QKV,)
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
@@ -219,14 +198,6 @@ class GPT2Model(HookedTransformer):
 
     def make_final_norm(self, config: GPT2Config) -> nn.Module | None:
         return LayerNorm(config.d_model, config.layer_norm_epsilon)
-
-    @classmethod
-    def unfuse_hf_state(cls, hf_state):
-        return split_fused_qkv(hf_state)
-
-    @classmethod
-    def fuse_hf_state(cls, hf_state):
-        return join_fused_qkv(hf_state)
 
     def decode(
         self,

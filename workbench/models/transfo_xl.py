@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, LayerNorm
+from ..components.fused import FusedSplit, FusedWeights
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..hook_points import HookPoint
@@ -176,7 +177,7 @@ class TransfoXLConfig(ModelConfig):
             raise ValueError(f"init must be 'normal' or 'uniform', got {self.init!r}")
 
 
-# Hugging Face parameter names <-> ours. The fused qkv_net is split into q, k and v by `split_qkv` first.
+# Hugging Face parameter names <-> ours. The fused qkv_net is split into q, k and v by `FUSED_QKV` first.
 TRANSFO_XL_KEY_MAP = KeyMap(
     [
         ("word_emb.emb_layers.{i}.weight", "embed.layers.{i}.weight"),
@@ -208,32 +209,8 @@ LM_HEAD_KEY_MAP = KeyMap(
 SCORE_KEY_MAP = KeyMap([("score.weight", "classifier.weight")])
 
 
-def split_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``...dec_attn.qkv_net.weight`` [3 * head * d_head, d_model] -> ``...qkv_net.{q,k,v}.weight``."""
-    out = {}
-    for key, tensor in hf_state.items():
-        if key.endswith("dec_attn.qkv_net.weight"):
-            stem = key[: -len(".weight")]
-            for name, part in zip("qkv", tensor.chunk(3, dim=0)):
-                out[f"{stem}.{name}.weight"] = part
-        else:
-            out[key] = tensor
-    return out
-
-
-def join_qkv(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`split_qkv`."""
-    out = {}
-    for key, tensor in hf_state.items():
-        if ".qkv_net." in key:
-            if key.endswith(".qkv_net.q.weight"):
-                stem = key[: -len(".q.weight")]
-                out[f"{stem}.weight"] = torch.cat(
-                    [hf_state[f"{stem}.{n}.weight"] for n in "qkv"]
-                ).contiguous()
-        else:
-            out[key] = tensor
-    return out
+# ``...dec_attn.qkv_net.weight`` [3 * head * d_head, d_model] <-> ``...qkv_net.{q,k,v}.weight``.
+FUSED_QKV = FusedSplit("dec_attn.qkv_net", dim=0, params=("weight",))
 
 
 # Outputs ---------------------------------------------------------------------------------------------
@@ -579,7 +556,7 @@ def attention_mask_for(
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class TransfoXLModel(HookedTransformer):
+class TransfoXLModel(FusedWeights, HookedTransformer):
     """The Transformer-XL body: adaptive embeddings, relative-attention blocks with memory. No final norm.
 
     Hooks before the blocks: hook_embed [batch, pos, d_model] (scaled adaptive embeddings);
@@ -590,6 +567,7 @@ class TransfoXLModel(HookedTransformer):
     body_key_map = TRANSFO_XL_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
+    fused_weights = (FUSED_QKV,)
 
     def __init__(self, config: TransfoXLConfig) -> None:
         super().__init__(config)
@@ -604,14 +582,6 @@ class TransfoXLModel(HookedTransformer):
         self.blocks = nn.ModuleList(
             TransfoXLBlock(config, self.r_w_bias, self.r_r_bias) for _ in range(config.n_layer)
         )
-
-    @classmethod
-    def unfuse_hf_state(cls, hf_state):
-        return split_qkv(hf_state)
-
-    @classmethod
-    def fuse_hf_state(cls, hf_state):
-        return join_qkv(hf_state)
 
     def tied_parameter_names(self) -> set[str]:
         if self.config.untie_r:

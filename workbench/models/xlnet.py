@@ -45,11 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import LayerNorm, activation
+from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
+from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
-from ..loading import CheckpointError, KeyMap
+from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
 from .bert import classification_loss
@@ -64,7 +66,6 @@ XLNET_ALIASES = {
     "num_hidden_layers": "n_layer",
 }
 ATTN_TYPES = ("bi", "uni")
-SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
 # Scores of blocked keys get this subtracted (Hugging Face's value; 65500 in float16).
 MASK_VALUE = 1e30
 # XLNet has no position limit (relative positions): the value ``max_position_embeddings`` reports.
@@ -217,8 +218,8 @@ class XLNetConfig(ModelConfig):
 
 
 # Hugging Face parameter names <-> ours. Hugging Face stores each attention projection as one
-# [d_model, head, d_head] tensor (``rel_attn.q``); ``unfuse_hf_state`` turns them into nn.Linear weights
-# named ``rel_attn.q.weight`` before this map applies (and ``fuse_hf_state`` back when saving).
+# [d_model, head, d_head] tensor (``rel_attn.q``); the ``HEAD_PROJECTIONS`` rule turns them into nn.Linear
+# weights named ``rel_attn.q.weight`` before this map applies (and back when saving).
 XLNET_KEY_MAP = KeyMap(
     [
         ("word_embedding.weight", "embed.weight"),
@@ -245,7 +246,7 @@ SUMMARY_KEY_MAP = KeyMap(
 CLASSIFIER_KEY_MAP = KeyMap([("classifier.{p}", "classifier.{p}")])
 QA_KEY_MAP = KeyMap([("qa_outputs.{p}", "qa_outputs.{p}")])
 # The projections stored [d_model, head, d_head] by Hugging Face; "o" maps heads back to d_model.
-_HEAD_PROJECTIONS = ("q", "k", "v", "r", "o")
+HEAD_PROJECTIONS = HeadShapedProjections("rel_attn", names=("q", "k", "v", "r", "o"), outputs=("o",))
 
 
 # Outputs (Hugging Face's field names and order, ``mems`` included) ------------------------------------
@@ -650,7 +651,7 @@ class XLNetBlock(nn.Module):
         return getattr(self, "hook_resid_post" + suffix)(self.ln2(resid_mid + mlp_out, query))
 
 
-class XLNetModel(HookedTransformer):
+class XLNetModel(FusedWeights, HookedTransformer):
     """The XLNet transformer: token embeddings, relative sinusoids, two-stream post-norm blocks.
 
     Hooks before the blocks: hook_embed [batch, pos, d_model]; hook_embed_query [batch, num_predict, d_model]
@@ -662,6 +663,7 @@ class XLNetModel(HookedTransformer):
     body_key_map = XLNET_KEY_MAP
     base_model_prefix = "transformer"
     classifier_position = "last"
+    fused_weights = (HEAD_PROJECTIONS,)
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
@@ -685,43 +687,6 @@ class XLNetModel(HookedTransformer):
                 for param in (attn.r_w_bias, attn.r_r_bias, attn.r_s_bias, attn.seg_embed):
                     nn.init.normal_(param, std=std)
             nn.init.normal_(self.mask_embed, std=std)
-
-    @classmethod
-    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Hugging Face's [d_model, head, d_head] projections -> nn.Linear weights (``rel_attn.q.weight``):
-        [head * d_head, d_model] for q, k, v, r and [d_model, head * d_head] for o."""
-        out = {}
-        for key, tensor in hf_state.items():
-            name = key.rsplit(".", 1)[-1]
-            if ".rel_attn." in key and name in _HEAD_PROJECTIONS:
-                if tensor.dim() != 3:
-                    raise CheckpointError(
-                        f"{key} has shape {tuple(tensor.shape)}; XLNet's attention projections are "
-                        f"[d_model, head, d_head]"
-                    )
-                flat = tensor.reshape(tensor.shape[0], -1)  # [d_model, head * d_head]
-                out[key + ".weight"] = flat if name == "o" else flat.t()
-            else:
-                out[key] = tensor
-        return out
-
-    def fuse_hf_state(self, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The inverse of :meth:`unfuse_hf_state`, when saving."""
-        heads, d_head = self.config.n_head, self.config.d_head
-        out = {}
-        for key, tensor in hf_state.items():
-            parts = key.split(".")
-            if (
-                len(parts) > 2
-                and parts[-3] == "rel_attn"
-                and parts[-2] in _HEAD_PROJECTIONS
-                and parts[-1] == "weight"
-            ):
-                flat = tensor if parts[-2] == "o" else tensor.t()
-                out[key[: -len(".weight")]] = flat.reshape(flat.shape[0], heads, d_head).contiguous()
-            else:
-                out[key] = tensor
-        return out
 
     # Inputs -------------------------------------------------------------------------------------------
     def memories(self, mems, batch: int) -> list[torch.Tensor | None]:
@@ -1006,40 +971,6 @@ class XLNetLMHeadModel(XLNetModel, GenerationMixin):
             use_mems=False,
         )
         return out.logits[:, 0]
-
-
-class SequenceSummary:
-    """Hugging Face's XLNet sequence summary, shared by the classification and multiple-choice heads: one
-    state per sequence (``summary_type``: the *last* token by default, padded or not) -> dropout
-    (``summary_first_dropout``) -> ``summary`` projection (``summary_use_proj``; to d_model, or to num_labels
-    with ``summary_proj_to_labels``) -> activation (``summary_activation``, tanh) -> dropout
-    (``summary_last_dropout``)."""
-
-    def init_summary(self, config: XLNetConfig) -> None:
-        self.summary_first_dropout = nn.Dropout(config.summary_first_dropout)
-        self.summary = None
-        if config.summary_use_proj:
-            width = config.num_labels if config.summary_proj_to_labels else config.d_model
-            self.summary = nn.Linear(config.d_model, width)
-        name = config.summary_activation
-        self.summary_act = activation(name) if name and name != "linear" else None
-        self.summary_last_dropout = nn.Dropout(config.summary_last_dropout)
-
-    def sequence_summary(self, resid: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, d_model] -> [batch, d_model] (or [batch, num_labels])."""
-        kind = self.config.summary_type
-        if kind == "first":
-            summary = resid[:, 0]
-        elif kind == "mean":
-            summary = resid.mean(dim=1)
-        else:  # "last", and "cls_index" without a cls_index (Hugging Face's heads pass none)
-            summary = resid[:, -1]
-        summary = self.summary_first_dropout(summary)
-        if self.summary is not None:
-            summary = self.summary(summary)
-        if self.summary_act is not None:
-            summary = self.summary_act(summary)
-        return self.summary_last_dropout(summary)
 
 
 class XLNetForSequenceClassification(SequenceSummary, XLNetModel):
