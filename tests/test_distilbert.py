@@ -470,7 +470,7 @@ def test_wordpiece_ids_match_hugging_face_and_run_without_token_types(tmp_path):
     hf_inputs = hf_tokenizer(TEXTS, padding=True, return_tensors="pt")
     assert list(hf_inputs) == ["input_ids", "attention_mask"]
     encoding = ours.tokenize(TEXTS)
-    # Until workbench/tokenizer.py knows DistilBERT's model_input_names, it also makes token_type_ids:
+    # Until workbench.tokenizers knows DistilBERT's model_input_names, it also makes token_type_ids:
     # pass the two inputs DistilBERT takes explicitly.
     inputs = {key: encoding[key] for key in ("input_ids", "attention_mask")}
     for key, value in inputs.items():

@@ -12,7 +12,7 @@ import torch
 
 import workbench as wb
 from probes.store import ActivationStore, extract, hook_name
-from workbench.tokenizer import Tokenizer
+from workbench.tokenizers import Tokenizer
 
 # Words that split into several subwords, punctuation alone and glued to a word, an apostrophe, a number.
 SENTENCES = [

@@ -30,7 +30,7 @@ from workbench.models.roberta import (
     RobertaModel,
     positions_after_padding,
 )
-from workbench.tokenizer import BYTE_LEVEL_BPE, ROBERTA_BPE, Tokenizer, byte_level_bpe_from_files
+from workbench.tokenizers import BYTE_LEVEL_BPE, ROBERTA_BPE, Tokenizer, byte_level_bpe_from_files
 
 transformers = pytest.importorskip("transformers")
 
@@ -634,7 +634,7 @@ def test_split_into_words_matches_hf(tokenizers_by_case):
 def test_split_into_words_without_prefix_space_warns_and_matches_hf(tokenizers_by_case, caplog):
     ours, hf = tokenizers_by_case["files_model_type"]
     ours._warned_split_words_without_prefix_space = False
-    with caplog.at_level(logging.WARNING, logger="workbench.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="workbench.tokenizers"):
         enc = ours(SPLIT_SENTENCES[0], is_split_into_words=True)
     assert "add_prefix_space=True" in caplog.text
     assert enc["input_ids"] == hf(SPLIT_SENTENCES[0], is_split_into_words=True)["input_ids"]

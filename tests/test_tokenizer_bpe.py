@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import workbench as wb
-from workbench.tokenizer import (
+from workbench.tokenizers import (
     BYTE_LEVEL_BPE,
     WORD_END_BPE,
     WORDPIECE,
@@ -501,7 +501,7 @@ def test_split_into_words_byte_level_with_prefix_space(tokenizers_by_case):
 def test_split_into_words_byte_level_without_prefix_space_warns(vocab_dirs, caplog):
     ours = Tokenizer.from_pretrained(vocab_dirs["gpt2"])
     hf = transformers.GPT2Tokenizer.from_pretrained(str(vocab_dirs["gpt2"]))
-    with caplog.at_level(logging.WARNING, logger="workbench.tokenizer"):
+    with caplog.at_level(logging.WARNING, logger="workbench.tokenizers"):
         enc = ours(SPLIT_SENTENCES[0], is_split_into_words=True)
         ours(SPLIT_SENTENCES[1], is_split_into_words=True)
     assert caplog.text.count("add_prefix_space=True") == 1, "warned once"

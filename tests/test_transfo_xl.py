@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import workbench as wb
 from workbench.models.transfo_xl import TransfoXLConfig, TransfoXLLMHeadModel, relative_shift
-from workbench.transfo_xl_tokenizer import (
+from workbench.tokenizers.transfo_xl import (
     TransfoXLTokenizer,
     UnsafePickleError,
     load_vocab_pickle,

@@ -291,7 +291,7 @@ def test_store_works_on_the_stand_in_of_every_architecture(arch, tmp_path):
 
 @pytest.mark.parametrize("arch", ["gpt2", "roberta"])
 def test_word_tokenizer_equals_a_reload_with_add_prefix_space(arch, tmp_path):
-    from workbench.tokenizer import Tokenizer
+    from workbench.tokenizers import Tokenizer
 
     model = small(arch)
     model.tokenizer.save_pretrained(tmp_path)

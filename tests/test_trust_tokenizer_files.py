@@ -1,5 +1,5 @@
 """Tokenizer file readers fail loudly and safely (issue 15): every malformed, truncated or corrupted tokenizer
-file gives :class:`~workbench.tokenizer.TokenizerFileError` naming the file (and line or byte offset), never
+file gives :class:`~workbench.tokenizers.files.TokenizerFileError` naming the file (and line or byte offset), never
 another exception, a hang, a huge allocation or a silently different vocabulary."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import workbench as wb
-from workbench.tokenizer import TokenizerFileError
-from workbench.transfo_xl_tokenizer import UnsafePickleError, load_vocab_pickle
-from workbench.xlnet_tokenizer import read_sentencepiece_model
+from workbench.tokenizers import TokenizerFileError
+from workbench.tokenizers.transfo_xl import UnsafePickleError, load_vocab_pickle
+from workbench.tokenizers.xlnet import read_sentencepiece_model
 
 GIB = 1 << 30
 
@@ -68,7 +68,7 @@ def test_vocab_pkl_structure_errors_name_the_file(tmp_path):
         pickle.dumps({"sym2idx": {"a": True}}): "sym2idx must map strings to ints",
         pickle.dumps([1, 2]): "holds no Transformer-XL vocabulary",
     }
-    from workbench.transfo_xl_tokenizer import vocab_from_pickle_state
+    from workbench.tokenizers.transfo_xl import vocab_from_pickle_state
 
     for data, message in cases.items():
         path.write_bytes(data)
@@ -485,7 +485,7 @@ VOCAB_PICKLES = _vocab_pickles()
 
 
 def _pickle_outcome(path: Path):
-    from workbench.transfo_xl_tokenizer import vocab_from_pickle_state
+    from workbench.tokenizers.transfo_xl import vocab_from_pickle_state
 
     try:
         return vocab_from_pickle_state(load_vocab_pickle(path), path)
@@ -582,7 +582,7 @@ def test_corrupted_normalization_table_is_an_error_not_a_panic(tmp_path):
     when the file is read."""
     from tokenizers import normalizers
 
-    from workbench.xlnet_tokenizer import check_precompiled_charsmap
+    from workbench.tokenizers.files import check_precompiled_charsmap
 
     path = tmp_path / "spiece.model"
     path.write_bytes(SPIECE_MODELS["sentencepiece"])
@@ -630,7 +630,7 @@ def test_bpe_reader_reads_valid_files_as_the_tokenizers_library(pairs, crlf, hea
 
     from tokenizers import models
 
-    from workbench.tokenizer import read_bpe_files
+    from workbench.tokenizers import read_bpe_files
 
     symbols = dict.fromkeys(s for a, b in pairs for s in (a, b, a + b))
     vocab = {symbol: index for index, symbol in enumerate(symbols)}

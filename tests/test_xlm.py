@@ -572,14 +572,14 @@ def vocab_folder(tmp_path_factory):
 def tokenizers(vocab_folder):
     import transformers
 
-    from workbench.xlm_tokenizer import XLMTokenizer
+    from workbench.tokenizers import XLMTokenizer
 
     hf = transformers.XLMTokenizer(str(vocab_folder / "vocab.json"), str(vocab_folder / "merges.txt"))
     return XLMTokenizer.from_pretrained(vocab_folder), hf
 
 
 def test_tokenizer_needs_sacremoses_only_to_tokenize(vocab_folder, monkeypatch):
-    from workbench.xlm_tokenizer import XLMTokenizer
+    from workbench.tokenizers import XLMTokenizer
 
     monkeypatch.setitem(sys.modules, "sacremoses", None)  # import sacremoses raises ImportError
     tokenizer = XLMTokenizer.from_pretrained(vocab_folder)  # building it needs no sacremoses
@@ -621,7 +621,7 @@ def test_tokenizer_truncation_matches_hugging_face(tokenizers):
 def test_tokenizer_words_languages_and_options_match(tokenizers, vocab_folder):
     import transformers
 
-    from workbench.xlm_tokenizer import XLMTokenizer
+    from workbench.tokenizers import XLMTokenizer
 
     ours, hf = tokenizers
     words = ["Hello,", "wörld!", "it's", "😀", ""]
@@ -648,7 +648,7 @@ def test_tokenizer_words_languages_and_options_match(tokenizers, vocab_folder):
 def test_tokenizer_save_round_trip(tokenizers, tmp_path):
     import transformers
 
-    from workbench.xlm_tokenizer import XLMTokenizer
+    from workbench.tokenizers import XLMTokenizer
 
     ours, hf = tokenizers
     ours.save_pretrained(tmp_path / "ours")

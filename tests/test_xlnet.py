@@ -23,7 +23,7 @@ from workbench.models.xlnet import (
     rel_shift,
     relative_sinusoids,
 )
-from workbench.xlnet_tokenizer import XLNetTokenizer, read_sentencepiece_model
+from workbench.tokenizers.xlnet import XLNetTokenizer, read_sentencepiece_model
 
 TOL = 1e-4
 VOCAB = 99

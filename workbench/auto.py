@@ -70,7 +70,7 @@ from .models.xlnet import (
     XLNetLMHeadModel,
     XLNetModel,
 )
-from .tokenizer import Tokenizer
+from .tokenizers import Tokenizer
 
 CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
     "bert": BertConfig,

@@ -42,7 +42,7 @@ from .api import load as load_checkpoint
 from .auto import TASK_REGISTRIES, AutoConfig
 from .hub import CheckpointNotFoundError, resolve_checkpoint
 from .model import HookedTransformer
-from .tokenizer import Tokenizer
+from .tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """RoBERTa (Liu et al. 2019, "RoBERTa: A Robustly Optimized BERT Pretraining Approach").
 
 The network is BERT's (:mod:`workbench.models.bert`); what differs is how it was trained and these details,
-which are all this module overrides (the tokenizer's are in :mod:`workbench.tokenizer`, family
+which are all this module overrides (the tokenizer's are in :mod:`workbench.tokenizers.wordpiece_bpe`, family
 ``"roberta_bpe"``):
 
 - positions start after the padding token and skip it: a token's position id is ``padding_idx`` + the

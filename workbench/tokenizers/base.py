@@ -1,266 +1,38 @@
-"""Tokenizer: a thin class over the ``tokenizers`` library.
+"""The tokenizer class: a thin class over the ``tokenizers`` library, and the :class:`Encoding` it returns.
 
-It reads ``tokenizer.json``, or builds the pipeline of one of four families from the vocabulary files
-(what Hugging Face's converters build, so that the ids are the same):
+:class:`Tokenizer` encodes and decodes with a ``tokenizers`` pipeline; it loads the pipelines of four
+families itself (WordPiece, byte-level BPE, RoBERTa's and GPT's BPE: :mod:`.wordpiece_bpe`). Tokenizers that
+need more than a pipeline (XLM's, XLNet's, Transformer-XL's) are subclasses in modules of their own; this
+module names none of them: ``Tokenizer.from_pretrained`` asks the classes of ``Tokenizer.folder_classes``
+(the package's registry, set in ``workbench/tokenizers/__init__.py``) which of them recognizes the folder.
 
-* ``"wordpiece"``: BERT's WordPiece, from ``vocab.txt``;
-* ``"byte_level_bpe"``: GPT-2's byte-level BPE, from ``vocab.json`` + ``merges.txt``;
-* ``"roberta_bpe"``: RoBERTa's: GPT-2's byte-level BPE with ``<s> A </s>`` and ``<s> A </s></s> B </s>``
-  around the texts, from ``vocab.json`` + ``merges.txt``;
-* ``"word_end_bpe"``: GPT's (openai-gpt) lowercasing BPE with ``</w>`` word ends, from ``vocab.json`` +
-  ``merges.txt``.
-
-It returns an :class:`Encoding`: a mapping of the model inputs (``input_ids``, ``attention_mask`` and, for
-BERT, ``token_type_ids``) that can be passed as ``model(**encoding)``, which also carries what the model
-does not take but users need: token strings, character ``offsets`` and ``word_ids`` (which word each token
-came from). Ids equal those of Hugging Face's tokenizer on the same files.
+An :class:`Encoding` is a mapping of the model inputs (``input_ids``, ``attention_mask`` and, for BERT,
+``token_type_ids``) that can be passed as ``model(**encoding)``, which also carries what the model does not
+take but users need: token strings, character ``offsets`` and ``word_ids`` (which word each token came
+from). Ids equal those of Hugging Face's tokenizer on the same files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import torch
-from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as BackendTokenizer
+from tokenizers import pre_tokenizers, processors
+
+from ..hub import resolve_checkpoint
+from .files import SPECIAL_TOKEN_KEYS
+from .wordpiece_bpe import BYTE_LEVEL_FAMILIES, FAMILIES, load_pipeline, tokenizer_class_of
 
 logger = logging.getLogger(__name__)
 
 TextInput = Union[str, Sequence[str]]
-SPECIAL_TOKEN_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token")
 # Hugging Face's "no limit" sentinel for model_max_length.
 _VERY_LARGE_INTEGER = int(1e30)
-
-# Tokenizer families: the pipelines built from vocabulary files (tokenizer.json holds its own pipeline).
-WORDPIECE = "wordpiece"
-BYTE_LEVEL_BPE = "byte_level_bpe"
-WORD_END_BPE = "word_end_bpe"
-ROBERTA_BPE = "roberta_bpe"
-FAMILIES = (WORDPIECE, BYTE_LEVEL_BPE, WORD_END_BPE, ROBERTA_BPE)
-# Families whose pre-tokenizer is GPT-2's ByteLevel (tokens are bytes mapped to printable characters).
-BYTE_LEVEL_FAMILIES = (BYTE_LEVEL_BPE, ROBERTA_BPE)
-
-# tokenizer_config.json's tokenizer_class -> family.
-FAMILY_BY_TOKENIZER_CLASS = {
-    "BertTokenizer": WORDPIECE,
-    "BertTokenizerFast": WORDPIECE,
-    "GPT2Tokenizer": BYTE_LEVEL_BPE,
-    "GPT2TokenizerFast": BYTE_LEVEL_BPE,
-    "OpenAIGPTTokenizer": WORD_END_BPE,
-    "OpenAIGPTTokenizerFast": WORD_END_BPE,
-    "RobertaTokenizer": ROBERTA_BPE,
-    "RobertaTokenizerFast": ROBERTA_BPE,
-    "DistilBertTokenizer": WORDPIECE,
-    "DistilBertTokenizerFast": WORDPIECE,
-}
-# config.json's model_type -> family (when tokenizer_config.json names no tokenizer_class).
-FAMILY_BY_MODEL_TYPE = {
-    "bert": WORDPIECE,
-    "gpt2": BYTE_LEVEL_BPE,
-    "openai-gpt": WORD_END_BPE,
-    "roberta": ROBERTA_BPE,
-    "distilbert": WORDPIECE,
-}
-# Models whose inputs differ from their tokenizer family's default (DistilBERT: WordPiece, no token types).
-MODEL_INPUTS_BY_TOKENIZER_CLASS = {
-    "DistilBertTokenizer": ("input_ids", "attention_mask"),
-    "DistilBertTokenizerFast": ("input_ids", "attention_mask"),
-}
-MODEL_INPUTS_BY_MODEL_TYPE = {"distilbert": ("input_ids", "attention_mask")}
-
-_FAMILY_FILES = {
-    WORDPIECE: ("vocab.txt",),
-    BYTE_LEVEL_BPE: ("vocab.json", "merges.txt"),
-    WORD_END_BPE: ("vocab.json", "merges.txt"),
-    ROBERTA_BPE: ("vocab.json", "merges.txt"),
-}
-_FAMILY_DESCRIPTIONS = {
-    WORDPIECE: "WordPiece (BERT)",
-    BYTE_LEVEL_BPE: "byte-level BPE (GPT-2)",
-    WORD_END_BPE: "BPE with </w> word ends (GPT)",
-    ROBERTA_BPE: "byte-level BPE with <s> and </s> (RoBERTa)",
-}
-# What Hugging Face's tokenizer class of each family uses when tokenizer_config.json does not say.
-_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    WORDPIECE: {
-        "tokenizer_class": "BertTokenizer",
-        "model_input_names": ("input_ids", "token_type_ids", "attention_mask"),
-        "special_tokens": {
-            "unk_token": "[UNK]",
-            "sep_token": "[SEP]",
-            "pad_token": "[PAD]",
-            "cls_token": "[CLS]",
-            "mask_token": "[MASK]",
-        },
-    },
-    # GPT-2 and GPT models would add an embedding for token_type_ids: their tokenizers never make them.
-    BYTE_LEVEL_BPE: {
-        "tokenizer_class": "GPT2Tokenizer",
-        "model_input_names": ("input_ids", "attention_mask"),
-        "special_tokens": dict.fromkeys(("unk_token", "bos_token", "eos_token"), "<|endoftext|>"),
-    },
-    WORD_END_BPE: {
-        "tokenizer_class": "OpenAIGPTTokenizer",
-        "model_input_names": ("input_ids", "attention_mask"),
-        "special_tokens": {"unk_token": "<unk>"},
-    },
-    # In the order of RobertaTokenizer's arguments, which is the order missing ones get new ids in.
-    ROBERTA_BPE: {
-        "tokenizer_class": "RobertaTokenizer",
-        "model_input_names": ("input_ids", "attention_mask"),
-        "special_tokens": {
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "sep_token": "</s>",
-            "cls_token": "<s>",
-            "unk_token": "<unk>",
-            "pad_token": "<pad>",
-            "mask_token": "<mask>",
-        },
-    },
-}
-
-
-class TokenizerFileError(ValueError):
-    """A tokenizer file that cannot be read as what it should be: ``tokenizer.json``, ``vocab.txt``,
-    ``vocab.json``, ``merges.txt``, ``vocab.pkl``, ``spiece.model``, ``tokenizer_config.json`` or
-    ``special_tokens_map.json``. The message names the file and where in it: the line for text formats, the
-    byte offset for binary ones. Every tokenizer reader of the workbench raises it (or a subclass) for a
-    malformed, truncated or non-UTF-8 file; nothing of such a file is used."""
-
-
-def read_text_file(path: Path, universal_newlines: bool = True) -> str:
-    """The UTF-8 text of ``path``; with ``universal_newlines``, ``\r\n`` and ``\r`` read as ``\n``, as
-    ``open(path, encoding="utf-8")`` reads them.
-
-    Raises:
-        TokenizerFileError: bytes that are not UTF-8, with the line and byte offset of the first.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise TokenizerFileError(
-            f"{path}, line {line} (byte {err.start}): not UTF-8 text ({err.reason}: "
-            f"{data[err.start : err.end]!r})"
-        ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n") if universal_newlines else text
-
-
-def read_lines(path: Path, universal_newlines: bool = True) -> list[str]:
-    """The lines of a UTF-8 text file, without their newlines (without ``universal_newlines``: split on
-    ``\n`` only, a ``\r`` before it dropped, as the ``tokenizers`` library reads merges.txt).
-
-    A non-empty file must end with a newline: one that does not was most likely cut off in the middle of its
-    last line (every vocabulary and merges file written by the tokenizer libraries ends with one).
-
-    Raises:
-        TokenizerFileError: non-UTF-8 bytes, or no final newline (with the line number).
-    """
-    text = read_text_file(path, universal_newlines)
-    if not text:
-        return []
-    lines = text.split("\n")
-    if not universal_newlines:
-        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-    if lines[-1]:
-        raise TokenizerFileError(
-            f"{path}, line {len(lines)}: the file ends in the middle of a line ({lines[-1][:80]!r}) without a "
-            f"newline: was it cut off? A complete vocabulary or merges file ends with a newline; if this one is "
-            f"complete, add the newline"
-        )
-    return lines[:-1]
-
-
-def read_json_file(path: Path, *, duplicate_keys_allowed: bool = True) -> dict[str, Any]:
-    """A JSON file that must hold an object.
-
-    Raises:
-        TokenizerFileError: non-UTF-8 bytes, invalid JSON (with line and column), something other than an
-            object, or (with ``duplicate_keys_allowed=False``) a key written twice in one object.
-    """
-    text = read_text_file(path)
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise TokenizerFileError(f"{path}: the key {key!r} is written twice")
-                seen.add(key)
-        return out
-
-    try:
-        value = json.loads(text, object_pairs_hook=None if duplicate_keys_allowed else unique)
-    except json.JSONDecodeError as err:
-        raise TokenizerFileError(
-            f"{path}, line {err.lineno} column {err.colno}: not valid JSON: {err.msg}"
-        ) from None
-    except RecursionError:
-        raise TokenizerFileError(f"{path}: the JSON is nested too deeply") from None
-    if not isinstance(value, dict):
-        raise TokenizerFileError(f"{path} must hold a JSON object, found a {type(value).__name__}")
-    return value
-
-
-def read_wordpiece_vocab(path: Path) -> dict[str, int]:
-    """BERT's ``vocab.txt`` as Hugging Face reads it: token -> line number (0-based; a token written twice
-    keeps its last line).
-
-    Raises:
-        TokenizerFileError: non-UTF-8 bytes or a last line cut off (no final newline), naming the line.
-    """
-    return {token: index for index, token in enumerate(read_lines(path))}
-
-
-def read_token_ids(path: Path) -> dict[str, int]:
-    """A ``vocab.json``: an object of token -> id (a non-negative int below 2**32), no token written twice.
-
-    Raises:
-        TokenizerFileError: naming the file and the first bad entry.
-    """
-    vocab = read_json_file(path, duplicate_keys_allowed=False)
-    for token, index in vocab.items():
-        if type(index) is not int or not 0 <= index < 1 << 32:
-            raise TokenizerFileError(
-                f"{path} must map every token to its id (a non-negative integer); found {token!r}: {index!r}"
-            )
-    return vocab
-
-
-def read_bpe_files(vocab_path: Path, merges_path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """``vocab.json`` + ``merges.txt`` as the ``tokenizers`` library reads them (``BPE.read_file``), checked
-    line by line: ``#version`` lines are skipped; every other line is two symbols separated by one space,
-    each of them and their concatenation in the vocabulary (what the BPE model requires).
-
-    Raises:
-        TokenizerFileError: naming the file and line (or entry) that is wrong.
-    """
-    vocab_path, merges_path = Path(vocab_path), Path(merges_path)
-    vocab = read_token_ids(vocab_path)
-    merges = []
-    for number, line in enumerate(read_lines(merges_path, universal_newlines=False), start=1):
-        if line.startswith("#version"):
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2 or not all(parts):
-            raise TokenizerFileError(
-                f"{merges_path}, line {number}: {line[:80]!r} is not a merge (two symbols separated by one space)"
-            )
-        for symbol in (*parts, parts[0] + parts[1]):
-            if symbol not in vocab:
-                raise TokenizerFileError(
-                    f"{merges_path}, line {number}: the merge {line[:80]!r} needs the symbol {symbol[:80]!r}, "
-                    f"which {vocab_path} lacks"
-                )
-        merges.append((parts[0], parts[1]))
-    return vocab, merges
 
 
 class Encoding(Mapping):
@@ -292,7 +64,9 @@ class Encoding(Mapping):
         raise AttributeError(name)
 
     def __repr__(self) -> str:
-        shapes = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in self.items()}
+        shapes = {
+            k: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in self.items()
+        }
         return f"Encoding({shapes})"
 
     def tokens(self, index: int = 0) -> list[str]:
@@ -338,6 +112,11 @@ class Tokenizer:
     error.
     """
 
+    # The subclasses that recognize their own folders (each by its ``handles(folder)``), asked in this order by
+    # from_pretrained and class_for before this class's own families: the registry FOLDER_CLASSES of
+    # workbench/tokenizers/__init__.py, which sets it on import, so that this module names none of them.
+    folder_classes: ClassVar[tuple[type[Tokenizer], ...]] = ()
+
     def __init__(
         self,
         backend: BackendTokenizer,
@@ -374,6 +153,11 @@ class Tokenizer:
     ) -> Tokenizer:
         """Load from a folder, alias or hub id.
 
+        Called on ``Tokenizer`` itself, it returns the class that the folder's tokenizer needs
+        (:meth:`class_for`): a subclass of ``Tokenizer.folder_classes`` that recognizes the folder (XLM's,
+        XLNet's, Transformer-XL's, loaded by their own ``from_pretrained``), else this class, for the
+        families below.
+
         ``tokenizer.json`` is used when present (it holds the whole pipeline). Without it, the pipeline is
         built from the vocabulary files, as Hugging Face's converters build it, for the family chosen by, in
         order:
@@ -407,82 +191,38 @@ class Tokenizer:
             kwargs: constructor options (``padding_side``, ``model_max_length``, ``special_tokens``,
                 ``model_input_names``), which override the saved settings.
         """
-        from .hub import resolve_checkpoint
-
         folder = resolve_checkpoint(name_or_path)
         if cls is Tokenizer:
-            from .xlm_tokenizer import XLMTokenizer  # imported here: xlm_tokenizer imports this module
-
-            if XLMTokenizer.handles(folder):  # tokenizer_class "XLMTokenizer", or none and model_type "xlm"
+            chosen = cls.class_for(folder)
+            if chosen is not Tokenizer:
                 if add_prefix_space is not None:
-                    raise ValueError("add_prefix_space applies to byte-level BPE tokenizers, not to XLM's")
-                return XLMTokenizer.from_pretrained(name_or_path, **kwargs)
-            from .xlnet_tokenizer import XLNetTokenizer  # SentencePiece Unigram, <cls> last, left padding
-
-            if XLNetTokenizer.handles(folder):  # tokenizer_class "XLNetTokenizer", or model_type "xlnet"
-                if add_prefix_space is not None:
-                    raise ValueError("add_prefix_space applies to byte-level BPE tokenizers, not to XLNet's")
-                return XLNetTokenizer.from_pretrained(name_or_path, **kwargs)
-            from .transfo_xl_tokenizer import TransfoXLTokenizer  # word-level, Moses pre-tokenization
-
-            if TransfoXLTokenizer.handles(folder):  # its tokenizer_class, model_type or a vocab.pkl
-                if add_prefix_space is not None:
-                    raise ValueError("add_prefix_space is for byte-level BPE, not Transformer-XL's tokenizer")
-                return TransfoXLTokenizer.from_pretrained(name_or_path, **kwargs)
-        settings = _read_tokenizer_settings(folder)
-        family, source = _family_from_settings(folder, settings)
-        from_settings = family is not None
-        if (folder / "tokenizer.json").is_file():
-            backend = read_tokenizer_json(folder / "tokenizer.json")
-            if family is None:
-                family = _family_of_backend(backend)
-            vocab = backend.get_vocab(with_added_tokens=True)
-            special = _special_tokens_with_defaults(settings, family, vocab, from_settings)
-            _add_missing_special_tokens(backend, special.values())
-        else:
-            if family is None and source:  # a tokenizer_class or model_type this module cannot build
-                raise ValueError(
-                    f"no tokenizer.json in {folder}, and {source} is not one this tokenizer can build from "
-                    f"vocabulary files; supported tokenizer_class values: {sorted(FAMILY_BY_TOKENIZER_CLASS)}; "
-                    f"supported model_type values: {sorted(FAMILY_BY_MODEL_TYPE)}"
-                )
-            if family is None:
-                family, source = _family_from_files(folder), "the files present"
-            if family is None:
-                raise FileNotFoundError(
-                    f"no tokenizer in {folder}: looked for tokenizer.json; for tokenizer_config.json's "
-                    f"tokenizer_class (one of {sorted(FAMILY_BY_TOKENIZER_CLASS)}) or config.json's model_type "
-                    f"(one of {sorted(FAMILY_BY_MODEL_TYPE)}); and for the vocabulary files vocab.json + "
-                    f"merges.txt (GPT-2 byte-level BPE or GPT BPE) or vocab.txt (WordPiece, BERT). "
-                    f"Found: {_describe_folder(folder)}"
-                )
-            missing = [name for name in _FAMILY_FILES[family] if not (folder / name).is_file()]
-            if missing:
-                needs = " and ".join(_FAMILY_FILES[family])
-                raise FileNotFoundError(
-                    f"no tokenizer in {folder}: {source} selects {_FAMILY_DESCRIPTIONS[family]}, which needs "
-                    f"{needs} (or a tokenizer.json); missing: {', '.join(missing)}. "
-                    f"Found: {_describe_folder(folder)}"
-                )
-            backend, special = _build_backend(folder, family, settings, from_settings)
-        _set_add_prefix_space(backend, family, settings, add_prefix_space, from_settings, folder, special)
-        options = {
-            "special_tokens": special,
-            "model_max_length": settings.get("model_max_length"),
-            "padding_side": settings.get("padding_side", "right"),
-            "name_or_path": str(name_or_path),
-            "saved_settings": settings["original"],
-            "family": family,
-        }
-        model_inputs = _model_inputs_of(folder, settings)
-        if settings.get("model_input_names"):
-            options["model_input_names"] = tuple(settings["model_input_names"])
-        elif model_inputs is not None:
-            options["model_input_names"] = model_inputs
-        elif family is not None:
-            options["model_input_names"] = _FAMILY_DEFAULTS[family]["model_input_names"]
+                    raise ValueError(
+                        f"add_prefix_space applies to byte-level BPE tokenizers, not to {chosen.__name__}"
+                    )
+                return chosen.from_pretrained(name_or_path, **kwargs)
+        backend, options = load_pipeline(folder, add_prefix_space)
+        options["name_or_path"] = str(name_or_path)
         options.update(kwargs)
         return cls(backend, **options)
+
+    @classmethod
+    def class_for(cls, folder: str | Path) -> type[Tokenizer]:
+        """The class that loads the tokenizer in ``folder``: the first class of ``Tokenizer.folder_classes``
+        whose ``handles(folder)`` says so, else :class:`Tokenizer` (WordPiece, BPE, or any ``tokenizer.json``).
+
+        Raises:
+            RuntimeError: the registry is empty (the package ``workbench.tokenizers`` sets it on import).
+        """
+        if not Tokenizer.folder_classes:
+            raise RuntimeError(
+                "Tokenizer.folder_classes is empty: import workbench.tokenizers, which registers the tokenizer "
+                "classes that recognize their own folders"
+            )
+        folder = Path(folder)
+        for candidate in Tokenizer.folder_classes:
+            if candidate.handles(folder):
+                return candidate
+        return Tokenizer
 
     @property
     def add_prefix_space(self) -> bool | None:
@@ -584,7 +324,11 @@ class Tokenizer:
     @staticmethod
     def _needs_padding(encodings: list, padding, pad_to_multiple_of: int | None) -> bool:
         """Whether padding would change anything (texts of different lengths, a fixed length, a multiple)."""
-        return padding == "max_length" or pad_to_multiple_of is not None or len({len(e.ids) for e in encodings}) > 1
+        return (
+            padding == "max_length"
+            or pad_to_multiple_of is not None
+            or len({len(e.ids) for e in encodings}) > 1
+        )
 
     def _warn_split_words_without_prefix_space(self) -> None:
         if self.add_prefix_space is False and not self._warned_split_words_without_prefix_space:
@@ -690,409 +434,63 @@ class Tokenizer:
         self.backend.save(str(folder / "tokenizer.json"))
         settings = dict(self.saved_settings)
         if self.family is not None and "tokenizer_class" not in settings:
-            settings["tokenizer_class"] = _FAMILY_DEFAULTS[self.family]["tokenizer_class"]
+            settings["tokenizer_class"] = tokenizer_class_of(self.family)
         if self.add_prefix_space is not None:
             settings["add_prefix_space"] = self.add_prefix_space
         if isinstance(self.backend.post_processor, processors.RobertaProcessing):
             settings["trim_offsets"] = self.backend.post_processor.trim_offsets
-        settings.update(
-            {
-                **self.special_tokens,
-                "padding_side": self.padding_side,
-                "model_input_names": list(self.model_input_names),
-            }
-        )
+        self._write_tokenizer_config(folder, settings)
+
+    def _write_tokenizer_config(self, folder: Path, settings: dict[str, Any]) -> None:
+        """Write ``tokenizer_config.json``: ``settings`` with this tokenizer's special tokens, padding side,
+        model inputs and (when it has one) ``model_max_length``, as UTF-8."""
+        settings = {
+            **settings,
+            **self.special_tokens,
+            "padding_side": self.padding_side,
+            "model_input_names": list(self.model_input_names),
+        }
         if self.model_max_length < _VERY_LARGE_INTEGER:
             settings["model_max_length"] = self.model_max_length
-        (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2) + "\n")
+        text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
+
+    def _encode_words(
+        self,
+        text: Any,
+        text_pair: Any,
+        is_split_into_words: bool,
+        words_of: Callable[[str], list[str]],
+        **options: Any,
+    ) -> Encoding:
+        """:meth:`__call__` for tokenizers that split the text into words in Python (the Moses step) before
+        the backend: ``words_of(text)`` gives the words of one text. With ``is_split_into_words=True`` each
+        input word goes through ``words_of`` on its own (it may become several words, joined by spaces into
+        one backend word, so that ``word_ids()`` gives the input word of every token); otherwise
+        ``word_ids()`` indexes the words that ``words_of`` made."""
+
+        def row_words(row: Any) -> list[str]:
+            if is_split_into_words:
+                return [" ".join(words_of(word)) for word in row]
+            return words_of(row)
+
+        batched, rows = split_rows(text, "text", is_split_into_words)
+        words = [row_words(row) for row in rows]
+        pair_words = None
+        if text_pair is not None:
+            _, pair_rows = split_rows(text_pair, "text_pair", is_split_into_words, batched)
+            pair_words = [row_words(row) for row in pair_rows]
+            if len(pair_words) != len(words):
+                raise ValueError(f"text has {len(words)} items but text_pair has {len(pair_words)}")
+            pair_words = pair_words if batched else pair_words[0]
+        return Tokenizer.__call__(
+            self, words if batched else words[0], pair_words, is_split_into_words=True, **options
+        )
 
     def __repr__(self) -> str:
         return (
             f"Tokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
             f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r})"
-        )
-
-
-def wordpiece_from_vocab(
-    vocab_path: str | Path,
-    lowercase: bool = True,
-    strip_accents: bool | None = None,
-    tokenize_chinese_chars: bool = True,
-    special_tokens: dict[str, str] | None = None,
-) -> BackendTokenizer:
-    """Build BERT's WordPiece tokenizer from a ``vocab.txt`` (what Hugging Face's BertTokenizerFast builds)."""
-    special = {"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", **(special_tokens or {})}
-    vocab = read_wordpiece_vocab(Path(vocab_path))
-    backend = BackendTokenizer(models.WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
-    backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents, lowercase=lowercase
-    )
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    cls_token, sep_token = special["cls_token"], special["sep_token"]
-    for token in special.values():
-        if token not in vocab:
-            raise TokenizerFileError(f"{vocab_path} lacks the special token {token!r}")
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{cls_token}:0 $A:0 {sep_token}:0",
-        pair=f"{cls_token}:0 $A:0 {sep_token}:0 $B:1 {sep_token}:1",
-        special_tokens=[(cls_token, vocab[cls_token]), (sep_token, vocab[sep_token])],
-    )
-    backend.decoder = decoders.WordPiece(prefix="##")
-    backend.add_special_tokens(list(special.values()))
-    return backend
-
-
-def byte_level_bpe_from_files(
-    vocab_path: str | Path,
-    merges_path: str | Path,
-    add_prefix_space: bool = False,
-    special_tokens: Sequence[str] = ("<|endoftext|>",),
-) -> BackendTokenizer:
-    """Build GPT-2's byte-level BPE from ``vocab.json`` + ``merges.txt`` (what Hugging Face's GPT2Converter builds).
-
-    No special tokens go around the text; ``special_tokens`` are matched whole in the text and skipped by
-    ``decode(..., skip_special_tokens=True)`` (a token missing from the vocabulary gets the next id).
-    """
-    vocab, merges = read_bpe_files(vocab_path, merges_path)
-    return _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
-
-
-def _byte_level_bpe(
-    vocab, merges, add_prefix_space: bool, special_tokens: Sequence[str | AddedToken]
-) -> BackendTokenizer:
-    backend = BackendTokenizer(
-        models.BPE(
-            vocab, merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False
-        )
-    )
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
-    backend.decoder = decoders.ByteLevel()
-    # trim_offsets=False: offsets keep the leading space of a token, as Hugging Face's.
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    _add_missing_special_tokens(backend, special_tokens)
-    return backend
-
-
-def roberta_bpe_from_files(
-    vocab_path: str | Path,
-    merges_path: str | Path,
-    add_prefix_space: bool = False,
-    trim_offsets: bool = True,
-    special_tokens: Sequence[str | AddedToken] | None = None,
-    cls_token: str = "<s>",
-    sep_token: str = "</s>",
-) -> BackendTokenizer:
-    """Build RoBERTa's tokenizer from ``vocab.json`` + ``merges.txt`` (Hugging Face's RobertaConverter).
-
-    GPT-2's byte-level BPE, with ``cls_token A sep_token`` around a text and ``cls_token A sep_token
-    sep_token B sep_token`` around a pair (``RobertaProcessing``; ``trim_offsets``: offsets leave out a
-    token's leading space). ``special_tokens`` are matched whole in the text, with their options when given
-    as ``AddedToken``; one missing from the vocabulary gets the next id. Default: ``<s>``, ``</s>``,
-    ``<unk>``, ``<pad>`` and ``<mask>`` with ``lstrip=True`` (it swallows the spaces before it), as in the
-    released RoBERTa tokenizers.
-    """
-    if special_tokens is None:
-        mask = AddedToken("<mask>", lstrip=True, normalized=False)
-        special_tokens = ["<s>", "</s>", "<unk>", "<pad>", mask]
-    vocab, merges = read_bpe_files(vocab_path, merges_path)
-    return _roberta_bpe(vocab, merges, add_prefix_space, trim_offsets, special_tokens, cls_token, sep_token)
-
-
-def _roberta_bpe(
-    vocab, merges, add_prefix_space: bool, trim_offsets: bool, special_tokens, cls_token: str, sep_token: str
-) -> BackendTokenizer:
-    backend = _byte_level_bpe(vocab, merges, add_prefix_space, special_tokens)
-    backend.post_processor = _roberta_processing(
-        backend, cls_token, sep_token, trim_offsets=trim_offsets, add_prefix_space=add_prefix_space
-    )
-    return backend
-
-
-def _roberta_processing(
-    backend: BackendTokenizer,
-    cls_token: str | None,
-    sep_token: str | None,
-    trim_offsets: bool,
-    add_prefix_space: bool,
-) -> processors.RobertaProcessing:
-    """``<s> A </s>`` and ``<s> A </s></s> B </s>``; the two tokens must be in the vocabulary."""
-    ids = {}
-    for name, token in (("cls_token", cls_token), ("sep_token", sep_token)):
-        token_id = backend.token_to_id(token) if token is not None else None
-        if token_id is None:
-            raise ValueError(f"RoBERTa's tokenizer puts its {name} around every text, but it is {token!r}")
-        ids[name] = token_id
-    return processors.RobertaProcessing(
-        (sep_token, ids["sep_token"]), (cls_token, ids["cls_token"]), trim_offsets, add_prefix_space
-    )
-
-
-def word_end_bpe_from_files(
-    vocab_path: str | Path,
-    merges_path: str | Path,
-    unk_token: str = "<unk>",
-    special_tokens: Sequence[str] = (),
-) -> BackendTokenizer:
-    """Build GPT's (openai-gpt) BPE from ``vocab.json`` + ``merges.txt`` (Hugging Face's OpenAIGPTConverter).
-
-    The text is cleaned, lowercased and stripped of accents, and split on whitespace and punctuation (and
-    around CJK characters) as BERT's BasicTokenizer does: what Hugging Face's OpenAIGPTTokenizer does when
-    ``ftfy`` and ``spacy`` are not installed (with them, its slow version used spaCy's English tokenizer).
-    The last symbol of every word carries ``</w>``; a character missing from the vocabulary is ``unk_token``.
-    """
-    vocab, merges = read_bpe_files(vocab_path, merges_path)
-    return _word_end_bpe(vocab, merges, unk_token, special_tokens)
-
-
-def _word_end_bpe(vocab, merges, unk_token: str, special_tokens: Sequence[str]) -> BackendTokenizer:
-    backend = BackendTokenizer(
-        models.BPE(vocab, merges, dropout=None, unk_token=unk_token, end_of_word_suffix="</w>", fuse_unk=False)
-    )
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.BPEDecoder(suffix="</w>")
-    # Nothing goes around the texts; a pair is A then B (token types 0 and 1). Hugging Face's converter sets
-    # no post-processor, its v5 class this template: with it, sequence_ids() is None on padding, as theirs.
-    backend.post_processor = processors.TemplateProcessing(single="$A:0", pair="$A:0 $B:1", special_tokens=[])
-    _add_missing_special_tokens(backend, [unk_token, *special_tokens])
-    return backend
-
-
-def read_tokenizer_json(path: Path) -> BackendTokenizer:
-    """A ``tokenizers`` pipeline from ``tokenizer.json``. A SentencePiece normalization table in it
-    (``Precompiled``) is checked too: the ``tokenizers`` library loads some corrupted ones and then crashes
-    (a Rust panic) on the first text that reaches the damage.
-
-    Raises:
-        TokenizerFileError: non-UTF-8 bytes (line and byte offset), JSON that is not a tokenizer (the
-            ``tokenizers`` library's reason, with line and column), or a corrupted normalization table.
-    """
-    text = read_text_file(path, universal_newlines=False)
-    try:
-        backend = BackendTokenizer.from_str(text)
-    except Exception as err:  # the tokenizers library's messages do not name the file
-        raise TokenizerFileError(f"{path} is not a readable tokenizer.json: {err}") from None
-    if "Precompiled" in text:
-        import base64
-
-        from .xlnet_tokenizer import check_precompiled_charsmap  # imported here: it imports this module
-
-        normalizer = json.loads(text).get("normalizer") or {}
-        steps = normalizer.get("normalizers") or [] if normalizer.get("type") == "Sequence" else [normalizer]
-        for step in steps:
-            if isinstance(step, dict) and step.get("type") == "Precompiled" and step.get("precompiled_charsmap"):
-                check_precompiled_charsmap(base64.b64decode(step["precompiled_charsmap"]), str(path))
-    return backend
-
-
-def has_tokenizer_files(folder: str | Path) -> bool:
-    """Whether ``folder`` holds a tokenizer of any family (``tokenizer.json``, ``vocab.txt``, ``vocab.json``)."""
-    folder = Path(folder)
-    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
-        return True
-    if (folder / "spiece.model").is_file():  # SentencePiece (XLNet)
-        return True
-    if (folder / "vocab.pkl").is_file():  # Transformer-XL's pickled vocabulary (read without executing it)
-        return True
-    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-
-
-def _build_backend(
-    folder: Path, family: str, settings: dict[str, Any], family_from_settings: bool
-) -> tuple[BackendTokenizer, dict[str, str]]:
-    """The pipeline of ``family`` from the vocabulary files in ``folder``, and its special tokens."""
-    if family == WORDPIECE:
-        vocab_path = folder / "vocab.txt"
-        vocab = read_wordpiece_vocab(vocab_path)
-        special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
-        backend = wordpiece_from_vocab(
-            vocab_path,
-            lowercase=settings.get("do_lower_case", True),
-            strip_accents=settings.get("strip_accents"),
-            tokenize_chinese_chars=settings.get("tokenize_chinese_chars", True),
-            special_tokens=special,
-        )
-        return backend, special
-    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    vocab, merges = read_bpe_files(vocab_path, merges_path)
-    special = _special_tokens_with_defaults(settings, family, vocab, family_from_settings)
-    if family == BYTE_LEVEL_BPE:
-        backend = _byte_level_bpe(vocab, merges, False, list(special.values()))
-    elif family == ROBERTA_BPE:  # its post-processor is set with add_prefix_space (_set_add_prefix_space)
-        tokens = [_added_special_token(token, settings) for token in special.values()]
-        backend = _roberta_bpe(
-            vocab, merges, False, True, tokens, special.get("cls_token"), special.get("sep_token")
-        )
-    else:
-        backend = _word_end_bpe(vocab, merges, special.get("unk_token", "<unk>"), list(special.values()))
-    return backend, special
-
-
-def _family_from_settings(folder: Path, settings: dict[str, Any]) -> tuple[str | None, str]:
-    """The family named by tokenizer_config.json's tokenizer_class, else by config.json's model_type.
-
-    Returns (family or None, what decided it, e.g. "tokenizer_config.json's tokenizer_class 'GPT2Tokenizer'";
-    "" when neither file says anything).
-    """
-    tokenizer_class = settings["original"].get("tokenizer_class")
-    if tokenizer_class:
-        source = f"tokenizer_config.json's tokenizer_class {tokenizer_class!r}"
-        if tokenizer_class in FAMILY_BY_TOKENIZER_CLASS:
-            return FAMILY_BY_TOKENIZER_CLASS[tokenizer_class], source
-        if not (folder / "tokenizer.json").is_file():
-            return None, source  # an unknown class: its pipeline cannot be guessed from the files
-    model_type = _read_model_type(folder)
-    if model_type is not None:
-        return FAMILY_BY_MODEL_TYPE.get(model_type), f"config.json's model_type {model_type!r}"
-    return None, ""
-
-
-def _model_inputs_of(folder: Path, settings: dict[str, Any]) -> tuple[str, ...] | None:
-    """Model inputs fixed by the tokenizer class or model type (DistilBERT's), else None."""
-    tokenizer_class = settings.get("tokenizer_class")
-    if tokenizer_class is not None:
-        return MODEL_INPUTS_BY_TOKENIZER_CLASS.get(tokenizer_class)
-    return MODEL_INPUTS_BY_MODEL_TYPE.get(_read_model_type(folder))
-
-
-def _read_model_type(folder: Path) -> str | None:
-    if not (folder / "config.json").is_file():
-        return None
-    from .config import read_config_json
-
-    model_type = read_config_json(folder / "config.json").get("model_type")
-    return model_type if isinstance(model_type, str) else None
-
-
-def _family_from_files(folder: Path) -> str | None:
-    """vocab.json + merges.txt: ``</w>`` BPE or byte-level BPE, by the vocabulary; vocab.txt: WordPiece."""
-    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        vocab = read_json_file(folder / "vocab.json")
-        # GPT's vocabulary has every word-final symbol with </w>; GPT-2's marks word starts with "Ġ" (a space).
-        word_ends = sum(1 for token in vocab if token.endswith("</w>"))
-        word_starts = sum(1 for token in vocab if token.startswith("\u0120"))
-        return WORD_END_BPE if word_ends > word_starts else BYTE_LEVEL_BPE
-    if (folder / "vocab.txt").is_file():
-        return WORDPIECE
-    return None
-
-
-def _family_of_backend(backend: BackendTokenizer) -> str | None:
-    """The family that a tokenizer.json pipeline belongs to (for the defaults), or None."""
-    model = backend.model
-    if isinstance(model, models.WordPiece):
-        return WORDPIECE
-    if isinstance(model, models.BPE):
-        if model.end_of_word_suffix == "</w>":
-            return WORD_END_BPE
-        if isinstance(backend.pre_tokenizer, pre_tokenizers.ByteLevel):
-            if isinstance(backend.post_processor, processors.RobertaProcessing):
-                return ROBERTA_BPE
-            return BYTE_LEVEL_BPE
-    return None
-
-
-def _describe_folder(folder: Path) -> str:
-    names = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-    return ", ".join(names) if names else "nothing"
-
-
-def _special_tokens_with_defaults(
-    settings: dict[str, Any], family: str | None, vocab: Collection[str], family_from_settings: bool
-) -> dict[str, str]:
-    """The special tokens of the settings, plus the family's defaults for the keys the settings lack.
-
-    A key present in the settings with the value null means "none" and gets no default. A default missing
-    from ``vocab`` is taken (and added with a new id) only where Hugging Face's class would take it: for a BPE
-    family named by tokenizer_class or model_type; not for WordPiece, nor for a family guessed from the files.
-    """
-    special = {}
-    defaults = _FAMILY_DEFAULTS[family]["special_tokens"] if family is not None else {}
-    add_missing = family_from_settings and family != WORDPIECE
-    for key, token in defaults.items():
-        if key in settings or not (add_missing or token in vocab):
-            continue
-        special[key] = token
-    special.update(settings["special_tokens"])
-    return special
-
-
-def _add_missing_special_tokens(backend: BackendTokenizer, tokens) -> None:
-    """Make ``tokens`` (strings or ``AddedToken``) special added tokens (matched whole in text, skippable in
-    decode), unless they are."""
-    added = {token.content for token in backend.get_added_tokens_decoder().values()}
-    missing, seen = [], set()
-    for token in tokens:
-        content = token.content if isinstance(token, AddedToken) else token
-        if content not in added and content not in seen:
-            seen.add(content)
-            missing.append(token)
-    if missing:
-        backend.add_special_tokens(missing)
-
-
-_ADDED_TOKEN_OPTIONS = ("single_word", "lstrip", "rstrip", "normalized")
-
-
-def _added_special_token(content: str, settings: dict[str, Any]) -> AddedToken:
-    """``content`` as a special ``AddedToken`` with the options the settings give it, as Hugging Face reads
-    them: ``tokenizer_config.json``'s ``added_tokens_decoder`` first, then a special token written as a dict
-    (``{"content": "<mask>", "lstrip": true, ...}``, as in ``special_tokens_map.json``); else no options."""
-    options: dict[str, Any] = {}
-    decoder = settings.get("added_tokens_decoder")
-    special_tokens_map = settings.get("special_tokens_map") or {}
-    entries = list(decoder.values()) if isinstance(decoder, dict) else []
-    entries += [special_tokens_map.get(key) for key in SPECIAL_TOKEN_KEYS]
-    entries += [settings.get(key) for key in SPECIAL_TOKEN_KEYS]
-    entries = [entry for entry in entries if isinstance(entry, dict)]
-    for entry in entries:
-        if entry.get("content") == content:
-            options = {key: bool(entry[key]) for key in _ADDED_TOKEN_OPTIONS if key in entry}
-            break
-    options.setdefault("normalized", False)
-    return AddedToken(content, special=True, **options)
-
-
-def _set_add_prefix_space(
-    backend: BackendTokenizer,
-    family: str | None,
-    settings: dict[str, Any],
-    requested: bool | None,
-    family_from_settings: bool,
-    folder: Path,
-    special: dict[str, str],
-) -> None:
-    """Set the ByteLevel pre-tokenizer's add_prefix_space as Hugging Face's GPT2Tokenizer and RobertaTokenizer
-    do.
-
-    The argument wins, then tokenizer_config.json's value; Hugging Face's GPT2Tokenizer and RobertaTokenizer
-    (chosen by the tokenizer_class or model_type) default to False even over tokenizer.json's value. A
-    tokenizer.json of no known class keeps its own value. RobertaTokenizer also rebuilds its post-processor
-    from the settings (cls and sep tokens, ``trim_offsets``, default True; add_prefix_space), which decides
-    how offsets are trimmed.
-    """
-    pre_tokenizer = backend.pre_tokenizer
-    if not isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
-        if requested is not None:
-            raise ValueError(
-                f"add_prefix_space applies to byte-level BPE tokenizers; the tokenizer in {folder} has "
-                f"pre-tokenizer {type(pre_tokenizer).__name__}"
-            )
-        return
-    value = requested if requested is not None else settings.get("add_prefix_space")
-    if value is None and family in BYTE_LEVEL_FAMILIES and family_from_settings:
-        value = False
-    if value is not None:
-        pre_tokenizer.add_prefix_space = bool(value)
-    post_processor = backend.post_processor
-    if family == ROBERTA_BPE and family_from_settings:
-        trim_offsets = bool(settings.get("trim_offsets", True))
-        backend.post_processor = _roberta_processing(
-            backend, special.get("cls_token"), special.get("sep_token"), trim_offsets, bool(value)
-        )
-    elif value is not None and isinstance(post_processor, processors.RobertaProcessing):
-        backend.post_processor = processors.RobertaProcessing(
-            tuple(post_processor.sep), tuple(post_processor.cls), post_processor.trim_offsets, bool(value)
         )
 
 
@@ -1114,7 +512,9 @@ def check_texts(text: Any, name: str = "text", is_split_into_words: bool = False
         return
     if text is None or isinstance(text, (bytes, bytearray, Mapping)) or not isinstance(text, Iterable):
         what = "a list of words or a list of such lists" if is_split_into_words else "a str or a list of str"
-        extra = "; decode bytes first, e.g. data.decode('utf-8')" if isinstance(text, (bytes, bytearray)) else ""
+        extra = (
+            "; decode bytes first, e.g. data.decode('utf-8')" if isinstance(text, (bytes, bytearray)) else ""
+        )
         raise TypeError(f"{name} must be {what}, got {type(text).__name__}{extra}")
     for index, item in enumerate(text):
         where = f"{name}[{index}]"
@@ -1123,7 +523,9 @@ def check_texts(text: Any, name: str = "text", is_split_into_words: bool = False
         elif is_split_into_words and isinstance(item, (list, tuple)):
             for word_index, word in enumerate(item):
                 if not isinstance(word, str):
-                    raise TypeError(f"{where}[{word_index}] has type {type(word).__name__}; a word must be a str")
+                    raise TypeError(
+                        f"{where}[{word_index}] has type {type(word).__name__}; a word must be a str"
+                    )
                 _check_unicode(word, f"{where}[{word_index}]")
         else:
             raise TypeError(
@@ -1147,6 +549,47 @@ def _check_unicode(text: str, where: str) -> None:
         ) from None
 
 
+def split_rows(text: Any, name: str, split: bool, batched: bool | None = None) -> tuple[bool, list]:
+    """(whether ``text`` is a batch, its rows): one text or a list of texts; with ``split``
+    (``is_split_into_words``), one list of words or a list of such lists. ``batched`` forces the answer (a
+    ``text_pair`` follows its ``text``).
+
+    Raises:
+        TypeError: a row that is not a str (with ``split``: not a list of str), naming ``name``.
+    """
+    if batched is None:
+        if split:
+            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
+        else:
+            batched = not isinstance(text, str)
+    rows = list(text) if batched else [text]
+    for row in rows:
+        if split:
+            if not (isinstance(row, (list, tuple)) and all(isinstance(word, str) for word in row)):
+                raise TypeError(
+                    f"with is_split_into_words=True, {name} must be a list of words (str) or a list of such lists"
+                )
+        elif not isinstance(row, str):
+            raise TypeError(
+                f"{name} must be a str or a list of str, got an item of type {type(row).__name__} "
+                f"(for text split into words, pass is_split_into_words=True)"
+            )
+    return batched, rows
+
+
+def import_sacremoses(message: str) -> Any:
+    """The ``sacremoses`` module (an optional dependency, for the Moses steps of word-splitting tokenizers).
+
+    Raises:
+        ImportError: it is not installed, with ``message`` (what needs it, and how to install it).
+    """
+    try:
+        import sacremoses
+    except ImportError:
+        raise ImportError(message) from None
+    return sacremoses
+
+
 def _split_words_input(text: Any, name: str, is_batched: bool | None = None) -> tuple[bool, list[list[str]]]:
     """Words input (``is_split_into_words=True``): one list of words, or a batch of them (as Hugging Face)."""
 
@@ -1168,48 +611,6 @@ def _split_words_input(text: Any, name: str, is_batched: bool | None = None) -> 
         words_of(text)  # raises
     batched = len(text) > 0 and isinstance(text[0], (list, tuple)) if is_batched is None else is_batched
     return batched, [words_of(item) for item in text] if batched else [words_of(text)]
-
-
-def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
-    """tokenizer_config.json and special_tokens_map.json, merged; special tokens as plain strings."""
-    settings: dict[str, Any] = {}
-    original: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        path = folder / name
-        if path.is_file():
-            values = read_json_file(path)
-            settings.update(values)
-            if name == "special_tokens_map.json":
-                settings["special_tokens_map"] = values  # its dicts keep options a string in tokenizer_config hides
-            if name == "tokenizer_config.json":
-                original = {k: v for k, v in values.items() if k not in ("added_tokens_decoder", "name_or_path")}
-    settings["original"] = original
-    special = {}
-    for key in SPECIAL_TOKEN_KEYS:
-        value = settings.get(key)
-        if isinstance(value, dict):  # {"content": "[CLS]", "lstrip": false, ...}
-            value = value.get("content")
-        if isinstance(value, str):
-            special[key] = value
-    settings["special_tokens"] = special
-    settings["model_max_length"] = settings_model_max_length(settings.get("model_max_length"), folder)
-    return settings
-
-
-def settings_model_max_length(value: Any, folder: Path) -> int | None:
-    """tokenizer_config.json's ``model_max_length``: a positive number, None for none or Hugging Face's "no
-    limit" sentinel (about 1e30).
-
-    Raises:
-        TokenizerFileError: anything else (a string, a bool, zero, a negative number, NaN).
-    """
-    if value is None:
-        return None
-    if type(value) not in (int, float) or not value >= 1:
-        raise TokenizerFileError(
-            f"{folder / 'tokenizer_config.json'}: model_max_length must be a positive number, got {value!r}"
-        )
-    return None if value >= 1e29 else int(value)
 
 
 def _as_tensors(data: dict[str, list], return_tensors: str | None, is_batched: bool) -> dict[str, Any]:

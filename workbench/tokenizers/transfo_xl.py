@@ -18,7 +18,7 @@ Vocabularies are read from ``vocab.pkl`` (the released checkpoints' pickle, read
 that executes nothing, after checking every length in the file: see :func:`load_vocab_pickle`),
 ``vocab.json`` (symbol -> id) or ``vocab.txt`` (one symbol per line, its first field; ids in order of first
 appearance, as Hugging Face's ``vocab_file``). A malformed file is a
-:class:`~workbench.tokenizer.TokenizerFileError` naming it (and the line or byte offset).
+:class:`~workbench.tokenizers.files.TokenizerFileError` naming it (and the line or byte offset).
 :meth:`TransfoXLTokenizer.save_pretrained` writes ``vocab.txt`` and ``tokenizer_config.json``, which Hugging
 Face 4.35 reads back too.
 
@@ -33,7 +33,6 @@ text; the pickle's own settings (``lower_case`` ...) are ignored as Hugging Face
 from __future__ import annotations
 
 import io
-import json
 import logging
 import pickle
 import pickletools
@@ -47,14 +46,18 @@ from typing import Any
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import models, normalizers, pre_tokenizers, processors
 
-from .tokenizer import (
-    Encoding,
-    Tokenizer,
+from ..hub import resolve_checkpoint
+from .base import Encoding, Tokenizer, import_sacremoses
+from .files import (
     TokenizerFileError,
-    read_json_file,
+    describe_folder,
+    named_model_type,
+    named_tokenizer_class,
     read_lines,
+    read_settings,
     read_token_ids,
-    settings_model_max_length,
+    settings_options,
+    special_tokens_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -313,15 +316,11 @@ def detokenize_numbers(text: str) -> str:
 
 
 def _sacremoses():
-    try:
-        import sacremoses
-    except ImportError:
-        raise ImportError(
-            "Transformer-XL's tokenizer runs Moses pre-tokenization as Hugging Face's does; it needs sacremoses: "
-            "pip install sacremoses (or pip install 'workbench[transfo-xl]'; or load it with moses=False to split on "
-            "whitespace only)"
-        ) from None
-    return sacremoses
+    return import_sacremoses(
+        "Transformer-XL's tokenizer runs Moses pre-tokenization as Hugging Face's does; it needs sacremoses: "
+        "pip install sacremoses (or pip install 'workbench[transfo-xl]'; or load it with moses=False to split on "
+        "whitespace only)"
+    )
 
 
 # The tokenizer ---------------------------------------------------------------------------------------
@@ -330,7 +329,7 @@ def _sacremoses():
 class TransfoXLTokenizer(Tokenizer):
     """Transformer-XL's word-level tokenizer (Moses words, then a WordLevel lookup).
 
-    Args (beyond :class:`~workbench.tokenizer.Tokenizer`'s):
+    Args (beyond :class:`~workbench.tokenizers.base.Tokenizer`'s):
         vocab: symbol -> id (the released checkpoints' ``sym2idx``).
         lower_case: lowercase the text before splitting it.
         add_eos: put ``<eos>`` after every text (Hugging Face's ``add_eos``, off in its ``__call__``).
@@ -374,23 +373,18 @@ class TransfoXLTokenizer(Tokenizer):
         ``TransfoXLTokenizer``, or it names none and config.json's ``model_type`` is ``transfo-xl`` or there is
         a ``vocab.pkl``."""
         folder = Path(folder)
-        settings = _read_json(folder / "tokenizer_config.json")
-        if settings.get("tokenizer_class"):
-            return settings["tokenizer_class"] == TOKENIZER_CLASS
+        named = named_tokenizer_class(folder)
+        if named:
+            return named == TOKENIZER_CLASS
         if (folder / "tokenizer.json").is_file():
             return False
-        return (
-            _read_json(folder / "config.json").get("model_type") == MODEL_TYPE
-            or (folder / "vocab.pkl").is_file()
-        )
+        return named_model_type(folder) == MODEL_TYPE or (folder / "vocab.pkl").is_file()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> TransfoXLTokenizer:
         """Load from a folder, alias or hub id: ``vocab.pkl``, else ``vocab.json``, else ``vocab.txt``, with the
         settings of ``tokenizer_config.json`` / ``special_tokens_map.json``. ``kwargs``: constructor options
         (``lower_case``, ``add_eos``, ``moses``, ``padding_side``...), which override the saved settings."""
-        from .hub import resolve_checkpoint
-
         folder = resolve_checkpoint(name_or_path)
         if (folder / "vocab.pkl").is_file():
             vocab_path = folder / "vocab.pkl"
@@ -402,42 +396,26 @@ class TransfoXLTokenizer(Tokenizer):
             vocab_path = folder / "vocab.txt"
             vocab = read_vocab_txt(vocab_path)
         else:
-            found = ", ".join(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else "nothing"
             raise FileNotFoundError(
-                f"no Transformer-XL vocabulary in {folder}: looked for vocab.pkl, vocab.json and vocab.txt. Found: {found}"
+                f"no Transformer-XL vocabulary in {folder}: looked for vocab.pkl, vocab.json and vocab.txt. "
+                f"Found: {describe_folder(folder)}"
             )
-        settings = {
-            **_read_json(folder / "special_tokens_map.json"),
-            **_read_json(folder / "tokenizer_config.json"),
-        }
+        settings = read_settings(folder)
         if settings.get("delimiter") == "":
             raise ValueError(f"{folder}: delimiter '' (character-level Transformer-XL) is not supported")
-        special = dict(DEFAULT_SPECIAL_TOKENS)
-        for key in _SPECIAL_KEYS:
-            if key in settings:
-                value = settings[key]
-                value = value.get("content") if isinstance(value, dict) else value
-                if value is None:
-                    special.pop(key, None)
-                else:
-                    special[key] = value
+        # Its own key order: keys missing from the defaults are added (and get new ids) in this order.
+        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS, _SPECIAL_KEYS)
         _check_vocab(vocab, vocab_path, special.get("unk_token", "<unk>"))
         additional = settings.get("additional_special_tokens", DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
         additional = [token.get("content") if isinstance(token, dict) else token for token in additional]
-        model_max_length = settings.get("model_max_length")
         options: dict[str, Any] = {
+            **settings_options(settings, folder, name_or_path),
             "special_tokens": special,
             "additional_special_tokens": additional,
             "lower_case": bool(settings.get("lower_case", False)),
             "add_eos": bool(settings.get("add_eos", False)),
             "moses": bool(settings.get("moses", True)),
             "language": settings.get("language", "en"),
-            "model_max_length": settings_model_max_length(model_max_length, folder),
-            "padding_side": settings.get("padding_side", "right"),
-            "name_or_path": str(name_or_path),
-            "saved_settings": {
-                k: v for k, v in settings.items() if k not in ("added_tokens_decoder", "name_or_path")
-            },
         }
         options.update(kwargs)
         return cls.from_vocab(vocab, **options)
@@ -533,23 +511,7 @@ class TransfoXLTokenizer(Tokenizer):
         """Tokenize one text, a pair, or a batch, as :meth:`Tokenizer.__call__` (same options), after the
         Moses step. With ``is_split_into_words=True`` each input word goes through it on its own and
         ``word_ids()`` gives the input word of every token; otherwise ``word_ids()`` indexes the Moses words."""
-        batched, rows = _rows(text, "text", is_split_into_words)
-        words = [self._row_words(row, is_split_into_words) for row in rows]
-        pair_words = None
-        if text_pair is not None:
-            _, pair_rows = _rows(text_pair, "text_pair", is_split_into_words, batched)
-            pair_words = [self._row_words(row, is_split_into_words) for row in pair_rows]
-            if len(pair_words) != len(words):
-                raise ValueError(f"text has {len(words)} items but text_pair has {len(pair_words)}")
-            pair_words = pair_words if batched else pair_words[0]
-        return super().__call__(
-            words if batched else words[0], pair_words, is_split_into_words=True, **options
-        )
-
-    def _row_words(self, row, split: bool) -> list[str]:
-        if split:  # one backend word per input word; WhitespaceSplit splits it on the spaces put here
-            return [" ".join(self.words(word)) for word in row]
-        return self.words(row)
+        return self._encode_words(text, text_pair, is_split_into_words, self.words, **options)
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> list[str]:
         """The words of one text, as the vocabulary spells them (``<unk>`` not substituted)."""
@@ -585,52 +547,22 @@ class TransfoXLTokenizer(Tokenizer):
         if any(not symbol or any(c.isspace() for c in symbol) for symbol in symbols):
             raise ValueError("a symbol is empty or holds whitespace: it cannot be written to vocab.txt")
         (folder / "vocab.txt").write_text("".join(f"{symbol}\n" for symbol in symbols), encoding="utf-8")
-        settings = dict(self.saved_settings)
-        settings.update(
-            {
-                "tokenizer_class": TOKENIZER_CLASS,
-                **self.special_tokens,
-                "additional_special_tokens": self.additional_special_tokens,
-                "lower_case": self.lower_case,
-                "add_eos": self.add_eos,
-                "moses": self.moses,
-                "language": self.language,
-                "padding_side": self.padding_side,
-                "model_input_names": list(self.model_input_names),
-            }
-        )
-        if self.model_max_length < 1e29:
-            settings["model_max_length"] = self.model_max_length
-        (folder / "tokenizer_config.json").write_text(
-            json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        settings = {
+            **self.saved_settings,
+            "tokenizer_class": TOKENIZER_CLASS,
+            "additional_special_tokens": self.additional_special_tokens,
+            "lower_case": self.lower_case,
+            "add_eos": self.add_eos,
+            "moses": self.moses,
+            "language": self.language,
+        }
+        self._write_tokenizer_config(folder, settings)
 
     def __repr__(self) -> str:
         return (
             f"TransfoXLTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
             f"lower_case={self.lower_case}, moses={self.moses}, add_eos={self.add_eos})"
         )
-
-
-def _rows(text, name: str, split: bool, batched: bool | None = None) -> tuple[bool, list]:
-    if batched is None:
-        if split:
-            batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
-        else:
-            batched = not isinstance(text, str)
-    rows = list(text) if batched else [text]
-    for row in rows:
-        if split:
-            if not (isinstance(row, (list, tuple)) and all(isinstance(word, str) for word in row)):
-                raise TypeError(
-                    f"with is_split_into_words=True, {name} must be a list of words (str) or a list of such lists"
-                )
-        elif not isinstance(row, str):
-            raise TypeError(
-                f"{name} must be a str or a list of str, got an item of type {type(row).__name__} "
-                f"(for text split into words, pass is_split_into_words=True)"
-            )
-    return batched, rows
 
 
 def _check_vocab(vocab: Mapping[str, int], path: Path, unk: str) -> None:
@@ -647,8 +579,3 @@ def _check_vocab(vocab: Mapping[str, int], path: Path, unk: str) -> None:
         raise TokenizerFileError(
             f"{path} has no unknown-word token {unk!r} (the unk_token of tokenizer_config.json, default <unk>)"
         )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
-    return read_json_file(path) if path.is_file() else {}

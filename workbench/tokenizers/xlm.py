@@ -41,14 +41,19 @@ import torch
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
-from .tokenizer import (
-    Encoding,
-    Tokenizer,
+from ..hub import resolve_checkpoint
+from .base import Encoding, Tokenizer, import_sacremoses
+from .files import (
     TokenizerFileError,
-    read_json_file,
+    additional_special_tokens_of,
+    describe_folder,
+    named_model_type,
+    named_tokenizer_class,
     read_lines,
+    read_settings,
     read_token_ids,
-    settings_model_max_length,
+    settings_options,
+    special_tokens_of,
 )
 
 TOKENIZER_CLASS = "XLMTokenizer"
@@ -63,19 +68,46 @@ DEFAULT_SPECIAL_TOKENS = {
 }
 DEFAULT_ADDITIONAL_SPECIAL_TOKENS = [f"<special{i}>" for i in range(10)]
 UNSUPPORTED_LANGS = {"zh": "rjieba", "ja": "KyTea", "th": "PyThaiNLP"}
-_SPECIAL_KEYS = (*DEFAULT_SPECIAL_TOKENS, "eos_token")
 
 
 # The text pipeline (ports of Hugging Face's tokenization_xlm.py helpers) ------------------------------
 
 _UNICODE_PUNCT = [
-    ("、", ","), ("”", '"'), ("“", '"'), ("∶", ":"), ("：", ":"), ("？", "?"), ("《", '"'),
-    ("》", '"'), ("）", ")"), ("！", "!"), ("（", "("), ("；", ";"), ("１", "1"), ("」", '"'), ("「", '"'),
-    ("０", "0"), ("３", "3"), ("２", "2"), ("５", "5"), ("６", "6"), ("９", "9"), ("７", "7"), ("８", "8"),
+    ("、", ","),
+    ("”", '"'),
+    ("“", '"'),
+    ("∶", ":"),
+    ("：", ":"),
+    ("？", "?"),
+    ("《", '"'),
+    ("》", '"'),
+    ("）", ")"),
+    ("！", "!"),
+    ("（", "("),
+    ("；", ";"),
+    ("１", "1"),
+    ("」", '"'),
+    ("「", '"'),
+    ("０", "0"),
+    ("３", "3"),
+    ("２", "2"),
+    ("５", "5"),
+    ("６", "6"),
+    ("９", "9"),
+    ("７", "7"),
+    ("８", "8"),
     ("４", "4"),
 ]
 _UNICODE_PUNCT_AFTER = [
-    ("～", "~"), ("’", "'"), ("…", "..."), ("━", "-"), ("〈", "<"), ("〉", ">"), ("【", "["), ("】", "]"), ("％", "%"),
+    ("～", "~"),
+    ("’", "'"),
+    ("…", "..."),
+    ("━", "-"),
+    ("〈", "<"),
+    ("〉", ">"),
+    ("【", "["),
+    ("】", "]"),
+    ("％", "%"),
 ]
 
 
@@ -98,9 +130,22 @@ def remove_non_printing_char(text: str) -> str:
 
 def romanian_preprocessing(text: str) -> str:
     """Sennrich's WMT16 Romanian normalization and diacritics removal (xlm-mlm-enro-1024)."""
-    for old, new in (("\u015e", "\u0218"), ("\u015f", "\u0219"), ("\u0162", "\u021a"), ("\u0163", "\u021b"),
-                     ("\u0218", "S"), ("\u0219", "s"), ("\u021a", "T"), ("\u021b", "t"), ("\u0102", "A"),
-                     ("\u0103", "a"), ("\u00c2", "A"), ("\u00e2", "a"), ("\u00ce", "I"), ("\u00ee", "i")):
+    for old, new in (
+        ("\u015e", "\u0218"),
+        ("\u015f", "\u0219"),
+        ("\u0162", "\u021a"),
+        ("\u0163", "\u021b"),
+        ("\u0218", "S"),
+        ("\u0219", "s"),
+        ("\u021a", "T"),
+        ("\u021b", "t"),
+        ("\u0102", "A"),
+        ("\u0103", "a"),
+        ("\u00c2", "A"),
+        ("\u00e2", "a"),
+        ("\u00ce", "I"),
+        ("\u00ee", "i"),
+    ):
         text = text.replace(old, new)
     return text
 
@@ -132,14 +177,10 @@ def read_merges(path: str | Path) -> list[tuple[str, str]]:
 
 
 def _moses():
-    try:
-        import sacremoses
-    except ImportError:
-        raise ImportError(
-            "XLM's tokenizer needs sacremoses for Moses punctuation normalization and tokenization: "
-            "pip install sacremoses (or pip install 'workbench[xlm]')"
-        ) from None
-    return sacremoses
+    return import_sacremoses(
+        "XLM's tokenizer needs sacremoses for Moses punctuation normalization and tokenization: "
+        "pip install sacremoses (or pip install 'workbench[xlm]')"
+    )
 
 
 # The tokenizer ---------------------------------------------------------------------------------------
@@ -148,7 +189,7 @@ def _moses():
 class XLMTokenizer(Tokenizer):
     """XLM's tokenizer: Moses preprocessing (in Python), then the ``tokenizers`` BPE backend on the words.
 
-    Args (beyond :class:`~workbench.tokenizer.Tokenizer`'s):
+    Args (beyond :class:`~workbench.tokenizers.base.Tokenizer`'s):
         lang: the default Moses language (``"en"``); ``__call__(..., lang="fr")`` overrides it per call.
         do_lowercase_and_remove_accent: lowercase and strip accents after Moses.
         lang2id, id2lang: the model's languages (tokenizer_config.json), for :meth:`lang_ids`.
@@ -186,7 +227,8 @@ class XLMTokenizer(Tokenizer):
         # Longest first, as Hugging Face's trie matches.
         self._special_split = (
             re.compile("(" + "|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
-            if tokens else None
+            if tokens
+            else None
         )
         self._normalizers: dict[str, Any] = {}
         self._moses_tokenizers: dict[str, Any] = {}
@@ -197,51 +239,34 @@ class XLMTokenizer(Tokenizer):
         """Whether ``folder`` holds an XLM tokenizer: tokenizer_config.json's ``tokenizer_class`` is
         ``XLMTokenizer``, or it names none and config.json's ``model_type`` is ``xlm``."""
         folder = Path(folder)
-        settings = _read_json(folder / "tokenizer_config.json")
-        if settings.get("tokenizer_class"):
-            return settings["tokenizer_class"] == TOKENIZER_CLASS
-        return _read_json(folder / "config.json").get("model_type") == "xlm"
+        named = named_tokenizer_class(folder)
+        if named:
+            return named == TOKENIZER_CLASS
+        return named_model_type(folder) == "xlm"
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, *, lang: str | None = None, **kwargs: Any) -> XLMTokenizer:
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, lang: str | None = None, **kwargs: Any
+    ) -> XLMTokenizer:
         """Load ``vocab.json`` + ``merges.txt`` (and tokenizer_config.json / special_tokens_map.json) from a
         folder, alias or hub id. ``kwargs``: constructor options (``padding_side``, ``model_max_length``,
         ``do_lowercase_and_remove_accent``, ...), which override the saved settings."""
-        from .hub import resolve_checkpoint
-
         folder = resolve_checkpoint(name_or_path)
         missing = [name for name in ("vocab.json", "merges.txt") if not (folder / name).is_file()]
         if missing:
-            found = ", ".join(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else "nothing"
             raise FileNotFoundError(
                 f"no XLM tokenizer in {folder}: it needs vocab.json and merges.txt; missing: "
-                f"{', '.join(missing)}. Found: {found}"
+                f"{', '.join(missing)}. Found: {describe_folder(folder)}"
             )
-        settings = {**_read_json(folder / "special_tokens_map.json"), **_read_json(folder / "tokenizer_config.json")}
-        special = dict(DEFAULT_SPECIAL_TOKENS)
-        for key in _SPECIAL_KEYS:
-            if key in settings:
-                value = settings[key]
-                value = value.get("content") if isinstance(value, dict) else value
-                if value is None:
-                    special.pop(key, None)
-                else:
-                    special[key] = value
-        additional = settings.get("additional_special_tokens", settings.get("extra_special_tokens"))
-        if additional is None or isinstance(additional, dict):
-            additional = DEFAULT_ADDITIONAL_SPECIAL_TOKENS
-        additional = [t.get("content") if isinstance(t, dict) else t for t in additional]
+        settings = read_settings(folder)
+        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS)
+        additional = additional_special_tokens_of(settings, DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
         vocab = read_token_ids(folder / "vocab.json")
         merges = read_merges(folder / "merges.txt")
-        model_max_length = settings.get("model_max_length")
         options: dict[str, Any] = {
+            **settings_options(settings, folder, name_or_path),
             "special_tokens": special,
             "additional_special_tokens": additional,
-            "model_max_length": settings_model_max_length(model_max_length, folder),
-            "padding_side": settings.get("padding_side", "right"),
-            "name_or_path": str(name_or_path),
-            "saved_settings": {k: v for k, v in settings.items()
-                               if k not in ("added_tokens_decoder", "name_or_path")},
             "do_lowercase_and_remove_accent": settings.get("do_lowercase_and_remove_accent", True),
             "lang2id": settings.get("lang2id"),
             "id2lang": settings.get("id2lang"),
@@ -283,7 +308,9 @@ class XLMTokenizer(Tokenizer):
         unk = special.get("unk_token", "<unk>")
         bos, sep = special.get("bos_token", "<s>"), special.get("sep_token", "</s>")
         backend = BackendTokenizer(
-            models.BPE(full, list(merges), dropout=None, unk_token=unk, end_of_word_suffix="</w>", fuse_unk=False)
+            models.BPE(
+                full, list(merges), dropout=None, unk_token=unk, end_of_word_suffix="</w>", fuse_unk=False
+            )
         )
         # The words arrive split by Moses; a word given with is_split_into_words=True may hold several.
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -295,8 +322,14 @@ class XLMTokenizer(Tokenizer):
         )
         backend.add_special_tokens(list(dict.fromkeys([*special.values(), *additional_special_tokens])))
         return cls(
-            backend, special_tokens=special, additional_special_tokens=additional_special_tokens,
-            unk_ids=unk_ids, base_vocab_size=base_vocab_size, merges=merges, vocab=vocab, **options,
+            backend,
+            special_tokens=special,
+            additional_special_tokens=additional_special_tokens,
+            unk_ids=unk_ids,
+            base_vocab_size=base_vocab_size,
+            merges=merges,
+            vocab=vocab,
+            **options,
         )
 
     # The Moses step ----------------------------------------------------------------------------------
@@ -335,8 +368,15 @@ class XLMTokenizer(Tokenizer):
         return self._moses_tokenizers[lang].tokenize(text, return_str=False, escape=False)
 
     # Encoding ----------------------------------------------------------------------------------------
-    def __call__(self, text, text_pair=None, *, lang: str | None = None, is_split_into_words: bool = False,
-                 **options: Any) -> Encoding:
+    def __call__(
+        self,
+        text,
+        text_pair=None,
+        *,
+        lang: str | None = None,
+        is_split_into_words: bool = False,
+        **options: Any,
+    ) -> Encoding:
         """Tokenize one text, a pair, or a batch, as :meth:`Tokenizer.__call__` (same options), after the
         Moses step in language ``lang`` (default ``self.lang``).
 
@@ -344,44 +384,13 @@ class XLMTokenizer(Tokenizer):
         become several tokens) and ``word_ids()`` gives the input word of every token; otherwise
         ``word_ids()`` indexes the Moses words.
         """
-        batched, rows = self._rows(text, "text", is_split_into_words)
-        words = [self._words(row, lang, is_split_into_words) for row in rows]
-        pair_words = None
-        if text_pair is not None:
-            _, pair_rows = self._rows(text_pair, "text_pair", is_split_into_words, batched)
-            pair_words = [self._words(row, lang, is_split_into_words) for row in pair_rows]
-            if len(pair_words) != len(words):
-                raise ValueError(f"text has {len(words)} items but text_pair has {len(pair_words)}")
-            pair_words = pair_words if batched else pair_words[0]
-        encoding = super().__call__(words if batched else words[0], pair_words, is_split_into_words=True, **options)
+        encoding = self._encode_words(
+            text, text_pair, is_split_into_words, lambda piece: self.moses_words(piece, lang), **options
+        )
         if not self.unk_ids:
             return encoding
         data = {**encoding, "input_ids": self._unk_out(encoding["input_ids"])}
         return Encoding(data, encoding.encodings, encoding.is_batched)
-
-    @staticmethod
-    def _rows(text, name: str, split: bool, batched: bool | None = None) -> tuple[bool, list]:
-        if batched is None:
-            if split:
-                batched = isinstance(text, (list, tuple)) and len(text) > 0 and isinstance(text[0], (list, tuple))
-            else:
-                batched = not isinstance(text, str)
-        rows = list(text) if batched else [text]
-        for row in rows:
-            if split:
-                ok = isinstance(row, (list, tuple)) and all(isinstance(word, str) for word in row)
-                if not ok:
-                    raise TypeError(f"with is_split_into_words=True, {name} must be a list of words (str) "
-                                    f"or a list of such lists")
-            elif not isinstance(row, str):
-                raise TypeError(f"{name} must be a str or a list of str, got an item of type {type(row).__name__} "
-                                f"(for text split into words, pass is_split_into_words=True)")
-        return batched, rows
-
-    def _words(self, row, lang: str | None, split: bool) -> list[str]:
-        if split:  # one backend word per input word; the backend splits it on the spaces put here
-            return [" ".join(self.moses_words(word, lang)) for word in row]
-        return self.moses_words(row, lang)
 
     def _unk_out(self, ids):
         """Replace the ids of symbols missing from vocab.json by the <unk> id."""
@@ -403,8 +412,13 @@ class XLMTokenizer(Tokenizer):
         """The token strings of one text (BPE symbols, ``</w>`` marking word ends)."""
         return self(text, add_special_tokens=add_special_tokens, lang=lang).tokens()
 
-    def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
-               lang: str | None = None) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        add_special_tokens: bool = True,
+        lang: str | None = None,
+    ) -> list[int]:
         return list(self(text, text_pair, add_special_tokens=add_special_tokens, lang=lang)["input_ids"])
 
     def lang_ids(self, encoding: Encoding, lang: str | int) -> torch.Tensor | list:
@@ -447,36 +461,24 @@ class XLMTokenizer(Tokenizer):
             raise ValueError("this XLMTokenizer was built without its vocabulary; it cannot be saved")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False, indent=2) + "\n",
-                                           encoding="utf-8")
-        (folder / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in self.merges), encoding="utf-8")
-        settings = dict(self.saved_settings)
-        settings.update(
-            {
-                "tokenizer_class": TOKENIZER_CLASS,
-                **self.special_tokens,
-                "additional_special_tokens": self.additional_special_tokens,
-                "do_lowercase_and_remove_accent": self.do_lowercase_and_remove_accent,
-                "padding_side": self.padding_side,
-                "model_input_names": list(self.model_input_names),
-            }
+        (folder / "vocab.json").write_text(
+            json.dumps(self.vocab, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
         )
+        (folder / "merges.txt").write_text("".join(f"{a} {b}\n" for a, b in self.merges), encoding="utf-8")
+        settings = {
+            **self.saved_settings,
+            "tokenizer_class": TOKENIZER_CLASS,
+            "additional_special_tokens": self.additional_special_tokens,
+            "do_lowercase_and_remove_accent": self.do_lowercase_and_remove_accent,
+        }
         if self.lang2id is not None:
             settings["lang2id"] = self.lang2id
         if self.id2lang is not None:
             settings["id2lang"] = {str(k): v for k, v in self.id2lang.items()}
-        if self.model_max_length < 1e29:
-            settings["model_max_length"] = self.model_max_length
-        (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
-                                                      encoding="utf-8")
+        self._write_tokenizer_config(folder, settings)
 
     def __repr__(self) -> str:
         return (
             f"XLMTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, lang={self.lang!r}, "
             f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r})"
         )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
-    return read_json_file(path) if path.is_file() else {}

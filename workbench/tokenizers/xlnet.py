@@ -15,7 +15,7 @@ vocabulary whatever file it came from; so does this class:
 The vocabulary comes from ``tokenizer.json`` (its Unigram model and added tokens) or, without one, from
 ``spiece.model``, SentencePiece's protobuf file, read by a small reader here (no ``sentencepiece`` or
 ``protobuf`` package needed; every field is checked, and a malformed or truncated file is a
-:class:`~workbench.tokenizer.TokenizerFileError` naming the byte offset): the pieces with their scores, the
+:class:`~workbench.tokenizers.files.TokenizerFileError` naming the byte offset): the pieces with their scores, the
 unknown token's id, the normalization table, and the control (special) and user-defined pieces, which are
 matched whole in text.
 
@@ -26,7 +26,6 @@ Like Hugging Face 5, ``keep_accents`` is read but accents are always stripped.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import struct
@@ -38,13 +37,20 @@ from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, proces
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import Unigram
 
-from .tokenizer import (
-    SPECIAL_TOKEN_KEYS,
-    Tokenizer,
+from ..hub import resolve_checkpoint
+from .base import Tokenizer
+from .files import (
     TokenizerFileError,
-    read_json_file,
+    additional_special_tokens_of,
+    check_precompiled_charsmap,
+    describe_folder,
+    named_model_type,
+    named_tokenizer_class,
+    precompiled_charsmaps,
+    read_settings,
     read_tokenizer_json,
-    settings_model_max_length,
+    settings_options,
+    special_tokens_of,
 )
 
 TOKENIZER_CLASSES = ("XLNetTokenizer", "XLNetTokenizerFast")
@@ -320,62 +326,6 @@ def _check_pieces(pieces: list[tuple[str, float, int]], offsets: list[int], unk_
         )
 
 
-def check_precompiled_charsmap(charsmap: bytes, where: str) -> None:
-    """Check SentencePiece's normalization table (``precompiled_charsmap``) as the ``tokenizers`` library will
-    use it, so that a corrupted one is an error here and not a crash (a Rust panic) in the middle of
-    tokenizing a text.
-
-    The table is a u32 size, a darts-clone double-array trie of that many bytes (blocks of 256 units, so a
-    node's 255 possible children stay inside the array), then the normalized strings (UTF-8, each ended by a
-    NUL). Every node reachable from the root is visited (level by level, vectorized): each must lie inside the
-    array, and each leaf's value must be the start of a character of the strings.
-
-    Raises:
-        TokenizerFileError: naming ``where`` and what is wrong.
-    """
-    import numpy as np
-
-    def fail(problem: str) -> TokenizerFileError:
-        return TokenizerFileError(f"{where}: the normalization table (precompiled_charsmap) {problem}")
-
-    if len(charsmap) < 4:
-        raise fail(f"has {len(charsmap)} bytes, fewer than its 4-byte size")
-    trie_size = int.from_bytes(charsmap[:4], "little")
-    if trie_size == 0 or trie_size % 1024 or 4 + trie_size > len(charsmap):
-        raise fail(f"declares a trie of {trie_size} bytes in {len(charsmap) - 4}: it is truncated or corrupt")
-    units = np.frombuffer(charsmap, dtype="<u4", count=trie_size // 4, offset=4).astype(np.int64)
-    strings = charsmap[4 + trie_size :]
-    try:
-        strings.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise fail(
-            f"holds a normalized string that is not UTF-8 (byte {4 + trie_size + err.start})"
-        ) from None
-
-    def offset(unit):
-        return (unit >> 10) << ((unit & (1 << 9)) >> 6)
-
-    count, labels = len(units), np.arange(1, 256, dtype=np.int64)
-    frontier = np.array([offset(units[0])], dtype=np.int64)
-    seen = np.zeros(count, dtype=bool)
-    continuation = np.frombuffer(strings, dtype=np.uint8) & 0xC0 == 0x80
-    while frontier.size:
-        if (frontier >= count).any():
-            raise fail("has a trie node outside the trie: it is corrupt")
-        seen[frontier] = True
-        children = (frontier[:, None] ^ labels[None, :]).ravel()
-        child_units = units[children]
-        matched = (child_units & ((1 << 31) | 0xFF)) == np.tile(labels, len(frontier))
-        nodes = children[matched] ^ offset(child_units[matched])
-        if (nodes >= count).any():
-            raise fail("has a trie node outside the trie: it is corrupt")
-        leaves = nodes[(child_units[matched] >> 8) & 1 == 1]
-        values = units[leaves] & ((1 << 31) - 1)
-        if (values > len(strings)).any() or continuation[values[values < len(strings)]].any():
-            raise fail("points outside its normalized strings, or inside a character: it is corrupt")
-        frontier = np.unique(nodes[~seen[nodes]])
-
-
 # The pipeline ----------------------------------------------------------------------------------------
 
 
@@ -413,17 +363,6 @@ def set_xlnet_pipeline(
     )
 
 
-def _charsmap_of(backend_json: dict[str, Any]) -> bytes | None:
-    normalizer = backend_json.get("normalizer") or {}
-    steps = (
-        normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
-    )
-    for step in steps:
-        if step and step.get("type") == "Precompiled" and step.get("precompiled_charsmap"):
-            return base64.b64decode(step["precompiled_charsmap"])
-    return None
-
-
 def backend_from_spiece(path: str | Path) -> tuple[BackendTokenizer, bytes | None]:
     """A Unigram backend with the pieces of ``spiece.model`` (control pieces as special added tokens), and
     its normalization table.
@@ -449,7 +388,7 @@ def backend_from_spiece(path: str | Path) -> tuple[BackendTokenizer, bytes | Non
 class XLNetTokenizer(Tokenizer):
     """XLNet's SentencePiece tokenizer (see the module docstring).
 
-    Args (beyond :class:`~workbench.tokenizer.Tokenizer`'s): ``do_lower_case``; ``precompiled_charsmap``, the
+    Args (beyond :class:`~workbench.tokenizers.base.Tokenizer`'s): ``do_lower_case``; ``precompiled_charsmap``, the
     SentencePiece normalization table (kept to rebuild the pipeline). ``padding_side`` defaults to ``"left"``.
     """
 
@@ -473,10 +412,10 @@ class XLNetTokenizer(Tokenizer):
         ``XLNetTokenizer(Fast)``; or it names none and config.json's ``model_type`` is ``xlnet``; or neither
         file says anything and the folder has a ``spiece.model`` (the only SentencePiece tokenizer here)."""
         folder = Path(folder)
-        settings = _read_json(folder / "tokenizer_config.json")
-        if settings.get("tokenizer_class"):
-            return settings["tokenizer_class"] in TOKENIZER_CLASSES
-        model_type = _read_json(folder / "config.json").get("model_type")
+        named = named_tokenizer_class(folder)
+        if named:
+            return named in TOKENIZER_CLASSES
+        model_type = named_model_type(folder)
         if model_type is not None:
             return model_type == "xlnet"
         return (folder / SPIECE_NAME).is_file() and not (folder / "tokenizer.json").is_file()
@@ -486,16 +425,12 @@ class XLNetTokenizer(Tokenizer):
         """Load ``tokenizer.json`` (or, without it, ``spiece.model``) and the settings of
         ``tokenizer_config.json`` / ``special_tokens_map.json`` from a folder, alias or hub id. ``kwargs``:
         constructor options (``padding_side``, ``model_max_length``, ...), which override the settings."""
-        from .hub import resolve_checkpoint
-
         folder = resolve_checkpoint(name_or_path)
-        settings = {
-            **_read_json(folder / "special_tokens_map.json"),
-            **_read_json(folder / "tokenizer_config.json"),
-        }
+        settings = read_settings(folder)
         if (folder / "tokenizer.json").is_file():
             backend = read_tokenizer_json(folder / "tokenizer.json")  # its normalization table checked
-            charsmap = _charsmap_of(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
+            tokenizer_json = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+            charsmap = next(iter(precompiled_charsmaps(tokenizer_json)), None)
             if not isinstance(backend.model, Unigram):
                 raise TokenizerFileError(
                     f"{folder / 'tokenizer.json'} holds a {type(backend.model).__name__} model; "
@@ -505,24 +440,14 @@ class XLNetTokenizer(Tokenizer):
         elif (folder / SPIECE_NAME).is_file():
             backend, charsmap = backend_from_spiece(folder / SPIECE_NAME)
         else:
-            found = ", ".join(sorted(p.name for p in folder.iterdir())) if folder.is_dir() else "nothing"
             raise FileNotFoundError(
-                f"no XLNet tokenizer in {folder}: it needs tokenizer.json or {SPIECE_NAME}. Found: {found}"
+                f"no XLNet tokenizer in {folder}: it needs tokenizer.json or {SPIECE_NAME}. "
+                f"Found: {describe_folder(folder)}"
             )
-        special = dict(DEFAULT_SPECIAL_TOKENS)
-        for key in SPECIAL_TOKEN_KEYS:
-            if key in settings:
-                value = settings[key]
-                value = value.get("content") if isinstance(value, dict) else value
-                if value is None:
-                    special.pop(key, None)
-                else:
-                    special[key] = value
-        additional = settings.get("additional_special_tokens", settings.get("extra_special_tokens"))
-        if additional is None or isinstance(additional, dict):
-            # Hugging Face's defaults; from spiece.model, its control and user-defined pieces instead.
-            additional = DEFAULT_ADDITIONAL_SPECIAL_TOKENS if (folder / "tokenizer.json").is_file() else ()
-        additional = [t.get("content") if isinstance(t, dict) else t for t in additional]
+        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS)
+        # Hugging Face's defaults; from spiece.model, its control and user-defined pieces instead.
+        default = DEFAULT_ADDITIONAL_SPECIAL_TOKENS if (folder / "tokenizer.json").is_file() else ()
+        additional = additional_special_tokens_of(settings, default)
         # Named special tokens first, in Hugging Face's order (a missing one gets the next id), then the rest.
         # tokenizer.json's added tokens keep their flags; from spiece.model, a user-defined piece that is a
         # named special token becomes special (as Hugging Face's conversion makes it).
@@ -539,15 +464,9 @@ class XLNetTokenizer(Tokenizer):
                 raise ValueError(f"XLNet's tokenizer needs a {role} (its template is A <sep> <cls>)")
         do_lower_case = bool(settings.get("do_lower_case", False))
         set_xlnet_pipeline(backend, charsmap, do_lower_case, special["sep_token"], special["cls_token"])
-        model_max_length = settings.get("model_max_length")
         options: dict[str, Any] = {
+            **settings_options(settings, folder, name_or_path, padding_side="left"),
             "special_tokens": special,
-            "model_max_length": settings_model_max_length(model_max_length, folder),
-            "padding_side": settings.get("padding_side", "left"),
-            "name_or_path": str(name_or_path),
-            "saved_settings": {
-                k: v for k, v in settings.items() if k not in ("added_tokens_decoder", "name_or_path")
-            },
             "do_lower_case": do_lower_case,
             "precompiled_charsmap": charsmap,
         }
@@ -562,8 +481,3 @@ class XLNetTokenizer(Tokenizer):
         self.saved_settings.setdefault("tokenizer_class", "XLNetTokenizer")
         self.saved_settings["do_lower_case"] = self.do_lower_case
         super().save_pretrained(folder)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The object in a JSON file; {} without the file (TokenizerFileError for a malformed one)."""
-    return read_json_file(path) if path.is_file() else {}
