@@ -10,6 +10,7 @@ from .data import Sentence, load_treebank, read_conllu
 from .experiment import ProbingResults, run
 from .store import ActivationStore, extract
 from .tasks import ControlTask, DataFrameTask, get_task, task_names
+from .views import treebank_projection
 
 __all__ = [
     "ActivationStore",
@@ -23,4 +24,5 @@ __all__ = [
     "read_conllu",
     "run",
     "task_names",
+    "treebank_projection",
 ]

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.probing import EMBEDDING_HOOK, hook_name, resolve_layers  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("first", "mean", "last")
@@ -51,7 +53,6 @@ OFFSETS = "sentence_offsets.npy"
 SUBWORDS = "n_subwords.u16"
 FORMAT_VERSION = 2
 STORE_DTYPE = "float16"
-EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
 # Manifest keys that must agree for a folder to be resumed or reused (the rest describe the store).
 IDENTITY_KEYS = (
     "format_version",
@@ -104,33 +105,6 @@ class StoreError(ValueError):
 
 def layer_file(layer: int) -> str:
     return f"layer_{layer}.f16"
-
-
-def hook_name(layer: int, hook: str = "hook_resid_post") -> str:
-    """The hook whose activations are stored as ``layer``: 0 is the embedding output, i is block i-1's ``hook``."""
-    return EMBEDDING_HOOK if layer == 0 else f"blocks.{layer - 1}.{hook}"
-
-
-def resolve_layers(layers: str | Sequence[int], n_layers: int) -> list[int]:
-    """``"all"`` -> [0, ..., n_layers]; a list of ints is checked (0 = embeddings, 1..n_layers = blocks)."""
-    if isinstance(layers, str):
-        if layers != "all":
-            raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r}")
-        return list(range(n_layers + 1))
-    if isinstance(layers, (int, np.integer)):
-        layers = [layers]
-    chosen = list(layers)
-    if not chosen:
-        raise ValueError("layers is empty; pass 'all' or at least one layer")
-    for layer in chosen:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-            raise ValueError(f"layers must be ints, got {layer!r} ({type(layer).__name__})")
-        if not 0 <= layer <= n_layers:
-            raise ValueError(
-                f"layer {layer} is out of range: the model has {n_layers} blocks, so layers are 0 (the embedding "
-                f"output) to {n_layers} (the last block's output)"
-            )
-    return sorted({int(layer) for layer in chosen})
 
 
 def data_checksum(sentences: Sequence[Sequence[str]]) -> str:

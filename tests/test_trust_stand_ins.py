@@ -217,7 +217,9 @@ def test_compare_lens_and_generation_views_label_the_stand_in(stand_in_lm, minil
 
 
 def test_treebank_projection_names_the_model_and_the_data(stand_in_lm):
-    view = wb.viz.treebank_projection(stand_in_lm, max_sentences=3)
+    import probes  # the treebank view is in probes (it reads probes' treebank and store); viz draws it
+
+    view = probes.treebank_projection(stand_in_lm, max_sentences=3)
     title = _titles(view)[0]
     assert title.startswith("tiny-random-gpt2 (random stand-in) · upos labels, 3 sentences (sample/dev)")
 

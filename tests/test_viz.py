@@ -269,7 +269,9 @@ def test_projection_is_pca_and_follows_the_layer_selector():
 
 
 def test_treebank_projection_colours_words_by_upos(lm):
-    view = viz.treebank_projection(lm, max_sentences=5)
+    import probes  # the treebank view is in probes (it reads probes' treebank and store); viz draws it
+
+    view = probes.treebank_projection(lm, max_sentences=5)
     names = {t.name for t in view.figure().data}
     assert {"NOUN", "VERB", "PUNCT"} <= names
     assert view.controls["layer"].options[0][0] == "layer embed"

@@ -49,7 +49,7 @@ text = "The capital of France is Paris."
     "viz.token_attributions(attr)",
     'viz.faithfulness_curves(wb.attribution.evaluate(gpt, "The capital of France", target=" is",\n'
     '                                                methods=["saliency", "input_x_gradient"]))',
-    "viz.treebank_projection(lm, max_sentences=10)",
+    "import probes\nprobes.treebank_projection(lm, max_sentences=10)",
     "viz.logit_lens_table(gpt, text)",
     'viz.generation_explorer(gpt, "The capital of")',
     """frame = pd.DataFrame([

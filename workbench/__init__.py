@@ -9,6 +9,8 @@ One API over many architectures, with named hook points everywhere:
 torch.Size([1, 12, 13, 13])
 """
 
+# .generation, .lens and .mask_filling also give the models their methods model.generate, .logit_lens and
+# .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
 from . import attribution, bench, interventions, viz, zoo
 from .ablation import ablate_heads, head_ablation_hooks
 from .api import default_device, load
@@ -27,11 +29,11 @@ from .auto import (
 from .cache import ActivationCache
 from .config import ConfigError, ModelConfig
 from .generation import GenerationResult, generate
-from .heads import fill_mask
 from .hook_points import HookPoint
 from .hub import CheckpointNotFoundError
 from .lens import LogitLens, logit_lens
 from .loading import CheckpointError
+from .mask_filling import fill_mask
 from .memory import keep_freed_memory
 from .model import HookedTransformer
 from .models.bert import (
@@ -93,8 +95,7 @@ from .models.xlnet import (
     XLNetModel,
 )
 from .tokenizers import Encoding, Tokenizer, TransfoXLTokenizer, XLMTokenizer, XLNetTokenizer
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "ActivationCache",

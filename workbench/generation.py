@@ -20,6 +20,7 @@ import torch
 
 from .cache import ActivationCache
 from .hook_points import HookFn, NameOrPredicate
+from .model import GenerationMixin
 from .tokenizers import check_texts
 
 
@@ -98,6 +99,11 @@ def generate(
         return_cache: also return one cache over the final sequence (``names_filter`` selects what).
 
     Probabilities in ``steps`` are the model's (softmax of its logits), before temperature and filtering.
+
+    Transformer-XL carries its memory from step to step: a prompt plus continuation longer than ``mem_len``
+    positions is seen through the memory window, as the original model generates. XLNet predicts each token
+    with ``next_token_logits`` (the query stream), recomputing the whole sequence at every step (no key/value
+    cache).
     """
     if model.tokenizer is None:
         raise ValueError("generate needs the model's tokenizer; set model.tokenizer first")
@@ -236,3 +242,14 @@ def _step_rows(tokenizer, step: int, chosen, probabilities, finished, top_candid
             }
         )
     return rows
+
+
+def _generate_method(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
+    """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
+    return generate(self, prompt, max_new_tokens, **options)
+
+
+# ``model.generate(...)`` for every model class that inherits GenerationMixin. The model layers never import
+# this module; see the note above GenerationMixin in workbench/model.py.
+_generate_method.__name__, _generate_method.__qualname__ = "generate", "GenerationMixin.generate"
+GenerationMixin.generate = _generate_method

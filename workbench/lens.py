@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .cache import ActivationCache
+from .model import HookedTransformer
 
 
 class LogitLens:
@@ -171,3 +172,18 @@ def logit_lens(model, inputs) -> LogitLens:
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names_filter=names)
     return LogitLens(model, cache)
+
+
+def _logit_lens_method(self, inputs) -> LogitLens:
+    """Every layer's residual stream decoded by this model's head: a :class:`~workbench.lens.LogitLens`.
+
+    Needs a model with an unembedding (a causal or masked LM head); ``inputs`` may be text, token ids,
+    model inputs or a cache that holds ``blocks.0.hook_resid_pre`` and every ``hook_resid_post``.
+    """
+    return logit_lens(self, inputs)
+
+
+# ``model.logit_lens(...)``: the model layers never import this module; see the note above GenerationMixin in
+# workbench/model.py.
+_logit_lens_method.__name__, _logit_lens_method.__qualname__ = "logit_lens", "HookedTransformer.logit_lens"
+HookedTransformer.logit_lens = _logit_lens_method

@@ -36,6 +36,22 @@ logger = logging.getLogger(__name__)
 ModelInput = Union[str, list[str], torch.Tensor, Mapping[str, Any]]
 
 
+# Methods of the analysis layer. The model layers never import workbench's analysis layer (the import layers
+# in pyproject.toml, checked by lint-imports), so the README's ``gpt2.generate(...)``, ``mlm.fill_mask(...)``
+# and ``model.logit_lens(...)`` are given to the models by the analysis modules themselves, which are free
+# functions first (``wb.generate``, ``wb.fill_mask``, ``wb.logit_lens``): workbench.lens adds ``logit_lens`` to
+# every HookedTransformer, workbench.generation adds ``generate`` to GenerationMixin and
+# workbench.mask_filling adds ``fill_mask`` to FillMaskMixin. A model class says what it can do by inheriting
+# the mixin. The methods are always there: importing any ``workbench.*`` module runs workbench/__init__.py
+# first, which imports those modules.
+class GenerationMixin:
+    """A causal LM that continues text: ``model.generate(prompt, ...)`` (from :mod:`workbench.generation`)."""
+
+
+class FillMaskMixin:
+    """A masked LM that fills mask tokens: ``model.fill_mask(text, top_k)`` (from :mod:`workbench.mask_filling`)."""
+
+
 class HookedTransformer(HookedModule):
     """Base class: a transformer whose activations are reachable through named hook points.
 
@@ -300,16 +316,6 @@ class HookedTransformer(HookedModule):
             out = self(**kwargs, **forward_kwargs)
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
         return out, ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
-
-    def logit_lens(self, inputs: ModelInput | ActivationCache):
-        """Every layer's residual stream decoded by this model's head: a :class:`~workbench.lens.LogitLens`.
-
-        Needs a model with an unembedding (a causal or masked LM head); ``inputs`` may be text, token ids,
-        model inputs or a cache that holds ``blocks.0.hook_resid_pre`` and every ``hook_resid_post``.
-        """
-        from .lens import logit_lens
-
-        return logit_lens(self, inputs)
 
     # Shared forward helpers --------------------------------------------------------------------------
     def layer_head_mask(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:

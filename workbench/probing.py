@@ -1,4 +1,7 @@
-"""Probes trained for every layer at once.
+"""Probes trained for every layer at once, and the layer numbering they are trained on.
+
+This is the probing library of both the ``probes`` package (``probes.models`` re-exports it) and the
+benchmarks' probe mode (``wb.bench``), so it lives in workbench, which never imports ``probes``.
 
 Every probe here holds one set of parameters per layer, stacked along a leading ``layer`` dimension, and trains
 all layers in one batched computation (``torch.baddbmm`` / ``einsum`` over ``[layer, ...]`` tensors); there is no
@@ -37,11 +40,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "EMBEDDING_HOOK",
+    "hook_name",
+    "resolve_layers",
     "LinearProbe",
     "MLPProbe",
     "DistanceProbe",
@@ -54,6 +61,36 @@ __all__ = [
     "uuas",
     "spearman",
 ]
+
+EMBEDDING_HOOK = "blocks.0.hook_resid_pre"
+
+
+def hook_name(layer: int, hook: str = "hook_resid_post") -> str:
+    """The hook whose activations are layer ``layer``: 0 is the embedding output, i is block i-1's ``hook``."""
+    return EMBEDDING_HOOK if layer == 0 else f"blocks.{layer - 1}.{hook}"
+
+
+def resolve_layers(layers: str | Sequence[int], n_layers: int) -> list[int]:
+    """``"all"`` -> [0, ..., n_layers]; a list of ints is checked (0 = embeddings, 1..n_layers = blocks)."""
+    if isinstance(layers, str):
+        if layers != "all":
+            raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r}")
+        return list(range(n_layers + 1))
+    if isinstance(layers, (int, np.integer)):
+        layers = [layers]
+    chosen = list(layers)
+    if not chosen:
+        raise ValueError("layers is empty; pass 'all' or at least one layer")
+    for layer in chosen:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+            raise ValueError(f"layers must be ints, got {layer!r} ({type(layer).__name__})")
+        if not 0 <= layer <= n_layers:
+            raise ValueError(
+                f"layer {layer} is out of range: the model has {n_layers} blocks, so layers are 0 (the embedding "
+                f"output) to {n_layers} (the last block's output)"
+            )
+    return sorted({int(layer) for layer in chosen})
+
 
 DEFAULT_MDL_FRACTIONS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25, 12.5, 25.0, 50.0, 100.0)
 

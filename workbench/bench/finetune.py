@@ -126,21 +126,26 @@ def build_head(model_or_name, spec: TaskSpec, device=None):
             go under a fresh head (a stand-in stays labelled one).
         device: where the head goes (default: a loaded model's own device, else the CPU).
     """
-    import workbench as wb
+    from ..auto import (
+        AutoModelForMultipleChoice,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+    )
+    from ..model import HookedTransformer
 
     if spec.family not in HEAD_TASKS:
         raise ValueError(f"no head for the {spec.family!r} task {spec.name!r}")
-    if isinstance(model_or_name, wb.HookedTransformer):
+    if isinstance(model_or_name, HookedTransformer):
         return _head_on_body(model_or_name, spec, device)
     name_or_path = model_or_name
     if spec.family in ("classification", "regression"):
         extra = {"problem_type": "regression"} if spec.family == "regression" else {}
-        return wb.AutoModelForSequenceClassification.from_pretrained(
+        return AutoModelForSequenceClassification.from_pretrained(
             name_or_path, num_labels=spec.num_labels, device=device, **extra
         )
     if spec.family == "multiple_choice":
-        return wb.AutoModelForMultipleChoice.from_pretrained(name_or_path, device=device)
-    return wb.AutoModelForQuestionAnswering.from_pretrained(name_or_path, device=device)
+        return AutoModelForMultipleChoice.from_pretrained(name_or_path, device=device)
+    return AutoModelForQuestionAnswering.from_pretrained(name_or_path, device=device)
 
 
 def _head_on_body(source, spec: TaskSpec, device=None):

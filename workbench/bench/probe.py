@@ -4,14 +4,14 @@ Each example becomes one vector per layer: the mean of its non-special tokens' r
 (``pooling="mean"``, the default: all-MiniLM-L6-v2 was trained with mean pooling, and a mean works for every
 architecture), or the first token (``"first"``: BERT's [CLS]) or the last real token (``"last"``: GPT-style
 models). Layer 0 is the embedding output (``blocks.0.hook_resid_pre``), layer i the output of block i - 1
-(``hook_resid_post``), the same numbering as the probes package's activation store. A sentence pair is
-encoded as one sequence with the tokenizer's pair template (``[CLS] a [SEP] b [SEP]``); a multiple-choice
-example gives one vector per (context, choice) pair.
+(``hook_resid_post``), the same numbering as the probes package's activation store (``workbench.probing``).
+A sentence pair is encoded as one sequence with the tokenizer's pair template (``[CLS] a [SEP] b [SEP]``); a
+multiple-choice example gives one vector per (context, choice) pair.
 
 Only dev sets are local for most tasks, so scores are k-fold cross-validated on dev: every example is
 predicted by a probe that did not see it, and the official metric is computed on those out-of-fold
-predictions. Classification uses the probes package's batched :class:`probes.models.LinearProbe` (all layers
-in one computation); regression (STS-B) a closed-form ridge regression per layer; multiple choice a linear
+predictions. Classification uses the batched :class:`workbench.probing.LinearProbe` (``probes.models``; all
+layers in one computation); regression (STS-B) a closed-form ridge regression per layer; multiple choice a linear
 scorer (one weight vector per layer, softmax over the choices), batched over layers the same way.
 """
 
@@ -72,7 +72,7 @@ def pooled_features(
     Inputs are tokenized once (truncated to the model's context: a WARNING counts the truncated ones),
     sorted by length and batched, so padding is small; the model runs on its own device without gradients.
     """
-    from probes.store import hook_name, resolve_layers
+    from ..probing import hook_name, resolve_layers
 
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -190,7 +190,7 @@ def _classify(
     (80/20, stratified; the best ``select_metric``, the task's official metric, e.g. MCC for CoLA), then
     refits on the whole training part: the dev examples being scored never take part in the choice.
     """
-    from probes.models import LinearProbe
+    from ..probing import LinearProbe
 
     def fit(x, y, weight_decay):
         return LinearProbe(n_classes, max_epochs=max_epochs, weight_decay=weight_decay, seed=seed).fit(x, y)

@@ -391,8 +391,7 @@ def provenance_record(
 ) -> dict[str, Any]:
     """Everything that makes the numbers of one (model, task, mode) result: the model's fingerprint, the data
     files' contents (``paths`` says where they were; it is not part of the key), and the arguments."""
-    import workbench
-
+    from ..version import __version__
     from .finetune import FinetuneConfig
 
     dev = _file_record(spec, data, "dev")
@@ -403,7 +402,7 @@ def provenance_record(
         files["train"] = _file_record(spec, data, "train")
     record: dict[str, Any] = {
         "format": RECORD_FORMAT,
-        "workbench_version": workbench.__version__,
+        "workbench_version": __version__,
         "model": str(model_name),
         "model_fingerprint": fingerprint,
         "task": spec.name,
@@ -494,15 +493,14 @@ def _log_other_entries(store: Path, model_name, task: str, mode: str, record: di
 
 
 def _load_model(name: str, mode: str, device: str):
-    import workbench as wb
-
+    from ..api import load
     from .zeroshot import load_scoring_model
 
     if mode == "zeroshot":
         return load_scoring_model(name, device=device)
     if mode == "finetune":  # only fingerprinted (build_head loads the model to train): the CPU will do
-        return wb.load(name, task="base", device="cpu")
-    return wb.load(name, task="base", device=device)
+        return load(name, task="base", device="cpu")
+    return load(name, task="base", device=device)
 
 
 def evaluate_one(

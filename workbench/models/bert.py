@@ -23,7 +23,6 @@ from torch import nn
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
 from ..config import ModelConfig
 from ..heads import (
-    fill_mask,
     multiple_choice_inputs,
     span_loss,
     split_span_logits,
@@ -31,7 +30,7 @@ from ..heads import (
 )
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import FillMaskMixin, HookedTransformer
 from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
@@ -300,7 +299,7 @@ class BertMLMHead(nn.Module):
         return self.ln(self.act(self.dense(x)))
 
 
-class BertForMaskedLM(BertModel):
+class BertForMaskedLM(BertModel, FillMaskMixin):
     """BERT with its masked-language-model head. Adds the hook ``hook_logits`` [batch, pos, vocab]."""
 
     head_key_map = MLM_KEY_MAP
@@ -324,10 +323,6 @@ class BertForMaskedLM(BertModel):
     def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
         return self.unembed(self.mlm_head(resid))
-
-    def fill_mask(self, text: str | list[str], top_k: int = 5):
-        """The top tokens for each ``[MASK]`` of ``text``, as a DataFrame (see :func:`workbench.heads.fill_mask`)."""
-        return fill_mask(self, text, top_k)
 
     def forward(
         self,

@@ -32,10 +32,10 @@ from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padd
 from ..components import activation as activation_function
 from ..components.positions import sinusoid_table
 from ..config import ModelConfig
-from ..heads import fill_mask, multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import FillMaskMixin, HookedTransformer
 from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
@@ -331,7 +331,7 @@ class DistilBertMLMHead(nn.Module):
         return self.ln(self.act(self.dense(x)))
 
 
-class DistilBertForMaskedLM(DistilBertModel):
+class DistilBertForMaskedLM(DistilBertModel, FillMaskMixin):
     """DistilBERT with its masked-language-model head. Adds ``mlm_head.ln.*`` and ``hook_logits``
     [batch, pos, vocab]."""
 
@@ -351,10 +351,6 @@ class DistilBertForMaskedLM(DistilBertModel):
     def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
         return self.unembed(self.mlm_head(resid))
-
-    def fill_mask(self, text: str | list[str], top_k: int = 5):
-        """The top tokens for each ``[MASK]`` of ``text``, as a DataFrame (see :func:`workbench.heads.fill_mask`)."""
-        return fill_mask(self, text, top_k)
 
     def forward(
         self,

@@ -32,10 +32,9 @@ from ..components import (
 )
 from ..components.fused import FusedSplit, FusedWeights
 from ..config import ModelConfig
-from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import GenerationMixin, HookedTransformer
 from ..outputs import CausalLMOutput, DecoderOutput, SequenceClassifierOutput
 from .bert import classification_loss
 
@@ -288,7 +287,7 @@ class GPT2Model(FusedWeights, HookedTransformer):
         return out.returned(return_dict)
 
 
-class GPT2LMHeadModel(GPT2Model):
+class GPT2LMHeadModel(GPT2Model, GenerationMixin):
     """GPT-2 with its language-modelling head (the unembedding, tied to the token embedding).
 
     Adds ``hook_logits`` [batch, pos, vocab]; generation and the logit lens live in
@@ -311,10 +310,6 @@ class GPT2LMHeadModel(GPT2Model):
         """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final norm, then the
         unembedding (the logit lens)."""
         return self.unembed(self.ln_final(resid) if self.ln_final is not None else resid)
-
-    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
-        """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
-        return generate(self, prompt, max_new_tokens, **options)
 
     def forward(
         self,

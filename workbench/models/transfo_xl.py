@@ -36,10 +36,9 @@ from ..components import MLP, LayerNorm
 from ..components.fused import FusedSplit, FusedWeights
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
-from ..generation import GenerationResult, generate
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
 from .bert import classification_loss
 from .gpt2 import last_real_token
@@ -827,7 +826,7 @@ def token_losses(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (-picked).masked_fill(ignored, 0.0)
 
 
-class TransfoXLLMHeadModel(TransfoXLModel):
+class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
     """Transformer-XL with its adaptive softmax, as Hugging Face's ``TransfoXLLMHeadModel``.
 
     Adds ``hook_logits`` [batch, pos, vocab]: the **log-probabilities** (``prediction_scores``; the adaptive
@@ -871,13 +870,6 @@ class TransfoXLLMHeadModel(TransfoXLModel):
         """Log-probabilities [..., vocab] of a residual-stream state [..., d_model] (no final norm: the logit
         lens)."""
         return self.lm_head(resid)
-
-    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
-        """Continue ``prompt``, carrying the memory from step to step; see :func:`workbench.generation.generate`.
-
-        Memory holds ``mem_len`` positions: a prompt plus continuation longer than that is seen through the
-        memory window, as the original model generates."""
-        return generate(self, prompt, max_new_tokens, **options)
 
     def forward(
         self,

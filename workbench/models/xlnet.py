@@ -49,11 +49,10 @@ from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
-from ..generation import GenerationResult, generate
 from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
 from ..loading import KeyMap
-from ..model import HookedTransformer
+from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
 from .bert import classification_loss
 
@@ -865,7 +864,7 @@ class XLNetModel(FusedWeights, HookedTransformer):
         return out.returned(return_dict)
 
 
-class XLNetLMHeadModel(XLNetModel):
+class XLNetLMHeadModel(XLNetModel, GenerationMixin):
     """XLNet with its language-modelling head: ``lm_loss``, a linear map with a bias whose weight is tied to
     the token embedding, on the query stream when there is one (else on the content stream).
 
@@ -944,11 +943,6 @@ class XLNetLMHeadModel(XLNetModel):
             )
         out = XLNetLMHeadModelOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
         return out.returned(return_dict)
-
-    def generate(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
-        """Continue ``prompt`` one token at a time with :meth:`next_token_logits` (the whole sequence is
-        recomputed at every step: no key/value cache); see :func:`workbench.generation.generate`."""
-        return generate(self, prompt, max_new_tokens, **options)
 
     def next_token_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

@@ -21,7 +21,7 @@ from .compare import cka, cka_matrix, compare, linear_cka
 from .export import notebook_to_html
 from .generation import generation_explorer
 from .probes_view import probe_results
-from .representations import logit_lens_table, projection, projection_methods, treebank_projection
+from .representations import logit_lens_table, projection, projection_methods
 
 
 def plot(figure, kind: str = "figure") -> View:
@@ -60,5 +60,4 @@ __all__ = [
     "projection",
     "projection_methods",
     "token_attributions",
-    "treebank_projection",
 ]
