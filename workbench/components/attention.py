@@ -105,3 +105,70 @@ def attention_scores(
     -> [batch, head, query_pos, key_pos] = scale * q.k + mask."""
     scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(scale)
     return scores if mask is None else scores.add_(mask)
+
+
+class RelativeAttentionCore(nn.Module):
+    """The relative multi-head attention of Transformer-XL (Dai et al. 2019, section 3.3), shared by
+    Transformer-XL and XLNet (whose two-stream attention adds segment terms and a query stream on top).
+
+    Parameters: ``q``, ``k``, ``v`` and ``r`` (W_R, the projection of the relative-position embeddings), all
+    without biases; ``r_w_bias`` and ``r_r_bias`` [head, d_head] (the paper's u and v; Transformer-XL may
+    share one pair between all layers, passed in). A score is
+
+        (q_i + r_w_bias) . k_j  +  (q_i + r_r_bias) . W_R R_(i-j)
+
+    (content and position terms, the paper's (a)+(c) and (b)+(d)); the position term is computed against every
+    row of the relative table and moved into place by :func:`~workbench.components.positions.rel_shift`.
+    Subclasses register their other hooks, the output projection ``o`` and their forward.
+
+    Hooks (registered here, first): hook_q [batch, query_pos, head, d_head]; hook_k, hook_v [batch, key_pos,
+    head, d_head]; hook_k_rel [batch, rel_pos, head, d_head] (W_R times the relative embeddings).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_head: int,
+        r_w_bias: nn.Parameter | None = None,
+        r_r_bias: nn.Parameter | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_head
+        self.scale = d_head**-0.5
+        width = n_heads * d_head
+        self.q = nn.Linear(d_model, width, bias=False)
+        self.k = nn.Linear(d_model, width, bias=False)
+        self.v = nn.Linear(d_model, width, bias=False)
+        self.r = nn.Linear(d_model, width, bias=False)
+        self.r_w_bias = r_w_bias if r_w_bias is not None else nn.Parameter(torch.zeros(n_heads, d_head))
+        self.r_r_bias = r_r_bias if r_r_bias is not None else nn.Parameter(torch.zeros(n_heads, d_head))
+        self.hook_q = HookPoint()  # [batch, query_pos, head, d_head]
+        self.hook_k = HookPoint()  # [batch, key_pos, head, d_head]
+        self.hook_v = HookPoint()  # [batch, key_pos, head, d_head]
+        self.hook_k_rel = HookPoint()  # [batch, rel_pos, head, d_head]
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., head * d_head] -> [..., head, d_head]"""
+        return x.view(*x.shape[:-1], self.n_heads, self.d_head)
+
+    @staticmethod
+    def mask_heads(z: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
+        """z [batch, pos, head, d_head] times Hugging Face's head_mask [head] (the pattern stays unmasked)."""
+        return z if head_mask is None else z * head_mask.view(1, 1, -1, 1).to(z.dtype)
+
+    def content_scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """(q + r_w_bias) . k, unscaled: q [batch, query_pos, head, d_head], k [batch, key_pos, head, d_head]
+        -> [batch, head, query_pos, key_pos]."""
+        return torch.einsum("bqhd,bkhd->bhqk", q + self.r_w_bias, k)
+
+    def position_scores(self, q: torch.Tensor, k_rel: torch.Tensor) -> torch.Tensor:
+        """(q + r_r_bias) . W_R R_t against every row t of the relative table, unscaled and not yet shifted:
+        k_rel [batch, rel_pos, head, d_head] -> [batch, head, query_pos, rel_pos]."""
+        return torch.einsum("bqhd,bkhd->bhqk", q + self.r_r_bias, k_rel)
+
+    @staticmethod
+    def mix_values(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """pattern [batch, head, query_pos, key_pos], v [batch, key_pos, head, d_head] -> z [batch, query_pos,
+        head, d_head]: each head's pattern-weighted values."""
+        return torch.einsum("bhqk,bkhd->bqhd", pattern, v)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import MLP, LayerNorm
+from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedSplit, FusedWeights
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
@@ -359,8 +360,9 @@ def relative_shift(x: torch.Tensor) -> torch.Tensor:
     return rel_shift(F.pad(x, (1, 0)), x.shape[-1])  # one zero column: [..., query_pos, key_pos + 1]
 
 
-class RelativeAttention(nn.Module):
-    """Transformer-XL's relative multi-head attention ("RelPartialLearnable").
+class RelativeAttention(RelativeAttentionCore):
+    """Transformer-XL's relative multi-head attention ("RelPartialLearnable"), on the shared
+    :class:`~workbench.components.attention.RelativeAttentionCore`.
 
     score(i, j) = [(q_i + r_w_bias) . k_j  +  (q_i + r_r_bias) . W_r R_(i-j)] / sqrt(d_head)
 
@@ -378,36 +380,16 @@ class RelativeAttention(nn.Module):
     """
 
     def __init__(self, config: TransfoXLConfig, r_w_bias: nn.Parameter | None, r_r_bias: nn.Parameter | None):
-        super().__init__()
-        self.n_heads, self.d_head = config.n_head, config.d_head
-        width = config.n_head * config.d_head
+        # r_w_bias, r_r_bias: shared by every layer when untie_r is False (the model owns them then).
+        super().__init__(config.d_model, config.n_head, config.d_head, r_w_bias, r_r_bias)
         self.scale = 1 / config.d_head**0.5
-        self.q = nn.Linear(config.d_model, width, bias=False)
-        self.k = nn.Linear(config.d_model, width, bias=False)
-        self.v = nn.Linear(config.d_model, width, bias=False)
-        self.r = nn.Linear(config.d_model, width, bias=False)
-        # Shared by every layer when untie_r is False (the model owns them then).
-        self.r_w_bias = (
-            r_w_bias if r_w_bias is not None else nn.Parameter(torch.empty(self.n_heads, self.d_head))
-        )
-        self.r_r_bias = (
-            r_r_bias if r_r_bias is not None else nn.Parameter(torch.empty(self.n_heads, self.d_head))
-        )
-        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_k = HookPoint()  # [batch, key_pos, head, d_head]
-        self.hook_v = HookPoint()  # [batch, key_pos, head, d_head]
-        self.hook_k_rel = HookPoint()  # [batch, key_pos, head, d_head]
         self.hook_scores_content = HookPoint()  # [batch, head, pos, key_pos]
         self.hook_scores_position = HookPoint()  # [batch, head, pos, key_pos]
         self.hook_scores = HookPoint()  # [batch, head, pos, key_pos]
         self.hook_pattern = HookPoint()  # [batch, head, pos, key_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
-        self.o = nn.Linear(width, config.d_model, bias=False)
+        self.o = nn.Linear(config.n_head * config.d_head, config.d_model, bias=False)
         self.dropatt = nn.Dropout(config.dropatt)
-
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., head * d_head] -> [..., head, d_head]"""
-        return x.view(*x.shape[:-1], self.n_heads, self.d_head)
 
     def forward(
         self,
@@ -436,16 +418,13 @@ class RelativeAttention(nn.Module):
         else:
             k_rel = self.split_heads(self.r(rel))
         k_rel = self.hook_k_rel(k_rel)
-        content = torch.einsum("bqhd,bkhd->bhqk", q + self.r_w_bias, k) * self.scale
-        position = relative_shift(torch.einsum("bqhd,bkhd->bhqk", q + self.r_r_bias, k_rel)) * self.scale
+        content = self.content_scores(q, k) * self.scale
+        position = relative_shift(self.position_scores(q, k_rel)) * self.scale
         content = self.hook_scores_content(content)
         position = self.hook_scores_position(position)
         scores = self.hook_scores((content + position).masked_fill(mask, torch.finfo(content.dtype).min))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
-        z = torch.einsum("bhqk,bkhd->bqhd", self.dropatt(pattern), v)
-        if head_mask is not None:
-            z = z * head_mask.view(1, 1, -1, 1).to(z.dtype)
-        z = self.hook_z(z)
+        z = self.hook_z(self.mask_heads(self.mix_values(self.dropatt(pattern), v), head_mask))
         return self.o(z.flatten(-2)), pattern
 
 

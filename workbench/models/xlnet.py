@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..components import LayerNorm, activation
+from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
@@ -394,32 +395,12 @@ def segments_differ(token_type_ids: torch.Tensor, m_len: int) -> torch.Tensor:
     return token_type_ids[:, :, None] != keys[:, None, :]
 
 
-def relative_attention_scores(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    k_rel: torch.Tensor,
-    attn: RelativeAttention,
-    segments: torch.Tensor | None,
-) -> torch.Tensor:
-    """Scaled scores [batch, head, query_pos, key_pos] before masking: content + position (+ segment) terms.
-
-    q: [batch, query_pos, head, d_head]; k: [batch, key_pos, head, d_head]; k_rel: [batch, rel_pos, head,
-    d_head] (W_R times the sinusoids); segments: [batch, query_pos, key_pos] (True: different segments).
-    """
-    content = torch.einsum("bind,bjnd->bnij", q + attn.r_w_bias, k)
-    position = rel_shift(torch.einsum("bind,bjnd->bnij", q + attn.r_r_bias, k_rel), k.shape[1])
-    scores = content + position
-    if segments is not None:
-        by_segment = torch.einsum("bind,snd->bnis", q + attn.r_s_bias, attn.seg_embed)  # [batch, head, q, 2]
-        scores = scores + torch.where(segments[:, None], by_segment[..., 1:], by_segment[..., :1])
-    return scores * attn.scale
-
-
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
-class RelativeAttention(nn.Module):
-    """Two-stream multi-head attention with relative positions and segments (XLNet, section 2.3 and 2.5).
+class RelativeAttention(RelativeAttentionCore):
+    """Two-stream multi-head attention with relative positions and segments (XLNet, section 2.3 and 2.5), on
+    Transformer-XL's relative attention (:class:`~workbench.components.attention.RelativeAttentionCore`).
 
     Parameters: ``q``, ``k``, ``v``, ``r`` (the positional key projection, W_R) and ``o`` without biases;
     ``r_w_bias``, ``r_r_bias``, ``r_s_bias`` [head, d_head] (Transformer-XL's u, v and XLNet's b);
@@ -439,22 +420,9 @@ class RelativeAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, dropout: float) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.d_head = d_head
-        self.scale = d_head**-0.5
-        self.q = nn.Linear(d_model, n_heads * d_head, bias=False)
-        self.k = nn.Linear(d_model, n_heads * d_head, bias=False)
-        self.v = nn.Linear(d_model, n_heads * d_head, bias=False)
-        self.r = nn.Linear(d_model, n_heads * d_head, bias=False)
-        self.r_w_bias = nn.Parameter(torch.zeros(n_heads, d_head))
-        self.r_r_bias = nn.Parameter(torch.zeros(n_heads, d_head))
+        super().__init__(d_model, n_heads, d_head)
         self.r_s_bias = nn.Parameter(torch.zeros(n_heads, d_head))
         self.seg_embed = nn.Parameter(torch.zeros(2, n_heads, d_head))
-        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_k = HookPoint()  # [batch, key_pos, head, d_head]
-        self.hook_v = HookPoint()  # [batch, key_pos, head, d_head]
-        self.hook_k_rel = HookPoint()  # [batch, rel_pos, head, d_head]
         self.hook_scores = HookPoint()  # [batch, head, query_pos, key_pos]
         self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
@@ -465,14 +433,21 @@ class RelativeAttention(nn.Module):
         self.o = nn.Linear(n_heads * d_head, d_model, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, head * d_head] -> [batch, pos, head, d_head]"""
-        return x.view(*x.shape[:-1], self.n_heads, self.d_head)
+    def relative_scores(
+        self, q: torch.Tensor, k: torch.Tensor, k_rel: torch.Tensor, segments: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Scaled scores [batch, head, query_pos, key_pos] before masking: content + position (+ segment)
+        terms.
 
-    @staticmethod
-    def mask_heads(z: torch.Tensor, head_mask: torch.Tensor | None) -> torch.Tensor:
-        """z [batch, pos, head, d_head] times Hugging Face's head_mask [head] (the pattern stays unmasked)."""
-        return z if head_mask is None else z * head_mask.view(1, 1, -1, 1).to(z.dtype)
+        q: [batch, query_pos, head, d_head]; k: [batch, key_pos, head, d_head]; k_rel: [batch, rel_pos, head,
+        d_head] (W_R times the sinusoids); segments: [batch, query_pos, key_pos] (True: different segments).
+        """
+        scores = self.content_scores(q, k) + rel_shift(self.position_scores(q, k_rel), k.shape[1])
+        if segments is not None:
+            # [batch, head, query_pos, 2]: the score of "same segment" and of "different segment"
+            by_segment = torch.einsum("bind,snd->bnis", q + self.r_s_bias, self.seg_embed)
+            scores = scores + torch.where(segments[:, None], by_segment[..., 1:], by_segment[..., :1])
+        return scores * self.scale
 
     def attend(
         self,
@@ -486,13 +461,12 @@ class RelativeAttention(nn.Module):
         hook_pattern: HookPoint,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """q: [batch, query_pos, head, d_head] -> (z [batch, query_pos, head, d_head], pattern)."""
-        scores = relative_attention_scores(q, k, k_rel, self, segments)
+        scores = self.relative_scores(q, k, k_rel, segments)
         if blocked is not None:
             penalty = 65500.0 if scores.dtype == torch.float16 else MASK_VALUE
             scores = scores - penalty * blocked[:, None].to(scores.dtype)
         pattern = hook_pattern(hook_scores(scores).softmax(dim=-1))
-        z = torch.einsum("bnij,bjnd->bind", self.dropout(pattern), v)
-        return z, pattern
+        return self.mix_values(self.dropout(pattern), v), pattern
 
     def forward(
         self,
