@@ -1,5 +1,5 @@
 """The shared parts of workbench.components, each against its formula: fused-weight rules (split on load, fused
-on save), the sinusoids, the relative shift and the sequence summary."""
+on save), the sinusoids, the relative shift, the sequence summary, RMSNorm and the gated MLP."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import workbench as wb
+from workbench.components import GatedMLP, RMSNorm
 from workbench.components.fused import FusedSplit, HeadShapedProjections, join_fused, split_fused
 from workbench.components.positions import distance_sinusoids, inverse_frequencies, rel_shift, sinusoid_table
 from workbench.components.summary import SequenceSummary
@@ -151,3 +152,69 @@ def test_sequence_summary_picks_projects_and_activates(kind, pick):
 def test_sequence_summary_rejects_an_unknown_summary_type():
     with pytest.raises(ValueError, match="summary_type 'attn' is not supported"):
         _Head(summary_type="attn")
+
+
+# RMSNorm and the gated MLP ------------------------------------------------------------------------------
+
+
+def test_rms_norm_follows_its_formula_and_llamas():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    norm = RMSNorm(6, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+    x = torch.randn(2, 3, 6)
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * norm.weight
+    assert torch.allclose(norm(x), expected, atol=1e-6)
+    llama = LlamaRMSNorm(6, eps=1e-6)
+    llama.weight = norm.weight
+    assert torch.equal(norm(x), llama(x))
+    assert torch.equal(norm(x.half()), llama(x.half()))
+
+
+def test_rms_norm_with_a_one_plus_w_weight_is_gemmas():
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    norm = RMSNorm(6, eps=1e-6, weight_offset=1.0)
+    assert torch.equal(norm.weight, torch.zeros(6))  # (1 + 0): the identity scale
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(6))
+    x = torch.randn(2, 3, 6)
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (1 + norm.weight)
+    assert torch.allclose(norm(x), expected, atol=1e-6)
+    gemma = GemmaRMSNorm(6, eps=1e-6)
+    gemma.weight = norm.weight
+    assert torch.equal(norm(x), gemma(x))
+    assert torch.equal(norm(x.bfloat16()), gemma(x.bfloat16()))
+
+
+def test_rms_norm_hooks_read_and_patch_the_scale():
+    norm = RMSNorm(4, eps=1e-5)
+    x = torch.randn(2, 3, 4)
+    seen = {}
+    norm.hook_scale.add_hook(lambda tensor, hook: seen.setdefault("scale", tensor))
+    out = norm(x)
+    assert torch.allclose(seen["scale"], torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5))
+    norm.hook_scale.remove_hooks()
+    norm.hook_scale.add_hook(lambda tensor, hook: tensor * 2)
+    assert torch.allclose(norm(x), out / 2, atol=1e-6)
+
+
+def test_gated_mlp_follows_its_formula_and_llamas():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    mlp = GatedMLP(8, 12, "silu")
+    x = torch.randn(2, 3, 8)
+    gate, linear = mlp.fc_gate(x), mlp.fc_in(x)
+    expected = mlp.fc_out(F.silu(gate) * linear)
+    seen = {}
+    for name in ("hook_pre", "hook_pre_linear", "hook_post"):
+        getattr(mlp, name).add_hook(lambda tensor, hook, name=name: seen.setdefault(name, tensor))
+    assert torch.allclose(mlp(x), expected, atol=1e-6)
+    assert torch.equal(seen["hook_pre"], gate) and torch.equal(seen["hook_pre_linear"], linear)
+    assert torch.allclose(seen["hook_post"], F.silu(gate) * linear)
+    llama = LlamaMLP(LlamaConfig(hidden_size=8, intermediate_size=12, hidden_act="silu", num_attention_heads=2))
+    llama.gate_proj, llama.up_proj, llama.down_proj = mlp.fc_gate, mlp.fc_in, mlp.fc_out
+    assert torch.equal(mlp(x), llama(x))
+    assert mlp.fc_gate.bias is None and GatedMLP(8, 12, "gelu", bias=True).fc_out.bias is not None

@@ -16,19 +16,21 @@ from .attention import Attention, attention_scores
 from .blocks import PostNormBlock, PreNormBlock
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
-from .mlp import MLP
-from .norms import LayerNorm
+from .mlp import MLP, GatedMLP
+from .norms import LayerNorm, RMSNorm
 from .positions import positions_from_mask
 
 __all__ = [
     "ACTIVATIONS",
     "MLP",
     "Attention",
+    "GatedMLP",
     "KVCache",
     "LayerKV",
     "LayerNorm",
     "PostNormBlock",
     "PreNormBlock",
+    "RMSNorm",
     "activation",
     "additive_padding_mask",
     "attention_scores",

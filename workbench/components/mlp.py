@@ -27,3 +27,28 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.hook_post(self.act(self.hook_pre(self.fc_in(x)))))
+
+
+class GatedMLP(nn.Module):
+    """The gated feed-forward network of Llama and Gemma (Shazeer 2020, "GLU Variants Improve Transformer"):
+    ``fc_out(act(fc_gate(x)) * fc_in(x))``, without biases by default.
+
+    Hooks:
+        hook_pre: [batch, pos, d_mlp], the gate before the activation, fc_gate(x).
+        hook_pre_linear: [batch, pos, d_mlp], the linear branch, fc_in(x).
+        hook_post: [batch, pos, d_mlp], act(hook_pre) * hook_pre_linear (the "neurons").
+    """
+
+    def __init__(self, d_model: int, d_mlp: int, act: str, bias: bool = False) -> None:
+        super().__init__()
+        self.fc_gate = nn.Linear(d_model, d_mlp, bias=bias)
+        self.fc_in = nn.Linear(d_model, d_mlp, bias=bias)
+        self.act = activation(act)
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_pre_linear = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+        self.fc_out = nn.Linear(d_mlp, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.act(self.hook_pre(self.fc_gate(x)))
+        return self.fc_out(self.hook_post(gate * self.hook_pre_linear(self.fc_in(x))))

@@ -36,3 +36,40 @@ class LayerNorm(nn.Module):
         centred = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(centred / scale * self.weight + self.bias)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019; Llama's): ``x / sqrt(mean(x^2) + eps) * w``, no centring
+    and no bias. With ``weight_offset=1.0`` the weight is stored as ``w - 1`` and applied as ``(1 + w)``
+    (Gemma's RMSNorm), so that a zero-initialised weight is the identity scale.
+
+    Computed in float32 whatever the input dtype, as Llama's and Gemma's implementations do; Llama casts back
+    to the input dtype before the weight, Gemma after it (``weight_offset`` selects Gemma's order too). With no
+    hook on ``hook_scale`` the input is multiplied by ``rsqrt`` (bitwise Hugging Face's); with one, it is
+    divided by the hooked scale (equal up to rounding).
+
+    Hooks:
+        hook_scale: [batch, pos, 1], sqrt(mean(x^2) + eps) in float32, the divisor of the input.
+        hook_normalized: [batch, pos, d_model], the output (after the weight).
+    """
+
+    def __init__(self, d_model: int, eps: float, weight_offset: float = 0.0) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight_offset = weight_offset
+        self.weight = nn.Parameter(torch.full((d_model,), 1.0 - weight_offset))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        mean_square = x32.pow(2).mean(-1, keepdim=True)
+        if self.hook_scale.is_active:
+            normed = x32 / self.hook_scale((mean_square + self.eps).sqrt())
+        else:  # Llama's and Gemma's kernel: bitwise their outputs
+            normed = x32 * torch.rsqrt(mean_square + self.eps)
+        if self.weight_offset:
+            out = (normed * (self.weight_offset + self.weight.float())).to(x.dtype)
+        else:
+            out = self.weight * normed.to(x.dtype)
+        return self.hook_normalized(out)
