@@ -214,7 +214,39 @@ def test_gated_mlp_follows_its_formula_and_llamas():
     assert torch.allclose(mlp(x), expected, atol=1e-6)
     assert torch.equal(seen["hook_pre"], gate) and torch.equal(seen["hook_pre_linear"], linear)
     assert torch.allclose(seen["hook_post"], F.silu(gate) * linear)
-    llama = LlamaMLP(LlamaConfig(hidden_size=8, intermediate_size=12, hidden_act="silu", num_attention_heads=2))
+    llama = LlamaMLP(
+        LlamaConfig(hidden_size=8, intermediate_size=12, hidden_act="silu", num_attention_heads=2)
+    )
     llama.gate_proj, llama.up_proj, llama.down_proj = mlp.fc_gate, mlp.fc_in, mlp.fc_out
     assert torch.equal(mlp(x), llama(x))
     assert mlp.fc_gate.bias is None and GatedMLP(8, 12, "gelu", bias=True).fc_out.bias is not None
+
+
+# Blocks -------------------------------------------------------------------------------------------------
+
+
+def _hook_order(module: nn.Module) -> list[str]:
+    return [name for name, child in module.named_modules() if isinstance(child, wb.HookPoint)]
+
+
+def test_blocks_take_the_norm_as_a_parameter_and_register_hooks_in_forward_order():
+    from workbench.components import MLP, Attention, PostNormBlock, PreNormBlock
+
+    torch.manual_seed(0)
+    attn, mlp = Attention(8, 2, 0.0), GatedMLP(8, 12, "silu")
+    pre = PreNormBlock(attn, mlp, 8, 1e-6, 0.0, norm=lambda: RMSNorm(8, 1e-6)).eval()
+    assert isinstance(pre.ln1, RMSNorm) and isinstance(pre.ln2, RMSNorm)
+    order = _hook_order(pre)
+    assert order.index("ln1.hook_normalized") < order.index("attn.hook_q")
+    assert order.index("hook_resid_mid") < order.index("ln2.hook_scale") < order.index("mlp.hook_pre")
+    x = torch.randn(2, 5, 8)
+    mid = x + attn(pre.ln1(x))[0]
+    assert torch.allclose(pre(x, None)[0], mid + mlp(pre.ln2(mid)), atol=1e-6)
+    post = PostNormBlock(Attention(8, 2, 0.0), MLP(8, 12, "gelu"), 8, 1e-5, 0.0).eval()
+    assert isinstance(post.ln1, wb.components.LayerNorm)
+    order = _hook_order(post)
+    assert order.index("hook_attn_out") < order.index("ln1.hook_scale") < order.index("hook_resid_mid")
+    mid = post.ln1(x + post.attn(x)[0])
+    assert torch.allclose(post(x, None)[0], post.ln2(mid + post.mlp(mid)), atol=1e-6)
+    with pytest.raises(TypeError, match="abstract"):
+        wb.components.ResidualBlock(attn, mlp, 8, 1e-5, 0.0)

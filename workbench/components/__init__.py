@@ -13,7 +13,7 @@ Dimension names used in shapes throughout the workbench (and their names in the 
 
 from .activations import ACTIVATIONS, activation, gelu_new
 from .attention import Attention, attention_scores
-from .blocks import PostNormBlock, PreNormBlock
+from .blocks import PostNormBlock, PreNormBlock, ResidualBlock
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
 from .mlp import MLP, GatedMLP
@@ -31,6 +31,7 @@ __all__ = [
     "PostNormBlock",
     "PreNormBlock",
     "RMSNorm",
+    "ResidualBlock",
     "activation",
     "additive_padding_mask",
     "attention_scores",
