@@ -18,17 +18,18 @@ if TYPE_CHECKING:
 
 class ResidualBlock(nn.Module, ABC):
     """Attention then MLP, each added to the residual stream, with a norm around each sublayer: what pre- and
-    post-norm blocks share. A subclass says where the norms sit (:meth:`norm_in`, :meth:`norm_out`) and, with
-    ``norm_first``, the order its norms are registered in (their forward order, which ``hook_names`` follows).
+    post-norm blocks share. A subclass says where the norms sit (:meth:`norm_in`, :meth:`norm_out`) and lists
+    its parts in forward order in ``layout`` (they are registered in that order, which ``hook_names``
+    follows).
 
     ``norm`` makes each of the two norms (``ln1``, ``ln2``); default ``LayerNorm(d_model, eps)``, e.g.
     ``norm=lambda: RMSNorm(d_model, eps)`` for an RMSNorm block.
 
     Hooks: hook_resid_pre; attn.*; hook_attn_out; hook_resid_mid; mlp.*; hook_mlp_out; hook_resid_post (all
-    residual hooks [batch, pos, d_model]), with ln1.*, ln2.* where the subclass's norms run.
+    residual hooks [batch, pos, d_model]), with ln1.*, ln2.* where ``layout`` puts them.
     """
 
-    norm_first = False  # True: ln1 before attn, ln2 before mlp (pre-norm); False: after the residual adds
+    layout: tuple[str, ...]  # attn, mlp, ln1, ln2 and the hook_* residual hook points, in forward order
 
     def __init__(
         self,
@@ -41,21 +42,9 @@ class ResidualBlock(nn.Module, ABC):
     ) -> None:
         super().__init__()
         make_norm = norm if norm is not None else lambda: LayerNorm(d_model, eps)
-        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
-        if self.norm_first:
-            self.ln1 = make_norm()
-        self.attn = attn
-        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
-        if not self.norm_first:
-            self.ln1 = make_norm()
-        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
-        if self.norm_first:
-            self.ln2 = make_norm()
-        self.mlp = mlp
-        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
-        if not self.norm_first:
-            self.ln2 = make_norm()
-        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        parts = {"attn": attn, "mlp": mlp, "ln1": make_norm(), "ln2": make_norm()}
+        for name in self.layout:
+            setattr(self, name, parts[name] if name in parts else HookPoint())  # hooks: [batch, pos, d_model]
         self.dropout = nn.Dropout(dropout)
 
     @abstractmethod
@@ -94,7 +83,9 @@ class PostNormBlock(ResidualBlock):
     hook_mlp_out; ln2.*; hook_resid_post. All residual hooks are [batch, pos, d_model].
     """
 
-    norm_first = False
+    layout = tuple(
+        "hook_resid_pre attn hook_attn_out ln1 hook_resid_mid mlp hook_mlp_out ln2 hook_resid_post".split()
+    )
 
     def norm_in(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -110,7 +101,9 @@ class PreNormBlock(ResidualBlock):
     hook_mlp_out; hook_resid_post. All residual hooks are [batch, pos, d_model].
     """
 
-    norm_first = True
+    layout = tuple(
+        "hook_resid_pre ln1 attn hook_attn_out hook_resid_mid ln2 mlp hook_mlp_out hook_resid_post".split()
+    )
 
     def norm_in(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return norm(x)
