@@ -26,16 +26,20 @@ class LayerNorm(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.hook_scale.is_active:
-            return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
-        if not self.hook_scale.may_edit:
+        return self.normalize(x, self.hook_scale, self.hook_normalized)
+
+    def normalize(self, x: torch.Tensor, hook_scale: HookPoint, hook_normalized: HookPoint) -> torch.Tensor:
+        """The norm of ``x`` through the given pair of hooks (a module shared by two streams has two pairs)."""
+        if not hook_scale.is_active:
+            return hook_normalized(F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
+        if not hook_scale.may_edit:
             # Only read (cached): keep the fused kernel, which also returns 1 / scale.
             out, _, inverse_scale = torch.native_layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
-            self.hook_scale(inverse_scale.reciprocal())
-            return self.hook_normalized(out)
+            hook_scale(inverse_scale.reciprocal())
+            return hook_normalized(out)
         centred = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(centred / scale * self.weight + self.bias)
+        scale = hook_scale((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return hook_normalized(centred / scale * self.weight + self.bias)
 
 
 class RMSNorm(nn.Module):

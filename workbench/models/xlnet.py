@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..components import LayerNorm, activation
+from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
@@ -530,14 +530,10 @@ class TwoStreamLayerNorm(LayerNorm):
     def forward(self, x: torch.Tensor, query: bool = False) -> torch.Tensor:
         if not query:
             return super().forward(x)
-        if not self.hook_scale_query.is_active:
-            return self.hook_normalized_query(F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
-        centred = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale_query((centred.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized_query(centred / scale * self.weight + self.bias)
+        return self.normalize(x, self.hook_scale_query, self.hook_normalized_query)
 
 
-class XLNetMLP(nn.Module):
+class XLNetMLP(MLP):
     """XLNet's feed-forward network: fc_out(dropout(act(fc_in(x)))) -> dropout, shared by both streams.
 
     Hooks: hook_pre, hook_post [batch, pos, d_mlp] (content stream); hook_pre_query, hook_post_query
@@ -545,14 +541,9 @@ class XLNetMLP(nn.Module):
     """
 
     def __init__(self, d_model: int, d_mlp: int, act: str, dropout: float) -> None:
-        super().__init__()
-        self.fc_in = nn.Linear(d_model, d_mlp)
-        self.act = activation(act)
-        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
-        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+        super().__init__(d_model, d_mlp, act)
         self.hook_pre_query = HookPoint()  # [batch, num_predict, d_mlp]
         self.hook_post_query = HookPoint()  # [batch, num_predict, d_mlp]
-        self.fc_out = nn.Linear(d_mlp, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, query: bool = False) -> torch.Tensor:
