@@ -1,144 +1,35 @@
 """Auto classes: pick the architecture from ``config.json``'s ``model_type``.
 
-Each registry is a plain dict from ``model_type`` to a class; an architecture adds one line to each
-registry that it supports.
+The tables (``MODEL_REGISTRY``, ``CAUSAL_LM_REGISTRY``, ...) are read-only ``model_type -> class`` views of
+:data:`workbench.registry.REGISTRY`, which collects the ``ARCHITECTURE`` record declared at the end of each
+``models/<arch>.py``; an architecture is added there, never here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .config import CONFIG_NAME, ConfigError, ModelConfig, check_device_memory, read_config_json
 from .hub import resolve_checkpoint
 from .model import HookedTransformer
-from .models.bert import (
-    BertConfig,
-    BertForMaskedLM,
-    BertForMultipleChoice,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    BertModel,
-)
-from .models.distilbert import (
-    DistilBertConfig,
-    DistilBertForMaskedLM,
-    DistilBertForMultipleChoice,
-    DistilBertForQuestionAnswering,
-    DistilBertForSequenceClassification,
-    DistilBertForTokenClassification,
-    DistilBertModel,
-)
-from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
-from .models.openai_gpt import (
-    OpenAIGPTConfig,
-    OpenAIGPTForSequenceClassification,
-    OpenAIGPTLMHeadModel,
-    OpenAIGPTModel,
-)
-from .models.roberta import (
-    RobertaConfig,
-    RobertaForMaskedLM,
-    RobertaForMultipleChoice,
-    RobertaForQuestionAnswering,
-    RobertaForSequenceClassification,
-    RobertaForTokenClassification,
-    RobertaModel,
-)
-from .models.transfo_xl import (
-    TransfoXLConfig,
-    TransfoXLForSequenceClassification,
-    TransfoXLLMHeadModel,
-    TransfoXLModel,
-)
-from .models.xlm import (
-    XLMConfig,
-    XLMForMultipleChoice,
-    XLMForQuestionAnsweringSimple,
-    XLMForSequenceClassification,
-    XLMForTokenClassification,
-    XLMModel,
-    XLMWithLMHeadModel,
-)
-from .models.xlnet import (
-    XLNetConfig,
-    XLNetForMultipleChoice,
-    XLNetForQuestionAnsweringSimple,
-    XLNetForSequenceClassification,
-    XLNetForTokenClassification,
-    XLNetLMHeadModel,
-    XLNetModel,
-)
+from .registry import REGISTRY, FieldView
 from .tokenizers import Tokenizer
 
-CONFIG_REGISTRY: dict[str, type[ModelConfig]] = {
-    "bert": BertConfig,
-    "gpt2": GPT2Config,
-    "openai-gpt": OpenAIGPTConfig,
-    "distilbert": DistilBertConfig,
-    "roberta": RobertaConfig,
-    "xlm": XLMConfig,
-    "xlnet": XLNetConfig,
-    "transfo-xl": TransfoXLConfig,
-}
-MODEL_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertModel,
-    "gpt2": GPT2Model,
-    "openai-gpt": OpenAIGPTModel,
-    "distilbert": DistilBertModel,
-    "roberta": RobertaModel,
-    "xlm": XLMModel,
-    "xlnet": XLNetModel,
-    "transfo-xl": TransfoXLModel,
-}
-MASKED_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertForMaskedLM,
-    "distilbert": DistilBertForMaskedLM,
-    "roberta": RobertaForMaskedLM,
-    "xlm": XLMWithLMHeadModel,
-}
-CAUSAL_LM_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "gpt2": GPT2LMHeadModel,
-    "openai-gpt": OpenAIGPTLMHeadModel,
-    "xlm": XLMWithLMHeadModel,
-    "xlnet": XLNetLMHeadModel,
-    "transfo-xl": TransfoXLLMHeadModel,
-}
-SEQUENCE_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertForSequenceClassification,
-    "gpt2": GPT2ForSequenceClassification,
-    "openai-gpt": OpenAIGPTForSequenceClassification,
-    "distilbert": DistilBertForSequenceClassification,
-    "roberta": RobertaForSequenceClassification,
-    "xlm": XLMForSequenceClassification,
-    "xlnet": XLNetForSequenceClassification,
-    "transfo-xl": TransfoXLForSequenceClassification,
-}
-TOKEN_CLASSIFICATION_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertForTokenClassification,
-    "distilbert": DistilBertForTokenClassification,
-    "roberta": RobertaForTokenClassification,
-    "xlm": XLMForTokenClassification,
-    "xlnet": XLNetForTokenClassification,
-}
-QUESTION_ANSWERING_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertForQuestionAnswering,
-    "distilbert": DistilBertForQuestionAnswering,
-    "roberta": RobertaForQuestionAnswering,
-    "xlm": XLMForQuestionAnsweringSimple,
-    "xlnet": XLNetForQuestionAnsweringSimple,
-}
-MULTIPLE_CHOICE_REGISTRY: dict[str, type[HookedTransformer]] = {
-    "bert": BertForMultipleChoice,
-    "distilbert": DistilBertForMultipleChoice,
-    "roberta": RobertaForMultipleChoice,
-    "xlm": XLMForMultipleChoice,
-    "xlnet": XLNetForMultipleChoice,
-}
+# model_type -> class tables, read-only views of the registry (each architecture's ARCHITECTURE record, at the
+# end of its models/<arch>.py): an architecture registered there appears here.
+CONFIG_REGISTRY: FieldView = REGISTRY.configs()
+MODEL_REGISTRY: FieldView = REGISTRY.classes("base")
+MASKED_LM_REGISTRY: FieldView = REGISTRY.classes("masked_lm")
+CAUSAL_LM_REGISTRY: FieldView = REGISTRY.classes("causal_lm")
+SEQUENCE_CLASSIFICATION_REGISTRY: FieldView = REGISTRY.classes("sequence_classification")
+TOKEN_CLASSIFICATION_REGISTRY: FieldView = REGISTRY.classes("token_classification")
+QUESTION_ANSWERING_REGISTRY: FieldView = REGISTRY.classes("question_answering")
+MULTIPLE_CHOICE_REGISTRY: FieldView = REGISTRY.classes("multiple_choice")
 
-# wb.load's task names -> registries.
-TASK_REGISTRIES = {
+# wb.load's task names -> tables.
+TASK_REGISTRIES: dict[str, FieldView] = {
     "base": MODEL_REGISTRY,
     "masked_lm": MASKED_LM_REGISTRY,
     "causal_lm": CAUSAL_LM_REGISTRY,
@@ -149,7 +40,7 @@ TASK_REGISTRIES = {
 }
 
 
-def _lookup(registry: dict[str, Any], model_type: Any, what: str, source: Any) -> Any:
+def _lookup(registry: Mapping[str, Any], model_type: Any, what: str, source: Any) -> Any:
     if isinstance(model_type, str) and model_type in registry:
         return registry[model_type]
     raise ConfigError(
@@ -162,7 +53,9 @@ class AutoConfig:
     """``AutoConfig.from_pretrained(name_or_path)`` -> the config dataclass of the checkpoint's architecture."""
 
     @staticmethod
-    def from_pretrained(name_or_path: str | Path, revision: str | None = None, **overrides: Any) -> ModelConfig:
+    def from_pretrained(
+        name_or_path: str | Path, revision: str | None = None, **overrides: Any
+    ) -> ModelConfig:
         folder = resolve_checkpoint(name_or_path, revision=revision)
         values = read_config_json(folder / CONFIG_NAME)
         config_class = _lookup(CONFIG_REGISTRY, values.get("model_type"), "configs", folder / CONFIG_NAME)
@@ -176,7 +69,7 @@ class AutoConfig:
 
 
 class _AutoModel:
-    registry: ClassVar[dict[str, type[HookedTransformer]]]
+    registry: ClassVar[Mapping[str, type[HookedTransformer]]]
     task: ClassVar[str]
 
     @classmethod

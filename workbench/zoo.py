@@ -25,7 +25,6 @@ import importlib.util
 import json
 import logging
 import math
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from .api import load as load_checkpoint
 from .auto import TASK_REGISTRIES, AutoConfig
 from .hub import CheckpointNotFoundError, resolve_checkpoint
 from .model import HookedTransformer
+from .registry import REGISTRY
 from .tokenizers import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -69,40 +69,10 @@ class TinySize:
     bpe_vocab_size: int = 2000
 
 
-# The head a released checkpoint of each architecture carries (what wb.load gives for the real model).
-DEFAULT_TASKS = {
-    "bert": "masked_lm",
-    "distilbert": "masked_lm",
-    "roberta": "masked_lm",
-    "xlm": "masked_lm",
-    "gpt2": "causal_lm",
-    "openai-gpt": "causal_lm",
-    "xlnet": "causal_lm",
-    "transfo-xl": "causal_lm",
-}
-DISPLAY_NAMES = {
-    "bert": "BERT",
-    "distilbert": "DistilBERT",
-    "roberta": "RoBERTa",
-    "xlm": "XLM",
-    "gpt2": "GPT-2",
-    "openai-gpt": "GPT",
-    "xlnet": "XLNet",
-    "transfo-xl": "Transformer-XL",
-}
-# Hub names (without the organization) -> model_type, tried in order; the first matching pattern wins
-# (so "distilbert-..." is DistilBERT before "bert" could match, and "xlm-roberta" is refused).
-_NAME_PATTERNS = [
-    (r"^xlm-roberta", None),
-    (r"^distilbert", "distilbert"),
-    (r"^(distil)?roberta", "roberta"),
-    (r"^(distil)?gpt2", "gpt2"),
-    (r"^openai-gpt", "openai-gpt"),
-    (r"^xlm-", "xlm"),
-    (r"^xlnet", "xlnet"),
-    (r"^transfo-xl", "transfo-xl"),
-    (r"^(bert|.*minilm)", "bert"),
-]
+# model_type -> the head a released checkpoint carries (what wb.load gives for the real model), and the name
+# notices use: read-only views of the architecture records (workbench.registry).
+DEFAULT_TASKS = REGISTRY.field("default_task")
+DISPLAY_NAMES = REGISTRY.field("display_name")
 
 
 def load(
@@ -202,12 +172,21 @@ def labelled(name: Any, stand_in: bool) -> str:
 
 
 def architecture_of(name_or_path: str | Path) -> str | None:
-    """The ``model_type`` a hub name or folder name stands for (``"roberta-base"`` -> ``"roberta"``), or None."""
+    """The ``model_type`` a hub name or folder name stands for (``"roberta-base"`` -> ``"roberta"``), or None.
+
+    Read from each architecture's ``name_patterns``; a name that matches none, or the patterns of several
+    architectures (logged as a warning), stands for none.
+    """
     name = Path(str(name_or_path)).name.lower()
-    for pattern, model_type in _NAME_PATTERNS:
-        if re.match(pattern, name):
-            return model_type
-    return None
+    matching = [architecture.model_type for architecture in REGISTRY.matching(name)]
+    if len(matching) > 1:
+        logger.warning(
+            "%s matches the name patterns of several architectures (%s): pass architecture= to choose one",
+            name_or_path,
+            ", ".join(matching),
+        )
+        return None
+    return matching[0] if matching else None
 
 
 def describe(model: HookedTransformer) -> str:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import (
     MLP,
     Attention,
@@ -410,3 +411,15 @@ def last_real_token(
             raise ValueError("a batch of several sequences needs an attention_mask (or config.pad_token_id)")
         return torch.full((batch,), length - 1, device=hidden.device)
     return (positions * real).argmax(-1)
+
+
+ARCHITECTURE = Architecture(
+    display_name="GPT-2",
+    config_class=GPT2Config,
+    base=GPT2Model,
+    causal_lm=GPT2LMHeadModel,
+    sequence_classification=GPT2ForSequenceClassification,
+    default_task="causal_lm",
+    tokenizer_family="byte_level_bpe",
+    name_patterns=(r"^(distil)?gpt2",),
+)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, Attention, PostNormBlock
 from ..loading import KeyMap
 from .gpt2 import (
@@ -108,3 +109,15 @@ class OpenAIGPTForSequenceClassification(OpenAIGPTModel, GPT2ForSequenceClassifi
     """GPT with a linear classifier read at the last real token; ``hook_logits`` [batch, num_labels]."""
 
     head_key_map = SCORE_KEY_MAP
+
+
+ARCHITECTURE = Architecture(
+    display_name="GPT",
+    config_class=OpenAIGPTConfig,
+    base=OpenAIGPTModel,
+    causal_lm=OpenAIGPTLMHeadModel,
+    sequence_classification=OpenAIGPTForSequenceClassification,
+    default_task="causal_lm",
+    tokenizer_family="word_end_bpe",
+    name_patterns=(r"^openai-gpt",),
+)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..outputs import SequenceClassifierOutput
@@ -255,3 +256,18 @@ class RobertaForMultipleChoice(RobertaModel, BertForMultipleChoice):
         super().__init__(config)
         # Hugging Face's RobertaForMultipleChoice drops out with hidden_dropout_prob, not classifier_dropout.
         self.classifier_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+
+ARCHITECTURE = Architecture(
+    display_name="RoBERTa",
+    config_class=RobertaConfig,
+    base=RobertaModel,
+    masked_lm=RobertaForMaskedLM,
+    sequence_classification=RobertaForSequenceClassification,
+    token_classification=RobertaForTokenClassification,
+    question_answering=RobertaForQuestionAnswering,
+    multiple_choice=RobertaForMultipleChoice,
+    default_task="masked_lm",
+    tokenizer_family="roberta_bpe",
+    name_patterns=(r"^(distil)?roberta",),
+)

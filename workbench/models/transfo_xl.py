@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, LayerNorm
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedSplit, FusedWeights
@@ -959,3 +960,15 @@ __all__ = [
     "TransfoXLLMHeadModel",
     "TransfoXLModel",
 ]
+
+
+ARCHITECTURE = Architecture(
+    display_name="Transformer-XL",
+    config_class=TransfoXLConfig,
+    base=TransfoXLModel,
+    causal_lm=TransfoXLLMHeadModel,
+    sequence_classification=TransfoXLForSequenceClassification,
+    default_task="causal_lm",
+    tokenizer_family="transfo_xl",
+    name_patterns=(r"^transfo-xl",),
+)
