@@ -1,5 +1,6 @@
 """Parts that several architectures share, each with its hook points: one module per kind of part
-(``norms``, ``attention``, ``mlp``, ``blocks``, ``positions``, ``masks``, ``kv_cache``, ``activations``).
+(``norms``, ``attention``, ``mlp``, ``blocks``, ``positions``, ``masks``, ``kv_cache``, ``activations``,
+``heads``: the task-head mixins).
 
 Dimension names used in shapes throughout the workbench (and their names in the papers):
 
@@ -14,6 +15,7 @@ Dimension names used in shapes throughout the workbench (and their names in the 
 from .activations import ACTIVATIONS, activation, gelu_new
 from .attention import Attention, attention_scores
 from .blocks import PostNormBlock, PreNormBlock, ResidualBlock
+from .heads import QuestionAnsweringHead, TaskHead, TokenClassificationHead
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
 from .mlp import MLP, GatedMLP
@@ -30,8 +32,11 @@ __all__ = [
     "LayerNorm",
     "PostNormBlock",
     "PreNormBlock",
+    "QuestionAnsweringHead",
     "RMSNorm",
     "ResidualBlock",
+    "TaskHead",
+    "TokenClassificationHead",
     "activation",
     "additive_padding_mask",
     "attention_scores",

@@ -20,15 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
+from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..config import ModelConfig
-from ..heads import (
-    multiple_choice_inputs,
-    span_loss,
-    split_span_logits,
-    token_classification_loss,
-)
+from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
@@ -36,9 +31,7 @@ from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
     MultipleChoiceOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 
 # Configuration ---------------------------------------------------------------------------------------
@@ -395,8 +388,13 @@ class BertForSequenceClassification(BertModel):
         return out.returned(return_dict)
 
 
-class BertForTokenClassification(BertModel):
-    """BERT with a classifier on every token (NER, POS). Adds ``hook_logits`` [batch, pos, num_labels]."""
+class BertForTokenClassification(TokenClassificationHead, BertModel):
+    """BERT with a classifier on every token (NER, POS): dropout (``classifier_dropout``, else
+    ``hidden_dropout_prob``) -> linear. Adds ``hook_logits`` [batch, pos, num_labels].
+
+    ``forward`` is :meth:`TokenClassificationHead.forward`: the inputs of :meth:`BertModel.forward` plus
+    ``labels`` [batch, pos] (-100 = ignored); it returns :class:`TokenClassifierOutput`.
+    """
 
     head_key_map = CLASSIFIER_KEY_MAP
     add_pooling_layer = False
@@ -404,78 +402,22 @@ class BertForTokenClassification(BertModel):
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
-
-        Returns:
-            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
-        loss = token_classification_loss(logits, labels) if labels is not None else None
-        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_token_classifier(config.d_model, config.num_labels, dropout)
 
 
-class BertForQuestionAnswering(BertModel):
-    """BERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2]."""
+class BertForQuestionAnswering(QuestionAnsweringHead, BertModel):
+    """BERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2].
+
+    ``forward`` is :meth:`QuestionAnsweringHead.forward`: the inputs of :meth:`BertModel.forward` plus the
+    answer's ``start_positions``/``end_positions`` [batch]; it returns :class:`QuestionAnsweringOutput`.
+    """
 
     head_key_map = QA_KEY_MAP
     add_pooling_layer = False
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.qa_outputs = nn.Linear(config.d_model, 2)
-        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch].
-
-        Returns:
-            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
-        """
-        body = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        start_logits, end_logits = split_span_logits(self.hook_logits(self.qa_outputs(body.last_hidden_state)))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_span_head(config.d_model)
 
 
 class BertForMultipleChoice(BertModel):
@@ -543,18 +485,3 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Mode
     if problem == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
     raise ValueError(f"unknown problem_type {problem!r}")
-
-
-ARCHITECTURE = Architecture(
-    display_name="BERT",
-    config_class=BertConfig,
-    base=BertModel,
-    masked_lm=BertForMaskedLM,
-    sequence_classification=BertForSequenceClassification,
-    token_classification=BertForTokenClassification,
-    question_answering=BertForQuestionAnswering,
-    multiple_choice=BertForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="wordpiece",
-    name_patterns=(r"^bert", r".*minilm"),
-)

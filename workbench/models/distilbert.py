@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
+from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import sinusoid_table
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
@@ -41,9 +41,7 @@ from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
     MultipleChoiceOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 from .bert import classification_loss
 
@@ -425,88 +423,34 @@ class DistilBertForSequenceClassification(DistilBertModel):
         return out.returned(return_dict)
 
 
-class DistilBertForTokenClassification(DistilBertModel):
-    """DistilBERT with a classifier on every token (NER, POS). Adds ``hook_logits`` [batch, pos, num_labels]."""
+class DistilBertForTokenClassification(TokenClassificationHead, DistilBertModel):
+    """DistilBERT with a classifier on every token (NER, POS): dropout (``config.dropout``) -> linear.
+    Adds ``hook_logits`` [batch, pos, num_labels].
+
+    ``forward`` is :meth:`TokenClassificationHead.forward`: the inputs of :meth:`DistilBertModel.forward`
+    plus ``labels`` [batch, pos] (-100 = ignored); it returns :class:`TokenClassifierOutput`.
+    """
 
     head_key_map = TOKEN_CLASSIFIER_KEY_MAP
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        self.classifier_dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
-
-        Returns:
-            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
-            output_attentions, token_type_ids,
-        )
-        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
-        loss = token_classification_loss(logits, labels) if labels is not None else None
-        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_token_classifier(config.d_model, config.num_labels, config.dropout)
 
 
-class DistilBertForQuestionAnswering(DistilBertModel):
-    """DistilBERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2]."""
+class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertModel):
+    """DistilBERT with span start/end logits for extractive QA (SQuAD): dropout (``config.qa_dropout``)
+    -> linear. Adds ``hook_logits`` [batch, pos, 2].
+
+    ``forward`` is :meth:`QuestionAnsweringHead.forward`: the inputs of :meth:`DistilBertModel.forward` plus
+    the answer's ``start_positions``/``end_positions`` [batch]; it returns :class:`QuestionAnsweringOutput`.
+    """
 
     head_key_map = QA_KEY_MAP
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:
-            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
-        self.qa_dropout = nn.Dropout(config.qa_dropout)
-        self.qa_outputs = nn.Linear(config.d_model, 2)
-        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`DistilBertModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch].
-
-        Returns:
-            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
-        """
-        body = self.encode(
-            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
-            output_attentions, token_type_ids,
-        )
-        logits = self.hook_logits(self.qa_outputs(self.qa_dropout(body.last_hidden_state)))
-        start_logits, end_logits = split_span_logits(logits)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_span_head(config.d_model, dropout=config.qa_dropout, num_labels=config.num_labels)
 
 
 class DistilBertForMultipleChoice(DistilBertModel):
@@ -558,18 +502,3 @@ class DistilBertForMultipleChoice(DistilBertModel):
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
         return out.returned(return_dict)
-
-
-ARCHITECTURE = Architecture(
-    display_name="DistilBERT",
-    config_class=DistilBertConfig,
-    base=DistilBertModel,
-    masked_lm=DistilBertForMaskedLM,
-    sequence_classification=DistilBertForSequenceClassification,
-    token_classification=DistilBertForTokenClassification,
-    question_answering=DistilBertForQuestionAnswering,
-    multiple_choice=DistilBertForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="wordpiece",
-    name_patterns=(r"^distilbert",),
-)

@@ -46,12 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
+from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import sinusoid_table
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
@@ -59,9 +59,7 @@ from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
     MultipleChoiceOutput,
-    QuestionAnsweringOutput,
     SequenceClassifierOutput,
-    TokenClassifierOutput,
 )
 from .bert import classification_loss
 
@@ -606,98 +604,37 @@ class XLMForSequenceClassification(XLMSequenceSummary, XLMModel):
         return out.returned(return_dict)
 
 
-class XLMForTokenClassification(XLMModel):
+class XLMForTokenClassification(TokenClassificationHead, XLMModel):
     """XLM with a classifier on every token (NER, POS): dropout (``config.dropout``) -> linear.
 
-    Adds ``hook_logits`` [batch, pos, num_labels].
+    Adds ``hook_logits`` [batch, pos, num_labels]. ``forward`` is :meth:`TokenClassificationHead.forward`:
+    the inputs of :meth:`XLMModel.forward` plus ``labels`` [batch, pos] (-100 = ignored); it returns
+    :class:`TokenClassifierOutput`.
     """
 
     head_key_map = CLASSIFIER_KEY_MAP
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
-        self.classifier_dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLMModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
-
-        Returns:
-            :class:`TokenClassifierOutput` with logits [batch, pos, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.last_hidden_state)))
-        loss = token_classification_loss(logits, labels) if labels is not None else None
-        out = TokenClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_token_classifier(config.d_model, config.num_labels, config.dropout)
 
 
-class XLMForQuestionAnsweringSimple(XLMModel):
+class XLMForQuestionAnsweringSimple(QuestionAnsweringHead, XLMModel):
     """XLM with span start/end logits for extractive QA (SQuAD): a linear ``qa_outputs`` on every token.
 
     Hugging Face's name (its ``XLMForQuestionAnswering`` is a different, beam-search SQuAD head, not ported).
-    Adds ``hook_logits`` [batch, pos, 2]: start, end.
+    Adds ``hook_logits`` [batch, pos, 2]: start, end. ``forward`` is :meth:`QuestionAnsweringHead.forward`:
+    the inputs of :meth:`XLMModel.forward` plus the answer's ``start_positions``/``end_positions`` [batch]
+    (positions outside the input are ignored, as in Hugging Face); it returns
+    :class:`QuestionAnsweringOutput`.
     """
 
     head_key_map = QA_KEY_MAP
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:  # Hugging Face sizes qa_outputs by num_labels, then splits it into 2
-            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
-        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLMModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch]
-        (positions outside the input are ignored, as in Hugging Face).
-
-        Returns:
-            :class:`QuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
-        """
-        body = self.encode(
-            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        start_logits, end_logits = split_span_logits(self.hook_logits(self.qa_outputs(body.last_hidden_state)))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = QuestionAnsweringOutput(loss, start_logits, end_logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        # Hugging Face sizes qa_outputs by num_labels, then splits it into 2: only 2 loads the same
+        self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
 class XLMForMultipleChoice(XLMSequenceSummary, XLMModel):
@@ -772,21 +709,3 @@ __all__ = [
     "XLMWithLMHeadModel",
     "sinusoidal_positions",
 ]
-
-
-# XLM-RoBERTa (xlm-roberta-*) is another architecture (RoBERTa's, with a SentencePiece vocabulary): its
-# names are not XLM's.
-ARCHITECTURE = Architecture(
-    display_name="XLM",
-    config_class=XLMConfig,
-    base=XLMModel,
-    masked_lm=XLMWithLMHeadModel,
-    causal_lm=XLMWithLMHeadModel,
-    sequence_classification=XLMForSequenceClassification,
-    token_classification=XLMForTokenClassification,
-    question_answering=XLMForQuestionAnsweringSimple,
-    multiple_choice=XLMForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="xlm",
-    name_patterns=(r"^xlm-(?!roberta)",),
-)

@@ -44,14 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..architecture import Architecture
 from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
+from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
@@ -996,125 +996,39 @@ class XLNetForSequenceClassification(SequenceSummary, XLNetModel):
         return out.returned(return_dict)
 
 
-class XLNetForTokenClassification(XLNetModel):
+class XLNetForTokenClassification(TokenClassificationHead, XLNetModel):
     """XLNet with a linear ``classifier`` on every token (no dropout before it, as in Hugging Face).
 
-    Adds ``hook_logits`` [batch, pos, num_labels].
+    Adds ``hook_logits`` [batch, pos, num_labels]. ``forward`` is :meth:`TokenClassificationHead.forward`:
+    the inputs of :meth:`XLNetModel.forward` (``mems=``, ``perm_mask=``, ...) plus ``labels`` [batch, pos]
+    (-100 = ignored); it returns :class:`XLNetClassifierOutput` (with ``mems``).
     """
 
     head_key_map = CLASSIFIER_KEY_MAP
+    token_classifier_output = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored).
-
-        Returns:
-            :class:`XLNetClassifierOutput` with logits [batch, pos, num_labels].
-        """
-        body = self.encode(
-            input_ids,
-            attention_mask,
-            mems,
-            perm_mask,
-            target_mapping,
-            token_type_ids,
-            input_mask,
-            inputs_embeds,
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(body.last_hidden_state))
-        loss = token_classification_loss(logits, labels) if labels is not None else None
-        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_token_classifier(config.d_model, config.num_labels, dropout=None)
 
 
-class XLNetForQuestionAnsweringSimple(XLNetModel):
+class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
     """XLNet with span start/end logits for extractive QA: a linear ``qa_outputs`` on every token.
 
     Hugging Face's name (its ``XLNetForQuestionAnswering``, the beam-search SQuAD 2.0 head, is not ported).
-    Adds ``hook_logits`` [batch, pos, 2]: start, end.
+    Adds ``hook_logits`` [batch, pos, 2]: start, end. ``forward`` is :meth:`QuestionAnsweringHead.forward`:
+    the inputs of :meth:`XLNetModel.forward` plus the answer's ``start_positions``/``end_positions`` [batch]
+    (positions outside the input are ignored, as in Hugging Face); it returns
+    :class:`XLNetQuestionAnsweringOutput` (with ``mems``).
     """
 
     head_key_map = QA_KEY_MAP
+    question_answering_output = XLNetQuestionAnsweringOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
-        if config.num_labels != 2:  # Hugging Face sizes qa_outputs by num_labels, then splits it into 2
-            raise ValueError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
-        self.qa_outputs = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLNetModel.forward`, plus the answer's ``start_positions``/``end_positions`` [batch]
-        (positions outside the input are ignored, as in Hugging Face).
-
-        Returns:
-            :class:`XLNetQuestionAnsweringOutput` with start_logits and end_logits [batch, pos].
-        """
-        body = self.encode(
-            input_ids,
-            attention_mask,
-            mems,
-            perm_mask,
-            target_mapping,
-            token_type_ids,
-            input_mask,
-            inputs_embeds,
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        start_logits, end_logits = split_span_logits(
-            self.hook_logits(self.qa_outputs(body.last_hidden_state))
-        )
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = XLNetQuestionAnsweringOutput(
-            loss, start_logits, end_logits, body.mems, body.hidden_states, body.attentions
-        )
-        return out.returned(return_dict)
+        # Hugging Face sizes qa_outputs by num_labels, then splits it into 2: only 2 loads the same
+        self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
 class XLNetForMultipleChoice(SequenceSummary, XLNetModel):
@@ -1196,18 +1110,3 @@ __all__ = [
     "relative_sinusoids",
     "rel_shift",
 ]
-
-
-ARCHITECTURE = Architecture(
-    display_name="XLNet",
-    config_class=XLNetConfig,
-    base=XLNetModel,
-    causal_lm=XLNetLMHeadModel,
-    sequence_classification=XLNetForSequenceClassification,
-    token_classification=XLNetForTokenClassification,
-    question_answering=XLNetForQuestionAnsweringSimple,
-    multiple_choice=XLNetForMultipleChoice,
-    default_task="causal_lm",
-    tokenizer_family="xlnet",
-    name_patterns=(r"^xlnet",),
-)

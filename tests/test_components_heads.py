@@ -1,0 +1,110 @@
+"""Task-head mixins (workbench.components.heads): one forward per head kind, same numbers and names as before."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import workbench as wb
+from workbench.components.heads import QuestionAnsweringHead, TokenClassificationHead
+
+ENCODERS = ["bert", "distilbert", "roberta", "xlm", "xlnet"]
+
+# The checkpoint names of each head's own parameters (Hugging Face's): the mixins must not change them.
+HEAD_KEYS = {
+    "token_classification": ["classifier.bias", "classifier.weight"],
+    "question_answering": ["qa_outputs.bias", "qa_outputs.weight"],
+}
+
+
+def _model(model_type: str, task: str):
+    model = wb.zoo.tiny(model_type, task, device="cpu", num_labels=2)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    return model.eval()
+
+
+def _inputs(model):
+    ids = torch.randint(5, model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize(
+    "task, mixin",
+    [("token_classification", TokenClassificationHead), ("question_answering", QuestionAnsweringHead)],
+)
+def test_one_forward_and_one_signature_per_head_kind(task, mixin):
+    classes = {wb.auto.TASK_REGISTRIES[task][m] for m in ENCODERS}
+    for cls in classes:
+        assert issubclass(cls, mixin) and cls.forward is mixin.forward, cls.__name__
+    assert len({str(inspect.signature(cls.forward)) for cls in classes}) == 1
+
+
+@pytest.mark.parametrize("model_type", ENCODERS)
+def test_token_classification_is_the_classifier_on_the_body_with_hf_loss(model_type):
+    torch.manual_seed(0)
+    model = _model(model_type, "token_classification")
+    ids, mask = _inputs(model)
+    labels = torch.randint(0, 2, ids.shape)
+    labels[1, 5:] = -100
+    labels[0, 0] = -100
+    out = model(ids, mask, labels=labels, output_hidden_states=True)
+    body = model.encode(input_ids=ids, attention_mask=mask)
+    expected = model.classifier(body.last_hidden_state)  # eval: dropout (where there is one) is identity
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(
+        out.loss, F.cross_entropy(expected.reshape(-1, 2), labels.reshape(-1), ignore_index=-100)
+    )
+    assert len(out.hidden_states) == model.n_layers + 1
+    keys = sorted(k for k in model.state_dict() if k.startswith(("classifier.", "qa_outputs.")))
+    assert keys == HEAD_KEYS["token_classification"]
+    assert hasattr(model, "classifier_dropout") == (model_type != "xlnet")  # XLNet: none, as in Hugging Face
+    if model_type == "xlnet":
+        assert isinstance(out, wb.models.xlnet.XLNetClassifierOutput) and out.mems is not None
+
+
+@pytest.mark.parametrize("model_type", ENCODERS)
+def test_question_answering_span_loss_ignores_positions_outside_the_input(model_type):
+    model = _model(model_type, "question_answering")
+    ids, mask = _inputs(model)
+    start, end = torch.tensor([1, 99]), torch.tensor([3, 2])  # 99 is outside: clamped to pos, ignored
+    out = model(ids, mask, start_positions=start, end_positions=end)
+    logits = model.qa_outputs(model.encode(input_ids=ids, attention_mask=mask).last_hidden_state)
+    torch.testing.assert_close(out.start_logits, logits[..., 0])
+    torch.testing.assert_close(out.end_logits, logits[..., 1])
+    expected = (F.cross_entropy(logits[:1, :, 0], start[:1]) + F.cross_entropy(logits[..., 1], end)) / 2
+    torch.testing.assert_close(out.loss, expected)
+    assert model(ids, mask, start_positions=start).loss is None  # both positions, or no loss
+    keys = sorted(k for k in model.state_dict() if k.startswith(("classifier.", "qa_outputs.")))
+    assert keys == HEAD_KEYS["question_answering"]
+    assert model.hook_names[-1] == "hook_logits"  # registered last, as before
+    tupled = model(ids, mask, return_dict=False)
+    torch.testing.assert_close(tupled[0], out.start_logits)
+
+
+def test_body_inputs_are_passed_by_keyword_and_an_unknown_one_names_the_class():
+    model = _model("bert", "token_classification")
+    ids, mask = _inputs(model)
+    types = torch.zeros_like(ids)
+    types[:, 4:] = 1
+    with_types = model(ids, mask, token_type_ids=types).logits
+    assert not torch.allclose(with_types, model(ids, mask).logits)  # token_type_ids reached the body
+    with pytest.raises(
+        TypeError, match=r"BertForTokenClassification.forward got unexpected input\(s\) \['langs'\]"
+    ):
+        model(ids, mask, langs=types)
+    with pytest.raises(TypeError):  # a third positional input is not silently bound to some body input
+        model(ids, mask, types)
+
+
+def test_question_answering_needs_two_labels():
+    config = wb.AutoConfig.for_model("xlm", **{"emb_dim": 16, "n_layers": 1, "n_heads": 2, "vocab_size": 30})
+    config.num_labels = 3
+    with pytest.raises(ValueError, match="num_labels=2"):
+        wb.auto.TASK_REGISTRIES["question_answering"]["xlm"](config)

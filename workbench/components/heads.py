@@ -1,0 +1,183 @@
+"""Task heads as mixins: one implementation per head kind, written once.
+
+A head mixin owns the part of ``forward`` that is the same for every architecture: its parameters, the
+``labels`` -> loss rule (as Hugging Face computes it), ``hook_logits`` and the output it returns. An
+architecture's head class names the mixin before its base model and supplies only what differs::
+
+    class BertForTokenClassification(TokenClassificationHead, BertModel):
+        head_key_map = CLASSIFIER_KEY_MAP          # its checkpoint names
+        def __init__(self, config):
+            super().__init__(config)
+            self.add_token_classifier(config.d_model, config.num_labels, dropout=config.hidden_dropout_prob)
+
+The body comes from the base model's ``encode`` (which takes the same inputs as its ``forward``); its
+output's other fields (``hidden_states``, ``attentions``, and ``mems`` for XLNet) are copied into the head's
+output class by name. Parameter names (``classifier``, ``qa_outputs``) are Hugging Face's, so key maps and
+saved checkpoints are unchanged.
+
+``forward`` takes ``input_ids`` and ``attention_mask`` by position, every other body input by keyword
+(``token_type_ids=...``, ``langs=...``, ``mems=...``): one signature per head kind, whatever the architecture.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import fields
+
+import torch
+from torch import nn
+
+from ..heads import span_loss, split_span_logits, token_classification_loss
+from ..hook_points import HookPoint
+from ..outputs import ModelOutput, QuestionAnsweringOutput, TokenClassifierOutput
+
+_OPTIONS = ("output_hidden_states", "output_attentions")
+
+
+class TaskHead:
+    """What every head mixin shares: running the body with checked inputs, and building the output."""
+
+    def run_body(
+        self, input_ids, attention_mask, output_hidden_states: bool, output_attentions: bool, inputs
+    ):
+        """The base model's ``encode`` on the inputs; an input it does not take is a TypeError naming it."""
+        accepted = _body_inputs(type(self))
+        unknown = sorted(set(inputs) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.forward got unexpected input(s) {unknown}; it takes input_ids, "
+                f"attention_mask, {', '.join(n for n in accepted if n not in ('input_ids', 'attention_mask'))}"
+            )
+        return self.encode(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            **inputs,
+        )
+
+    def head_output(self, output_class: type[ModelOutput], body: ModelOutput, **computed) -> ModelOutput:
+        """``output_class`` with the head's own fields (``computed``) and the rest copied from ``body``."""
+        carried = {f.name: getattr(body, f.name) for f in fields(output_class) if f.name not in computed}
+        return output_class(**computed, **carried)
+
+
+def _body_inputs(cls: type) -> tuple[str, ...]:
+    cached = cls.__dict__.get("_body_input_names")
+    if cached is None:
+        parameters = inspect.signature(cls.encode).parameters
+        cached = tuple(n for n in parameters if n != "self" and n not in _OPTIONS)
+        cls._body_input_names = cached
+    return cached
+
+
+class TokenClassificationHead(TaskHead):
+    """Mixin: a linear classifier on every token (NER, POS), optionally after dropout.
+
+    Adds ``classifier_dropout`` (when a rate is given), ``classifier`` and ``hook_logits``
+    [batch, pos, num_labels]. The output class is ``token_classifier_output`` (default
+    :class:`TokenClassifierOutput`).
+    """
+
+    token_classifier_output: type[ModelOutput] = TokenClassifierOutput
+
+    def add_token_classifier(self, d_model: int, num_labels: int, dropout: float | None) -> None:
+        """Call from ``__init__`` after the body: ``dropout=None`` puts no dropout before the classifier."""
+        if dropout is not None:
+            self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        **inputs,
+    ):
+        """Token classification logits, and their loss when ``labels`` are given.
+
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            labels: [batch, pos] class ids; -100 is ignored (cross-entropy as Hugging Face's).
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
+
+        Returns:
+            ``token_classifier_output`` (:class:`TokenClassifierOutput`) with logits [batch, pos, num_labels].
+        """
+        body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
+        hidden = body.last_hidden_state
+        if hasattr(self, "classifier_dropout"):
+            hidden = self.classifier_dropout(hidden)
+        logits = self.hook_logits(self.classifier(hidden))
+        loss = token_classification_loss(logits, labels) if labels is not None else None
+        return self.head_output(self.token_classifier_output, body, loss=loss, logits=logits).returned(
+            return_dict
+        )
+
+
+class QuestionAnsweringHead(TaskHead):
+    """Mixin: span start/end logits for extractive QA (SQuAD), a linear ``qa_outputs`` on every token.
+
+    Adds ``qa_dropout`` (when a rate is given), ``qa_outputs`` and ``hook_logits`` [batch, pos, 2]
+    (start, end). The output class is ``question_answering_output`` (default
+    :class:`QuestionAnsweringOutput`).
+    """
+
+    question_answering_output: type[ModelOutput] = QuestionAnsweringOutput
+
+    def add_span_head(self, d_model: int, dropout: float | None = None, num_labels: int = 2) -> None:
+        """Call from ``__init__`` after the body; ``num_labels`` (the config's) must be 2: start and end."""
+        if num_labels != 2:
+            raise ValueError(f"question answering needs num_labels=2 (start, end), got {num_labels}")
+        if dropout is not None:
+            self.qa_dropout = nn.Dropout(dropout)
+        self.qa_outputs = nn.Linear(d_model, 2)
+        self.hook_logits = HookPoint()  # [batch, pos, 2]: start, end
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        **inputs,
+    ):
+        """Answer-span start and end logits, and their loss when both positions are given.
+
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            start_positions, end_positions: [batch], the answer's first and last token; the loss is the mean
+                of the two cross-entropies, positions outside the input ignored (as in Hugging Face).
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
+
+        Returns:
+            ``question_answering_output`` (:class:`QuestionAnsweringOutput`) with start_logits and end_logits
+            [batch, pos].
+        """
+        body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
+        hidden = body.last_hidden_state
+        if hasattr(self, "qa_dropout"):
+            hidden = self.qa_dropout(hidden)
+        start_logits, end_logits = split_span_logits(self.hook_logits(self.qa_outputs(hidden)))
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        out = self.head_output(
+            self.question_answering_output, body, loss=loss, start_logits=start_logits, end_logits=end_logits
+        )
+        return out.returned(return_dict)
