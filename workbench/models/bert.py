@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
 from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..config import ModelConfig
@@ -485,3 +486,18 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Mode
     if problem == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
     raise ValueError(f"unknown problem_type {problem!r}")
+
+
+ARCHITECTURE = Architecture(
+    display_name="BERT",
+    config_class=BertConfig,
+    base=BertModel,
+    masked_lm=BertForMaskedLM,
+    sequence_classification=BertForSequenceClassification,
+    token_classification=BertForTokenClassification,
+    question_answering=BertForQuestionAnswering,
+    multiple_choice=BertForMultipleChoice,
+    default_task="masked_lm",
+    tokenizer_family="wordpiece",
+    name_patterns=(r"^bert", r".*minilm"),
+)

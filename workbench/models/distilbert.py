@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
 from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
@@ -502,3 +503,18 @@ class DistilBertForMultipleChoice(DistilBertModel):
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
         return out.returned(return_dict)
+
+
+ARCHITECTURE = Architecture(
+    display_name="DistilBERT",
+    config_class=DistilBertConfig,
+    base=DistilBertModel,
+    masked_lm=DistilBertForMaskedLM,
+    sequence_classification=DistilBertForSequenceClassification,
+    token_classification=DistilBertForTokenClassification,
+    question_answering=DistilBertForQuestionAnswering,
+    multiple_choice=DistilBertForMultipleChoice,
+    default_task="masked_lm",
+    tokenizer_family="wordpiece",
+    name_patterns=(r"^distilbert",),
+)

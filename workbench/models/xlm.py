@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
 from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import sinusoid_table
@@ -709,3 +710,21 @@ __all__ = [
     "XLMWithLMHeadModel",
     "sinusoidal_positions",
 ]
+
+
+# XLM-RoBERTa (xlm-roberta-*) is another architecture (RoBERTa's, with a SentencePiece vocabulary): its
+# names are not XLM's.
+ARCHITECTURE = Architecture(
+    display_name="XLM",
+    config_class=XLMConfig,
+    base=XLMModel,
+    masked_lm=XLMWithLMHeadModel,
+    causal_lm=XLMWithLMHeadModel,
+    sequence_classification=XLMForSequenceClassification,
+    token_classification=XLMForTokenClassification,
+    question_answering=XLMForQuestionAnsweringSimple,
+    multiple_choice=XLMForMultipleChoice,
+    default_task="masked_lm",
+    tokenizer_family="xlm",
+    name_patterns=(r"^xlm-(?!roberta)",),
+)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..architecture import Architecture
 from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
@@ -1110,3 +1111,18 @@ __all__ = [
     "relative_sinusoids",
     "rel_shift",
 ]
+
+
+ARCHITECTURE = Architecture(
+    display_name="XLNet",
+    config_class=XLNetConfig,
+    base=XLNetModel,
+    causal_lm=XLNetLMHeadModel,
+    sequence_classification=XLNetForSequenceClassification,
+    token_classification=XLNetForTokenClassification,
+    question_answering=XLNetForQuestionAnsweringSimple,
+    multiple_choice=XLNetForMultipleChoice,
+    default_task="causal_lm",
+    tokenizer_family="xlnet",
+    name_patterns=(r"^xlnet",),
+)
