@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import workbench as wb
-from workbench.components.heads import QuestionAnsweringHead, TokenClassificationHead
+from workbench.components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
 
 ENCODERS = ["bert", "distilbert", "roberta", "xlm", "xlnet"]
 
@@ -37,7 +37,11 @@ def _inputs(model):
 
 @pytest.mark.parametrize(
     "task, mixin",
-    [("token_classification", TokenClassificationHead), ("question_answering", QuestionAnsweringHead)],
+    [
+        ("token_classification", TokenClassificationHead),
+        ("question_answering", QuestionAnsweringHead),
+        ("multiple_choice", MultipleChoiceHead),
+    ],
 )
 def test_one_forward_and_one_signature_per_head_kind(task, mixin):
     classes = {wb.auto.TASK_REGISTRIES[task][m] for m in ENCODERS}
@@ -108,3 +112,19 @@ def test_question_answering_needs_two_labels():
     config.num_labels = 3
     with pytest.raises(ValueError, match="num_labels=2"):
         wb.auto.TASK_REGISTRIES["question_answering"]["xlm"](config)
+
+
+@pytest.mark.parametrize("model_type", ENCODERS)
+def test_multiple_choice_scores_each_flattened_choice(model_type):
+    model = _model(model_type, "multiple_choice")
+    ids, mask = _inputs(model)
+    ids, mask = ids.view(1, 2, -1), mask.view(1, 2, -1)  # one question, two choices
+    labels = torch.tensor([1])
+    out = model(ids, attention_mask=mask, labels=labels)
+    body = model.encode(input_ids=ids.view(2, -1), attention_mask=mask.view(2, -1))
+    expected = model.choice_scores(body).view(1, 2)
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(out.loss, F.cross_entropy(expected, labels))
+    assert model.hook_names[-1] == "hook_logits"
+    with pytest.raises(TypeError):  # only input_ids by position: XLNet's second input is token_type_ids
+        model(ids, mask)

@@ -15,7 +15,7 @@ Dimension names used in shapes throughout the workbench (and their names in the 
 from .activations import ACTIVATIONS, activation, gelu_new
 from .attention import Attention, attention_scores
 from .blocks import PostNormBlock, PreNormBlock, ResidualBlock
-from .heads import QuestionAnsweringHead, TaskHead, TokenClassificationHead
+from .heads import MultipleChoiceHead, QuestionAnsweringHead, TaskHead, TokenClassificationHead
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
 from .mlp import MLP, GatedMLP
@@ -30,6 +30,7 @@ __all__ = [
     "KVCache",
     "LayerKV",
     "LayerNorm",
+    "MultipleChoiceHead",
     "PostNormBlock",
     "PreNormBlock",
     "QuestionAnsweringHead",

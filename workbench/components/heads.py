@@ -25,11 +25,12 @@ import inspect
 from dataclasses import fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..heads import span_loss, split_span_logits, token_classification_loss
+from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
 from ..hook_points import HookPoint
-from ..outputs import ModelOutput, QuestionAnsweringOutput, TokenClassifierOutput
+from ..outputs import ModelOutput, MultipleChoiceOutput, QuestionAnsweringOutput, TokenClassifierOutput
 
 _OPTIONS = ("output_hidden_states", "output_attentions")
 
@@ -181,3 +182,86 @@ class QuestionAnsweringHead(TaskHead):
             self.question_answering_output, body, loss=loss, start_logits=start_logits, end_logits=end_logits
         )
         return out.returned(return_dict)
+
+
+class MultipleChoiceHead(TaskHead):
+    """Mixin: one score per choice (SWAG, RACE, ARC) from the choice's pooled or summary state.
+
+    The architecture supplies what differs: ``choice_inputs``, the inputs that come as
+    [batch, num_choices, ...] and are flattened to [batch * num_choices, ...] before the body (the others,
+    such as ``head_mask`` or one language for every token, pass unchanged); its scoring parameters, registered
+    in ``__init__`` before :meth:`add_choice_logits`; and :meth:`choice_scores`. Hidden states and attentions
+    are those of the flattened inputs, as in Hugging Face. The output class is ``multiple_choice_output``
+    (default :class:`MultipleChoiceOutput`).
+    """
+
+    multiple_choice_output: type[ModelOutput] = MultipleChoiceOutput
+    choice_inputs: tuple[str, ...] = (
+        "input_ids",
+        "attention_mask",
+        "token_type_ids",
+        "position_ids",
+        "inputs_embeds",
+    )
+
+    def add_choice_logits(self) -> None:
+        """Call from ``__init__`` after the scoring parameters: adds ``hook_logits`` [batch, num_choices]."""
+        self.hook_logits = HookPoint()  # [batch, num_choices]
+
+    def choice_scores(self, body: ModelOutput) -> torch.Tensor:
+        """[batch * num_choices, 1]: each choice's score from the body's output (the architecture's pooling)."""
+        raise NotImplementedError(f"{type(self).__name__} must define choice_scores(body)")
+
+    def prepare_choice_inputs(self, inputs: dict) -> dict:
+        """The inputs before flattening; an architecture may drop or check some here (default: unchanged)."""
+        return inputs
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        **inputs,
+    ):
+        """Choice logits, and their loss when ``labels`` are given.
+
+        Only ``input_ids`` is taken by position (architectures order the others differently: XLNet's
+        second input is ``token_type_ids``), every other input by keyword.
+
+        Args:
+            input_ids: [batch, num_choices, pos] token ids (or ``inputs_embeds=`` [batch, num_choices, pos, d]).
+            attention_mask: [batch, num_choices, pos], 1 for real tokens, 0 for padding.
+            labels: [batch], the index of the right choice (cross-entropy over the choices).
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+            **inputs: the base model's other inputs, by keyword (those in ``choice_inputs`` per choice).
+
+        Returns:
+            ``multiple_choice_output`` (:class:`MultipleChoiceOutput`) with logits [batch, num_choices].
+        """
+        inputs = self.prepare_choice_inputs(
+            {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
+        )
+        per_choice = {
+            name: inputs.pop(name)
+            for name in self.choice_inputs
+            if name in inputs and (inputs[name] is None or isinstance(inputs[name], torch.Tensor))
+        }
+        num_choices, flat = multiple_choice_inputs(**per_choice)
+        inputs.update(flat)
+        body = self.run_body(
+            inputs.pop("input_ids", None),
+            inputs.pop("attention_mask", None),
+            output_hidden_states,
+            output_attentions,
+            inputs,
+        )
+        logits = self.hook_logits(self.choice_scores(body).view(-1, num_choices))
+        loss = F.cross_entropy(logits, labels.view(-1)) if labels is not None else None
+        return self.head_output(self.multiple_choice_output, body, loss=loss, logits=logits).returned(
+            return_dict
+        )

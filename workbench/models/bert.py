@@ -22,16 +22,14 @@ from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
-from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
 from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
-    MultipleChoiceOutput,
     SequenceClassifierOutput,
 )
 
@@ -421,11 +419,11 @@ class BertForQuestionAnswering(QuestionAnsweringHead, BertModel):
         self.add_span_head(config.d_model)
 
 
-class BertForMultipleChoice(BertModel):
-    """BERT scoring each choice from its pooled [CLS] state (SWAG, RACE, ARC).
+class BertForMultipleChoice(MultipleChoiceHead, BertModel):
+    """BERT scoring each choice from its pooled [CLS] state (SWAG, RACE, ARC): dropout -> linear.
 
-    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
-    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    ``forward`` is :meth:`MultipleChoiceHead.forward`: the inputs of :meth:`BertModel.forward`, each
+    [batch, num_choices, ...], plus ``labels`` [batch]; adds ``hook_logits`` [batch, num_choices].
     """
 
     head_key_map = CLASSIFIER_KEY_MAP
@@ -435,38 +433,10 @@ class BertForMultipleChoice(BertModel):
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.classifier_dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.d_model, 1)
-        self.hook_logits = HookPoint()  # [batch, num_choices]
+        self.add_choice_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward` with every input [batch, num_choices, ...]; ``labels`` [batch] are the
-        indices of the right choices.
-
-        Returns:
-            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
-        """
-        num_choices, flat = multiple_choice_inputs(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-        )
-        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
-                           output_attentions=output_attentions)
-        scores = self.classifier(self.classifier_dropout(body.pooler_output))  # [batch * num_choices, 1]
-        logits = self.hook_logits(scores.view(-1, num_choices))
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
+        return self.classifier(self.classifier_dropout(body.pooler_output))  # [batch * num_choices, 1]
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:

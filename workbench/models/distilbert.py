@@ -31,17 +31,15 @@ from torch import nn
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
-from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import sinusoid_table
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
 from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
-    MultipleChoiceOutput,
     SequenceClassifierOutput,
 )
 from .bert import classification_loss
@@ -454,55 +452,27 @@ class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertModel):
         self.add_span_head(config.d_model, dropout=config.qa_dropout, num_labels=config.num_labels)
 
 
-class DistilBertForMultipleChoice(DistilBertModel):
+class DistilBertForMultipleChoice(MultipleChoiceHead, DistilBertModel):
     """DistilBERT scoring each choice with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on its
     [CLS] state (SWAG, RACE, ARC).
 
-    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
-    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    ``forward`` is :meth:`MultipleChoiceHead.forward`: the inputs of :meth:`DistilBertModel.forward`, each
+    [batch, num_choices, ...], plus ``labels`` [batch]; adds ``hook_logits`` [batch, num_choices].
     """
 
     head_key_map = CLS_CLASSIFIER_KEY_MAP
+    choice_inputs = ("input_ids", "attention_mask", "inputs_embeds", "position_ids")
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
         self.pre_classifier = nn.Linear(config.d_model, config.d_model)
         self.classifier_dropout = nn.Dropout(config.seq_classif_dropout)
         self.classifier = nn.Linear(config.d_model, 1)
-        self.hook_logits = HookPoint()  # [batch, num_choices]
+        self.add_choice_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`DistilBertModel.forward` with every input [batch, num_choices, ...]; ``labels`` [batch]
-        are the indices of the right choices.
-
-        Returns:
-            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
-        """
-        self.reject_token_types(token_type_ids)
-        num_choices, flat = multiple_choice_inputs(
-            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-            position_ids=position_ids,
-        )
-        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
-                           output_attentions=output_attentions)
+    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
         cls_state = F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch * num_choices, d_model]
-        scores = self.classifier(self.classifier_dropout(cls_state))  # [batch * num_choices, 1]
-        logits = self.hook_logits(scores.view(-1, num_choices))
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        return self.classifier(self.classifier_dropout(cls_state))
 
 
 ARCHITECTURE = Architecture(

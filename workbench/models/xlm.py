@@ -48,18 +48,16 @@ from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
-from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import sinusoid_table
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
 from ..outputs import (
     EncoderOutput,
     MaskedLMOutput,
-    MultipleChoiceOutput,
     SequenceClassifierOutput,
 )
 from .bert import classification_loss
@@ -638,66 +636,37 @@ class XLMForQuestionAnsweringSimple(QuestionAnsweringHead, XLMModel):
         self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
-class XLMForMultipleChoice(XLMSequenceSummary, XLMModel):
+class XLMForMultipleChoice(MultipleChoiceHead, XLMSequenceSummary, XLMModel):
     """XLM scoring each choice: the sequence summary of the choice (see :class:`SequenceSummary`, to
     ``num_labels`` values) -> ``logits_proj``, a linear map to one score.
 
-    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
-    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    ``forward`` is :meth:`MultipleChoiceHead.forward`: the inputs of :meth:`XLMModel.forward`, each
+    [batch, num_choices, ...] (``langs`` may also be one id or name for every token), plus ``labels``
+    [batch]; adds ``hook_logits`` [batch, num_choices]. ``lengths`` is ignored with a warning, as Hugging
+    Face does: pass ``attention_mask`` (or let the pad ids mark the padding).
     """
 
     head_key_map = MULTIPLE_CHOICE_KEY_MAP
+    choice_inputs = ("input_ids", "attention_mask", "langs", "token_type_ids", "position_ids", "inputs_embeds")
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
         self.init_summary(config)
         # As Hugging Face: the summary must produce num_labels values (summary_proj_to_labels, the default).
         self.logits_proj = nn.Linear(config.num_labels, 1)
-        self.hook_logits = HookPoint()  # [batch, num_choices]
+        self.add_choice_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLMModel.forward` with every input [batch, num_choices, ...] (``langs`` may also be one id
-        or name for every token); ``labels`` [batch] are the indices of the right choices. ``lengths`` is
-        ignored with a warning, as Hugging Face does: pass ``attention_mask`` (or let the pad ids mark the
-        padding).
-
-        Returns:
-            :class:`MultipleChoiceOutput` with logits [batch, num_choices].
-        """
-        if lengths is not None:
+    def prepare_choice_inputs(self, inputs: dict) -> dict:
+        if inputs.pop("lengths", None) is not None:
             warnings.warn(
                 "lengths cannot be used with XLM's multiple-choice model (Hugging Face ignores it too); "
                 "pass attention_mask instead",
-                stacklevel=2,
+                stacklevel=4,
             )
-        lang_tensor = langs if isinstance(langs, torch.Tensor) else None
-        num_choices, flat = multiple_choice_inputs(
-            input_ids=input_ids, attention_mask=attention_mask, langs=lang_tensor, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds,
-        )
-        if lang_tensor is None:
-            flat["langs"] = langs
-        body = self.encode(**flat, head_mask=head_mask, output_hidden_states=output_hidden_states,
-                           output_attentions=output_attentions)
-        scores = self.logits_proj(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
-        logits = self.hook_logits(scores.view(-1, num_choices))
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        out = MultipleChoiceOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        return inputs
+
+    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
+        return self.logits_proj(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
 
 
 __all__ = [

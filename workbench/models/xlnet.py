@@ -48,11 +48,10 @@ from ..architecture import Architecture
 from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
-from ..components.heads import QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
-from ..heads import multiple_choice_inputs
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
@@ -1032,72 +1031,28 @@ class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
         self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
-class XLNetForMultipleChoice(SequenceSummary, XLNetModel):
+class XLNetForMultipleChoice(MultipleChoiceHead, SequenceSummary, XLNetModel):
     """XLNet scoring each choice: the sequence summary of the choice -> ``classifier`` (Hugging Face's
     ``logits_proj``) to one score.
 
-    Inputs are [batch, num_choices, pos]; adds ``hook_logits`` [batch, num_choices]. Hidden states and
-    attentions are those of the flattened [batch * num_choices, pos] inputs, as in Hugging Face.
+    ``forward`` is :meth:`MultipleChoiceHead.forward`: the inputs of :meth:`XLNetModel.forward`, with
+    ``input_ids``, ``token_type_ids``, ``attention_mask``, ``input_mask`` and ``inputs_embeds``
+    [batch, num_choices, ...], plus ``labels`` [batch]; it returns :class:`XLNetClassifierOutput` (with
+    ``mems``) and adds ``hook_logits`` [batch, num_choices].
     """
 
     head_key_map = SUMMARY_KEY_MAP
+    choice_inputs = ("input_ids", "token_type_ids", "attention_mask", "input_mask", "inputs_embeds")
+    multiple_choice_output = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
         self.init_summary(config)
         self.classifier = nn.Linear(config.d_model, 1)
-        self.hook_logits = HookPoint()  # [batch, num_choices]
+        self.add_choice_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLNetModel.forward` with ``input_ids``, ``token_type_ids``, ``attention_mask``,
-        ``input_mask`` and ``inputs_embeds`` [batch, num_choices, ...] (Hugging Face's argument order);
-        ``labels`` [batch] are the indices of the right choices.
-
-        Returns:
-            :class:`XLNetClassifierOutput` with logits [batch, num_choices].
-        """
-        num_choices, flat = multiple_choice_inputs(
-            input_ids=input_ids,
-            token_type_ids=token_type_ids,
-            attention_mask=attention_mask,
-            input_mask=input_mask,
-            inputs_embeds=inputs_embeds,
-        )
-        body = self.encode(
-            flat["input_ids"],
-            flat["attention_mask"],
-            mems,
-            perm_mask,
-            target_mapping,
-            flat["token_type_ids"],
-            flat["input_mask"],
-            flat["inputs_embeds"],
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        scores = self.classifier(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
-        logits = self.hook_logits(scores.view(-1, num_choices))
-        loss = F.cross_entropy(logits, labels.view(-1)) if labels is not None else None
-        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+    def choice_scores(self, body: XLNetModelOutput) -> torch.Tensor:
+        return self.classifier(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
 
 
 __all__ = [
