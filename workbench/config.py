@@ -2,8 +2,12 @@
 
 Each architecture's config subclasses :class:`ModelConfig` and declares its fields with Hugging Face's
 names, so a ``config.json`` round-trips unchanged; keys a class does not know are kept in ``extra`` and
-written back. Canonical aliases (``d_model``, ``n_layers``, ``n_heads``, ``d_head``, ``d_mlp``) are
-properties, the same on every architecture.
+written back. The canonical names (:data:`CANONICAL_NAMES`: ``d_model``, ``n_layers``, ``n_heads``,
+``n_kv_heads``, ``d_head``, ``d_mlp``, ``vocab_size``, ``max_positions``) are the same on every
+architecture: each config's ``ATTRIBUTE_MAP`` (canonical name -> its Hugging Face field, as Hugging Face's
+``attribute_map``) makes them readable and writable attributes and accepted keys of :meth:`ModelConfig.from_dict`
+(hence of ``AutoConfig.for_model``); those that are no plain field (``d_head = d_model // n_heads``) are
+read-only properties, and a key giving one is checked against the value it derives.
 
 Values are checked before anything is built (:meth:`ModelConfig.validate`): every field's type from its
 annotation (``true`` or ``12.0`` for a layer count is an error), the ranges that each architecture declares
@@ -41,6 +45,28 @@ class ConfigError(ValueError):
 # config.json keys whose values a dataclass field of another name holds.
 _RENAMED_KEYS = {"_name_or_path": "name_or_path"}
 
+# The names every architecture's config answers to (fields, ATTRIBUTE_MAP renames or derived properties).
+CANONICAL_NAMES = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_head",
+    "d_mlp",
+    "vocab_size",
+    "max_positions",
+)
+
+
+def _alias_property(alias: str, name: str) -> property:
+    def get(self: ModelConfig) -> Any:
+        return getattr(self, name)
+
+    def set_(self: ModelConfig, value: Any) -> None:
+        setattr(self, name, value)
+
+    return property(get, set_, doc=f"The canonical name of ``{name}`` (readable and writable).")
+
 
 @dataclass
 class ModelConfig:
@@ -61,6 +87,9 @@ class ModelConfig:
     SIZE_FIELDS: ClassVar[tuple[str, ...]] = ()
     NON_NEGATIVE_FIELDS: ClassVar[tuple[str, ...]] = ()
     PROBABILITY_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Per architecture: canonical name -> the Hugging Face field holding it (plain renames only; a subclass
+    # inherits its parent's). Each entry becomes a read/write property; see the module docstring.
+    ATTRIBUTE_MAP: ClassVar[dict[str, str]] = {}
 
     architectures: list[str] | None = None
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
@@ -69,10 +98,52 @@ class ModelConfig:
     name_or_path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for alias, name in cls.__dict__.get("ATTRIBUTE_MAP", {}).items():
+            setattr(cls, alias, _alias_property(alias, name))
+
     def __post_init__(self) -> None:
         # Types and ranges first: subclasses' __post_init__ compute with the values (d_model // n_head).
         self.check_fields()
         self.id2label = {int(k): v for k, v in self.id2label.items()}
+
+    # Canonical names that are no plain field anywhere ------------------------------------------------
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Every architecture here has as many key/value heads as query heads."""
+        return self.n_heads
+
+    @property
+    def max_positions(self) -> int:
+        return self.max_position_embeddings
+
+    @classmethod
+    def _canonical_keys(cls, values: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with canonical keys renamed to the Hugging Face fields (``ATTRIBUTE_MAP``); canonical
+        keys that are no field are moved to ``derived``, to be checked once the config is built."""
+        values = dict(values)
+        field_names = {f.name for f in fields(cls)}
+        for alias in CANONICAL_NAMES:
+            if alias not in values or alias in field_names:
+                continue
+            value = values.pop(alias)
+            name = cls.ATTRIBUTE_MAP.get(alias)
+            if name is None:
+                derived[alias] = value
+            elif name in values and values[name] != value:
+                raise ConfigError(
+                    f"{alias}={value!r} contradicts {name}={values[name]!r}: {alias} is "
+                    f"{cls.model_type or cls.__name__}'s {name}; give one of them",
+                    field=alias,
+                )
+            else:
+                values[name] = value
+        return values
 
     # Labels ------------------------------------------------------------------------------------------
     @property
@@ -98,7 +169,8 @@ class ModelConfig:
         ``num_labels`` (an override or a key) sets ``id2label`` to ``LABEL_0..LABEL_{n-1}`` unless
         ``id2label`` of that length is given too.
         """
-        values = {**values, **overrides}
+        derived: dict[str, Any] = {}
+        values = {**cls._canonical_keys(values, derived), **cls._canonical_keys(overrides, derived)}
         values.pop("model_type", None)
         num_labels = values.pop("num_labels", None)
         values.pop("label2id", None)  # derived from id2label
@@ -117,6 +189,14 @@ class ModelConfig:
         config = cls(**kwargs, extra=extra)
         if num_labels is not None:
             config.num_labels = num_labels
+        for alias, value in derived.items():
+            actual = getattr(config, alias)
+            if value != actual:
+                raise ConfigError(
+                    f"{alias}={value!r}: {cls.model_type or cls.__name__} has no field for {alias}, it follows "
+                    f"from the others and is {actual!r} here; set the fields it derives from instead",
+                    field=alias,
+                )
         config.validate()
         return config
 

@@ -67,6 +67,15 @@ class BertConfig(ModelConfig):
     NON_NEGATIVE_FIELDS = ("initializer_range", "layer_norm_eps", "pad_token_id")
     PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
 
+    # Canonical names (readable and writable; see workbench.config).
+    ATTRIBUTE_MAP = {
+        "d_model": "hidden_size",
+        "n_layers": "num_hidden_layers",
+        "n_heads": "num_attention_heads",
+        "d_mlp": "intermediate_size",
+        "max_positions": "max_position_embeddings",
+    }
+
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -83,27 +92,6 @@ class BertConfig(ModelConfig):
     position_embedding_type: str = "absolute"
     classifier_dropout: float | None = None
     is_decoder: bool = False
-
-    # Canonical names, the same on every architecture.
-    @property
-    def d_model(self) -> int:
-        return self.hidden_size
-
-    @property
-    def n_layers(self) -> int:
-        return self.num_hidden_layers
-
-    @property
-    def n_heads(self) -> int:
-        return self.num_attention_heads
-
-    @property
-    def d_head(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def d_mlp(self) -> int:
-        return self.intermediate_size
 
     def validate(self) -> None:
         super().validate()

@@ -88,6 +88,9 @@ class DistilBertConfig(ModelConfig):
         "num_attention_heads": "n_heads",
     }
 
+    # Canonical names (readable and writable; see workbench.config); n_layers and n_heads are fields.
+    ATTRIBUTE_MAP = {"d_model": "dim", "d_mlp": "hidden_dim", "max_positions": "max_position_embeddings"}
+
     vocab_size: int = 30522
     max_position_embeddings: int = 512
     sinusoidal_pos_embds: bool = False
@@ -105,18 +108,6 @@ class DistilBertConfig(ModelConfig):
     eos_token_id: int | list[int] | None = None
     bos_token_id: int | None = None
 
-    # Canonical names, the same on every architecture (n_layers and n_heads are fields, above).
-    @property
-    def d_model(self) -> int:
-        return self.dim
-
-    @property
-    def d_head(self) -> int:
-        return self.dim // self.n_heads
-
-    @property
-    def d_mlp(self) -> int:
-        return self.hidden_dim
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], **overrides: Any) -> DistilBertConfig:

@@ -70,6 +70,9 @@ class GPT2Config(ModelConfig):
     NON_NEGATIVE_FIELDS = ("layer_norm_epsilon", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id")
     PROBABILITY_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "classifier_dropout")
 
+    # Canonical names (readable and writable; see workbench.config); d_mlp is derived (n_inner or 4 * n_embd).
+    ATTRIBUTE_MAP = {"d_model": "n_embd", "n_layers": "n_layer", "n_heads": "n_head", "max_positions": "n_positions"}
+
     vocab_size: int = 50257
     n_positions: int = 1024
     n_embd: int = 768
@@ -89,22 +92,6 @@ class GPT2Config(ModelConfig):
     eos_token_id: int | None = 50256
     pad_token_id: int | None = None
     classifier_dropout: float | None = None
-
-    @property
-    def d_model(self) -> int:
-        return self.n_embd
-
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def n_heads(self) -> int:
-        return self.n_head
-
-    @property
-    def d_head(self) -> int:
-        return self.n_embd // self.n_head
 
     @property
     def d_mlp(self) -> int:

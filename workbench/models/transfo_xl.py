@@ -88,6 +88,10 @@ class TransfoXLConfig(ModelConfig):
                            "eos_token_id", "pad_token_id")
     PROBABILITY_FIELDS = ("dropout", "dropatt")
 
+    # Canonical names (readable and writable; see workbench.config); d_model and d_head are fields, and
+    # max_positions (no limit) is derived.
+    ATTRIBUTE_MAP = {"n_layers": "n_layer", "n_heads": "n_head", "d_mlp": "d_inner"}
+
     vocab_size: int = 267735
     cutoffs: list[int] = field(default_factory=lambda: [20000, 40000, 200000])
     d_model: int = 1024
@@ -130,17 +134,6 @@ class TransfoXLConfig(ModelConfig):
             values["vocab_size"] = values.pop("n_token")
         return super().from_dict(values, **overrides)
 
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def n_heads(self) -> int:
-        return self.n_head
-
-    @property
-    def d_mlp(self) -> int:
-        return self.d_inner
 
     @property
     def max_position_embeddings(self) -> int:

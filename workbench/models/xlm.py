@@ -121,6 +121,8 @@ class XLMConfig(ModelConfig):
                            "mask_token_id", "lang_id", "pad_token_id", "bos_token_id", "eos_token_id")
     PROBABILITY_FIELDS = ("dropout", "attention_dropout", "summary_first_dropout")
 
+    ATTRIBUTE_MAP = {"d_model": "emb_dim", "max_positions": "max_position_embeddings"}
+
     vocab_size: int = 30145
     emb_dim: int = 2048
     n_layers: int = 12
@@ -160,15 +162,7 @@ class XLMConfig(ModelConfig):
         if self.id2lang is not None:
             self.id2lang = {int(k): v for k, v in self.id2lang.items()}
 
-    # Canonical names (n_layers and n_heads are fields).
-    @property
-    def d_model(self) -> int:
-        return self.emb_dim
-
-    @property
-    def d_head(self) -> int:
-        return self.emb_dim // self.n_heads
-
+    # Canonical names: n_layers and n_heads are fields, d_model and max_positions in ATTRIBUTE_MAP.
     @property
     def d_mlp(self) -> int:
         return 4 * self.emb_dim

@@ -116,6 +116,10 @@ class XLNetConfig(ModelConfig):
                            "bos_token_id", "eos_token_id")
     PROBABILITY_FIELDS = ("dropout", "summary_last_dropout")
 
+    # Canonical names (readable and writable; see workbench.config); d_model and d_head are fields, and
+    # max_positions (no limit) is derived.
+    ATTRIBUTE_MAP = {"n_layers": "n_layer", "n_heads": "n_head", "d_mlp": "d_inner"}
+
     vocab_size: int = 32000
     d_model: int = 1024
     n_layer: int = 24
@@ -149,18 +153,6 @@ class XLNetConfig(ModelConfig):
         if self.d_head is None:
             self.d_head = self.d_model // self.n_head
 
-    # Canonical names (d_model and d_head are fields).
-    @property
-    def n_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def n_heads(self) -> int:
-        return self.n_head
-
-    @property
-    def d_mlp(self) -> int:
-        return self.d_inner
 
     # Hugging Face's other names for the same values (its attribute_map).
     @property

@@ -1,0 +1,117 @@
+"""Canonical config names (d_model, n_layers, ...) through each config's ATTRIBUTE_MAP: read, written and
+accepted by ``AutoConfig.for_model`` on every registered architecture."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench.config import CANONICAL_NAMES, ConfigError
+from workbench.registry import REGISTRY
+
+MODEL_TYPES = REGISTRY.model_types()
+
+# What a tiny model needs beyond the canonical sizes (Transformer-XL's adaptive softmax cutoffs must lie
+# below the vocabulary).
+EXTRA = {"transfo-xl": {"cutoffs": [16, 32], "d_embed": 32, "div_val": 1}}
+
+
+def tiny_config(model_type: str, **sizes):
+    sizes = {"d_model": 32, "n_layers": 2, "n_heads": 4, "vocab_size": 64, **sizes}
+    return wb.AutoConfig.for_model(model_type, **sizes, **EXTRA.get(model_type, {}))
+
+
+def test_every_architecture_is_covered():
+    assert {"bert", "distilbert", "roberta", "xlm", "openai-gpt", "gpt2", "transfo-xl", "xlnet"} <= set(
+        MODEL_TYPES
+    )
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_for_model_takes_canonical_names_and_the_hf_fields_agree(model_type):
+    config = wb.AutoConfig.for_model(model_type, d_model=32, n_layers=2, n_heads=4)
+    assert (config.d_model, config.n_layers, config.n_heads, config.n_kv_heads) == (32, 2, 4, 4)
+    fields = {f.name for f in dataclasses.fields(config)}
+    for alias, name in type(config).ATTRIBUTE_MAP.items():
+        assert alias in CANONICAL_NAMES and name in fields
+        assert getattr(config, alias) == getattr(config, name)
+    saved = config.to_dict()
+    for alias in ("d_model", "n_layers", "n_heads"):  # written under the Hugging Face name, once
+        name = type(config).ATTRIBUTE_MAP.get(alias, alias)
+        assert saved[name] == getattr(config, alias)
+        assert alias == name or alias not in saved
+    for alias in CANONICAL_NAMES:
+        assert getattr(config, alias) is not None, alias
+    assert (
+        config.d_head * config.n_heads == config.d_model or model_type == "transfo-xl"
+    )  # its d_head is free
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_tiny_model_from_canonical_sizes_runs_a_forward(model_type):
+    config = tiny_config(model_type)
+    torch.manual_seed(0)
+    model = REGISTRY[model_type].base(config).eval()
+    assert len(model.blocks) == 2
+    with torch.no_grad():
+        out = model(torch.randint(0, 64, (2, 5)))
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    assert hidden.shape == (2, 5, 32)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_writing_a_canonical_name_sets_the_hf_field(model_type):
+    config = tiny_config(model_type)
+    config.n_layers = 3
+    config.d_model = 48
+    if "d_head" in {f.name for f in dataclasses.fields(config)}:  # XLNet's must follow d_model
+        config.d_head = 12
+    assert config.n_layers == 3 and config.d_model == 48
+    saved = config.to_dict()
+    attribute_map = type(config).ATTRIBUTE_MAP
+    assert saved[attribute_map.get("n_layers", "n_layers")] == 3
+    assert saved[attribute_map.get("d_model", "d_model")] == 48
+    config.validate()
+    model = REGISTRY[model_type].base(config)
+    assert len(model.blocks) == 3
+
+
+def test_canonical_and_hf_key_with_different_values_is_an_error_naming_both():
+    with pytest.raises(ConfigError, match=r"n_layers=2 contradicts num_hidden_layers=3") as err:
+        wb.AutoConfig.for_model("bert", n_layers=2, num_hidden_layers=3)
+    assert err.value.field == "n_layers"
+    with pytest.raises(ConfigError, match=r"d_model=32 contradicts n_embd=64"):
+        wb.AutoConfig.for_model("gpt2", d_model=32, n_embd=64)
+    # The same value under both names is no contradiction.
+    assert wb.AutoConfig.for_model("xlnet", n_layers=2, n_layer=2).n_layer == 2
+
+
+def test_an_override_by_canonical_name_wins_over_the_file_value():
+    from workbench.models.bert import BertConfig
+
+    config = BertConfig.from_dict({"num_hidden_layers": 12}, n_layers=2)
+    assert config.num_hidden_layers == 2
+
+
+def test_a_derived_canonical_name_is_checked_not_dropped():
+    # d_head is d_model // n_heads on BERT: an agreeing value passes, a different one is an error.
+    assert wb.AutoConfig.for_model("bert", d_model=32, n_heads=4, d_head=8).d_head == 8
+    with pytest.raises(ConfigError, match=r"d_head=16: bert has no field for d_head.*is 8 here"):
+        wb.AutoConfig.for_model("bert", d_model=32, n_heads=4, d_head=16)
+    with pytest.raises(ConfigError, match=r"n_kv_heads=1"):
+        wb.AutoConfig.for_model("gpt2", d_model=32, n_heads=4, n_kv_heads=1)
+    config = wb.AutoConfig.for_model("bert", d_model=32, n_heads=4)
+    assert "d_head" not in config.extra
+    with pytest.raises(AttributeError):
+        config.d_head = 16  # derived: read-only
+
+
+def test_canonical_names_do_not_leak_into_extra_or_the_saved_file(tmp_path):
+    config = wb.AutoConfig.for_model("gpt2", d_model=32, n_layers=2, n_heads=4, max_positions=64)
+    assert config.extra == {} and config.n_positions == 64
+    config.save_pretrained(tmp_path)
+    again = wb.AutoConfig.from_pretrained(tmp_path)
+    assert (again.n_embd, again.n_layer, again.n_head, again.max_positions) == (32, 2, 4, 64)
