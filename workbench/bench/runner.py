@@ -270,6 +270,7 @@ def run(
     store = Path(out) / "results" if out is not None else None
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
+    settings = RunSettings(data, device, max_examples, folds, pooling, batch_size, finetune_config, seed)
     frames = []
     provenance: dict[str, dict[str, Any]] = {}
     for model_name in models:
@@ -283,20 +284,7 @@ def run(
         if mode == "finetune":
             model = None  # fine-tuning builds its own head model; the base model was loaded to fingerprint it
         for spec in specs:
-            record = provenance_record(
-                model_name,
-                fingerprint,
-                spec,
-                mode,
-                data,
-                device,
-                max_examples,
-                folds,
-                pooling,
-                batch_size,
-                finetune_config,
-                seed,
-            )
+            record = provenance_record(model_name, fingerprint, spec, mode, settings)
             key = record_key(record)
             provenance[key] = record
             path = (
@@ -316,22 +304,7 @@ def run(
                 continue
             if path is not None:
                 _log_other_entries(store, model_name, spec.name, mode, record)
-            rows = evaluate_one(
-                model_name,
-                model,
-                spec,
-                mode,
-                data,
-                device,
-                max_examples,
-                folds,
-                pooling,
-                batch_size,
-                finetune_config,
-                seed,
-                progress,
-                out,
-            )
+            rows = evaluate_one(model_name, model, spec, mode, settings, progress, out)
             for row in rows:
                 row["stand_in"] = stand_in
                 row["provenance_id"] = key
@@ -375,31 +348,32 @@ def _file_record(spec: TaskSpec, data, split: str) -> dict[str, Any] | None:
     return file_fingerprint(path)
 
 
-def provenance_record(
-    model_name,
-    fingerprint,
-    spec: TaskSpec,
-    mode,
-    data,
-    device,
-    max_examples,
-    folds,
-    pooling,
-    batch_size,
-    finetune_config,
-    seed,
-) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The arguments of :func:`run` that change a result's numbers: all of them go into its provenance."""
+
+    data: Any
+    device: Any
+    max_examples: int | None
+    folds: int
+    pooling: str
+    batch_size: int
+    finetune_config: Any
+    seed: int
+
+
+def provenance_record(model_name, fingerprint, spec: TaskSpec, mode, settings: RunSettings) -> dict[str, Any]:
     """Everything that makes the numbers of one (model, task, mode) result: the model's fingerprint, the data
     files' contents (``paths`` says where they were; it is not part of the key), and the arguments."""
     from ..version import __version__
     from .finetune import FinetuneConfig
 
-    dev = _file_record(spec, data, "dev")
+    dev = _file_record(spec, settings.data, "dev")
     if dev is None:  # as load_task would: an error that lists the files looked for
-        task_file(spec, _data_root(data), "dev")
+        task_file(spec, _data_root(settings.data), "dev")
     files = {"dev": dev}
     if mode == "finetune":
-        files["train"] = _file_record(spec, data, "train")
+        files["train"] = _file_record(spec, settings.data, "train")
     record: dict[str, Any] = {
         "format": RECORD_FORMAT,
         "workbench_version": __version__,
@@ -411,15 +385,17 @@ def provenance_record(
             split: None if f is None else {"size": f["size"], "blake2b": f["blake2b"]}
             for split, f in files.items()
         },
-        "max_examples": max_examples,
-        "seed": seed,
-        "batch_size": batch_size,
-        "device": str(device),
+        "max_examples": settings.max_examples,
+        "seed": settings.seed,
+        "batch_size": settings.batch_size,
+        "device": str(settings.device),
     }
     if mode == "probe":
-        record.update(folds=folds, pooling=pooling)
+        record.update(folds=settings.folds, pooling=settings.pooling)
     if mode == "finetune":
-        config = finetune_config or FinetuneConfig(seed=seed, batch_size=batch_size)
+        config = settings.finetune_config or FinetuneConfig(
+            seed=settings.seed, batch_size=settings.batch_size
+        )
         record["finetune_config"] = dataclasses.asdict(config)
     record["paths"] = {split: None if f is None else f["path"] for split, f in files.items()}
     return record
@@ -504,23 +480,10 @@ def _load_model(name: str, mode: str, device: str):
 
 
 def evaluate_one(
-    model_name,
-    model,
-    spec: TaskSpec,
-    mode: str,
-    data,
-    device,
-    max_examples,
-    folds,
-    pooling,
-    batch_size,
-    finetune_config,
-    seed,
-    progress,
-    out,
+    model_name, model, spec: TaskSpec, mode: str, settings: RunSettings, progress, out
 ) -> list[dict]:
     """The rows of one (model, task, mode), with ``data_note`` and ``head_initialized``."""
-    examples = load_task(spec.name, data, max_examples=max_examples)
+    examples = load_task(spec.name, settings.data, max_examples=settings.max_examples)
     note = getattr(examples, "data_note", "")
     base = {
         "model": model_name,
@@ -534,7 +497,7 @@ def evaluate_one(
         from .zeroshot import score_choices
 
         choices = [boolq_as_choices(ex) if isinstance(ex, TextExample) else ex for ex in examples]
-        scores = score_choices(model, choices, batch_size=batch_size, progress=progress)
+        scores = score_choices(model, choices, batch_size=settings.batch_size, progress=progress)
         seconds = time.perf_counter() - start
         base["head_initialized"] = bool(getattr(scores, "head_initialized", False))
         return [
@@ -552,9 +515,11 @@ def evaluate_one(
     if mode == "probe":
         from .probe import cross_validate, pooled_features
 
-        features = pooled_features(model, examples, pooling=pooling, batch_size=batch_size, progress=progress)
+        features = pooled_features(
+            model, examples, pooling=settings.pooling, batch_size=settings.batch_size, progress=progress
+        )
         extraction = time.perf_counter() - start
-        rows = cross_validate(spec, examples, features, folds=folds, seed=seed)
+        rows = cross_validate(spec, examples, features, folds=settings.folds, seed=settings.seed)
         seconds = time.perf_counter() - start
         return [
             {**base, **row, "seconds": seconds, "examples_per_second": len(examples) / extraction}
@@ -562,10 +527,10 @@ def evaluate_one(
         ]
     from .finetune import FinetuneConfig, build_head, finetune
 
-    config = finetune_config or FinetuneConfig(seed=seed, batch_size=batch_size)
-    train, dev, train_note = _train_dev(spec, examples, data, max_examples, seed)
+    config = settings.finetune_config or FinetuneConfig(seed=settings.seed, batch_size=settings.batch_size)
+    train, dev, train_note = _train_dev(spec, examples, settings.data, settings.max_examples, settings.seed)
     base["data_note"] = "; ".join(n for n in (note, train_note) if n)
-    head = build_head(model_name, spec, device=device)
+    head = build_head(model_name, spec, device=settings.device)
     result = finetune(head, spec, train, dev, config, progress=progress)
     if out is not None:
         result.model.save_pretrained(Path(out) / "heads" / f"{model_slug(model_name)}__{spec.name}")
