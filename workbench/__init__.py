@@ -7,14 +7,40 @@ One API over many architectures, with named hook points everywhere:
 >>> out, cache = lm.run_with_cache("The keys to the cabinet are on the table.")  # doctest: +SKIP
 >>> cache["blocks.3.attn.hook_pattern"].shape  # doctest: +SKIP
 torch.Size([1, 12, 13, 13])
+
+The public face (``__all__``, and all that ``dir(wb)`` lists):
+
+* loading: :func:`load`, :func:`default_device` and the Auto classes (``AutoConfig``, ``AutoTokenizer``,
+  ``AutoModel``, ``AutoModelFor<Task>``);
+* the model base class :class:`HookedTransformer`, :class:`ActivationCache` and :class:`HookPoint`;
+* the subpackages :mod:`~workbench.attribution`, :mod:`~workbench.interventions`, :mod:`~workbench.viz`,
+  :mod:`~workbench.bench` and :mod:`~workbench.zoo`;
+* the shortcuts the README uses: :func:`attribute`, :func:`ablate_heads`, :func:`generate`,
+  :func:`logit_lens`, :func:`fill_mask`, :func:`keep_freed_memory`;
+* the errors worth catching: :class:`ConfigError`, :class:`CheckpointError`, :class:`CheckpointNotFoundError`.
+
+Also reachable as ``wb.<name>``, looked up on first use (:func:`__getattr__`), not listed:
+
+* every model and config class of every registered architecture by its class name (``wb.BertModel``,
+  ``wb.GPT2LMHeadModel``, ``wb.XLNetConfig``, ...), from :data:`workbench.registry.REGISTRY`: an architecture
+  added to ``workbench/models/`` needs no edit here;
+* the tokenizer classes (``wb.XLMTokenizer``, ...; :mod:`workbench.tokenizers`);
+* the names this module exported before it shrank (:data:`_MOVED`), and any submodule (``wb.hub``, ...).
+
+>>> wb.BertModel is wb.registry.REGISTRY["bert"].base
+True
 """
+
+import importlib
+import pkgutil
+from typing import Any
 
 # .generation, .lens and .mask_filling also give the models their methods model.generate, .logit_lens and
 # .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
 from . import attribution, bench, interventions, viz, zoo
-from .ablation import ablate_heads, head_ablation_hooks
+from .ablation import ablate_heads
 from .api import default_device, load
-from .attribution import Attribution, attribute
+from .attribution import attribute
 from .auto import (
     AutoConfig,
     AutoModel,
@@ -27,160 +53,97 @@ from .auto import (
     AutoTokenizer,
 )
 from .cache import ActivationCache
-from .config import ConfigError, ModelConfig
-from .generation import GenerationResult, generate
+from .config import ConfigError
+from .generation import generate
 from .hook_points import HookPoint
 from .hub import CheckpointNotFoundError
-from .lens import LogitLens, logit_lens
+from .lens import logit_lens
 from .loading import CheckpointError
 from .mask_filling import fill_mask
 from .memory import keep_freed_memory
 from .model import HookedTransformer
-from .models.bert import (
-    BertConfig,
-    BertForMaskedLM,
-    BertForMultipleChoice,
-    BertForQuestionAnswering,
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    BertModel,
-)
-from .models.distilbert import (
-    DistilBertConfig,
-    DistilBertForMaskedLM,
-    DistilBertForMultipleChoice,
-    DistilBertForQuestionAnswering,
-    DistilBertForSequenceClassification,
-    DistilBertForTokenClassification,
-    DistilBertModel,
-)
-from .models.gpt2 import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model
-from .models.openai_gpt import (
-    OpenAIGPTConfig,
-    OpenAIGPTForSequenceClassification,
-    OpenAIGPTLMHeadModel,
-    OpenAIGPTModel,
-)
-from .models.roberta import (
-    RobertaConfig,
-    RobertaForMaskedLM,
-    RobertaForMultipleChoice,
-    RobertaForQuestionAnswering,
-    RobertaForSequenceClassification,
-    RobertaForTokenClassification,
-    RobertaModel,
-)
-from .models.transfo_xl import (
-    TransfoXLConfig,
-    TransfoXLForSequenceClassification,
-    TransfoXLLMHeadModel,
-    TransfoXLModel,
-)
-from .models.xlm import (
-    XLMConfig,
-    XLMForMultipleChoice,
-    XLMForQuestionAnsweringSimple,
-    XLMForSequenceClassification,
-    XLMForTokenClassification,
-    XLMModel,
-    XLMWithLMHeadModel,
-)
-from .models.xlnet import (
-    XLNetConfig,
-    XLNetForMultipleChoice,
-    XLNetForQuestionAnsweringSimple,
-    XLNetForSequenceClassification,
-    XLNetForTokenClassification,
-    XLNetLMHeadModel,
-    XLNetModel,
-)
-from .tokenizers import Encoding, Tokenizer, TransfoXLTokenizer, XLMTokenizer, XLNetTokenizer
 from .version import __version__ as __version__
 
 __all__ = [
-    "ActivationCache",
-    "Attribution",
+    # loading
+    "load",
+    "default_device",
     "AutoConfig",
+    "AutoTokenizer",
     "AutoModel",
     "AutoModelForCausalLM",
     "AutoModelForMaskedLM",
-    "AutoModelForMultipleChoice",
-    "AutoModelForQuestionAnswering",
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
-    "AutoTokenizer",
-    "BertConfig",
-    "BertForMaskedLM",
-    "BertForMultipleChoice",
-    "BertForQuestionAnswering",
-    "BertForSequenceClassification",
-    "BertForTokenClassification",
-    "BertModel",
-    "CheckpointError",
-    "CheckpointNotFoundError",
-    "ConfigError",
-    "DistilBertConfig",
-    "DistilBertForMaskedLM",
-    "DistilBertForMultipleChoice",
-    "DistilBertForQuestionAnswering",
-    "DistilBertForSequenceClassification",
-    "DistilBertForTokenClassification",
-    "DistilBertModel",
-    "Encoding",
-    "GPT2Config",
-    "GenerationResult",
-    "LogitLens",
-    "GPT2ForSequenceClassification",
-    "GPT2LMHeadModel",
-    "GPT2Model",
-    "HookPoint",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForMultipleChoice",
+    # models, caches and hooks
     "HookedTransformer",
-    "ModelConfig",
-    "OpenAIGPTConfig",
-    "OpenAIGPTForSequenceClassification",
-    "OpenAIGPTLMHeadModel",
-    "OpenAIGPTModel",
-    "RobertaConfig",
-    "RobertaForMaskedLM",
-    "RobertaForMultipleChoice",
-    "RobertaForQuestionAnswering",
-    "RobertaForSequenceClassification",
-    "RobertaForTokenClassification",
-    "RobertaModel",
-    "Tokenizer",
-    "TransfoXLConfig",
-    "TransfoXLForSequenceClassification",
-    "TransfoXLLMHeadModel",
-    "TransfoXLModel",
-    "TransfoXLTokenizer",
-    "XLMConfig",
-    "XLMForMultipleChoice",
-    "XLMForQuestionAnsweringSimple",
-    "XLMForSequenceClassification",
-    "XLMForTokenClassification",
-    "XLMModel",
-    "XLMTokenizer",
-    "XLMWithLMHeadModel",
-    "XLNetConfig",
-    "XLNetForMultipleChoice",
-    "XLNetForQuestionAnsweringSimple",
-    "XLNetForSequenceClassification",
-    "XLNetForTokenClassification",
-    "XLNetLMHeadModel",
-    "XLNetModel",
-    "XLNetTokenizer",
-    "ablate_heads",
-    "attribute",
+    "ActivationCache",
+    "HookPoint",
+    # subpackages
     "attribution",
+    "interventions",
+    "viz",
     "bench",
-    "default_device",
-    "fill_mask",
+    "zoo",
+    # shortcuts
+    "attribute",
+    "ablate_heads",
     "generate",
     "logit_lens",
-    "head_ablation_hooks",
-    "interventions",
-    "zoo",
+    "fill_mask",
     "keep_freed_memory",
-    "load",
-    "viz",
+    # errors
+    "ConfigError",
+    "CheckpointError",
+    "CheckpointNotFoundError",
 ]
+
+# Names this module exported by hand before the public face shrank, and the module each lives in
+# (``wb.<name>`` keeps working; new code imports them from there).
+_MOVED = {
+    "head_ablation_hooks": "ablation",
+    "Attribution": "attribution",
+    "GenerationResult": "generation",
+    "LogitLens": "lens",
+    "ModelConfig": "config",
+}
+
+
+def _registered_classes() -> dict[str, type]:
+    """Every model class (one per task) and config class of the registered architectures, by class name."""
+    from .architecture import TASKS
+    from .registry import REGISTRY
+
+    classes: dict[str, type] = {}
+    for architecture in REGISTRY:
+        for cls in (architecture.config_class, *map(architecture.model_class, TASKS)):
+            if cls is not None:
+                classes[cls.__name__] = cls
+    return classes
+
+
+def _tokenizer_classes() -> dict[str, type]:
+    """The tokenizer base class, its ``Encoding`` and every class of the tokenizer dispatch, by class name."""
+    from .tokenizers import FOLDER_CLASSES, Encoding, Tokenizer
+
+    return {cls.__name__: cls for cls in (Tokenizer, Encoding, *FOLDER_CLASSES)}
+
+
+def __getattr__(name: str) -> Any:
+    """``wb.<name>`` for a name outside :data:`__all__` (see the module docstring); else AttributeError."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __name__), name)
+    for table in (_registered_classes, _tokenizer_classes):
+        found = table().get(name)
+        if found is not None:
+            return found
+    if name in {info.name for info in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public face only: :data:`__all__` (the lazily resolved names are documented, not listed)."""
+    return sorted(__all__)
