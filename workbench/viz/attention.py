@@ -98,6 +98,53 @@ def _mask_note(patterns: np.ndarray) -> str:
     return ""
 
 
+def _checked_patterns(patterns, tokens, key_tokens, layer_names):
+    """:func:`check_patterns` plus the layers' labels: ``(patterns [layer, head, q, k], tokens, key_tokens,
+    layer names)``."""
+    patterns, tokens, key_tokens = check_patterns(patterns, tokens, key_tokens)
+    return patterns, tokens, key_tokens, _layer_names(patterns.shape[0], layer_names)
+
+
+def _layer_dropdown(names: Sequence[str], layer: int):
+    """The ``layer`` selector (values are layer indices, labels the layer names); ``layer`` is checked."""
+    import ipywidgets as widgets
+
+    check_choice(layer, range(len(names)), "layer")
+    options = [(f"layer {n}", i) for i, n in enumerate(names)]
+    return widgets.Dropdown(options=options, value=layer, description="layer")
+
+
+def _head_dropdown(n_heads: int, head, mean: bool = False):
+    """The ``head`` selector over ``n_heads`` heads (and ``"mean"`` of them when ``mean``); ``head`` is checked."""
+    import ipywidgets as widgets
+
+    options = [(f"head {h}", h) for h in range(n_heads)] + ([("mean of heads", "mean")] if mean else [])
+    check_choice(head, [value for _, value in options], "head")
+    return widgets.Dropdown(options=options, value=head, description="head")
+
+
+def _one_figure_view(kind: str, controls: dict, build, on_draw=None) -> View:
+    """A :class:`View` of one live figure under its controls, rebuilt by ``build()`` when any control changes.
+
+    ``on_draw(live)`` runs after every draw (click handlers belong to the traces, which a redraw replaces).
+    """
+    import ipywidgets as widgets
+
+    live = figure_widget(build())
+
+    def redraw(_=None):
+        replace_figure(live, build())
+        if on_draw is not None:
+            on_draw(live)
+
+    if on_draw is not None:
+        on_draw(live)
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    widget = widgets.VBox([widgets.HBox(list(controls.values())), live])
+    return View(kind, widget, lambda: [build()], controls, [live])
+
+
 # Figures -----------------------------------------------------------------------------------------------
 
 
@@ -306,19 +353,16 @@ def attention_heads(
     """
     import ipywidgets as widgets
 
-    patterns, tokens, key_tokens = check_patterns(patterns, tokens, key_tokens)
-    n_layers, n_heads = patterns.shape[:2]
-    names = _layer_names(n_layers, layer_names)
-    check_choice(layer, range(n_layers), "layer")
+    patterns, tokens, key_tokens, names = _checked_patterns(patterns, tokens, key_tokens, layer_names)
+    n_heads = patterns.shape[1]
+    layer_control = _layer_dropdown(names, layer)
     heads = (
         list(range(n_heads)) if heads is None else [check_choice(h, range(n_heads), "head") for h in heads]
     )
     if query is not None:
         check_choice(query, range(len(tokens)), "query")
     controls = {
-        "layer": widgets.Dropdown(
-            options=[(f"layer {n}", i) for i, n in enumerate(names)], value=layer, description="layer"
-        ),
+        "layer": layer_control,
         "heads": widgets.SelectMultiple(
             options=[(f"head {h}", h) for h in range(n_heads)],
             value=tuple(heads),
@@ -340,24 +384,14 @@ def attention_heads(
         query = None if c["query"] == -1 else c["query"]
         return head_view_figure(tokens, key_tokens, patterns[c["layer"]], c["heads"], query, title)
 
-    live = figure_widget(build())
+    def on_click(trace, points, state):
+        if points.point_inds:
+            controls["query"].value = points.point_inds[0]
 
-    def redraw(_=None):
-        replace_figure(live, build())
-        _attach_query_click()
+    def attach_query_click(live):
+        live.data[-2].on_click(on_click)  # the query tokens' trace (left column)
 
-    def _attach_query_click():
-        def on_click(trace, points, state):
-            if points.point_inds:
-                controls["query"].value = points.point_inds[0]
-
-        live.data[-2].on_click(on_click)
-
-    _attach_query_click()
-    for control in controls.values():
-        control.observe(redraw, names="value")
-    widget = widgets.VBox([widgets.HBox(list(controls.values())), live])
-    return View("head_view", widget, lambda: [build()], controls, [live])
+    return _one_figure_view("head_view", controls, build, on_draw=attach_query_click)
 
 
 def attention_matrix(
@@ -375,25 +409,13 @@ def attention_matrix(
         patterns: [layer, head, query_pos, key_pos] or [head, query_pos, key_pos]; ``head="mean"`` averages heads.
         name: what the patterns come from (the model's label), shown in the title.
     """
-    import ipywidgets as widgets
-
-    patterns, tokens, key_tokens = check_patterns(patterns, tokens, key_tokens)
-    n_layers, n_heads = patterns.shape[:2]
-    names = _layer_names(n_layers, layer_names)
-    check_choice(layer, range(n_layers), "layer")
-    check_choice(head, [*range(n_heads), "mean"], "head")
+    patterns, tokens, key_tokens, names = _checked_patterns(patterns, tokens, key_tokens, layer_names)
+    controls = {
+        "layer": _layer_dropdown(names, layer),
+        "head": _head_dropdown(patterns.shape[1], head, mean=True),
+    }
     visible = visible_cells(patterns)
     note = _mask_note(patterns)
-    controls = {
-        "layer": widgets.Dropdown(
-            options=[(f"layer {n}", i) for i, n in enumerate(names)], value=layer, description="layer"
-        ),
-        "head": widgets.Dropdown(
-            options=[(f"head {h}", h) for h in range(n_heads)] + [("mean of heads", "mean")],
-            value=head,
-            description="head",
-        ),
-    }
 
     def build():
         layer, head = controls["layer"].value, controls["head"].value
@@ -402,11 +424,7 @@ def attention_matrix(
             tokens, key_tokens, pattern, visible, _titled(name, f"layer {names[layer]} · head {head}{note}")
         )
 
-    live = figure_widget(build())
-    for control in controls.values():
-        control.observe(lambda _: replace_figure(live, build()), names="value")
-    widget = widgets.VBox([widgets.HBox(list(controls.values())), live])
-    return View("attention_matrix", widget, lambda: [build()], controls, [live])
+    return _one_figure_view("attention_matrix", controls, build)
 
 
 def model_view(
@@ -422,21 +440,10 @@ def model_view(
     ``name``: what the patterns come from (the model's label), shown in the titles."""
     import ipywidgets as widgets
 
-    patterns, tokens, key_tokens = check_patterns(patterns, tokens, key_tokens)
-    n_layers, n_heads = patterns.shape[:2]
-    names = _layer_names(n_layers, layer_names)
-    check_choice(layer, range(n_layers), "layer")
-    check_choice(head, range(n_heads), "head")
+    patterns, tokens, key_tokens, names = _checked_patterns(patterns, tokens, key_tokens, layer_names)
+    controls = {"layer": _layer_dropdown(names, layer), "head": _head_dropdown(patterns.shape[1], head)}
     visible = visible_cells(patterns)
     note = _mask_note(patterns)
-    controls = {
-        "layer": widgets.Dropdown(
-            options=[(f"layer {n}", i) for i, n in enumerate(names)], value=layer, description="layer"
-        ),
-        "head": widgets.Dropdown(
-            options=[(f"head {h}", h) for h in range(n_heads)], value=head, description="head"
-        ),
-    }
 
     def selected():
         return controls["layer"].value, controls["head"].value
@@ -530,18 +537,13 @@ def neuron_view(
         visible = visible_cells(patterns)
     scale = 1 / np.sqrt(d_head) if scale is None else scale
     names = _layer_names(n_layers, layer_names)
-    check_choice(layer, range(n_layers), "layer")
-    check_choice(head, range(n_heads), "head")
-    check_choice(query, range(len(tokens)), "query")
     controls = {
-        "layer": widgets.Dropdown(
-            options=[(f"layer {n}", i) for i, n in enumerate(names)], value=layer, description="layer"
-        ),
-        "head": widgets.Dropdown(
-            options=[(f"head {h}", h) for h in range(n_heads)], value=head, description="head"
-        ),
+        "layer": _layer_dropdown(names, layer),
+        "head": _head_dropdown(n_heads, head),
         "query": widgets.Dropdown(
-            options=list(zip(label_tokens(tokens), range(len(tokens)))), value=query, description="query"
+            options=list(zip(label_tokens(tokens), range(len(tokens)))),
+            value=check_choice(query, range(len(tokens)), "query"),
+            description="query",
         ),
     }
 
@@ -556,11 +558,7 @@ def neuron_view(
             _titled(name, f"layer {names[layer]} · head {head} · query {query}: {tokens[query]!r}"),
         )
 
-    live = figure_widget(build())
-    for control in controls.values():
-        control.observe(lambda _: replace_figure(live, build()), names="value")
-    widget = widgets.VBox([widgets.HBox(list(controls.values())), live])
-    return View("neuron_view", widget, lambda: [build()], controls, [live])
+    return _one_figure_view("neuron_view", controls, build)
 
 
 def attention_scores(q_vector: np.ndarray, keys: np.ndarray, visible: np.ndarray, scale: float):
