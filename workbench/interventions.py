@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .ablation import ablate_heads, head_ablation_hooks, normalize_heads  # noqa: F401  (re-exported)
+from .cache import ActivationCache
 from .model import HookedTransformer, ModelInput
 
 Metric = Callable[[object], torch.Tensor]
@@ -51,13 +53,7 @@ def _token_id(model: HookedTransformer, token: str | int) -> int:
         return token
     if model.tokenizer is None:
         raise ValueError(f"{token!r} is text, but the model has no tokenizer; pass a token id")
-    direct = model.tokenizer.backend.token_to_id(token)
-    if direct is not None:
-        return direct
-    pieces = model.tokenizer.encode(token, add_special_tokens=False)
-    if len(pieces) != 1:
-        raise ValueError(f"{token!r} is {len(pieces)} tokens, not one; pass a single token (or its id)")
-    return pieces[0]
+    return model.tokenizer.single_token_id(token)
 
 
 # Results -----------------------------------------------------------------------------------------------
@@ -151,6 +147,39 @@ def _normalize(values: torch.Tensor, clean: float, corrupted: float) -> torch.Te
     return (values - corrupted) / span
 
 
+class _CleanRun(NamedTuple):
+    """What both patching methods start from: the hook patched (per layer), the inputs, the clean run."""
+
+    hook: str
+    names: list[str]  # the hook's name in each layer
+    clean_kwargs: dict
+    corrupted_kwargs: dict
+    tokens: list | None
+    batch: int
+    clean_cache: ActivationCache  # the clean activations of ``names``
+    clean_metric: float  # the metric's batch mean on the clean inputs
+
+
+def _clean_run(
+    model: HookedTransformer, clean: ModelInput, corrupted: ModelInput, metric: Metric, hook: str, by: str
+) -> _CleanRun:
+    """Check ``by`` and ``hook`` (by head, the default hook is ``attn.hook_z``), prepare both inputs and run
+    the clean one, caching ``hook`` in every layer."""
+    if by not in ("pos", "head"):
+        raise ValueError(f"by must be 'pos' or 'head', got {by!r}")
+    if by == "head" and hook == "hook_resid_pre":
+        hook = "attn.hook_z"
+    if by == "head" and not hook.endswith("hook_z"):
+        raise ValueError(f"patching by head needs a per-head hook (attn.hook_z), not {hook!r}")
+    clean_kwargs, corrupted_kwargs, tokens = _prepared(model, clean, corrupted)
+    names = _hook_names(model, hook)
+    batch = clean_kwargs["input_ids"].shape[0]
+    with torch.no_grad():
+        clean_out, clean_cache = model.run_with_cache(clean_kwargs, names_filter=names)
+        clean_metric = _metric_per_sequence(metric, clean_out, batch).mean().item()
+    return _CleanRun(hook, names, clean_kwargs, corrupted_kwargs, tokens, batch, clean_cache, clean_metric)
+
+
 # Activation patching -----------------------------------------------------------------------------------
 
 
@@ -180,21 +209,12 @@ def activation_patching(
     Returns:
         :class:`PatchingResult`; ``frame`` has columns layer, pos (or head), value.
     """
-    if by not in ("pos", "head"):
-        raise ValueError(f"by must be 'pos' or 'head', got {by!r}")
-    if by == "head" and hook == "hook_resid_pre":
-        hook = "attn.hook_z"
-    if by == "head" and not hook.endswith("hook_z"):
-        raise ValueError(f"patching by head needs a per-head hook (attn.hook_z), not {hook!r}")
-    clean_kwargs, corrupted_kwargs, tokens = _prepared(model, clean, corrupted)
-    names = _hook_names(model, hook)
-    batch = clean_kwargs["input_ids"].shape[0]
+    hook, names, clean_kwargs, corrupted_kwargs, tokens, batch, clean_cache, clean_metric = _clean_run(
+        model, clean, corrupted, metric, hook, by
+    )
     corruption_hooks = list(corruption_hooks)
-    with torch.no_grad():
-        clean_out, clean_cache = model.run_with_cache(clean_kwargs, names_filter=names)
-        clean_metric = _metric_per_sequence(metric, clean_out, batch).mean().item()
-        with model.hooks(corruption_hooks):
-            corrupted_out = model(**corrupted_kwargs)
+    with torch.no_grad(), model.hooks(corruption_hooks):
+        corrupted_out = model(**corrupted_kwargs)
         corrupted_metric = _metric_per_sequence(metric, corrupted_out, batch).mean().item()
 
     n_slots = clean_kwargs["input_ids"].shape[1] if by == "pos" else model.config.n_heads
@@ -246,19 +266,10 @@ def attribution_patching(
     Args:
         corruption_hooks: hooks that make the corrupted run, as in :func:`activation_patching`.
     """
-    if by not in ("pos", "head"):
-        raise ValueError(f"by must be 'pos' or 'head', got {by!r}")
-    if by == "head" and hook == "hook_resid_pre":
-        hook = "attn.hook_z"
-    if by == "head" and not hook.endswith("hook_z"):
-        raise ValueError(f"patching by head needs a per-head hook (attn.hook_z), not {hook!r}")
-    clean_kwargs, corrupted_kwargs, tokens = _prepared(model, clean, corrupted)
-    names = _hook_names(model, hook)
-    batch = clean_kwargs["input_ids"].shape[0]
+    _, names, clean_kwargs, corrupted_kwargs, tokens, batch, clean_cache, clean_metric = _clean_run(
+        model, clean, corrupted, metric, hook, by
+    )
     corruption_hooks = list(corruption_hooks)
-    with torch.no_grad():
-        clean_out, clean_cache = model.run_with_cache(clean_kwargs, names_filter=names)
-    clean_metric = _metric_per_sequence(metric, clean_out, batch).mean().item()
 
     corrupted_acts: dict[str, torch.Tensor] = {}
 

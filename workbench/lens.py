@@ -140,15 +140,7 @@ class LogitLens:
         tokenizer = self.model.tokenizer
         if tokenizer is None:
             raise ValueError("a token given as text needs the model's tokenizer; pass its id instead")
-        if tokenizer.backend.token_to_id(token) is not None:
-            return tokenizer.backend.token_to_id(token)
-        pieces = tokenizer.encode(token, add_special_tokens=False)
-        if len(pieces) != 1:
-            raise ValueError(
-                f"{token!r} is not one token but {len(pieces)}: "
-                f"{tokenizer.convert_ids_to_tokens(pieces)}; pass one of them (or its id)"
-            )
-        return pieces[0]
+        return tokenizer.single_token_id(token)
 
 
 def _index(index: int, size: int, name: str, what: str) -> int:

@@ -41,7 +41,7 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
     for item in texts:
         if mask_token not in item:
             raise ValueError(f"{item!r} has no {mask_token} to fill")
-    head = _initialized_head_keys(model)
+    head = initialized_head_keys(model)
     stand_in = getattr(model, "stand_in_notice", None) is not None
     if head:
         message = (
@@ -78,9 +78,11 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
     return frame
 
 
-def _initialized_head_keys(model) -> list[str]:
+def initialized_head_keys(model) -> list[str]:
     """The head parameters the model's checkpoint did not provide (``model.loading_info.missing_keys``
-    outside the body), [] when the head was loaded or the model was not loaded from a checkpoint."""
+    outside the body), [] when the head was loaded or the model was not loaded from a checkpoint.
+
+    Shared with the zero-shot benchmark (``workbench.bench.zeroshot``), which warns on the same condition."""
     info = getattr(model, "loading_info", None)
     missing = list(getattr(info, "missing_keys", []) or [])
     if not missing:

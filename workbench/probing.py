@@ -149,6 +149,28 @@ def _check_positive(**values) -> None:
             raise ValueError(f"{key} must be positive, got {value}")
 
 
+def _set_training_settings(
+    probe,
+    weight_decay: float,
+    max_epochs: int,
+    lr: float,
+    batch_size: int,
+    patience: int,
+    seed: int,
+    more_positive: dict,
+) -> None:
+    """Check the training settings every probe takes and keep them as its attributes of the same names.
+
+    ``weight_decay`` must be >= 0; ``max_epochs``, ``lr``, ``batch_size``, ``patience`` and the values of
+    ``more_positive`` (the probe's own, checked, not kept) must be positive.
+    """
+    _check_positive(max_epochs=max_epochs, lr=lr, batch_size=batch_size, patience=patience, **more_positive)
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    probe.weight_decay, probe.max_epochs, probe.lr = weight_decay, max_epochs, lr
+    probe.batch_size, probe.patience, probe.seed = batch_size, patience, seed
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The shared batched training loop
 
@@ -408,19 +430,13 @@ class _ClassifierProbe:
             raise ValueError(f"optimizer must be one of {self.OPTIMIZERS}, got {optimizer!r}")
         max_epochs = self.DEFAULT_MAX_EPOCHS[optimizer] if max_epochs is None else max_epochs
         patience = self.DEFAULT_PATIENCE[optimizer] if patience is None else patience
-        _check_positive(max_epochs=max_epochs, lr=lr, batch_size=batch_size, patience=patience, tol=tol)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        _set_training_settings(
+            self, weight_decay, max_epochs, lr, batch_size, patience, seed, more_positive={"tol": tol}
+        )
         self.n_classes = n_classes
-        self.weight_decay = weight_decay
         self.optimizer = optimizer
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.patience = patience
         self.tol = tol
         self.standardize = standardize
-        self.seed = seed
         self.params_: list[Tensor] | None = None
 
     # Subclass hooks -------------------------------------------------------------------------------------------
@@ -955,22 +971,17 @@ class _StructuralProbe:
     ):
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive integer, got {rank!r}")
-        _check_positive(
-            max_epochs=max_epochs,
-            lr=lr,
-            batch_size=batch_size,
-            patience=patience,
-            eval_batch_size=eval_batch_size,
+        _set_training_settings(
+            self,
+            weight_decay,
+            max_epochs,
+            lr,
+            batch_size,
+            patience,
+            seed,
+            more_positive={"eval_batch_size": eval_batch_size},
         )
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.rank = rank
-        self.weight_decay = weight_decay
-        self.max_epochs = max_epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.patience = patience
-        self.seed = seed
         self.spearman_lengths = spearman_lengths
         self.eval_batch_size = eval_batch_size
         self.projection_: Tensor | None = None

@@ -122,13 +122,7 @@ def _token_id(model: HookedTransformer, token) -> int:
         return token
     if not isinstance(token, str) or model.tokenizer is None:
         raise ValueError(f"target must be a token id, a token string (with a tokenizer) or a function, got {token!r}")
-    direct = model.tokenizer.backend.token_to_id(token)
-    if direct is not None:
-        return direct
-    pieces = model.tokenizer.encode(token, add_special_tokens=False)
-    if len(pieces) != 1:
-        raise ValueError(f"target {token!r} is {len(pieces)} tokens, not one; pass one of them (or its id)")
-    return pieces[0]
+    return model.tokenizer.single_token_id(token)
 
 
 def prediction_positions(model: HookedTransformer, kwargs: dict) -> torch.Tensor:

@@ -804,6 +804,72 @@ def _glue(
     )
 
 
+def _superglue(
+    name, folder, reader, metrics, labels, hub_row, family="classification", hub_name=None, **options
+):
+    """A SuperGLUE task: ``superglue/<folder>/{val,train}.jsonl``, or ``aps/super_glue`` on the hub."""
+    return TaskSpec(
+        name,
+        family,
+        {"dev": (f"superglue/{folder}/val.jsonl",), "train": (f"superglue/{folder}/train.jsonl",)},
+        reader,
+        metrics,
+        labels,
+        hub=("aps/super_glue", hub_name or name, {"dev": "validation", "train": "train"}),
+        hub_row=hub_row,
+        **options,
+    )
+
+
+def _race(level: str) -> TaskSpec:
+    """RACE's ``"middle"`` or ``"high"`` school questions (4 choices), ``race_<level>``."""
+    return TaskSpec(
+        f"race_{level}",
+        "multiple_choice",
+        {
+            "dev": (f"race/validation/{level}.jsonl", f"race/dev/{level}"),
+            "test": (f"race/test/{level}.jsonl", f"race/test/{level}"),
+        },
+        read_race,
+        ("accuracy",),
+        hub=("ehovy/race", level, {"dev": "validation", "test": "test"}),
+        hub_row=_hub_race,
+        zero_shot=True,
+        num_choices=(4, 4),
+    )
+
+
+def _arc(level: str, folder: str) -> TaskSpec:
+    """The ``"Easy"`` or ``"Challenge"`` set of ARC (2 to 5 choices), ``arc_<level>`` in lower case."""
+    files = {
+        split: (f"arc/{folder}/ARC-{level}-{split.title()}.jsonl",) for split in ("dev", "test", "train")
+    }
+    return TaskSpec(
+        f"arc_{level.lower()}",
+        "multiple_choice",
+        files,
+        read_arc,
+        ("accuracy",),
+        hub=("allenai/ai2_arc", f"ARC-{level}", {"dev": "validation", "test": "test"}),
+        hub_row=_hub_arc,
+        zero_shot=True,
+        num_choices=(2, 5),
+    )
+
+
+def _squad(name: str, dev: tuple[str, ...], train: tuple[str, ...]) -> TaskSpec:
+    """SQuAD v1.1 (``"squad"``) or v2.0 (``"squad_v2"``, with unanswerable questions): the same reader."""
+    return TaskSpec(
+        name,
+        "span",
+        {"dev": dev, "train": train},
+        read_squad,
+        ("exact_match", "f1"),
+        hub=(f"rajpurkar/{name}", None, {"dev": "validation"}),
+        hub_row=_hub_squad,
+    )
+
+
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
@@ -859,55 +925,42 @@ TASKS: dict[str, TaskSpec] = {
             hub_fields=("sentence1", "sentence2", "label"),
         ),
         _glue("wnli", "WNLI", read_wnli, ("accuracy",), hub_fields=("sentence1", "sentence2", "label")),
-        TaskSpec(
-            "boolq",
-            "classification",
-            {"dev": ("superglue/BoolQ/val.jsonl",), "train": ("superglue/BoolQ/train.jsonl",)},
-            read_boolq,
-            ("accuracy",),
-            ("false", "true"),
-            hub=("aps/super_glue", "boolq", {"dev": "validation", "train": "train"}),
-            hub_row=_hub_boolq,
-            zero_shot=True,
+        _superglue(
+            "boolq", "BoolQ", read_boolq, ("accuracy",), ("false", "true"), _hub_boolq, zero_shot=True
         ),
-        TaskSpec(
+        _superglue(
             "cb",
-            "classification",
-            {"dev": ("superglue/CB/val.jsonl",), "train": ("superglue/CB/train.jsonl",)},
+            "CB",
             read_cb,
             ("accuracy", "macro_f1"),
             ("entailment", "contradiction", "neutral"),
-            hub=("aps/super_glue", "cb", {"dev": "validation", "train": "train"}),
-            hub_row=_hub_text("premise", "hypothesis", "label"),
+            _hub_text("premise", "hypothesis", "label"),
         ),
-        TaskSpec(
+        _superglue(
             "superglue_rte",
-            "classification",
-            {"dev": ("superglue/RTE/val.jsonl",), "train": ("superglue/RTE/train.jsonl",)},
+            "RTE",
             read_superglue_rte,
             ("accuracy",),
             ("entailment", "not_entailment"),
-            hub=("aps/super_glue", "rte", {"dev": "validation", "train": "train"}),
-            hub_row=_hub_text("premise", "hypothesis", "label"),
+            _hub_text("premise", "hypothesis", "label"),
+            hub_name="rte",
         ),
-        TaskSpec(
+        _superglue(
             "wic",
-            "classification",
-            {"dev": ("superglue/WiC/val.jsonl",), "train": ("superglue/WiC/train.jsonl",)},
+            "WiC",
             read_wic,
             ("accuracy",),
             ("false", "true"),
-            hub=("aps/super_glue", "wic", {"dev": "validation", "train": "train"}),
-            hub_row=lambda r: TextExample(f"{r['word']}: {r['sentence1']}", r["sentence2"], int(r["label"])),
+            lambda r: TextExample(f"{r['word']}: {r['sentence1']}", r["sentence2"], int(r["label"])),
         ),
-        TaskSpec(
+        _superglue(
             "copa",
-            "multiple_choice",
-            {"dev": ("superglue/COPA/val.jsonl",), "train": ("superglue/COPA/train.jsonl",)},
+            "COPA",
             read_copa,
             ("accuracy",),
-            hub=("aps/super_glue", "copa", {"dev": "validation", "train": "train"}),
-            hub_row=_hub_copa,
+            (),
+            _hub_copa,
+            family="multiple_choice",
             zero_shot=True,
             num_choices=(2, 2),
         ),
@@ -925,84 +978,15 @@ TASKS: dict[str, TaskSpec] = {
             zero_shot=True,
             num_choices=(4, 4),
         ),
-        TaskSpec(
-            "race_middle",
-            "multiple_choice",
-            {
-                "dev": ("race/validation/middle.jsonl", "race/dev/middle"),
-                "test": ("race/test/middle.jsonl", "race/test/middle"),
-            },
-            read_race,
-            ("accuracy",),
-            hub=("ehovy/race", "middle", {"dev": "validation", "test": "test"}),
-            hub_row=_hub_race,
-            zero_shot=True,
-            num_choices=(4, 4),
-        ),
-        TaskSpec(
-            "race_high",
-            "multiple_choice",
-            {
-                "dev": ("race/validation/high.jsonl", "race/dev/high"),
-                "test": ("race/test/high.jsonl", "race/test/high"),
-            },
-            read_race,
-            ("accuracy",),
-            hub=("ehovy/race", "high", {"dev": "validation", "test": "test"}),
-            hub_row=_hub_race,
-            zero_shot=True,
-            num_choices=(4, 4),
-        ),
-        TaskSpec(
-            "arc_easy",
-            "multiple_choice",
-            {
-                "dev": ("arc/ARC-e/ARC-Easy-Dev.jsonl",),
-                "test": ("arc/ARC-e/ARC-Easy-Test.jsonl",),
-                "train": ("arc/ARC-e/ARC-Easy-Train.jsonl",),
-            },
-            read_arc,
-            ("accuracy",),
-            hub=("allenai/ai2_arc", "ARC-Easy", {"dev": "validation", "test": "test"}),
-            hub_row=_hub_arc,
-            zero_shot=True,
-            num_choices=(2, 5),
-        ),
-        TaskSpec(
-            "arc_challenge",
-            "multiple_choice",
-            {
-                "dev": ("arc/ARC-c/ARC-Challenge-Dev.jsonl",),
-                "test": ("arc/ARC-c/ARC-Challenge-Test.jsonl",),
-                "train": ("arc/ARC-c/ARC-Challenge-Train.jsonl",),
-            },
-            read_arc,
-            ("accuracy",),
-            hub=("allenai/ai2_arc", "ARC-Challenge", {"dev": "validation", "test": "test"}),
-            hub_row=_hub_arc,
-            zero_shot=True,
-            num_choices=(2, 5),
-        ),
-        TaskSpec(
-            "squad",
-            "span",
-            {"dev": ("squad/dev-v1.1.json",), "train": ("squad/train-v1.1.json",)},
-            read_squad,
-            ("exact_match", "f1"),
-            hub=("rajpurkar/squad", None, {"dev": "validation"}),
-            hub_row=_hub_squad,
-        ),
-        TaskSpec(
+        _race("middle"),
+        _race("high"),
+        _arc("Easy", "ARC-e"),
+        _arc("Challenge", "ARC-c"),
+        _squad("squad", ("squad/dev-v1.1.json",), ("squad/train-v1.1.json",)),
+        _squad(
             "squad_v2",
-            "span",
-            {
-                "dev": ("squad/dev-v2.0.json", "hf_transformers_tests_samples/SQUAD/dev-v2.0.json"),
-                "train": ("squad/train-v2.0.json",),
-            },
-            read_squad,
-            ("exact_match", "f1"),
-            hub=("rajpurkar/squad_v2", None, {"dev": "validation"}),
-            hub_row=_hub_squad,
+            ("squad/dev-v2.0.json", "hf_transformers_tests_samples/SQUAD/dev-v2.0.json"),
+            ("squad/train-v2.0.json",),
         ),
     ]
 }

@@ -400,6 +400,20 @@ class Tokenizer:
             raise KeyError(f"{token!r} is not in the vocabulary of {self.name_or_path or 'this tokenizer'}")
         return token_id
 
+    def single_token_id(self, token: str) -> int:
+        """The id of ``token``: a vocabulary entry as written (``"Ġcat"``), else text that encodes to exactly
+        one token (``" cat"``); a ValueError naming the pieces when it is several tokens."""
+        token_id = self.backend.token_to_id(token)
+        if token_id is not None:
+            return token_id
+        pieces = self.encode(token, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise ValueError(
+                f"{token!r} is not one token but {len(pieces)}: "
+                f"{self.convert_ids_to_tokens(pieces)}; pass one of them (or its id)"
+            )
+        return pieces[0]
+
     # Vocabulary --------------------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
