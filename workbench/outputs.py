@@ -64,8 +64,9 @@ class EncoderOutput(ModelOutput):
 
 
 @dataclass
-class MaskedLMOutput(ModelOutput):
-    """Attributes: loss (scalar, when labels are given); logits [batch, pos, vocab]; hidden_states; attentions."""
+class LogitsOutput(ModelOutput):
+    """The fields of a head that returns one logits tensor: loss (scalar, when labels are given), logits,
+    hidden_states, attentions. Each head kind below subclasses it and says what its logits' shape is."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -74,13 +75,13 @@ class MaskedLMOutput(ModelOutput):
 
 
 @dataclass
-class SequenceClassifierOutput(ModelOutput):
-    """Attributes: loss (scalar, when labels are given); logits [batch, num_labels]; hidden_states; attentions."""
+class MaskedLMOutput(LogitsOutput):
+    """Attributes: loss (scalar, when labels are given); logits [batch, pos, vocab]; hidden_states; attentions."""
 
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+
+@dataclass
+class SequenceClassifierOutput(LogitsOutput):
+    """Attributes: loss (scalar, when labels are given); logits [batch, num_labels]; hidden_states; attentions."""
 
 
 @dataclass
@@ -113,13 +114,8 @@ class CausalLMOutput(ModelOutput):
 
 
 @dataclass
-class TokenClassifierOutput(ModelOutput):
+class TokenClassifierOutput(LogitsOutput):
     """Attributes: loss (with labels); logits [batch, pos, num_labels]; hidden_states; attentions."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -135,11 +131,6 @@ class QuestionAnsweringOutput(ModelOutput):
 
 
 @dataclass
-class MultipleChoiceOutput(ModelOutput):
+class MultipleChoiceOutput(LogitsOutput):
     """Attributes: loss (with labels); logits [batch, num_choices]; hidden_states and attentions of the
     flattened [batch * num_choices, pos] inputs."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
