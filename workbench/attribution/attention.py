@@ -135,24 +135,14 @@ def _mask(attention_mask, batch: int, length: int, q: torch.Tensor | None) -> to
     return mask
 
 
-def _layer_index(layer, n_layers: int) -> int:
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise ValueError(f"layer must be an int, got {layer!r}")
-    if not -n_layers <= layer < n_layers:
-        raise ValueError(
-            f"layer {layer} is out of range for {n_layers} layers (valid: {-n_layers}..{n_layers - 1})"
-        )
-    return int(layer) % n_layers
-
-
-def _head_index(head, n_heads: int) -> int:
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)):
-        raise ValueError(f"head must be an int or None (the mean over heads), got {head!r}")
-    if not -n_heads <= head < n_heads:
-        raise ValueError(
-            f"head {head} is out of range for {n_heads} heads (valid: {-n_heads}..{n_heads - 1})"
-        )
-    return int(head) % n_heads
+def _index(value, count: int, what: str, expected: str = "an int") -> int:
+    """``value`` as an index into ``count`` layers or heads (negative counts from the end), else a ValueError
+    naming ``what`` (``"layer"``, ``"head"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be {expected}, got {value!r}")
+    if not -count <= value < count:
+        raise ValueError(f"{what} {value} is out of range for {count} {what}s (valid: {-count}..{count - 1})")
+    return int(value) % count
 
 
 def _read_rows(matrices: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -186,10 +176,13 @@ def raw_attention(
     patterns = _as_patterns(patterns)
     n_layers, batch, n_heads, n_queries, n_keys = patterns.shape
     q = _query_positions(query_positions, batch, n_queries)
-    layer = _layer_index(layer, n_layers)
+    layer = _index(layer, n_layers, "layer")
     mask = _mask(attention_mask, batch, n_keys, q if n_queries == n_keys else None)
     at_layer = patterns[layer]  # [batch, head, query_pos, key_pos]
-    at_layer = at_layer.mean(1) if head is None else at_layer[:, _head_index(head, n_heads)]
+    if head is None:
+        at_layer = at_layer.mean(1)
+    else:
+        at_layer = at_layer[:, _index(head, n_heads, "head", "an int or None (the mean over heads)")]
     return _zero_padding(_read_rows(at_layer, q), mask)
 
 
@@ -423,7 +416,7 @@ def grad_attention(
     q = _query_positions(query_positions, batch, n_queries)
     mask = _mask(attention_mask, batch, n_keys, q if n_queries == n_keys else None)
     if layer is not None:
-        index = _layer_index(layer, n_layers)
+        index = _index(layer, n_layers, "layer")
         patterns, gradients = patterns[index : index + 1], gradients[index : index + 1]
     # ReLU per head, then the mean over heads: [layer, batch, query_pos, key_pos].
     weighted = (patterns * gradients.to(patterns.device, patterns.dtype)).clamp(min=0).mean(2)
