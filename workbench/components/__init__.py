@@ -1,6 +1,15 @@
-"""Parts that several architectures share, each with its hook points: one module per kind of part
-(``norms``, ``attention``, ``mlp``, ``blocks``, ``positions``, ``masks``, ``kv_cache``, ``activations``,
-``heads``: the task-head mixins).
+"""Parts that several architectures share, each with its hook points: one module per kind of part.
+
+- ``norms``: LayerNorm, RMSNorm (also Gemma's (1 + w) weight).
+- ``attention``: multi-head / grouped-query / multi-query attention with optional q/k norms, rotary positions,
+  a sliding window and soft-capping; the relative attention core of Transformer-XL and XLNet.
+- ``rotary``: rotary position embeddings with Hugging Face's scaling types, partial and interleaved.
+- ``positions``: position ids, sinusoids (absolute and relative) and the relative shift.
+- ``mlp``: the plain and the gated (SwiGLU, GeGLU) feed-forward networks.
+- ``blocks``: post-norm, pre-norm, sandwich and parallel blocks, the norm a parameter.
+- ``masks``, ``kv_cache``, ``activations``: additive masks, the key/value cache, activation functions by name.
+- ``heads``: the task-head mixins; ``summary``: the sequence summary of XLNet and XLM.
+- ``fused``: rules for tensors stored fused in Hugging Face checkpoints (split on load, fused on save).
 
 Dimension names used in shapes throughout the workbench (and their names in the papers):
 
@@ -14,13 +23,14 @@ Dimension names used in shapes throughout the workbench (and their names in the 
 
 from .activations import ACTIVATIONS, activation, gelu_new
 from .attention import Attention, attention_scores
-from .blocks import PostNormBlock, PreNormBlock, ResidualBlock
+from .blocks import ParallelBlock, PostNormBlock, PreNormBlock, ResidualBlock, SandwichBlock, SerialBlock
 from .heads import MultipleChoiceHead, QuestionAnsweringHead, TaskHead, TokenClassificationHead
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
 from .mlp import MLP, GatedMLP
 from .norms import LayerNorm, RMSNorm
 from .positions import positions_from_mask
+from .rotary import RotaryAngles, RotaryEmbedding, apply_rotary
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,15 +41,21 @@ __all__ = [
     "LayerKV",
     "LayerNorm",
     "MultipleChoiceHead",
+    "ParallelBlock",
     "PostNormBlock",
     "PreNormBlock",
     "QuestionAnsweringHead",
     "RMSNorm",
     "ResidualBlock",
+    "RotaryAngles",
+    "RotaryEmbedding",
+    "SandwichBlock",
+    "SerialBlock",
     "TaskHead",
     "TokenClassificationHead",
     "activation",
     "additive_padding_mask",
+    "apply_rotary",
     "attention_scores",
     "causal_mask",
     "gelu_new",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,44 +13,99 @@ from ..hook_points import HookPoint
 
 if TYPE_CHECKING:
     from .kv_cache import LayerKV
+    from .rotary import RotaryAngles
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, scaled dot product (Vaswani et al. 2017, section 3.2).
+    """Multi-head self-attention, scaled dot product (Vaswani et al. 2017, section 3.2), with the options of
+    today's decoders: grouped-query / multi-query attention, q/k norms, rotary positions, a sliding window and
+    soft-capped scores. With none of them it is the attention of BERT and GPT-2.
 
-    Uses ``scaled_dot_product_attention`` when nobody looks at the pattern, and the explicit softmax
-    when ``hook_scores``/``hook_pattern`` have hooks or the caller asks for the pattern.
+    Uses ``scaled_dot_product_attention`` when nobody looks at the pattern, and the explicit softmax when
+    ``hook_scores``/``hook_pattern`` have hooks, the caller asks for the pattern, or the scores are soft-capped.
 
-    Hooks:
-        hook_q, hook_k, hook_v: [batch, pos, head, d_head]
-        hook_scores: [batch, head, query_pos, key_pos], scaled scores with the mask added (pre-softmax).
-        hook_pattern: [batch, head, query_pos, key_pos], softmax of the scores (Hugging Face's attentions).
+    Args:
+        d_model: width of the residual stream.
+        n_heads: query heads.
+        dropout: dropout on the pattern while training.
+        scale: the factor on q.k; default 1/sqrt(d_head). Gemma 2: ``query_pre_attn_scalar ** -0.5``.
+        n_kv_heads: key/value heads (grouped-query attention, Ainslie et al. 2023; 1: multi-query, Shazeer 2019);
+            default ``n_heads``. Query head h reads key/value head ``h // (n_heads // n_kv_heads)``.
+        d_head: width of a head; default ``d_model // n_heads`` (Qwen3 and Gemma set it apart).
+        bias: biases on the q, k, v projections; ``out_bias`` (default ``bias``) on the output projection
+            (Qwen2: q, k, v biased, o not).
+        qk_norm: makes the norms of queries and keys, given their width (e.g. ``lambda width: RMSNorm(width,
+            eps)``); they are ``q_norm`` and ``k_norm``, applied after ``hook_q``/``hook_k`` and before the rotation.
+        qk_norm_per_head: normalise each head's d_head values (Qwen3, Gemma 3) rather than the whole projection,
+            all heads together (OLMo 2: widths ``n_heads * d_head`` and ``n_kv_heads * d_head``).
+        rotary: the model rotates queries and keys by position (it passes :class:`~.rotary.RotaryAngles` to
+            forward); registers ``hook_rot_q``/``hook_rot_k``.
+        sliding_window: a query sees only the last ``sliding_window`` positions, itself included (Mistral,
+            Gemma 2's local layers): key j is masked for query i when ``i - j >= sliding_window``, counted over
+            all positions (cached ones and padding included), as Hugging Face counts them.
+        softcap: scores become ``softcap * tanh(scores / softcap)`` before the mask (Gemma 2).
+
+    Hooks (in forward order; those of options only when the option is set):
+        hook_q: [batch, pos, head, d_head]; hook_k, hook_v: [batch, pos, kv_head, d_head] (the new positions).
+        q_norm.*, k_norm.*: the norms' hooks ([..., d_head] per head, or [batch, pos, head * d_head]).
+        hook_rot_q: [batch, pos, head, d_head]; hook_rot_k: [batch, pos, kv_head, d_head], after the rotation.
+        hook_scores: [batch, head, query_pos, key_pos], scaled (soft-capped) scores with the mask added.
+        hook_pattern: [batch, head, query_pos, key_pos], softmax of the scores (Hugging Face's attentions),
+            one per query head also under grouped-query attention.
         hook_z: [batch, pos, head, d_head], the pattern-weighted values of each head.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, scale: float | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float,
+        scale: float | None = None,
+        *,
+        n_kv_heads: int | None = None,
+        d_head: int | None = None,
+        bias: bool = True,
+        out_bias: bool | None = None,
+        qk_norm: Callable[[int], nn.Module] | None = None,
+        qk_norm_per_head: bool = True,
+        rotary: bool = False,
+        sliding_window: int | None = None,
+        softcap: float | None = None,
+    ) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} is not a multiple of the number of heads n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.d_head = d_model // n_heads
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        check_head_counts(d_model, n_heads, n_kv_heads, d_head)
+        if sliding_window is not None and sliding_window < 1:
+            raise ValueError(f"sliding_window={sliding_window}: a query must see at least itself")
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.d_head = d_model // n_heads if d_head is None else d_head
         self.dropout = dropout
         # The factor on q.k: 1/sqrt(d_head) (Vaswani et al.), unless an architecture says otherwise.
         self.scale = self.d_head**-0.5 if scale is None else scale
-        self.q = nn.Linear(d_model, d_model)
-        self.k = nn.Linear(d_model, d_model)
-        self.v = nn.Linear(d_model, d_model)
+        self.sliding_window, self.softcap, self.qk_norm_per_head = sliding_window, softcap, qk_norm_per_head
+        q_width, kv_width = n_heads * self.d_head, n_kv_heads * self.d_head
+        self.q = nn.Linear(d_model, q_width, bias=bias)
+        self.k = nn.Linear(d_model, kv_width, bias=bias)
+        self.v = nn.Linear(d_model, kv_width, bias=bias)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_k = HookPoint()  # [batch, pos, head, d_head]
-        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()  # [batch, pos, kv_head, d_head]
+        self.hook_v = HookPoint()  # [batch, pos, kv_head, d_head]
+        self.q_norm = self.k_norm = None
+        if qk_norm is not None:
+            self.q_norm = qk_norm(self.d_head if qk_norm_per_head else q_width)
+            self.k_norm = qk_norm(self.d_head if qk_norm_per_head else kv_width)
+        self.rotary = rotary
+        if rotary:
+            self.hook_rot_q = HookPoint()  # [batch, pos, head, d_head]
+            self.hook_rot_k = HookPoint()  # [batch, pos, kv_head, d_head]
         self.hook_scores = HookPoint()  # [batch, head, query_pos, key_pos]
         self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
-        self.o = nn.Linear(d_model, d_model)
+        self.o = nn.Linear(q_width, d_model, bias=bias if out_bias is None else out_bias)
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[batch, pos, d_model] -> [batch, pos, head, d_head]"""
-        return x.view(*x.shape[:-1], self.n_heads, self.d_head)
+        """[batch, pos, n * d_head] -> [batch, pos, n, d_head] (n: query or key/value heads)."""
+        return x.view(*x.shape[:-1], -1, self.d_head)
 
     def forward(
         self,
@@ -58,6 +114,7 @@ class Attention(nn.Module):
         head_mask: torch.Tensor | None = None,
         need_pattern: bool = False,
         past: LayerKV | None = None,
+        rotary: RotaryAngles | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Args:
@@ -66,44 +123,137 @@ class Attention(nn.Module):
             head_mask: [head], multiplies each head's output (1 keeps, 0 removes), Hugging Face's head_mask.
             need_pattern: return the attention pattern even when no hook asks for it.
             past: this layer's key/value cache; the new keys and values are appended to it and attention
-                runs over all of them (``hook_k``/``hook_v`` see the new positions only).
+                runs over all of them (``hook_k``/``hook_v`` see the new positions only; the cache holds the
+                rotated keys).
+            rotary: cos and sin of the new positions (required when built with ``rotary=True``).
 
         Returns:
             out: [batch, pos, d_model], before the residual add.
             pattern: [batch, head, query_pos, key_pos] when computed, else None.
         """
-        q = self.hook_q(self.split_heads(self.q(x)))
-        k = self.hook_k(self.split_heads(self.k(x)))
-        v = self.hook_v(self.split_heads(self.v(x)))
+        q, k, v = self.project(x)
+        q, k = self.position(q, k, rotary)
         if past is not None:
             k, v = past.update(k, v)
-        dropout = self.dropout if self.training else 0.0
-        pattern = None
-        if need_pattern or self.hook_scores.is_active or self.hook_pattern.is_active:
-            scores = self.hook_scores(attention_scores(q, k, mask, self.scale))
-            pattern = self.hook_pattern(scores.softmax(dim=-1))
-            z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
-        else:
-            z = F.scaled_dot_product_attention(
-                q.transpose(1, 2),
-                k.transpose(1, 2),
-                v.transpose(1, 2),
-                attn_mask=mask,
-                dropout_p=dropout,
-                scale=self.scale,
-            ).transpose(1, 2)
+        mask = self.window(mask, q, k.shape[1])
+        if self.n_kv_heads != self.n_heads and not self.fast_path(need_pattern):
+            k, v = (
+                repeat_kv(k, self.n_heads // self.n_kv_heads),
+                repeat_kv(v, self.n_heads // self.n_kv_heads),
+            )
+        z, pattern = self.attend(q, k, v, mask, need_pattern)
         if head_mask is not None:
             z = z * head_mask.view(1, 1, -1, 1).to(z.dtype)
         z = self.hook_z(z)
         return self.o(z.flatten(-2)), pattern
 
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [batch, pos, d_model] -> q [batch, pos, head, d_head], k, v [batch, pos, kv_head, d_head],
+        through hook_q/k/v and, when there are any, the q/k norms."""
+        q = self.hook_q(self.split_heads(self.q(x)))
+        k = self.hook_k(self.split_heads(self.k(x)))
+        v = self.hook_v(self.split_heads(self.v(x)))
+        if self.q_norm is not None:
+            if self.qk_norm_per_head:
+                q, k = self.q_norm(q), self.k_norm(k)
+            else:  # OLMo 2: one norm over all heads of the projection
+                q, k = (
+                    self.split_heads(self.q_norm(q.flatten(-2))),
+                    self.split_heads(self.k_norm(k.flatten(-2))),
+                )
+        return q, k, v
+
+    def position(
+        self, q: torch.Tensor, k: torch.Tensor, rotary: RotaryAngles | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate q and k by their positions (through hook_rot_q/k) when the attention is rotary."""
+        if not self.rotary:
+            if rotary is not None:
+                raise ValueError("rotary angles were passed to an attention built without rotary=True")
+            return q, k
+        if rotary is None:
+            raise ValueError("this attention is rotary (rotary=True): pass the RotaryAngles of the positions")
+        return self.hook_rot_q(rotary.rotate(q)), self.hook_rot_k(rotary.rotate(k))
+
+    def window(self, mask: torch.Tensor | None, q: torch.Tensor, key_len: int) -> torch.Tensor | None:
+        """The mask [.., query_pos, key_pos] with the keys outside the sliding window masked too (``q``: [batch,
+        query_pos, head, d_head], the new queries); unchanged without a window."""
+        if self.sliding_window is None:
+            return mask
+        outside = ~sliding_window_allowed(q.shape[1], key_len, self.sliding_window, q.device)
+        if mask is None:
+            mask = torch.zeros(outside.shape, dtype=q.dtype, device=q.device)
+        # masked_fill, not adding a second mask: a key masked twice stays at the dtype's minimum, not -inf.
+        return mask.masked_fill(outside, torch.finfo(mask.dtype).min)
+
+    def fast_path(self, need_pattern: bool) -> bool:
+        """Whether SDPA computes the attention: nobody reads scores or pattern, and no soft-capping."""
+        return not (
+            need_pattern
+            or self.softcap is not None
+            or self.hook_scores.is_active
+            or self.hook_pattern.is_active
+        )
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, need_pattern: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q [batch, query_pos, head, d_head], k and v [batch, key_pos, head or kv_head, d_head] -> z [batch,
+        query_pos, head, d_head] and the pattern [batch, head, query_pos, key_pos] (None on the fast path)."""
+        dropout = self.dropout if self.training else 0.0
+        if not self.fast_path(need_pattern):
+            scores = self.hook_scores(attention_scores(q, k, mask, self.scale, self.softcap))
+            pattern = self.hook_pattern(scores.softmax(dim=-1))
+            z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
+            return z, pattern
+        gqa = {"enable_gqa": True} if self.n_kv_heads != self.n_heads else {}
+        z = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            dropout_p=dropout,
+            scale=self.scale,
+            **gqa,
+        ).transpose(1, 2)
+        return z, None
+
+
+def check_head_counts(d_model: int, n_heads: int, n_kv_heads: int, d_head: int | None) -> None:
+    """Raise a ValueError naming the argument when the heads do not fit together."""
+    if n_heads < 1 or n_kv_heads < 1:
+        raise ValueError(f"n_heads={n_heads} and n_kv_heads={n_kv_heads} must be positive")
+    if n_heads % n_kv_heads:
+        raise ValueError(
+            f"n_heads={n_heads} is not a multiple of n_kv_heads={n_kv_heads}: each key/value head serves a group "
+            "of query heads of equal size"
+        )
+    if d_head is None and d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not a multiple of the number of heads n_heads={n_heads}")
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """[batch, pos, kv_head, d_head] -> [batch, pos, kv_head * groups, d_head]: each key/value head repeated for
+    the ``groups`` query heads that read it (query head h reads kv head h // groups)."""
+    return x if groups == 1 else x.repeat_interleave(groups, dim=2)
+
+
+def sliding_window_allowed(query_len: int, key_len: int, window: int, device: torch.device) -> torch.Tensor:
+    """[query_pos, key_pos] bool: key j is within the last ``window`` positions of query i (the new queries
+    are the last ``query_len`` of ``key_len`` positions), i.e. ``i - window < j``. Keys after the query are
+    not excluded here; the causal mask does that."""
+    query_positions = torch.arange(key_len - query_len, key_len, device=device)
+    return torch.arange(key_len, device=device)[None, :] > query_positions[:, None] - window
+
 
 def attention_scores(
-    q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float
+    q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float, softcap: float | None = None
 ) -> torch.Tensor:
     """q: [batch, query_pos, head, d_head], k: [batch, key_pos, head, d_head]
-    -> [batch, head, query_pos, key_pos] = scale * q.k + mask."""
+    -> [batch, head, query_pos, key_pos] = scale * q.k (then ``softcap * tanh(. / softcap)``) + mask."""
     scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(scale)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     return scores if mask is None else scores.add_(mask)
 
 

@@ -1,4 +1,5 @@
-"""Transformer blocks (attention then MLP, with residual adds and norms), each with its hook points."""
+"""Transformer blocks (attention and an MLP, with residual adds and norms: post-norm, pre-norm, sandwich and
+parallel), each with its hook points."""
 
 from __future__ import annotations
 
@@ -14,22 +15,24 @@ from .norms import LayerNorm
 
 if TYPE_CHECKING:
     from .kv_cache import LayerKV
+    from .rotary import RotaryAngles
 
 
 class ResidualBlock(nn.Module, ABC):
-    """Attention then MLP, each added to the residual stream, with a norm around each sublayer: what pre- and
-    post-norm blocks share. A subclass says where the norms sit (:meth:`norm_in`, :meth:`norm_out`) and lists
-    its parts in forward order in ``layout`` (they are registered in that order, which ``hook_names``
-    follows).
+    """Attention and an MLP, each added to the residual stream, with norms around them: what every block
+    shares. A subclass lists its parts in forward order in ``layout`` (they are registered in that order, which
+    ``hook_names`` follows): ``attn``, ``mlp``, its norms (names starting with ``ln``) and its residual hook
+    points (``hook_*``), and writes the forward.
 
-    ``norm`` makes each of the two norms (``ln1``, ``ln2``); default ``LayerNorm(d_model, eps)``, e.g.
-    ``norm=lambda: RMSNorm(d_model, eps)`` for an RMSNorm block.
+    ``norm`` makes each norm; default ``LayerNorm(d_model, eps)``, e.g. ``norm=lambda: RMSNorm(d_model, eps)``
+    for an RMSNorm block.
 
-    Hooks: hook_resid_pre; attn.*; hook_attn_out; hook_resid_mid; mlp.*; hook_mlp_out; hook_resid_post (all
-    residual hooks [batch, pos, d_model]), with ln1.*, ln2.* where ``layout`` puts them.
+    The forward takes, after the residual stream: the additive mask, Hugging Face's head_mask, whether to
+    return the pattern, this layer's key/value cache, and the rotary angles of the positions (passed to the
+    attention only when given, so an attention without rotary positions need not know the argument).
     """
 
-    layout: tuple[str, ...]  # attn, mlp, ln1, ln2 and the hook_* residual hook points, in forward order
+    layout: tuple[str, ...]  # attn, mlp, the ln* norms and the hook_* residual hook points, in forward order
 
     def __init__(
         self,
@@ -42,18 +45,68 @@ class ResidualBlock(nn.Module, ABC):
     ) -> None:
         super().__init__()
         make_norm = norm if norm is not None else lambda: LayerNorm(d_model, eps)
-        parts = {"attn": attn, "mlp": mlp, "ln1": make_norm(), "ln2": make_norm()}
         for name in self.layout:
-            setattr(self, name, parts[name] if name in parts else HookPoint())  # hooks: [batch, pos, d_model]
+            if name in ("attn", "mlp"):
+                setattr(self, name, attn if name == "attn" else mlp)
+            elif name.startswith("ln"):
+                setattr(self, name, make_norm())
+            else:
+                setattr(self, name, HookPoint())  # hooks: [batch, pos, d_model]
         self.dropout = nn.Dropout(dropout)
 
+    def attend(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None,
+        need_pattern: bool,
+        past: LayerKV | None,
+        rotary: RotaryAngles | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attention sublayer on what it reads, ``x`` [batch, pos, d_model] -> (out, pattern or None)."""
+        if rotary is None:
+            return self.attn(x, mask, head_mask, need_pattern, past)
+        return self.attn(x, mask, head_mask, need_pattern, past, rotary=rotary)
+
     @abstractmethod
-    def norm_in(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+        past: LayerKV | None = None,
+        rotary: RotaryAngles | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+
+
+class SerialBlock(ResidualBlock):
+    """Attention, then the MLP on the stream attention wrote to: what pre-norm, post-norm and sandwich blocks
+    share. A subclass says where its norms sit: what a sublayer reads (:meth:`norm_in`), what it writes
+    (:meth:`write_attn`, :meth:`write_mlp`; default its output) and the stream after the add
+    (:meth:`norm_out`).
+
+    Hooks: hook_resid_pre; attn.*; hook_attn_out (what attention adds to the stream); hook_resid_mid; mlp.*;
+    hook_mlp_out; hook_resid_post (all residual hooks [batch, pos, d_model]), with the norms' hooks where
+    ``layout`` puts them.
+    """
+
+    @abstractmethod
+    def norm_in(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         """What a sublayer reads of the stream ``x``."""
 
     @abstractmethod
-    def norm_out(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def norm_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         """The stream after a sublayer's output is added to ``x``."""
+
+    def write_attn(self, attn_out: torch.Tensor) -> torch.Tensor:
+        """What the attention sublayer adds to the stream, given its output."""
+        return attn_out
+
+    def write_mlp(self, mlp_out: torch.Tensor) -> torch.Tensor:
+        """What the MLP sublayer adds to the stream, given its output."""
+        return mlp_out
 
     def forward(
         self,
@@ -62,18 +115,20 @@ class ResidualBlock(nn.Module, ABC):
         head_mask: torch.Tensor | None = None,
         need_pattern: bool = False,
         past: LayerKV | None = None,
+        rotary: RotaryAngles | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
         resid_pre = self.hook_resid_pre(resid_pre)
-        attn_out, pattern = self.attn(self.norm_in(self.ln1, resid_pre), mask, head_mask, need_pattern, past)
-        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        attn_in = self.norm_in(self.ln1, resid_pre)
+        attn_out, pattern = self.attend(attn_in, mask, head_mask, need_pattern, past, rotary)
+        attn_out = self.hook_attn_out(self.dropout(self.write_attn(attn_out)))
         resid_mid = self.hook_resid_mid(self.norm_out(self.ln1, resid_pre + attn_out))
-        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(self.norm_in(self.ln2, resid_mid))))
+        mlp_out = self.hook_mlp_out(self.dropout(self.write_mlp(self.mlp(self.norm_in(self.ln2, resid_mid)))))
         resid_post = self.hook_resid_post(self.norm_out(self.ln2, resid_mid + mlp_out))
         return resid_post, pattern
 
 
-class PostNormBlock(ResidualBlock):
+class PostNormBlock(SerialBlock):
     """A post-norm block (BERT, GPT): ``x = LN1(x + Attention(x))``, then ``x = LN2(x + MLP(x))``.
 
     The stream a post-norm block hands on is its LayerNorms' output: ``hook_resid_mid`` is ``ln1``'s output
@@ -87,15 +142,15 @@ class PostNormBlock(ResidualBlock):
         "hook_resid_pre attn hook_attn_out ln1 hook_resid_mid mlp hook_mlp_out ln2 hook_resid_post".split()
     )
 
-    def norm_in(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def norm_in(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def norm_out(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def norm_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return norm(x)
 
 
-class PreNormBlock(ResidualBlock):
-    """A pre-norm block (GPT-2): ``x = x + Attention(LN1(x))``, then ``x = x + MLP(LN2(x))``.
+class PreNormBlock(SerialBlock):
+    """A pre-norm block (GPT-2, Llama): ``x = x + Attention(LN1(x))``, then ``x = x + MLP(LN2(x))``.
 
     Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; hook_attn_out; hook_resid_mid; ln2.*; mlp.*;
     hook_mlp_out; hook_resid_post. All residual hooks are [batch, pos, d_model].
@@ -105,8 +160,100 @@ class PreNormBlock(ResidualBlock):
         "hook_resid_pre ln1 attn hook_attn_out hook_resid_mid ln2 mlp hook_mlp_out hook_resid_post".split()
     )
 
-    def norm_in(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def norm_in(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return norm(x)
 
-    def norm_out(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def norm_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+class SandwichBlock(SerialBlock):
+    """A norm after each sublayer as well, before its output is added: ``x = x + LN1_post(Attention(LN1(x)))``,
+    then ``x = x + LN2_post(MLP(LN2(x)))`` (Gemma 2). With ``pre_norm=False`` only the norms after remain:
+    ``x = x + LN1_post(Attention(x))``, ``x = x + LN2_post(MLP(x))`` (OLMo 2), and ``ln1``/``ln2`` are None.
+
+    Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; ln1_post.*; hook_attn_out (``ln1_post``'s
+    output); hook_resid_mid; ln2.*; mlp.*; ln2_post.*; hook_mlp_out; hook_resid_post. All residual hooks are
+    [batch, pos, d_model].
+    """
+
+    layout = tuple(
+        "hook_resid_pre ln1 attn ln1_post hook_attn_out hook_resid_mid ln2 mlp ln2_post hook_mlp_out "
+        "hook_resid_post".split()
+    )
+
+    def __init__(
+        self,
+        attn: nn.Module,
+        mlp: nn.Module,
+        d_model: int,
+        eps: float,
+        dropout: float,
+        norm: Callable[[], nn.Module] | None = None,
+        pre_norm: bool = True,
+    ) -> None:
+        if not pre_norm:  # an instance layout without ln1 and ln2, set before the parts are registered
+            self.layout = tuple(name for name in self.layout if name not in ("ln1", "ln2"))
+        super().__init__(attn, mlp, d_model, eps, dropout, norm)
+        if not pre_norm:
+            self.ln1 = self.ln2 = None
+
+    def norm_in(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        return x if norm is None else norm(x)
+
+    def norm_out(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def write_attn(self, attn_out: torch.Tensor) -> torch.Tensor:
+        return self.ln1_post(attn_out)
+
+    def write_mlp(self, mlp_out: torch.Tensor) -> torch.Tensor:
+        return self.ln2_post(mlp_out)
+
+
+class ParallelBlock(ResidualBlock):
+    """Attention and the MLP both read the block's input, and both outputs are added to it at once
+    (GPT-J, GPT-NeoX's ``use_parallel_residual``, Phi): ``x = x + Attention(LN1(x)) + MLP(LN2(x))``. With
+    ``shared_norm=True`` the MLP reads ``ln1``'s output too (GPT-J, Phi-1/2: one norm per block) and ``ln2`` is
+    None. There is no stream between the sublayers, so no ``hook_resid_mid``.
+
+    Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; hook_attn_out; ln2.*; mlp.*; hook_mlp_out;
+    hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    layout = tuple("hook_resid_pre ln1 attn hook_attn_out ln2 mlp hook_mlp_out hook_resid_post".split())
+
+    def __init__(
+        self,
+        attn: nn.Module,
+        mlp: nn.Module,
+        d_model: int,
+        eps: float,
+        dropout: float,
+        norm: Callable[[], nn.Module] | None = None,
+        shared_norm: bool = False,
+    ) -> None:
+        if shared_norm:  # an instance layout without ln2, set before the parts are registered
+            self.layout = tuple(name for name in self.layout if name != "ln2")
+        super().__init__(attn, mlp, d_model, eps, dropout, norm)
+        if shared_norm:
+            self.ln2 = None
+
+    def forward(
+        self,
+        resid_pre: torch.Tensor,
+        mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        need_pattern: bool = False,
+        past: LayerKV | None = None,
+        rotary: RotaryAngles | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+        resid_pre = self.hook_resid_pre(resid_pre)
+        attn_in = self.ln1(resid_pre)
+        attn_out, pattern = self.attend(attn_in, mask, head_mask, need_pattern, past, rotary)
+        attn_out = self.hook_attn_out(self.dropout(attn_out))
+        mlp_in = attn_in if self.ln2 is None else self.ln2(resid_pre)
+        mlp_out = self.hook_mlp_out(self.dropout(self.mlp(mlp_in)))
+        # GPT-NeoX's order of the sum (floating-point addition is not associative)
+        return self.hook_resid_post(mlp_out + attn_out + resid_pre), pattern

@@ -48,19 +48,22 @@ class RMSNorm(nn.Module):
     (Gemma's RMSNorm), so that a zero-initialised weight is the identity scale.
 
     Computed in float32 whatever the input dtype, as Llama's and Gemma's implementations do; Llama casts back
-    to the input dtype before the weight, Gemma after it (``weight_offset`` selects Gemma's order too). With no
-    hook on ``hook_scale`` the input is multiplied by ``rsqrt`` (bitwise Hugging Face's); with one, it is
-    divided by the hooked scale (equal up to rounding).
+    to the input dtype before the weight, Gemma and OLMo 2 after it (``cast_after_weight``; default: when there
+    is a ``weight_offset``, Gemma's order). With no hook on ``hook_scale`` the input is multiplied by ``rsqrt``
+    (bitwise Hugging Face's); with one, it is divided by the hooked scale (equal up to rounding).
 
     Hooks:
         hook_scale: [batch, pos, 1], sqrt(mean(x^2) + eps) in float32, the divisor of the input.
         hook_normalized: [batch, pos, d_model], the output (after the weight).
     """
 
-    def __init__(self, d_model: int, eps: float, weight_offset: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, eps: float, weight_offset: float = 0.0, cast_after_weight: bool | None = None
+    ) -> None:
         super().__init__()
         self.eps = eps
         self.weight_offset = weight_offset
+        self.cast_after_weight = bool(weight_offset) if cast_after_weight is None else cast_after_weight
         self.weight = nn.Parameter(torch.full((d_model,), 1.0 - weight_offset))
         self.hook_scale = HookPoint()  # [batch, pos, 1]
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
@@ -72,7 +75,7 @@ class RMSNorm(nn.Module):
             normed = x32 / self.hook_scale((mean_square + self.eps).sqrt())
         else:  # Llama's and Gemma's kernel: bitwise their outputs
             normed = x32 * torch.rsqrt(mean_square + self.eps)
-        if self.weight_offset:
+        if self.cast_after_weight:
             out = (normed * (self.weight_offset + self.weight.float())).to(x.dtype)
         else:
             out = self.weight * normed.to(x.dtype)
