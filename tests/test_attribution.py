@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_interventions import TINY_FIELDS
+from tiny_hf import architectures_with, tiny_model
 
 import workbench as wb
 from workbench.attribution.core import ATTENTION_METHOD_NAMES, GRADIENT_METHODS, PERTURBATION_METHODS
-from workbench.auto import SEQUENCE_CLASSIFICATION_REGISTRY
 
-ARCHITECTURES = sorted(SEQUENCE_CLASSIFICATION_REGISTRY)
+ARCHITECTURES = architectures_with("sequence_classification")
 
 
 def tiny(model_type: str, task: str = "sequence_classification", seed: int = 0):
-    config = wb.AutoConfig.for_model(model_type, **TINY_FIELDS[model_type], num_labels=3)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = wb.auto.TASK_REGISTRIES[task][model_type].from_config(config)
-        with torch.no_grad():
-            for param in model.parameters():
-                param.add_(torch.randn_like(param) * 0.2)
-    return model
+    """A tiny model with three labels, its random weights sharpened so that the inputs matter."""
+    return tiny_model(model_type, task, seed=seed, perturb=0.2, num_labels=3)
 
 
 def padded_ids():

@@ -14,7 +14,7 @@ import json
 
 import pytest
 import torch
-from conftest import save_tiny_hf_gpt
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 
@@ -24,11 +24,11 @@ BATCH_TOL = 1e-5  # batched vs alone, cached vs full: the same model on the same
 # Tiny checkpoints: each name's prefix is its architecture.
 VARIANTS = {
     "gpt2": {},
-    "gpt2-3layers-inverse-layer-idx": dict(n_layer=3, scale_attn_by_inverse_layer_idx=True),
+    "gpt2-3layers-inverse-layer-idx": dict(n_layers=3, scale_attn_by_inverse_layer_idx=True),
     "gpt2-unscaled-attention": dict(scale_attn_weights=False),
     "gpt2-relu-n_inner": dict(activation_function="relu", n_inner=37),
     "gpt": {},
-    "gpt-3layers-relu": dict(n_layer=3, afn="relu"),
+    "gpt-3layers-relu": dict(n_layers=3, afn="relu"),
 }
 HF_CLASSES = {
     "gpt2": {"base": "GPT2Model", "lm": "GPT2LMHeadModel", "cls": "GPT2ForSequenceClassification"},
@@ -44,6 +44,7 @@ AUTO = {
     "cls": wb.AutoModelForSequenceClassification,
 }
 MODEL_TYPES = {"gpt2": "gpt2", "gpt": "openai-gpt"}
+TASKS = {"base": "base", "lm": "causal_lm", "cls": "sequence_classification"}
 
 PAD_ID = 0
 LENGTHS = [9, 6, 2]  # real tokens per row; the first row has no padding
@@ -121,8 +122,9 @@ def checkpoint(tmp_path_factory):
         key = (variant, head, tuple(sorted(fields.items())))
         if key not in made:
             folder = tmp_path_factory.mktemp(f"{variant}-{head}")
-            hf_class = HF_CLASSES[arch_of(variant)][head]
-            made[key] = (save_tiny_hf_gpt(folder, hf_class, **{**VARIANTS[variant], **fields}), folder)
+            arch = arch_of(variant)
+            hf_model = save_tiny_hf(folder, MODEL_TYPES[arch], TASKS[head], **{**VARIANTS[variant], **fields})
+            made[key] = (hf_model, folder)
         return made[key]
 
     return get
@@ -618,7 +620,7 @@ def test_a_gpt_folder_with_vocab_json_and_merges_gets_its_tokenizer(tmp_path):
     backend.train_from_iterator(["the cat sat on the mat ."] * 10,
                                 trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>"], end_of_word_suffix="</w>"))
     backend.model.save(str(tmp_path))  # vocab.json + merges.txt
-    save_tiny_hf_gpt(tmp_path, "OpenAIGPTLMHeadModel", vocab_size=backend.get_vocab_size())
+    save_tiny_hf(tmp_path, "openai-gpt", "causal_lm", vocab_size=backend.get_vocab_size())
     model = wb.AutoModelForCausalLM.from_pretrained(tmp_path)
     assert model.tokenizer.tokenize("the cat") == ["the</w>", "cat</w>"]
     assert "token_type_ids" not in model.tokenize("the cat sat")

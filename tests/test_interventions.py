@@ -5,56 +5,34 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_hf import (
+    TINY_SIZES,
+    architectures_with,
+    clean_and_corrupted,
+    tiny_classifier,
+    tiny_config,
+    tiny_model,
+)
+from tiny_hf import logit_margin as METRIC
 
 import workbench as wb
 from workbench import interventions as iv
-from workbench.auto import SEQUENCE_CLASSIFICATION_REGISTRY
 
-TINY_FIELDS = {
-    "bert": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-                 max_position_embeddings=32),
-    "roberta": dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-                    max_position_embeddings=40, pad_token_id=1),
-    "distilbert": dict(vocab_size=60, dim=16, n_layers=2, n_heads=4, hidden_dim=32, max_position_embeddings=32),
-    "xlm": dict(vocab_size=60, emb_dim=16, n_layers=2, n_heads=4, max_position_embeddings=32),
-    "gpt2": dict(vocab_size=60, n_embd=16, n_layer=2, n_head=4, n_positions=32),
-    "openai-gpt": dict(vocab_size=60, n_embd=16, n_layer=2, n_head=4, n_positions=32),
-    "transfo-xl": dict(vocab_size=60, d_model=16, d_embed=16, n_head=4, d_head=4, d_inner=32, n_layer=2,
-                       cutoffs=[], div_val=1, mem_len=8),
-    "xlnet": dict(vocab_size=60, d_model=16, n_layer=2, n_head=4, d_inner=32),
-}
-ARCHITECTURES = sorted(SEQUENCE_CLASSIFICATION_REGISTRY)
+ARCHITECTURES = architectures_with("sequence_classification")
 
 
 def test_every_registered_architecture_is_covered():
-    assert set(ARCHITECTURES) <= set(TINY_FIELDS), "add a tiny config for the new architecture here"
-
-
-def tiny_classifier(model_type: str, seed: int = 0):
-    config = wb.AutoConfig.for_model(model_type, **TINY_FIELDS[model_type], num_labels=2)
-    with torch.random.fork_rng():  # the same model whatever ran before
-        torch.manual_seed(seed)
-        model = wb.AutoModelForSequenceClassification.from_config(config)
-        with torch.no_grad():  # sharpen the random weights so that inputs matter
-            for param in model.parameters():
-                param.add_(torch.randn_like(param) * 0.2)
-    return model
-
-
-def clean_and_corrupted(length: int = 7):
-    generator = torch.Generator().manual_seed(1)
-    clean = torch.randint(3, 60, (1, length), generator=generator)
-    corrupted = clean.clone()
-    corrupted[0, 2] = (clean[0, 2] + 7) % 57 + 3  # one token changed
-    return clean, corrupted
+    """tiny_hf builds the tiny config of every classifier with the shared sizes (a new architecture that needs
+    fields of its own gets them in tiny_hf.TINY_EXTRA)."""
+    for model_type in ARCHITECTURES:
+        config = tiny_config(model_type)
+        for name in ("d_model", "n_layers", "n_heads", "vocab_size"):
+            assert getattr(config, name) == TINY_SIZES[name], (model_type, name)
 
 
 def read_position(model) -> int:
     """Where the classifier reads the last layer: the first token for encoders, the last for decoders."""
     return -1 if model.classifier_position == "last" else 0
-
-
-METRIC = lambda output: output.logits[:, 1] - output.logits[:, 0]  # noqa: E731
 
 
 @pytest.mark.parametrize("model_type", ARCHITECTURES)
@@ -211,9 +189,7 @@ def test_errors_name_the_problem():
 
 
 def test_logit_difference_reads_language_model_logits():
-    from conftest import save_tiny_hf_gpt  # noqa: F401  (the tiny GPT builder lives there)
-
-    model = wb.AutoModelForCausalLM.from_config(wb.AutoConfig.for_model("gpt2", **TINY_FIELDS["gpt2"]), seed=0)
+    model = tiny_model("gpt2", "causal_lm")
     ids = torch.randint(3, 60, (2, 5))
     metric = iv.logit_difference(model, 7, 9)
     with torch.no_grad():
@@ -224,14 +200,7 @@ def test_logit_difference_reads_language_model_logits():
 @pytest.mark.parametrize("task", ["masked_lm", "causal_lm"])
 def test_patching_runs_on_language_model_heads(task):
     model_type = "bert" if task == "masked_lm" else "gpt2"
-    config = wb.AutoConfig.for_model(model_type, **TINY_FIELDS[model_type])
-    registry = wb.auto.TASK_REGISTRIES[task]
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = registry[model_type].from_config(config)
-        with torch.no_grad():
-            for param in model.parameters():
-                param.add_(torch.randn_like(param) * 0.2)
+    model = tiny_model(model_type, task, perturb=0.2)
     clean, corrupted = clean_and_corrupted()
     position = 4 if task == "masked_lm" else -1
     metric = iv.logit_difference(model, 11, 13, position=position)

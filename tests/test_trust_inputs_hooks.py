@@ -9,21 +9,15 @@ import threading
 
 import pytest
 import torch
-from test_interventions import TINY_FIELDS
 from tiny_gpt2 import save_tiny_gpt2
+from tiny_hf import ARCHITECTURES, tiny_config, tiny_model
 
 import workbench as wb
 
-ARCHITECTURES = sorted(wb.auto.MODEL_REGISTRY)
-
 
 def test_every_architecture_has_a_tiny_config():
-    assert set(ARCHITECTURES) <= set(TINY_FIELDS)
-
-
-def tiny_model(model_type: str, registry=wb.AutoModel, **fields):
-    config = wb.AutoConfig.for_model(model_type, **{**TINY_FIELDS[model_type], **fields})
-    return registry.from_config(config, seed=0)
+    for model_type in ARCHITECTURES:
+        assert tiny_config(model_type).model_type == model_type
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +80,7 @@ DECODERS = [t for t in sorted(wb.auto.CAUSAL_LM_REGISTRY) if hasattr(wb.auto.CAU
 
 @pytest.mark.parametrize("model_type", DECODERS)
 def test_empty_prompt_starts_from_bos_and_empty_batch_is_an_error(model_type, tiny_gpt2):
-    model = tiny_model(model_type, wb.AutoModelForCausalLM, vocab_size=tiny_gpt2.config.vocab_size)
+    model = tiny_model(model_type, "causal_lm", vocab_size=tiny_gpt2.config.vocab_size)
     model.tokenizer = tiny_gpt2.tokenizer
     bos = model.tokenizer.bos_token_id
     alone = model.generate("", max_new_tokens=3, stop_at_eos=False)
@@ -107,7 +101,7 @@ def test_empty_prompt_starts_from_bos_and_empty_batch_is_an_error(model_type, ti
 
 
 def test_empty_prompt_without_bos_is_an_error(tiny_gpt2):
-    model = tiny_model("gpt2", wb.AutoModelForCausalLM, vocab_size=tiny_gpt2.config.vocab_size)
+    model = tiny_model("gpt2", "causal_lm", vocab_size=tiny_gpt2.config.vocab_size)
     model.tokenizer = tiny_gpt2.tokenizer.__class__.from_pretrained(tiny_gpt2.tokenizer.name_or_path)
     model.tokenizer.special_tokens.pop("bos_token")
     with pytest.raises(ValueError, match=r"prompt 1 \(''\) has no tokens and the tokenizer has no bos_token"):

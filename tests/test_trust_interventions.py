@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_interventions import ARCHITECTURES, METRIC, clean_and_corrupted, tiny_classifier
+from tiny_hf import architectures_with, clean_and_corrupted, tiny_classifier
+from tiny_hf import logit_margin as METRIC
 
 import workbench as wb
 from workbench import interventions as iv
+
+ARCHITECTURES = architectures_with("sequence_classification")
 
 CORRUPTED_POSITION = 2  # clean_and_corrupted() changes this token
 CORRUPTED_HEAD = 2

@@ -9,19 +9,14 @@ import pandas as pd
 import pytest
 import torch
 from plotly.callbacks import Points
-from test_interventions import TINY_FIELDS
 from tiny_gpt2 import save_tiny_gpt2
+from tiny_hf import ARCHITECTURES, architectures_with, tiny_model
 
 import workbench as wb
 from workbench import viz
 from workbench.viz.compare import pool_to_words, token_words
 
 TEXT = "The keys to the cabinet are on the table."
-
-
-def tiny_fields(model_type: str) -> dict:
-    """The tiny config every architecture test shares (tests/test_interventions.py checks it covers all)."""
-    return dict(TINY_FIELDS[model_type])
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +152,9 @@ def test_attention_views_reject_mismatched_shapes():
         viz.neuron_view(np.ones((2, 5, 2, 4)), np.ones((2, 4, 2, 4)), list("abcde"))
 
 
-@pytest.mark.parametrize("model_type", sorted(wb.auto.MODEL_REGISTRY))
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
 def test_every_attention_view_draws_every_architecture(model_type):
-    config = wb.AutoConfig.for_model(model_type, **tiny_fields(model_type))
-    model = wb.AutoModel.from_config(config, seed=0)
+    model = tiny_model(model_type)
     ids = torch.arange(3, 10)[None]
     _, cache = model.run_with_cache(ids)
     tokens = [f"t{i}" for i in ids[0].tolist()]
@@ -329,10 +323,9 @@ def test_generation_explorer_needs_a_causal_lm(lm):
         viz.generation_explorer(lm, "The")
 
 
-@pytest.mark.parametrize("model_type", sorted(wb.auto.CAUSAL_LM_REGISTRY))
+@pytest.mark.parametrize("model_type", architectures_with("causal_lm"))
 def test_generation_explorer_works_for_every_decoder(model_type, tiny_gpt2):
-    fields = dict(tiny_fields(model_type), vocab_size=tiny_gpt2.config.vocab_size)
-    model = wb.AutoModelForCausalLM.from_config(wb.AutoConfig.for_model(model_type, **fields), seed=0)
+    model = tiny_model(model_type, "causal_lm", vocab_size=tiny_gpt2.config.vocab_size)
     model.tokenizer = tiny_gpt2.tokenizer
     view = viz.generation_explorer(model, "The cat", k=3, method="saliency")
     view.explorer.choose(0)
