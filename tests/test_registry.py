@@ -1,19 +1,26 @@
 """The architecture registry: each model file's ARCHITECTURE record, and the tables derived from it."""
 
+import ast
 import importlib
 import inspect
+import json
 import pkgutil
+import re
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import workbench as wb
 from workbench import auto, models, zoo
-from workbench.architecture import TASKS, Architecture
+from workbench.architecture import TASKS, Architecture, TinySize
+from workbench.bench import zeroshot
 from workbench.model import HookedTransformer
-from workbench.models.gpt2 import GPT2Config, GPT2Model
+from workbench.models.gpt2 import GPT2Config, GPT2LMHeadModel, GPT2Model
 from workbench.registry import REGISTRY, Registry, discover
-from workbench.tokenizers import wordpiece_bpe
+from workbench.tokenizers import Tokenizer, wordpiece_bpe
+from workbench.tokenizers.stand_in import STAND_INS, write_stand_in
 
 ARCHITECTURES = list(REGISTRY)
 IDS = [architecture.model_type for architecture in ARCHITECTURES]
@@ -81,9 +88,45 @@ def test_every_model_class_of_a_file_is_in_its_record():
         assert defined <= recorded, (module.__name__, defined - recorded)
 
 
-def test_the_tokenizer_families_agree_with_the_tokenizer_dispatch():
-    for model_type, family in wordpiece_bpe.FAMILY_BY_MODEL_TYPE.items():
-        assert REGISTRY[model_type].tokenizer_family == family
+def test_the_tokenizer_dispatch_reads_the_families_from_the_records():
+    """One source: the dispatch by config.json's model_type answers with the records' tokenizer_family (for
+    the families the base Tokenizer builds itself) and tokenizer_class's model inputs."""
+    built = set(wordpiece_bpe.FAMILIES)
+    expected = sorted(a.model_type for a in REGISTRY if a.tokenizer_family in built)
+    assert wordpiece_bpe.MODEL_TYPES.supported() == expected
+    assert expected == ["bert", "distilbert", "gpt2", "openai-gpt", "roberta"]
+    for architecture in REGISTRY:
+        family = architecture.tokenizer_family
+        assert wordpiece_bpe.MODEL_TYPES.family(architecture.model_type) == (family if family in built else None)
+    assert wordpiece_bpe.MODEL_TYPES.model_inputs("distilbert") == ("input_ids", "attention_mask")
+    assert wordpiece_bpe.MODEL_TYPES.model_inputs("bert") is None  # WordPiece's own: with token_type_ids
+
+
+def test_every_tokenizer_family_has_a_stand_in():
+    assert {a.tokenizer_family for a in REGISTRY} <= set(STAND_INS)
+    assert zoo.stand_in_architectures() == sorted(REGISTRY.model_types())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=IDS)
+def test_the_record_shows_where_its_sequence_head_reads(architecture):
+    head = architecture.sequence_classification
+    assert architecture.classifier_position == head.classifier_position
+    assert architecture.base.classifier_position == head.classifier_position
+    # Decoders (GPT, GPT-2, Transformer-XL) and XLNet read the last real token; encoders the first ([CLS]).
+    decoder = architecture.default_task == "causal_lm"
+    assert architecture.classifier_position == ("last" if decoder else "first")
+
+
+def test_zero_shot_scoring_comes_from_the_records():
+    kinds = {a.model_type: a.zero_shot_kind for a in REGISTRY}
+    assert kinds == {
+        "bert": "masked", "distilbert": "masked", "roberta": "masked", "gpt2": "causal", "openai-gpt": "causal",
+        "transfo-xl": "causal", "xlnet": "permutation", "xlm": "by_config",
+    }
+    xlm = REGISTRY["xlm"]
+    assert xlm.zero_shot_scoring(SimpleNamespace(causal=True)) == ("causal", "causal_lm")
+    assert xlm.zero_shot_scoring(SimpleNamespace(causal=False)) == ("masked", "masked_lm")
+    assert REGISTRY["xlnet"].zero_shot_scoring(None) == ("permutation", "causal_lm")
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -114,13 +157,14 @@ class _FakeModel(GPT2Model):
     config_class = _FakeConfig
 
 
+class _FakeLM(_FakeModel, GPT2LMHeadModel):
+    pass
+
+
+# An architecture as a new model file would declare it: no other file names it.
 FAKE = Architecture(
-    display_name="Fake GPT",
-    config_class=_FakeConfig,
-    base=_FakeModel,
-    default_task="base",
-    tokenizer_family="byte_level_bpe",
-    name_patterns=(r"^fake-gpt",),
+    "Fake GPT", _FakeConfig, _FakeModel, causal_lm=_FakeLM, default_task="causal_lm",
+    tokenizer_family="byte_level_bpe", name_patterns=(r"^fake-gpt",),
 )
 
 
@@ -141,11 +185,81 @@ def test_a_registered_architecture_is_found_by_the_auto_classes_and_the_zoo(fake
     )
     assert type(config) is _FakeConfig
     assert type(wb.AutoModel.from_config(config, seed=0)) is _FakeModel
-    assert "fake-gpt" in auto.MODEL_REGISTRY and "fake-gpt" not in auto.CAUSAL_LM_REGISTRY
-    with pytest.raises(wb.ConfigError, match="'fake-gpt' is not supported for AutoModelForCausalLM"):
-        wb.AutoModelForCausalLM.model_class("fake-gpt")
+    assert "fake-gpt" in auto.CAUSAL_LM_REGISTRY and "fake-gpt" not in auto.MASKED_LM_REGISTRY
+    assert wb.AutoModelForCausalLM.model_class("fake-gpt") is _FakeLM
+    with pytest.raises(wb.ConfigError, match="'fake-gpt' is not supported for AutoModelForMaskedLM"):
+        wb.AutoModelForMaskedLM.model_class("fake-gpt")
     assert zoo.architecture_of("fake-gpt-small") == "fake-gpt"
     assert zoo.DISPLAY_NAMES["fake-gpt"] == "Fake GPT"
+
+
+def test_a_registered_architecture_gets_a_stand_in_zero_shot_and_tokenizer_dispatch(fake_registered, tmp_path):
+    """What the record alone gives a new architecture: wb.zoo's tiny stand-in (tokenizer of its family, config
+    from the canonical sizes), its zero-shot scorer, and the tokenizer family by config.json's model_type."""
+    size = TinySize(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_positions=32, bpe_vocab_size=300)
+    assert "fake-gpt" in zoo.stand_in_architectures()
+    model = zoo.tiny("fake-gpt", size=size, device="cpu")
+    assert type(model) is _FakeLM and model.config.n_embd == 16 and model.config.n_positions == 32
+    assert model.config.architectures == ["_FakeLM"] and model.tokenizer.family == "byte_level_bpe"
+    assert model.config.eos_token_id == model.tokenizer.token_to_id("<|endoftext|>")
+    assert model.stand_in_notice.startswith("tiny random Fake GPT (1 layers")
+    assert zeroshot.scorer_kind(model) == "causal"
+    assert type(zeroshot.load_scoring_model(model.save_pretrained(tmp_path / "fake"), device="cpu")) is _FakeLM
+
+
+def test_the_tokenizer_dispatch_follows_a_registered_record(fake_registered, tmp_path):
+    """A folder with vocab.txt and config.json's model_type only: the record's tokenizer_class decides the
+    model inputs (the files alone would give BERT's, with token_type_ids)."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    write_stand_in("wordpiece", folder, 300, 32)
+    (folder / "tokenizer_config.json").unlink()
+    assert Tokenizer.from_pretrained(folder).model_input_names == ("input_ids", "token_type_ids", "attention_mask")
+    (folder / "config.json").write_text(json.dumps({"model_type": "fake-gpt"}))
+    REGISTRY.unregister("fake-gpt")
+    REGISTRY.register(replace(FAKE, tokenizer_family="wordpiece", tokenizer_class="DistilBertTokenizer"))
+    assert "fake-gpt" in wordpiece_bpe.MODEL_TYPES.supported()
+    tokenizer = Tokenizer.from_pretrained(folder)
+    assert tokenizer.family == "wordpiece" and tokenizer.model_input_names == ("input_ids", "attention_mask")
+
+
+def test_a_record_without_a_stand_in_family_gets_no_stand_in(fake_registered):
+    REGISTRY.unregister("fake-gpt")
+    REGISTRY.register(replace(FAKE, tokenizer_family="sentencepiece_bpe"))
+    assert "fake-gpt" not in zoo.stand_in_architectures()
+    with pytest.raises(ValueError, match="no tiny stand-in for architecture 'fake-gpt'"):
+        zoo.tiny("fake-gpt")
+    assert wordpiece_bpe.MODEL_TYPES.family("fake-gpt") is None  # a family the base Tokenizer does not build
+
+
+WORKBENCH = Path(wb.__file__).parent
+
+
+def _code_strings(path: Path):
+    """(line, text) of every string literal of ``path`` that is code, not documentation: docstrings and other
+    strings standing alone as a statement (attribute docstrings) are left out; f-string parts are in."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    documentation = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in documentation:
+            yield node.lineno, node.value
+
+
+def test_no_model_type_literal_outside_the_models_and_tokenizers():
+    """A model_type string in code outside workbench/models/ and workbench/tokenizers/ is a table somebody must
+    remember to edit; the records are the one place. Documentation (docstrings, comments) may name them;
+    hub names such as "bert-base-uncased" or "tiny-random-gpt2" are names, not model types."""
+    model_types = sorted(REGISTRY.model_types(), key=len, reverse=True)
+    pattern = re.compile(rf"(?<![\w.-])({'|'.join(map(re.escape, model_types))})(?![\w-])")
+    found = []
+    for path in sorted(WORKBENCH.rglob("*.py")):
+        if path.relative_to(WORKBENCH).parts[0] in ("models", "tokenizers"):
+            continue
+        for line, text in _code_strings(path):
+            if pattern.search(text):
+                found.append(f"{path.relative_to(WORKBENCH)}:{line}: {text[:60]!r}")
+    assert not found, found
+    assert list(_code_strings(WORKBENCH / "models" / "xlnet.py"))  # the scan does see strings
 
 
 def test_a_separate_registry_instance_is_independent():
@@ -153,7 +267,7 @@ def test_a_separate_registry_instance_is_independent():
     assert registry.model_types() == ["fake-gpt"] and dict(registry.classes("base")) == {
         "fake-gpt": _FakeModel
     }
-    assert "fake-gpt" not in REGISTRY and dict(registry.classes("causal_lm")) == {}
+    assert "fake-gpt" not in REGISTRY and dict(registry.classes("masked_lm")) == {}
 
 
 def test_a_model_type_registered_twice_is_refused():
@@ -165,8 +279,14 @@ def test_a_model_type_registered_twice_is_refused():
 
 
 def test_bad_records_are_refused_when_declared():
-    with pytest.raises(ValueError, match="default_task 'causal_lm' is not one of its tasks"):
-        replace(FAKE, default_task="causal_lm")
+    with pytest.raises(ValueError, match="default_task 'masked_lm' is not one of its tasks"):
+        replace(FAKE, default_task="masked_lm")
+    with pytest.raises(ValueError, match="zero_shot 'sampling' is not one of"):
+        replace(FAKE, zero_shot="sampling")
+    with pytest.raises(ValueError, match="zero_shot 'masked' scores with a masked_lm class, and the record has none"):
+        replace(FAKE, zero_shot="masked")
+    with pytest.raises(ValueError, match="zero_shot 'by_config' scores with a masked_lm class"):
+        replace(FAKE, zero_shot="by_config")
     with pytest.raises(ValueError, match=r"name pattern '\^\(fake': missing \)"):
         replace(FAKE, name_patterns=(r"^(fake",))
     with pytest.raises(TypeError, match="name_patterns must be a tuple"):

@@ -10,7 +10,7 @@ import pytest
 import workbench as wb
 from workbench import zoo
 
-ARCHITECTURES = sorted(zoo.TINY_BUILDERS)
+ARCHITECTURES = zoo.stand_in_architectures()
 SMALL = zoo.TinySize(n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_positions=64, bpe_vocab_size=300)
 
 

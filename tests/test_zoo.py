@@ -10,8 +10,9 @@ import torch
 import workbench as wb
 from workbench import zoo
 from workbench.hub import CheckpointNotFoundError
+from workbench.tokenizers import stand_in
 
-ARCHITECTURES = sorted(zoo.TINY_BUILDERS)
+ARCHITECTURES = zoo.stand_in_architectures()
 SMALL = zoo.TinySize(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_positions=64, bpe_vocab_size=600)
 TEXT = "The keys to the cabinet are on the table."
 
@@ -148,7 +149,7 @@ def test_wordpiece_is_trained_when_minilm_is_missing(monkeypatch, caplog):
     def no_minilm(name, revision=None):
         raise CheckpointNotFoundError(f"no {name}")
 
-    monkeypatch.setattr(zoo, "resolve_checkpoint", no_minilm)
+    monkeypatch.setattr(stand_in, "resolve_checkpoint", no_minilm)
     with caplog.at_level(logging.WARNING, logger="workbench.zoo"):
         model = zoo.tiny("bert", device="cpu", size=SMALL)
     assert any("MiniLM (a real BERT vocabulary) is not installed" in r.getMessage() for r in caplog.records)

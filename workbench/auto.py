@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .architecture import TASKS
 from .config import CONFIG_NAME, ConfigError, ModelConfig, check_device_memory, read_config_json
 from .hub import resolve_checkpoint
 from .model import HookedTransformer
@@ -18,26 +19,16 @@ from .registry import REGISTRY, FieldView
 from .tokenizers import Tokenizer
 
 # model_type -> class tables, read-only views of the registry (each architecture's ARCHITECTURE record, at the
-# end of its models/<arch>.py): an architecture registered there appears here.
+# end of its models/<arch>.py): an architecture registered there appears here. By wb.load's task names:
+TASK_REGISTRIES: dict[str, FieldView] = {task: REGISTRY.classes(task) for task in TASKS}
 CONFIG_REGISTRY: FieldView = REGISTRY.configs()
-MODEL_REGISTRY: FieldView = REGISTRY.classes("base")
-MASKED_LM_REGISTRY: FieldView = REGISTRY.classes("masked_lm")
-CAUSAL_LM_REGISTRY: FieldView = REGISTRY.classes("causal_lm")
-SEQUENCE_CLASSIFICATION_REGISTRY: FieldView = REGISTRY.classes("sequence_classification")
-TOKEN_CLASSIFICATION_REGISTRY: FieldView = REGISTRY.classes("token_classification")
-QUESTION_ANSWERING_REGISTRY: FieldView = REGISTRY.classes("question_answering")
-MULTIPLE_CHOICE_REGISTRY: FieldView = REGISTRY.classes("multiple_choice")
-
-# wb.load's task names -> tables.
-TASK_REGISTRIES: dict[str, FieldView] = {
-    "base": MODEL_REGISTRY,
-    "masked_lm": MASKED_LM_REGISTRY,
-    "causal_lm": CAUSAL_LM_REGISTRY,
-    "sequence_classification": SEQUENCE_CLASSIFICATION_REGISTRY,
-    "token_classification": TOKEN_CLASSIFICATION_REGISTRY,
-    "question_answering": QUESTION_ANSWERING_REGISTRY,
-    "multiple_choice": MULTIPLE_CHOICE_REGISTRY,
-}
+MODEL_REGISTRY: FieldView = TASK_REGISTRIES["base"]
+MASKED_LM_REGISTRY: FieldView = TASK_REGISTRIES["masked_lm"]
+CAUSAL_LM_REGISTRY: FieldView = TASK_REGISTRIES["causal_lm"]
+SEQUENCE_CLASSIFICATION_REGISTRY: FieldView = TASK_REGISTRIES["sequence_classification"]
+TOKEN_CLASSIFICATION_REGISTRY: FieldView = TASK_REGISTRIES["token_classification"]
+QUESTION_ANSWERING_REGISTRY: FieldView = TASK_REGISTRIES["question_answering"]
+MULTIPLE_CHOICE_REGISTRY: FieldView = TASK_REGISTRIES["multiple_choice"]
 
 
 def _lookup(registry: Mapping[str, Any], model_type: Any, what: str, source: Any) -> Any:
@@ -69,12 +60,18 @@ class AutoConfig:
 
 
 class _AutoModel:
+    """The class of a checkpoint's ``model_type`` for one task; a subclass names the task
+    (``class AutoModelForMaskedLM(_AutoModel, task="masked_lm")``) and reads its table from the registry."""
+
     registry: ClassVar[Mapping[str, type[HookedTransformer]]]
-    task: ClassVar[str]
+
+    def __init_subclass__(cls, task: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.registry = TASK_REGISTRIES[task]
 
     @classmethod
     def model_class(cls, model_type: str, source: Any = "") -> type[HookedTransformer]:
-        return _lookup(cls.registry, model_type, cls.task, source or cls.__name__)
+        return _lookup(cls.registry, model_type, cls.__name__, source or cls.__name__)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, revision: str | None = None, **kwargs: Any):
@@ -99,51 +96,32 @@ class _AutoModel:
 _LOAD_OPTIONS = {"device", "dtype", "ignore_mismatched_sizes"}
 
 
-class AutoModel(_AutoModel):
+class AutoModel(_AutoModel, task="base"):
     """The bare model of the checkpoint's architecture (``BertModel`` for a BERT checkpoint)."""
 
-    registry = MODEL_REGISTRY
-    task = "AutoModel"
+
+class AutoModelForMaskedLM(_AutoModel, task="masked_lm"):
+    """An encoder with its masked-language-modelling head (``BertForMaskedLM`` for a BERT checkpoint)."""
 
 
-class AutoModelForMaskedLM(_AutoModel):
-    registry = MASKED_LM_REGISTRY
-    task = "AutoModelForMaskedLM"
-
-
-class AutoModelForCausalLM(_AutoModel):
+class AutoModelForCausalLM(_AutoModel, task="causal_lm"):
     """A decoder with its language-modelling head (``GPT2LMHeadModel`` for a GPT-2 checkpoint)."""
 
-    registry = CAUSAL_LM_REGISTRY
-    task = "AutoModelForCausalLM"
 
-
-class AutoModelForSequenceClassification(_AutoModel):
+class AutoModelForSequenceClassification(_AutoModel, task="sequence_classification"):
     """A classifier; ``from_pretrained(body_checkpoint, num_labels=k)`` builds a fresh head (reported)."""
 
-    registry = SEQUENCE_CLASSIFICATION_REGISTRY
-    task = "AutoModelForSequenceClassification"
 
-
-class AutoModelForTokenClassification(_AutoModel):
+class AutoModelForTokenClassification(_AutoModel, task="token_classification"):
     """A classifier on every token (NER, POS tagging)."""
 
-    registry = TOKEN_CLASSIFICATION_REGISTRY
-    task = "AutoModelForTokenClassification"
 
-
-class AutoModelForQuestionAnswering(_AutoModel):
+class AutoModelForQuestionAnswering(_AutoModel, task="question_answering"):
     """Span start/end logits for extractive question answering (SQuAD)."""
 
-    registry = QUESTION_ANSWERING_REGISTRY
-    task = "AutoModelForQuestionAnswering"
 
-
-class AutoModelForMultipleChoice(_AutoModel):
+class AutoModelForMultipleChoice(_AutoModel, task="multiple_choice"):
     """One score per choice, inputs [batch, num_choices, pos] (SWAG, RACE, ARC)."""
-
-    registry = MULTIPLE_CHOICE_REGISTRY
-    task = "AutoModelForMultipleChoice"
 
 
 class AutoTokenizer:

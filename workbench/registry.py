@@ -2,7 +2,9 @@
 
 Every module of :mod:`workbench.models` that declares ``ARCHITECTURE = Architecture(...)`` is registered here
 when this module is imported, so adding an architecture means writing its model file; the Auto classes
-(:mod:`workbench.auto`), ``wb.load`` and ``wb.zoo`` read their tables from :data:`REGISTRY`.
+(:mod:`workbench.auto`), ``wb.load``, ``wb.zoo`` and the zero-shot benchmark read their tables from
+:data:`REGISTRY`, and the tokenizer dispatch by ``config.json``'s ``model_type`` gets its own from here
+(:func:`hand_down_tokenizer_families`).
 
 >>> from workbench.registry import REGISTRY
 >>> REGISTRY["gpt2"].causal_lm.__name__
@@ -20,6 +22,7 @@ from typing import Any
 
 from . import models
 from .architecture import TASKS, Architecture
+from .tokenizers.wordpiece_bpe import MODEL_TYPES
 
 
 class Registry:
@@ -139,4 +142,12 @@ def discover(package: Any = models) -> Registry:
     return registry
 
 
+def hand_down_tokenizer_families(registry: Registry) -> None:
+    """Give the tokenizer dispatch the records' ``model_type -> tokenizer_family`` and ``-> tokenizer_class``
+    (live views: an architecture registered later is dispatched too). The tokenizers sit below the models
+    and cannot read the registry themselves; see :class:`~workbench.tokenizers.wordpiece_bpe.ModelTypeTokenizers`."""
+    MODEL_TYPES.use(registry.field("tokenizer_family"), registry.field("tokenizer_class"))
+
+
 REGISTRY = discover()
+hand_down_tokenizer_families(REGISTRY)

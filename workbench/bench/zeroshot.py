@@ -1,6 +1,7 @@
 """Zero-shot multiple choice: score each choice as a continuation of the prompt under a language model.
 
-Three scorers, chosen by the kind of model (:func:`scorer_kind`):
+Three scorers; the architecture's record (``zero_shot``, in its ``models/<arch>.py``) says which one scores
+with it (:func:`scorer_kind`):
 
 - ``causal`` (GPT, GPT-2, and any model registered as a causal LM): the summed log-probability of the
   continuation's tokens given the prompt, as lm-evaluation-harness computes it (the prompt's trailing
@@ -23,6 +24,7 @@ Inputs are length-sorted and batched; the model runs on its own device.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Sequence
@@ -32,6 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..auto import AutoConfig
+from ..registry import REGISTRY
 from .data import ChoiceExample
 
 logger = logging.getLogger(__name__)
@@ -106,47 +110,33 @@ def warn_initialized_head(name, keys: Sequence[str]) -> None:
 
 
 def scorer_kind(model) -> str:
-    """``"causal"``, ``"masked"`` or ``"permutation"``, from the model's class and ``model_type``."""
-    from workbench.auto import CAUSAL_LM_REGISTRY, MASKED_LM_REGISTRY
-
-    model_type = model.config.model_type
-    if model_type == "xlnet":
-        return "permutation"
+    """``"causal"``, ``"masked"`` or ``"permutation"``: how the architecture's record says it scores
+    (``zero_shot``; XLM's by its config's ``causal``), for a model of the class that scores that way."""
+    record = REGISTRY.get(model.config.model_type)
+    kind, task = record.zero_shot_scoring(model.config) if record and record.zero_shot_kind else (None, None)
     cls = type(model)
-    causal = cls in CAUSAL_LM_REGISTRY.values()
-    masked = cls in MASKED_LM_REGISTRY.values()
-    if (
-        causal and masked
-    ):  # XLM: one head class for both objectives; the config says which one it was trained on
-        return "causal" if getattr(model.config, "causal", False) else "masked"
-    if causal:
-        return "causal"
-    if masked:
-        return "masked"
+    # The permutation scorer says itself what it needs of the class (perm_mask, target_mapping).
+    if kind == "permutation" or (kind is not None and cls is record.model_class(task)):
+        return kind
     raise ValueError(
-        f"zero-shot scoring needs a language-modelling head; {cls.__name__} (model_type {model_type!r}) has none. "
-        f"Load it with load_scoring_model(), or wb.load(..., task='causal_lm' / 'masked_lm')"
+        f"zero-shot scoring needs a language-modelling head; {cls.__name__} (model_type "
+        f"{model.config.model_type!r}) has none. Load it with load_scoring_model(), or "
+        f"wb.load(..., task='causal_lm' / 'masked_lm')"
     )
 
 
 def load_scoring_model(name_or_path, device=None):
-    """The checkpoint with the language-modelling head its architecture scores with (causal, else masked)."""
-    from workbench.auto import CAUSAL_LM_REGISTRY, MASKED_LM_REGISTRY, AutoConfig
-
+    """The checkpoint with the language-modelling head its architecture scores with (its record's
+    ``zero_shot``: causal, masked or permutation LM; XLM's by the config's ``causal``)."""
     config = AutoConfig.from_pretrained(name_or_path)
-    model_type = config.model_type
-    if model_type == "xlm":
-        registry = CAUSAL_LM_REGISTRY if getattr(config, "causal", False) else MASKED_LM_REGISTRY
-    elif model_type in CAUSAL_LM_REGISTRY:
-        registry = CAUSAL_LM_REGISTRY
-    elif model_type in MASKED_LM_REGISTRY:
-        registry = MASKED_LM_REGISTRY
-    else:
+    record = REGISTRY[config.model_type]  # AutoConfig refuses a model_type that is not registered
+    if record.zero_shot_kind is None:
         raise ValueError(
-            f"zero-shot scoring is not available for model_type {model_type!r} ({name_or_path}): "
+            f"zero-shot scoring is not available for model_type {config.model_type!r} ({name_or_path}): "
             f"it has neither a causal nor a masked LM head here"
         )
-    model = registry[model_type].from_pretrained(name_or_path, config=config, device=device)
+    _, task = record.zero_shot_scoring(config)
+    model = record.model_class(task).from_pretrained(name_or_path, config=config, device=device)
     head = initialized_head_keys(model)
     if head:
         warn_initialized_head(name_or_path, head)
@@ -394,8 +384,9 @@ def permutation_lm_logprobs(
     """XLNet's permutation-LM score of each continuation: the sum over its tokens of log p(token | context,
     the continuation's earlier tokens), all targets predicted in one forward through the query stream.
 
-    This is the dispatch point for ``model_type == "xlnet"``; it needs an XLNet LM head whose forward takes
-    ``perm_mask`` and ``target_mapping`` (as Hugging Face's ``XLNetLMHeadModel`` does).
+    This is the scorer of the architectures whose record says ``zero_shot="permutation"`` (XLNet); it needs an
+    LM head whose forward takes ``perm_mask`` and ``target_mapping`` (as Hugging Face's ``XLNetLMHeadModel``
+    does).
     """
     _check_permutation_lm(model)
     tokenizer = _tokenizer_of(model)
@@ -420,8 +411,11 @@ def permutation_lm_logprobs(
 
 
 def _check_permutation_lm(model) -> None:
-    forward = getattr(type(model), "forward", None)
-    parameters = forward.__code__.co_varnames if forward is not None else ()
+    # A task-head mixin's forward hands the body's inputs on to ``encode`` (**inputs): ask both what they take.
+    parameters = set()
+    for name in ("forward", "encode"):
+        method = getattr(type(model), name, None)
+        parameters |= set(inspect.signature(method).parameters) if method is not None else set()
     if "perm_mask" not in parameters or "target_mapping" not in parameters:
         raise NotImplementedError(
             f"zero-shot permutation-LM scoring is not available for model_type {model.config.model_type!r}: "

@@ -447,15 +447,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: Mode
 
 
 ARCHITECTURE = Architecture(
-    display_name="BERT",
-    config_class=BertConfig,
-    base=BertModel,
-    masked_lm=BertForMaskedLM,
-    sequence_classification=BertForSequenceClassification,
-    token_classification=BertForTokenClassification,
-    question_answering=BertForQuestionAnswering,
-    multiple_choice=BertForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="wordpiece",
-    name_patterns=(r"^bert", r".*minilm"),
+    "BERT", BertConfig, BertModel, masked_lm=BertForMaskedLM, default_task="masked_lm",
+    sequence_classification=BertForSequenceClassification, token_classification=BertForTokenClassification,
+    question_answering=BertForQuestionAnswering, multiple_choice=BertForMultipleChoice,
+    tokenizer_family="wordpiece", name_patterns=(r"^bert", r".*minilm"),
 )

@@ -466,16 +466,11 @@ class DistilBertForMultipleChoice(MultipleChoiceHead, DistilBertModel):
         return self.classifier(self.classifier_dropout(cls_state))
 
 
+# DistilBERT's checkpoints name their own tokenizer class: BERT's WordPiece, without token_type_ids.
 ARCHITECTURE = Architecture(
-    display_name="DistilBERT",
-    config_class=DistilBertConfig,
-    base=DistilBertModel,
-    masked_lm=DistilBertForMaskedLM,
+    "DistilBERT", DistilBertConfig, DistilBertModel, tokenizer_family="wordpiece",
+    tokenizer_class="DistilBertTokenizer", masked_lm=DistilBertForMaskedLM, default_task="masked_lm",
+    multiple_choice=DistilBertForMultipleChoice, question_answering=DistilBertForQuestionAnswering,
     sequence_classification=DistilBertForSequenceClassification,
-    token_classification=DistilBertForTokenClassification,
-    question_answering=DistilBertForQuestionAnswering,
-    multiple_choice=DistilBertForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="wordpiece",
-    name_patterns=(r"^distilbert",),
+    token_classification=DistilBertForTokenClassification, name_patterns=(r"^distilbert",),
 )

@@ -400,13 +400,13 @@ def last_real_token(
     return (positions * real).argmax(-1)
 
 
+def tiny_config(size, vocabulary) -> dict:
+    """The tiny stand-in's MLP width (GPT-2's ``n_inner``; None would mean 4 * d_model)."""
+    return {"n_inner": size.d_mlp}
+
+
 ARCHITECTURE = Architecture(
-    display_name="GPT-2",
-    config_class=GPT2Config,
-    base=GPT2Model,
-    causal_lm=GPT2LMHeadModel,
-    sequence_classification=GPT2ForSequenceClassification,
-    default_task="causal_lm",
-    tokenizer_family="byte_level_bpe",
-    name_patterns=(r"^(distil)?gpt2",),
+    "GPT-2", GPT2Config, GPT2Model, causal_lm=GPT2LMHeadModel, default_task="causal_lm",
+    sequence_classification=GPT2ForSequenceClassification, tokenizer_family="byte_level_bpe",
+    name_patterns=(r"^(distil)?gpt2",), tiny_config=tiny_config,
 )

@@ -112,12 +112,7 @@ class OpenAIGPTForSequenceClassification(OpenAIGPTModel, GPT2ForSequenceClassifi
 
 
 ARCHITECTURE = Architecture(
-    display_name="GPT",
-    config_class=OpenAIGPTConfig,
-    base=OpenAIGPTModel,
-    causal_lm=OpenAIGPTLMHeadModel,
-    sequence_classification=OpenAIGPTForSequenceClassification,
+    "GPT", OpenAIGPTConfig, OpenAIGPTModel, tokenizer_family="word_end_bpe", name_patterns=(r"^openai-gpt",),
+    causal_lm=OpenAIGPTLMHeadModel, sequence_classification=OpenAIGPTForSequenceClassification,
     default_task="causal_lm",
-    tokenizer_family="word_end_bpe",
-    name_patterns=(r"^openai-gpt",),
 )

@@ -258,16 +258,14 @@ class RobertaForMultipleChoice(RobertaModel, BertForMultipleChoice):
         self.classifier_dropout = nn.Dropout(config.hidden_dropout_prob)
 
 
+def tiny_config(size, vocabulary) -> dict:
+    """The tiny stand-in: positions start after the padding id (two more rows), one token type, RoBERTa's eps."""
+    return {"max_position_embeddings": size.n_positions + 2, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
+
+
 ARCHITECTURE = Architecture(
-    display_name="RoBERTa",
-    config_class=RobertaConfig,
-    base=RobertaModel,
-    masked_lm=RobertaForMaskedLM,
-    sequence_classification=RobertaForSequenceClassification,
-    token_classification=RobertaForTokenClassification,
-    question_answering=RobertaForQuestionAnswering,
-    multiple_choice=RobertaForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="roberta_bpe",
-    name_patterns=(r"^(distil)?roberta",),
+    "RoBERTa", RobertaConfig, RobertaModel, default_task="masked_lm", masked_lm=RobertaForMaskedLM,
+    sequence_classification=RobertaForSequenceClassification, multiple_choice=RobertaForMultipleChoice,
+    token_classification=RobertaForTokenClassification, question_answering=RobertaForQuestionAnswering,
+    tokenizer_family="roberta_bpe", name_patterns=(r"^(distil)?roberta",), tiny_config=tiny_config,
 )

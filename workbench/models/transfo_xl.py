@@ -947,21 +947,16 @@ class TransfoXLForSequenceClassification(TransfoXLModel):
         return out.returned(return_dict)
 
 
-__all__ = [
-    "TransfoXLConfig",
-    "TransfoXLForSequenceClassification",
-    "TransfoXLLMHeadModel",
-    "TransfoXLModel",
-]
+def tiny_config(size, vocabulary) -> dict:
+    """The tiny stand-in: an adaptive softmax with two cutoffs (the released model has three), one embedding
+    width, and a memory of a quarter of the positions."""
+    cutoffs = [vocabulary.size // 8, vocabulary.size // 2]
+    return dict(cutoffs=cutoffs, d_embed=size.d_model, d_head=size.d_model // size.n_heads, div_val=1,
+                mem_len=size.n_positions // 4, clamp_len=size.n_positions, tie_projs=[False, True, True])
 
 
 ARCHITECTURE = Architecture(
-    display_name="Transformer-XL",
-    config_class=TransfoXLConfig,
-    base=TransfoXLModel,
-    causal_lm=TransfoXLLMHeadModel,
-    sequence_classification=TransfoXLForSequenceClassification,
-    default_task="causal_lm",
-    tokenizer_family="transfo_xl",
-    name_patterns=(r"^transfo-xl",),
+    "Transformer-XL", TransfoXLConfig, TransfoXLModel, causal_lm=TransfoXLLMHeadModel,
+    sequence_classification=TransfoXLForSequenceClassification, default_task="causal_lm",
+    tokenizer_family="transfo_xl", name_patterns=(r"^transfo-xl",), tiny_config=tiny_config,
 )

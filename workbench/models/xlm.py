@@ -663,31 +663,18 @@ class XLMForMultipleChoice(MultipleChoiceHead, XLMSequenceSummary, XLMModel):
         return self.logits_proj(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
 
 
-__all__ = [
-    "XLMConfig",
-    "XLMForMultipleChoice",
-    "XLMForQuestionAnsweringSimple",
-    "XLMForSequenceClassification",
-    "XLMForTokenClassification",
-    "XLMModel",
-    "XLMWithLMHeadModel",
-    "sinusoidal_positions",
-]
+def tiny_config(size, vocabulary) -> dict:
+    """The tiny stand-in: XLM's own names for the unknown and mask tokens' ids, and its embedding init."""
+    ids = vocabulary.ids
+    return {"embed_init_std": size.d_model**-0.5, "unk_index": ids["unk_token"], "mask_index": ids["mask_token"]}
 
 
 # XLM-RoBERTa (xlm-roberta-*) is another architecture (RoBERTa's, with a SentencePiece vocabulary): its
-# names are not XLM's.
+# names are not XLM's. One LM head serves both objectives; the checkpoint's config.causal says which.
 ARCHITECTURE = Architecture(
-    display_name="XLM",
-    config_class=XLMConfig,
-    base=XLMModel,
-    masked_lm=XLMWithLMHeadModel,
-    causal_lm=XLMWithLMHeadModel,
-    sequence_classification=XLMForSequenceClassification,
-    token_classification=XLMForTokenClassification,
-    question_answering=XLMForQuestionAnsweringSimple,
-    multiple_choice=XLMForMultipleChoice,
-    default_task="masked_lm",
-    tokenizer_family="xlm",
-    name_patterns=(r"^xlm-(?!roberta)",),
+    "XLM", XLMConfig, XLMModel, masked_lm=XLMWithLMHeadModel, causal_lm=XLMWithLMHeadModel,
+    default_task="masked_lm", zero_shot="by_config", multiple_choice=XLMForMultipleChoice,
+    sequence_classification=XLMForSequenceClassification, token_classification=XLMForTokenClassification,
+    question_answering=XLMForQuestionAnsweringSimple, tokenizer_family="xlm",
+    name_patterns=(r"^xlm-(?!roberta)",), tiny_config=tiny_config,
 )

@@ -1047,29 +1047,16 @@ class XLNetForMultipleChoice(MultipleChoiceHead, SequenceSummary, XLNetModel):
         return self.classifier(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
 
 
-__all__ = [
-    "XLNetConfig",
-    "XLNetForMultipleChoice",
-    "XLNetForQuestionAnsweringSimple",
-    "XLNetForSequenceClassification",
-    "XLNetForTokenClassification",
-    "XLNetLMHeadModel",
-    "XLNetModel",
-    "relative_sinusoids",
-    "rel_shift",
-]
+def tiny_config(size, vocabulary) -> dict:
+    """The tiny stand-in keeps no memory between calls (as the released checkpoints' configs say)."""
+    return {"mem_len": None}
 
 
+# XLNet scores a continuation as a permutation LM (workbench.bench.zeroshot), through its LM head.
 ARCHITECTURE = Architecture(
-    display_name="XLNet",
-    config_class=XLNetConfig,
-    base=XLNetModel,
-    causal_lm=XLNetLMHeadModel,
-    sequence_classification=XLNetForSequenceClassification,
-    token_classification=XLNetForTokenClassification,
-    question_answering=XLNetForQuestionAnsweringSimple,
-    multiple_choice=XLNetForMultipleChoice,
-    default_task="causal_lm",
-    tokenizer_family="xlnet",
-    name_patterns=(r"^xlnet",),
+    "XLNet", XLNetConfig, XLNetModel, causal_lm=XLNetLMHeadModel, zero_shot="permutation",
+    default_task="causal_lm", token_classification=XLNetForTokenClassification,
+    question_answering=XLNetForQuestionAnsweringSimple, multiple_choice=XLNetForMultipleChoice,
+    sequence_classification=XLNetForSequenceClassification, tokenizer_family="xlnet",
+    name_patterns=(r"^xlnet",), tiny_config=tiny_config,
 )

@@ -15,7 +15,7 @@ converters build them (so that the ids are the same):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +57,56 @@ FAMILY_BY_TOKENIZER_CLASS = {
     "DistilBertTokenizer": WORDPIECE,
     "DistilBertTokenizerFast": WORDPIECE,
 }
-# config.json's model_type -> family (when tokenizer_config.json names no tokenizer_class).
-FAMILY_BY_MODEL_TYPE = {
-    "bert": WORDPIECE,
-    "gpt2": BYTE_LEVEL_BPE,
-    "openai-gpt": WORD_END_BPE,
-    "roberta": ROBERTA_BPE,
-    "distilbert": WORDPIECE,
-}
 # Models whose inputs differ from their tokenizer family's default (DistilBERT: WordPiece, no token types).
 MODEL_INPUTS_BY_TOKENIZER_CLASS = {
     "DistilBertTokenizer": ("input_ids", "attention_mask"),
     "DistilBertTokenizerFast": ("input_ids", "attention_mask"),
 }
-MODEL_INPUTS_BY_MODEL_TYPE = {"distilbert": ("input_ids", "attention_mask")}
+
+
+class ModelTypeTokenizers:
+    """What config.json's ``model_type`` says about a folder's tokenizer when tokenizer_config.json names no
+    ``tokenizer_class``: its family, and its model inputs (through the Hugging Face tokenizer class its
+    checkpoints name, where that is not the family's usual one: DistilBERT's).
+
+    The architecture records declare both (``tokenizer_family``, ``tokenizer_class``) and are the one place
+    that says them. This package sits below the models and cannot import :mod:`workbench.registry`, so the
+    registry hands its live views down when it is imported (:meth:`use`), as ``workbench.tokenizers`` hands
+    ``Tokenizer.folder_classes`` to the base class; importing any ``workbench`` module imports the registry.
+    """
+
+    def __init__(self) -> None:
+        self._families: Mapping[str, str] | None = None
+        self._tokenizer_classes: Mapping[str, str] = {}
+
+    def use(self, families: Mapping[str, str], tokenizer_classes: Mapping[str, str]) -> None:
+        """``model_type -> family`` and ``model_type -> Hugging Face tokenizer class`` (the registry's views)."""
+        self._families = families
+        self._tokenizer_classes = tokenizer_classes
+
+    def _table(self) -> Mapping[str, str]:
+        if self._families is None:
+            raise RuntimeError(
+                "the tokenizer families by model_type are not set: import workbench.registry, which hands them "
+                "down from the architecture records"
+            )
+        return self._families
+
+    def family(self, model_type: str) -> str | None:
+        """The family of ``model_type`` when it is one this module builds (not XLM's, XLNet's, ...), else None."""
+        family = self._table().get(model_type)
+        return family if family in FAMILIES else None
+
+    def model_inputs(self, model_type: str | None) -> tuple[str, ...] | None:
+        """The inputs of ``model_type``'s models when they differ from its family's default, else None."""
+        return MODEL_INPUTS_BY_TOKENIZER_CLASS.get(self._tokenizer_classes.get(model_type))
+
+    def supported(self) -> list[str]:
+        """The model types whose family this module builds, sorted."""
+        return sorted(model_type for model_type in self._table() if self.family(model_type) is not None)
+
+
+MODEL_TYPES = ModelTypeTokenizers()
 
 _FAMILY_FILES = {
     WORDPIECE: ("vocab.txt",),
@@ -153,7 +189,7 @@ def load_pipeline(
             raise ValueError(
                 f"no tokenizer.json in {folder}, and {source} is not one this tokenizer can build from "
                 f"vocabulary files; supported tokenizer_class values: {sorted(FAMILY_BY_TOKENIZER_CLASS)}; "
-                f"supported model_type values: {sorted(FAMILY_BY_MODEL_TYPE)}"
+                f"supported model_type values: {MODEL_TYPES.supported()}"
             )
         if family is None:
             family, source = _family_from_files(folder), "the files present"
@@ -161,7 +197,7 @@ def load_pipeline(
             raise FileNotFoundError(
                 f"no tokenizer in {folder}: looked for tokenizer.json; for tokenizer_config.json's "
                 f"tokenizer_class (one of {sorted(FAMILY_BY_TOKENIZER_CLASS)}) or config.json's model_type "
-                f"(one of {sorted(FAMILY_BY_MODEL_TYPE)}); and for the vocabulary files vocab.json + "
+                f"(one of {MODEL_TYPES.supported()}); and for the vocabulary files vocab.json + "
                 f"merges.txt (GPT-2 byte-level BPE or GPT BPE) or vocab.txt (WordPiece, BERT). "
                 f"Found: {describe_folder(folder)}"
             )
@@ -396,7 +432,7 @@ def _family_from_settings(folder: Path, settings: dict[str, Any]) -> tuple[str |
             return None, source  # an unknown class: its pipeline cannot be guessed from the files
     model_type = _read_model_type(folder)
     if model_type is not None:
-        return FAMILY_BY_MODEL_TYPE.get(model_type), f"config.json's model_type {model_type!r}"
+        return MODEL_TYPES.family(model_type), f"config.json's model_type {model_type!r}"
     return None, ""
 
 
@@ -405,7 +441,7 @@ def _model_inputs_of(folder: Path, settings: dict[str, Any]) -> tuple[str, ...] 
     tokenizer_class = settings.get("tokenizer_class")
     if tokenizer_class is not None:
         return MODEL_INPUTS_BY_TOKENIZER_CLASS.get(tokenizer_class)
-    return MODEL_INPUTS_BY_MODEL_TYPE.get(_read_model_type(folder))
+    return MODEL_TYPES.model_inputs(_read_model_type(folder))
 
 
 def _read_model_type(folder: Path) -> str | None:
