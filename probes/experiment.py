@@ -272,12 +272,7 @@ def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) 
             labels[split] = [torch.as_tensor(np.asarray(y), dtype=torch.float32) for y in kept]
         model = _structural_probe(task, rank, seed, options)
         model.fit(features["train"], labels["train"], features["dev"], labels["dev"])
-        return {
-            (split, metric): values
-            for split in ("dev", "test")
-            for metric, values in model.score(features[split], labels[split]).items()
-            if metric != "loss"
-        }
+        return _dev_test_scores(lambda split: model.score(features[split], labels[split]))
     if task.level == "word_pair" and task.kind == "classification":
         return _arc_scores(task, sentences, stores, rank, seed, options)
     if task.kind != "classification":
@@ -289,17 +284,23 @@ def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) 
     names = task.label_names
     classifier = CLASSIFIERS[probe](len(names), seed=seed, **options)
     classifier.fit(*data["train"], *data["dev"])
-    scores = {
-        (split, metric): values
-        for split in ("dev", "test")
-        for metric, values in classifier.score(*data[split]).items()
-        if metric != "loss"
-    }
+    scores = _dev_test_scores(lambda split: classifier.score(*data[split]))
     if mdl:
         code = MDLProbe(len(names), seed=seed).fit(*data["train"], *data["dev"]).result_
         scores[("train", "codelength_bits")] = code["codelength_bits"]
         scores[("train", "compression")] = code["compression"]
     return scores
+
+
+def _dev_test_scores(score) -> dict:
+    """``{(split, metric): values}`` on the dev and test splits from ``score(split)`` (a probe's ``score``
+    dict), the training loss left out."""
+    return {
+        (split, metric): values
+        for split in ("dev", "test")
+        for metric, values in score(split).items()
+        if metric != "loss"
+    }
 
 
 def _sentence_features(store, n_sentences: int) -> list[torch.Tensor]:
@@ -317,12 +318,7 @@ def _arc_scores(task: Task, sentences, stores, rank: int, seed: int, options: di
         ]
     probe = ArcProbe(rank, seed=seed, **options)
     probe.fit(features["train"], heads["train"], features["dev"], heads["dev"])
-    return {
-        (split, metric): values
-        for split in ("dev", "test")
-        for metric, values in probe.score(features[split], heads[split]).items()
-        if metric != "loss"
-    }
+    return _dev_test_scores(lambda split: probe.score(features[split], heads[split]))
 
 
 def _classification_data(task: Task, sentences, store):
