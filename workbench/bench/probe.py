@@ -87,12 +87,11 @@ def pooled_features(
     encodings = tokenizer(texts, pairs, truncation=True, max_length=max_length).encodings
     truncated = sum(bool(e.overflowing) for e in encodings)
     if truncated:
-        message = (
+        warn_visibly(
             f"probe features: {truncated} of {len(encodings)} inputs are longer than the model's context "
-            f"({max_length} tokens) and were truncated; their vectors pool only the first {max_length} tokens"
+            f"({max_length} tokens) and were truncated; their vectors pool only the first {max_length} tokens",
+            stacklevel=2,
         )
-        logger.warning(message)
-        warnings.warn(message, UserWarning, stacklevel=2)
     out = torch.zeros(len(chosen), len(texts), model.config.d_model)
     pad_id = pad_token_id(tokenizer)
     wants_types = "token_type_ids" in tokenizer.model_input_names
@@ -137,6 +136,13 @@ def pooled_features(
     return out
 
 
+def warn_visibly(message: str, stacklevel: int = 2) -> None:
+    """A WARNING both logged (for runs and logs) and raised as a UserWarning (seen in notebooks);
+    ``stacklevel`` counts from the caller, as in ``warnings.warn``."""
+    logger.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+
+
 def pad_token_id(tokenizer) -> int:
     """The id that pads: the pad token, else the end-of-text token (GPT-2), else 0 (masked out either way)."""
     token = tokenizer.special_tokens.get("pad_token") or tokenizer.special_tokens.get("eos_token")
@@ -166,12 +172,11 @@ def _warn_if_not_chosen(name: str, grid: Sequence[float], folds: np.ndarray) -> 
     n_train = min(int(np.sum(folds != fold)) for fold in np.unique(folds))
     if len(grid) < 2 or n_train >= MIN_TO_CHOOSE:
         return
-    message = (
+    warn_visibly(
         f"probe: a fold has {n_train} training examples, too few (< {MIN_TO_CHOOSE}) to choose {name} on an "
-        f"inner split; that fold uses the middle of the grid, {name}={grid[len(grid) // 2]}, for every layer"
+        f"inner split; that fold uses the middle of the grid, {name}={grid[len(grid) // 2]}, for every layer",
+        stacklevel=3,
     )
-    logger.warning(message)
-    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _classify(
