@@ -17,12 +17,16 @@ if TYPE_CHECKING:
     from .kv_cache import LayerKV
     from .rotary import RotaryAngles
 
+# The attention sublayer of one forward call, on what it reads: x [batch, pos, d_model] -> (out, pattern or None).
+Attend = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+
 
 class ResidualBlock(nn.Module, ABC):
     """Attention and an MLP, each added to the residual stream, with norms around them: what every block
     shares. A subclass lists its parts in forward order in ``layout`` (they are registered in that order, which
     ``hook_names`` follows): ``attn``, ``mlp``, its norms (names starting with ``ln``) and its residual hook
-    points (``hook_*``), and writes the forward.
+    points (``hook_*``), and writes :meth:`sublayers`, the body between ``hook_resid_pre`` and
+    ``hook_resid_post``.
 
     ``norm`` makes each norm; default ``LayerNorm(d_model, eps)``, e.g. ``norm=lambda: RMSNorm(d_model, eps)``
     for an RMSNorm block.
@@ -54,21 +58,6 @@ class ResidualBlock(nn.Module, ABC):
                 setattr(self, name, HookPoint())  # hooks: [batch, pos, d_model]
         self.dropout = nn.Dropout(dropout)
 
-    def attend(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None,
-        head_mask: torch.Tensor | None,
-        need_pattern: bool,
-        past: LayerKV | None,
-        rotary: RotaryAngles | None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The attention sublayer on what it reads, ``x`` [batch, pos, d_model] -> (out, pattern or None)."""
-        if rotary is None:
-            return self.attn(x, mask, head_mask, need_pattern, past)
-        return self.attn(x, mask, head_mask, need_pattern, past, rotary=rotary)
-
-    @abstractmethod
     def forward(
         self,
         resid_pre: torch.Tensor,
@@ -79,6 +68,21 @@ class ResidualBlock(nn.Module, ABC):
         rotary: RotaryAngles | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
+
+        def attend(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            """The attention sublayer on what it reads, x [batch, pos, d_model] -> (out, pattern or None)."""
+            if rotary is None:
+                return self.attn(x, mask, head_mask, need_pattern, past)
+            return self.attn(x, mask, head_mask, need_pattern, past, rotary=rotary)
+
+        resid_post, pattern = self.sublayers(self.hook_resid_pre(resid_pre), attend)
+        return self.hook_resid_post(resid_post), pattern
+
+    @abstractmethod
+    def sublayers(self, resid_pre: torch.Tensor, attend: Attend) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's body: resid_pre [batch, pos, d_model] (after ``hook_resid_pre``) -> (the stream it hands
+        on, before ``hook_resid_post``; the pattern or None). ``attend(x)`` runs the attention sublayer on what
+        it reads with this call's mask, head mask, cache and rotary angles."""
 
 
 class SerialBlock(ResidualBlock):
@@ -108,24 +112,12 @@ class SerialBlock(ResidualBlock):
         """What the MLP sublayer adds to the stream, given its output."""
         return mlp_out
 
-    def forward(
-        self,
-        resid_pre: torch.Tensor,
-        mask: torch.Tensor | None,
-        head_mask: torch.Tensor | None = None,
-        need_pattern: bool = False,
-        past: LayerKV | None = None,
-        rotary: RotaryAngles | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
-        resid_pre = self.hook_resid_pre(resid_pre)
-        attn_in = self.norm_in(self.ln1, resid_pre)
-        attn_out, pattern = self.attend(attn_in, mask, head_mask, need_pattern, past, rotary)
+    def sublayers(self, resid_pre: torch.Tensor, attend: Attend) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_out, pattern = attend(self.norm_in(self.ln1, resid_pre))
         attn_out = self.hook_attn_out(self.dropout(self.write_attn(attn_out)))
         resid_mid = self.hook_resid_mid(self.norm_out(self.ln1, resid_pre + attn_out))
         mlp_out = self.hook_mlp_out(self.dropout(self.write_mlp(self.mlp(self.norm_in(self.ln2, resid_mid)))))
-        resid_post = self.hook_resid_post(self.norm_out(self.ln2, resid_mid + mlp_out))
-        return resid_post, pattern
+        return self.norm_out(self.ln2, resid_mid + mlp_out), pattern
 
 
 class PostNormBlock(SerialBlock):
@@ -239,21 +231,11 @@ class ParallelBlock(ResidualBlock):
         if shared_norm:
             self.ln2 = None
 
-    def forward(
-        self,
-        resid_pre: torch.Tensor,
-        mask: torch.Tensor | None,
-        head_mask: torch.Tensor | None = None,
-        need_pattern: bool = False,
-        past: LayerKV | None = None,
-        rotary: RotaryAngles | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """resid_pre: [batch, pos, d_model] -> (resid_post [batch, pos, d_model], pattern or None)."""
-        resid_pre = self.hook_resid_pre(resid_pre)
+    def sublayers(self, resid_pre: torch.Tensor, attend: Attend) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_in = self.ln1(resid_pre)
-        attn_out, pattern = self.attend(attn_in, mask, head_mask, need_pattern, past, rotary)
+        attn_out, pattern = attend(attn_in)
         attn_out = self.hook_attn_out(self.dropout(attn_out))
         mlp_in = attn_in if self.ln2 is None else self.ln2(resid_pre)
         mlp_out = self.hook_mlp_out(self.dropout(self.mlp(mlp_in)))
         # GPT-NeoX's order of the sum (floating-point addition is not associative)
-        return self.hook_resid_post(mlp_out + attn_out + resid_pre), pattern
+        return mlp_out + attn_out + resid_pre, pattern
