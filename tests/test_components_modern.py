@@ -34,10 +34,12 @@ from workbench.components import (
     GatedMLP,
     KVCache,
     ParallelBlock,
+    PostSublayerNormBlock,
     PreNormBlock,
     RMSNorm,
     RotaryEmbedding,
     SandwichBlock,
+    SharedNormParallelBlock,
     causal_mask,
     positions_from_mask,
 )
@@ -509,7 +511,7 @@ def test_parallel_block_with_partial_rotary_is_a_gpt_neox_layer():
 
 def test_parallel_block_with_a_shared_norm_feeds_both_sublayers_the_same_input():
     torch.manual_seed(0)
-    block = ParallelBlock(Attention(8, 2, 0.0), MLP(8, 16, "gelu_new"), 8, 1e-5, 0.0, shared_norm=True).eval()
+    block = SharedNormParallelBlock(Attention(8, 2, 0.0), MLP(8, 16, "gelu_new"), 8, 1e-5, 0.0).eval()
     assert block.ln2 is None
     assert [name for name in hook_order(block) if name.startswith("hook")] == [
         "hook_resid_pre",
@@ -562,8 +564,7 @@ def test_sandwich_block_without_pre_norms_and_whole_projection_qk_norms_is_an_ol
     attn = Attention(
         D_MODEL, 4, 0.0, n_kv_heads=2, bias=False, qk_norm=norm, qk_norm_per_head=False, rotary=True
     )
-    ours = SandwichBlock(attn, GatedMLP(D_MODEL, 48, "silu"), D_MODEL, 1e-6, 0.0, norm=norm, pre_norm=False)
-    ours.eval()
+    ours = PostSublayerNormBlock(attn, GatedMLP(D_MODEL, 48, "silu"), D_MODEL, 1e-6, 0.0, norm=norm).eval()
     assert ours.ln1 is None and ours.ln2 is None
     assert attn.q_norm.weight.shape == (32,) and attn.k_norm.weight.shape == (16,)
     copy_projections(attn, hf.self_attn)

@@ -6,7 +6,7 @@
 - ``rotary``: rotary position embeddings with Hugging Face's scaling types, partial and interleaved.
 - ``positions``: position ids, sinusoids (absolute and relative) and the relative shift.
 - ``mlp``: the plain and the gated (SwiGLU, GeGLU) feed-forward networks.
-- ``blocks``: post-norm, pre-norm, sandwich and parallel blocks, the norm a parameter.
+- ``blocks``: post-norm, pre-norm, sandwich and parallel blocks (and their variants), the norm a parameter.
 - ``masks``, ``kv_cache``, ``activations``: additive masks, the key/value cache, activation functions by name.
 - ``heads``: the task-head mixins; ``summary``: the sequence summary of XLNet and XLM.
 - ``fused``: rules for tensors stored fused in Hugging Face checkpoints (split on load, fused on save).
@@ -23,7 +23,16 @@ Dimension names used in shapes throughout the workbench (and their names in the 
 
 from .activations import ACTIVATIONS, activation, gelu_new
 from .attention import Attention, attention_scores
-from .blocks import ParallelBlock, PostNormBlock, PreNormBlock, ResidualBlock, SandwichBlock, SerialBlock
+from .blocks import (
+    ParallelBlock,
+    PostNormBlock,
+    PostSublayerNormBlock,
+    PreNormBlock,
+    ResidualBlock,
+    SandwichBlock,
+    SerialBlock,
+    SharedNormParallelBlock,
+)
 from .heads import MultipleChoiceHead, QuestionAnsweringHead, TaskHead, TokenClassificationHead
 from .kv_cache import KVCache, LayerKV
 from .masks import additive_padding_mask, causal_mask
@@ -43,6 +52,7 @@ __all__ = [
     "MultipleChoiceHead",
     "ParallelBlock",
     "PostNormBlock",
+    "PostSublayerNormBlock",
     "PreNormBlock",
     "QuestionAnsweringHead",
     "RMSNorm",
@@ -51,6 +61,7 @@ __all__ = [
     "RotaryEmbedding",
     "SandwichBlock",
     "SerialBlock",
+    "SharedNormParallelBlock",
     "TaskHead",
     "TokenClassificationHead",
     "activation",

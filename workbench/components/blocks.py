@@ -56,6 +56,9 @@ class ResidualBlock(nn.Module, ABC):
                 setattr(self, name, make_norm())
             else:
                 setattr(self, name, HookPoint())  # hooks: [batch, pos, d_model]
+        for name in ("ln1", "ln2"):  # a block without a norm before a sublayer (OLMo 2, GPT-J) has it None
+            if name not in self.layout:
+                setattr(self, name, None)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -161,8 +164,7 @@ class PreNormBlock(SerialBlock):
 
 class SandwichBlock(SerialBlock):
     """A norm after each sublayer as well, before its output is added: ``x = x + LN1_post(Attention(LN1(x)))``,
-    then ``x = x + LN2_post(MLP(LN2(x)))`` (Gemma 2). With ``pre_norm=False`` only the norms after remain:
-    ``x = x + LN1_post(Attention(x))``, ``x = x + LN2_post(MLP(x))`` (OLMo 2), and ``ln1``/``ln2`` are None.
+    then ``x = x + LN2_post(MLP(LN2(x)))`` (Gemma 2).
 
     Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; ln1_post.*; hook_attn_out (``ln1_post``'s
     output); hook_resid_mid; ln2.*; mlp.*; ln2_post.*; hook_mlp_out; hook_resid_post. All residual hooks are
@@ -173,22 +175,6 @@ class SandwichBlock(SerialBlock):
         "hook_resid_pre ln1 attn ln1_post hook_attn_out hook_resid_mid ln2 mlp ln2_post hook_mlp_out "
         "hook_resid_post".split()
     )
-
-    def __init__(
-        self,
-        attn: nn.Module,
-        mlp: nn.Module,
-        d_model: int,
-        eps: float,
-        dropout: float,
-        norm: Callable[[], nn.Module] | None = None,
-        pre_norm: bool = True,
-    ) -> None:
-        if not pre_norm:  # an instance layout without ln1 and ln2, set before the parts are registered
-            self.layout = tuple(name for name in self.layout if name not in ("ln1", "ln2"))
-        super().__init__(attn, mlp, d_model, eps, dropout, norm)
-        if not pre_norm:
-            self.ln1 = self.ln2 = None
 
     def norm_in(self, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
         return x if norm is None else norm(x)
@@ -203,33 +189,29 @@ class SandwichBlock(SerialBlock):
         return self.ln2_post(mlp_out)
 
 
+class PostSublayerNormBlock(SandwichBlock):
+    """A sandwich block with only the norms after the sublayers (OLMo 2): ``x = x + LN1_post(Attention(x))``,
+    then ``x = x + LN2_post(MLP(x))``; ``ln1`` and ``ln2`` are None.
+
+    Hooks (in forward order): hook_resid_pre; attn.*; ln1_post.*; hook_attn_out; hook_resid_mid; mlp.*;
+    ln2_post.*; hook_mlp_out; hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    layout = tuple(
+        "hook_resid_pre attn ln1_post hook_attn_out hook_resid_mid mlp ln2_post hook_mlp_out hook_resid_post".split()
+    )
+
+
 class ParallelBlock(ResidualBlock):
     """Attention and the MLP both read the block's input, and both outputs are added to it at once
-    (GPT-J, GPT-NeoX's ``use_parallel_residual``, Phi): ``x = x + Attention(LN1(x)) + MLP(LN2(x))``. With
-    ``shared_norm=True`` the MLP reads ``ln1``'s output too (GPT-J, Phi-1/2: one norm per block) and ``ln2`` is
-    None. There is no stream between the sublayers, so no ``hook_resid_mid``.
+    (GPT-NeoX's ``use_parallel_residual``): ``x = x + Attention(LN1(x)) + MLP(LN2(x))``. There is no stream
+    between the sublayers, so no ``hook_resid_mid``.
 
     Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; hook_attn_out; ln2.*; mlp.*; hook_mlp_out;
     hook_resid_post. All residual hooks are [batch, pos, d_model].
     """
 
     layout = tuple("hook_resid_pre ln1 attn hook_attn_out ln2 mlp hook_mlp_out hook_resid_post".split())
-
-    def __init__(
-        self,
-        attn: nn.Module,
-        mlp: nn.Module,
-        d_model: int,
-        eps: float,
-        dropout: float,
-        norm: Callable[[], nn.Module] | None = None,
-        shared_norm: bool = False,
-    ) -> None:
-        if shared_norm:  # an instance layout without ln2, set before the parts are registered
-            self.layout = tuple(name for name in self.layout if name != "ln2")
-        super().__init__(attn, mlp, d_model, eps, dropout, norm)
-        if shared_norm:
-            self.ln2 = None
 
     def sublayers(self, resid_pre: torch.Tensor, attend: Attend) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_in = self.ln1(resid_pre)
@@ -239,3 +221,14 @@ class ParallelBlock(ResidualBlock):
         mlp_out = self.hook_mlp_out(self.dropout(self.mlp(mlp_in)))
         # GPT-NeoX's order of the sum (floating-point addition is not associative)
         return mlp_out + attn_out + resid_pre, pattern
+
+
+class SharedNormParallelBlock(ParallelBlock):
+    """A parallel block with one norm that both sublayers read (GPT-J, Phi-1/2): ``x = x + Attention(LN1(x)) +
+    MLP(LN1(x))``; ``ln2`` is None.
+
+    Hooks (in forward order): hook_resid_pre; ln1.*; attn.*; hook_attn_out; mlp.*; hook_mlp_out;
+    hook_resid_post. All residual hooks are [batch, pos, d_model].
+    """
+
+    layout = tuple("hook_resid_pre ln1 attn hook_attn_out mlp hook_mlp_out hook_resid_post".split())
