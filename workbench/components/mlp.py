@@ -31,7 +31,10 @@ class MLP(nn.Module):
 
 class GatedMLP(nn.Module):
     """The gated feed-forward network of Llama and Gemma (Shazeer 2020, "GLU Variants Improve Transformer"):
-    ``fc_out(act(fc_gate(x)) * fc_in(x))``, without biases by default.
+    ``fc_out(act(fc_gate(x)) * fc_in(x))``, without biases by default. SwiGLU is ``act="silu"`` (Llama, Mistral,
+    Qwen, OLMo 2), GeGLU ``act="gelu_pytorch_tanh"`` (Gemma). Hugging Face's ``gate_proj``/``up_proj`` are
+    ``fc_gate``/``fc_in``; a fused ``gate_up_proj`` (Phi-3: gate rows first) splits into them by a
+    :class:`~workbench.components.fused.FusedSplit` along dimension 0.
 
     Hooks:
         hook_pre: [batch, pos, d_mlp], the gate before the activation, fc_gate(x).
