@@ -135,13 +135,7 @@ class Attention(nn.Module):
         q, k = self.position(q, k, rotary)
         if past is not None:
             k, v = past.update(k, v)
-        mask = self.window(mask, q, k.shape[1])
-        if self.n_kv_heads != self.n_heads and not self.fast_path(need_pattern):
-            k, v = (
-                repeat_kv(k, self.n_heads // self.n_kv_heads),
-                repeat_kv(v, self.n_heads // self.n_kv_heads),
-            )
-        z, pattern = self.attend(q, k, v, mask, need_pattern)
+        z, pattern = self.attend(q, k, v, self.window(mask, q, k.shape[1]), need_pattern)
         if head_mask is not None:
             z = z * head_mask.view(1, 1, -1, 1).to(z.dtype)
         z = self.hook_z(z)
@@ -202,6 +196,10 @@ class Attention(nn.Module):
         query_pos, head, d_head] and the pattern [batch, head, query_pos, key_pos] (None on the fast path)."""
         dropout = self.dropout if self.training else 0.0
         if not self.fast_path(need_pattern):
+            groups = (
+                self.n_heads // self.n_kv_heads
+            )  # the explicit path gives each query head its keys and values
+            k, v = repeat_kv(k, groups), repeat_kv(v, groups)
             scores = self.hook_scores(attention_scores(q, k, mask, self.scale, self.softcap))
             pattern = self.hook_pattern(scores.softmax(dim=-1))
             z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
