@@ -210,6 +210,18 @@ def layer_attention_matrices(patterns, attention_mask=None, add_residual: bool =
     return matrices
 
 
+def _layer_matrices_and_queries(what: str, patterns, query_positions, attention_mask, add_residual: bool):
+    """What rollout and flow start from: ``(patterns, matrices, q, mask)``, the checked square patterns
+    [layer, batch, head, pos, pos] (a float tensor), their :func:`layer_attention_matrices` [layer, batch, pos,
+    pos], the query positions [batch] and the bool attention mask [batch, pos] (or None)."""
+    patterns = _as_patterns(patterns)
+    _require_square(patterns, what)
+    _, batch, _, length, _ = patterns.shape
+    q = _query_positions(query_positions, batch, length)
+    mask = _mask(attention_mask, batch, length, q)
+    return patterns, layer_attention_matrices(patterns, mask, add_residual), q, mask
+
+
 def attention_rollout(
     patterns, query_positions, attention_mask=None, add_residual: bool = True
 ) -> torch.Tensor:
@@ -230,12 +242,10 @@ def attention_rollout(
     Returns:
         [batch, pos]; each row sums to 1 with ``add_residual`` and row-stochastic patterns.
     """
-    patterns = _as_patterns(patterns)
-    _require_square(patterns, "attention_rollout")
-    n_layers, batch, _, length, _ = patterns.shape
-    q = _query_positions(query_positions, batch, length)
-    mask = _mask(attention_mask, batch, length, q)
-    matrices = layer_attention_matrices(patterns, mask, add_residual)
+    _, matrices, q, mask = _layer_matrices_and_queries(
+        "attention_rollout", patterns, query_positions, attention_mask, add_residual
+    )
+    n_layers, _, length, _ = matrices.shape
     row = torch.nn.functional.one_hot(q, length).to(matrices.device, matrices.dtype)  # [batch, pos]
     for layer in reversed(range(n_layers)):
         row = torch.einsum("bi,bij->bj", row, matrices[layer])
@@ -369,12 +379,10 @@ def attention_flow(patterns, query_positions, attention_mask=None, add_residual:
     Returns:
         [batch, pos] flow values, each between 0 and 1, on the device of ``patterns``.
     """
-    patterns = _as_patterns(patterns)
-    _require_square(patterns, "attention_flow")
-    n_layers, batch, _, length, _ = patterns.shape
-    q = _query_positions(query_positions, batch, length)
-    mask = _mask(attention_mask, batch, length, q)
-    matrices = layer_attention_matrices(patterns, mask, add_residual)
+    patterns, matrices, q, mask = _layer_matrices_and_queries(
+        "attention_flow", patterns, query_positions, attention_mask, add_residual
+    )
+    _, batch, length, _ = matrices.shape
     matrices = matrices.detach().to("cpu", torch.float64).numpy()
     real = np.ones((batch, length), dtype=bool) if mask is None else mask.numpy()
     flows = [_flow_one_sequence(matrices[:, b], int(q[b]), real[b]) for b in range(batch)]

@@ -197,33 +197,11 @@ def head_view_figure(
                     line={"color": colour, "width": 2},
                 )
             )
-    figure.add_trace(
-        go.Scatter(
-            x=[0] * len(tokens),
-            y=[-i for i in range(len(tokens))],
-            mode="text",
-            text=list(tokens),
-            textposition="middle left",
-            name="query",
-            showlegend=False,
-            hovertext=[f"query {i}: {t}" for i, t in enumerate(tokens)],
-            hoverinfo="text",
-            textfont={"color": ["#000" if query in (None, i) else "#aaa" for i in range(len(tokens))]},
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=[1] * len(key_tokens),
-            y=[-j for j in range(len(key_tokens))],
-            mode="text",
-            text=list(key_tokens),
-            textposition="middle right",
-            name="key",
-            showlegend=False,
-            hovertext=[f"key {j}: {t}" for j, t in enumerate(key_tokens)],
-            hoverinfo="text",
-        )
-    )
+    # The query tokens (left; the chosen query in black, the others grey) and the key tokens (right): the
+    # query column is the next-to-last trace, which head view's click handler listens to.
+    query_colours = ["#000" if query in (None, i) else "#aaa" for i in range(len(tokens))]
+    figure.add_trace(_token_column(tokens, "query", textfont={"color": query_colours}))
+    figure.add_trace(_token_column(key_tokens, "key"))
     n = max(len(tokens), len(key_tokens))
     figure.update_layout(
         title=title,
@@ -236,6 +214,24 @@ def head_view_figure(
         legend={"orientation": "v", "x": 1.0},
     )
     return figure
+
+
+def _token_column(tokens, kind: str, **style):
+    """The tokens as a column of text: queries at x=0 (right-aligned), keys at x=1, first token on top."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[0 if kind == "query" else 1] * len(tokens),
+        y=[-i for i in range(len(tokens))],
+        mode="text",
+        text=list(tokens),
+        textposition="middle left" if kind == "query" else "middle right",
+        name=kind,
+        showlegend=False,
+        hovertext=[f"{kind} {i}: {t}" for i, t in enumerate(tokens)],
+        hoverinfo="text",
+        **style,
+    )
 
 
 def matrix_figure(tokens, key_tokens, pattern: np.ndarray, visible: np.ndarray, title: str = ""):
