@@ -804,6 +804,21 @@ def _glue(
     )
 
 
+def _mnli(name: str, genres: str) -> TaskSpec:
+    """MNLI's dev set of the ``"matched"`` (training) genres or of the ``"mismatched"`` ones; one train set."""
+    return _glue(
+        name,
+        "MNLI",
+        read_mnli,
+        ("accuracy",),
+        ("entailment", "neutral", "contradiction"),
+        dev=f"dev_{genres}.tsv",
+        hub_fields=("premise", "hypothesis", "label"),
+        hub_name="mnli",
+        hub_split=f"validation_{genres}",
+    )
+
+
 def _superglue(
     name, folder, reader, metrics, labels, hub_row, family="classification", hub_name=None, **options
 ):
@@ -887,27 +902,8 @@ TASKS: dict[str, TaskSpec] = {
             score_range=STSB_RANGE,
         ),
         _glue("qqp", "QQP", read_qqp, ("f1", "accuracy"), hub_fields=("question1", "question2", "label")),
-        _glue(
-            "mnli",
-            "MNLI",
-            read_mnli,
-            ("accuracy",),
-            ("entailment", "neutral", "contradiction"),
-            dev="dev_matched.tsv",
-            hub_fields=("premise", "hypothesis", "label"),
-            hub_split="validation_matched",
-        ),
-        _glue(
-            "mnli_mm",
-            "MNLI",
-            read_mnli,
-            ("accuracy",),
-            ("entailment", "neutral", "contradiction"),
-            dev="dev_mismatched.tsv",
-            hub_fields=("premise", "hypothesis", "label"),
-            hub_name="mnli",
-            hub_split="validation_mismatched",
-        ),
+        _mnli("mnli", "matched"),
+        _mnli("mnli_mm", "mismatched"),
         _glue(
             "qnli",
             "QNLI",
