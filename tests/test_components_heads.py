@@ -9,9 +9,16 @@ import torch
 import torch.nn.functional as F
 
 import workbench as wb
-from workbench.components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
+from workbench.components.heads import (
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    SequenceClassificationHead,
+    TokenClassificationHead,
+)
 
 ENCODERS = ["bert", "distilbert", "roberta", "xlm", "xlnet"]
+# Every registered architecture with a sequence-classification head (the decoders read the last real token).
+SEQUENCE_CLASSIFIERS = sorted(wb.auto.TASK_REGISTRIES["sequence_classification"])
 
 # The checkpoint names of each head's own parameters (Hugging Face's): the mixins must not change them.
 HEAD_KEYS = {
@@ -41,10 +48,13 @@ def _inputs(model):
         ("token_classification", TokenClassificationHead),
         ("question_answering", QuestionAnsweringHead),
         ("multiple_choice", MultipleChoiceHead),
+        ("sequence_classification", SequenceClassificationHead),
     ],
 )
 def test_one_forward_and_one_signature_per_head_kind(task, mixin):
-    classes = {wb.auto.TASK_REGISTRIES[task][m] for m in ENCODERS}
+    registry = wb.auto.TASK_REGISTRIES[task]
+    classes = {registry[m] for m in registry}
+    assert len(classes) >= 5
     for cls in classes:
         assert issubclass(cls, mixin) and cls.forward is mixin.forward, cls.__name__
     assert len({str(inspect.signature(cls.forward)) for cls in classes}) == 1
@@ -122,9 +132,82 @@ def test_multiple_choice_scores_each_flattened_choice(model_type):
     labels = torch.tensor([1])
     out = model(ids, attention_mask=mask, labels=labels)
     body = model.encode(input_ids=ids.view(2, -1), attention_mask=mask.view(2, -1))
-    expected = model.choice_scores(body).view(1, 2)
+    expected = model.sequence_scores(body, ids.view(2, -1), mask.view(2, -1)).view(1, 2)
     torch.testing.assert_close(out.logits, expected)
     torch.testing.assert_close(out.loss, F.cross_entropy(expected, labels))
     assert model.hook_names[-1] == "hook_logits"
     with pytest.raises(TypeError):  # only input_ids by position: XLNet's second input is token_type_ids
         model(ids, mask)
+
+
+# Sequence classification -------------------------------------------------------------------------------
+
+
+def _hand_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str) -> torch.Tensor:
+    """Hugging Face's three losses, written out: mean squared error, cross-entropy, binary cross-entropy."""
+    if problem == "regression":
+        return ((logits.squeeze(-1) - labels.squeeze(-1).float()) ** 2).mean()
+    if problem == "single_label_classification":
+        return -logits.log_softmax(-1).gather(-1, labels[:, None]).mean()
+    p = logits.sigmoid()
+    return -(labels * p.log() + (1 - labels) * (1 - p).log()).mean()
+
+
+# (num_labels, config.problem_type, labels, the problem Hugging Face solves): unset, it follows the labels.
+PROBLEMS = [
+    (1, None, torch.tensor([0.5, -1.0]), "regression"),
+    (3, None, torch.tensor([2, 0]), "single_label_classification"),
+    (3, None, torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]), "multi_label_classification"),
+    (1, "regression", torch.tensor([[0.5], [-1.0]]), "regression"),
+    (2, "single_label_classification", torch.tensor([1, 1]), "single_label_classification"),
+    (2, "multi_label_classification", torch.tensor([[0.0, 1.0], [1.0, 1.0]]), "multi_label_classification"),
+]
+
+
+@pytest.mark.parametrize("model_type", SEQUENCE_CLASSIFIERS)
+def test_sequence_classification_loss_follows_the_problem_type(model_type):
+    ids, mask = _inputs(_model(model_type, "sequence_classification"))
+    for num_labels, problem_type, labels, problem in PROBLEMS:
+        model = wb.zoo.tiny(model_type, "sequence_classification", device="cpu", num_labels=num_labels)
+        model.config.problem_type = problem_type
+        out, cache = model.run_with_cache(
+            {"input_ids": ids, "attention_mask": mask}, names_filter="hook_logits", labels=labels
+        )
+        assert out.logits.shape == (2, num_labels)
+        assert torch.equal(cache["hook_logits"], out.logits)  # hook_logits sees the logits
+        torch.testing.assert_close(out.loss, _hand_loss(out.logits, labels, problem), msg=f"{problem_type}")
+    assert model.hook_names[-1] == "hook_logits"
+    assert model(ids, mask).loss is None
+
+
+@pytest.mark.parametrize("model_type", SEQUENCE_CLASSIFIERS)
+def test_sequence_classification_rejects_an_unknown_input_by_name(model_type):
+    model = _model(model_type, "sequence_classification")
+    ids, mask = _inputs(model)
+    name = type(model).__name__
+    with pytest.raises(TypeError, match=rf"{name}.forward got unexpected input\(s\) \['bogus'\]"):
+        model(ids, mask, bogus=ids)
+    with pytest.raises(TypeError):  # a third positional input is not silently bound to some body input
+        model(ids, mask, ids)
+
+
+def test_a_hook_on_the_logits_changes_the_loss():
+    model = _model("bert", "sequence_classification")
+    ids, mask = _inputs(model)
+    labels = torch.tensor([0, 1])
+    with model.hooks([("hook_logits", lambda logits, hook: torch.zeros_like(logits))]):
+        out = model(ids, mask, labels=labels)
+    assert torch.equal(out.logits, torch.zeros(2, 2))
+    torch.testing.assert_close(out.loss, torch.tensor(2.0).log())  # uniform over two labels
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "openai-gpt", "transfo-xl"])
+def test_decoders_classify_from_the_last_real_token(model_type):
+    model = _model(model_type, "sequence_classification")
+    assert model.classifier_position == "last"
+    ids, mask = _inputs(model)  # row 1 is right-padded after 5 tokens
+    padded = model(ids, mask).logits
+    alone = model(ids[1:, :5]).logits  # the same row without its padding: one row needs no mask
+    torch.testing.assert_close(padded[1], alone[0])
+    body = model.decode(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(padded, model.classifier(body[[0, 1], [6, 4]]))

@@ -1,5 +1,9 @@
 """Task heads as mixins: one implementation per head kind, written once.
 
+Head kinds: :class:`SequenceClassificationHead`, :class:`TokenClassificationHead`,
+:class:`QuestionAnsweringHead`, :class:`MultipleChoiceHead`, and the language-model heads
+:class:`MaskedLMHead` and :class:`CausalLMHead` (one :class:`LanguageModelHead` with a flag for the shift).
+
 A head mixin owns the part of ``forward`` that is the same for every architecture: its parameters, the
 ``labels`` -> loss rule (as Hugging Face computes it), ``hook_logits`` and the output it returns. An
 architecture's head class names the mixin before its base model and supplies only what differs::
@@ -10,9 +14,9 @@ architecture's head class names the mixin before its base model and supplies onl
             super().__init__(config)
             self.add_token_classifier(config.d_model, config.num_labels, dropout=config.hidden_dropout_prob)
 
-The body comes from the base model's ``encode`` (which takes the same inputs as its ``forward``); its
-output's other fields (``hidden_states``, ``attentions``, and ``mems`` for XLNet) are copied into the head's
-output class by name. Parameter names (``classifier``, ``qa_outputs``) are Hugging Face's, so key maps and
+The body comes from the base model's ``encode`` (``decode`` for the decoders), which takes the same inputs as
+its ``forward``; its output's other fields (``hidden_states``, ``attentions``, ``past_key_values``, and
+``mems`` for XLNet and Transformer-XL) are copied into the head's output class by name. Parameter names (``classifier``, ``qa_outputs``, ``unembed`` as the key maps name it) are Hugging Face's, so key maps and
 saved checkpoints are unchanged.
 
 ``forward`` takes ``input_ids`` and ``attention_mask`` by position, every other body input by keyword
@@ -28,9 +32,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..heads import multiple_choice_inputs, span_loss, split_span_logits, token_classification_loss
+from ..heads import (
+    last_real_token,
+    multiple_choice_inputs,
+    sequence_classification_loss,
+    span_loss,
+    split_span_logits,
+    token_cross_entropy,
+)
 from ..hook_points import HookPoint
-from ..outputs import ModelOutput, MultipleChoiceOutput, QuestionAnsweringOutput, TokenClassifierOutput
+from ..outputs import (
+    ModelOutput,
+    MultipleChoiceOutput,
+    QuestionAnsweringOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 _OPTIONS = ("output_hidden_states", "output_attentions")
 
@@ -49,7 +66,8 @@ class TaskHead:
                 f"{type(self).__name__}.forward got unexpected input(s) {unknown}; it takes input_ids, "
                 f"attention_mask, {', '.join(n for n in accepted if n not in ('input_ids', 'attention_mask'))}"
             )
-        return self.encode(
+        return _body_runner(type(self))(
+            self,
             input_ids=input_ids,
             attention_mask=attention_mask,
             output_hidden_states=output_hidden_states,
@@ -63,10 +81,15 @@ class TaskHead:
         return output_class(**computed, **carried)
 
 
+def _body_runner(cls: type):
+    """The base model's function that runs the body: ``encode`` (encoders) or ``decode`` (decoders)."""
+    return cls.encode if hasattr(cls, "encode") else cls.decode
+
+
 def _body_inputs(cls: type) -> tuple[str, ...]:
     cached = cls.__dict__.get("_body_input_names")
     if cached is None:
-        parameters = inspect.signature(cls.encode).parameters
+        parameters = inspect.signature(_body_runner(cls)).parameters
         cached = tuple(n for n in parameters if n != "self" and n not in _OPTIONS)
         cls._body_input_names = cached
     return cached
@@ -118,7 +141,7 @@ class TokenClassificationHead(TaskHead):
         if hasattr(self, "classifier_dropout"):
             hidden = self.classifier_dropout(hidden)
         logits = self.hook_logits(self.classifier(hidden))
-        loss = token_classification_loss(logits, labels) if labels is not None else None
+        loss = token_cross_entropy(logits, labels) if labels is not None else None
         return self.head_output(self.token_classifier_output, body, loss=loss, logits=logits).returned(
             return_dict
         )
@@ -184,15 +207,113 @@ class QuestionAnsweringHead(TaskHead):
         return out.returned(return_dict)
 
 
-class MultipleChoiceHead(TaskHead):
+class SequenceScoring(TaskHead):
+    """What the sequence-level heads (sequence classification, multiple choice) share: one state per sequence
+    and the scores read from it.
+
+    The default is Hugging Face's for most architectures: :meth:`sequence_state` is the pooler's output where
+    the body has a pooler (BERT), else the state at ``classifier_position`` (``"first"``: the first token;
+    ``"last"``: the last real token, for decoders); :meth:`sequence_scores` is ``classifier`` on it, after
+    ``classifier_dropout`` where :meth:`add_sequence_classifier` was given a rate. An architecture overrides
+    :meth:`sequence_state` (DistilBERT's ``pre_classifier``, XLNet's sequence summary) or
+    :meth:`sequence_scores` (RoBERTa's classification head, XLM's summary), in the head class or in a mixin
+    named before this one.
+    """
+
+    def add_sequence_classifier(self, d_in: int, n_out: int, dropout: float | None = None, bias: bool = True):
+        """Call from ``__init__`` after the body (and any parameters of :meth:`sequence_state`): adds
+        ``classifier_dropout`` (when a rate is given), ``classifier`` (d_in -> n_out) and ``hook_logits``."""
+        if dropout is not None:
+            self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_in, n_out, bias=bias)
+        self.add_sequence_logits()
+
+    def add_sequence_logits(self) -> None:
+        """Adds ``hook_logits``, last: call it after the scoring parameters when not using
+        :meth:`add_sequence_classifier`."""
+        self.hook_logits = HookPoint()  # [batch, num_labels] or [batch, num_choices]
+
+    def sequence_state(
+        self, body: ModelOutput, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """[batch, d]: the state a sequence is scored from (see the class)."""
+        pooled = getattr(body, "pooler_output", None)
+        if pooled is not None:
+            return pooled
+        hidden = body.last_hidden_state
+        if self.classifier_position == "last":
+            last = last_real_token(input_ids, attention_mask, self.config.pad_token_id, hidden)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return hidden[:, 0]
+
+    def sequence_scores(
+        self, body: ModelOutput, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """[batch, n_out]: ``classifier`` on the (dropped-out) :meth:`sequence_state`. ``input_ids`` and
+        ``attention_mask`` are those the body ran on (flattened over choices for multiple choice)."""
+        state = self.sequence_state(body, input_ids, attention_mask)
+        if hasattr(self, "classifier_dropout"):
+            state = self.classifier_dropout(state)
+        return self.classifier(state)
+
+
+class SequenceClassificationHead(SequenceScoring):
+    """Mixin: one label (or value) per sequence: sentiment, entailment, regression (GLUE).
+
+    The architecture builds its scoring in ``__init__`` (usually :meth:`add_sequence_classifier`) and, where
+    Hugging Face's differs from the default, overrides :meth:`sequence_state` or :meth:`sequence_scores`.
+    Adds ``hook_logits`` [batch, num_labels]. The output class is ``sequence_classifier_output`` (default
+    :class:`SequenceClassifierOutput`).
+    """
+
+    sequence_classifier_output: type[ModelOutput] = SequenceClassifierOutput
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        **inputs,
+    ):
+        """Sequence logits, and their loss when ``labels`` are given.
+
+        Args:
+            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
+            labels: [batch] class ids, [batch, num_labels] 0/1 targets (multi-label) or [batch] values
+                (regression); the loss follows ``config.problem_type``, inferred as Hugging Face does when
+                unset (:func:`workbench.heads.sequence_classification_loss`).
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
+            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
+
+        Returns:
+            ``sequence_classifier_output`` (:class:`SequenceClassifierOutput`) with logits [batch, num_labels].
+        """
+        body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
+        logits = self.hook_logits(self.sequence_scores(body, input_ids, attention_mask))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+        return self.head_output(self.sequence_classifier_output, body, loss=loss, logits=logits).returned(
+            return_dict
+        )
+
+
+class MultipleChoiceHead(SequenceScoring):
     """Mixin: one score per choice (SWAG, RACE, ARC) from the choice's pooled or summary state.
 
     The architecture supplies what differs: ``choice_inputs``, the inputs that come as
     [batch, num_choices, ...] and are flattened to [batch * num_choices, ...] before the body (the others,
-    such as ``head_mask`` or one language for every token, pass unchanged); its scoring parameters, registered
-    in ``__init__`` before :meth:`add_choice_logits`; and :meth:`choice_scores`. Hidden states and attentions
-    are those of the flattened inputs, as in Hugging Face. The output class is ``multiple_choice_output``
-    (default :class:`MultipleChoiceOutput`).
+    such as ``head_mask`` or one language for every token, pass unchanged); its scoring, as for sequence
+    classification (:class:`SequenceScoring`: ``add_sequence_classifier(d, 1, ...)``, and
+    :meth:`sequence_state` or :meth:`sequence_scores` where they differ), one score per flattened choice.
+    Hidden states and attentions are those of the flattened inputs, as in Hugging Face. The output class is
+    ``multiple_choice_output`` (default :class:`MultipleChoiceOutput`).
     """
 
     multiple_choice_output: type[ModelOutput] = MultipleChoiceOutput
@@ -203,14 +324,6 @@ class MultipleChoiceHead(TaskHead):
         "position_ids",
         "inputs_embeds",
     )
-
-    def add_choice_logits(self) -> None:
-        """Call from ``__init__`` after the scoring parameters: adds ``hook_logits`` [batch, num_choices]."""
-        self.hook_logits = HookPoint()  # [batch, num_choices]
-
-    def choice_scores(self, body: ModelOutput) -> torch.Tensor:
-        """[batch * num_choices, 1]: each choice's score from the body's output (the architecture's pooling)."""
-        raise NotImplementedError(f"{type(self).__name__} must define choice_scores(body)")
 
     def prepare_choice_inputs(self, inputs: dict) -> dict:
         """The inputs before flattening; an architecture may drop or check some here (default: unchanged)."""
@@ -253,15 +366,12 @@ class MultipleChoiceHead(TaskHead):
         }
         num_choices, flat = multiple_choice_inputs(**per_choice)
         inputs.update(flat)
-        body = self.run_body(
-            inputs.pop("input_ids", None),
-            inputs.pop("attention_mask", None),
-            output_hidden_states,
-            output_attentions,
-            inputs,
-        )
-        logits = self.hook_logits(self.choice_scores(body).view(-1, num_choices))
+        input_ids, attention_mask = inputs.pop("input_ids", None), inputs.pop("attention_mask", None)
+        body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
+        scores = self.sequence_scores(body, input_ids, attention_mask)  # [batch * num_choices, 1]
+        logits = self.hook_logits(scores.view(-1, num_choices))
         loss = F.cross_entropy(logits, labels.view(-1)) if labels is not None else None
         return self.head_output(self.multiple_choice_output, body, loss=loss, logits=logits).returned(
             return_dict
         )
+

@@ -22,16 +22,17 @@ from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
-from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import (
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    SequenceClassificationHead,
+    TokenClassificationHead,
+)
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
-from ..outputs import (
-    EncoderOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
+from ..outputs import EncoderOutput, MaskedLMOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -107,6 +108,11 @@ class BertConfig(ModelConfig):
         if self.is_decoder:
             raise ValueError("is_decoder=True (BERT as a causal decoder) is not supported; use GPT or GPT-2")
         activation(self.hidden_act)  # fails early, naming the activation
+
+    @property
+    def head_dropout(self) -> float:
+        """The dropout before a task head's classifier: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+        return self.classifier_dropout if self.classifier_dropout is not None else self.hidden_dropout_prob
 
 
 # Hugging Face parameter names <-> ours. One line per tensor family; `{i}` is the layer, `{p}` weight|bias.
@@ -335,44 +341,19 @@ class BertForMaskedLM(BertModel, FillMaskMixin):
         return out.returned(return_dict)
 
 
-class BertForSequenceClassification(BertModel):
-    """BERT with a classifier on the pooled [CLS] state. Adds ``hook_logits`` [batch, num_labels]."""
+class BertForSequenceClassification(SequenceClassificationHead, BertModel):
+    """BERT with a classifier on the pooled [CLS] state: dropout (``classifier_dropout``, else
+    ``hidden_dropout_prob``) -> linear. Adds ``hook_logits`` [batch, num_labels].
+
+    ``forward`` is :meth:`SequenceClassificationHead.forward`: the inputs of :meth:`BertModel.forward` plus
+    ``labels`` [batch] (class ids, or floats for regression); it returns :class:`SequenceClassifierOutput`.
+    """
 
     head_key_map = CLASSIFIER_KEY_MAP
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(self.classifier_dropout(body.pooler_output)))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_sequence_classifier(config.d_model, config.num_labels, config.head_dropout)
 
 
 class BertForTokenClassification(TokenClassificationHead, BertModel):
@@ -388,8 +369,7 @@ class BertForTokenClassification(TokenClassificationHead, BertModel):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.add_token_classifier(config.d_model, config.num_labels, dropout)
+        self.add_token_classifier(config.d_model, config.num_labels, config.head_dropout)
 
 
 class BertForQuestionAnswering(QuestionAnsweringHead, BertModel):
@@ -418,32 +398,7 @@ class BertForMultipleChoice(MultipleChoiceHead, BertModel):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.d_model, 1)
-        self.add_choice_logits()
-
-    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
-        return self.classifier(self.classifier_dropout(body.pooler_output))  # [batch * num_choices, 1]
-
-
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Hugging Face's choice of loss by ``problem_type`` (inferred from the labels when unset)."""
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
-    if problem == "regression":
-        return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-    if problem == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
-    if problem == "multi_label_classification":
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    raise ValueError(f"unknown problem_type {problem!r}")
+        self.add_sequence_classifier(config.d_model, 1, config.head_dropout)  # on the pooled state
 
 
 ARCHITECTURE = Architecture(

@@ -31,18 +31,18 @@ from torch import nn
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
-from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import (
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    SequenceClassificationHead,
+    TokenClassificationHead,
+)
 from ..components.positions import sinusoid_table
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
-from ..outputs import (
-    EncoderOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
-from .bert import classification_loss
+from ..outputs import EncoderOutput, MaskedLMOutput
 
 # DistilBERT's LayerNorms all use this epsilon; it is not in the config.
 LAYER_NORM_EPS = 1e-12
@@ -371,46 +371,35 @@ class DistilBertForMaskedLM(DistilBertModel, FillMaskMixin):
         return out.returned(return_dict)
 
 
-class DistilBertForSequenceClassification(DistilBertModel):
+class DistilBertSequenceScoring:
+    """Mixin of DistilBERT's sequence heads, named before the head mixin: the state a sequence is scored from
+    is ``pre_classifier`` -> ReLU on the [CLS] state (instead of BERT's tanh pooler), then dropout
+    (``seq_classif_dropout``) -> ``classifier``."""
+
+    def add_pre_classifier(self, config: DistilBertConfig, n_out: int) -> None:
+        """``pre_classifier``, then the dropout, ``classifier`` (d_model -> n_out) and ``hook_logits``."""
+        self.pre_classifier = nn.Linear(config.d_model, config.d_model)
+        self.add_sequence_classifier(config.d_model, n_out, config.seq_classif_dropout)
+
+    def sequence_state(self, body: EncoderOutput, input_ids=None, attention_mask=None) -> torch.Tensor:
+        return F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch, d_model]
+
+
+class DistilBertForSequenceClassification(
+    DistilBertSequenceScoring, SequenceClassificationHead, DistilBertModel
+):
     """DistilBERT with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on the [CLS] state.
-    Adds ``hook_logits`` [batch, num_labels]."""
+    Adds ``hook_logits`` [batch, num_labels].
+
+    ``forward`` is :meth:`SequenceClassificationHead.forward`: the inputs of :meth:`DistilBertModel.forward`
+    plus ``labels`` [batch] (class ids, or floats for regression); it returns :class:`SequenceClassifierOutput`.
+    """
 
     head_key_map = CLS_CLASSIFIER_KEY_MAP
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        self.pre_classifier = nn.Linear(config.d_model, config.d_model)
-        self.classifier_dropout = nn.Dropout(config.seq_classif_dropout)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
-            output_attentions, token_type_ids,
-        )
-        cls_state = F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch, d_model]
-        logits = self.hook_logits(self.classifier(self.classifier_dropout(cls_state)))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_pre_classifier(config, config.num_labels)
 
 
 class DistilBertForTokenClassification(TokenClassificationHead, DistilBertModel):
@@ -443,7 +432,7 @@ class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertModel):
         self.add_span_head(config.d_model, dropout=config.qa_dropout, num_labels=config.num_labels)
 
 
-class DistilBertForMultipleChoice(MultipleChoiceHead, DistilBertModel):
+class DistilBertForMultipleChoice(DistilBertSequenceScoring, MultipleChoiceHead, DistilBertModel):
     """DistilBERT scoring each choice with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on its
     [CLS] state (SWAG, RACE, ARC).
 
@@ -456,14 +445,7 @@ class DistilBertForMultipleChoice(MultipleChoiceHead, DistilBertModel):
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        self.pre_classifier = nn.Linear(config.d_model, config.d_model)
-        self.classifier_dropout = nn.Dropout(config.seq_classif_dropout)
-        self.classifier = nn.Linear(config.d_model, 1)
-        self.add_choice_logits()
-
-    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
-        cls_state = F.relu(self.pre_classifier(body.last_hidden_state[:, 0]))  # [batch * num_choices, d_model]
-        return self.classifier(self.classifier_dropout(cls_state))
+        self.add_pre_classifier(config, 1)
 
 
 # DistilBERT's checkpoints name their own tokenizer class: BERT's WordPiece, without token_type_ids.

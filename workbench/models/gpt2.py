@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
@@ -32,12 +31,13 @@ from ..components import (
     positions_from_mask,
 )
 from ..components.fused import FusedSplit, FusedWeights
+from ..components.heads import SequenceClassificationHead
 from ..config import ModelConfig
+from ..heads import next_token_loss
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
-from ..outputs import CausalLMOutput, DecoderOutput, SequenceClassifierOutput
-from .bert import classification_loss
+from ..outputs import CausalLMOutput, DecoderOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -330,74 +330,20 @@ class GPT2LMHeadModel(GPT2Model, GenerationMixin):
         return out.returned(return_dict)
 
 
-def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of predicting labels[:, t + 1] from logits[:, t]; -100 labels are ignored."""
-    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-    shifted_labels = labels[:, 1:].reshape(-1).to(logits.device)
-    return F.cross_entropy(shifted_logits.float(), shifted_labels, ignore_index=-100)
+class GPT2ForSequenceClassification(SequenceClassificationHead, GPT2Model):
+    """GPT-2 with a linear classifier (``score``, no bias) read at the last real token of each row
+    (``classifier_position = "last"``). Adds ``hook_logits`` [batch, num_labels].
 
-
-class GPT2ForSequenceClassification(GPT2Model):
-    """GPT-2 with a linear classifier (``score``, no bias) read at the last real token of each row.
-
-    Adds ``hook_logits`` [batch, num_labels]. The last real token comes from the attention mask (or, without
-    one, from ``pad_token_id`` as Hugging Face does), so left and right padding both work.
+    The last real token comes from the attention mask (or, without one, from ``pad_token_id`` as Hugging Face
+    does), so left and right padding both work. ``forward`` is :meth:`SequenceClassificationHead.forward`: the
+    inputs of :meth:`GPT2Model.forward` plus ``labels`` [batch]; it returns :class:`SequenceClassifierOutput`.
     """
 
     head_key_map = SCORE_KEY_MAP
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
-        self.classifier = nn.Linear(config.d_model, config.num_labels, bias=False)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`GPT2Model.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.decode(
-            input_ids, attention_mask, position_ids, inputs_embeds, None, False, head_mask,
-            output_hidden_states, output_attentions, token_type_ids,
-        )
-        last = last_real_token(input_ids, attention_mask, self.config.pad_token_id, body.last_hidden_state)
-        rows = torch.arange(last.shape[0], device=last.device)
-        logits = self.hook_logits(self.classifier(body.last_hidden_state[rows, last]))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
-
-
-def last_real_token(
-    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, pad_token_id: int | None,
-    hidden: torch.Tensor,
-) -> torch.Tensor:
-    """Index [batch] of the rightmost real token of each row: from the attention mask when given, else from
-    ``pad_token_id``; with neither, the last position (a batch of one, or rows of equal length)."""
-    batch, length = hidden.shape[:2]
-    positions = torch.arange(length, device=hidden.device)
-    if attention_mask is not None:
-        real = attention_mask.to(hidden.device).bool()
-    elif input_ids is not None and pad_token_id is not None:
-        real = input_ids.to(hidden.device) != pad_token_id
-    else:
-        if batch > 1 and pad_token_id is None:
-            raise ValueError("a batch of several sequences needs an attention_mask (or config.pad_token_id)")
-        return torch.full((batch,), length - 1, device=hidden.device)
-    return (positions * real).argmax(-1)
+        self.add_sequence_classifier(config.d_model, config.num_labels, bias=False)
 
 
 def tiny_config(size, vocabulary) -> dict:

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
-from ..hook_points import HookPoint
+from ..components.heads import SequenceClassificationHead
 from ..loading import KeyMap
-from ..outputs import SequenceClassifierOutput
+from ..outputs import EncoderOutput
 from .bert import (
     BertConfig,
     BertForMaskedLM,
@@ -42,7 +42,6 @@ from .bert import (
     BertForTokenClassification,
     BertMLMHead,
     BertModel,
-    classification_loss,
 )
 
 # Configuration ---------------------------------------------------------------------------------------
@@ -188,9 +187,8 @@ class RobertaClassificationHead(nn.Module):
 
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__()
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dense = nn.Linear(config.d_model, config.d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.head_dropout)
         self.out_proj = nn.Linear(config.d_model, config.num_labels)
 
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
@@ -199,8 +197,13 @@ class RobertaClassificationHead(nn.Module):
         return self.out_proj(x)
 
 
-class RobertaForSequenceClassification(RobertaModel):
-    """RoBERTa with a classifier on the ``<s>`` state (no pooler). Adds ``hook_logits`` [batch, num_labels]."""
+class RobertaForSequenceClassification(SequenceClassificationHead, RobertaModel):
+    """RoBERTa with its classification head on the ``<s>`` state (no pooler). Adds ``hook_logits``
+    [batch, num_labels].
+
+    ``forward`` is :meth:`SequenceClassificationHead.forward`: the inputs of :meth:`BertModel.forward` plus
+    ``labels`` [batch] (class ids, or floats for regression); it returns :class:`SequenceClassifierOutput`.
+    """
 
     head_key_map = ROBERTA_CLASSIFIER_KEY_MAP
     add_pooling_layer = False
@@ -208,34 +211,10 @@ class RobertaForSequenceClassification(RobertaModel):
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__(config)
         self.classifier = RobertaClassificationHead(config)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
+        self.add_sequence_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(body.last_hidden_state))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+    def sequence_scores(self, body: EncoderOutput, input_ids=None, attention_mask=None) -> torch.Tensor:
+        return self.classifier(body.last_hidden_state)  # [batch, num_labels], from the <s> state
 
 
 class RobertaForTokenClassification(RobertaModel, BertForTokenClassification):

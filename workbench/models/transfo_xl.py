@@ -36,14 +36,13 @@ from ..architecture import Architecture
 from ..components import MLP, LayerNorm
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedSplit, FusedWeights
+from ..components.heads import SequenceClassificationHead
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
-from .bert import classification_loss
-from .gpt2 import last_real_token
 
 Mems = list[torch.Tensor]  # one [mem, batch, d_model] tensor per layer (Hugging Face's layout)
 
@@ -630,8 +629,20 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        past_key_values: Mems | None = None,
+        use_cache: bool = True,
+        token_type_ids: torch.Tensor | None = None,
     ) -> TransfoXLModelOutput:
-        """Run embeddings and blocks over one segment. Shapes as in :class:`TransfoXLModelOutput`."""
+        """Run embeddings and blocks over one segment. Inputs as :meth:`forward`'s; shapes as in
+        :class:`TransfoXLModelOutput`."""
+        if past_key_values is not None:
+            if mems is not None:
+                raise ValueError("pass mems or past_key_values (its alias, for generation code), not both")
+            mems = past_key_values
+        if token_type_ids is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes no token_type_ids (a tokenizer for another architecture made them?)"
+            )
         word_embed = self.hook_embed(self.token_embeddings(input_ids, inputs_embeds))
         batch, new = word_embed.shape[:2]
         mems = self.check_mems(mems, batch) if mems is not None else self.init_mems(batch)
@@ -665,30 +676,6 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def _body(
-        self,
-        input_ids,
-        mems,
-        head_mask,
-        inputs_embeds,
-        attention_mask,
-        output_hidden_states,
-        output_attentions,
-        past_key_values,
-        token_type_ids,
-    ) -> TransfoXLModelOutput:
-        if past_key_values is not None:
-            if mems is not None:
-                raise ValueError("pass mems or past_key_values (its alias, for generation code), not both")
-            mems = past_key_values
-        if token_type_ids is not None:
-            raise ValueError(
-                f"{type(self).__name__} takes no token_type_ids (a tokenizer for another architecture made them?)"
-            )
-        return self.decode(
-            input_ids, mems, head_mask, inputs_embeds, attention_mask, output_hidden_states, output_attentions
-        )
-
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -718,16 +705,9 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
         Returns:
             :class:`TransfoXLModelOutput`.
         """
-        out = self._body(
-            input_ids,
-            mems,
-            head_mask,
-            inputs_embeds,
-            attention_mask,
-            output_hidden_states,
-            output_attentions,
-            past_key_values,
-            token_type_ids,
+        out = self.decode(
+            input_ids, mems, head_mask, inputs_embeds, attention_mask, output_hidden_states, output_attentions,
+            past_key_values, use_cache, token_type_ids,
         )
         return out.returned(return_dict)
 
@@ -865,16 +845,9 @@ class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
         Returns:
             :class:`TransfoXLLMHeadModelOutput`.
         """
-        body = self._body(
-            input_ids,
-            mems,
-            head_mask,
-            inputs_embeds,
-            attention_mask,
-            output_hidden_states,
-            output_attentions,
-            past_key_values,
-            token_type_ids,
+        body = self.decode(
+            input_ids, mems, head_mask, inputs_embeds, attention_mask, output_hidden_states, output_attentions,
+            past_key_values, use_cache, token_type_ids,
         )
         log_probs = self.hook_logits(self.lm_head(body.last_hidden_state))
         losses = loss = None
@@ -888,14 +861,17 @@ class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
         return out.returned(return_dict)
 
 
-class TransfoXLForSequenceClassification(TransfoXLModel):
+class TransfoXLForSequenceClassification(SequenceClassificationHead, TransfoXLModel):
     """Transformer-XL with a linear classifier (``score``, no bias) read at the last real token of each row
     (from the attention mask, else the last token before ``pad_token_id``), as Hugging Face's.
 
-    Adds ``hook_logits`` [batch, num_labels].
+    Adds ``hook_logits`` [batch, num_labels]. ``forward`` is :meth:`SequenceClassificationHead.forward`: the
+    inputs of :meth:`TransfoXLModel.forward` (``mems=``, ...) plus ``labels`` [batch]; it returns
+    :class:`TransfoXLSequenceClassifierOutput` (with ``mems``).
     """
 
     head_key_map = SCORE_KEY_MAP
+    sequence_classifier_output = TransfoXLSequenceClassifierOutput
 
     def __init__(self, config: TransfoXLConfig) -> None:
         super().__init__(config)
@@ -904,47 +880,7 @@ class TransfoXLForSequenceClassification(TransfoXLModel):
                 f"TransfoXLForSequenceClassification needs d_embed == d_model (Hugging Face's classifier reads "
                 f"d_embed={config.d_embed} features from a d_model={config.d_model} state)"
             )
-        self.classifier = nn.Linear(config.d_model, config.num_labels, bias=False)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        mems: Mems | None = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        attention_mask: torch.Tensor | None = None,
-        past_key_values: Mems | None = None,
-        use_cache: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`TransfoXLModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`TransfoXLSequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self._body(
-            input_ids,
-            mems,
-            head_mask,
-            inputs_embeds,
-            attention_mask,
-            output_hidden_states,
-            output_attentions,
-            past_key_values,
-            token_type_ids,
-        )
-        hidden = body.last_hidden_state
-        last = last_real_token(input_ids, attention_mask, self.config.pad_token_id, hidden)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        logits = self.hook_logits(self.classifier(hidden[rows, last]))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = TransfoXLSequenceClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_sequence_classifier(config.d_model, config.num_labels, bias=False)
 
 
 def tiny_config(size, vocabulary) -> dict:

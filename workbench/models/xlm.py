@@ -48,19 +48,19 @@ from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
-from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import (
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    SequenceClassificationHead,
+    TokenClassificationHead,
+)
 from ..components.positions import sinusoid_table
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
-from ..outputs import (
-    EncoderOutput,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-)
-from .bert import classification_loss
+from ..outputs import EncoderOutput, MaskedLMOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -553,11 +553,12 @@ class XLMSequenceSummary(SequenceSummary):
     summary_projection = "classifier"
 
 
-class XLMForSequenceClassification(XLMSequenceSummary, XLMModel):
+class XLMForSequenceClassification(XLMSequenceSummary, SequenceClassificationHead, XLMModel):
     """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
     by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
 
-    Adds ``hook_logits`` [batch, num_labels].
+    Adds ``hook_logits`` [batch, num_labels]. ``forward`` is :meth:`SequenceClassificationHead.forward`: the
+    inputs of :meth:`XLMModel.forward` plus ``labels`` [batch]; it returns :class:`SequenceClassifierOutput`.
     """
 
     head_key_map = SEQUENCE_SUMMARY_KEY_MAP
@@ -565,36 +566,10 @@ class XLMForSequenceClassification(XLMSequenceSummary, XLMModel):
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
         self.init_summary(config)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
+        self.add_sequence_logits()
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLMModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`SequenceClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.encode(
-            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.sequence_summary(body.last_hidden_state))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = SequenceClassifierOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+    def sequence_scores(self, body: EncoderOutput, input_ids=None, attention_mask=None) -> torch.Tensor:
+        return self.sequence_summary(body.last_hidden_state)  # [batch, num_labels]: the summary projects
 
 
 class XLMForTokenClassification(TokenClassificationHead, XLMModel):
@@ -648,7 +623,7 @@ class XLMForMultipleChoice(MultipleChoiceHead, XLMSequenceSummary, XLMModel):
         self.init_summary(config)
         # As Hugging Face: the summary must produce num_labels values (summary_proj_to_labels, the default).
         self.logits_proj = nn.Linear(config.num_labels, 1)
-        self.add_choice_logits()
+        self.add_sequence_logits()
 
     def prepare_choice_inputs(self, inputs: dict) -> dict:
         if inputs.pop("lengths", None) is not None:
@@ -659,7 +634,7 @@ class XLMForMultipleChoice(MultipleChoiceHead, XLMSequenceSummary, XLMModel):
             )
         return inputs
 
-    def choice_scores(self, body: EncoderOutput) -> torch.Tensor:
+    def sequence_scores(self, body: EncoderOutput, input_ids=None, attention_mask=None) -> torch.Tensor:
         return self.logits_proj(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
 
 

@@ -48,7 +48,12 @@ from ..architecture import Architecture
 from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
-from ..components.heads import MultipleChoiceHead, QuestionAnsweringHead, TokenClassificationHead
+from ..components.heads import (
+    MultipleChoiceHead,
+    QuestionAnsweringHead,
+    SequenceClassificationHead,
+    TokenClassificationHead,
+)
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
@@ -56,7 +61,6 @@ from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
 from ..outputs import ModelOutput
-from .bert import classification_loss
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -931,61 +935,35 @@ class XLNetLMHeadModel(XLNetModel, GenerationMixin):
         return out.logits[:, 0]
 
 
-class XLNetForSequenceClassification(SequenceSummary, XLNetModel):
-    """XLNet with the sequence summary (see :class:`SequenceSummary`) -> ``classifier`` (Hugging Face's
-    ``logits_proj``) to num_labels.
+class XLNetSequenceSummary(SequenceSummary):
+    """Mixin of XLNet's sequence heads, named before the head mixin: a sequence is scored from its sequence
+    summary (see :class:`SequenceSummary`; the last token, projected, tanh) by ``classifier`` (Hugging
+    Face's ``logits_proj``), with no dropout in between."""
+
+    def add_summary_classifier(self, config: XLNetConfig, n_out: int) -> None:
+        """The summary's layers, then ``classifier`` (d_model -> n_out) and ``hook_logits``."""
+        self.init_summary(config)
+        self.add_sequence_classifier(config.d_model, n_out)
+
+    def sequence_state(self, body: XLNetModelOutput, input_ids=None, attention_mask=None) -> torch.Tensor:
+        return self.sequence_summary(body.last_hidden_state)  # [batch, d_model]
+
+
+class XLNetForSequenceClassification(XLNetSequenceSummary, SequenceClassificationHead, XLNetModel):
+    """XLNet with the sequence summary -> ``classifier`` (Hugging Face's ``logits_proj``) to num_labels.
 
     Adds ``hook_logits`` [batch, num_labels]. XLNet's tokenizer puts ``<cls>`` last, which the summary reads.
+    ``forward`` is :meth:`SequenceClassificationHead.forward`: the inputs of :meth:`XLNetModel.forward`
+    (``mems=``, ``perm_mask=``, ...) plus ``labels`` [batch]; it returns :class:`XLNetClassifierOutput`
+    (with ``mems``).
     """
 
     head_key_map = SUMMARY_KEY_MAP
+    sequence_classifier_output = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
-        self.init_summary(config)
-        self.classifier = nn.Linear(config.d_model, config.num_labels)
-        self.hook_logits = HookPoint()  # [batch, num_labels]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch] (class ids, or floats for regression).
-
-        Returns:
-            :class:`XLNetClassifierOutput` with logits [batch, num_labels].
-        """
-        body = self.encode(
-            input_ids,
-            attention_mask,
-            mems,
-            perm_mask,
-            target_mapping,
-            token_type_ids,
-            input_mask,
-            inputs_embeds,
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        logits = self.hook_logits(self.classifier(self.sequence_summary(body.last_hidden_state)))
-        loss = classification_loss(logits, labels, self.config) if labels is not None else None
-        out = XLNetClassifierOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        self.add_summary_classifier(config, config.num_labels)
 
 
 class XLNetForTokenClassification(TokenClassificationHead, XLNetModel):
@@ -1023,7 +1001,7 @@ class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
         self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
-class XLNetForMultipleChoice(MultipleChoiceHead, SequenceSummary, XLNetModel):
+class XLNetForMultipleChoice(XLNetSequenceSummary, MultipleChoiceHead, XLNetModel):
     """XLNet scoring each choice: the sequence summary of the choice -> ``classifier`` (Hugging Face's
     ``logits_proj``) to one score.
 
@@ -1039,12 +1017,7 @@ class XLNetForMultipleChoice(MultipleChoiceHead, SequenceSummary, XLNetModel):
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
-        self.init_summary(config)
-        self.classifier = nn.Linear(config.d_model, 1)
-        self.add_choice_logits()
-
-    def choice_scores(self, body: XLNetModelOutput) -> torch.Tensor:
-        return self.classifier(self.sequence_summary(body.last_hidden_state))  # [batch * num_choices, 1]
+        self.add_summary_classifier(config, 1)
 
 
 def tiny_config(size, vocabulary) -> dict:
