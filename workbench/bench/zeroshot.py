@@ -35,10 +35,14 @@ import pandas as pd
 import torch
 
 from ..auto import AutoConfig
+from ..mask_filling import initialized_head_keys
 from ..registry import REGISTRY
 from .data import ChoiceExample
 
 logger = logging.getLogger(__name__)
+
+# What every scorer takes: (context, continuation) pairs.
+Requests = Sequence[tuple[str, str]]
 
 
 @dataclass
@@ -86,17 +90,6 @@ class ChoiceScores:
                 for k, v in self.metrics().items()
             ]
         )
-
-
-def initialized_head_keys(model) -> list[str]:
-    """The parameters of ``model``'s head that its checkpoint did not provide (freshly initialized), from
-    ``model.loading_info``; [] when the head was loaded (or the model was not loaded from a checkpoint)."""
-    info = getattr(model, "loading_info", None)
-    missing = list(getattr(info, "missing_keys", []) or [])
-    if not missing:
-        return []
-    body = model.body_parameter_names()
-    return [key for key in missing if key not in body]
 
 
 def warn_initialized_head(name, keys: Sequence[str]) -> None:
@@ -238,11 +231,7 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def causal_lm_logprobs(
-    model,
-    requests: Sequence[tuple[str, str]],
-    batch_size: int = 16,
-    progress: bool = True,
-    stats: dict | None = None,
+    model, requests: Requests, batch_size: int = 16, progress: bool = True, stats: dict | None = None
 ) -> list[float]:
     """Summed log p(continuation | context) for each (context, continuation), under a causal LM.
 
@@ -310,11 +299,7 @@ def _special_wrapping(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def masked_lm_logprobs(
-    model,
-    requests: Sequence[tuple[str, str]],
-    batch_size: int = 16,
-    progress: bool = True,
-    stats: dict | None = None,
+    model, requests: Requests, batch_size: int = 16, progress: bool = True, stats: dict | None = None
 ) -> list[float]:
     """Pseudo-log-likelihood (Salazar et al. 2020) of each continuation given its context, under a masked LM.
 
@@ -375,11 +360,7 @@ def masked_lm_logprobs(
 
 
 def permutation_lm_logprobs(
-    model,
-    requests: Sequence[tuple[str, str]],
-    batch_size: int = 16,
-    progress: bool = True,
-    stats: dict | None = None,
+    model, requests: Requests, batch_size: int = 16, progress: bool = True, stats: dict | None = None
 ) -> list[float]:
     """XLNet's permutation-LM score of each continuation: the sum over its tokens of log p(token | context,
     the continuation's earlier tokens), all targets predicted in one forward through the query stream.

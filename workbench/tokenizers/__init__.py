@@ -7,12 +7,16 @@ Modules:
 * :mod:`.wordpiece_bpe`: the families the base class loads itself (WordPiece, byte-level BPE, RoBERTa's
   and GPT's BPE);
 * :mod:`.xlm`, :mod:`.xlnet` (with its ``spiece.model`` reader), :mod:`.transfo_xl`: one subclass each,
-  which says by its ``handles(folder)`` which folders it loads.
+  which says by its ``handles(folder)`` which folders it loads;
+* :mod:`.stand_in`: a small offline tokenizer of each family (``STAND_INS``, by family name), which
+  ``wb.zoo`` gives its tiny random models.
 
 One dispatch: ``Tokenizer.from_pretrained(folder)`` (and ``AutoTokenizer``) asks the classes of
 :data:`FOLDER_CLASSES`, in order, whether they handle the folder (``Tokenizer.class_for``), else loads one
-of the base class's families. A new tokenizer family: a module with its subclass (and its ``handles``), and
-its class in :data:`FOLDER_CLASSES`.
+of the base class's families; for a folder that names no tokenizer class, the family of config.json's
+``model_type`` comes from the architecture records (``tokenizer_family``), which :mod:`workbench.registry` hands
+down (``wordpiece_bpe.MODEL_TYPES``). A new tokenizer family: a module with its subclass (and its
+``handles``), its class in :data:`FOLDER_CLASSES`, and its stand-in in ``stand_in.STAND_INS``.
 
 The name: inside this package, ``from tokenizers import ...`` is an absolute import (Python 3), so it is the
 third-party Hugging Face ``tokenizers`` library, never this package (``workbench.tokenizers``). That holds as
