@@ -38,7 +38,7 @@ every layer's gradient is below ``tol``) and keeps the last parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -1032,8 +1032,7 @@ class _StructuralProbe:
 
             def dev_loss() -> Tensor:
                 total = torch.zeros(data.n_layers, device=data.device)
-                for start in range(0, dev.n, self.eval_batch_size):
-                    ids = torch.arange(start, min(start + self.eval_batch_size, dev.n))
+                for ids in self._eval_batches(dev.n):
                     total += self._loss(projection, dev, ids) * len(ids)
                 return total / dev.n
 
@@ -1050,6 +1049,18 @@ class _StructuralProbe:
         )
         return self
 
+    def _eval_batches(self, n: int) -> Iterator[Tensor]:
+        """The sentence indices [b] of each evaluation batch (``eval_batch_size`` sentences) of ``n``, in order."""
+        for start in range(0, n, self.eval_batch_size):
+            yield torch.arange(start, min(start + self.eval_batch_size, n))
+
+    def _evaluate_batch(self, data: _SentenceData, ids: Tensor) -> tuple[tuple, Tensor, Tensor]:
+        """``(data.batch(ids), the predictions, the batch's loss summed over its sentences [layer] on the CPU)``
+        with the fitted projection."""
+        batch = data.batch(ids)
+        predicted = self._predict(self.projection_, batch[0])
+        return batch, predicted, self._loss(self.projection_, data, ids).cpu() * len(ids)
+
     def _data(self, features, labels, mask) -> _SentenceData:
         if self.projection_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
@@ -1063,8 +1074,7 @@ class _StructuralProbe:
         dummy = [torch.zeros((f.shape[1],) * (2 if self.kind == "distance" else 1)) for f in features]
         data = self._data(features, dummy, None)
         out = []
-        for start in range(0, data.n, self.eval_batch_size):
-            ids = torch.arange(start, min(start + self.eval_batch_size, data.n))
+        for ids in self._eval_batches(data.n):
             x, _, _, _, lengths = data.batch(ids)
             predicted = self._predict(self.projection_, x)
             for k, n_i in enumerate(lengths.tolist()):
@@ -1098,11 +1108,9 @@ class DistanceProbe(_StructuralProbe):
         correct = torch.zeros(n_layers)
         total = torch.zeros(())
         rho_values, rho_lengths, loss = [], [], torch.zeros(n_layers)
-        for start in range(0, data.n, self.eval_batch_size):
-            ids = torch.arange(start, min(start + self.eval_batch_size, data.n))
-            x, gold, _, keep, lengths = data.batch(ids)
-            predicted = self._predict(self.projection_, x)
-            loss += self._loss(self.projection_, data, ids).cpu() * len(ids)
+        for ids in self._eval_batches(data.n):
+            (_, gold, _, keep, lengths), predicted, batch_loss = self._evaluate_batch(data, ids)
+            loss += batch_loss
             gold_edges = minimum_spanning_tree(gold, keep)
             predicted_edges = minimum_spanning_tree(predicted, keep)
             correct += (predicted_edges & gold_edges).flatten(1).sum(1).cpu() / 2
@@ -1140,11 +1148,9 @@ class DepthProbe(_StructuralProbe):
         n_layers = data.n_layers
         hits = torch.zeros(n_layers)
         rho_values, rho_lengths, loss = [], [], torch.zeros(n_layers)
-        for start in range(0, data.n, self.eval_batch_size):
-            ids = torch.arange(start, min(start + self.eval_batch_size, data.n))
-            x, gold, word, keep, lengths = data.batch(ids)
-            predicted = self._predict(self.projection_, x)
-            loss += self._loss(self.projection_, data, ids).cpu() * len(ids)
+        for ids in self._eval_batches(data.n):
+            (_, gold, word, keep, lengths), predicted, batch_loss = self._evaluate_batch(data, ids)
+            loss += batch_loss
             guess = torch.where(keep, predicted, math.inf).argmin(-1)  # [L, B]
             gold_root = torch.where(word & (gold == 0), 0, 1).argmin(-1)  # [B]
             hits += ((guess == gold_root) & keep.any(-1)).float().sum(1).cpu()
@@ -1202,8 +1208,7 @@ class ArcProbe(_StructuralProbe):
     def score(self, features, labels, mask=None) -> dict[str, Tensor]:
         data = self._data(features, labels, mask)
         correct, total, loss = torch.zeros(data.n_layers), torch.zeros(()), torch.zeros(data.n_layers)
-        for start in range(0, data.n, self.eval_batch_size):
-            ids = torch.arange(start, min(start + self.eval_batch_size, data.n))
+        for ids in self._eval_batches(data.n):
             x, gold, word, keep, _ = data.batch(ids)
             scores = self._predict(self.projection_, x).masked_fill(~word[None, :, None, :], -math.inf)
             loss += _head_loss(scores, gold, word).cpu() * len(ids)
