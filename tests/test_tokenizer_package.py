@@ -72,6 +72,15 @@ def test_no_import_cycle_among_the_modules():
         visit(name, ())
 
 
+def test_every_family_has_a_stand_in_that_imports_no_family_module():
+    """The stand-ins write each family's files (wb.zoo's tiny models) without the families' classes."""
+    from workbench.tokenizers.stand_in import STAND_INS
+    from workbench.tokenizers.wordpiece_bpe import FAMILIES
+
+    assert not sibling_imports()["stand_in"] & FAMILY_MODULES
+    assert set(STAND_INS) == set(FAMILIES) | {"xlm", "xlnet", "transfo_xl"}
+
+
 def test_base_class_names_no_subclass():
     text = "\n".join((PACKAGE_DIR / f"{name}.py").read_text(encoding="utf-8") for name in SHARED_MODULES)
     for cls in FOLDER_CLASSES:

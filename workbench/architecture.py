@@ -140,9 +140,11 @@ class Architecture:
             return
         if self.zero_shot not in ZERO_SHOT_KINDS:
             raise ValueError(
-                f"Architecture {self.model_type!r}: zero_shot {self.zero_shot!r} is not one of {ZERO_SHOT_KINDS}"
+                f"Architecture {self.model_type!r}: zero_shot {self.zero_shot!r} is not one of "
+                f"{ZERO_SHOT_KINDS}"
             )
-        needed = ("causal_lm", "masked_lm") if self.zero_shot == "by_config" else (ZERO_SHOT_TASKS[self.zero_shot],)
+        by_config = self.zero_shot == "by_config"
+        needed = ("causal_lm", "masked_lm") if by_config else (ZERO_SHOT_TASKS[self.zero_shot],)
         missing = [task for task in needed if self.model_class(task) is None]
         if missing:
             raise ValueError(

@@ -238,7 +238,7 @@ class RobertaForMultipleChoice(RobertaModel, BertForMultipleChoice):
 
 
 def tiny_config(size, vocabulary) -> dict:
-    """The tiny stand-in: positions start after the padding id (two more rows), one token type, RoBERTa's eps."""
+    """The tiny stand-in: positions start after the padding id (two more rows), one token type, its eps."""
     return {"max_position_embeddings": size.n_positions + 2, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
 
 

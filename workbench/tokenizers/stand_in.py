@@ -64,7 +64,9 @@ def write_stand_in(
         ValueError: a family with no stand-in.
     """
     if family not in STAND_INS:
-        raise ValueError(f"no tokenizer stand-in for family {family!r}; stand-ins exist for {sorted(STAND_INS)}")
+        raise ValueError(
+            f"no tokenizer stand-in for family {family!r}; stand-ins exist for {sorted(STAND_INS)}"
+        )
     write, default_class = STAND_INS[family]
     return write(Path(folder), vocab_size, model_max_length, tokenizer_class or default_class)
 
@@ -99,7 +101,9 @@ def _sample_data_folder() -> Path:
 # Shared steps -------------------------------------------------------------------------------------------
 
 
-def _train_bpe(special_tokens: list[str], vocab_size: int, byte_level: bool) -> tuple[dict[str, int], list[str]]:
+def _train_bpe(
+    special_tokens: list[str], vocab_size: int, byte_level: bool
+) -> tuple[dict[str, int], list[str]]:
     """Train a BPE vocabulary on the sample sentences -> (vocab, merges as "a b" lines).
 
     ``byte_level``: GPT-2's byte-level BPE (RoBERTa's too). Else GPT's and XLM's: lowercased words split at
@@ -158,7 +162,7 @@ def _vocabulary(vocab: Mapping[str, int], size: int | None = None, **tokens: str
 # The families ---------------------------------------------------------------------------------------------
 
 
-def _wordpiece(folder: Path, vocab_size: int, model_max_length: int, tokenizer_class: str) -> StandInVocabulary:
+def _wordpiece(folder: Path, vocab_size: int, model_max_length: int, tokenizer_class: str):
     """vocab.txt: MiniLM's (a real uncased BERT vocabulary) when installed, else one trained here (with a
     WARNING: the stand-in then tokenizes unlike a released BERT)."""
     try:
@@ -175,7 +179,9 @@ def _wordpiece(folder: Path, vocab_size: int, model_max_length: int, tokenizer_c
             len(lines),
         )
     (folder / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _write_settings(folder, tokenizer_class=tokenizer_class, do_lower_case=True, model_max_length=model_max_length)
+    _write_settings(
+        folder, tokenizer_class=tokenizer_class, do_lower_case=True, model_max_length=model_max_length
+    )
     first_ids = {token: i for i, token in reversed(list(enumerate(lines)))}  # a repeated line: its first id
     return _vocabulary(first_ids, len(lines), pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                        sep_token="[SEP]", mask_token="[MASK]")
