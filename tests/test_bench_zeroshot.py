@@ -159,3 +159,18 @@ def test_xlnet_permutation_score_equals_one_target_at_a_time(tmp_path):
             logits = hf_model(torch.tensor([ids]), perm_mask=perm_mask, target_mapping=mapping).logits
         expected += float(logits[0, 0].log_softmax(-1)[ids[position]])
     assert score == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("causal, kind", [(False, "masked"), (True, "causal")])
+def test_xlm_scores_as_its_config_says(tmp_path, causal, kind):
+    """XLM's record says zero_shot="by_config": one LM head class, trained causal or masked as config.causal
+    says; the scorer and the loaded head follow it."""
+    size = wb.zoo.TinySize(n_layers=1, d_model=16, n_heads=2, d_mlp=64, n_positions=32, bpe_vocab_size=300)
+    model = wb.zoo.tiny("xlm", device="cpu", size=size, causal=causal)
+    assert Z.scorer_kind(model) == kind
+    folder = model.save_pretrained(tmp_path / "xlm")
+    loaded = Z.load_scoring_model(folder, device="cpu")
+    assert type(loaded) is wb.XLMWithLMHeadModel and Z.scorer_kind(loaded) == kind
+    body = wb.zoo.tiny("xlm", task="base", device="cpu", size=size, causal=causal)
+    with pytest.raises(ValueError, match="needs a language-modelling head; XLMModel"):
+        Z.scorer_kind(body)
