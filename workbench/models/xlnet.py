@@ -1021,7 +1021,7 @@ class XLNetForMultipleChoice(XLNetSequenceSummary, MultipleChoiceHead, XLNetMode
 
 
 def tiny_config(size, vocabulary) -> dict:
-    """The tiny stand-in keeps no memory between calls (as the released checkpoints' configs say)."""
+    """The tiny stand-in keeps no memory between calls (``mem_len`` None): each forward sees its input only."""
     return {"mem_len": None}
 
 
