@@ -8,21 +8,19 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 from workbench.bench import finetune as F
 from workbench.bench import probe as P
 from workbench.bench.data import ChoiceExample, SpanExample, TextExample, get_task
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
-
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, minilm_path):
     """A random tiny BERT over MiniLM's WordPiece vocabulary, saved with its tokenizer."""
     folder = tmp_path_factory.mktemp("bert")
-    hf_model = save_tiny_hf_bert(folder, "BertModel", vocab_size=30522, max_position_embeddings=64, **TINY)
+    hf_model = save_tiny_hf(folder, "bert", vocab_size=30522)  # MiniLM's vocabulary: text works
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(minilm_path / name, folder / name)
     return folder, hf_model

@@ -6,20 +6,18 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import save_tiny_hf_bert
 from tiny_gpt2 import save_tiny_gpt2
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 from workbench.bench import runner
 from workbench.cli import main
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
-
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, minilm_path):
     folder = tmp_path_factory.mktemp("bert")
-    save_tiny_hf_bert(folder, "BertModel", vocab_size=30522, max_position_embeddings=64, **TINY)
+    save_tiny_hf(folder, "bert", vocab_size=30522)  # MiniLM's vocabulary: text works
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(minilm_path / name, folder / name)
     return str(folder)

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 
 TOL = 1e-4
 
 TINY_CONFIGS = {
-    "2x4heads": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37),
-    "3x6heads-gelu_new": dict(
-        hidden_size=48, num_hidden_layers=3, num_attention_heads=6, intermediate_size=64, hidden_act="gelu_new"
-    ),
-    "1x1head-3types-relu": dict(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=24, type_vocab_size=3,
-        hidden_act="relu",
-    ),
+    "2x4heads": dict(d_model=32, n_layers=2, n_heads=4, d_mlp=37),
+    "3x6heads-gelu_new": dict(d_model=48, n_layers=3, n_heads=6, d_mlp=64, hidden_act="gelu_new"),
+    "1x1head-3types-relu": dict(d_model=16, n_layers=1, n_heads=1, d_mlp=24, type_vocab_size=3, hidden_act="relu"),
 }
 
 
@@ -51,7 +46,7 @@ def assert_close_per_layer(ours, theirs, what):
 @pytest.mark.parametrize("with_types", [False, True], ids=["no-types", "token-types"])
 def test_hidden_states_and_attentions_match(tmp_path, name, padded, with_types):
     fields = TINY_CONFIGS[name]
-    hf_model = save_tiny_hf_bert(tmp_path, "BertModel", **fields)
+    hf_model = save_tiny_hf(tmp_path, "bert", **fields)
     ours = wb.AutoModel.from_pretrained(tmp_path)
     assert type(ours) is wb.BertModel
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
@@ -68,7 +63,7 @@ def test_hidden_states_and_attentions_match(tmp_path, name, padded, with_types):
 
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_masked_lm_logits_match(tmp_path, padded):
-    hf_model = save_tiny_hf_bert(tmp_path, "BertForMaskedLM", **TINY_CONFIGS["2x4heads"])
+    hf_model = save_tiny_hf(tmp_path, "bert", "masked_lm", **TINY_CONFIGS["2x4heads"])
     ours = wb.AutoModelForMaskedLM.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == []
     inputs = make_inputs(99, 2, padded, with_types=True)
@@ -83,8 +78,8 @@ def test_masked_lm_logits_match(tmp_path, padded):
 
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_sequence_classification_logits_match(tmp_path, num_labels):
-    hf_model = save_tiny_hf_bert(tmp_path, "BertForSequenceClassification", num_labels=num_labels,
-                                 **TINY_CONFIGS["3x6heads-gelu_new"])
+    hf_model = save_tiny_hf(tmp_path, "bert", "sequence_classification", num_labels=num_labels,
+                            **TINY_CONFIGS["3x6heads-gelu_new"])
     ours = wb.AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert ours.config.num_labels == num_labels and ours.loading_info.missing_keys == []
     inputs = make_inputs(99, 2, padded=True, with_types=True)

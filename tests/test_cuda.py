@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 
@@ -24,7 +24,7 @@ def test_load_picks_the_gpu_and_matches_the_cpu(minilm):
 
 
 def test_parity_with_hugging_face_on_the_gpu(tmp_path):
-    hf_model = save_tiny_hf_bert(tmp_path, "BertForMaskedLM").cuda()
+    hf_model = save_tiny_hf(tmp_path, "bert", "masked_lm").cuda()
     ours = wb.AutoModelForMaskedLM.from_pretrained(tmp_path, device="cuda")
     ids = torch.randint(1, 99, (3, 12), device="cuda")
     mask = torch.ones_like(ids)

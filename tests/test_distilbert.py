@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from tiny_hf import save_tiny_hf
 
 from workbench.models.distilbert import (
     DistilBertConfig,
@@ -24,10 +25,10 @@ TOL = 1e-4
 VOCAB = 99
 
 TINY_CONFIGS = {
-    "2x4heads": dict(dim=32, n_layers=2, n_heads=4, hidden_dim=37),
-    "3x6heads-sinusoidal": dict(dim=48, n_layers=3, n_heads=6, hidden_dim=64, sinusoidal_pos_embds=True),
+    "2x4heads": dict(d_model=32, n_layers=2, n_heads=4, d_mlp=37),
+    "3x6heads-sinusoidal": dict(d_model=48, n_layers=3, n_heads=6, d_mlp=64, sinusoidal_pos_embds=True),
     "1x1head-relu-sinusoidal-odd-dim": dict(
-        dim=17, n_layers=1, n_heads=1, hidden_dim=24, activation="relu", sinusoidal_pos_embds=True
+        d_model=17, n_layers=1, n_heads=1, d_mlp=24, activation="relu", sinusoidal_pos_embds=True
     ),
 }
 
@@ -39,24 +40,6 @@ ALL_CLASSES = [
     DistilBertForQuestionAnswering,
     DistilBertForMultipleChoice,
 ]
-
-
-def save_tiny_hf_distilbert(folder, hf_class_name="DistilBertModel", seed=0, **config_fields):
-    """Save a random-init Hugging Face DistilBERT (tiny by default) to ``folder``; return the HF model (eval,
-    eager attention, every parameter perturbed, sinusoidal position tables included: Hugging Face loads them
-    from the checkpoint rather than regenerating them)."""
-    import transformers
-
-    fields = dict(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
-    fields.update(config_fields)
-    config = transformers.DistilBertConfig(**fields, attn_implementation="eager")
-    torch.manual_seed(seed)
-    model = getattr(transformers, hf_class_name)(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(folder)
-    return model
 
 
 def make_inputs(padded: bool, seed: int = 0, batch: int = 3, length: int = 11):
@@ -94,7 +77,7 @@ def assert_loss_close(got, expected):
 @pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_hidden_states_and_attentions_match(tmp_path, name, padded):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertModel", **TINY_CONFIGS[name])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", **TINY_CONFIGS[name])
     ours = DistilBertModel.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     # The perturbed table was loaded, not regenerated (as Hugging Face does).
@@ -112,7 +95,7 @@ def test_hidden_states_and_attentions_match(tmp_path, name, padded):
 
 
 def test_hook_points_equal_hugging_face_outputs(tmp_path):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertModel", **TINY_CONFIGS["3x6heads-sinusoidal"])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", **TINY_CONFIGS["3x6heads-sinusoidal"])
     ours = DistilBertModel.from_pretrained(tmp_path)
     inputs = make_inputs(padded=True)
     with torch.no_grad():
@@ -133,7 +116,7 @@ def test_hook_points_equal_hugging_face_outputs(tmp_path):
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 def test_masked_lm_logits_match(tmp_path, config_name, padded, tied):
     fields = dict(TINY_CONFIGS[config_name], tie_word_embeddings=tied)
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertForMaskedLM", **fields)
+    hf_model = save_tiny_hf(tmp_path, "distilbert", "masked_lm", **fields)
     ours = DistilBertForMaskedLM.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     assert (ours.unembed.weight is ours.embed.weight) == tied
@@ -160,8 +143,8 @@ SEQUENCE_CASES = {
 @pytest.mark.parametrize("config_name", ["2x4heads", "3x6heads-sinusoidal"])
 def test_sequence_classification_logits_match(tmp_path, case, config_name):
     num_labels, problem_type, labels = SEQUENCE_CASES[case]
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertForSequenceClassification", num_labels=num_labels,
-                                       problem_type=problem_type, **TINY_CONFIGS[config_name])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", "sequence_classification", num_labels=num_labels,
+                            problem_type=problem_type, **TINY_CONFIGS[config_name])
     ours = DistilBertForSequenceClassification.from_pretrained(tmp_path)
     assert ours.config.num_labels == num_labels and ours.loading_info.missing_keys == []
     inputs = make_inputs(padded=True)
@@ -175,8 +158,8 @@ def test_sequence_classification_logits_match(tmp_path, case, config_name):
 
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_token_classification_logits_match(tmp_path, padded):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertForTokenClassification", num_labels=5,
-                                       **TINY_CONFIGS["3x6heads-sinusoidal"])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", "token_classification", num_labels=5,
+                            **TINY_CONFIGS["3x6heads-sinusoidal"])
     ours = DistilBertForTokenClassification.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs(padded)
@@ -191,7 +174,7 @@ def test_token_classification_logits_match(tmp_path, padded):
 
 @pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
 def test_question_answering_logits_match(tmp_path, padded):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertForQuestionAnswering", **TINY_CONFIGS["2x4heads"])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", "question_answering", **TINY_CONFIGS["2x4heads"])
     ours = DistilBertForQuestionAnswering.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs(padded)
@@ -205,7 +188,7 @@ def test_question_answering_logits_match(tmp_path, padded):
 
 
 def test_multiple_choice_logits_match(tmp_path):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertForMultipleChoice", **TINY_CONFIGS["3x6heads-sinusoidal"])
+    hf_model = save_tiny_hf(tmp_path, "distilbert", "multiple_choice", **TINY_CONFIGS["3x6heads-sinusoidal"])
     ours = DistilBertForMultipleChoice.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     flat = make_inputs(padded=True, batch=3)
@@ -248,7 +231,7 @@ def test_sinusoidal_checkpoint_without_a_position_table(tmp_path):
     import transformers
     from safetensors.torch import load_file, save_file
 
-    save_tiny_hf_distilbert(tmp_path, "DistilBertModel", **TINY_CONFIGS["3x6heads-sinusoidal"])
+    save_tiny_hf(tmp_path, "distilbert", **TINY_CONFIGS["3x6heads-sinusoidal"])
     state = load_file(tmp_path / "model.safetensors")
     del state["embeddings.position_embeddings.weight"]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
@@ -312,7 +295,7 @@ def test_save_pretrained_round_trip_loads_in_hugging_face(tmp_path, model_class,
 
 
 def test_head_checkpoint_loads_into_the_bare_model_and_body_into_a_head(tmp_path):
-    save_tiny_hf_distilbert(tmp_path, "DistilBertForMaskedLM")
+    save_tiny_hf(tmp_path, "distilbert", "masked_lm")
     body = DistilBertModel.from_pretrained(tmp_path)
     assert body.loading_info.missing_keys == []
     assert sorted(body.loading_info.unexpected_keys) == sorted(
@@ -464,7 +447,7 @@ TEXTS = ["The keys to the cabinet are on the table.", "A short one."]
 
 
 def test_wordpiece_ids_match_hugging_face_and_run_without_token_types(tmp_path):
-    hf_model = save_tiny_hf_distilbert(tmp_path, "DistilBertModel")
+    hf_model = save_tiny_hf(tmp_path, "distilbert")
     hf_tokenizer = save_hf_distilbert_tokenizer(tmp_path)
     ours = DistilBertModel.from_pretrained(tmp_path)
     hf_inputs = hf_tokenizer(TEXTS, padding=True, return_tensors="pt")
@@ -483,7 +466,7 @@ def test_wordpiece_ids_match_hugging_face_and_run_without_token_types(tmp_path):
 
 
 def test_text_inputs_run_end_to_end(tmp_path):
-    save_tiny_hf_distilbert(tmp_path, "DistilBertForMaskedLM")
+    save_tiny_hf(tmp_path, "distilbert", "masked_lm")
     save_hf_distilbert_tokenizer(tmp_path)
     ours = DistilBertForMaskedLM.from_pretrained(tmp_path)
     assert "token_type_ids" not in ours.tokenize(TEXTS)

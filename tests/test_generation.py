@@ -170,9 +170,9 @@ def test_logit_lens_reads_a_given_cache_and_names_errors(lm):
 
 
 def test_logit_lens_works_through_bert_mlm_heads(tmp_path):
-    from conftest import save_tiny_hf_bert
+    from tiny_hf import save_tiny_hf
 
-    hf_model = save_tiny_hf_bert(tmp_path, "BertForMaskedLM")
+    hf_model = save_tiny_hf(tmp_path, "bert", "masked_lm")
     mlm = wb.AutoModelForMaskedLM.from_pretrained(tmp_path)
     ids = torch.randint(1, 99, (1, 6), generator=torch.Generator().manual_seed(0))
     lens = mlm.logit_lens(ids)

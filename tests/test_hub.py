@@ -16,7 +16,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 from workbench.hub import resolve_checkpoint
@@ -68,7 +68,7 @@ def offline_cache(tmp_path, monkeypatch):
 def tiny_repo(tmp_path, minilm_path):
     """The files of a tiny BERT repo: config.json, model.safetensors and MiniLM's tokenizer files."""
     folder = tmp_path / "tiny_repo"
-    hf_model = save_tiny_hf_bert(folder, vocab_size=30522)  # MiniLM's vocabulary, so text works
+    hf_model = save_tiny_hf(folder, "bert", vocab_size=30522)  # MiniLM's vocabulary, so text works
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(minilm_path / name, folder / name)
     return folder, hf_model

@@ -1,6 +1,6 @@
 """Loading checkpoints: clear errors for every bad input, and every supported on-disk layout loads right.
 
-Tiny random BERTs are saved by Hugging Face (``save_tiny_hf_bert`` in conftest.py), broken in one way
+Tiny random BERTs are saved by Hugging Face (``save_tiny_hf`` in tiny_hf.py), broken in one way
 each, and loaded with the workbench. Positive paths are checked against Hugging Face's outputs.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
 from safetensors.torch import load_file, save_file
+from tiny_hf import save_tiny_hf, task_of
 
 import workbench as wb
 
@@ -25,14 +25,14 @@ ATOL = 1e-5
 def tiny(tmp_path_factory):
     """(folder, Hugging Face model) of a tiny random BertModel saved as model.safetensors."""
     folder = tmp_path_factory.mktemp("tiny_bert")
-    hf_model = save_tiny_hf_bert(folder)
+    hf_model = save_tiny_hf(folder, "bert")
     return folder, hf_model
 
 
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_bert_mlm")
-    hf_model = save_tiny_hf_bert(folder, "BertForMaskedLM", seed=1)
+    hf_model = save_tiny_hf(folder, "bert", "masked_lm", seed=1)
     return folder, hf_model
 
 
@@ -539,7 +539,7 @@ def test_legacy_gamma_beta_names_into_masked_lm(tiny_mlm, tmp_path):
 def test_untied_masked_lm_checkpoint_matches_hf(tmp_path):
     """tie_word_embeddings=False: Hugging Face (v5) then unties cls.predictions.decoder.bias from
     cls.predictions.bias too, and its logits use decoder.bias."""
-    hf_mlm = save_tiny_hf_bert(tmp_path / "untied", "BertForMaskedLM", seed=2, tie_word_embeddings=False)
+    hf_mlm = save_tiny_hf(tmp_path / "untied", "bert", "masked_lm", seed=2, tie_word_embeddings=False)
     model = wb.AutoModelForMaskedLM.from_pretrained(tmp_path / "untied")
     assert model.config.tie_word_embeddings is False
     inputs = example_inputs()
@@ -567,7 +567,7 @@ def _main_output(out):
 def test_save_pretrained_round_trip(tmp_path, hf_class_name):
     transformers = pytest.importorskip("transformers")
     auto_class, config_fields = ROUND_TRIP[hf_class_name]
-    save_tiny_hf_bert(tmp_path / "source", hf_class_name, seed=3, **config_fields)
+    save_tiny_hf(tmp_path / "source", "bert", task_of("bert", hf_class_name), seed=3, **config_fields)
     ours = auto_class.from_pretrained(tmp_path / "source")
     saved = ours.save_pretrained(tmp_path / "saved")
     config = json.loads((saved / "config.json").read_text())
@@ -597,7 +597,7 @@ def test_save_pretrained_round_trip(tmp_path, hf_class_name):
 
 def test_save_pretrained_untied_masked_lm_round_trip_in_hf(tmp_path):
     transformers = pytest.importorskip("transformers")
-    save_tiny_hf_bert(tmp_path / "source", "BertForMaskedLM", seed=4, tie_word_embeddings=False)
+    save_tiny_hf(tmp_path / "source", "bert", "masked_lm", seed=4, tie_word_embeddings=False)
     ours = wb.AutoModelForMaskedLM.from_pretrained(tmp_path / "source")
     ours.save_pretrained(tmp_path / "saved")
     hf_back, info = transformers.BertForMaskedLM.from_pretrained(
@@ -611,7 +611,7 @@ def test_save_pretrained_untied_masked_lm_round_trip_in_hf(tmp_path):
 
 def test_save_pretrained_with_tokenizer_round_trip(tmp_path, minilm_path):
     """A model with a tokenizer saves it too; the reloaded model runs on text with the same ids."""
-    save_tiny_hf_bert(tmp_path / "source", vocab_size=30522)
+    save_tiny_hf(tmp_path / "source", "bert", vocab_size=30522)
     shutil.copy(minilm_path / "tokenizer.json", tmp_path / "source")
     shutil.copy(minilm_path / "tokenizer_config.json", tmp_path / "source")
     model = wb.AutoModel.from_pretrained(tmp_path / "source")

@@ -18,6 +18,7 @@ import shutil
 
 import pytest
 import torch
+from tiny_hf import save_tiny_hf, task_of
 
 from workbench.models.bert import BertConfig, BertForMaskedLM, BertModel
 from workbench.models.roberta import (
@@ -52,34 +53,14 @@ OURS = {
 }
 
 TINY_CONFIGS = {
-    "2x4heads": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37),
-    "3x6heads-gelu_new": dict(
-        hidden_size=48, num_hidden_layers=3, num_attention_heads=6, intermediate_size=64, hidden_act="gelu_new"
-    ),
+    "2x4heads": dict(d_model=32, n_layers=2, n_heads=4, d_mlp=37),
+    "3x6heads-gelu_new": dict(d_model=48, n_layers=3, n_heads=6, d_mlp=64, hidden_act="gelu_new"),
     # as the released checkpoints: one token type, eps 1e-5, 2 + max length positions
     "1x1head-released-like": dict(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=24, type_vocab_size=1,
-        layer_norm_eps=1e-5, max_position_embeddings=13, hidden_act="relu",
+        d_model=16, n_layers=1, n_heads=1, d_mlp=24, type_vocab_size=1, layer_norm_eps=1e-5, max_positions=13,
+        hidden_act="relu",
     ),
 }
-
-
-def save_tiny_hf_roberta(folder, hf_class_name="RobertaModel", seed=0, **config_fields):
-    """Save a random-init Hugging Face RoBERTa (tiny by default) to ``folder``; return the HF model (eval, eager),
-    every parameter perturbed so that a mix-up of any two tensors (or a forgotten bias) shows."""
-    fields = dict(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=64, pad_token_id=PAD, bos_token_id=0, eos_token_id=2,
-    )
-    fields.update(config_fields)
-    config = transformers.RobertaConfig(**fields, attn_implementation="eager")
-    torch.manual_seed(seed)
-    model = getattr(transformers, hf_class_name)(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(folder)
-    return model
 
 
 def make_inputs(padding: str, batch: int = 3, length: int = 11, seed: int = 0, vocab: int = VOCAB):
@@ -121,7 +102,7 @@ PADDINGS = ["unpadded", "right", "left"]
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_hidden_states_and_attentions_match(tmp_path, name, padding):
     fields = TINY_CONFIGS[name]
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaModel", **fields)
+    hf_model = save_tiny_hf(tmp_path, "roberta", **fields)
     ours = RobertaModel.from_pretrained(tmp_path)
     assert isinstance(ours.config, RobertaConfig) and ours.config.model_type == "roberta"
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
@@ -136,7 +117,7 @@ def test_hidden_states_and_attentions_match(tmp_path, name, padding):
 
 
 def test_token_types_and_inputs_embeds_match(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaModel", type_vocab_size=2)
+    hf_model = save_tiny_hf(tmp_path, "roberta", type_vocab_size=2)
     ours = RobertaModel.from_pretrained(tmp_path)
     inputs = make_inputs("right")
     types = torch.randint(0, 2, inputs["input_ids"].shape, generator=torch.Generator().manual_seed(3))
@@ -173,7 +154,7 @@ def test_positions_are_hugging_faces(tmp_path):
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 def test_masked_lm_logits_and_loss_match(tmp_path, padding, tied):
     # gelu_new in the blocks: Hugging Face's RobertaLMHead uses the exact GELU whatever hidden_act says
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForMaskedLM", hidden_act="gelu_new", tie_word_embeddings=tied)
+    hf_model = save_tiny_hf(tmp_path, "roberta", "masked_lm", hidden_act="gelu_new", tie_word_embeddings=tied)
     ours = RobertaForMaskedLM.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     assert (ours.unembed.weight is ours.embed.weight) is tied
@@ -193,7 +174,7 @@ def test_masked_lm_with_both_biases_different_uses_the_decoders(tmp_path):
     them and its forward uses the decoder's; so do we."""
     from safetensors.torch import load_file, save_file
 
-    save_tiny_hf_roberta(tmp_path, "RobertaForMaskedLM")
+    save_tiny_hf(tmp_path, "roberta", "masked_lm")
     state = load_file(str(tmp_path / "model.safetensors"))
     state["lm_head.decoder.bias"] = state["lm_head.bias"] + torch.randn_like(state["lm_head.bias"])
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
@@ -208,8 +189,8 @@ def test_masked_lm_with_both_biases_different_uses_the_decoders(tmp_path):
 @pytest.mark.parametrize("num_labels", [1, 3])
 @pytest.mark.parametrize("padding", ["right", "left"])
 def test_sequence_classification_logits_and_loss_match(tmp_path, num_labels, padding):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForSequenceClassification", num_labels=num_labels,
-                                    **TINY_CONFIGS["3x6heads-gelu_new"])
+    hf_model = save_tiny_hf(tmp_path, "roberta", "sequence_classification", num_labels=num_labels,
+                            **TINY_CONFIGS["3x6heads-gelu_new"])
     ours = RobertaForSequenceClassification.from_pretrained(tmp_path)
     assert ours.config.num_labels == num_labels and ours.loading_info.missing_keys == []
     assert ours.pooler is None and not any(k.startswith("pooler") for k in ours.state_dict())
@@ -224,8 +205,8 @@ def test_sequence_classification_logits_and_loss_match(tmp_path, num_labels, pad
 
 
 def test_multi_label_classification_loss_matches(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForSequenceClassification", num_labels=4,
-                                    problem_type="multi_label_classification")
+    hf_model = save_tiny_hf(tmp_path, "roberta", "sequence_classification", num_labels=4,
+                            problem_type="multi_label_classification")
     ours = RobertaForSequenceClassification.from_pretrained(tmp_path)
     inputs = make_inputs("right")
     labels = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 1]])
@@ -234,7 +215,7 @@ def test_multi_label_classification_loss_matches(tmp_path):
 
 
 def test_token_classification_matches(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForTokenClassification", num_labels=5)
+    hf_model = save_tiny_hf(tmp_path, "roberta", "token_classification", num_labels=5)
     ours = RobertaForTokenClassification.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs("right")
@@ -248,7 +229,7 @@ def test_token_classification_matches(tmp_path):
 
 
 def test_question_answering_matches(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForQuestionAnswering")
+    hf_model = save_tiny_hf(tmp_path, "roberta", "question_answering")
     ours = RobertaForQuestionAnswering.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs("left")
@@ -262,7 +243,7 @@ def test_question_answering_matches(tmp_path):
 
 
 def test_multiple_choice_matches(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForMultipleChoice")
+    hf_model = save_tiny_hf(tmp_path, "roberta", "multiple_choice")
     ours = RobertaForMultipleChoice.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     flat = make_inputs("right", batch=6)
@@ -282,7 +263,7 @@ def test_multiple_choice_matches(tmp_path):
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_saved_folder_loads_in_hugging_face(tmp_path, name):
     num_labels = 2 if name == "RobertaForQuestionAnswering" else 3  # start and end
-    hf_model = save_tiny_hf_roberta(tmp_path / "original", name, num_labels=num_labels)
+    hf_model = save_tiny_hf(tmp_path / "original", "roberta", task_of("roberta", name), num_labels=num_labels)
     ours = OURS[name].from_pretrained(tmp_path / "original")
     ours.save_pretrained(tmp_path / "saved")
     saved_config = json.loads((tmp_path / "saved" / "config.json").read_text())
@@ -305,7 +286,7 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, name):
 
 
 def test_head_checkpoint_loads_into_the_body_and_a_fresh_head_is_reported(tmp_path):
-    save_tiny_hf_roberta(tmp_path, "RobertaForMaskedLM")
+    save_tiny_hf(tmp_path, "roberta", "masked_lm")
     body = RobertaModel.from_pretrained(tmp_path)
     assert sorted(body.loading_info.missing_keys) == ["pooler.bias", "pooler.weight"]  # no pooler in an MLM
     classifier = RobertaForSequenceClassification.from_pretrained(tmp_path, num_labels=2)
@@ -373,7 +354,7 @@ def test_hook_names_are_pinned_and_are_berts():
 
 
 def test_hook_points_equal_hugging_face_outputs(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForMaskedLM")
+    hf_model = save_tiny_hf(tmp_path, "roberta", "masked_lm")
     ours = RobertaForMaskedLM.from_pretrained(tmp_path)
     inputs = make_inputs("left")
     with torch.no_grad():
@@ -763,7 +744,7 @@ def tiny_mlm_with_tokenizer(tokenizer_folders, tmp_path_factory):
     folder = tmp_path_factory.mktemp("roberta_mlm")
     shutil.copy(tokenizer_folders["tokenizer_json"] / "tokenizer.json", folder / "tokenizer.json")
     vocab_size = len(transformers.AutoTokenizer.from_pretrained(str(tokenizer_folders["tokenizer_json"])))
-    hf_model = save_tiny_hf_roberta(folder, "RobertaForMaskedLM", vocab_size=vocab_size)
+    hf_model = save_tiny_hf(folder, "roberta", "masked_lm", vocab_size=vocab_size)
     return folder, hf_model
 
 
@@ -793,7 +774,7 @@ def test_text_in_the_model_matches_hugging_face(tiny_mlm_with_tokenizer):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_parity_with_hugging_face_on_the_gpu(tmp_path):
-    hf_model = save_tiny_hf_roberta(tmp_path, "RobertaForMaskedLM").cuda()
+    hf_model = save_tiny_hf(tmp_path, "roberta", "masked_lm").cuda()
     ours = RobertaForMaskedLM.from_pretrained(tmp_path, device="cuda")
     inputs = {key: value.cuda() for key, value in make_inputs("left").items()}
     with torch.no_grad():

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import save_tiny_hf_bert
+from tiny_hf import save_tiny_hf
 
 import workbench as wb
 
@@ -23,14 +23,14 @@ import workbench as wb
 def four_layers(tmp_path_factory):
     """A tiny Hugging Face BERT with 4 layers, saved as model.safetensors."""
     folder = tmp_path_factory.mktemp("four_layers")
-    save_tiny_hf_bert(folder, num_hidden_layers=4)
+    save_tiny_hf(folder, "bert", num_hidden_layers=4)
     return folder
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
-    save_tiny_hf_bert(folder)
+    save_tiny_hf(folder, "bert")
     return folder
 
 
@@ -67,7 +67,7 @@ def test_config_with_fewer_layers_than_the_checkpoint_warns(four_layers, tmp_pat
 
 
 def test_head_tensors_under_a_bare_model_are_a_warning_too(tmp_path, caplog):
-    save_tiny_hf_bert(tmp_path, "BertForMaskedLM")
+    save_tiny_hf(tmp_path, "bert", "masked_lm")
     with caplog.at_level(logging.WARNING):
         model = wb.AutoModel.from_pretrained(tmp_path)
     assert model.loading_info.unexpected_keys and not model.loading_info.unused_layer_keys

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from tiny_hf import save_tiny_hf, task_of
 
 from workbench.models.xlm import (
     XLMConfig,
@@ -27,24 +28,6 @@ TOL = 1e-4
 VOCAB = 99
 PAD = 2  # XLM's default pad_token_id
 LANG2ID = {"en": 0, "fr": 1, "de": 2}
-
-
-def save_tiny_hf_xlm(folder, hf_class_name="XLMModel", seed=0, **config_fields):
-    """Save a random-init Hugging Face XLM (tiny by default) to ``folder``; return the HF model (eval, eager,
-    every parameter perturbed, sinusoidal position tables included: Hugging Face does not regenerate them
-    when loading)."""
-    import transformers
-
-    fields = dict(vocab_size=VOCAB, emb_dim=32, n_layers=2, n_heads=4, max_position_embeddings=64)
-    fields.update(config_fields)
-    config = transformers.XLMConfig(**fields, attn_implementation="eager")
-    torch.manual_seed(seed)
-    model = getattr(transformers, hf_class_name)(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(folder)
-    return model
 
 
 def make_inputs(padding: str, n_langs: int = 1, seed: int = 0, token_types: bool = False):
@@ -84,7 +67,7 @@ TINY_CONFIGS = {
     "sinusoidal-1lang": dict(sinusoidal_embeddings=True),
     "3langs-no-lang-emb": dict(n_langs=3, use_lang_emb=False),
     "1x1head-relu-sinusoidal-2langs": dict(
-        emb_dim=16, n_layers=1, n_heads=1, gelu_activation=False, sinusoidal_embeddings=True, n_langs=2
+        d_model=16, n_layers=1, n_heads=1, gelu_activation=False, sinusoidal_embeddings=True, n_langs=2
     ),
 }
 
@@ -97,7 +80,7 @@ TINY_CONFIGS = {
 @pytest.mark.parametrize("padding", ["none", "right", "ids", "left"])
 def test_hidden_states_and_attentions_match(tmp_path, name, causal, padding):
     fields = {**TINY_CONFIGS[name], "causal": causal}
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMModel", **fields)
+    hf_model = save_tiny_hf(tmp_path, "xlm", **fields)
     ours = XLMModel.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs(padding, n_langs=fields.get("n_langs", 1), token_types=name == "learned-3langs")
@@ -111,7 +94,7 @@ def test_hidden_states_and_attentions_match(tmp_path, name, causal, padding):
 
 
 def test_lengths_input_matches(tmp_path):
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMModel")
+    hf_model = save_tiny_hf(tmp_path, "xlm")
     ours = XLMModel.from_pretrained(tmp_path)
     inputs = make_inputs("none")
     lengths = torch.tensor([11, 6, 2])
@@ -124,7 +107,7 @@ def test_lengths_input_matches(tmp_path):
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 @pytest.mark.parametrize("padding", ["none", "right"])
 def test_lm_head_logits_and_loss_match(tmp_path, causal, padding):
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMWithLMHeadModel", causal=causal, **TINY_CONFIGS["learned-3langs"])
+    hf_model = save_tiny_hf(tmp_path, "xlm", "masked_lm", causal=causal, **TINY_CONFIGS["learned-3langs"])
     ours = XLMWithLMHeadModel.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     assert ours.unembed.weight is ours.embed.weight  # tied, as in Hugging Face
@@ -151,8 +134,8 @@ SUMMARIES = {
 @pytest.mark.parametrize("summary", sorted(SUMMARIES))
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_sequence_classification_matches(tmp_path, summary, num_labels):
-    hf_model = save_tiny_hf_xlm(
-        tmp_path, "XLMForSequenceClassification", num_labels=num_labels, sinusoidal_embeddings=True,
+    hf_model = save_tiny_hf(
+        tmp_path, "xlm", "sequence_classification", num_labels=num_labels, sinusoidal_embeddings=True,
         **SUMMARIES[summary],
     )
     ours = XLMForSequenceClassification.from_pretrained(tmp_path)
@@ -169,8 +152,8 @@ def test_sequence_classification_matches(tmp_path, summary, num_labels):
 
 
 def test_summary_without_projection_to_labels_matches(tmp_path):
-    hf_model = save_tiny_hf_xlm(
-        tmp_path, "XLMForSequenceClassification", summary_type="cls_index", summary_proj_to_labels=False,
+    hf_model = save_tiny_hf(
+        tmp_path, "xlm", "sequence_classification", summary_type="cls_index", summary_proj_to_labels=False,
         summary_activation="tanh",
     )
     ours = XLMForSequenceClassification.from_pretrained(tmp_path)
@@ -191,7 +174,7 @@ HEAD_CONFIGS = {
 @pytest.mark.parametrize("padding", ["none", "right", "ids", "left"])
 def test_token_classification_matches(tmp_path, name, padding):
     fields = HEAD_CONFIGS[name]
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForTokenClassification", num_labels=5, **fields)
+    hf_model = save_tiny_hf(tmp_path, "xlm", "token_classification", num_labels=5, **fields)
     ours = XLMForTokenClassification.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs(padding, n_langs=fields.get("n_langs", 1), token_types=name == "learned-3langs")
@@ -210,7 +193,7 @@ def test_token_classification_matches(tmp_path, name, padding):
 @pytest.mark.parametrize("padding", ["none", "right", "ids", "left"])
 def test_question_answering_matches(tmp_path, name, padding):
     fields = HEAD_CONFIGS[name]
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForQuestionAnsweringSimple", **fields)
+    hf_model = save_tiny_hf(tmp_path, "xlm", "question_answering", **fields)
     ours = XLMForQuestionAnsweringSimple.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = make_inputs(padding, n_langs=fields.get("n_langs", 1), token_types=name == "learned-3langs")
@@ -240,7 +223,7 @@ def choice_inputs(padding: str, n_langs: int = 1):
 @pytest.mark.parametrize("padding", ["none", "right", "ids"])
 def test_multiple_choice_matches(tmp_path, summary, padding):
     fields = {**TINY_CONFIGS["learned-3langs"], **SUMMARIES[summary]}
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForMultipleChoice", num_labels=4, **fields)
+    hf_model = save_tiny_hf(tmp_path, "xlm", "multiple_choice", num_labels=4, **fields)
     ours = XLMForMultipleChoice.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     inputs = choice_inputs(padding, n_langs=3)
@@ -257,7 +240,7 @@ def test_multiple_choice_matches(tmp_path, summary, padding):
 
 
 def test_multiple_choice_langs_and_lengths(tmp_path):
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMForMultipleChoice", **TINY_CONFIGS["learned-3langs"])
+    hf_model = save_tiny_hf(tmp_path, "xlm", "multiple_choice", **TINY_CONFIGS["learned-3langs"])
     ours = XLMForMultipleChoice.from_pretrained(tmp_path)
     inputs = choice_inputs("right", n_langs=3)
     lengths = torch.full((6,), 2)
@@ -298,7 +281,9 @@ def test_save_pretrained_round_trip_loads_in_hugging_face(tmp_path, cls_name):
     from safetensors.torch import load_file
 
     classes = {c.__name__: c for c in (XLMModel, XLMWithLMHeadModel, XLMForSequenceClassification)}
-    hf_model = save_tiny_hf_xlm(tmp_path / "hf", cls_name, num_labels=3, **TINY_CONFIGS["learned-3langs"])
+    hf_model = save_tiny_hf(
+        tmp_path / "hf", "xlm", task_of("xlm", cls_name), num_labels=3, **TINY_CONFIGS["learned-3langs"]
+    )
     ours = classes[cls_name].from_pretrained(tmp_path / "hf")
     ours.save_pretrained(tmp_path / "ours")
     assert set(load_file(tmp_path / "ours" / "model.safetensors")) == set(load_file(tmp_path / "hf" / "model.safetensors"))
@@ -326,7 +311,9 @@ def test_task_heads_round_trip_through_hugging_face(tmp_path, cls_name):
     import workbench as wb
 
     num_labels = 2 if "QuestionAnswering" in cls_name else 3
-    hf_model = save_tiny_hf_xlm(tmp_path / "hf", cls_name, num_labels=num_labels, **TINY_CONFIGS["learned-3langs"])
+    hf_model = save_tiny_hf(
+        tmp_path / "hf", "xlm", task_of("xlm", cls_name), num_labels=num_labels, **TINY_CONFIGS["learned-3langs"]
+    )
     assert type(wb.load(tmp_path / "hf", device="cpu")) is HEADS[cls_name]  # the head the checkpoint was saved with
     ours = HEADS[cls_name].from_pretrained(tmp_path / "hf")
     ours.save_pretrained(tmp_path / "ours")
@@ -491,7 +478,7 @@ def test_traces_and_exports_with_no_hooks(causal):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 def test_parity_with_hugging_face_on_the_gpu(tmp_path, causal):
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMWithLMHeadModel", causal=causal, n_langs=3).cuda()
+    hf_model = save_tiny_hf(tmp_path, "xlm", "masked_lm", causal=causal, n_langs=3).cuda()
     ours = XLMWithLMHeadModel.from_pretrained(tmp_path, device="cuda")
     inputs = {k: v.cuda() for k, v in make_inputs("right", n_langs=3).items()}
     with torch.no_grad():
@@ -665,8 +652,8 @@ def test_tokenizer_save_round_trip(tokenizers, tmp_path):
 @needs_sacremoses
 def test_tokenizer_and_model_together_match_hugging_face(tokenizers, tmp_path):
     ours_tok, hf_tok = tokenizers
-    hf_model = save_tiny_hf_xlm(tmp_path, "XLMWithLMHeadModel", vocab_size=len(hf_tok), n_langs=3, pad_token_id=2,
-                                lang2id=LANG2ID)
+    hf_model = save_tiny_hf(tmp_path, "xlm", "masked_lm", vocab_size=len(hf_tok), n_langs=3, pad_token_id=2,
+                            lang2id=LANG2ID)
     model = XLMWithLMHeadModel.from_pretrained(tmp_path)
     model.tokenizer = ours_tok
     texts = ["Bonjour, le monde!", "The quick brown fox.", "Café"]

@@ -10,6 +10,7 @@ import importlib.util
 
 import pytest
 import torch
+from tiny_hf import save_tiny_hf, task_of
 
 import workbench as wb
 from workbench.models.xlnet import (
@@ -28,23 +29,6 @@ from workbench.tokenizers.xlnet import XLNetTokenizer, read_sentencepiece_model
 TOL = 1e-4
 VOCAB = 99
 BATCH, LENGTH = 4, 9
-
-
-def save_tiny_hf_xlnet(folder, hf_class_name="XLNetModel", seed=0, **config_fields):
-    """Save a random-init Hugging Face XLNet (tiny by default) to ``folder``; return the HF model (eval, every
-    parameter perturbed so that a mix-up of two tensors or a forgotten bias shows)."""
-    import transformers
-
-    fields = dict(vocab_size=VOCAB, d_model=32, n_layer=2, n_head=4, d_inner=37, mem_len=6, pad_token_id=5)
-    fields.update(config_fields)
-    config = transformers.XLNetConfig(**fields)
-    torch.manual_seed(seed)
-    model = getattr(transformers, hf_class_name)(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    model.save_pretrained(folder)
-    return model
 
 
 def make_inputs(seed=0, padding=False, token_types=False, permutation=False, batch=BATCH, length=LENGTH):
@@ -131,7 +115,7 @@ CONFIGS = {
     "uni": dict(attn_type="uni"),
     "uni-same-length": dict(attn_type="uni", same_length=True),
     "bi-data-clamp": dict(bi_data=True, clamp_len=3),
-    "relu-1layer-1head": dict(n_layer=1, n_head=1, ff_activation="relu", d_inner=16),
+    "relu-1layer-1head": dict(n_layers=1, n_heads=1, ff_activation="relu", d_mlp=16),
 }
 INPUTS = {
     "plain": dict(),
@@ -147,7 +131,7 @@ INPUTS = {
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("inputs", sorted(INPUTS))
 def test_both_streams_attentions_and_mems_match(tmp_path, config, inputs):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetModel", **CONFIGS[config])
+    hf_model = save_tiny_hf(tmp_path, "xlnet", **CONFIGS[config])
     ours = XLNetModel.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     kwargs = make_inputs(**INPUTS[inputs])
@@ -175,9 +159,7 @@ def test_both_streams_attentions_and_mems_match(tmp_path, config, inputs):
 @pytest.mark.parametrize("attn_type", ["bi", "uni"])
 @pytest.mark.parametrize("reuse_len", [None, 4])
 def test_two_segments_with_memory_match(tmp_path, attn_type, reuse_len):
-    hf_model = save_tiny_hf_xlnet(
-        tmp_path, "XLNetLMHeadModel", attn_type=attn_type, reuse_len=reuse_len, mem_len=7
-    )
+    hf_model = save_tiny_hf(tmp_path, "xlnet", "causal_lm", attn_type=attn_type, reuse_len=reuse_len, mem_len=7)
     ours = XLNetLMHeadModel.from_pretrained(tmp_path)
     first = make_inputs(seed=1, token_types=True)
     second = make_inputs(seed=2, token_types=True, permutation=True, length=5)
@@ -201,7 +183,7 @@ def test_two_segments_with_memory_match(tmp_path, attn_type, reuse_len):
 
 
 def test_input_mask_and_inputs_embeds_match(tmp_path):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetModel")
+    hf_model = save_tiny_hf(tmp_path, "xlnet")
     ours = XLNetModel.from_pretrained(tmp_path)
     kwargs = make_inputs(padding=True)
     input_mask = 1.0 - kwargs.pop("attention_mask").float()
@@ -216,7 +198,7 @@ def test_input_mask_and_inputs_embeds_match(tmp_path):
 
 @pytest.mark.parametrize("inputs", ["padded-segments", "all"])
 def test_lm_head_logits_and_loss_match(tmp_path, inputs):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetLMHeadModel")
+    hf_model = save_tiny_hf(tmp_path, "xlnet", "causal_lm")
     ours = XLNetLMHeadModel.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     assert ours.unembed.weight is ours.embed.weight  # tied, as in Hugging Face
@@ -259,7 +241,7 @@ def head_labels(name, generator):
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_head_logits_and_losses_match(tmp_path, name):
     our_class, fields = HEADS[name]
-    hf_model = save_tiny_hf_xlnet(tmp_path, name, **fields)
+    hf_model = save_tiny_hf(tmp_path, "xlnet", task_of("xlnet", name), **fields)
     ours = our_class.from_pretrained(tmp_path)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     kwargs = make_inputs(padding=True, token_types=True)
@@ -278,7 +260,7 @@ def test_head_logits_and_losses_match(tmp_path, name):
 
 
 def test_regression_loss_matches(tmp_path):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetForSequenceClassification", num_labels=1)
+    hf_model = save_tiny_hf(tmp_path, "xlnet", "sequence_classification", num_labels=1)
     ours = XLNetForSequenceClassification.from_pretrained(tmp_path)
     kwargs = make_inputs(token_types=True)
     labels = torch.randn(BATCH)
@@ -367,7 +349,7 @@ def test_hook_names_are_pinned():
 
 
 def test_cache_equals_outputs_for_both_streams(tmp_path):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetLMHeadModel")
+    hf_model = save_tiny_hf(tmp_path, "xlnet", "causal_lm")
     ours = XLNetLMHeadModel.from_pretrained(tmp_path)
     kwargs = make_inputs(padding=True, token_types=True, permutation=True)
     with torch.no_grad():
@@ -394,7 +376,7 @@ def test_cache_equals_outputs_for_both_streams(tmp_path):
 
 
 def test_patching_hook_mems_changes_the_output_like_other_memories(tmp_path):
-    hf_model = save_tiny_hf_xlnet(tmp_path, "XLNetModel")
+    hf_model = save_tiny_hf(tmp_path, "xlnet")
     ours = XLNetModel.from_pretrained(tmp_path)
     first, second = make_inputs(seed=1), make_inputs(seed=2, length=5)
     with torch.no_grad():
@@ -418,7 +400,7 @@ def test_patching_hook_mems_changes_the_output_like_other_memories(tmp_path):
 
 
 def test_editing_the_query_stream_changes_only_the_predictions(tmp_path):
-    save_tiny_hf_xlnet(tmp_path, "XLNetLMHeadModel")
+    save_tiny_hf(tmp_path, "xlnet", "causal_lm")
     ours = XLNetLMHeadModel.from_pretrained(tmp_path)
     kwargs = make_inputs(permutation=True)
 
@@ -435,7 +417,7 @@ def test_editing_the_query_stream_changes_only_the_predictions(tmp_path):
 
 
 def test_head_mask_zeroes_hook_z_in_both_streams(tmp_path):
-    save_tiny_hf_xlnet(tmp_path, "XLNetLMHeadModel")
+    save_tiny_hf(tmp_path, "xlnet", "causal_lm")
     ours = XLNetLMHeadModel.from_pretrained(tmp_path)
     kwargs = make_inputs(permutation=True)
     head_mask = torch.ones(2, 4)
@@ -482,7 +464,7 @@ def test_saved_checkpoint_loads_in_hugging_face(tmp_path, name):
 
 
 def test_config_round_trip_and_aliases(tmp_path):
-    save_tiny_hf_xlnet(tmp_path, "XLNetModel", attn_type="uni", clamp_len=4, same_length=True, reuse_len=3)
+    save_tiny_hf(tmp_path, "xlnet", attn_type="uni", clamp_len=4, same_length=True, reuse_len=3)
     config = wb.AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, XLNetConfig)
     assert (config.attn_type, config.clamp_len, config.same_length, config.reuse_len) == ("uni", 4, True, 3)
@@ -636,7 +618,7 @@ def test_wb_load_runs_on_text_and_generates(tmp_path, tiny_tokenizer_folder):
     import transformers
 
     folder, theirs, vocab_size = tiny_tokenizer_folder
-    hf_model = save_tiny_hf_xlnet(tmp_path / "model", "XLNetLMHeadModel", vocab_size=vocab_size)
+    hf_model = save_tiny_hf(tmp_path / "model", "xlnet", "causal_lm", vocab_size=vocab_size)
     theirs.save_pretrained(tmp_path / "model")
     lm = wb.load(tmp_path / "model", device="cpu")
     assert isinstance(lm, XLNetLMHeadModel) and isinstance(lm.tokenizer, XLNetTokenizer)
@@ -670,7 +652,7 @@ def test_wb_load_runs_on_text_and_generates(tmp_path, tiny_tokenizer_folder):
 
 
 def test_left_padding_does_not_change_real_tokens(tmp_path):
-    save_tiny_hf_xlnet(tmp_path, "XLNetLMHeadModel")
+    save_tiny_hf(tmp_path, "xlnet", "causal_lm")
     lm = XLNetLMHeadModel.from_pretrained(tmp_path)
     ids = make_inputs(seed=5, batch=1, length=6)["input_ids"]
     padded = torch.cat([torch.full((1, 3), 5), ids], dim=1)
