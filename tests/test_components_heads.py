@@ -10,6 +10,9 @@ import torch.nn.functional as F
 
 import workbench as wb
 from workbench.components.heads import (
+    CausalLMHead,
+    LanguageModelHead,
+    MaskedLMHead,
     MultipleChoiceHead,
     QuestionAnsweringHead,
     SequenceClassificationHead,
@@ -49,14 +52,17 @@ def _inputs(model):
         ("question_answering", QuestionAnsweringHead),
         ("multiple_choice", MultipleChoiceHead),
         ("sequence_classification", SequenceClassificationHead),
+        ("masked_lm", MaskedLMHead),
+        ("causal_lm", LanguageModelHead),  # XLM's one LM head serves both tasks
     ],
 )
 def test_one_forward_and_one_signature_per_head_kind(task, mixin):
     registry = wb.auto.TASK_REGISTRIES[task]
     classes = {registry[m] for m in registry}
-    assert len(classes) >= 5
+    assert len(classes) >= 4
     for cls in classes:
         assert issubclass(cls, mixin) and cls.forward is mixin.forward, cls.__name__
+        assert "labels" in inspect.signature(cls.forward).parameters or task == "question_answering"
     assert len({str(inspect.signature(cls.forward)) for cls in classes}) == 1
 
 
@@ -211,3 +217,70 @@ def test_decoders_classify_from_the_last_real_token(model_type):
     torch.testing.assert_close(padded[1], alone[0])
     body = model.decode(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(padded, model.classifier(body[[0, 1], [6, 4]]))
+
+
+# Language-model heads ------------------------------------------------------------------------------------
+
+# Every registered LM head class once (XLM's serves both tasks).
+LANGUAGE_MODELS = [("masked_lm", model_type) for model_type in sorted(wb.auto.TASK_REGISTRIES["masked_lm"])]
+LANGUAGE_MODELS += [
+    ("causal_lm", model_type) for model_type in sorted(wb.auto.TASK_REGISTRIES["causal_lm"]) if model_type != "xlm"
+]
+
+
+def _hand_lm_loss(logits: torch.Tensor, labels: torch.Tensor, shifted: bool) -> torch.Tensor:
+    """Mean negative log-likelihood of the labels that are not -100: at the same position, or one ahead."""
+    if shifted:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    picked = logits.float().log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
+    kept = labels != -100
+    return -(picked * kept).sum() / kept.sum()
+
+
+@pytest.mark.parametrize("task, model_type", LANGUAGE_MODELS)
+def test_language_model_loss_is_the_hand_computed_one(task, model_type):
+    model = _model(model_type, task)
+    ids, mask = _inputs(model)
+    labels = ids.clone()
+    labels[1, 5:] = -100
+    labels[0, 2] = -100
+    out, cache = model.run_with_cache(
+        {"input_ids": ids, "attention_mask": mask}, names_filter="hook_logits", labels=labels
+    )
+    assert out.logits.shape == (2, 7, model.config.vocab_size)
+    assert torch.equal(cache["hook_logits"], out.logits)  # hook_logits sees the logits
+    shifted = isinstance(model, CausalLMHead) and model.shift_labels
+    assert shifted == (model_type in ("gpt2", "openai-gpt", "transfo-xl"))  # XLNet, XLM: labels are the targets
+    if model_type == "transfo-xl":  # its own rule: log-probabilities, the per-position losses and their mean
+        losses = -out.logits[:, :-1].gather(-1, labels[:, 1:].clamp(min=0)[..., None]).squeeze(-1)
+        torch.testing.assert_close(out.losses, losses.masked_fill(labels[:, 1:] == -100, 0.0))
+    torch.testing.assert_close(out.loss, _hand_lm_loss(out.logits, labels, shifted))
+    assert model(ids, mask).loss is None
+    assert model.hook_names[-1] == "hook_logits"
+
+
+@pytest.mark.parametrize("task, model_type", LANGUAGE_MODELS)
+def test_language_model_rejects_an_unknown_input_and_decodes_residuals(task, model_type):
+    model = _model(model_type, task)
+    ids, mask = _inputs(model)
+    name = type(model).__name__
+    with pytest.raises(TypeError, match=rf"{name}.forward got unexpected input\(s\) \['bogus'\]"):
+        model(ids, mask, bogus=ids)
+    with pytest.raises(TypeError):
+        model(ids, mask, ids)
+    if "unembed" in model._modules and model.config.tie_word_embeddings:
+        assert model.unembed.weight is model.embed.weight
+        assert "unembed.weight" in model.tied_parameter_names()
+    if model_type not in ("gpt2", "openai-gpt", "xlnet"):  # GPT-2 decodes through ln_final; XLNet: dropout
+        out = model(ids, mask, output_hidden_states=True)
+        torch.testing.assert_close(model.decode_residual(out.hidden_states[-1]), out.logits)
+
+
+def test_causal_lm_returns_its_cache_and_continues_from_it():
+    model = _model("gpt2", "causal_lm")
+    ids, mask = _inputs(model)
+    ids, mask = ids[:1], mask[:1]
+    full = model(ids, mask).logits
+    first = model(ids[:, :4], mask[:, :4], use_cache=True)
+    rest = model(ids[:, 4:], mask, past_key_values=first.past_key_values, use_cache=True)
+    torch.testing.assert_close(torch.cat([first.logits, rest.logits], dim=1), full)

@@ -3,6 +3,8 @@
 Head kinds: :class:`SequenceClassificationHead`, :class:`TokenClassificationHead`,
 :class:`QuestionAnsweringHead`, :class:`MultipleChoiceHead`, and the language-model heads
 :class:`MaskedLMHead` and :class:`CausalLMHead` (one :class:`LanguageModelHead` with a flag for the shift).
+Sequence and token classification and the language models take one ``labels`` tensor and share one
+``forward`` (:class:`LabelledHead`); question answering and multiple choice have their own.
 
 A head mixin owns the part of ``forward`` that is the same for every architecture: its parameters, the
 ``labels`` -> loss rule (as Hugging Face computes it), ``hook_logits`` and the output it returns. An
@@ -16,8 +18,9 @@ architecture's head class names the mixin before its base model and supplies onl
 
 The body comes from the base model's ``encode`` (``decode`` for the decoders), which takes the same inputs as
 its ``forward``; its output's other fields (``hidden_states``, ``attentions``, ``past_key_values``, and
-``mems`` for XLNet and Transformer-XL) are copied into the head's output class by name. Parameter names (``classifier``, ``qa_outputs``, ``unembed`` as the key maps name it) are Hugging Face's, so key maps and
-saved checkpoints are unchanged.
+``mems`` for XLNet and Transformer-XL) are copied into the head's output class (``head_output_class``) by
+name. Parameter names (``classifier``, ``qa_outputs``, ``unembed``) are those the key maps already use, so
+checkpoints load and save as before.
 
 ``forward`` takes ``input_ids`` and ``attention_mask`` by position, every other body input by keyword
 (``token_type_ids=...``, ``langs=...``, ``mems=...``): one signature per head kind, whatever the architecture.
@@ -35,6 +38,7 @@ from torch import nn
 from ..heads import (
     last_real_token,
     multiple_choice_inputs,
+    next_token_loss,
     sequence_classification_loss,
     span_loss,
     split_span_logits,
@@ -42,18 +46,35 @@ from ..heads import (
 )
 from ..hook_points import HookPoint
 from ..outputs import (
+    CausalLMOutput,
+    MaskedLMOutput,
     ModelOutput,
     MultipleChoiceOutput,
     QuestionAnsweringOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
+from .activations import activation
+from .norms import LayerNorm
 
 _OPTIONS = ("output_hidden_states", "output_attentions")
 
 
 class TaskHead:
-    """What every head mixin shares: running the body with checked inputs, and building the output."""
+    """What every head mixin shares: running the body with checked inputs, and building the output.
+
+    Every head's ``forward`` takes, besides its targets:
+
+    - ``input_ids``: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]);
+    - ``attention_mask``: [batch, pos] (decoders with a cache: [batch, past + pos]), 1 for real tokens, 0 for
+      padding;
+    - ``output_hidden_states``, ``output_attentions``: also return these, as Hugging Face does;
+    - ``return_dict``: False returns a tuple (also the case under ``torch.jit.trace``);
+    - ``**inputs``: the base model's other inputs, by keyword, as its ``forward`` takes them
+      (``token_type_ids=``, ``past_key_values=``, ``mems=``, ...); any other name is a TypeError.
+    """
+
+    head_output_class: type[ModelOutput]
 
     def run_body(
         self, input_ids, attention_mask, output_hidden_states: bool, output_attentions: bool, inputs
@@ -75,8 +96,9 @@ class TaskHead:
             **inputs,
         )
 
-    def head_output(self, output_class: type[ModelOutput], body: ModelOutput, **computed) -> ModelOutput:
-        """``output_class`` with the head's own fields (``computed``) and the rest copied from ``body``."""
+    def head_output(self, body: ModelOutput, **computed) -> ModelOutput:
+        """``head_output_class`` with the head's own fields (``computed``) and the rest copied from ``body``."""
+        output_class = self.head_output_class
         carried = {f.name: getattr(body, f.name) for f in fields(output_class) if f.name not in computed}
         return output_class(**computed, **carried)
 
@@ -95,22 +117,20 @@ def _body_inputs(cls: type) -> tuple[str, ...]:
     return cached
 
 
-class TokenClassificationHead(TaskHead):
-    """Mixin: a linear classifier on every token (NER, POS), optionally after dropout.
+class LabelledHead(TaskHead):
+    """The ``forward`` of the heads whose targets are one ``labels`` tensor (token and sequence classification,
+    language models): run the body, then the head kind's :meth:`head_fields` (its logits, through
+    ``hook_logits``, and its loss)."""
 
-    Adds ``classifier_dropout`` (when a rate is given), ``classifier`` and ``hook_logits``
-    [batch, pos, num_labels]. The output class is ``token_classifier_output`` (default
-    :class:`TokenClassifierOutput`).
-    """
-
-    token_classifier_output: type[ModelOutput] = TokenClassifierOutput
-
-    def add_token_classifier(self, d_model: int, num_labels: int, dropout: float | None) -> None:
-        """Call from ``__init__`` after the body: ``dropout=None`` puts no dropout before the classifier."""
-        if dropout is not None:
-            self.classifier_dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(d_model, num_labels)
-        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+    def head_fields(
+        self,
+        body: ModelOutput,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor | None]:
+        """The head's own fields of ``head_output_class`` (``logits``, ``loss``, ...) from the body's output."""
+        raise NotImplementedError(f"{type(self).__name__} must define head_fields")
 
     def forward(
         self,
@@ -123,39 +143,59 @@ class TokenClassificationHead(TaskHead):
         return_dict: bool = True,
         **inputs,
     ):
-        """Token classification logits, and their loss when ``labels`` are given.
+        """The head's logits, and their loss when ``labels`` are given; the other arguments are
+        :class:`TaskHead`'s.
 
         Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
-            labels: [batch, pos] class ids; -100 is ignored (cross-entropy as Hugging Face's).
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
+            labels: the targets, as the head kind takes them (-100 = ignored where there is one per token):
+                token classification: [batch, pos] class ids;
+                sequence classification: [batch] class ids, [batch, num_labels] 0/1 targets (multi-label) or
+                [batch] values (regression), the loss by ``config.problem_type`` as Hugging Face infers it;
+                language models: [batch, pos] token ids, at the same position (masked LM) or one ahead
+                (causal LM).
 
         Returns:
-            ``token_classifier_output`` (:class:`TokenClassifierOutput`) with logits [batch, pos, num_labels].
+            the head's ``head_output_class`` (:class:`TokenClassifierOutput`, :class:`SequenceClassifierOutput`,
+            :class:`MaskedLMOutput`, :class:`CausalLMOutput` or the architecture's) with ``logits``.
         """
         body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
+        computed = self.head_fields(body, input_ids, attention_mask, labels)
+        return self.head_output(body, **computed).returned(return_dict)
+
+
+class TokenClassificationHead(LabelledHead):
+    """Mixin: a linear classifier on every token (NER, POS), optionally after dropout.
+
+    Adds ``classifier_dropout`` (when a rate is given), ``classifier`` and ``hook_logits``
+    [batch, pos, num_labels]. ``labels``: [batch, pos] class ids, -100 ignored (cross-entropy as Hugging
+    Face's). The output class is ``head_output_class`` (default :class:`TokenClassifierOutput`).
+    """
+
+    head_output_class = TokenClassifierOutput
+
+    def add_token_classifier(self, d_model: int, num_labels: int, dropout: float | None) -> None:
+        """Call from ``__init__`` after the body: ``dropout=None`` puts no dropout before the classifier."""
+        if dropout is not None:
+            self.classifier_dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(d_model, num_labels)
+        self.hook_logits = HookPoint()  # [batch, pos, num_labels]
+
+    def head_fields(self, body, input_ids, attention_mask, labels):
         hidden = body.last_hidden_state
         if hasattr(self, "classifier_dropout"):
             hidden = self.classifier_dropout(hidden)
-        logits = self.hook_logits(self.classifier(hidden))
-        loss = token_cross_entropy(logits, labels) if labels is not None else None
-        return self.head_output(self.token_classifier_output, body, loss=loss, logits=logits).returned(
-            return_dict
-        )
+        logits = self.hook_logits(self.classifier(hidden))  # [batch, pos, num_labels]
+        return {"loss": None if labels is None else token_cross_entropy(logits, labels), "logits": logits}
 
 
 class QuestionAnsweringHead(TaskHead):
     """Mixin: span start/end logits for extractive QA (SQuAD), a linear ``qa_outputs`` on every token.
 
     Adds ``qa_dropout`` (when a rate is given), ``qa_outputs`` and ``hook_logits`` [batch, pos, 2]
-    (start, end). The output class is ``question_answering_output`` (default
-    :class:`QuestionAnsweringOutput`).
+    (start, end). The output class is ``head_output_class`` (default :class:`QuestionAnsweringOutput`).
     """
 
-    question_answering_output: type[ModelOutput] = QuestionAnsweringOutput
+    head_output_class = QuestionAnsweringOutput
 
     def add_span_head(self, d_model: int, dropout: float | None = None, num_labels: int = 2) -> None:
         """Call from ``__init__`` after the body; ``num_labels`` (the config's) must be 2: start and end."""
@@ -178,20 +218,15 @@ class QuestionAnsweringHead(TaskHead):
         return_dict: bool = True,
         **inputs,
     ):
-        """Answer-span start and end logits, and their loss when both positions are given.
+        """Answer-span start and end logits, and their loss when both positions are given; the other arguments
+        are :class:`TaskHead`'s.
 
         Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
             start_positions, end_positions: [batch], the answer's first and last token; the loss is the mean
                 of the two cross-entropies, positions outside the input ignored (as in Hugging Face).
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
 
         Returns:
-            ``question_answering_output`` (:class:`QuestionAnsweringOutput`) with start_logits and end_logits
-            [batch, pos].
+            ``head_output_class`` (:class:`QuestionAnsweringOutput`) with start_logits and end_logits [batch, pos].
         """
         body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
         hidden = body.last_hidden_state
@@ -201,9 +236,7 @@ class QuestionAnsweringHead(TaskHead):
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
-        out = self.head_output(
-            self.question_answering_output, body, loss=loss, start_logits=start_logits, end_logits=end_logits
-        )
+        out = self.head_output(body, loss=loss, start_logits=start_logits, end_logits=end_logits)
         return out.returned(return_dict)
 
 
@@ -257,51 +290,25 @@ class SequenceScoring(TaskHead):
         return self.classifier(state)
 
 
-class SequenceClassificationHead(SequenceScoring):
+class SequenceClassificationHead(SequenceScoring, LabelledHead):
     """Mixin: one label (or value) per sequence: sentiment, entailment, regression (GLUE).
 
     The architecture builds its scoring in ``__init__`` (usually :meth:`add_sequence_classifier`) and, where
     Hugging Face's differs from the default, overrides :meth:`sequence_state` or :meth:`sequence_scores`.
-    Adds ``hook_logits`` [batch, num_labels]. The output class is ``sequence_classifier_output`` (default
-    :class:`SequenceClassifierOutput`).
+    Adds ``hook_logits`` [batch, num_labels]. ``labels``: [batch] class ids, [batch, num_labels] 0/1 targets
+    (multi-label) or [batch] values (regression); the loss follows ``config.problem_type``, inferred as
+    Hugging Face does when unset (:func:`workbench.heads.sequence_classification_loss`). The output class is
+    ``head_output_class`` (default :class:`SequenceClassifierOutput`).
     """
 
-    sequence_classifier_output: type[ModelOutput] = SequenceClassifierOutput
+    head_output_class = SequenceClassifierOutput
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        *,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        **inputs,
-    ):
-        """Sequence logits, and their loss when ``labels`` are given.
-
-        Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds=`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
-            labels: [batch] class ids, [batch, num_labels] 0/1 targets (multi-label) or [batch] values
-                (regression); the loss follows ``config.problem_type``, inferred as Hugging Face does when
-                unset (:func:`workbench.heads.sequence_classification_loss`).
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-            **inputs: the base model's other inputs, by keyword (as its ``forward`` takes them).
-
-        Returns:
-            ``sequence_classifier_output`` (:class:`SequenceClassifierOutput`) with logits [batch, num_labels].
-        """
-        body = self.run_body(input_ids, attention_mask, output_hidden_states, output_attentions, inputs)
-        logits = self.hook_logits(self.sequence_scores(body, input_ids, attention_mask))
+    def head_fields(self, body, input_ids, attention_mask, labels):
+        logits = self.hook_logits(self.sequence_scores(body, input_ids, attention_mask))  # [batch, num_labels]
         loss = None
         if labels is not None:
             loss = sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
-        return self.head_output(self.sequence_classifier_output, body, loss=loss, logits=logits).returned(
-            return_dict
-        )
+        return {"loss": loss, "logits": logits}
 
 
 class MultipleChoiceHead(SequenceScoring):
@@ -313,10 +320,10 @@ class MultipleChoiceHead(SequenceScoring):
     classification (:class:`SequenceScoring`: ``add_sequence_classifier(d, 1, ...)``, and
     :meth:`sequence_state` or :meth:`sequence_scores` where they differ), one score per flattened choice.
     Hidden states and attentions are those of the flattened inputs, as in Hugging Face. The output class is
-    ``multiple_choice_output`` (default :class:`MultipleChoiceOutput`).
+    ``head_output_class`` (default :class:`MultipleChoiceOutput`).
     """
 
-    multiple_choice_output: type[ModelOutput] = MultipleChoiceOutput
+    head_output_class = MultipleChoiceOutput
     choice_inputs: tuple[str, ...] = (
         "input_ids",
         "attention_mask",
@@ -340,21 +347,19 @@ class MultipleChoiceHead(SequenceScoring):
         return_dict: bool = True,
         **inputs,
     ):
-        """Choice logits, and their loss when ``labels`` are given.
+        """Choice logits, and their loss when ``labels`` are given; the other arguments are :class:`TaskHead`'s,
+        with a choice axis.
 
         Only ``input_ids`` is taken by position (architectures order the others differently: XLNet's
         second input is ``token_type_ids``), every other input by keyword.
 
         Args:
-            input_ids: [batch, num_choices, pos] token ids (or ``inputs_embeds=`` [batch, num_choices, pos, d]).
-            attention_mask: [batch, num_choices, pos], 1 for real tokens, 0 for padding.
+            input_ids: [batch, num_choices, pos] token ids (or ``inputs_embeds=`` [batch, num_choices, pos, d]);
+                ``attention_mask`` and the other inputs in ``choice_inputs`` also have the choice axis.
             labels: [batch], the index of the right choice (cross-entropy over the choices).
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-            **inputs: the base model's other inputs, by keyword (those in ``choice_inputs`` per choice).
 
         Returns:
-            ``multiple_choice_output`` (:class:`MultipleChoiceOutput`) with logits [batch, num_choices].
+            ``head_output_class`` (:class:`MultipleChoiceOutput`) with logits [batch, num_choices].
         """
         inputs = self.prepare_choice_inputs(
             {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
@@ -371,7 +376,87 @@ class MultipleChoiceHead(SequenceScoring):
         scores = self.sequence_scores(body, input_ids, attention_mask)  # [batch * num_choices, 1]
         logits = self.hook_logits(scores.view(-1, num_choices))
         loss = F.cross_entropy(logits, labels.view(-1)) if labels is not None else None
-        return self.head_output(self.multiple_choice_output, body, loss=loss, logits=logits).returned(
-            return_dict
-        )
+        return self.head_output(body, loss=loss, logits=logits).returned(return_dict)
 
+
+class LanguageModelHead(LabelledHead):
+    """Mixin: a distribution over the vocabulary at every position (or every prediction, for XLNet's query
+    stream), and its loss.
+
+    The loss compares logits[t] with labels[t] (``shift_labels = False``: masked LM, and XLNet and XLM whose
+    labels are already the targets), or with labels[t + 1] (``shift_labels = True``: causal LM, as Hugging
+    Face shifts it); -100 labels are ignored. :class:`MaskedLMHead` and :class:`CausalLMHead` are the two
+    presets. The architecture supplies its output layer: usually :meth:`add_unembed` in ``__init__`` (an
+    optional ``transform`` first: BERT's dense -> act -> LayerNorm, stored as ``mlm_head``), or its own
+    :meth:`lm_logits`; :meth:`lm_fields` where its loss has other rules (Transformer-XL's adaptive softmax).
+    :meth:`decode_residual` decodes any residual-stream state (the logit lens). The output class is
+    ``head_output_class``.
+    """
+
+    head_output_class = MaskedLMOutput
+    shift_labels: bool = False
+
+    def add_unembed(self, d_model: int, vocab_size: int, bias: bool = True, transform: nn.Module | None = None):
+        """Call from ``__init__`` after the body: ``mlm_head`` (the ``transform``, when given), ``unembed``
+        (d_model -> vocab, its weight tied to the token embedding ``embed`` when
+        ``config.tie_word_embeddings``) and ``hook_logits`` [batch, pos, vocab]."""
+        if transform is not None:
+            self.mlm_head = transform
+        self.unembed = nn.Linear(d_model, vocab_size, bias=bias)
+        if self.config.tie_word_embeddings:
+            self.unembed.weight = self.embed.weight
+        self.hook_logits = HookPoint()  # [batch, pos, vocab]
+
+    def tied_parameter_names(self) -> set[str]:
+        names = set(super().tied_parameter_names())
+        if self.config.tie_word_embeddings and "unembed" in self._modules:
+            names.add("unembed.weight")
+        return names
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[..., d_model] (the body's output) -> [..., vocab]: ``unembed``, after ``mlm_head`` if there is one."""
+        if "mlm_head" in self._modules:
+            hidden = self.mlm_head(hidden)
+        return self.unembed(hidden)
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits [..., vocab] of any residual-stream state [..., d_model], for the logit lens: :meth:`lm_logits`
+        (an architecture with a final norm that the body applies puts it first)."""
+        return self.lm_logits(resid)
+
+    def head_fields(self, body, input_ids, attention_mask, labels):
+        logits = self.hook_logits(self.lm_logits(body.last_hidden_state))  # [batch, pos, vocab]
+        return self.lm_fields(logits, labels)
+
+    def lm_fields(self, logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """The head's own fields of ``head_output_class``: the logits and, with labels, the loss."""
+        if labels is None:
+            return {"loss": None, "logits": logits}
+        loss = next_token_loss(logits, labels) if self.shift_labels else token_cross_entropy(logits, labels)
+        return {"loss": loss, "logits": logits}
+
+class MaskedLMHead(LanguageModelHead):
+    """Mixin: masked language modelling (BERT's objective): logits[t] against labels[t], -100 ignored;
+    returns :class:`MaskedLMOutput`. See :class:`LanguageModelHead`."""
+
+
+class CausalLMHead(LanguageModelHead):
+    """Mixin: causal language modelling: logits[t] predict labels[t + 1], -100 ignored, as Hugging Face shifts
+    them; returns :class:`CausalLMOutput` (with ``past_key_values``). See :class:`LanguageModelHead`."""
+
+    head_output_class = CausalLMOutput
+    shift_labels = True
+
+
+class MaskedLMTransform(nn.Module):
+    """The transform a masked LM applies before its unembedding (BERT's, RoBERTa's, DistilBERT's): dense ->
+    activation -> LayerNorm, [..., d_model] -> [..., d_model]. Parameters ``dense``, ``ln`` (with its hooks)."""
+
+    def __init__(self, d_model: int, act: str, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_model, d_model)
+        self.act = activation(act)
+        self.ln = LayerNorm(d_model, eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.act(self.dense(x)))

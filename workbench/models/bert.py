@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
 from ..components.heads import (
+    MaskedLMHead,
+    MaskedLMTransform,
     MultipleChoiceHead,
     QuestionAnsweringHead,
     SequenceClassificationHead,
@@ -32,7 +33,7 @@ from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
-from ..outputs import EncoderOutput, MaskedLMOutput
+from ..outputs import EncoderOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -273,72 +274,23 @@ class BertModel(HookedTransformer):
         return out.returned(return_dict)
 
 
-class BertMLMHead(nn.Module):
-    """The transform before the unembedding: dense -> activation -> LayerNorm, [batch, pos, d_model]."""
+class BertForMaskedLM(MaskedLMHead, BertModel, FillMaskMixin):
+    """BERT with its masked-language-model head: ``mlm_head`` (dense -> activation -> LayerNorm, see
+    :class:`MaskedLMTransform`), then the unembedding tied to the token embedding. Adds the hooks
+    ``mlm_head.ln.*`` and ``hook_logits`` [batch, pos, vocab]; ``decode_residual`` decodes any residual state
+    (the logit lens).
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.d_model, config.d_model)
-        self.act = activation(config.hidden_act)
-        self.ln = LayerNorm(config.d_model, config.layer_norm_eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(self.act(self.dense(x)))
-
-
-class BertForMaskedLM(BertModel, FillMaskMixin):
-    """BERT with its masked-language-model head. Adds the hook ``hook_logits`` [batch, pos, vocab]."""
+    ``forward`` is :meth:`LanguageModelHead.forward`: the inputs of :meth:`BertModel.forward` plus ``labels``
+    [batch, pos] (-100 = ignored); it returns :class:`MaskedLMOutput`.
+    """
 
     head_key_map = MLM_KEY_MAP
     add_pooling_layer = False
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        self.mlm_head = BertMLMHead(config)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)
-        if config.tie_word_embeddings:
-            self.unembed.weight = self.embed.weight
-        self.hook_logits = HookPoint()  # [batch, pos, vocab]
-
-    def tied_parameter_names(self) -> set[str]:
-        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        nn.init.zeros_(self.unembed.bias)
-
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
-        return self.unembed(self.mlm_head(resid))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`BertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored) for the MLM loss.
-
-        Returns:
-            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
-        """
-        body = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.unembed(self.mlm_head(body.last_hidden_state)))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
-        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        transform = MaskedLMTransform(config.d_model, config.hidden_act, config.layer_norm_eps)
+        self.add_unembed(config.d_model, config.vocab_size, transform=transform)
 
 
 class BertForSequenceClassification(SequenceClassificationHead, BertModel):

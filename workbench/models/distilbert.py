@@ -32,6 +32,8 @@ from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
 from ..components import activation as activation_function
 from ..components.heads import (
+    MaskedLMHead,
+    MaskedLMTransform,
     MultipleChoiceHead,
     QuestionAnsweringHead,
     SequenceClassificationHead,
@@ -42,7 +44,7 @@ from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import FillMaskMixin, HookedTransformer
-from ..outputs import EncoderOutput, MaskedLMOutput
+from ..outputs import EncoderOutput
 
 # DistilBERT's LayerNorms all use this epsilon; it is not in the config.
 LAYER_NORM_EPS = 1e-12
@@ -307,68 +309,21 @@ class DistilBertModel(HookedTransformer):
         return out.returned(return_dict)
 
 
-class DistilBertMLMHead(nn.Module):
-    """The transform before the unembedding: ``vocab_transform`` -> activation -> ``vocab_layer_norm``."""
+class DistilBertForMaskedLM(MaskedLMHead, DistilBertModel, FillMaskMixin):
+    """DistilBERT with its masked-language-model head: ``vocab_transform`` -> activation ->
+    ``vocab_layer_norm`` (``mlm_head``, see :class:`MaskedLMTransform`), then ``vocab_projector`` tied to the
+    token embedding. Adds ``mlm_head.ln.*`` and ``hook_logits`` [batch, pos, vocab].
 
-    def __init__(self, config: DistilBertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.d_model, config.d_model)
-        self.act = activation_function(config.activation)
-        self.ln = LayerNorm(config.d_model, LAYER_NORM_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ln(self.act(self.dense(x)))
-
-
-class DistilBertForMaskedLM(DistilBertModel, FillMaskMixin):
-    """DistilBERT with its masked-language-model head. Adds ``mlm_head.ln.*`` and ``hook_logits``
-    [batch, pos, vocab]."""
+    ``forward`` is :meth:`LanguageModelHead.forward`: the inputs of :meth:`DistilBertModel.forward` plus
+    ``labels`` [batch, pos] (-100 = ignored); it returns :class:`MaskedLMOutput`.
+    """
 
     head_key_map = MLM_KEY_MAP
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        self.mlm_head = DistilBertMLMHead(config)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)  # vocab_projector
-        if config.tie_word_embeddings:
-            self.unembed.weight = self.embed.weight
-        self.hook_logits = HookPoint()  # [batch, pos, vocab]
-
-    def tied_parameter_names(self) -> set[str]:
-        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
-
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits of a residual-stream state [..., d_model] -> [..., vocab] through the MLM head (logit lens)."""
-        return self.unembed(self.mlm_head(resid))
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`DistilBertModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored) for the MLM loss.
-
-        Returns:
-            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
-        """
-        body = self.encode(
-            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
-            output_attentions, token_type_ids,
-        )
-        logits = self.hook_logits(self.decode_residual(body.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
-        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        transform = MaskedLMTransform(config.d_model, config.activation, LAYER_NORM_EPS)
+        self.add_unembed(config.d_model, config.vocab_size, transform=transform)  # vocab_projector
 
 
 class DistilBertSequenceScoring:

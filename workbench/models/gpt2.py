@@ -31,13 +31,12 @@ from ..components import (
     positions_from_mask,
 )
 from ..components.fused import FusedSplit, FusedWeights
-from ..components.heads import SequenceClassificationHead
+from ..components.heads import CausalLMHead, SequenceClassificationHead
 from ..config import ModelConfig
-from ..heads import next_token_loss
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import GenerationMixin, HookedTransformer
-from ..outputs import CausalLMOutput, DecoderOutput
+from ..outputs import DecoderOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -275,59 +274,25 @@ class GPT2Model(FusedWeights, HookedTransformer):
         return out.returned(return_dict)
 
 
-class GPT2LMHeadModel(GPT2Model, GenerationMixin):
+class GPT2LMHeadModel(CausalLMHead, GPT2Model, GenerationMixin):
     """GPT-2 with its language-modelling head (the unembedding, tied to the token embedding).
 
     Adds ``hook_logits`` [batch, pos, vocab]; generation and the logit lens live in
-    :mod:`workbench.generation` and :mod:`workbench.lens`.
+    :mod:`workbench.generation` and :mod:`workbench.lens`. ``forward`` is :meth:`LanguageModelHead.forward`:
+    the inputs of :meth:`GPT2Model.forward` (``past_key_values=``, ``use_cache=``, ...) plus ``labels``
+    [batch, pos] (-100 = ignored; position t predicts token t + 1); it returns :class:`CausalLMOutput`.
     """
 
     head_key_map = LM_HEAD_KEY_MAP
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__(config)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_word_embeddings:
-            self.unembed.weight = self.embed.weight
-        self.hook_logits = HookPoint()  # [batch, pos, vocab]
-
-    def tied_parameter_names(self) -> set[str]:
-        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+        self.add_unembed(config.d_model, config.vocab_size, bias=False)
 
     def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final norm, then the
         unembedding (the logit lens)."""
-        return self.unembed(self.ln_final(resid) if self.ln_final is not None else resid)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`GPT2Model.forward`, plus ``labels`` [batch, pos] (-100 = ignored): the loss predicts
-        token t + 1 from position t, as Hugging Face computes it.
-
-        Returns:
-            :class:`CausalLMOutput` with logits [batch, pos, vocab].
-        """
-        body = self.decode(
-            input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
-            output_hidden_states, output_attentions, token_type_ids,
-        )
-        logits = self.hook_logits(self.unembed(body.last_hidden_state))
-        loss = next_token_loss(logits, labels) if labels is not None else None
-        out = CausalLMOutput(loss, logits, body.past_key_values, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
+        return self.lm_logits(self.ln_final(resid) if self.ln_final is not None else resid)
 
 
 class GPT2ForSequenceClassification(SequenceClassificationHead, GPT2Model):

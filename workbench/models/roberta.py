@@ -27,11 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
-from ..components.heads import SequenceClassificationHead
+from ..components.heads import MaskedLMTransform, SequenceClassificationHead
 from ..loading import KeyMap
 from ..outputs import EncoderOutput
 from .bert import (
@@ -40,7 +39,6 @@ from .bert import (
     BertForMultipleChoice,
     BertForQuestionAnswering,
     BertForTokenClassification,
-    BertMLMHead,
     BertModel,
 )
 
@@ -160,14 +158,6 @@ class RobertaModel(BertModel):
             )
 
 
-class RobertaLMHead(BertMLMHead):
-    """The transform before the unembedding: dense -> GELU (always the exact one) -> LayerNorm."""
-
-    def __init__(self, config: RobertaConfig) -> None:
-        super().__init__(config)
-        self.act = F.gelu  # Hugging Face's RobertaLMHead ignores hidden_act
-
-
 class RobertaForMaskedLM(RobertaModel, BertForMaskedLM):
     """RoBERTa with its masked-language-model head (``lm_head``). Adds the hooks ``mlm_head.ln.*`` and
     ``hook_logits`` [batch, pos, vocab]; ``decode_residual`` decodes any residual state (the logit lens)."""
@@ -176,7 +166,8 @@ class RobertaForMaskedLM(RobertaModel, BertForMaskedLM):
 
     def __init__(self, config: RobertaConfig) -> None:
         super().__init__(config)
-        self.mlm_head = RobertaLMHead(config)
+        # Hugging Face's RobertaLMHead uses the exact GELU, whatever hidden_act says.
+        self.mlm_head = MaskedLMTransform(config.d_model, "gelu", config.layer_norm_eps)
 
 
 class RobertaClassificationHead(nn.Module):

@@ -36,7 +36,7 @@ from ..architecture import Architecture
 from ..components import MLP, LayerNorm
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedSplit, FusedWeights
-from ..components.heads import SequenceClassificationHead
+from ..components.heads import CausalLMHead, SequenceClassificationHead
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..hook_points import HookPoint
@@ -779,17 +779,20 @@ def token_losses(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (-picked).masked_fill(ignored, 0.0)
 
 
-class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
+class TransfoXLLMHeadModel(CausalLMHead, TransfoXLModel, GenerationMixin):
     """Transformer-XL with its adaptive softmax, as Hugging Face's ``TransfoXLLMHeadModel``.
 
     Adds ``hook_logits`` [batch, pos, vocab]: the **log-probabilities** (``prediction_scores``; the adaptive
-    softmax has no single logit vector). With ``labels`` the output also has ``losses`` [batch, pos - 1] in
-    position order and their mean ``loss``; Hugging Face 4.35 (its ``keep_order=False``) lists ``losses``
-    grouped by cluster instead, which only coincides when all labels fall in the first cluster, and sets its
-    ``prediction_scores`` to ``()``; here they are always returned.
+    softmax has no single logit vector). ``forward`` is :meth:`LanguageModelHead.forward`: the inputs of
+    :meth:`TransfoXLModel.forward` (``mems=``, ...) plus ``labels`` [batch, pos] (-100 = ignored; position t
+    predicts token t + 1); it returns :class:`TransfoXLLMHeadModelOutput`. With labels the output also has
+    ``losses`` [batch, pos - 1] in position order and their mean ``loss``; Hugging Face 4.35 (its
+    ``keep_order=False``) lists ``losses`` grouped by cluster instead, which only coincides when all labels
+    fall in the first cluster, and sets its ``prediction_scores`` to ``()``; here they are always returned.
     """
 
     head_key_map = LM_HEAD_KEY_MAP
+    head_output_class = TransfoXLLMHeadModelOutput
 
     def __init__(self, config: TransfoXLConfig) -> None:
         super().__init__(config)
@@ -819,46 +822,20 @@ class TransfoXLLMHeadModel(TransfoXLModel, GenerationMixin):
         super().init_weights()
         self.tie_weights()
 
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities [..., vocab] of a residual-stream state [..., d_model] (no final norm: the logit
-        lens)."""
-        return self.lm_head(resid)
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities [..., vocab] of a state [..., d_model]: the adaptive softmax (no final norm, so
+        this is also the logit lens)."""
+        return self.lm_head(hidden)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        mems: Mems | None = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        attention_mask: torch.Tensor | None = None,
-        past_key_values: Mems | None = None,
-        use_cache: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """As :meth:`TransfoXLModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored): the loss predicts
-        token t + 1 from position t, as Hugging Face computes it.
-
-        Returns:
-            :class:`TransfoXLLMHeadModelOutput`.
-        """
-        body = self.decode(
-            input_ids, mems, head_mask, inputs_embeds, attention_mask, output_hidden_states, output_attentions,
-            past_key_values, use_cache, token_type_ids,
-        )
-        log_probs = self.hook_logits(self.lm_head(body.last_hidden_state))
+    def lm_fields(self, log_probs: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """Hugging Face's fields: ``prediction_scores`` and, with labels, ``losses`` (per position) and their
+        mean ``loss`` over the labels that are not -100."""
         losses = loss = None
         if labels is not None:
             losses = token_losses(log_probs, labels)
             counted = (labels[:, 1:] != -100).to(losses.device)
             loss = losses.sum() / counted.sum()
-        out = TransfoXLLMHeadModelOutput(
-            losses, log_probs, body.mems, body.hidden_states, body.attentions, loss
-        )
-        return out.returned(return_dict)
+        return {"losses": losses, "prediction_scores": log_probs, "loss": loss}
 
 
 class TransfoXLForSequenceClassification(SequenceClassificationHead, TransfoXLModel):
@@ -871,7 +848,7 @@ class TransfoXLForSequenceClassification(SequenceClassificationHead, TransfoXLMo
     """
 
     head_key_map = SCORE_KEY_MAP
-    sequence_classifier_output = TransfoXLSequenceClassifierOutput
+    head_output_class = TransfoXLSequenceClassifierOutput
 
     def __init__(self, config: TransfoXLConfig) -> None:
         super().__init__(config)

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
 from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
 from ..components.heads import (
+    MaskedLMHead,
     MultipleChoiceHead,
     QuestionAnsweringHead,
     SequenceClassificationHead,
@@ -60,7 +60,7 @@ from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
 from ..model import HookedTransformer
-from ..outputs import EncoderOutput, MaskedLMOutput
+from ..outputs import EncoderOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
@@ -482,23 +482,20 @@ class XLMModel(HookedTransformer):
         return out.returned(return_dict)
 
 
-class XLMWithLMHeadModel(XLMModel):
+class XLMWithLMHeadModel(MaskedLMHead, XLMModel):
     """XLM with its prediction layer: a linear map with a bias, the weight tied to the token embedding.
 
-    Adds ``hook_logits`` [batch, pos, vocab]. The same head serves the MLM and the causal checkpoints.
+    Adds ``hook_logits`` [batch, pos, vocab]. The same head serves the MLM and the causal checkpoints: the
+    loss compares logits[t] with labels[t], not shifted (Hugging Face's XLM, causal checkpoints included).
+    ``forward`` is :meth:`LanguageModelHead.forward`: the inputs of :meth:`XLMModel.forward` plus ``labels``
+    [batch, pos] (-100 = ignored); it returns :class:`MaskedLMOutput`.
     """
 
     head_key_map = PRED_LAYER_KEY_MAP
 
     def __init__(self, config: XLMConfig) -> None:
         super().__init__(config)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)
-        if config.tie_word_embeddings:
-            self.unembed.weight = self.embed.weight
-        self.hook_logits = HookPoint()  # [batch, pos, vocab]
-
-    def tied_parameter_names(self) -> set[str]:
-        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+        self.add_unembed(config.d_model, config.vocab_size)  # no norm comes after the last block
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -506,43 +503,6 @@ class XLMWithLMHeadModel(XLMModel):
             with torch.no_grad():
                 nn.init.normal_(self.embed.weight, std=self.config.embed_init_std)
                 self.embed.weight[self.config.pad_token_id].zero_()
-
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the prediction layer (no norm
-        comes after the last block), for the logit lens."""
-        return self.unembed(resid)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLMModel.forward`, plus ``labels`` [batch, pos] (-100 = ignored): the cross-entropy of
-        logits[t] against labels[t], not shifted (Hugging Face's XLM, causal checkpoints included).
-
-        Returns:
-            :class:`MaskedLMOutput` with logits [batch, pos, vocab].
-        """
-        body = self.encode(
-            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        logits = self.hook_logits(self.unembed(body.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
-        out = MaskedLMOutput(loss, logits, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
 
 
 class XLMSequenceSummary(SequenceSummary):

@@ -49,6 +49,7 @@ from ..components import MLP, LayerNorm, activation
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
 from ..components.heads import (
+    CausalLMHead,
     MultipleChoiceHead,
     QuestionAnsweringHead,
     SequenceClassificationHead,
@@ -826,85 +827,34 @@ class XLNetModel(FusedWeights, HookedTransformer):
         return out.returned(return_dict)
 
 
-class XLNetLMHeadModel(XLNetModel, GenerationMixin):
+class XLNetLMHeadModel(CausalLMHead, XLNetModel, GenerationMixin):
     """XLNet with its language-modelling head: ``lm_loss``, a linear map with a bias whose weight is tied to
     the token embedding, on the query stream when there is one (else on the content stream).
 
-    Adds ``hook_logits`` [batch, num_predict or pos, vocab]. :meth:`next_token_logits` predicts the token
-    after a text the way Hugging Face's generation does (a dummy last token that nothing sees, predicted by
-    the query stream); ``workbench.generate`` uses it.
+    Adds ``hook_logits`` [batch, num_predict or pos, vocab]. ``forward`` is :meth:`LanguageModelHead.forward`:
+    the inputs of :meth:`XLNetModel.forward` (``mems=``, ``perm_mask=``, ``target_mapping=``, ...) plus
+    ``labels`` [batch, num_predict] (or [batch, pos] without ``target_mapping``; -100 = ignored), compared
+    with logits[t] unshifted (they are the targets of the predictions, as in Hugging Face); it returns
+    :class:`XLNetLMHeadModelOutput` (with ``mems``). :meth:`next_token_logits` predicts the token after a
+    text the way Hugging Face's generation does (a dummy last token that nothing sees, predicted by the query
+    stream); ``workbench.generate`` uses it.
     """
 
     head_key_map = LM_KEY_MAP
+    head_output_class = XLNetLMHeadModelOutput
+    shift_labels = False
     # generate() continues the bare prompt: no <sep> <cls> after it.
     prompt_special_tokens = False
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)
-        if config.tie_word_embeddings:
-            self.unembed.weight = self.embed.weight
-        self.hook_logits = HookPoint()  # [batch, num_predict or pos, vocab]
-
-    def tied_parameter_names(self) -> set[str]:
-        return {"unembed.weight"} if self.config.tie_word_embeddings else set()
+        self.add_unembed(config.d_model, config.vocab_size)  # no norm follows the last block
 
     def init_weights(self) -> None:
         super().init_weights()
         if self.config.tie_word_embeddings:  # the Linear init above overwrote the shared embedding
             with torch.no_grad():
                 nn.init.normal_(self.embed.weight, std=self.config.initializer_range)
-
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits of a residual-stream state [..., d_model] -> [..., vocab] (no norm follows the last
-        block)."""
-        return self.unembed(resid)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """As :meth:`XLNetModel.forward`, plus ``labels`` [batch, num_predict] (or [batch, pos] without
-        ``target_mapping``; -100 = ignored): the cross-entropy of logits[t] against labels[t].
-
-        Returns:
-            :class:`XLNetLMHeadModelOutput` with logits [batch, num_predict or pos, vocab].
-        """
-        body = self.encode(
-            input_ids,
-            attention_mask,
-            mems,
-            perm_mask,
-            target_mapping,
-            token_type_ids,
-            input_mask,
-            inputs_embeds,
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        logits = self.hook_logits(self.unembed(body.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
-            )
-        out = XLNetLMHeadModelOutput(loss, logits, body.mems, body.hidden_states, body.attentions)
-        return out.returned(return_dict)
 
     def next_token_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -959,7 +909,7 @@ class XLNetForSequenceClassification(XLNetSequenceSummary, SequenceClassificatio
     """
 
     head_key_map = SUMMARY_KEY_MAP
-    sequence_classifier_output = XLNetClassifierOutput
+    head_output_class = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
@@ -975,7 +925,7 @@ class XLNetForTokenClassification(TokenClassificationHead, XLNetModel):
     """
 
     head_key_map = CLASSIFIER_KEY_MAP
-    token_classifier_output = XLNetClassifierOutput
+    head_output_class = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
@@ -993,7 +943,7 @@ class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
     """
 
     head_key_map = QA_KEY_MAP
-    question_answering_output = XLNetQuestionAnsweringOutput
+    head_output_class = XLNetQuestionAnsweringOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
@@ -1013,7 +963,7 @@ class XLNetForMultipleChoice(XLNetSequenceSummary, MultipleChoiceHead, XLNetMode
 
     head_key_map = SUMMARY_KEY_MAP
     choice_inputs = ("input_ids", "token_type_ids", "attention_mask", "input_mask", "inputs_embeds")
-    multiple_choice_output = XLNetClassifierOutput
+    head_output_class = XLNetClassifierOutput
 
     def __init__(self, config: XLNetConfig) -> None:
         super().__init__(config)
