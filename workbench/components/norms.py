@@ -47,10 +47,11 @@ class RMSNorm(nn.Module):
     and no bias. With ``weight_offset=1.0`` the weight is stored as ``w - 1`` and applied as ``(1 + w)``
     (Gemma's RMSNorm), so that a zero-initialised weight is the identity scale.
 
-    Computed in float32 whatever the input dtype, as Llama's and Gemma's implementations do; Llama casts back
-    to the input dtype before the weight, Gemma and OLMo 2 after it (``cast_after_weight``; default: when there
-    is a ``weight_offset``, Gemma's order). With no hook on ``hook_scale`` the input is multiplied by ``rsqrt``
-    (bitwise Hugging Face's); with one, it is divided by the hooked scale (equal up to rounding).
+    Computed in float32 whatever the input dtype, as Llama's and Gemma's implementations do (float64 inputs
+    stay float64); Llama casts back to the input dtype before the weight, Gemma and OLMo 2 after it
+    (``cast_after_weight``; default: when there is a ``weight_offset``, Gemma's order). With no hook on
+    ``hook_scale`` the input is multiplied by ``rsqrt`` (bitwise Hugging Face's); with one, it is divided by the
+    hooked scale (equal up to rounding).
 
     Hooks:
         hook_scale: [batch, pos, 1], sqrt(mean(x^2) + eps) in float32, the divisor of the input.
@@ -69,14 +70,14 @@ class RMSNorm(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # float32, or float64 for a float64 model
         mean_square = x32.pow(2).mean(-1, keepdim=True)
         if self.hook_scale.is_active:
             normed = x32 / self.hook_scale((mean_square + self.eps).sqrt())
         else:  # Llama's and Gemma's kernel: bitwise their outputs
             normed = x32 * torch.rsqrt(mean_square + self.eps)
         if self.cast_after_weight:
-            out = (normed * (self.weight_offset + self.weight.float())).to(x.dtype)
+            out = (normed * (self.weight_offset + self.weight.to(x32.dtype))).to(x.dtype)
         else:
             out = self.weight * normed.to(x.dtype)
         return self.hook_normalized(out)
