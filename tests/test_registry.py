@@ -94,7 +94,8 @@ def test_the_tokenizer_dispatch_reads_the_families_from_the_records():
     built = set(wordpiece_bpe.FAMILIES)
     expected = sorted(a.model_type for a in REGISTRY if a.tokenizer_family in built)
     assert wordpiece_bpe.MODEL_TYPES.supported() == expected
-    assert expected == ["bert", "distilbert", "gpt2", "openai-gpt", "roberta"]
+    # The seed's; a new architecture of these families joins them without editing this test.
+    assert {"bert", "distilbert", "gpt2", "openai-gpt", "roberta"} <= set(expected)
     for architecture in REGISTRY:
         family = architecture.tokenizer_family
         assert wordpiece_bpe.MODEL_TYPES.family(architecture.model_type) == (family if family in built else None)
@@ -119,10 +120,11 @@ def test_the_record_shows_where_its_sequence_head_reads(architecture):
 
 def test_zero_shot_scoring_comes_from_the_records():
     kinds = {a.model_type: a.zero_shot_kind for a in REGISTRY}
-    assert kinds == {
+    seed = {
         "bert": "masked", "distilbert": "masked", "roberta": "masked", "gpt2": "causal", "openai-gpt": "causal",
         "transfo-xl": "causal", "xlnet": "permutation", "xlm": "by_config",
     }
+    assert {model_type: kinds[model_type] for model_type in seed} == seed  # later architectures may join
     xlm = REGISTRY["xlm"]
     assert xlm.zero_shot_scoring(SimpleNamespace(causal=True)) == ("causal", "causal_lm")
     assert xlm.zero_shot_scoring(SimpleNamespace(causal=False)) == ("masked", "masked_lm")

@@ -169,6 +169,7 @@ def test_checkpoint_folder_saves_a_stand_in_that_loads_by_path(architecture, tmp
         "xlm": "xlm-mlm-en-2048",
         "xlnet": "xlnet-base-cased",
         "transfo-xl": "transfo-xl-wt103",
+        "llama": "meta-llama/Llama-3.2-1B",
     }[architecture]
     with caplog.at_level(logging.WARNING, logger="workbench.zoo"):
         folder = zoo.checkpoint_folder(name, cache_dir=tmp_path, size=SMALL)
