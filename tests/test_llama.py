@@ -425,6 +425,7 @@ def test_hooks_fire_with_their_documented_shapes(checkpoint):
                      real_query_rows(expected.attentions[layer], real), f"hook_pattern {layer}")
         assert_close(cache[f"blocks.{layer}.hook_resid_pre"][real], expected.hidden_states[layer][real],
                      f"hook_resid_pre {layer}")
+    assert_close(cache["ln_final.hook_normalized"][real], expected.hidden_states[-1][real], "ln_final")
     # The gate's partner: hook_post = silu(hook_pre) * hook_pre_linear.
     post = torch.nn.functional.silu(cache["blocks.0.mlp.hook_pre"]) * cache["blocks.0.mlp.hook_pre_linear"]
     assert_close(post, cache["blocks.0.mlp.hook_post"], "mlp.hook_post", BATCH_TOL)
