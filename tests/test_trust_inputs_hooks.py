@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import torch
-from tiny_gpt2 import save_tiny_gpt2
+from tiny_gpt2 import load_tiny_gpt2
 from tiny_hf import ARCHITECTURES, tiny_config, tiny_model
 
 import workbench as wb
@@ -22,9 +22,7 @@ def test_every_architecture_has_a_tiny_config():
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    save_tiny_gpt2(folder)
-    return wb.load(str(folder), device="cpu")
+    return load_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from plotly.callbacks import Points
-from tiny_gpt2 import save_tiny_gpt2
+from tiny_gpt2 import load_tiny_gpt2
 from tiny_hf import ARCHITECTURES, architectures_with, tiny_model
 
 import workbench as wb
@@ -21,9 +21,7 @@ TEXT = "The keys to the cabinet are on the table."
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    save_tiny_gpt2(folder)
-    return wb.load(str(folder), device="cpu")
+    return load_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture(scope="module")

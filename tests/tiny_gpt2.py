@@ -7,6 +7,8 @@ import json
 from tiny_hf import save_tiny_hf
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import workbench as wb
+
 TEXT = ["The capital of France is Paris. The cat sat on the mat. Hello world! Keys are on the table."] * 20
 
 
@@ -26,3 +28,9 @@ def save_tiny_gpt2(folder, seed: int = 0):
     # perturbed by 0.3, more than tiny_hf's default: the generation and steering tests were written on these weights
     return save_tiny_hf(folder, "gpt2", "causal_lm", seed=seed, perturb=0.3, vocab_size=tokenizer.get_vocab_size(),
                         bos_token_id=0, eos_token_id=0, pad_token_id=0)
+
+
+def load_tiny_gpt2(folder):
+    """:func:`save_tiny_gpt2` into ``folder``, loaded back by ``wb.load`` on the CPU (its tokenizer attached)."""
+    save_tiny_gpt2(folder)
+    return wb.load(str(folder), device="cpu")
