@@ -1,7 +1,8 @@
-"""Our Llama against Hugging Face's (transformers' LlamaModel, LlamaForCausalLM, LlamaForSequenceClassification)
-on tiny random checkpoints with every parameter perturbed (RMSNorm weights included), in unusual shapes:
-grouped-query attention 4/2 and multi-query 4/1, head_dim apart from hidden_size / heads, attention and MLP
-biases, tied and untied unembeddings, llama3 and linear rope scaling (and every other rope type on logits).
+"""Our Llama against Hugging Face's (transformers' LlamaModel, LlamaForCausalLM and
+LlamaForSequenceClassification) on tiny random checkpoints with every parameter perturbed (RMSNorm weights
+included), in unusual shapes: grouped-query attention 4/2 and multi-query 4/1, head_dim apart from
+hidden_size / heads, attention and MLP biases, tied and untied unembeddings, llama3 and linear rope scaling
+(and every other rope type on logits).
 
 Checked (float32, max abs diff <= 1e-4 against Hugging Face; <= 1e-5 for the same model batched vs alone or
 cached vs full): logits, every hidden state, every attention pattern, with no, left and right padding;
@@ -36,8 +37,8 @@ LLAMA3_ROPE = {
 }
 LINEAR_ROPE = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.5}
 
-# Tiny checkpoints (tiny_hf's sizes: vocab 99, d_model 32, 2 layers, 4 heads, d_mlp 37, 64 positions) in shapes
-# where a mix-up shows: every one perturbed, with its own unusual setting.
+# Tiny checkpoints (tiny_hf's sizes: vocab 99, d_model 32, 2 layers, 4 heads, d_mlp 37, 64 positions) in
+# shapes where a mix-up shows: every one perturbed, with its own unusual setting.
 VARIANTS = {
     "gqa-4-2": dict(n_kv_heads=2),
     "mqa-4-1-head-dim-12": dict(n_kv_heads=1, d_head=12),  # head_dim != 32 / 4
@@ -58,7 +59,8 @@ def make_batch(padding: str, seed: int = 0, lengths=LENGTHS):
     or the left; ``"none"`` gives full rows and no mask."""
     generator = torch.Generator().manual_seed(seed)
     batch, length = len(lengths), max(lengths)
-    sentences = torch.randint(1, 98, (batch, length), generator=generator)  # row r: its first lengths[r] tokens
+    # row r: its first lengths[r] tokens
+    sentences = torch.randint(1, 98, (batch, length), generator=generator)
     real = torch.ones(batch, length, dtype=torch.bool)
     if padding == "none":
         return sentences, None, real
@@ -188,6 +190,8 @@ def test_older_configs_with_rope_scaling_and_rope_theta_load(checkpoint, tmp_pat
     theirs = transformers.LlamaForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
     ours = wb.AutoModelForCausalLM.from_pretrained(tmp_path)
     assert (ours.rotary.rope_type, ours.rotary.base) == ("linear", 500.0)
+    assert ours.config.rope_parameters == {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0}
+    assert "rope_scaling" not in ours.config.to_dict()  # written back as transformers 5 writes it
     input_ids, _, _ = make_batch("none")
     with torch.no_grad():
         assert_close(ours(input_ids).logits, theirs(input_ids).logits, "logits (rope_scaling)")
@@ -210,7 +214,8 @@ def test_padded_batch_gives_every_sentence_its_logits_alone(checkpoint, padding)
 
 
 def test_kv_cache_gives_the_full_forwards_logits(checkpoint):
-    """A left-padded prefix with use_cache=True, then one token at a time with the mask of all positions so far."""
+    """A left-padded prefix with use_cache=True, then one token at a time with the mask of all positions so
+    far."""
     _, folder = checkpoint("gqa-4-2", "lm")
     ours = wb.AutoModelForCausalLM.from_pretrained(folder)
     input_ids, mask, real = make_batch("left")  # the last row's prefix is padding only
@@ -222,7 +227,8 @@ def test_kv_cache_gives_the_full_forwards_logits(checkpoint):
         assert out.past_key_values.keys[0].shape == (3, prefix, 2, 8)  # [batch, pos, kv_head, d_head]
         steps = [out.logits]
         for t in range(prefix, input_ids.shape[1]):
-            out = ours(input_ids[:, t : t + 1], mask[:, : t + 1], past_key_values=out.past_key_values, use_cache=True)
+            cache = out.past_key_values
+            out = ours(input_ids[:, t : t + 1], mask[:, : t + 1], past_key_values=cache, use_cache=True)
             steps.append(out.logits)
     assert_close(torch.cat(steps, dim=1)[real], full[real], "cached logits", BATCH_TOL)
 
@@ -312,7 +318,7 @@ def perturb(model, seed=0):
 @pytest.mark.parametrize(
     "head, fields",
     [
-        ("base", dict(attention_bias=True)),
+        ("base", dict(attention_bias=True, rope_parameters=None)),  # the default rotation, base 10000
         ("lm", dict(tie_word_embeddings=True)),
         ("lm", dict(tie_word_embeddings=False, mlp_bias=True, n_kv_heads=1)),
         ("cls", dict(num_labels=3)),
@@ -324,6 +330,7 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, head, fields):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "llama" and saved["architectures"] == [HF[head]]
     assert saved["num_key_value_heads"] == ours.config.n_kv_heads and saved["head_dim"] == 12
+    assert "rope_theta" not in saved and saved["rope_parameters"]["rope_theta"] in (10000.0, 500000.0)
 
     hf_class = getattr(transformers, HF[head])
     hf_model, info = hf_class.from_pretrained(tmp_path, attn_implementation="eager", output_loading_info=True)
@@ -353,7 +360,8 @@ def test_load_and_auto_classes_read_a_hugging_face_llama_folder(checkpoint):
     assert type(wb.AutoModelForCausalLM.from_pretrained(folder)) is LlamaForCausalLM
     assert type(wb.load(folder, task="base", device="cpu")) is LlamaModel
     config = wb.AutoConfig.from_pretrained(folder)
-    assert (config.d_model, config.n_heads, config.n_kv_heads, config.d_head, config.d_mlp) == (32, 4, 2, 8, 37)
+    sizes = (config.d_model, config.n_heads, config.n_kv_heads, config.d_head, config.d_mlp)
+    assert sizes == (32, 4, 2, 8, 37)
 
 
 # 5. Hooks --------------------------------------------------------------------------------------------------
@@ -451,7 +459,8 @@ def test_hooks_fire_during_cached_steps_on_the_new_positions(checkpoint):
     assert step["blocks.1.attn.hook_rot_k"].shape == (batch, 1, 2, 8)  # the new position's kv heads
     assert step["blocks.1.attn.hook_pattern"].shape == (batch, 4, 1, length)  # over every key, cached too
     for name, tensor in step.items():
-        expected = full[name][:, :, -1:] if name.endswith(("hook_scores", "hook_pattern")) else full[name][:, -1:]
+        per_query = name.endswith(("hook_scores", "hook_pattern"))  # [batch, head, query_pos, key_pos]
+        expected = full[name][:, :, -1:] if per_query else full[name][:, -1:]
         assert_close(tensor, expected, f"cached-step {name}", BATCH_TOL)
 
 

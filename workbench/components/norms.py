@@ -50,8 +50,8 @@ class RMSNorm(nn.Module):
     Computed in float32 whatever the input dtype, as Llama's and Gemma's implementations do (float64 inputs
     stay float64); Llama casts back to the input dtype before the weight, Gemma and OLMo 2 after it
     (``cast_after_weight``; default: when there is a ``weight_offset``, Gemma's order). With no hook on
-    ``hook_scale`` the input is multiplied by ``rsqrt`` (bitwise Hugging Face's); with one, it is divided by the
-    hooked scale (equal up to rounding).
+    ``hook_scale`` the input is multiplied by ``rsqrt`` (bitwise Hugging Face's); with one, it is divided by
+    the hooked scale (equal up to rounding).
 
     Hooks:
         hook_scale: [batch, pos, 1], sqrt(mean(x^2) + eps) in float32, the divisor of the input.

@@ -64,10 +64,11 @@ class LlamaConfig(ModelConfig):
         hidden_act: the gate's activation (``"silu"``: SwiGLU).
         max_position_embeddings: the context the model was trained for (rotary scaling reads it).
         rms_norm_eps: RMSNorm epsilon.
-        rope_parameters: the rotary settings as transformers 5 writes them: ``rope_theta``, ``rope_type`` and
-            that type's parameters (see :mod:`workbench.components.rotary`).
-        rope_theta, rope_scaling: the same, as older ``config.json`` files hold them (base, and the scaling
-            dict with ``rope_type`` or ``type``); read when ``rope_parameters`` is absent.
+        rope_parameters: the rotary settings as transformers 5 writes them: ``rope_theta`` (the base),
+            ``rope_type`` and that type's parameters (see :mod:`workbench.components.rotary`). Older
+            ``config.json`` files keep the base and the scaling apart (``rope_theta``, ``rope_scaling`` with
+            ``rope_type`` or ``type``): they are read into this one dict, and written back as it, as
+            transformers 5 does.
         attention_bias: biases on the q, k, v and o projections.
         mlp_bias: biases on the gate, up and down projections.
         attention_dropout: dropout on the attention pattern while training.
@@ -107,8 +108,6 @@ class LlamaConfig(ModelConfig):
     max_position_embeddings: int = 2048
     rms_norm_eps: float = 1e-6
     rope_parameters: dict[str, Any] | None = None
-    rope_theta: float | None = None
-    rope_scaling: dict[str, Any] | None = None
     attention_bias: bool = False
     mlp_bias: bool = False
     attention_dropout: float = 0.0
@@ -125,24 +124,38 @@ class LlamaConfig(ModelConfig):
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
+        self.fold_rope_settings()
+
+    def fold_rope_settings(self) -> None:
+        """One ``rope_parameters`` dict with ``rope_type`` and ``rope_theta`` (default: no scaling, base
+        10000), from it or from an older config's ``rope_scaling`` and ``rope_theta`` (in ``extra`` until
+        here)."""
+        scaling, theta = self.extra.pop("rope_scaling", None), self.extra.pop("rope_theta", None)
+        if scaling is not None and not isinstance(scaling, dict):
+            raise ConfigError(f"rope_scaling={scaling!r} must be a JSON object or null", field="rope_scaling")
+        rope = dict(self.rope_parameters if self.rope_parameters is not None else scaling or {})
+        if "type" in rope:  # the oldest configs' name for rope_type
+            rope.setdefault("rope_type", rope.pop("type"))
+        rope.setdefault("rope_type", "default")
+        rope.setdefault("rope_theta", 10000.0 if theta is None else theta)
+        self.rope_parameters = rope
 
     def validate(self) -> None:
         super().validate()
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(
                 f"num_attention_heads={self.num_attention_heads} is not a multiple of num_key_value_heads="
-                f"{self.num_key_value_heads}: each key/value head serves a group of query heads of equal size",
+                f"{self.num_key_value_heads}: each key/value head serves a group of query heads of equal "
+                "size",
                 field="num_key_value_heads",
             )
         activation(self.hidden_act)
         self.rotary_embedding()  # an unknown rope_type, or one missing a parameter, is refused here
 
     def rotary_embedding(self) -> RotaryEmbedding:
-        """The rotary positions these settings describe (``rope_parameters``, else the older ``rope_scaling``
-        and ``rope_theta``; base 10000 when none says)."""
-        rope = self.rope_parameters if self.rope_parameters is not None else self.rope_scaling
+        """The rotary positions that ``rope_parameters`` describe."""
         return RotaryEmbedding.from_rope_parameters(
-            rope, self.head_dim, self.max_position_embeddings, rope_theta=self.rope_theta or 10000.0
+            self.rope_parameters, self.head_dim, self.max_position_embeddings
         )
 
 
@@ -215,27 +228,31 @@ class LlamaModel(HookedTransformer):
 
     def make_block(self, config: LlamaConfig, layer: int) -> nn.Module:
         attn, mlp = self.make_attention(config, layer), self.make_mlp(config, layer)
-        return PreNormBlock(attn, mlp, config.d_model, config.rms_norm_eps, 0.0, norm=lambda: self.make_norm(config))
+        # No dropout on the residual stream (Llama has none); the norms are RMSNorms.
+        return PreNormBlock(
+            attn, mlp, config.d_model, config.rms_norm_eps, 0.0, norm=lambda: self.make_norm(config)
+        )
 
     def decode(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         past_key_values: KVCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         use_cache: bool = False,
-        head_mask: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        head_mask: torch.Tensor | None = None,
     ) -> DecoderOutput:
-        """Run the embedding, the blocks and the final norm. Shapes as in :class:`DecoderOutput`.
+        """Run the embedding, the blocks and the final norm, the inputs in the order of Hugging Face's
+        ``LlamaModel.forward``. Shapes as in :class:`DecoderOutput`.
 
         Args:
             attention_mask: [batch, past + pos], 1 for real tokens, 0 for padding (left or right).
             position_ids: [batch, pos]; default: counted over the real tokens of ``attention_mask``.
-            past_key_values: a :class:`KVCache` from an earlier call (``use_cache=True`` returns one); it holds
-                the keys after their rotation, [batch, past, kv_head, d_head] per layer.
+            past_key_values: a :class:`KVCache` from an earlier call (``use_cache=True`` returns one); it
+                holds the keys after their rotation, [batch, past, kv_head, d_head] per layer.
             output_hidden_states: n_layers + 1 states as Hugging Face gives them: the input of every block,
                 then the final output after ``ln_final``.
             output_attentions: the attention pattern of every layer, [batch, head, query_pos, key_pos].
@@ -257,7 +274,9 @@ class LlamaModel(HookedTransformer):
         for layer, (block, layer_head_mask) in enumerate(zip(self.blocks, self.layer_head_mask(head_mask))):
             states.append(resid)
             layer_cache = cache.layer(layer) if cache is not None else None
-            resid, pattern = block(resid, mask, layer_head_mask, output_attentions, layer_cache, rotary=rotary)
+            resid, pattern = block(
+                resid, mask, layer_head_mask, output_attentions, layer_cache, rotary=rotary
+            )
             patterns.append(pattern)
         resid = self.ln_final(resid)
         return DecoderOutput(
@@ -267,37 +286,18 @@ class LlamaModel(HookedTransformer):
             attentions=tuple(patterns) if output_attentions else None,
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """:meth:`decode`; also ``input_ids`` [batch, pos] (or ``inputs_embeds`` [batch, pos, d_model]),
-        ``head_mask`` [head] or [layer, head] (1 keeps a head, 0 removes its output), and ``return_dict``
-        (False returns a tuple)."""
-        out = self.decode(
-            input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        return out.returned(return_dict)
+    def forward(self, *inputs, return_dict: bool = True, **named_inputs):
+        """:meth:`decode`'s inputs, in its order (``input_ids`` [batch, pos] or ``inputs_embeds`` [batch, pos,
+        d_model]; ``head_mask`` [head] or [layer, head], 1 keeps a head, 0 removes its output), and
+        ``return_dict`` (False returns a tuple)."""
+        return self.decode(*inputs, **named_inputs).returned(return_dict)
 
 
 class LlamaForCausalLM(CausalLMHead, LlamaModel, GenerationMixin):
-    """Llama with its language-modelling head, ``unembed`` (Hugging Face's ``lm_head``, no bias; tied to the
-    token embedding when ``config.tie_word_embeddings``).
-
-    Adds ``hook_logits`` [batch, pos, vocab]. ``forward`` is :meth:`LanguageModelHead.forward`: the inputs of
-    :meth:`LlamaModel.decode` (``past_key_values=``, ``use_cache=``, ...) plus ``labels`` [batch, pos] (-100 =
-    ignored; position t predicts token t + 1); it returns :class:`CausalLMOutput`. ``model.generate(...)``
-    decodes with the key/value cache (:mod:`workbench.generation`).
+    """Llama predicting the next token: ``unembed`` (Hugging Face's ``lm_head``, bias-free; the token
+    embedding itself when ``tie_word_embeddings``) gives ``hook_logits`` [batch, pos, vocab]. ``labels``
+    [batch, pos] give the loss of :meth:`LanguageModelHead.forward` (position t against token t + 1, -100
+    ignored); ``use_cache=True`` returns the key/value cache that ``model.generate(...)`` decodes with.
     """
 
     head_key_map = LM_HEAD_KEY_MAP
@@ -307,18 +307,15 @@ class LlamaForCausalLM(CausalLMHead, LlamaModel, GenerationMixin):
         self.add_unembed(config.d_model, config.vocab_size, bias=False)
 
     def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """Logits of a residual-stream state [..., d_model] -> [..., vocab]: the final RMSNorm, then the
-        unembedding (the logit lens)."""
+        """[..., d_model] -> [..., vocab] for any state of the residual stream (the logit lens): ``ln_final``
+        first, as the last block's output gets it."""
         return self.lm_logits(self.ln_final(resid))
 
 
 class LlamaForSequenceClassification(SequenceClassificationHead, LlamaModel):
-    """Llama with a linear classifier (``score``, no bias) read at the last real token of each row
-    (``classifier_position = "last"``). Adds ``hook_logits`` [batch, num_labels].
-
-    The last real token comes from the attention mask (or, without one, from ``pad_token_id`` as Hugging Face
-    does), so left and right padding both work. ``forward`` is :meth:`SequenceClassificationHead.forward`: the
-    inputs of :meth:`LlamaModel.decode` plus ``labels`` [batch]; it returns :class:`SequenceClassifierOutput`.
+    """Llama scoring a whole sequence from its last real token (found from the attention mask, else from
+    ``pad_token_id``, as Hugging Face finds it; either padding side) through ``score``, a bias-free linear
+    layer: ``hook_logits`` [batch, num_labels]. Labels and loss: :meth:`SequenceClassificationHead.forward`.
     """
 
     head_key_map = SCORE_KEY_MAP
