@@ -496,11 +496,28 @@ def test_config_canonical_names_and_defaults():
     assert (mha.n_kv_heads, mha.d_head) == (8, 8)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_memory_check_counts_the_parameters_of_grouped_query_attention_and_the_gated_mlp(tied):
+    config = our_config(tie_word_embeddings=tied)
+    model = LlamaForCausalLM.from_config(config)
+    assert config.estimated_parameters() == sum(p.numel() for p in model.parameters())
+
+
+SMALL = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+
+
+@pytest.mark.parametrize("name", LlamaConfig.SIZE_FIELDS)
+def test_every_size_is_checked(name):
+    with pytest.raises(wb.ConfigError, match=f"{name}=0 must be at least 1") as error:
+        wb.AutoConfig.for_model("llama", **{**SMALL, name: 0})
+    assert error.value.field == name
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(wb.ConfigError, match="num_key_value_heads=3") as error:
         wb.AutoConfig.for_model("llama", d_model=32, n_heads=4, n_kv_heads=3)
     assert error.value.field == "num_key_value_heads"
     with pytest.raises(ValueError, match="rope_type 'llama3' needs low_freq_factor"):
-        wb.AutoConfig.for_model("llama", rope_parameters={"rope_type": "llama3", "factor": 8.0})
+        wb.AutoConfig.for_model("llama", **SMALL, rope_parameters={"rope_type": "llama3", "factor": 8.0})
     with pytest.raises(ValueError, match="unsupported hidden_act 'swiglu'"):
-        wb.AutoConfig.for_model("llama", hidden_act="swiglu")
+        wb.AutoConfig.for_model("llama", **SMALL, hidden_act="swiglu")

@@ -152,6 +152,15 @@ class LlamaConfig(ModelConfig):
         activation(self.hidden_act)
         self.rotary_embedding()  # an unknown rope_type, or one missing a parameter, is refused here
 
+    def estimated_parameters(self) -> int:
+        """The parameters of the model with an LM head (the memory check reads it): token embedding (and an
+        untied unembedding), per block q and o for every query head, k and v for every key/value head, the
+        three projections of the gated MLP and two norms, then the final norm; biases left out."""
+        embeddings = self.vocab_size * self.d_model * (1 if self.tie_word_embeddings else 2)
+        attention = 2 * self.d_model * self.d_head * (self.n_heads + self.n_kv_heads)
+        block = attention + 3 * self.d_model * self.d_mlp + 2 * self.d_model
+        return embeddings + self.n_layers * block + self.d_model
+
     def rotary_embedding(self) -> RotaryEmbedding:
         """The rotary positions that ``rope_parameters`` describe."""
         return RotaryEmbedding.from_rope_parameters(
