@@ -353,6 +353,21 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, head, fields):
     assert again.loading_info.missing_keys == [] and again.loading_info.unexpected_keys == []
 
 
+def test_older_checkpoints_with_rotary_buffers_load_with_no_unexpected_keys(checkpoint, tmp_path):
+    """Checkpoints saved by older transformers keep each layer's ``rotary_emb.inv_freq``: known, recomputed,
+    not loaded and not reported."""
+    from safetensors.torch import load_file, save_file
+
+    _, folder = checkpoint("gqa-4-2", "lm")
+    state = load_file(folder / "model.safetensors")
+    for layer in range(2):
+        state[f"model.layers.{layer}.self_attn.rotary_emb.inv_freq"] = torch.ones(4)
+    save_file(state, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_bytes((folder / "config.json").read_bytes())
+    ours = wb.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert ours.loading_info.unexpected_keys == [] and ours.loading_info.missing_keys == []
+
+
 def test_load_and_auto_classes_read_a_hugging_face_llama_folder(checkpoint):
     _, folder = checkpoint("gqa-4-2", "lm")
     loaded = wb.load(folder, device="cpu")
