@@ -250,7 +250,7 @@ def test_language_model_loss_is_the_hand_computed_one(task, model_type):
     assert out.logits.shape == (2, 7, model.config.vocab_size)
     assert torch.equal(cache["hook_logits"], out.logits)  # hook_logits sees the logits
     shifted = isinstance(model, CausalLMHead) and model.shift_labels
-    assert shifted == (model_type in ("gpt2", "openai-gpt", "transfo-xl"))  # XLNet, XLM: labels are the targets
+    assert shifted == (task == "causal_lm" and model_type != "xlnet")  # XLNet, XLM: labels are the targets
     if model_type == "transfo-xl":  # its own rule: log-probabilities, the per-position losses and their mean
         losses = -out.logits[:, :-1].gather(-1, labels[:, 1:].clamp(min=0)[..., None]).squeeze(-1)
         torch.testing.assert_close(out.losses, losses.masked_fill(labels[:, 1:] == -100, 0.0))
@@ -271,7 +271,7 @@ def test_language_model_rejects_an_unknown_input_and_decodes_residuals(task, mod
     if "unembed" in model._modules and model.config.tie_word_embeddings:
         assert model.unembed.weight is model.embed.weight
         assert "unembed.weight" in model.tied_parameter_names()
-    if model_type not in ("gpt2", "openai-gpt", "xlnet"):  # GPT-2 decodes through ln_final; XLNet: dropout
+    if getattr(model, "ln_final", None) is None:  # where the body ends in a final norm, the lens applies it
         out = model(ids, mask, output_hidden_states=True)
         torch.testing.assert_close(model.decode_residual(out.hidden_states[-1]), out.logits)
 
@@ -284,3 +284,28 @@ def test_causal_lm_returns_its_cache_and_continues_from_it():
     first = model(ids[:, :4], mask[:, :4], use_cache=True)
     rest = model(ids[:, 4:], mask, past_key_values=first.past_key_values, use_cache=True)
     torch.testing.assert_close(torch.cat([first.logits, rest.logits], dim=1), full)
+
+
+# Base models: forward is the body function plus return_dict -------------------------------------------
+
+BASES = ["bert", "distilbert", "gpt2", "openai-gpt", "roberta", "transfo-xl", "xlm", "xlnet"]
+
+
+@pytest.mark.parametrize("model_type", BASES)
+def test_base_forward_is_the_body_function_with_return_dict(model_type):
+    model = _model(model_type, "base")
+    body_name = "encode" if hasattr(type(model), "encode") else "decode"
+    body = getattr(model, body_name)
+    forward = inspect.signature(type(model).forward)
+    expected = list(inspect.signature(getattr(type(model), body_name)).parameters)
+    assert list(forward.parameters) == [*expected, "return_dict"]
+    assert forward.parameters["return_dict"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert type(model).forward.__name__ == "forward" and "return_dict" in type(model).forward.__doc__
+    ids, mask = _inputs(model)
+    out = model(ids, attention_mask=mask, output_hidden_states=True)  # Transformer-XL's second input is mems
+    torch.testing.assert_close(out.last_hidden_state, body(ids, attention_mask=mask).last_hidden_state)
+    assert len(out.hidden_states) == model.n_layers + 1
+    tupled = model(ids, attention_mask=mask, return_dict=False)
+    assert isinstance(tupled, tuple) and torch.equal(tupled[0], out.last_hidden_state)
+    traced = torch.jit.trace(model, (ids,), strict=False, check_trace=False)  # traced: a tuple
+    torch.testing.assert_close(traced(ids)[0], model(ids).last_hidden_state)

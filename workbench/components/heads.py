@@ -28,7 +28,9 @@ checkpoints load and save as before.
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import fields
 
 import torch
@@ -79,7 +81,8 @@ class TaskHead:
     def run_body(
         self, input_ids, attention_mask, output_hidden_states: bool, output_attentions: bool, inputs
     ):
-        """The base model's ``encode`` on the inputs; an input it does not take is a TypeError naming it."""
+        """The base model's body function (``encode``, or ``decode`` for decoders) on the inputs; an input it
+        does not take is a TypeError naming it."""
         accepted = _body_inputs(type(self))
         unknown = sorted(set(inputs) - set(accepted))
         if unknown:
@@ -101,6 +104,44 @@ class TaskHead:
         output_class = self.head_output_class
         carried = {f.name: getattr(body, f.name) for f in fields(output_class) if f.name not in computed}
         return output_class(**computed, **carried)
+
+
+_BODY_ARGS = """
+        Every base model's ``forward`` also takes (as :func:`body_forward` makes it):
+            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding (unless said otherwise above).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
+            output_hidden_states, output_attentions: also return these, as Hugging Face does.
+            return_dict: (keyword only) False returns a tuple (also the case under ``torch.jit.trace``).
+        """
+
+
+def body_forward(body: Callable) -> Callable:
+    """A base model's ``forward`` made from its body function (``encode``, or ``decode`` for decoders): the
+    same inputs in the same order, plus ``return_dict``; its signature and docstring are the body's (with the
+    arguments every base model shares, documented once in ``_BODY_ARGS``), so they are written once::
+
+        class BertModel(HookedTransformer):
+            def encode(self, input_ids=None, attention_mask=None, token_type_ids=None, ...) -> EncoderOutput:
+                ...
+            forward = body_forward(encode)
+
+    The head mixins call the body function itself, which never turns its output into a tuple.
+    """
+    name = body.__name__
+
+    @functools.wraps(body)
+    def forward(self, *args, return_dict: bool = True, **kwargs):
+        return getattr(self, name)(*args, **kwargs).returned(return_dict)
+
+    signature = inspect.signature(body)
+    return_dict = inspect.Parameter("return_dict", inspect.Parameter.KEYWORD_ONLY, default=True, annotation="bool")
+    forward.__signature__ = signature.replace(parameters=[*signature.parameters.values(), return_dict])
+    forward.__name__ = "forward"
+    forward.__qualname__ = body.__qualname__.rsplit(".", 1)[0] + ".forward"
+    forward.__doc__ = (body.__doc__ or "").rstrip() + "\n" + _BODY_ARGS
+    del forward.__wrapped__  # help() and inspect read __signature__, with return_dict
+    return forward
 
 
 def _body_runner(cls: type):

@@ -20,15 +20,8 @@ import torch
 from torch import nn
 
 from ..architecture import Architecture
-from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask
-from ..components.heads import (
-    MaskedLMHead,
-    MaskedLMTransform,
-    MultipleChoiceHead,
-    QuestionAnsweringHead,
-    SequenceClassificationHead,
-    TokenClassificationHead,
-)
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, additive_padding_mask, heads
+from ..components.encoder import run_encoder_blocks, tokens_and_positions
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
@@ -188,6 +181,12 @@ class BertModel(HookedTransformer):
         )
         self.pooler = nn.Linear(config.d_model, config.d_model) if self.add_pooling_layer else None
 
+    def position_ids_for(
+        self, input_ids: torch.Tensor | None, position_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The position ids to embed: those given (None: 0..pos-1). RoBERTa computes its own."""
+        return position_ids
+
     def embed_tokens(
         self,
         input_ids: torch.Tensor | None,
@@ -196,16 +195,12 @@ class BertModel(HookedTransformer):
         inputs_embeds: torch.Tensor | None,
     ) -> torch.Tensor:
         """Token + position + token-type embeddings, normalized: [batch, pos] -> [batch, pos, d_model]."""
-        token_embed = self.token_embeddings(input_ids, inputs_embeds)
-        batch, length = token_embed.shape[:2]
-        self.check_sequence_length(length)
-        self.check_embedding_ids(
-            position_ids=(position_ids, self.pos_embed), token_type_ids=(token_type_ids, self.token_type_embed)
+        token_embed, position_ids = tokens_and_positions(
+            self, input_ids, inputs_embeds, self.position_ids_for(input_ids, position_ids, inputs_embeds),
+            token_type_ids=(token_type_ids, self.token_type_embed),
         )
-        if position_ids is None:
-            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
         if token_type_ids is None:
-            token_type_ids = torch.zeros((batch, length), dtype=torch.long, device=token_embed.device)
+            token_type_ids = torch.zeros(token_embed.shape[:2], dtype=torch.long, device=token_embed.device)
         token_embed = self.hook_embed(token_embed)
         pos_embed = self.hook_pos_embed(self.pos_embed(position_ids))
         type_embed = self.hook_token_type_embed(self.token_type_embed(token_type_ids))
@@ -222,59 +217,33 @@ class BertModel(HookedTransformer):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        """Run embeddings and blocks (and the pooler, if any). Shapes as in :class:`EncoderOutput`."""
-        resid = self.embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
-        self.check_attention_mask(attention_mask, *resid.shape[:2])
-        mask = additive_padding_mask(attention_mask, resid.dtype)
-        hidden_states = [resid] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
-            resid, pattern = block(resid, mask, block_head_mask, need_pattern=output_attentions)
-            if output_hidden_states:
-                hidden_states.append(resid)
-            if output_attentions:
-                attentions.append(pattern)
-        pooled = torch.tanh(self.pooler(resid[:, 0])) if self.pooler is not None else None
-        return EncoderOutput(
-            last_hidden_state=resid,
-            pooler_output=pooled,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        """Run embeddings and blocks (and the pooler, if any). Shapes as in :class:`EncoderOutput`.
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """
         Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
             token_type_ids: [batch, pos] segment ids (default all 0).
             position_ids: [batch, pos] (default 0..pos-1).
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
 
         Returns:
             :class:`EncoderOutput` (last_hidden_state, pooler_output, hidden_states, attentions).
         """
-        out = self.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
+        resid = self.embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
+        self.check_attention_mask(attention_mask, *resid.shape[:2])
+        mask = additive_padding_mask(attention_mask, resid.dtype)
+        resid, hidden_states, attentions = run_encoder_blocks(
+            self.blocks, resid, self.layer_head_mask(head_mask), output_hidden_states, output_attentions, mask
         )
-        return out.returned(return_dict)
+        pooled = torch.tanh(self.pooler(resid[:, 0])) if self.pooler is not None else None
+        return EncoderOutput(
+            last_hidden_state=resid,
+            pooler_output=pooled,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+
+    forward = heads.body_forward(encode)
 
 
-class BertForMaskedLM(MaskedLMHead, BertModel, FillMaskMixin):
+class BertForMaskedLM(heads.MaskedLMHead, BertModel, FillMaskMixin):
     """BERT with its masked-language-model head: ``mlm_head`` (dense -> activation -> LayerNorm, see
     :class:`MaskedLMTransform`), then the unembedding tied to the token embedding. Adds the hooks
     ``mlm_head.ln.*`` and ``hook_logits`` [batch, pos, vocab]; ``decode_residual`` decodes any residual state
@@ -289,11 +258,11 @@ class BertForMaskedLM(MaskedLMHead, BertModel, FillMaskMixin):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
-        transform = MaskedLMTransform(config.d_model, config.hidden_act, config.layer_norm_eps)
+        transform = heads.MaskedLMTransform(config.d_model, config.hidden_act, config.layer_norm_eps)
         self.add_unembed(config.d_model, config.vocab_size, transform=transform)
 
 
-class BertForSequenceClassification(SequenceClassificationHead, BertModel):
+class BertForSequenceClassification(heads.SequenceClassificationHead, BertModel):
     """BERT with a classifier on the pooled [CLS] state: dropout (``classifier_dropout``, else
     ``hidden_dropout_prob``) -> linear. Adds ``hook_logits`` [batch, num_labels].
 
@@ -308,7 +277,7 @@ class BertForSequenceClassification(SequenceClassificationHead, BertModel):
         self.add_sequence_classifier(config.d_model, config.num_labels, config.head_dropout)
 
 
-class BertForTokenClassification(TokenClassificationHead, BertModel):
+class BertForTokenClassification(heads.TokenClassificationHead, BertModel):
     """BERT with a classifier on every token (NER, POS): dropout (``classifier_dropout``, else
     ``hidden_dropout_prob``) -> linear. Adds ``hook_logits`` [batch, pos, num_labels].
 
@@ -324,7 +293,7 @@ class BertForTokenClassification(TokenClassificationHead, BertModel):
         self.add_token_classifier(config.d_model, config.num_labels, config.head_dropout)
 
 
-class BertForQuestionAnswering(QuestionAnsweringHead, BertModel):
+class BertForQuestionAnswering(heads.QuestionAnsweringHead, BertModel):
     """BERT with span start/end logits for extractive QA (SQuAD). Adds ``hook_logits`` [batch, pos, 2].
 
     ``forward`` is :meth:`QuestionAnsweringHead.forward`: the inputs of :meth:`BertModel.forward` plus the
@@ -339,7 +308,7 @@ class BertForQuestionAnswering(QuestionAnsweringHead, BertModel):
         self.add_span_head(config.d_model)
 
 
-class BertForMultipleChoice(MultipleChoiceHead, BertModel):
+class BertForMultipleChoice(heads.MultipleChoiceHead, BertModel):
     """BERT scoring each choice from its pooled [CLS] state (SWAG, RACE, ARC): dropout -> linear.
 
     ``forward`` is :meth:`MultipleChoiceHead.forward`: the inputs of :meth:`BertModel.forward`, each

@@ -29,16 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
-from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, additive_padding_mask, heads
 from ..components import activation as activation_function
-from ..components.heads import (
-    MaskedLMHead,
-    MaskedLMTransform,
-    MultipleChoiceHead,
-    QuestionAnsweringHead,
-    SequenceClassificationHead,
-    TokenClassificationHead,
-)
+from ..components.encoder import run_encoder_blocks, tokens_and_positions
 from ..components.positions import sinusoid_table
 from ..config import ModelConfig
 from ..hook_points import HookPoint
@@ -238,12 +231,7 @@ class DistilBertModel(HookedTransformer):
     ) -> torch.Tensor:
         """Token + position embeddings, normalized: [batch, pos] -> [batch, pos, d_model]."""
         self.reject_token_types(token_type_ids)
-        token_embed = self.token_embeddings(input_ids, inputs_embeds)
-        batch, length = token_embed.shape[:2]
-        self.check_sequence_length(length)
-        self.check_embedding_ids(position_ids=(position_ids, self.pos_embed))
-        if position_ids is None:
-            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
+        token_embed, position_ids = tokens_and_positions(self, input_ids, inputs_embeds, position_ids)
         token_embed = self.hook_embed(token_embed)
         pos_embed = self.hook_pos_embed(self.pos_embed(position_ids))
         return self.dropout(self.ln_embed(token_embed + pos_embed))
@@ -259,57 +247,31 @@ class DistilBertModel(HookedTransformer):
         output_attentions: bool = False,
         token_type_ids: torch.Tensor | None = None,
     ) -> EncoderOutput:
-        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (``pooler_output`` is None)."""
-        resid = self.embed_tokens(input_ids, position_ids, inputs_embeds, token_type_ids)
-        self.check_attention_mask(attention_mask, *resid.shape[:2])
-        mask = additive_padding_mask(attention_mask, resid.dtype)
-        hidden_states = [resid] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
-            resid, pattern = block(resid, mask, block_head_mask, need_pattern=output_attentions)
-            if output_hidden_states:
-                hidden_states.append(resid)
-            if output_attentions:
-                attentions.append(pattern)
-        return EncoderOutput(
-            last_hidden_state=resid,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
-        )
+        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (``pooler_output`` is None).
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """
         Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
             position_ids: [batch, pos] (default 0..pos-1).
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
             token_type_ids: not taken: an error that says so (rather than a TypeError).
 
         Returns:
             :class:`EncoderOutput` (last_hidden_state, hidden_states, attentions; no pooler_output).
         """
-        out = self.encode(
-            input_ids, attention_mask, inputs_embeds, position_ids, head_mask, output_hidden_states,
-            output_attentions, token_type_ids,
+        resid = self.embed_tokens(input_ids, position_ids, inputs_embeds, token_type_ids)
+        self.check_attention_mask(attention_mask, *resid.shape[:2])
+        mask = additive_padding_mask(attention_mask, resid.dtype)
+        resid, hidden_states, attentions = run_encoder_blocks(
+            self.blocks, resid, self.layer_head_mask(head_mask), output_hidden_states, output_attentions, mask
         )
-        return out.returned(return_dict)
+        return EncoderOutput(
+            last_hidden_state=resid,
+            hidden_states=hidden_states,
+            attentions=attentions,
+        )
+
+    forward = heads.body_forward(encode)
 
 
-class DistilBertForMaskedLM(MaskedLMHead, DistilBertModel, FillMaskMixin):
+class DistilBertForMaskedLM(heads.MaskedLMHead, DistilBertModel, FillMaskMixin):
     """DistilBERT with its masked-language-model head: ``vocab_transform`` -> activation ->
     ``vocab_layer_norm`` (``mlm_head``, see :class:`MaskedLMTransform`), then ``vocab_projector`` tied to the
     token embedding. Adds ``mlm_head.ln.*`` and ``hook_logits`` [batch, pos, vocab].
@@ -322,7 +284,7 @@ class DistilBertForMaskedLM(MaskedLMHead, DistilBertModel, FillMaskMixin):
 
     def __init__(self, config: DistilBertConfig) -> None:
         super().__init__(config)
-        transform = MaskedLMTransform(config.d_model, config.activation, LAYER_NORM_EPS)
+        transform = heads.MaskedLMTransform(config.d_model, config.activation, LAYER_NORM_EPS)
         self.add_unembed(config.d_model, config.vocab_size, transform=transform)  # vocab_projector
 
 
@@ -341,7 +303,7 @@ class DistilBertSequenceScoring:
 
 
 class DistilBertForSequenceClassification(
-    DistilBertSequenceScoring, SequenceClassificationHead, DistilBertModel
+    DistilBertSequenceScoring, heads.SequenceClassificationHead, DistilBertModel
 ):
     """DistilBERT with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on the [CLS] state.
     Adds ``hook_logits`` [batch, num_labels].
@@ -357,7 +319,7 @@ class DistilBertForSequenceClassification(
         self.add_pre_classifier(config, config.num_labels)
 
 
-class DistilBertForTokenClassification(TokenClassificationHead, DistilBertModel):
+class DistilBertForTokenClassification(heads.TokenClassificationHead, DistilBertModel):
     """DistilBERT with a classifier on every token (NER, POS): dropout (``config.dropout``) -> linear.
     Adds ``hook_logits`` [batch, pos, num_labels].
 
@@ -372,7 +334,7 @@ class DistilBertForTokenClassification(TokenClassificationHead, DistilBertModel)
         self.add_token_classifier(config.d_model, config.num_labels, config.dropout)
 
 
-class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertModel):
+class DistilBertForQuestionAnswering(heads.QuestionAnsweringHead, DistilBertModel):
     """DistilBERT with span start/end logits for extractive QA (SQuAD): dropout (``config.qa_dropout``)
     -> linear. Adds ``hook_logits`` [batch, pos, 2].
 
@@ -387,7 +349,7 @@ class DistilBertForQuestionAnswering(QuestionAnsweringHead, DistilBertModel):
         self.add_span_head(config.d_model, dropout=config.qa_dropout, num_labels=config.num_labels)
 
 
-class DistilBertForMultipleChoice(DistilBertSequenceScoring, MultipleChoiceHead, DistilBertModel):
+class DistilBertForMultipleChoice(DistilBertSequenceScoring, heads.MultipleChoiceHead, DistilBertModel):
     """DistilBERT scoring each choice with ``pre_classifier`` -> ReLU -> dropout -> ``classifier`` on its
     [CLS] state (SWAG, RACE, ARC).
 

@@ -31,7 +31,7 @@ from ..components import (
     positions_from_mask,
 )
 from ..components.fused import FusedSplit, FusedWeights
-from ..components.heads import CausalLMHead, SequenceClassificationHead
+from ..components.heads import CausalLMHead, SequenceClassificationHead, body_forward
 from ..config import ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
@@ -199,7 +199,19 @@ class GPT2Model(FusedWeights, HookedTransformer):
         output_attentions: bool = False,
         token_type_ids: torch.Tensor | None = None,
     ) -> DecoderOutput:
-        """Run embeddings, blocks and the final norm. Shapes as in :class:`DecoderOutput`."""
+        """Run embeddings, blocks and the final norm. Shapes as in :class:`DecoderOutput`.
+
+        Args:
+            attention_mask: [batch, past + pos], 1 for real tokens, 0 for padding (left or right).
+            position_ids: [batch, pos]; default: counted over the real tokens of ``attention_mask``.
+            past_key_values: a :class:`KVCache` from an earlier call (``use_cache=True`` returns one).
+            output_hidden_states: n_layers + 1 states as Hugging Face gives them: the input of every block,
+                then the final output after ``ln_final``.
+            output_attentions: the attention pattern of every layer.
+
+        Returns:
+            :class:`DecoderOutput`.
+        """
         if token_type_ids is not None:
             raise ValueError(
                 f"{type(self).__name__} takes no token_type_ids (a tokenizer for another architecture made them?)"
@@ -239,39 +251,7 @@ class GPT2Model(FusedWeights, HookedTransformer):
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """
-        Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            attention_mask: [batch, past + pos], 1 for real tokens, 0 for padding (left or right).
-            position_ids: [batch, pos]; default: counted over the real tokens of ``attention_mask``.
-            past_key_values: a :class:`KVCache` from an earlier call (``use_cache=True`` returns one).
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
-            output_hidden_states: n_layers + 1 states as Hugging Face gives them: the input of every block,
-                then the final output after ``ln_final``.
-            output_attentions: the attention pattern of every layer.
-
-        Returns:
-            :class:`DecoderOutput`.
-        """
-        out = self.decode(
-            input_ids, attention_mask, position_ids, inputs_embeds, past_key_values, use_cache, head_mask,
-            output_hidden_states, output_attentions, token_type_ids,
-        )
-        return out.returned(return_dict)
+    forward = body_forward(decode)
 
 
 class GPT2LMHeadModel(CausalLMHead, GPT2Model, GenerationMixin):

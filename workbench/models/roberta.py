@@ -128,15 +128,9 @@ class RobertaModel(BertModel):
         self.padding_idx = config.pad_token_id
         self.pos_embed = nn.Embedding(config.max_position_embeddings, config.d_model, padding_idx=self.padding_idx)
 
-    def embed_tokens(
-        self,
-        input_ids: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        position_ids: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """As BERT's, with RoBERTa's default positions: from ``input_ids`` (padding skipped), or
-        ``padding_idx + 1 ..`` for ``inputs_embeds``."""
+    def position_ids_for(self, input_ids, position_ids, inputs_embeds) -> torch.Tensor | None:
+        """RoBERTa's default positions, when none are given: from ``input_ids`` (padding skipped), or
+        ``padding_idx + 1 ..`` for ``inputs_embeds``; checked against the table as given ones are."""
         if position_ids is None and (input_ids is None) != (inputs_embeds is None):  # else BERT's check raises
             if input_ids is not None and input_ids.dim() == 2:
                 position_ids = positions_after_padding(input_ids, self.padding_idx)
@@ -145,7 +139,7 @@ class RobertaModel(BertModel):
                 first = self.padding_idx + 1
                 position_ids = torch.arange(first, first + length, device=inputs_embeds.device)
                 position_ids = position_ids.expand(inputs_embeds.shape[:2])
-        return super().embed_tokens(input_ids, token_type_ids, position_ids, inputs_embeds)
+        return position_ids
 
     def check_sequence_length(self, length: int) -> None:
         limit = self.config.max_position_embeddings - self.padding_idx - 1

@@ -36,7 +36,7 @@ from ..architecture import Architecture
 from ..components import MLP, LayerNorm
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedSplit, FusedWeights
-from ..components.heads import CausalLMHead, SequenceClassificationHead
+from ..components.heads import CausalLMHead, SequenceClassificationHead, body_forward
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..config import ModelConfig
 from ..hook_points import HookPoint
@@ -627,14 +627,27 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
         head_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
         output_attentions: bool = False,
+        output_hidden_states: bool = False,
         past_key_values: Mems | None = None,
         use_cache: bool = True,
         token_type_ids: torch.Tensor | None = None,
     ) -> TransfoXLModelOutput:
-        """Run embeddings and blocks over one segment. Inputs as :meth:`forward`'s; shapes as in
-        :class:`TransfoXLModelOutput`."""
+        """Run embeddings and blocks over one segment. Shapes as in :class:`TransfoXLModelOutput`; the inputs in
+        Hugging Face's order.
+
+        Args:
+            mems: the ``mems`` of the previous segment's output, n_layers tensors [mem, batch, d_model]
+                (Hugging Face's layout); None starts from ``mem_len`` zero vectors, as Hugging Face does;
+                :meth:`empty_mems` starts from no memory at all.
+            attention_mask: [batch, L], 1 real / 0 padding; its last columns are the newest positions (L may
+                cover memory too; uncovered memory counts as real). Hugging Face's model takes none.
+            past_key_values: an alias of ``mems`` (what generation code passes); ``use_cache`` is accepted for
+                the same reason: mems are always returned when mem_len > 0.
+
+        Returns:
+            :class:`TransfoXLModelOutput`.
+        """
         if past_key_values is not None:
             if mems is not None:
                 raise ValueError("pass mems or past_key_values (its alias, for generation code), not both")
@@ -676,40 +689,7 @@ class TransfoXLModel(FusedWeights, HookedTransformer):
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        mems: Mems | None = None,
-        head_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        past_key_values: Mems | None = None,
-        use_cache: bool = True,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """
-        Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            mems: the ``mems`` of the previous segment's output, n_layers tensors [mem, batch, d_model]
-                (Hugging Face's layout); None starts from ``mem_len`` zero vectors, as Hugging Face does;
-                :meth:`empty_mems` starts from no memory at all.
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
-            attention_mask: [batch, L], 1 real / 0 padding; its last columns are the newest positions (L may
-                cover memory too; uncovered memory counts as real). Hugging Face's model takes none.
-            past_key_values: an alias of ``mems`` (what generation code passes); ``use_cache`` is accepted for
-                the same reason: mems are always returned when mem_len > 0.
-
-        Returns:
-            :class:`TransfoXLModelOutput`.
-        """
-        out = self.decode(
-            input_ids, mems, head_mask, inputs_embeds, attention_mask, output_hidden_states, output_attentions,
-            past_key_values, use_cache, token_type_ids,
-        )
-        return out.returned(return_dict)
+    forward = body_forward(decode)
 
 
 # Adaptive softmax ------------------------------------------------------------------------------------

@@ -46,14 +46,8 @@ import torch
 from torch import nn
 
 from ..architecture import Architecture
-from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask
-from ..components.heads import (
-    MaskedLMHead,
-    MultipleChoiceHead,
-    QuestionAnsweringHead,
-    SequenceClassificationHead,
-    TokenClassificationHead,
-)
+from ..components import MLP, Attention, LayerNorm, PostNormBlock, activation, causal_mask, heads
+from ..components.encoder import run_encoder_blocks, tokens_and_positions
 from ..components.positions import sinusoid_table
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
@@ -388,14 +382,10 @@ class XLMModel(HookedTransformer):
         inputs_embeds: torch.Tensor | None,
     ) -> torch.Tensor:
         """Token + position (+ language) (+ token-type) embeddings, normalized: -> [batch, pos, d_model]."""
-        token_embed = self.token_embeddings(input_ids, inputs_embeds)
-        batch, length = token_embed.shape[:2]
-        self.check_sequence_length(length)
-        self.check_embedding_ids(
-            position_ids=(position_ids, self.pos_embed), token_type_ids=(token_type_ids, self.embed)
+        token_embed, position_ids = tokens_and_positions(
+            self, input_ids, inputs_embeds, position_ids, token_type_ids=(token_type_ids, self.embed)
         )
-        if position_ids is None:
-            position_ids = torch.arange(length, device=token_embed.device).expand(batch, length)
+        batch, length = token_embed.shape[:2]
         resid = self.hook_embed(token_embed) + self.hook_pos_embed(self.pos_embed(position_ids))
         if langs is not None and self.config.has_lang_embeddings:
             if not isinstance(langs, torch.Tensor):
@@ -419,7 +409,18 @@ class XLMModel(HookedTransformer):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (no pooler)."""
+        """Run embeddings and blocks. Shapes as in :class:`EncoderOutput` (no pooler).
+
+        Args:
+            langs: [batch, pos] language ids, or one id or name (``"fr"``, through ``config.lang2id``) for
+                every token; ignored by models without language embeddings.
+            token_type_ids: [batch, pos]; looked up in the token embedding table, as Hugging Face does.
+            position_ids: [batch, pos] (default 0..pos-1).
+            lengths: [batch], real tokens per row (right padding), instead of ``attention_mask``.
+
+        Returns:
+            :class:`EncoderOutput` (last_hidden_state, hidden_states, attentions).
+        """
         resid = self.embed_tokens(input_ids, langs, token_type_ids, position_ids, inputs_embeds)
         self.check_attention_mask(attention_mask, *resid.shape[:2])
         batch, length = resid.shape[:2]
@@ -431,58 +432,20 @@ class XLMModel(HookedTransformer):
             mask = torch.zeros(real.shape, dtype=resid.dtype, device=resid.device)
             mask = mask.masked_fill(real == 0, torch.finfo(resid.dtype).min)[:, None, None, :]
         resid = resid * keep
-        hidden_states = [resid] if output_hidden_states else None
-        attentions = [] if output_attentions else None
-        for block, block_head_mask in zip(self.blocks, self.layer_head_mask(head_mask)):
-            resid, pattern = block(resid, mask, keep, block_head_mask, need_pattern=output_attentions)
-            if output_hidden_states:
-                hidden_states.append(resid)
-            if output_attentions:
-                attentions.append(pattern)
+        resid, hidden_states, attentions = run_encoder_blocks(
+            self.blocks, resid, self.layer_head_mask(head_mask), output_hidden_states, output_attentions,
+            mask, keep,
+        )
         return EncoderOutput(
             last_hidden_state=resid,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            hidden_states=hidden_states,
+            attentions=attentions,
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        langs: torch.Tensor | int | str | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """
-        Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding.
-            langs: [batch, pos] language ids, or one id or name (``"fr"``, through ``config.lang2id``) for
-                every token; ignored by models without language embeddings.
-            token_type_ids: [batch, pos]; looked up in the token embedding table, as Hugging Face does.
-            position_ids: [batch, pos] (default 0..pos-1).
-            lengths: [batch], real tokens per row (right padding), instead of ``attention_mask``.
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output.
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-
-        Returns:
-            :class:`EncoderOutput` (last_hidden_state, hidden_states, attentions).
-        """
-        out = self.encode(
-            input_ids, attention_mask, langs, token_type_ids, position_ids, lengths, inputs_embeds, head_mask,
-            output_hidden_states, output_attentions,
-        )
-        return out.returned(return_dict)
+    forward = heads.body_forward(encode)
 
 
-class XLMWithLMHeadModel(MaskedLMHead, XLMModel):
+class XLMWithLMHeadModel(heads.MaskedLMHead, XLMModel):
     """XLM with its prediction layer: a linear map with a bias, the weight tied to the token embedding.
 
     Adds ``hook_logits`` [batch, pos, vocab]. The same head serves the MLM and the causal checkpoints: the
@@ -513,7 +476,7 @@ class XLMSequenceSummary(SequenceSummary):
     summary_projection = "classifier"
 
 
-class XLMForSequenceClassification(XLMSequenceSummary, SequenceClassificationHead, XLMModel):
+class XLMForSequenceClassification(XLMSequenceSummary, heads.SequenceClassificationHead, XLMModel):
     """XLM with Hugging Face's sequence summary: one state per sequence (``summary_type``: the first token
     by default) -> dropout -> linear (``summary_use_proj``) -> activation (``summary_activation``).
 
@@ -532,7 +495,7 @@ class XLMForSequenceClassification(XLMSequenceSummary, SequenceClassificationHea
         return self.sequence_summary(body.last_hidden_state)  # [batch, num_labels]: the summary projects
 
 
-class XLMForTokenClassification(TokenClassificationHead, XLMModel):
+class XLMForTokenClassification(heads.TokenClassificationHead, XLMModel):
     """XLM with a classifier on every token (NER, POS): dropout (``config.dropout``) -> linear.
 
     Adds ``hook_logits`` [batch, pos, num_labels]. ``forward`` is :meth:`TokenClassificationHead.forward`:
@@ -547,7 +510,7 @@ class XLMForTokenClassification(TokenClassificationHead, XLMModel):
         self.add_token_classifier(config.d_model, config.num_labels, config.dropout)
 
 
-class XLMForQuestionAnsweringSimple(QuestionAnsweringHead, XLMModel):
+class XLMForQuestionAnsweringSimple(heads.QuestionAnsweringHead, XLMModel):
     """XLM with span start/end logits for extractive QA (SQuAD): a linear ``qa_outputs`` on every token.
 
     Hugging Face's name (its ``XLMForQuestionAnswering`` is a different, beam-search SQuAD head, not ported).
@@ -565,7 +528,7 @@ class XLMForQuestionAnsweringSimple(QuestionAnsweringHead, XLMModel):
         self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
-class XLMForMultipleChoice(MultipleChoiceHead, XLMSequenceSummary, XLMModel):
+class XLMForMultipleChoice(heads.MultipleChoiceHead, XLMSequenceSummary, XLMModel):
     """XLM scoring each choice: the sequence summary of the choice (see :class:`SequenceSummary`, to
     ``num_labels`` values) -> ``logits_proj``, a linear map to one score.
 

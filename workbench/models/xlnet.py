@@ -45,16 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..architecture import Architecture
-from ..components import MLP, LayerNorm, activation
+from ..components import MLP, LayerNorm, activation, heads
 from ..components.attention import RelativeAttentionCore
 from ..components.fused import FusedWeights, HeadShapedProjections
-from ..components.heads import (
-    CausalLMHead,
-    MultipleChoiceHead,
-    QuestionAnsweringHead,
-    SequenceClassificationHead,
-    TokenClassificationHead,
-)
 from ..components.positions import distance_sinusoids, inverse_frequencies, rel_shift
 from ..components.summary import SUMMARY_TYPES, SequenceSummary
 from ..config import ModelConfig
@@ -396,6 +389,24 @@ def segments_differ(token_type_ids: torch.Tensor, m_len: int) -> torch.Tensor:
 # The model, top to bottom ----------------------------------------------------------------------------
 
 
+@dataclass
+class Streams:
+    """What every layer's attention reads besides its own inputs, built once per forward.
+
+    Attributes:
+        rel_pos: [batch, rel_pos, d_model], the relative sinusoids.
+        segments: [batch, pos, key_pos] bool (different segments) or None.
+        blocked_h, blocked_g: [batch or 1, pos, key_pos] bool masks of the content and query streams, or None.
+        target_mapping: [batch, num_predict, pos] (with a query stream) or None.
+    """
+
+    rel_pos: torch.Tensor
+    segments: torch.Tensor | None
+    blocked_h: torch.Tensor | None
+    blocked_g: torch.Tensor | None
+    target_mapping: torch.Tensor | None
+
+
 class RelativeAttention(RelativeAttentionCore):
     """Two-stream multi-head attention with relative positions and segments (XLNet, section 2.3 and 2.5), on
     Transformer-XL's relative attention (:class:`~workbench.components.attention.RelativeAttentionCore`).
@@ -471,21 +482,14 @@ class RelativeAttention(RelativeAttentionCore):
         h: torch.Tensor,
         g: torch.Tensor | None,
         memory: torch.Tensor | None,
-        rel_pos: torch.Tensor,
-        segments: torch.Tensor | None,
-        blocked_h: torch.Tensor | None,
-        blocked_g: torch.Tensor | None,
-        target_mapping: torch.Tensor | None,
+        streams: Streams,
         head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """
         Args:
             h: [batch, pos, d_model], the content stream; g: [batch, num_predict, d_model] or None.
             memory: [batch, mem_pos, d_model] or None, prepended to the keys and values.
-            rel_pos: [batch, rel_pos, d_model], the relative sinusoids.
-            segments: [batch, pos, key_pos] bool (different segments) or None.
-            blocked_h, blocked_g: [batch or 1, pos, key_pos] bool masks of the two streams, or None.
-            target_mapping: [batch, num_predict, pos] (with g).
+            streams: the relative sinusoids, segments, both streams' masks and the target mapping.
             head_mask: [head], multiplies each head's output in both streams (1 keeps, 0 removes).
 
         Returns:
@@ -495,9 +499,12 @@ class RelativeAttention(RelativeAttentionCore):
         context = h if memory is None else torch.cat([memory, h], dim=1)
         k = self.hook_k(self.split_heads(self.k(context)))
         v = self.hook_v(self.split_heads(self.v(context)))
-        k_rel = self.hook_k_rel(self.split_heads(self.r(rel_pos)))
+        k_rel = self.hook_k_rel(self.split_heads(self.r(streams.rel_pos)))
         q = self.hook_q(self.split_heads(self.q(h)))
-        z, pattern_h = self.attend(q, k, v, k_rel, segments, blocked_h, self.hook_scores, self.hook_pattern)
+        segments, target_mapping = streams.segments, streams.target_mapping
+        z, pattern_h = self.attend(
+            q, k, v, k_rel, segments, streams.blocked_h, self.hook_scores, self.hook_pattern
+        )
         out_h = self.o(self.hook_z(self.mask_heads(z, head_mask)).flatten(-2))
         if g is None:
             return out_h, None, pattern_h, None
@@ -506,7 +513,7 @@ class RelativeAttention(RelativeAttentionCore):
         # there); the values it gathers go back to its prediction slot.
         q_at_targets = torch.einsum("bmnd,bml->blnd", q_g, target_mapping)
         z_g, pattern_g = self.attend(
-            q_at_targets, k, v, k_rel, segments, blocked_g, self.hook_scores_query, self.hook_pattern_query
+            q_at_targets, k, v, k_rel, segments, streams.blocked_g, self.hook_scores_query, self.hook_pattern_query
         )
         z_g = self.hook_z_query(
             self.mask_heads(torch.einsum("blnd,bml->bmnd", z_g, target_mapping), head_mask)
@@ -586,21 +593,15 @@ class XLNetBlock(nn.Module):
         h: torch.Tensor,
         g: torch.Tensor | None,
         memory: torch.Tensor | None,
-        rel_pos: torch.Tensor,
-        segments: torch.Tensor | None,
-        blocked_h: torch.Tensor | None,
-        blocked_g: torch.Tensor | None,
-        target_mapping: torch.Tensor | None,
+        streams: Streams,
         head_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, torch.Tensor, torch.Tensor | None]:
-        """Returns (h out, g out or None, (pattern_h, pattern_g), the block's input h, the memory it used),
+        """Inputs as :meth:`RelativeAttention.forward`'s. Returns (h out, g out or None, (pattern_h, pattern_g), the block's input h, the memory it used),
         the last two after their hooks: what the next segment's memory is made of."""
         memory = self.hook_mems(memory) if memory is not None else None
         h = self.hook_resid_pre(h)
         g = self.hook_resid_pre_query(g) if g is not None else None
-        out_h, out_g, pattern_h, pattern_g = self.attn(
-            h, g, memory, rel_pos, segments, blocked_h, blocked_g, target_mapping, head_mask
-        )
+        out_h, out_g, pattern_h, pattern_g = self.attn(h, g, memory, streams, head_mask)
         h_out = self.feed_forward(h, out_h, query=False)
         g_out = self.feed_forward(g, out_g, query=True) if g is not None else None
         return h_out, g_out, (pattern_h, pattern_g), h, memory
@@ -721,7 +722,23 @@ class XLNetModel(FusedWeights, HookedTransformer):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> XLNetModelOutput:
-        """Run the embeddings and the blocks. Shapes as in :class:`XLNetModelOutput`."""
+        """Run the embeddings and the blocks. Shapes as in :class:`XLNetModelOutput`.
+
+        Args:
+            attention_mask: [batch, pos], 1 for real tokens, 0 for padding (or ``input_mask``: 1 for padding).
+            mems: the ``mems`` of the previous segment's output: one [mem_pos, batch, d_model] per layer.
+            perm_mask: [batch, pos, pos]; 1 where token i may not see token j (a factorization order).
+            target_mapping: [batch, num_predict, pos]; one-hot rows: the positions the query stream predicts.
+            token_type_ids: [batch, pos] segment ids (only equal/different matters).
+            use_mems: return the memory for the next segment (default: ``config.use_mems_eval`` in eval mode,
+                ``use_mems_train`` in training).
+            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output (both streams). Hugging
+                Face's XLNet (transformers 5) has no head_mask; the workbench's convention (``hook_z`` times
+                the mask) applies.
+
+        Returns:
+            :class:`XLNetModelOutput`.
+        """
         config = self.config
         if use_mems is None:
             use_mems = config.use_mems_train if self.training else config.use_mems_eval
@@ -752,6 +769,7 @@ class XLNetModel(FusedWeights, HookedTransformer):
             target_mapping = target_mapping.to(dtype)
             mask_embed = self.mask_embed.expand(batch, target_mapping.shape[1], -1)
             g = self.dropout(self.hook_embed_query(mask_embed))
+        streams = Streams(rel_pos, segments, blocked_h, blocked_g, target_mapping)
 
         new_mems = []
         hidden_states = [] if output_hidden_states else None
@@ -759,9 +777,7 @@ class XLNetModel(FusedWeights, HookedTransformer):
         for block, memory, block_head_mask in zip(self.blocks, memories, self.layer_head_mask(head_mask)):
             if output_hidden_states:
                 hidden_states += [h, g] if g is not None else [h]
-            h, g, patterns, block_input, memory = block(
-                h, g, memory, rel_pos, segments, blocked_h, blocked_g, target_mapping, block_head_mask
-            )
+            h, g, patterns, block_input, memory = block(h, g, memory, streams, block_head_mask)
             if use_mems:
                 new_mems.append(self.next_memory(block_input, memory))
             if output_attentions:
@@ -775,59 +791,10 @@ class XLNetModel(FusedWeights, HookedTransformer):
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        mems=None,
-        perm_mask: torch.Tensor | None = None,
-        target_mapping: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        input_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_mems: bool | None = None,
-        head_mask: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_dict: bool = True,
-    ):
-        """
-        Args:
-            input_ids: [batch, pos] token ids (or ``inputs_embeds`` [batch, pos, d_model]).
-            attention_mask: [batch, pos], 1 for real tokens, 0 for padding (or ``input_mask``: 1 for padding).
-            mems: the ``mems`` of the previous segment's output: one [mem_pos, batch, d_model] per layer.
-            perm_mask: [batch, pos, pos]; 1 where token i may not see token j (a factorization order).
-            target_mapping: [batch, num_predict, pos]; one-hot rows: the positions the query stream predicts.
-            token_type_ids: [batch, pos] segment ids (only equal/different matters).
-            use_mems: return the memory for the next segment (default: ``config.use_mems_eval`` in eval mode,
-                ``use_mems_train`` in training).
-            head_mask: [head] or [layer, head]; 1 keeps a head, 0 removes its output (both streams). Hugging
-                Face's XLNet (transformers 5) has no head_mask; the workbench's convention (``hook_z`` times
-                the mask) applies.
-            output_hidden_states, output_attentions: also return these, as Hugging Face does.
-            return_dict: False returns a tuple (also the case under ``torch.jit.trace``).
-
-        Returns:
-            :class:`XLNetModelOutput`.
-        """
-        out = self.encode(
-            input_ids,
-            attention_mask,
-            mems,
-            perm_mask,
-            target_mapping,
-            token_type_ids,
-            input_mask,
-            inputs_embeds,
-            use_mems,
-            head_mask,
-            output_hidden_states,
-            output_attentions,
-        )
-        return out.returned(return_dict)
+    forward = heads.body_forward(encode)
 
 
-class XLNetLMHeadModel(CausalLMHead, XLNetModel, GenerationMixin):
+class XLNetLMHeadModel(heads.CausalLMHead, XLNetModel, GenerationMixin):
     """XLNet with its language-modelling head: ``lm_loss``, a linear map with a bias whose weight is tied to
     the token embedding, on the query stream when there is one (else on the content stream).
 
@@ -899,7 +866,7 @@ class XLNetSequenceSummary(SequenceSummary):
         return self.sequence_summary(body.last_hidden_state)  # [batch, d_model]
 
 
-class XLNetForSequenceClassification(XLNetSequenceSummary, SequenceClassificationHead, XLNetModel):
+class XLNetForSequenceClassification(XLNetSequenceSummary, heads.SequenceClassificationHead, XLNetModel):
     """XLNet with the sequence summary -> ``classifier`` (Hugging Face's ``logits_proj``) to num_labels.
 
     Adds ``hook_logits`` [batch, num_labels]. XLNet's tokenizer puts ``<cls>`` last, which the summary reads.
@@ -916,7 +883,7 @@ class XLNetForSequenceClassification(XLNetSequenceSummary, SequenceClassificatio
         self.add_summary_classifier(config, config.num_labels)
 
 
-class XLNetForTokenClassification(TokenClassificationHead, XLNetModel):
+class XLNetForTokenClassification(heads.TokenClassificationHead, XLNetModel):
     """XLNet with a linear ``classifier`` on every token (no dropout before it, as in Hugging Face).
 
     Adds ``hook_logits`` [batch, pos, num_labels]. ``forward`` is :meth:`TokenClassificationHead.forward`:
@@ -932,7 +899,7 @@ class XLNetForTokenClassification(TokenClassificationHead, XLNetModel):
         self.add_token_classifier(config.d_model, config.num_labels, dropout=None)
 
 
-class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
+class XLNetForQuestionAnsweringSimple(heads.QuestionAnsweringHead, XLNetModel):
     """XLNet with span start/end logits for extractive QA: a linear ``qa_outputs`` on every token.
 
     Hugging Face's name (its ``XLNetForQuestionAnswering``, the beam-search SQuAD 2.0 head, is not ported).
@@ -951,7 +918,7 @@ class XLNetForQuestionAnsweringSimple(QuestionAnsweringHead, XLNetModel):
         self.add_span_head(config.d_model, num_labels=config.num_labels)
 
 
-class XLNetForMultipleChoice(XLNetSequenceSummary, MultipleChoiceHead, XLNetModel):
+class XLNetForMultipleChoice(XLNetSequenceSummary, heads.MultipleChoiceHead, XLNetModel):
     """XLNet scoring each choice: the sequence summary of the choice -> ``classifier`` (Hugging Face's
     ``logits_proj``) to one score.
 
