@@ -39,7 +39,7 @@ from ..components import (
     causal_mask,
     positions_from_mask,
 )
-from ..components.heads import CausalLMHead, SequenceClassificationHead
+from ..components.heads import CausalLMHead, SequenceClassificationHead, body_forward
 from ..config import ConfigError, ModelConfig
 from ..hook_points import HookPoint
 from ..loading import KeyMap
@@ -264,7 +264,6 @@ class LlamaModel(HookedTransformer):
                 holds the keys after their rotation, [batch, past, kv_head, d_head] per layer.
             output_hidden_states: n_layers + 1 states as Hugging Face gives them: the input of every block,
                 then the final output after ``ln_final``.
-            output_attentions: the attention pattern of every layer, [batch, head, query_pos, key_pos].
         """
         resid = self.hook_embed(self.token_embeddings(input_ids, inputs_embeds))
         batch, new = resid.shape[:2]
@@ -295,11 +294,7 @@ class LlamaModel(HookedTransformer):
             attentions=tuple(patterns) if output_attentions else None,
         )
 
-    def forward(self, *inputs, return_dict: bool = True, **named_inputs):
-        """:meth:`decode`'s inputs, in its order (``input_ids`` [batch, pos] or ``inputs_embeds`` [batch, pos,
-        d_model]; ``head_mask`` [head] or [layer, head], 1 keeps a head, 0 removes its output), and
-        ``return_dict`` (False returns a tuple)."""
-        return self.decode(*inputs, **named_inputs).returned(return_dict)
+    forward = body_forward(decode)
 
 
 class LlamaForCausalLM(CausalLMHead, LlamaModel, GenerationMixin):
