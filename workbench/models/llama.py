@@ -88,12 +88,8 @@ class LlamaConfig(ModelConfig):
 
     # Canonical names (readable and writable; see workbench.config).
     ATTRIBUTE_MAP = {
-        "d_model": "hidden_size",
-        "n_layers": "num_hidden_layers",
-        "n_heads": "num_attention_heads",
-        "n_kv_heads": "num_key_value_heads",
-        "d_head": "head_dim",
-        "d_mlp": "intermediate_size",
+        "d_model": "hidden_size", "n_layers": "num_hidden_layers", "d_mlp": "intermediate_size",
+        "n_heads": "num_attention_heads", "n_kv_heads": "num_key_value_heads", "d_head": "head_dim",
         "max_positions": "max_position_embeddings",
     }
 
