@@ -115,3 +115,35 @@ def test_canonical_names_do_not_leak_into_extra_or_the_saved_file(tmp_path):
     config.save_pretrained(tmp_path)
     again = wb.AutoConfig.from_pretrained(tmp_path)
     assert (again.n_embd, again.n_layer, again.n_head, again.max_positions) == (32, 2, 4, 64)
+
+
+HF_ALIAS_CASES = [
+    (config_class, alias, name)
+    for config_class in REGISTRY.configs().values()
+    for alias, name in config_class.HF_ALIASES.items()
+]
+
+
+def test_the_architectures_that_have_other_hugging_face_names_declare_them():
+    # Hugging Face's attribute_map names of these configs (and older config.json keys) are read as the field.
+    assert {config_class.model_type for config_class, _, _ in HF_ALIAS_CASES} >= {
+        "distilbert", "xlm", "xlnet", "transfo-xl"
+    }
+
+
+@pytest.mark.parametrize(
+    "config_class, alias, name", HF_ALIAS_CASES, ids=[f"{c.model_type}-{a}" for c, a, _ in HF_ALIAS_CASES]
+)
+def test_a_hugging_face_alias_reads_writes_and_loads_as_its_field(config_class, alias, name):
+    config = config_class()
+    value = getattr(config, name)
+    assert getattr(config, alias) == value
+    setattr(config, alias, 7)
+    assert getattr(config, name) == 7
+    assert alias not in config.to_dict()  # written under the field's name only
+    loaded = config_class.from_dict({alias: value})
+    assert getattr(loaded, name) == value and alias not in loaded.extra
+    other = 9 if value != 9 else 10
+    with pytest.raises(ConfigError, match=rf"{alias}={other} contradicts {name}={value}"):
+        config_class.from_dict({alias: other, name: value})
+    assert getattr(config_class.from_dict({name: other}, **{alias: value}), name) == value  # an override wins

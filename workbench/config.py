@@ -65,7 +65,7 @@ def _alias_property(alias: str, name: str) -> property:
     def set_(self: ModelConfig, value: Any) -> None:
         setattr(self, name, value)
 
-    return property(get, set_, doc=f"The canonical name of ``{name}`` (readable and writable).")
+    return property(get, set_, doc=f"Another name of ``{name}`` (readable and writable).")
 
 
 @dataclass
@@ -90,6 +90,10 @@ class ModelConfig:
     # Per architecture: canonical name -> the Hugging Face field holding it (plain renames only; a subclass
     # inherits its parent's). Each entry becomes a read/write property; see the module docstring.
     ATTRIBUTE_MAP: ClassVar[dict[str, str]] = {}
+    # Per architecture: Hugging Face's other names for a field (its config's attribute_map, and the keys of
+    # older config.json files) -> the field. Each becomes a read/write property, and from_dict reads it as the
+    # field; a dict giving both with different values is an error (a file's or an override's).
+    HF_ALIASES: ClassVar[dict[str, str]] = {}
 
     architectures: list[str] | None = None
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
@@ -100,7 +104,8 @@ class ModelConfig:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for alias, name in cls.__dict__.get("ATTRIBUTE_MAP", {}).items():
+        renames = {**cls.__dict__.get("ATTRIBUTE_MAP", {}), **cls.__dict__.get("HF_ALIASES", {})}
+        for alias, name in renames.items():
             setattr(cls, alias, _alias_property(alias, name))
 
     def __post_init__(self) -> None:
@@ -123,10 +128,27 @@ class ModelConfig:
         return self.max_position_embeddings
 
     @classmethod
+    def _hf_alias_keys(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with Hugging Face's other names (``HF_ALIASES``) renamed to the fields they stand for."""
+        values = dict(values)
+        for alias, name in cls.HF_ALIASES.items():
+            if alias not in values:
+                continue
+            value = values.pop(alias)
+            if name in values and values[name] != value:
+                raise ConfigError(
+                    f"{alias}={value!r} contradicts {name}={values[name]!r} ({cls.model_type or cls.__name__}'s "
+                    f"name for it); give one of them",
+                    field=alias,
+                )
+            values[name] = value
+        return values
+
+    @classmethod
     def _canonical_keys(cls, values: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
         """``values`` with canonical keys renamed to the Hugging Face fields (``ATTRIBUTE_MAP``); canonical
         keys that are no field are moved to ``derived``, to be checked once the config is built."""
-        values = dict(values)
+        values = cls._hf_alias_keys(values)
         field_names = {f.name for f in fields(cls)}
         for alias in CANONICAL_NAMES:
             if alias not in values or alias in field_names:

@@ -22,7 +22,6 @@ Hugging Face's ``hidden_states[i + 1]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -77,11 +76,8 @@ class DistilBertConfig(ModelConfig):
     SIZE_FIELDS = ("vocab_size", "max_position_embeddings", "n_layers", "n_heads", "dim", "hidden_dim")
     NON_NEGATIVE_FIELDS = ("initializer_range", "pad_token_id", "bos_token_id", "eos_token_id")
     PROBABILITY_FIELDS = ("dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout")
-    ALIASES: ClassVar[dict[str, str]] = {
-        "hidden_size": "dim",
-        "num_hidden_layers": "n_layers",
-        "num_attention_heads": "n_heads",
-    }
+    # Hugging Face's other names (its attribute_map).
+    HF_ALIASES = {"hidden_size": "dim", "num_hidden_layers": "n_layers", "num_attention_heads": "n_heads"}
 
     # Canonical names (readable and writable; see workbench.config); n_layers and n_heads are fields.
     ATTRIBUTE_MAP = {"d_model": "dim", "d_mlp": "hidden_dim", "max_positions": "max_position_embeddings"}
@@ -103,22 +99,6 @@ class DistilBertConfig(ModelConfig):
     eos_token_id: int | list[int] | None = None
     bos_token_id: int | None = None
 
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> DistilBertConfig:
-        """As :meth:`ModelConfig.from_dict`; ``hidden_size`` etc. are read as ``dim`` etc."""
-        return super().from_dict(cls._resolve_aliases(values), **cls._resolve_aliases(overrides))
-
-    @classmethod
-    def _resolve_aliases(cls, values: dict[str, Any]) -> dict[str, Any]:
-        values = dict(values)
-        for alias, name in cls.ALIASES.items():
-            if alias in values:
-                value = values.pop(alias)
-                if name in values and values[name] != value:
-                    raise ValueError(f"{alias}={value} contradicts {name}={values[name]} (DistilBERT's name for it)")
-                values[name] = value
-        return values
 
     def validate(self) -> None:
         super().validate()

@@ -90,6 +90,8 @@ class TransfoXLConfig(ModelConfig):
     # Canonical names (readable and writable; see workbench.config); d_model and d_head are fields, and
     # max_positions (no limit) is derived.
     ATTRIBUTE_MAP = {"n_layers": "n_layer", "n_heads": "n_head", "d_mlp": "d_inner"}
+    # The original checkpoints' name (Hugging Face's attribute_map keeps it).
+    HF_ALIASES = {"n_token": "vocab_size"}
 
     vocab_size: int = 267735
     cutoffs: list[int] = field(default_factory=lambda: [20000, 40000, 200000])
@@ -125,14 +127,6 @@ class TransfoXLConfig(ModelConfig):
         self.cutoffs = list(self.cutoffs)
         if self.tie_projs is None:
             self.tie_projs = [False] + [self.proj_share_all_but_first] * len(self.cutoffs)
-
-    @classmethod
-    def from_dict(cls, values, **overrides):
-        values = dict(values)
-        if "n_token" in values and "vocab_size" not in values:  # the original checkpoints' name
-            values["vocab_size"] = values.pop("n_token")
-        return super().from_dict(values, **overrides)
-
 
     @property
     def max_position_embeddings(self) -> int:

@@ -58,19 +58,6 @@ from ..outputs import EncoderOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
-# Older config.json names (and Hugging Face's attribute_map) -> field names. As in Hugging Face, the older
-# name wins when a file has both.
-XLM_ALIASES = {
-    "n_words": "vocab_size",
-    "bos_index": "bos_token_id",
-    "eos_index": "eos_token_id",
-    "pad_index": "pad_token_id",
-    "hidden_size": "emb_dim",
-    "num_attention_heads": "n_heads",
-    "num_hidden_layers": "n_layers",
-}
-
-
 @dataclass
 class XLMConfig(ModelConfig):
     """XLM's hyper-parameters, with Hugging Face's names (``configuration_xlm.py``).
@@ -116,6 +103,12 @@ class XLMConfig(ModelConfig):
     PROBABILITY_FIELDS = ("dropout", "attention_dropout", "summary_first_dropout")
 
     ATTRIBUTE_MAP = {"d_model": "emb_dim", "max_positions": "max_position_embeddings"}
+    # Hugging Face's other names (its attribute_map) and those of older config.json files.
+    HF_ALIASES = {
+        "hidden_size": "emb_dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
+        "n_words": "vocab_size", "bos_index": "bos_token_id", "eos_index": "eos_token_id",
+        "pad_index": "pad_token_id",
+    }
 
     vocab_size: int = 30145
     emb_dim: int = 2048
@@ -161,35 +154,6 @@ class XLMConfig(ModelConfig):
     def d_mlp(self) -> int:
         return 4 * self.emb_dim
 
-    # Hugging Face's other names for the same values (its attribute_map).
-    @property
-    def hidden_size(self) -> int:
-        return self.emb_dim
-
-    @property
-    def num_attention_heads(self) -> int:
-        return self.n_heads
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return self.n_layers
-
-    @property
-    def n_words(self) -> int:
-        return self.vocab_size
-
-    @property
-    def pad_index(self) -> int | None:
-        return self.pad_token_id
-
-    @property
-    def bos_index(self) -> int | None:
-        return self.bos_token_id
-
-    @property
-    def eos_index(self) -> int | list[int] | None:
-        return self.eos_token_id
-
     @property
     def has_lang_embeddings(self) -> bool:
         return self.n_langs > 1 and self.use_lang_emb
@@ -198,14 +162,6 @@ class XLMConfig(ModelConfig):
     def summary_last_dropout(self) -> float:
         """Not a field of Hugging Face's XLMConfig either: read from the file's extra keys (default 0)."""
         return float(self.extra.get("summary_last_dropout") or 0.0)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> XLMConfig:
-        values = {**values, **overrides}
-        for old, new in XLM_ALIASES.items():
-            if old in values:
-                values[new] = values.pop(old)
-        return super().from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

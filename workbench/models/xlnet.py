@@ -38,7 +38,6 @@ Quirks kept for parity with Hugging Face:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +57,6 @@ from ..outputs import ModelOutput
 
 # Configuration ---------------------------------------------------------------------------------------
 
-# Hugging Face's attribute_map (and older config.json names) -> field names.
-XLNET_ALIASES = {
-    "n_token": "vocab_size",
-    "hidden_size": "d_model",
-    "num_attention_heads": "n_head",
-    "num_hidden_layers": "n_layer",
-}
 ATTN_TYPES = ("bi", "uni")
 # Scores of blocked keys get this subtracted (Hugging Face's value; 65500 in float16).
 MASK_VALUE = 1e30
@@ -117,6 +109,11 @@ class XLNetConfig(ModelConfig):
     # Canonical names (readable and writable; see workbench.config); d_model and d_head are fields, and
     # max_positions (no limit) is derived.
     ATTRIBUTE_MAP = {"n_layers": "n_layer", "n_heads": "n_head", "d_mlp": "d_inner"}
+    # Hugging Face's other names (its attribute_map) and that of older config.json files.
+    HF_ALIASES = {
+        "hidden_size": "d_model", "num_attention_heads": "n_head", "num_hidden_layers": "n_layer",
+        "n_token": "vocab_size",
+    }
 
     vocab_size: int = 32000
     d_model: int = 1024
@@ -152,23 +149,6 @@ class XLNetConfig(ModelConfig):
             self.d_head = self.d_model // self.n_head
 
 
-    # Hugging Face's other names for the same values (its attribute_map).
-    @property
-    def hidden_size(self) -> int:
-        return self.d_model
-
-    @property
-    def num_attention_heads(self) -> int:
-        return self.n_head
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return self.n_layer
-
-    @property
-    def n_token(self) -> int:
-        return self.vocab_size
-
     @property
     def max_position_embeddings(self) -> int:
         """XLNet has no limit on the sequence length (relative positions): a very large number."""
@@ -181,14 +161,6 @@ class XLNetConfig(ModelConfig):
     @property
     def summary_first_dropout(self) -> float:
         return float(self.extra.get("summary_first_dropout") or 0.0)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> XLNetConfig:
-        values = {**values, **overrides}
-        for old, new in XLNET_ALIASES.items():
-            if old in values:
-                values[new] = values.pop(old)
-        return super().from_dict(values)
 
     def validate(self) -> None:
         super().validate()
