@@ -247,15 +247,10 @@ class XLNetLMHeadModelOutput(ModelOutput):
 
 
 @dataclass
-class XLNetClassifierOutput(ModelOutput):
+class XLNetClassifierOutput(XLNetLMHeadModelOutput):
     """Sequence classification ([batch, num_labels]), token classification ([batch, pos, num_labels]) or
-    multiple choice ([batch, num_choices]) logits, with loss, mems, hidden_states, attentions."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    mems: tuple[torch.Tensor, ...] | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple | None = None
+    multiple choice ([batch, num_choices]) logits, with loss, mems, hidden_states, attentions (the LM head's
+    fields, in the same order)."""
 
 
 @dataclass
