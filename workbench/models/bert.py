@@ -33,26 +33,7 @@ from ..outputs import EncoderOutput
 
 @dataclass
 class BertConfig(ModelConfig):
-    """BERT's hyper-parameters, with Hugging Face's names.
-
-    Attributes:
-        vocab_size: tokens in the vocabulary.
-        hidden_size: d_model (H in the paper).
-        num_hidden_layers: blocks (L).
-        num_attention_heads: heads per block (A).
-        intermediate_size: d_mlp (4H in the paper).
-        hidden_act: the feed-forward activation (``"gelu"`` is the exact, erf-based GELU).
-        hidden_dropout_prob: dropout on embeddings and block outputs.
-        attention_probs_dropout_prob: dropout on the attention pattern.
-        max_position_embeddings: the longest input, in tokens.
-        type_vocab_size: number of token types (segments).
-        initializer_range: std of the normal initialization.
-        layer_norm_eps: LayerNorm epsilon.
-        pad_token_id: the padding token, whose embedding row is zero at initialization.
-        position_embedding_type: only ``"absolute"`` is supported.
-        classifier_dropout: dropout before a classifier (None: hidden_dropout_prob).
-        is_decoder: BERT used as a causal decoder (not supported).
-    """
+    """BERT's hyper-parameters, with Hugging Face's names."""
 
     model_type = "bert"
 
@@ -71,22 +52,22 @@ class BertConfig(ModelConfig):
         "max_positions": "max_position_embeddings",
     }
 
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    max_position_embeddings: int = 512
-    type_vocab_size: int = 2
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
-    position_embedding_type: str = "absolute"
-    classifier_dropout: float | None = None
-    is_decoder: bool = False
+    vocab_size: int = 30522  #: tokens in the vocabulary.
+    hidden_size: int = 768  #: d_model (H in the paper).
+    num_hidden_layers: int = 12  #: blocks (L).
+    num_attention_heads: int = 12  #: heads per block (A).
+    intermediate_size: int = 3072  #: d_mlp (4H in the paper).
+    hidden_act: str = "gelu"  #: the feed-forward activation (``"gelu"`` is the exact, erf-based GELU).
+    hidden_dropout_prob: float = 0.1  #: dropout on embeddings and block outputs.
+    attention_probs_dropout_prob: float = 0.1  #: dropout on the attention pattern.
+    max_position_embeddings: int = 512  #: the longest input, in tokens.
+    type_vocab_size: int = 2  #: number of token types (segments).
+    initializer_range: float = 0.02  #: std of the normal initialization.
+    layer_norm_eps: float = 1e-12  #: LayerNorm epsilon.
+    pad_token_id: int = 0  #: the padding token, whose embedding row is zero at initialization.
+    position_embedding_type: str = "absolute"  #: only ``"absolute"`` is supported.
+    classifier_dropout: float | None = None  #: dropout before a classifier (None: hidden_dropout_prob).
+    is_decoder: bool = False  #: BERT used as a causal decoder (not supported).
 
     def validate(self) -> None:
         super().validate()

@@ -52,23 +52,6 @@ class DistilBertConfig(ModelConfig):
     here they are plain fields; ``d_model``, ``d_head`` and ``d_mlp`` are properties as on every config.
     BERT-style names (``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``, Hugging Face's
     ``attribute_map``) are accepted by :meth:`from_dict` as aliases.
-
-    Attributes:
-        vocab_size: tokens in the vocabulary.
-        max_position_embeddings: the longest input, in tokens.
-        sinusoidal_pos_embds: initialize the position embeddings with fixed sinusoids instead of at random.
-        n_layers: blocks.
-        n_heads: heads per block.
-        dim: d_model.
-        hidden_dim: d_mlp.
-        dropout: dropout on embeddings and on the FFN's output.
-        attention_dropout: dropout on the attention pattern.
-        activation: the FFN and MLM-head activation (``"gelu"`` is the exact, erf-based GELU).
-        initializer_range: std of the normal initialization.
-        qa_dropout: dropout before the question-answering head.
-        seq_classif_dropout: dropout before the sequence-classification and multiple-choice classifier.
-        pad_token_id: the padding token, whose embedding row is zero at initialization.
-        bos_token_id, eos_token_id: kept for Hugging Face's config; unused.
     """
 
     model_type = "distilbert"
@@ -82,22 +65,22 @@ class DistilBertConfig(ModelConfig):
     # Canonical names (readable and writable; see workbench.config); n_layers and n_heads are fields.
     ATTRIBUTE_MAP = {"d_model": "dim", "d_mlp": "hidden_dim", "max_positions": "max_position_embeddings"}
 
-    vocab_size: int = 30522
-    max_position_embeddings: int = 512
-    sinusoidal_pos_embds: bool = False
-    n_layers: int = 6
-    n_heads: int = 12
-    dim: int = 768
-    hidden_dim: int = 4 * 768
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation: str = "gelu"
-    initializer_range: float = 0.02
-    qa_dropout: float = 0.1
-    seq_classif_dropout: float = 0.2
-    pad_token_id: int | None = 0
-    eos_token_id: int | list[int] | None = None
-    bos_token_id: int | None = None
+    vocab_size: int = 30522  #: tokens in the vocabulary.
+    max_position_embeddings: int = 512  #: the longest input, in tokens.
+    sinusoidal_pos_embds: bool = False  #: position embeddings initialized as fixed sinusoids (else at random).
+    n_layers: int = 6  #: blocks.
+    n_heads: int = 12  #: heads per block.
+    dim: int = 768  #: d_model.
+    hidden_dim: int = 4 * 768  #: d_mlp.
+    dropout: float = 0.1  #: dropout on embeddings and on the FFN's output.
+    attention_dropout: float = 0.1  #: dropout on the attention pattern.
+    activation: str = "gelu"  #: the FFN and MLM-head activation (``"gelu"`` is the exact, erf-based GELU).
+    initializer_range: float = 0.02  #: std of the normal initialization.
+    qa_dropout: float = 0.1  #: dropout before the question-answering head.
+    seq_classif_dropout: float = 0.2  #: dropout before the sequence-classification and multiple-choice head.
+    pad_token_id: int | None = 0  #: the padding token, whose embedding row is zero at initialization.
+    eos_token_id: int | list[int] | None = None  #: kept for Hugging Face's config; unused.
+    bos_token_id: int | None = None  #: kept for Hugging Face's config; unused.
 
 
     def validate(self) -> None:
