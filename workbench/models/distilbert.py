@@ -67,7 +67,7 @@ class DistilBertConfig(ModelConfig):
 
     vocab_size: int = 30522  #: tokens in the vocabulary.
     max_position_embeddings: int = 512  #: the longest input, in tokens.
-    sinusoidal_pos_embds: bool = False  #: position embeddings initialized as fixed sinusoids (else at random).
+    sinusoidal_pos_embds: bool = False  #: position embeddings initialized as fixed sinusoids (else random).
     n_layers: int = 6  #: blocks.
     n_heads: int = 12  #: heads per block.
     dim: int = 768  #: d_model.

@@ -51,33 +51,7 @@ Mems = list[torch.Tensor]  # one [mem, batch, d_model] tensor per layer (Hugging
 
 @dataclass
 class TransfoXLConfig(ModelConfig):
-    """Transformer-XL's hyper-parameters, with Hugging Face's names (defaults: transfo-xl-wt103).
-
-    Attributes:
-        vocab_size: words in the vocabulary (``n_token`` in old config.json files).
-        cutoffs: where the adaptive clusters start: [c1, c2, ...] gives clusters [0, c1), [c1, c2), ...
-        d_model: width of the residual stream.
-        d_embed: width of the first cluster's embeddings (later ones: ``d_embed // div_val**i``).
-        n_head, d_head: heads per layer and their width (n_head * d_head need not be d_model).
-        d_inner: d_mlp.
-        div_val: how much narrower each cluster's embeddings are than the previous one's.
-        pre_lnorm: pre-norm blocks (LayerNorm before attention and MLP) instead of post-norm.
-        n_layer: blocks.
-        mem_len: how many positions of memory each layer keeps; 0: no recurrence.
-        clamp_len: distances beyond it use the embedding of ``clamp_len`` (0 or less: no clamping).
-        same_length: every query attends to exactly ``mem_len`` keys (as in training).
-        proj_share_all_but_first: default of ``tie_projs`` (the output projections of all clusters but the
-            first share the input ones).
-        tie_projs: per cluster, whether the softmax's projection is the embedding's.
-        attn_type: 0 (relative attention); the only one the checkpoints use and the only one supported.
-        sample_softmax: must be -1 (sampled softmax is not supported, as in Hugging Face).
-        adaptive: kept for round trips (the softmax is always adaptive, as in Hugging Face).
-        dropout, dropatt: dropout on sublayer outputs and embeddings, and on attention patterns.
-        untie_r: one pair of relative biases per layer (else one pair shared by all layers).
-        init, init_range, init_std, proj_init_std: random initialization, as Hugging Face's.
-        layer_norm_epsilon: LayerNorm epsilon.
-        eos_token_id, pad_token_id: special ids (the classifier reads the last token before ``pad_token_id``).
-    """
+    """Transformer-XL's hyper-parameters, with Hugging Face's names (defaults: transfo-xl-wt103)."""
 
     model_type = "transfo-xl"
 
@@ -93,34 +67,37 @@ class TransfoXLConfig(ModelConfig):
     # The original checkpoints' name (Hugging Face's attribute_map keeps it).
     HF_ALIASES = {"n_token": "vocab_size"}
 
-    vocab_size: int = 267735
+    vocab_size: int = 267735  #: words in the vocabulary (``n_token`` in old config.json files).
+    #: where the adaptive clusters start: [c1, c2, ...] gives clusters [0, c1), [c1, c2), ...
     cutoffs: list[int] = field(default_factory=lambda: [20000, 40000, 200000])
-    d_model: int = 1024
-    d_embed: int = 1024
-    n_head: int = 16
-    d_head: int = 64
-    d_inner: int = 4096
-    div_val: int = 4
-    pre_lnorm: bool = False
-    n_layer: int = 18
-    mem_len: int = 1600
-    clamp_len: int = 1000
-    same_length: bool = True
+    d_model: int = 1024  #: width of the residual stream.
+    d_embed: int = 1024  #: width of the first cluster's embeddings (later ones: ``d_embed // div_val**i``).
+    n_head: int = 16  #: heads per layer.
+    d_head: int = 64  #: width of a head (n_head * d_head need not be d_model).
+    d_inner: int = 4096  #: d_mlp.
+    div_val: int = 4  #: how much narrower each cluster's embeddings are than the previous one's.
+    pre_lnorm: bool = False  #: pre-norm blocks (LayerNorm before attention and MLP) instead of post-norm.
+    n_layer: int = 18  #: blocks.
+    mem_len: int = 1600  #: how many positions of memory each layer keeps; 0: no recurrence.
+    clamp_len: int = 1000  #: distances beyond it use the embedding of ``clamp_len`` (0 or less: no clamping).
+    same_length: bool = True  #: every query attends to exactly ``mem_len`` keys (as in training).
+    #: default of ``tie_projs`` (the output projections of all clusters but the first share the input ones).
     proj_share_all_but_first: bool = True
-    tie_projs: list[bool] | None = None
-    attn_type: int = 0
-    sample_softmax: int = -1
-    adaptive: bool = True
-    dropout: float = 0.1
-    dropatt: float = 0.0
-    untie_r: bool = True
+    tie_projs: list[bool] | None = None  #: per cluster, whether the softmax's projection is the embedding's.
+    attn_type: int = 0  #: 0 (relative attention): the only one the checkpoints use, the only one supported.
+    sample_softmax: int = -1  #: must be -1 (sampled softmax is not supported, as in Hugging Face).
+    adaptive: bool = True  #: kept for round trips (the softmax is always adaptive, as in Hugging Face).
+    dropout: float = 0.1  #: dropout on sublayer outputs and embeddings.
+    dropatt: float = 0.0  #: dropout on attention patterns.
+    untie_r: bool = True  #: one pair of relative biases per layer (else one pair shared by all layers).
+    #: random initialization, as Hugging Face's: ``"uniform"`` (+-``init_range``) weights, else normal ones.
     init: str = "normal"
-    init_range: float = 0.01
-    proj_init_std: float = 0.01
-    init_std: float = 0.02
-    layer_norm_epsilon: float = 1e-5
-    eos_token_id: int | None = 0
-    pad_token_id: int | None = None
+    init_range: float = 0.01  #: the bound of the uniform initialization.
+    proj_init_std: float = 0.01  #: initial std of the adaptive embedding's and softmax's projections.
+    init_std: float = 0.02  #: std of the normal initialization (weights; LayerNorm weights: around 1).
+    layer_norm_epsilon: float = 1e-5  #: LayerNorm epsilon.
+    eos_token_id: int | None = 0  #: end-of-sequence token id.
+    pad_token_id: int | None = None  #: padding token id (the classifier reads the last token before it).
 
     def __post_init__(self) -> None:
         super().__post_init__()

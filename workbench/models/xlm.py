@@ -64,33 +64,6 @@ class XLMConfig(ModelConfig):
 
     ``n_layers`` and ``n_heads`` are both Hugging Face's fields and the workbench's canonical names (same
     meaning); ``d_model`` is ``emb_dim`` and ``d_mlp`` is ``4 * emb_dim``.
-
-    Attributes:
-        vocab_size: tokens in the vocabulary (older files: ``n_words``).
-        emb_dim: d_model.
-        n_layers: blocks.
-        n_heads: heads per block.
-        dropout: dropout on embeddings and block outputs.
-        attention_dropout: dropout on the attention pattern.
-        gelu_activation: GELU (exact, erf-based) in the FFN; False: ReLU.
-        sinusoidal_embeddings: fixed sinusoidal positions instead of learned ones (initialization only: the
-            table is a parameter saved in checkpoints, as in Hugging Face).
-        causal: causal self-attention (the xlm-clm-* checkpoints).
-        asm: an adaptive-softmax prediction layer (not supported).
-        n_langs: languages; language embeddings exist when ``n_langs > 1`` and ``use_lang_emb``.
-        use_lang_emb: whether language embeddings are used.
-        max_position_embeddings: the longest input, in tokens.
-        embed_init_std, init_std: std of the normal initialization of embeddings and linear layers.
-        layer_norm_eps: LayerNorm epsilon.
-        unk_index, mask_index: ids of ``<unk>`` and the mask token in the original vocabularies.
-        is_encoder: must be True (Hugging Face's XLM is an encoder only).
-        summary_*: the sequence-classification head (Hugging Face's sequence summary): which state to take
-            (``first``, ``last``, ``mean``, ``cls_index`` = last), a projection (to ``num_labels`` or
-            d_model), an activation, and the dropout before it.
-        start_n_top, end_n_top: SQuAD settings, kept for round trips.
-        mask_token_id, lang_id: Hugging Face's generation settings, kept for round trips.
-        pad_token_id, bos_token_id, eos_token_id: special token ids (older files: ``pad_index``, ...).
-        lang2id, id2lang: language names <-> ids of multilingual checkpoints.
     """
 
     model_type = "xlm"
@@ -110,39 +83,43 @@ class XLMConfig(ModelConfig):
         "pad_index": "pad_token_id",
     }
 
-    vocab_size: int = 30145
-    emb_dim: int = 2048
-    n_layers: int = 12
-    n_heads: int = 16
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    gelu_activation: bool = True
+    vocab_size: int = 30145  #: tokens in the vocabulary (older files: ``n_words``).
+    emb_dim: int = 2048  #: d_model.
+    n_layers: int = 12  #: blocks.
+    n_heads: int = 16  #: heads per block.
+    dropout: float = 0.1  #: dropout on embeddings and block outputs.
+    attention_dropout: float = 0.1  #: dropout on the attention pattern.
+    gelu_activation: bool = True  #: GELU (exact, erf-based) in the FFN; False: ReLU.
+    #: fixed sinusoidal positions instead of learned ones (initialization only: the table is a parameter
+    #: saved in checkpoints, as in Hugging Face).
     sinusoidal_embeddings: bool = False
-    causal: bool = False
-    asm: bool = False
-    n_langs: int = 1
-    use_lang_emb: bool = True
-    max_position_embeddings: int = 512
-    embed_init_std: float = 2048**-0.5
-    layer_norm_eps: float = 1e-12
-    init_std: float = 0.02
-    unk_index: int = 3
-    mask_index: int = 5
-    is_encoder: bool = True
+    causal: bool = False  #: causal self-attention (the xlm-clm-* checkpoints).
+    asm: bool = False  #: an adaptive-softmax prediction layer (not supported).
+    n_langs: int = 1  #: languages; language embeddings exist when ``n_langs > 1`` and ``use_lang_emb``.
+    use_lang_emb: bool = True  #: whether language embeddings are used.
+    max_position_embeddings: int = 512  #: the longest input, in tokens.
+    embed_init_std: float = 2048**-0.5  #: std of the normal initialization of the embeddings.
+    layer_norm_eps: float = 1e-12  #: LayerNorm epsilon.
+    init_std: float = 0.02  #: std of the normal initialization of the linear layers.
+    unk_index: int = 3  #: id of ``<unk>`` in the original vocabularies.
+    mask_index: int = 5  #: id of the mask token in the original vocabularies.
+    is_encoder: bool = True  #: must be True (Hugging Face's XLM is an encoder only).
+    #: The sequence-classification head (Hugging Face's sequence summary). The state it takes: ``first``,
+    #: ``last``, ``mean`` or ``cls_index`` (= last).
     summary_type: str = "first"
-    summary_use_proj: bool = True
-    summary_activation: str | None = None
-    summary_proj_to_labels: bool = True
-    summary_first_dropout: float = 0.1
-    start_n_top: int = 5
-    end_n_top: int = 5
-    mask_token_id: int | None = 0
-    lang_id: int = 0
-    pad_token_id: int | None = 2
-    bos_token_id: int | None = 0
-    eos_token_id: int | list[int] | None = 1
-    lang2id: dict[str, int] | None = None
-    id2lang: dict[int, str] | None = None
+    summary_use_proj: bool = True  #: whether a linear projection follows the summary.
+    summary_activation: str | None = None  #: the activation after the projection (None: none).
+    summary_proj_to_labels: bool = True  #: the projection's width: ``num_labels`` (False: d_model).
+    summary_first_dropout: float = 0.1  #: dropout on the summary, before the projection.
+    start_n_top: int = 5  #: SQuAD setting, kept for round trips.
+    end_n_top: int = 5  #: SQuAD setting, kept for round trips.
+    mask_token_id: int | None = 0  #: Hugging Face's generation setting, kept for round trips.
+    lang_id: int = 0  #: Hugging Face's generation setting, kept for round trips.
+    pad_token_id: int | None = 2  #: padding token id (older files: ``pad_index``).
+    bos_token_id: int | None = 0  #: beginning-of-sequence token id (older files: ``bos_index``).
+    eos_token_id: int | list[int] | None = 1  #: end-of-sequence token id (older files: ``eos_index``).
+    lang2id: dict[str, int] | None = None  #: language names -> ids of multilingual checkpoints.
+    id2lang: dict[int, str] | None = None  #: ids -> language names of multilingual checkpoints.
 
     def __post_init__(self) -> None:
         super().__post_init__()

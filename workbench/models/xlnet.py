@@ -70,32 +70,6 @@ class XLNetConfig(ModelConfig):
 
     Canonical names: ``n_layers`` is ``n_layer``, ``n_heads`` is ``n_head``, ``d_mlp`` is ``d_inner``;
     ``d_model`` and ``d_head`` are fields.
-
-    Attributes:
-        vocab_size: tokens in the vocabulary (older files: ``n_token``).
-        d_model: width of the residual stream.
-        n_layer: blocks.
-        n_head: heads per block.
-        d_inner: width of the feed-forward layer.
-        d_head: width of a head; must be ``d_model // n_head`` (None: that value).
-        ff_activation: the feed-forward activation (``gelu``, ``relu``, ``gelu_new``, ...).
-        attn_type: ``"bi"`` (XLNet: no causal mask) or ``"uni"`` (causal, Transformer-XL style).
-        initializer_range: std of the normal initialization.
-        layer_norm_eps: LayerNorm epsilon.
-        dropout: dropout on embeddings, relative positions, attention patterns and sublayer outputs.
-        mem_len: positions kept in the memory a forward returns (None or 0: all of them).
-        reuse_len: only the first ``reuse_len`` positions of a segment go into the memory (None: all).
-        use_mems_eval, use_mems_train: whether a forward returns ``mems`` by default in eval / train mode.
-        bi_data: forward relative distances for the first half of the batch, backward for the second
-            (pretraining's bidirectional data pipeline); needs an even batch.
-        clamp_len: relative distances beyond this are clamped (-1 or 0: no clamping).
-        same_length: with ``attn_type="uni"``, every position attends to the same number of keys.
-        summary_*: the sequence summary of the classification and multiple-choice heads: which state
-            (``last``, ``first``, ``mean``, ``cls_index`` = last), a projection (to d_model, or to
-            ``num_labels`` when ``extra["summary_proj_to_labels"]``), an activation (``tanh``), dropouts
-            (``summary_last_dropout``; ``extra["summary_first_dropout"]`` before the projection).
-        start_n_top, end_n_top: SQuAD beam settings, kept for round trips.
-        pad_token_id, bos_token_id, eos_token_id: special token ids.
     """
 
     model_type = "xlnet"
@@ -115,33 +89,42 @@ class XLNetConfig(ModelConfig):
         "n_token": "vocab_size",
     }
 
-    vocab_size: int = 32000
-    d_model: int = 1024
-    n_layer: int = 24
-    n_head: int = 16
-    d_inner: int = 4096
-    d_head: int | None = None
-    ff_activation: str = "gelu"
-    attn_type: str = "bi"
-    initializer_range: float = 0.02
-    layer_norm_eps: float = 1e-12
+    vocab_size: int = 32000  #: tokens in the vocabulary (older files: ``n_token``).
+    d_model: int = 1024  #: width of the residual stream.
+    n_layer: int = 24  #: blocks.
+    n_head: int = 16  #: heads per block.
+    d_inner: int = 4096  #: width of the feed-forward layer (d_mlp).
+    d_head: int | None = None  #: width of a head; must be ``d_model // n_head`` (None: that value).
+    ff_activation: str = "gelu"  #: the feed-forward activation (``gelu``, ``relu``, ``gelu_new``, ...).
+    attn_type: str = "bi"  #: ``"bi"`` (XLNet: no causal mask) or ``"uni"`` (causal, Transformer-XL style).
+    initializer_range: float = 0.02  #: std of the normal initialization.
+    layer_norm_eps: float = 1e-12  #: LayerNorm epsilon.
+    #: dropout on embeddings, relative positions, attention patterns and sublayer outputs.
     dropout: float = 0.1
-    mem_len: int | None = 512
+    mem_len: int | None = 512  #: positions kept in the memory a forward returns (None or 0: all of them).
+    #: only the first ``reuse_len`` positions of a segment go into the memory (None: all).
     reuse_len: int | None = None
-    use_mems_eval: bool = True
-    use_mems_train: bool = False
+    use_mems_eval: bool = True  #: whether a forward returns ``mems`` by default in eval mode.
+    use_mems_train: bool = False  #: whether a forward returns ``mems`` by default in train mode.
+    #: forward relative distances for the first half of the batch, backward for the second (pretraining's
+    #: bidirectional data pipeline); needs an even batch.
     bi_data: bool = False
-    clamp_len: int = -1
-    same_length: bool = False
+    clamp_len: int = -1  #: relative distances beyond this are clamped (-1 or 0: no clamping).
+    same_length: bool = False  #: with ``attn_type="uni"``, every position attends to the same number of keys.
+    #: The sequence summary of the classification and multiple-choice heads. The state it takes: ``last``,
+    #: ``first``, ``mean`` or ``cls_index`` (= last); ``extra["summary_first_dropout"]``: dropout before
+    #: the projection.
     summary_type: str = "last"
+    #: whether a linear projection follows the summary (to d_model, or to ``num_labels`` when
+    #: ``extra["summary_proj_to_labels"]``).
     summary_use_proj: bool = True
-    summary_activation: str | None = "tanh"
-    summary_last_dropout: float = 0.1
-    start_n_top: int = 5
-    end_n_top: int = 5
-    pad_token_id: int | None = 5
-    bos_token_id: int | None = 1
-    eos_token_id: int | list[int] | None = 2
+    summary_activation: str | None = "tanh"  #: the activation after the projection (None: none).
+    summary_last_dropout: float = 0.1  #: dropout on the head's summary, after the activation.
+    start_n_top: int = 5  #: SQuAD beam setting, kept for round trips.
+    end_n_top: int = 5  #: SQuAD beam setting, kept for round trips.
+    pad_token_id: int | None = 5  #: padding token id.
+    bos_token_id: int | None = 1  #: beginning-of-sequence token id.
+    eos_token_id: int | list[int] | None = 2  #: end-of-sequence token id.
 
     def __post_init__(self) -> None:
         super().__post_init__()
