@@ -45,19 +45,14 @@ class TinySize:
     """The shape of a tiny model (the zoo's stand-ins), in the canonical names that every config answers to;
     :meth:`Architecture.tiny_fields` translates them per architecture."""
 
-    n_layers: int = 4
-    """Blocks."""
-    d_model: int = 128
-    """Width of the residual stream."""
-    n_heads: int = 4
-    """Attention heads per block (d_head = d_model / n_heads)."""
-    d_mlp: int = 512
-    """Hidden width of the MLP (GPT and XLM have no setting for it: theirs is 4 * d_model)."""
-    n_positions: int = 512
-    """The longest input, in tokens (the config's ``max_positions``)."""
+    n_layers: int = 4  #: Blocks.
+    d_model: int = 128  #: Width of the residual stream.
+    n_heads: int = 4  #: Attention heads per block (d_head = d_model / n_heads).
+    d_mlp: int = 512  #: Hidden width of the MLP (GPT and XLM have no setting for it: theirs is 4 * d_model).
+    n_positions: int = 512  #: The longest input, in tokens (the config's ``max_positions``).
+    #: Tokens of the vocabularies the tokenizer stand-ins train (GPT and XLM: twice as many, each also with
+    #: its ``</w>`` word-end form).
     bpe_vocab_size: int = 2000
-    """Tokens of the vocabularies the tokenizer stand-ins train (GPT and XLM: twice as many, each also with
-    its ``</w>`` word-end form)."""
 
 
 # The canonical sizes a TinySize gives every config that has a field for them (the vocabulary's size comes

@@ -42,36 +42,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneConfig:
-    """Hyper-parameters (defaults: BERT's GLUE recipe, 3 epochs).
+    """Hyper-parameters (defaults: BERT's GLUE recipe, 3 epochs)."""
 
-    Attributes:
-        learning_rate, weight_decay, epochs, batch_size: AdamW and the data loop.
-        gradient_accumulation: optimizer step every this many batches (effective batch = batch_size × this).
-        schedule: one of :data:`SCHEDULES`; warmup_ratio: share of the optimizer steps spent warming up.
-        max_grad_norm: gradient clipping (None: no clipping).
-        mixed_precision: ``"auto"`` (bf16 on CUDA if supported, else fp16; none on CPU), ``"bf16"``, ``"fp16"``, ``"no"``.
-        patience: stop after this many epochs without a better dev metric (None: train every epoch).
-        seed: seeds Python, numpy and torch.
-        max_length: tokens per input (truncation); doc_stride, max_answer_length, n_best, null_threshold: SQuAD.
-    """
-
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    epochs: int = 3
-    batch_size: int = 32
+    learning_rate: float = 2e-5  #: AdamW's learning rate (the schedule's peak).
+    weight_decay: float = 0.01  #: AdamW's weight decay.
+    epochs: int = 3  #: passes over the training set.
+    batch_size: int = 32  #: training examples per batch.
+    #: optimizer step every this many batches (effective batch = batch_size × this).
     gradient_accumulation: int = 1
-    schedule: str = "linear"
-    warmup_ratio: float = 0.1
-    max_grad_norm: float | None = 1.0
+    schedule: str = "linear"  #: the learning-rate schedule, one of :data:`SCHEDULES`.
+    warmup_ratio: float = 0.1  #: share of the optimizer steps spent warming up.
+    max_grad_norm: float | None = 1.0  #: gradient clipping (None: no clipping).
+    #: ``"auto"`` (bf16 on CUDA if supported, else fp16; none on CPU), ``"bf16"``, ``"fp16"``, ``"no"``.
     mixed_precision: str = "auto"
+    #: stop after this many epochs without a better dev metric (None: train every epoch).
     patience: int | None = None
-    seed: int = 42
-    max_length: int = 128
-    doc_stride: int = 128
-    max_answer_length: int = 30
-    n_best: int = 20
-    null_threshold: float = 0.0
-    eval_batch_size: int = 64
+    seed: int = 42  #: seeds Python, numpy and torch.
+    max_length: int = 128  #: tokens per input (truncation).
+    doc_stride: int = 128  #: SQuAD: context tokens that consecutive windows share.
+    max_answer_length: int = 30  #: SQuAD: the longest answer span, in tokens.
+    n_best: int = 20  #: SQuAD: start and end logits considered per window.
+    null_threshold: float = 0.0  #: SQuAD 2.0: no answer when the null score beats the best span by more.
+    eval_batch_size: int = 64  #: examples per batch when evaluating.
 
 
 def _linear(step, warmup, total):

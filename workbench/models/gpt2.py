@@ -45,21 +45,8 @@ from ..outputs import DecoderOutput
 class GPT2Config(ModelConfig):
     """GPT-2's hyper-parameters, with Hugging Face's names.
 
-    Attributes:
-        vocab_size: tokens in the vocabulary.
-        n_positions: the longest input, in tokens.
-        n_embd: d_model.
-        n_layer: blocks.
-        n_head: heads per block.
-        n_inner: d_mlp (None: 4 * n_embd).
-        activation_function: the MLP activation (``"gelu_new"``, the tanh approximation).
-        resid_pdrop, embd_pdrop, attn_pdrop: dropout on block outputs, embeddings, attention patterns.
-        layer_norm_epsilon: LayerNorm epsilon.
-        initializer_range: std of the normal initialization.
-        scale_attn_weights: divide attention scores by sqrt(d_head).
-        scale_attn_by_inverse_layer_idx: also divide them by (layer index + 1).
-        bos_token_id, eos_token_id, pad_token_id: special token ids (GPT-2 has no padding token).
-        summary_*: settings of Hugging Face's double-heads model, kept for round trips.
+    Hugging Face's ``summary_*`` settings (of its double-heads model) are not fields: they stay in ``extra``
+    for round trips.
     """
 
     model_type = "gpt2"
@@ -72,24 +59,28 @@ class GPT2Config(ModelConfig):
     # Canonical names (readable and writable; see workbench.config); d_mlp is derived (n_inner or 4 * n_embd).
     ATTRIBUTE_MAP = {"d_model": "n_embd", "n_layers": "n_layer", "n_heads": "n_head", "max_positions": "n_positions"}
 
-    vocab_size: int = 50257
-    n_positions: int = 1024
-    n_embd: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    n_inner: int | None = None
-    activation_function: str = "gelu_new"
-    resid_pdrop: float = 0.1
-    embd_pdrop: float = 0.1
-    attn_pdrop: float = 0.1
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
-    scale_attn_weights: bool = True
-    scale_attn_by_inverse_layer_idx: bool = False
+    vocab_size: int = 50257  #: tokens in the vocabulary.
+    n_positions: int = 1024  #: the longest input, in tokens.
+    n_embd: int = 768  #: d_model.
+    n_layer: int = 12  #: blocks.
+    n_head: int = 12  #: heads per block.
+    n_inner: int | None = None  #: d_mlp (None: 4 * n_embd).
+    activation_function: str = "gelu_new"  #: the MLP activation (``"gelu_new"``, the tanh approximation).
+    resid_pdrop: float = 0.1  #: dropout on block outputs.
+    embd_pdrop: float = 0.1  #: dropout on embeddings.
+    attn_pdrop: float = 0.1  #: dropout on attention patterns.
+    layer_norm_epsilon: float = 1e-5  #: LayerNorm epsilon.
+    initializer_range: float = 0.02  #: std of the normal initialization.
+    scale_attn_weights: bool = True  #: divide attention scores by sqrt(d_head).
+    scale_attn_by_inverse_layer_idx: bool = False  #: also divide them by (layer index + 1).
+    #: Hugging Face's option to compute attention scores in float32 (same values up to rounding); kept for
+    #: round trips, the workbench's attention does not read it.
     reorder_and_upcast_attn: bool = False
-    bos_token_id: int | None = 50256
-    eos_token_id: int | None = 50256
-    pad_token_id: int | None = None
+    bos_token_id: int | None = 50256  #: beginning-of-sequence token id.
+    eos_token_id: int | None = 50256  #: end-of-sequence token id.
+    pad_token_id: int | None = None  #: padding token id (GPT-2 has no padding token).
+    #: dropout before Hugging Face's token classifier; kept for round trips (the workbench has no GPT-2
+    #: token-classification head).
     classifier_dropout: float | None = None
 
     @property

@@ -34,17 +34,13 @@ OPENAI_ACTIVATIONS = {"gelu": "gelu_new", "relu": "relu", "silu": "silu", "swish
 
 @dataclass
 class OpenAIGPTConfig(GPT2Config):
-    """GPT's hyper-parameters, with Hugging Face's names (those of GPT-2, plus ``afn`` for the activation).
-
-    Attributes:
-        afn: the MLP activation, in GPT's naming (``"gelu"`` means the tanh approximation).
-    """
+    """GPT's hyper-parameters, with Hugging Face's names (those of GPT-2, plus ``afn`` for the activation)."""
 
     model_type = "openai-gpt"
 
     vocab_size: int = 40478
     n_positions: int = 512
-    afn: str = "gelu"
+    afn: str = "gelu"  #: the MLP activation, in GPT's naming (``"gelu"`` means the tanh approximation).
     bos_token_id: int | None = None
     eos_token_id: int | None = None
 
