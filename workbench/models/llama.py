@@ -51,30 +51,7 @@ from ..outputs import DecoderOutput
 
 @dataclass
 class LlamaConfig(ModelConfig):
-    """Llama's hyper-parameters, with Hugging Face's names.
-
-    Attributes:
-        vocab_size: tokens in the vocabulary.
-        hidden_size: d_model.
-        intermediate_size: d_mlp, the width of the gated MLP.
-        num_hidden_layers: blocks.
-        num_attention_heads: query heads per block.
-        num_key_value_heads: key/value heads per block (None: as many as query heads).
-        head_dim: d_head (None: hidden_size / num_attention_heads).
-        hidden_act: the gate's activation (``"silu"``: SwiGLU).
-        max_position_embeddings: the context the model was trained for (rotary scaling reads it).
-        rms_norm_eps: RMSNorm epsilon.
-        rope_parameters: the rotary settings as transformers 5 writes them: ``rope_theta`` (the base),
-            ``rope_type`` and that type's parameters (see :mod:`workbench.components.rotary`). Older
-            ``config.json`` files keep the base and the scaling apart (``rope_theta``, ``rope_scaling`` with
-            ``rope_type`` or ``type``): they are read into this one dict, and written back as it, as
-            transformers 5 does.
-        attention_bias: biases on the q, k, v and o projections.
-        mlp_bias: biases on the gate, up and down projections.
-        attention_dropout: dropout on the attention pattern while training.
-        initializer_range: std of the normal initialization.
-        bos_token_id, eos_token_id, pad_token_id: special token ids (Llama 3 lists several end tokens).
-    """
+    """Llama's hyper-parameters, with Hugging Face's names."""
 
     model_type = "llama"
 
@@ -93,25 +70,29 @@ class LlamaConfig(ModelConfig):
         "max_positions": "max_position_embeddings",
     }
 
-    vocab_size: int = 32000
-    hidden_size: int = 4096
-    intermediate_size: int = 11008
-    num_hidden_layers: int = 32
-    num_attention_heads: int = 32
-    num_key_value_heads: int | None = None
-    head_dim: int | None = None
-    hidden_act: str = "silu"
-    max_position_embeddings: int = 2048
-    rms_norm_eps: float = 1e-6
+    vocab_size: int = 32000  #: tokens in the vocabulary.
+    hidden_size: int = 4096  #: d_model.
+    intermediate_size: int = 11008  #: d_mlp, the width of the gated MLP.
+    num_hidden_layers: int = 32  #: blocks.
+    num_attention_heads: int = 32  #: query heads per block.
+    num_key_value_heads: int | None = None  #: key/value heads per block (None: as many as query heads).
+    head_dim: int | None = None  #: d_head (None: hidden_size / num_attention_heads).
+    hidden_act: str = "silu"  #: the gate's activation (``"silu"``: SwiGLU).
+    max_position_embeddings: int = 2048  #: the context it was trained for (rotary scaling reads it).
+    rms_norm_eps: float = 1e-6  #: RMSNorm epsilon.
+    #: The rotary settings as transformers 5 writes them: ``rope_theta`` (the base), ``rope_type`` and that
+    #: type's parameters (see :mod:`workbench.components.rotary`). Older ``config.json`` files keep the base
+    #: and the scaling apart (``rope_theta``, ``rope_scaling`` with ``rope_type`` or ``type``): they are read
+    #: into this one dict and written back as it, as transformers 5 does (:meth:`fold_rope_settings`).
     rope_parameters: dict[str, Any] | None = None
-    attention_bias: bool = False
-    mlp_bias: bool = False
-    attention_dropout: float = 0.0
-    initializer_range: float = 0.02
-    bos_token_id: int | None = 1
-    eos_token_id: int | list[int] | None = 2
-    pad_token_id: int | None = None
-    tie_word_embeddings: bool = False
+    attention_bias: bool = False  #: biases on the q, k, v and o projections.
+    mlp_bias: bool = False  #: biases on the gate, up and down projections.
+    attention_dropout: float = 0.0  #: dropout on the attention pattern while training.
+    initializer_range: float = 0.02  #: std of the normal initialization.
+    bos_token_id: int | None = 1  #: the beginning-of-text token.
+    eos_token_id: int | list[int] | None = 2  #: the end-of-text token (Llama 3 lists several).
+    pad_token_id: int | None = None  #: the padding token (Llama's tokenizers have none).
+    tie_word_embeddings: bool = False  #: the unembedding is the token embedding (Llama 3.2 1B/3B, SmolLM).
 
     def __post_init__(self) -> None:
         super().__post_init__()
