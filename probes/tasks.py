@@ -132,6 +132,7 @@ class Task:
     name: str = "task"
     level: str = "word"  # "word", "word_pair" or "sentence"
     kind: str = "classification"  # or "regression"
+    fixed_labels: Sequence = ()  # a classification task's fixed label inventory, in order
 
     def __init__(self):
         # Classification tasks: the label inventory, in a stable order (fixed inventories first, then
@@ -141,7 +142,9 @@ class Task:
         )
 
     def fixed_label_names(self) -> Sequence:
-        return ()
+        """The fixed label inventory (``fixed_labels``; a task whose inventory depends on its settings
+        computes it here)."""
+        return self.fixed_labels
 
     @property
     def label_names(self) -> list | None:
@@ -192,8 +195,7 @@ class UposTask(Task):
 
     name, level = "upos", "word"
 
-    def fixed_label_names(self):
-        return UPOS_TAGS
+    fixed_labels = UPOS_TAGS
 
     def _labels(self, sentences):
         return [list(s.upos) for s in sentences]
@@ -254,8 +256,7 @@ class ArcTask(Task):
 
     name, level, kind = "arc", "word_pair", "classification"
 
-    def fixed_label_names(self):
-        return (0, 1)
+    fixed_labels = (0, 1)
 
     def _labels(self, sentences):
         out = []
@@ -287,8 +288,7 @@ class ArcControlTask(Task):
         self.task = ArcTask()
         super().__init__()
 
-    def fixed_label_names(self):
-        return (0, 1)
+    fixed_labels = (0, 1)
 
     def behaviour(self, word: str) -> str:
         """The fixed behaviour (``"self"``, ``"first"`` or ``"last"``) of a word type."""
@@ -412,9 +412,7 @@ class SubjectNumberTask(Task):
     """
 
     name, level = "subject_number", "sentence"
-
-    def fixed_label_names(self):
-        return ("Sing", "Plur")
+    fixed_labels = ("Sing", "Plur")
 
     def _labels(self, sentences):
         out = []
@@ -432,9 +430,7 @@ class MainVerbTenseTask(Task):
     """
 
     name, level = "main_verb_tense", "sentence"
-
-    def fixed_label_names(self):
-        return ("Past", "Pres")
+    fixed_labels = ("Past", "Pres")
 
     def _labels(self, sentences):
         out = []

@@ -377,21 +377,30 @@ read_wnli = _glue_reader("sentence1", "sentence2", "label")
 
 
 # SuperGLUE ----------------------------------------------------------------------------------------------------
-def read_boolq(path: Path) -> list[TextExample]:
-    """BoolQ: (question, passage) -> false/true (0/1). As multiple choice: :func:`boolq_as_choices`."""
-    out = []
-    for line, r in read_jsonl(path):
-        where = f"line {line}"
-        label = _label_index(_field(r, "label", (bool, str), path, where), ("false", "true"), path, where)
-        out.append(
-            TextExample(
-                _field(r, "question", str, path, where),
-                _field(r, "passage", str, path, where),
-                label,
-                id=str(r.get("idx", line)),
-            )
-        )
-    return out
+def _sentence_pairs(first: str, second: str, labels: Sequence[str], label_kinds: type | tuple = str,
+                    word: str | None = None, doc: str = ""):
+    """A reader of SuperGLUE's JSON Lines of sentence pairs: fields ``first`` and ``second`` (``word`` leads the
+    first segment as ``"word: first"`` when given) and ``label``, one of ``labels``."""
+
+    def read(path: Path) -> list[TextExample]:
+        out = []
+        for line, r in read_jsonl(path):
+            where = f"line {line}"
+            label = _label_index(_field(r, "label", label_kinds, path, where), labels, path, where)
+            text = _field(r, first, str, path, where)
+            if word is not None:
+                text = f"{_field(r, word, str, path, where)}: {text}"
+            out.append(TextExample(text, _field(r, second, str, path, where), label, id=str(r.get("idx", line))))
+        return out
+
+    read.__doc__ = doc
+    return read
+
+
+read_boolq = _sentence_pairs(
+    "question", "passage", ("false", "true"), (bool, str),
+    doc="BoolQ: (question, passage) -> false/true (0/1). As multiple choice: :func:`boolq_as_choices`.",
+)
 
 
 def boolq_as_choices(example: TextExample) -> ChoiceExample:
@@ -408,26 +417,14 @@ def boolq_as_choices(example: TextExample) -> ChoiceExample:
     )
 
 
-def _premise_hypothesis(labels: Sequence[str]):
-    def read(path: Path) -> list[TextExample]:
-        out = []
-        for line, r in read_jsonl(path):
-            where = f"line {line}"
-            out.append(
-                TextExample(
-                    _field(r, "premise", str, path, where),
-                    _field(r, "hypothesis", str, path, where),
-                    _label_index(_field(r, "label", str, path, where), labels, path, where),
-                    id=str(r.get("idx", line)),
-                )
-            )
-        return out
-
-    return read
-
-
-read_cb = _premise_hypothesis(("entailment", "contradiction", "neutral"))
-read_superglue_rte = _premise_hypothesis(("entailment", "not_entailment"))
+read_cb = _sentence_pairs(
+    "premise", "hypothesis", ("entailment", "contradiction", "neutral"),
+    doc="CB: (premise, hypothesis) -> entailment / contradiction / neutral (0/1/2).",
+)
+read_superglue_rte = _sentence_pairs(
+    "premise", "hypothesis", ("entailment", "not_entailment"),
+    doc="SuperGLUE RTE: (premise, hypothesis) -> entailment / not_entailment (0/1).",
+)
 
 
 def read_copa(path: Path) -> list[ChoiceExample]:
@@ -460,22 +457,10 @@ def copa_example(r: dict, path: Path | str = "<record>", where: str = "record") 
     )
 
 
-def read_wic(path: Path) -> list[TextExample]:
-    """WiC: is ``word`` used in the same sense in sentence1 and sentence2? The word leads the first segment."""
-    out = []
-    for line, r in read_jsonl(path):
-        where = f"line {line}"
-        word = _field(r, "word", str, path, where)
-        label = _label_index(_field(r, "label", (bool, str), path, where), ("false", "true"), path, where)
-        out.append(
-            TextExample(
-                f"{word}: {_field(r, 'sentence1', str, path, where)}",
-                _field(r, "sentence2", str, path, where),
-                label,
-                id=str(r.get("idx", line)),
-            )
-        )
-    return out
+read_wic = _sentence_pairs(
+    "sentence1", "sentence2", ("false", "true"), (bool, str), word="word",
+    doc="WiC: is ``word`` used in the same sense in sentence1 and sentence2? The word leads the first segment.",
+)
 
 
 # Multiple choice: SWAG, RACE, ARC -----------------------------------------------------------------------------

@@ -42,19 +42,9 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
 from ..hub import resolve_checkpoint
+from . import files
 from .base import Encoding, Tokenizer, import_sacremoses
-from .files import (
-    TokenizerFileError,
-    additional_special_tokens_of,
-    describe_folder,
-    named_model_type,
-    named_tokenizer_class,
-    read_lines,
-    read_settings,
-    read_token_ids,
-    settings_options,
-    special_tokens_of,
-)
+from .files import TokenizerFileError
 
 TOKENIZER_CLASS = "XLMTokenizer"
 # Hugging Face's XLMTokenizer defaults.
@@ -166,7 +156,7 @@ def read_merges(path: str | Path) -> list[tuple[str, str]]:
     """
     path = Path(path)
     ranks = {}
-    for rank, line in enumerate(read_lines(path)):
+    for rank, line in enumerate(files.read_lines(path)):
         fields = tuple(line.split()[:2])
         if len(fields) != 2:
             raise TokenizerFileError(
@@ -239,10 +229,10 @@ class XLMTokenizer(Tokenizer):
         """Whether ``folder`` holds an XLM tokenizer: tokenizer_config.json's ``tokenizer_class`` is
         ``XLMTokenizer``, or it names none and config.json's ``model_type`` is ``xlm``."""
         folder = Path(folder)
-        named = named_tokenizer_class(folder)
+        named = files.named_tokenizer_class(folder)
         if named:
             return named == TOKENIZER_CLASS
-        return named_model_type(folder) == "xlm"
+        return files.named_model_type(folder) == "xlm"
 
     @classmethod
     def from_pretrained(
@@ -256,15 +246,15 @@ class XLMTokenizer(Tokenizer):
         if missing:
             raise FileNotFoundError(
                 f"no XLM tokenizer in {folder}: it needs vocab.json and merges.txt; missing: "
-                f"{', '.join(missing)}. Found: {describe_folder(folder)}"
+                f"{', '.join(missing)}. Found: {files.describe_folder(folder)}"
             )
-        settings = read_settings(folder)
-        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS)
-        additional = additional_special_tokens_of(settings, DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
-        vocab = read_token_ids(folder / "vocab.json")
+        settings = files.read_settings(folder)
+        special = files.special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS)
+        additional = files.additional_special_tokens_of(settings, DEFAULT_ADDITIONAL_SPECIAL_TOKENS)
+        vocab = files.read_token_ids(folder / "vocab.json")
         merges = read_merges(folder / "merges.txt")
         options: dict[str, Any] = {
-            **settings_options(settings, folder, name_or_path),
+            **files.settings_options(settings, folder, name_or_path),
             "special_tokens": special,
             "additional_special_tokens": additional,
             "do_lowercase_and_remove_accent": settings.get("do_lowercase_and_remove_accent", True),
