@@ -133,6 +133,25 @@ def test_neuron_view_scores_are_the_models_scores_and_pattern(model_name, reques
     assert not np.allclose(np.asarray(view.figure().data[4].x), softmax_bar.x)
 
 
+def test_neuron_view_of_a_grouped_query_rotary_model_shows_its_scores():
+    # Llama-style: 4 query heads share 2 key/value heads, and the scores use the rotated q and k.
+    model = tiny_model("llama", n_kv_heads=2, perturb=0.1)
+    ids = torch.arange(3, 10)[None]
+    _, cache = model.run_with_cache(ids)
+    assert cache["blocks.1.attn.hook_k"].shape[2] == 2
+    tokens = [f"t{i}" for i in ids[0].tolist()]
+    scores = cache["blocks.1.attn.hook_scores"][0, 3, 5].numpy()
+    pattern = cache["blocks.1.attn.hook_pattern"][0, 3, 5].numpy()
+    visible = pattern > 0
+    for view in (
+        viz.attention(cache, view="neuron", tokens=tokens, layer=1, head=3, query=5),
+        viz.attention(model, ids, view="neuron", tokens=tokens, layer=1, head=3, query=5),
+    ):
+        _, scores_bar, softmax_bar = view.figure().data[2:]
+        np.testing.assert_allclose(np.asarray(scores_bar.x)[visible], scores[visible], atol=1e-5)
+        np.testing.assert_allclose(np.asarray(softmax_bar.x), pattern, atol=1e-5)
+
+
 def test_attention_views_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="patterns has 5 query positions but tokens has 6"):
         viz.attention_heads(list("abcdef"), random_patterns())

@@ -500,8 +500,11 @@ def neuron_view(
     element-wise products, the scores (sum of the products × scale) and the softmax over the visible keys.
 
     Args:
-        q: [layer, query_pos, head, d_head] or [query_pos, head, d_head] (``hook_q``).
-        k: [layer, key_pos, head, d_head] or [key_pos, head, d_head] (``hook_k``).
+        q: [layer, query_pos, head, d_head] or [query_pos, head, d_head] (``hook_q``; ``hook_rot_q`` for a
+            rotary model, whose scores use the rotated vectors).
+        k: [layer, key_pos, kv_head, d_head] or [key_pos, kv_head, d_head] (``hook_k`` / ``hook_rot_k``). With
+            grouped- or multi-query attention (fewer key heads than query heads) query head h reads key head
+            ``h // (head / kv_head)``, as the model does.
         patterns: optional [layer, head, query_pos, key_pos]; its zero cells mark masked keys (a decoder's mask).
         scale: multiplies q·k; default 1/sqrt(d_head).
         name: what q and k come from (the model's label), shown in the title.
@@ -513,11 +516,12 @@ def neuron_view(
     q = as_array(q, "q", (3, 4))
     k = as_array(k, "k", (3, 4))
     q, k = (q[None] if q.ndim == 3 else q), (k[None] if k.ndim == 3 else k)
-    if q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
+    if q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3] or q.shape[2] % k.shape[2]:
         raise ValueError(
-            f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree in layer, head and d_head "
-            f"([layer, pos, head, d_head])"
+            f"q {tuple(q.shape)} and k {tuple(k.shape)} must agree in layer and d_head, and q's heads must be a "
+            f"multiple of k's ([layer, pos, head, d_head])"
         )
+    k = np.repeat(k, q.shape[2] // k.shape[2], axis=2)  # each key/value head serves a group of query heads
     check_length(q.shape[1], "q has {n} positions", tokens)
     check_length(
         k.shape[1], "k has {n} positions", key_tokens, "key_tokens" if key_tokens is not tokens else "tokens"
@@ -677,6 +681,15 @@ def _titled(name: str | None, title: str) -> str:
 # From a model or a cache ------------------------------------------------------------------------------
 
 
+def _score_scale(model) -> float | None:
+    """The factor the model's first attention layer multiplies q·k by (None: 1/sqrt(d_head), the default)."""
+    for module in model.modules():
+        scale = getattr(module, "scale", None)
+        if hasattr(module, "hook_pattern") and isinstance(scale, float):
+            return scale
+    return None
+
+
 _KINDS = {"head": attention_heads, "model": model_view, "matrix": attention_matrix, "neuron": neuron_view}
 
 
@@ -700,10 +713,12 @@ def attention(source, inputs=None, view: str = "head", batch: int = 0, tokens=No
         if inputs is None:
             raise ValueError("attention(model, inputs): give the text (or token ids) to run the model on")
         wanted = (
-            ("attn.hook_pattern", "attn.hook_q", "attn.hook_k")
+            ("attn.hook_pattern", "attn.hook_q", "attn.hook_k", "attn.hook_rot_q", "attn.hook_rot_k")
             if view == "neuron"
             else ("attn.hook_pattern",)
         )
+        if view == "neuron":
+            options.setdefault("scale", _score_scale(source))
         _, cache = source.run_with_cache(inputs, names_filter=lambda name: name.endswith(wanted))
         from ..zoo import display_name
 
@@ -722,6 +737,9 @@ def attention(source, inputs=None, view: str = "head", batch: int = 0, tokens=No
         # Keys before the queries: a memory of earlier segments (Transformer-XL) or cached positions.
         options["key_tokens"] = [f"[mem {i}]" for i in range(extra)] + list(tokens)
     if view == "neuron":
-        q, k = cache.stack("attn.hook_q")[:, batch], cache.stack("attn.hook_k")[:, batch]
+        # A rotary model scores the rotated queries and keys.
+        rotated = any(name.endswith("attn.hook_rot_q") for name in cache.keys())
+        q_name, k_name = ("attn.hook_rot_q", "attn.hook_rot_k") if rotated else ("attn.hook_q", "attn.hook_k")
+        q, k = cache.stack(q_name)[:, batch], cache.stack(k_name)[:, batch]
         return neuron_view(q, k, tokens, patterns=patterns, **options)
     return _KINDS[view](tokens, patterns, **options)
