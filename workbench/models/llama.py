@@ -183,8 +183,8 @@ class LlamaModel(HookedTransformer):
     mlp.hook_post [batch, pos, d_mlp]; hook_mlp_out; hook_resid_post; then ln_final.hook_scale,
     ln_final.hook_normalized.
 
-    Families built on it change the parts by overriding :meth:`make_attention`, :meth:`make_mlp`,
-    :meth:`make_block` or :meth:`make_norm`.
+    Families built on it change the parts by overriding :meth:`make_attention` (or only its
+    :meth:`attention_options`), :meth:`make_mlp`, :meth:`make_block` or :meth:`make_norm`.
     """
 
     config_class = LlamaConfig
@@ -205,8 +205,14 @@ class LlamaModel(HookedTransformer):
 
     def make_attention(self, config: LlamaConfig, layer: int) -> nn.Module:
         return Attention(
-            config.d_model, config.n_heads, config.attention_dropout, n_kv_heads=config.n_kv_heads,
-            d_head=config.d_head, bias=config.attention_bias, rotary=True,
+            config.d_model, config.n_heads, config.attention_dropout, **self.attention_options(config, layer)
+        )
+
+    def attention_options(self, config: LlamaConfig, layer: int) -> dict[str, Any]:
+        """The keyword arguments of layer ``layer``'s :class:`Attention`; families built on Llama add theirs
+        (Mistral a sliding window, Qwen2 q/k/v biases, Qwen3 q/k norms)."""
+        return dict(
+            n_kv_heads=config.n_kv_heads, d_head=config.d_head, bias=config.attention_bias, rotary=True
         )
 
     def make_mlp(self, config: LlamaConfig, layer: int) -> nn.Module:
