@@ -132,7 +132,7 @@ class HookedTransformer(HookedModule):
         if config is None:
             config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
         model = cls.from_config(config)
-        hf_state = cls.unfuse_hf_state(read_state_dict(folder))
+        hf_state = cls.unfuse_hf_state(read_state_dict(folder), config)
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
         state = convert_state_dict(hf_state, key_map, prefixes)
@@ -159,8 +159,9 @@ class HookedTransformer(HookedModule):
         return folder
 
     @classmethod
-    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Split tensors that Hugging Face fuses (GPT-2's q/k/v in one ``c_attn``) before renaming."""
+    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        """Split tensors that Hugging Face fuses (GPT-2's q/k/v in one ``c_attn``) before renaming; ``config``
+        is the checkpoint's (GPT-NeoX's per-head q/k/v need its head count)."""
         return hf_state
 
     @classmethod

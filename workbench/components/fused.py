@@ -3,7 +3,8 @@
 A model class that inherits :class:`FusedWeights` lists its rules in ``fused_weights``: loading applies them in
 order to a Hugging Face state dict before the key map renames it (``unfuse_hf_state``), saving undoes them in
 reverse order (``fuse_hf_state``). GPT-2's ``c_attn`` and Transformer-XL's ``qkv_net`` are :class:`FusedSplit`
-rules, XLNet's per-head projections a :class:`HeadShapedProjections` rule.
+rules, GPT-NeoX's ``query_key_value`` (q, k, v interleaved per head) a :class:`PerHeadFusedSplit`, XLNet's
+per-head projections a :class:`HeadShapedProjections` rule.
 """
 
 from __future__ import annotations
@@ -42,15 +43,23 @@ class FusedSplit:
             if not key.endswith(fused):
                 out[key] = tensor
                 continue
-            if tensor.shape[self.dim] % len(self.parts):
-                raise CheckpointError(
-                    f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} does not split into "
-                    f"{len(self.parts)} equal parts ({', '.join(self.parts)})"
-                )
             stem, param = key.rsplit(".", 1)
-            for name, part in zip(self.parts, tensor.chunk(len(self.parts), dim=self.dim)):
+            for name, part in zip(self.parts, self.cut(key, tensor, config)):
                 out[f"{stem}.{name}.{param}"] = part
         return out
+
+    def cut(self, key: str, tensor: torch.Tensor, config=None) -> tuple[torch.Tensor, ...]:
+        """The fused ``tensor`` (stored under ``key``) -> its parts, in the order of ``parts``."""
+        if tensor.shape[self.dim] % len(self.parts):
+            raise CheckpointError(
+                f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} does not split into "
+                f"{len(self.parts)} equal parts ({', '.join(self.parts)})"
+            )
+        return tensor.chunk(len(self.parts), dim=self.dim)
+
+    def glue(self, parts: list[torch.Tensor], config=None) -> torch.Tensor:
+        """The inverse of :meth:`cut`: the parts, in the order of ``parts``, -> the fused tensor."""
+        return torch.cat(parts, dim=self.dim)
 
     def join(self, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
         out = {}
@@ -63,8 +72,46 @@ class FusedSplit:
                 missing = [part_key for part_key in wanted if part_key not in hf_state]
                 if missing:
                     raise CheckpointError(f"cannot fuse {stem}.{param}: {', '.join(missing)} missing")
-                out[f"{stem}.{param}"] = torch.cat([hf_state[k] for k in wanted], dim=self.dim).contiguous()
+                out[f"{stem}.{param}"] = self.glue([hf_state[k] for k in wanted], config).contiguous()
         return out
+
+
+@dataclass(frozen=True)
+class PerHeadFusedSplit(FusedSplit):
+    """One Hugging Face tensor holding several of ours interleaved head by head (GPT-NeoX's
+    ``attention.query_key_value``): along dimension 0, for each head in turn, that head's rows of every part.
+
+    ``{...}{module}.{param}`` [head * n_parts * d_head, ...] <-> ``{...}{module}.{part}.{param}``
+    [head * d_head, ...] for each part (a weight [.., d_model] or a bias). Cutting needs the head count, from
+    the config (``config.n_heads``): the same rows cut in equal thirds (:class:`FusedSplit`) would give each
+    part a slice of every head's q, k and v.
+
+    Attributes: as :class:`FusedSplit`'s (``dim`` is 0).
+    """
+
+    dim: int = 0
+
+    def cut(self, key: str, tensor: torch.Tensor, config=None) -> tuple[torch.Tensor, ...]:
+        heads = n_heads_of(config, type(self).__name__)
+        if tensor.dim() == 0 or tensor.shape[0] % (heads * len(self.parts)):
+            raise CheckpointError(
+                f"{key} has shape {tuple(tensor.shape)}: its rows do not split into {heads} heads of "
+                f"{len(self.parts)} equal parts ({', '.join(self.parts)}) each"
+            )
+        per_head = tensor.reshape(heads, len(self.parts), -1, *tensor.shape[1:])  # [head, part, d_head, ...]
+        return tuple(per_head[:, index].flatten(0, 1) for index in range(len(self.parts)))
+
+    def glue(self, parts: list[torch.Tensor], config=None) -> torch.Tensor:
+        heads = n_heads_of(config, type(self).__name__)
+        per_head = [part.reshape(heads, -1, *part.shape[1:]) for part in parts]  # each [head, d_head, ...]
+        return torch.stack(per_head, dim=1).flatten(0, 2)  # [head * n_parts * d_head, ...]
+
+
+def n_heads_of(config, rule: str) -> int:
+    """The query-head count a per-head rule cuts by (``config.n_heads``)."""
+    if config is None:
+        raise TypeError(f"{rule} needs the config (n_heads) to split or fuse per head")
+    return config.n_heads
 
 
 @dataclass(frozen=True)
@@ -142,9 +189,10 @@ class FusedWeights:
     fused_weights: tuple = ()
 
     @classmethod
-    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Hugging Face's tensors -> ours, by ``fused_weights``, before the key map renames them."""
-        return split_fused(cls.fused_weights, hf_state)
+    def unfuse_hf_state(cls, hf_state: dict[str, torch.Tensor], config=None) -> dict[str, torch.Tensor]:
+        """Hugging Face's tensors -> ours, by ``fused_weights``, before the key map renames them (``config``:
+        the checkpoint's, for the rules that cut per head)."""
+        return split_fused(cls.fused_weights, hf_state, config)
 
     def fuse_hf_state(self, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The inverse of :meth:`unfuse_hf_state`, when saving."""
