@@ -3,7 +3,8 @@
 A model class that inherits :class:`FusedWeights` lists its rules in ``fused_weights``: loading applies them in
 order to a Hugging Face state dict before the key map renames it (``unfuse_hf_state``), saving undoes them in
 reverse order (``fuse_hf_state``). GPT-2's ``c_attn`` and Transformer-XL's ``qkv_net`` are :class:`FusedSplit`
-rules, GPT-NeoX's ``query_key_value`` (q, k, v interleaved per head) a :class:`PerHeadFusedSplit`, XLNet's
+rules, Phi-3's ``qkv_proj`` (q, k, v of unequal widths) a :class:`FusedHeadsSplit`, GPT-NeoX's
+``query_key_value`` (q, k, v interleaved per head) a :class:`PerHeadFusedSplit`, XLNet's
 per-head projections a :class:`HeadShapedProjections` rule.
 """
 
@@ -105,6 +106,31 @@ class PerHeadFusedSplit(FusedSplit):
         heads = n_heads_of(config, type(self).__name__)
         per_head = [part.reshape(heads, -1, *part.shape[1:]) for part in parts]  # each [head, d_head, ...]
         return torch.stack(per_head, dim=1).flatten(0, 2)  # [head * n_parts * d_head, ...]
+
+
+@dataclass(frozen=True)
+class FusedHeadsSplit(FusedSplit):
+    """Parts of unequal widths side by side, each a whole number of heads (Phi-3's ``qkv_proj``: the rows of
+    every query head, then those of every key/value head for k and for v, fewer under grouped-query attention).
+
+    Part i is ``getattr(config, head_counts[i]) * config.d_head`` wide along ``dim``, so cutting needs the
+    config; fusing concatenates, as :class:`FusedSplit` does.
+
+    Attributes: as :class:`FusedSplit`'s, and ``head_counts``: the config's head count of each part.
+    """
+
+    head_counts: tuple[str, ...] = ("n_heads", "n_kv_heads", "n_kv_heads")
+
+    def cut(self, key: str, tensor: torch.Tensor, config=None) -> tuple[torch.Tensor, ...]:
+        if config is None:
+            raise TypeError(f"{type(self).__name__} needs the config (head counts, d_head) to split {key}")
+        widths = [getattr(config, count) * config.d_head for count in self.head_counts]
+        if tensor.dim() == 0 or tensor.shape[self.dim] != sum(widths):
+            raise CheckpointError(
+                f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} is not the {sum(widths)} rows of "
+                + ", ".join(f"{part} ({width})" for part, width in zip(self.parts, widths))
+            )
+        return tensor.split(widths, dim=self.dim)
 
 
 def n_heads_of(config, rule: str) -> int:
