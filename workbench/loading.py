@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 import torch
+from torch import nn
 
 SAFETENSORS_NAME = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -37,55 +41,151 @@ class CheckpointError(ValueError):
 # Reading ---------------------------------------------------------------------------------------------
 
 
-def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of the checkpoint in ``folder``, by their Hugging Face names, on the CPU."""
+def read_state_dict(
+    folder: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
+    """All tensors of the checkpoint in ``folder``, by their Hugging Face names.
+
+    Args:
+        dtype: convert floating-point tensors to it as each is read (integer and bool tensors stay as stored);
+            None keeps the stored dtypes.
+        device: where the tensors go (default: the CPU). Each tensor is read, converted and moved before the
+            next is read, so at most one tensor exists twice at any moment.
+    """
     for index_name, single_name in ((SAFETENSORS_INDEX, SAFETENSORS_NAME), (TORCH_BIN_INDEX, TORCH_BIN_NAME)):
         if (folder / single_name).is_file():
-            return _read_file(folder / single_name)
+            return _read_file(folder / single_name, dtype, device)
         if (folder / index_name).is_file():
-            return _read_sharded(folder / index_name)
+            return _read_sharded(folder / index_name, dtype, device)
     raise FileNotFoundError(
         f"no weights in {folder}: expected {SAFETENSORS_NAME}, {SAFETENSORS_INDEX}, {TORCH_BIN_NAME} "
         f"or {TORCH_BIN_INDEX}"
     )
 
 
-def _read_file(path: Path) -> dict[str, torch.Tensor]:
+def _read_file(
+    path: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
+            return _read_safetensors(path, dtype, device)
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except Exception as err:
-        raise CheckpointError(
-            f"could not read {path}: {type(err).__name__}: {err}. The file may be truncated or corrupt "
-            f"(re-download it), or, for a .bin file, hold objects other than tensors."
-        ) from None
+        raise _unreadable(path, err) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a flat dict of tensors (a state dict)")
+    for name in state:  # one tensor at a time: the stored one is freed as its converted copy is made
+        state[name] = _place(state[name], dtype, device)
     return state
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"could not read {path}: {type(err).__name__}: {err}. The file may be truncated or corrupt "
+        f"(re-download it), or, for a .bin file, hold objects other than tensors."
+    )
+
+
+def _place(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device | str | None) -> torch.Tensor:
+    """A tensor just read, in ``dtype`` (floating-point tensors only) on ``device``."""
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    return tensor if device is None else tensor.to(device)
+
+
+# safetensors' dtype names (the header's "dtype") -> torch's.
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "C64": torch.complex64,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where one tensor of a ``.safetensors`` file lies: its dtype, shape and byte range in the data part."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def safetensors_layout(path: Path) -> tuple[dict[str, StoredTensor], int]:
+    """(tensor name -> :class:`StoredTensor`, in the file's order; the offset of the data part) of a
+    ``.safetensors`` file, from its header alone.
+
+    The ``safetensors`` library checks the header against the file first (offsets inside the file, sizes that
+    fit the shapes, no overlaps), so a truncated or forged file is refused before anything is read.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:  # validates; reads no tensor
+        names = list(handle.offset_keys())  # the order of the data, as safetensors' own load_file
+    with open(path, "rb") as file:
+        header_size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_size))
+    layout = {}
+    for name in names:
+        entry = header[name]
+        if entry["dtype"] not in _SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{path}: the tensor {name!r} has dtype {entry['dtype']}, which torch lacks")
+        begin, end = entry["data_offsets"]
+        layout[name] = StoredTensor(_SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"]), begin, end)
+    return layout, 8 + header_size
+
+
+def _read_safetensors(
+    path: Path, dtype: torch.dtype | None, device: torch.device | str | None
+) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, each read with plain reads into its own new tensor.
+
+    No memory map: mapped file pages that have been read count in the process's resident memory until the
+    map is closed, which would make a loading process hold the file and the weights at once (twice the
+    weights). Read pages stay in the kernel's page cache instead, which the kernel can reclaim.
+    """
+    layout, data_start = safetensors_layout(path)
+    state = {}
+    with open(path, "rb", buffering=0) as file:
+        for name, stored in layout.items():
+            raw = torch.empty(stored.end - stored.begin, dtype=torch.uint8)
+            file.seek(data_start + stored.begin)
+            _read_into(file, raw.numpy(), path)
+            tensor = raw.view(stored.dtype).reshape(stored.shape)  # safetensors is little-endian, as torch here
+            state[name] = _place(tensor, dtype, device)
+    return state
+
+
+def _read_into(file: Any, buffer: Any, path: Path) -> None:
+    """Fill ``buffer`` (a writable uint8 array) from ``file``'s position."""
+    view, done = memoryview(buffer).cast("B"), 0
+    while done < len(view):
+        count = file.readinto(view[done:])
+        if not count:
+            raise CheckpointError(f"{path} ends before its tensors do: it is truncated (re-download it)")
+        done += count
 
 
 # A shard index lists tensor names; a bigger file than this is not one.
 _MAX_INDEX_BYTES = 64 * 2**20
 
 
-def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
+def _read_sharded(
+    index_path: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
     """Every shard that the index names, each confined to the checkpoint folder (see ``_shard_path``)."""
-    weight_map = _read_weight_map(index_path)
-    suffix = ".safetensors" if index_path.name == SAFETENSORS_INDEX else ".bin"
-    first_tensor: dict[str, str] = {}
-    for tensor_name, shard in weight_map.items():
-        first_tensor.setdefault(shard, tensor_name)
-    paths = {
-        shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)
-    }
-    _check_shard_numbers(index_path, list(paths))
+    weight_map, paths = _shard_paths(index_path)
     state: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     for shard, path in paths.items():
-        tensors = _read_file(path)
+        tensors = _read_file(path, dtype, device)
         for name in tensors:
             if name in source:
                 raise CheckpointError(
@@ -108,6 +208,40 @@ def _read_sharded(index_path: Path) -> dict[str, torch.Tensor]:
             name_list(unlisted),
         )
     return state
+
+
+def _shard_paths(index_path: Path) -> tuple[dict[str, str], dict[str, Path]]:
+    """(the index's weight map, shard name -> its file), the shards checked (see ``_shard_path``)."""
+    weight_map = _read_weight_map(index_path)
+    suffix = ".safetensors" if index_path.name == SAFETENSORS_INDEX else ".bin"
+    first_tensor: dict[str, str] = {}
+    for tensor_name, shard in weight_map.items():
+        first_tensor.setdefault(shard, tensor_name)
+    paths = {
+        shard: _shard_path(index_path, shard, first_tensor[shard], suffix) for shard in sorted(first_tensor)
+    }
+    _check_shard_numbers(index_path, list(paths))
+    return weight_map, paths
+
+
+def stored_tensors(folder: Path) -> dict[str, StoredTensor] | None:
+    """The dtype and shape of every tensor of a safetensors checkpoint (one file or shards), read from the
+    file headers only; None for a ``pytorch_model.bin`` checkpoint, whose shapes cannot be known unread."""
+    if (folder / SAFETENSORS_NAME).is_file():
+        paths = [folder / SAFETENSORS_NAME]
+    elif (folder / SAFETENSORS_INDEX).is_file():
+        paths = list(_shard_paths(folder / SAFETENSORS_INDEX)[1].values())
+    else:
+        return None
+    tensors: dict[str, StoredTensor] = {}
+    for path in paths:
+        try:
+            tensors.update(safetensors_layout(path)[0])
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise _unreadable(path, err) from None
+    return tensors
 
 
 _SHARD_NUMBER = re.compile(r"-(\d+)-of-(\d+)\.[a-z]+$")
@@ -368,7 +502,11 @@ def load_converted(
     source: str,
     ignore_mismatched_sizes: bool = False,
 ) -> LoadingInfo:
-    """Copy a converted checkpoint into ``model``, checking every shape.
+    """Put a converted checkpoint into ``model``, checking every shape.
+
+    A model built by :func:`empty_parameters` (parameters on the meta device) takes the checkpoint's tensors
+    as its parameters, without a copy, and only the parameters the checkpoint lacks are allocated and
+    initialized (:func:`fill_empty_model`); a built model has the tensors copied into its own.
 
     Raises:
         CheckpointError: a tensor whose shape differs from the model's, naming it (both names) and both
@@ -406,11 +544,14 @@ def load_converted(
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             info.nonfinite_keys.append(hf_name)
         accepted[key] = tensor
-    result = model.load_state_dict(accepted, strict=False)
+    if is_empty(model):
+        missing = fill_empty_model(model, accepted)
+    else:
+        missing = model.load_state_dict(accepted, strict=False).missing_keys
     skipped = set(getattr(model, "tied_parameter_names", lambda: set())()) | {
         k for k, _, _ in info.mismatched_keys
     }
-    info.missing_keys = [k for k in result.missing_keys if k not in skipped]
+    info.missing_keys = [k for k in missing if k not in skipped]
     if info.unexpected_keys:
         logger.warning(_unused_message(type(model).__name__, source, info))
     if info.nonfinite_keys:
@@ -422,6 +563,84 @@ def load_converted(
             name_list(info.nonfinite_keys),
         )
     return info
+
+
+# Building without weights -----------------------------------------------------------------------------
+
+
+@contextmanager
+def empty_parameters() -> Iterator[None]:
+    """Build models whose parameters are on the meta device (shapes and dtypes, no memory, no random values),
+    while buffers (position ids, rotary frequencies) are computed on the CPU as usual.
+
+    Every parameter a module registers while this is active is moved to the meta device as it is registered,
+    so a layer's ``reset_parameters`` then runs on the meta tensor and costs nothing (its ``torch.empty``
+    was never touched). A parameter that is already on the meta device (a tied weight assigned twice) is
+    kept as it is, so ties survive. This patches ``nn.Module.register_parameter`` for the duration: build
+    one model at a time under it (not from several threads).
+    """
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def is_empty(model: nn.Module) -> bool:
+    """Whether any parameter of ``model`` is on the meta device (built by :func:`empty_parameters`)."""
+    return any(param.device.type == "meta" for param in model.parameters())
+
+
+def fill_empty_model(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Make the parameters of an empty model (:func:`empty_parameters`) real: the checkpoint's ``tensors``
+    (checked, renamed) become the parameters themselves; parameters the checkpoint lacks are allocated on
+    the CPU in their built dtype and initialized by the model's own ``init_weights``, in which the loaded ones
+    are still meta tensors, so their initialization allocates and draws nothing. Persistent buffers in
+    ``tensors`` are copied into the computed ones.
+
+    Returns:
+        The state-dict names the checkpoint did not provide, in the model's order (tied names included).
+    """
+    groups = _shared_parameters(model)
+    fresh = [names for names in groups.values() if not any(name in tensors for name in names)]
+    for names in fresh:
+        built = model.get_parameter(names[0])
+        _set_parameter(model, names, torch.empty(built.shape, dtype=built.dtype), built.requires_grad)
+    if fresh:
+        model.init_weights()
+    for names in groups.values():
+        given = [name for name in names if name in tensors]
+        if given:  # the last name wins, as when a state dict is copied into tied parameters in order
+            built = model.get_parameter(names[0])
+            _set_parameter(model, names, tensors[given[-1]].contiguous(), built.requires_grad)
+    parameters = dict(model.named_parameters(remove_duplicate=False))
+    buffers = {name: tensor for name, tensor in tensors.items() if name not in parameters}
+    if buffers:
+        model.load_state_dict(buffers, strict=False)
+    return [name for name in model.state_dict() if name not in tensors]
+
+
+def _shared_parameters(model: nn.Module) -> dict[int, list[str]]:
+    """id(parameter) -> every name it has in ``model`` (several when it is tied), in the model's order."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return groups
+
+
+def _set_parameter(model: nn.Module, names: list[str], value: torch.Tensor, requires_grad: bool) -> None:
+    """Make ``value`` the parameter under every one of ``names`` (one shared parameter when tied)."""
+    param = nn.Parameter(value, requires_grad=requires_grad)
+    for name in names:
+        owner, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(owner), attribute, param)
 
 
 def _dtype_kind(tensor: torch.Tensor) -> str:
