@@ -186,3 +186,23 @@ def test_cache_tokens_are_readable_for_byte_level_bpe(lm):
     assert cache.tokens == lm.to_str_tokens("The cat sat")
     assert "".join(cache.tokens) == "The cat sat"
     assert not any("Ġ" in token for token in cache.tokens)
+
+
+
+def test_generation_stops_at_any_of_several_end_tokens():
+    # Llama 3's config lists several eos ids (end of text, end of turn): any of them ends the sequence.
+    model = wb.zoo.tiny("llama", device="cpu")
+    with torch.no_grad():  # sharpen the random weights so that the greedy tokens vary
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    free = model.generate("The cat", max_new_tokens=6, stop_at_eos=False).steps["token_id"].tolist()
+    assert len(free) == 6
+    stop = free[2]
+    first = free.index(stop)  # greedy may have chosen that token earlier too
+    other = next(i for i in range(model.config.vocab_size) if i not in free)
+    for eos in ([other, stop], (stop,), stop):
+        model.config.eos_token_id = eos
+        steps = model.generate("The cat", max_new_tokens=6).steps["token_id"].tolist()
+        assert steps == free[: first + 1], eos
+    model.config.eos_token_id = [other]
+    assert model.generate("The cat", max_new_tokens=6).steps["token_id"].tolist() == free

@@ -64,7 +64,7 @@ class GenerationResult:
 
 def generate(
     model,
-    prompt: str | list[str],
+    prompt: str | list[str] | list[dict[str, str]] | list[list[dict[str, str]]],
     max_new_tokens: int = 20,
     *,
     do_sample: bool | None = None,
@@ -84,7 +84,9 @@ def generate(
     Args:
         model: a model with a language-modelling head and a tokenizer (e.g. ``wb.load("gpt2")``).
         prompt: one text or a batch (left-padded; positions count real tokens only). A prompt with no tokens
-            (``""``) starts from the tokenizer's ``bos_token`` (an error when it has none).
+            (``""``) starts from the tokenizer's ``bos_token`` (an error when it has none). A conversation (a
+            list of ``{"role", "content"}`` messages), or a list of them, is rendered with the tokenizer's chat
+            template first (``add_generation_prompt=True``; the template writes the special tokens itself).
         max_new_tokens: how many tokens to add at most.
         do_sample: sample instead of taking the most likely token; None means "sample when temperature,
             top_k or top_p is given".
@@ -95,7 +97,8 @@ def generate(
         use_kv_cache: reuse keys and values of earlier positions (False recomputes the whole sequence).
         fwd_hooks: hooks active during every step (steering, ablation).
         top_candidates: how many candidates each step records, with their probabilities.
-        stop_at_eos: a sequence stops after the end-of-text token (``config.eos_token_id``).
+        stop_at_eos: a sequence stops after the end-of-text token (``config.eos_token_id``; any of them when
+            the config lists several, as Llama 3's does).
         return_cache: also return one cache over the final sequence (``names_filter`` selects what).
 
     Probabilities in ``steps`` are the model's (softmax of its logits), before temperature and filtering.
@@ -112,12 +115,15 @@ def generate(
     sampling = do_sample if do_sample is not None else (temperature != 1.0 or top_k is not None or top_p is not None)
     if sampling and temperature <= 0:
         raise ValueError(f"temperature must be positive when sampling, got {temperature}")
+    # Models that add their special tokens at the end (XLNet's <sep> <cls>) continue the bare text.
+    add_special = getattr(model, "prompt_special_tokens", True)
+    if _is_chat(prompt):
+        prompt = model.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        add_special = False
     check_texts(prompt, "prompt")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts:
         raise ValueError("prompt is an empty list: there is nothing to continue; pass at least one text")
-    # Models that add their special tokens at the end (XLNet's <sep> <cls>) continue the bare text.
-    add_special = getattr(model, "prompt_special_tokens", True)
     encoding = model.tokenize(prompts, padding_side="left", add_special_tokens=add_special)
     input_ids, attention_mask = start_empty_prompts(model, prompts, encoding["input_ids"], encoding["attention_mask"])
     limit = model.config.max_position_embeddings
@@ -129,9 +135,11 @@ def generate(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-    eos = model.config.eos_token_id if stop_at_eos else None
+    # config.eos_token_id is one id or, in Llama 3's and others' configs, a list: any of them ends a sequence.
+    eos_ids = _id_list(model.config.eos_token_id) if stop_at_eos else []
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=input_ids.device)
     pad = model.tokenizer.pad_token_id
-    pad = pad if pad is not None else (eos if eos is not None else 0)
+    pad = pad if pad is not None else (eos_ids[0] if eos_ids else 0)
 
     batch = input_ids.shape[0]
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
@@ -162,8 +170,8 @@ def generate(
             input_ids = torch.cat([input_ids, chosen[:, None]], dim=1)
             attention_mask = torch.cat([attention_mask, (~finished).long()[:, None]], dim=1)
             step_input = chosen[:, None]
-            if eos is not None:
-                finished |= chosen == eos
+            if eos_ids:
+                finished |= torch.isin(chosen, eos)
             if finished.all():
                 break
     cache = None
@@ -173,6 +181,14 @@ def generate(
         )
     texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in new_ids]
     return GenerationResult(prompts, texts, new_ids, input_ids, attention_mask, pd.DataFrame(rows), cache)
+
+
+def _is_chat(prompt) -> bool:
+    """Whether ``prompt`` is a conversation (messages are dicts) or a batch of them, rather than text."""
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        return False
+    first = prompt[0][0] if isinstance(prompt[0], (list, tuple)) and prompt[0] else prompt[0]
+    return isinstance(first, dict)
 
 
 def start_empty_prompts(
@@ -198,6 +214,13 @@ def start_empty_prompts(
     attention_mask[empty, -1] = 1
     return input_ids, attention_mask
 
+
+
+def _id_list(ids) -> list[int]:
+    """``config.eos_token_id`` as a list: [] for None, [id] for one id, the ids of a list."""
+    if ids is None:
+        return []
+    return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
 
 def sample_next(
     logits: torch.Tensor,
@@ -244,7 +267,7 @@ def _step_rows(tokenizer, step: int, chosen, probabilities, finished, top_candid
     return rows
 
 
-def _generate_method(self, prompt: str | list[str], max_new_tokens: int = 20, **options) -> GenerationResult:
+def _generate_method(self, prompt: str | list[str] | list[dict[str, str]], max_new_tokens: int = 20, **options) -> GenerationResult:
     """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
     return generate(self, prompt, max_new_tokens, **options)
 
