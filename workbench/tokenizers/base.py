@@ -25,6 +25,7 @@ from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import pre_tokenizers, processors
 
 from ..hub import resolve_checkpoint
+from .chat import ChatTemplates, as_chat_templates, read_chat_templates, render_chat, select_template
 from .files import SPECIAL_TOKEN_KEYS
 from .wordpiece_bpe import BYTE_LEVEL_FAMILIES, FAMILIES, load_pipeline, tokenizer_class_of
 
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 TextInput = Union[str, Sequence[str]]
 # Hugging Face's "no limit" sentinel for model_max_length.
 _VERY_LARGE_INTEGER = int(1e30)
+# The special tokens a chat template sees by name (Hugging Face's special_tokens_map).
+_TEMPLATE_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 class Encoding(Mapping):
@@ -203,7 +206,10 @@ class Tokenizer:
         backend, options = load_pipeline(folder, add_prefix_space)
         options["name_or_path"] = str(name_or_path)
         options.update(kwargs)
-        return cls(backend, **options)
+        tokenizer = cls(backend, **options)
+        # chat_template.jinja (and additional_chat_templates/) win over tokenizer_config.json's, as in HF.
+        tokenizer.chat_template = read_chat_templates(folder, tokenizer.saved_settings)
+        return tokenizer
 
     @classmethod
     def class_for(cls, folder: str | Path) -> type[Tokenizer]:
@@ -223,6 +229,87 @@ class Tokenizer:
             if candidate.handles(folder):
                 return candidate
         return Tokenizer
+
+    @property
+    def chat_template(self) -> ChatTemplates | None:
+        """The chat template (a Jinja string), several by name (a dict: ``"default"``, ``"tool_use"``...), or
+        None. Kept in the saved settings, so that :meth:`save_pretrained` writes it to tokenizer_config.json."""
+        return as_chat_templates(self.saved_settings.get("chat_template"))
+
+    @chat_template.setter
+    def chat_template(self, value: ChatTemplates | None) -> None:
+        value = as_chat_templates(value)
+        if value is None:
+            self.saved_settings.pop("chat_template", None)
+        elif isinstance(value, dict):  # the saved form of several templates
+            self.saved_settings["chat_template"] = [{"name": k, "template": v} for k, v in value.items()]
+        else:
+            self.saved_settings["chat_template"] = value
+
+    def apply_chat_template(
+        self,
+        conversation: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]],
+        *,
+        add_generation_prompt: bool = False,
+        tokenize: bool = True,
+        chat_template: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        documents: Sequence[Mapping[str, Any]] | None = None,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        **template_variables: Any,
+    ) -> str | list[str] | list[int] | list[list[int]] | Encoding:
+        """Render a conversation with the model's chat template, as Hugging Face's ``apply_chat_template``.
+
+        Args:
+            conversation: messages such as ``[{"role": "system", "content": ...}, {"role": "user", ...}]``,
+                or a list of such conversations (a batch).
+            add_generation_prompt: end with the header of an assistant turn, for the model to write it.
+            tokenize: return token ids (the template writes the special tokens itself, so none are added);
+                False returns the text.
+            chat_template: a template's name (when there are several) or a Jinja template to use instead.
+            tools, documents: JSON schemas of tools, and documents, for templates that show them.
+            padding, truncation, max_length, return_tensors: as for :meth:`__call__` (with ``tokenize``).
+            return_dict: with ``tokenize``, the :class:`Encoding` (Hugging Face 5's default); False gives the
+                ``input_ids`` only.
+            template_variables: more variables for the template (e.g. ``date_string``, ``enable_thinking``);
+                they override a special token of the same name.
+
+        Raises:
+            ChatTemplateError: the tokenizer has no chat template (naming its folder), or the template does not
+                compile or fails while rendering (naming the template and its line).
+        """
+        if isinstance(conversation, (str, bytes)) or not conversation:
+            raise ValueError("conversation must be a non-empty list of messages such as {'role': 'user', ...}")
+        batched = isinstance(conversation[0], (list, tuple))
+        conversations = list(conversation) if batched else [conversation]
+        where = self.name_or_path or "this tokenizer"
+        name, template = select_template(self.chat_template, chat_template, tools is not None, where)
+        special = {key: self.special_tokens[key] for key in _TEMPLATE_SPECIAL_TOKENS if self.special_tokens.get(key)}
+        texts = render_chat(
+            template,
+            conversations,
+            add_generation_prompt=add_generation_prompt,
+            tools=tools,
+            documents=documents,
+            special_tokens=special,
+            template_name=name,
+            **template_variables,
+        )
+        if not tokenize:
+            return texts if batched else texts[0]
+        encoding = self(
+            texts if batched else texts[0],
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            add_special_tokens=False,
+            return_tensors=return_tensors,
+        )
+        return encoding if return_dict else encoding["input_ids"]
 
     @property
     def add_prefix_space(self) -> bool | None:
