@@ -111,7 +111,8 @@ class PerHeadFusedSplit(FusedSplit):
 @dataclass(frozen=True)
 class FusedHeadsSplit(FusedSplit):
     """Parts of unequal widths side by side, each a whole number of heads (Phi-3's ``qkv_proj``: the rows of
-    every query head, then those of every key/value head for k and for v, fewer under grouped-query attention).
+    every query head, then those of every key/value head for k and for v, fewer under grouped-query
+    attention).
 
     Part i is ``getattr(config, head_counts[i]) * config.d_head`` wide along ``dim``, so cutting needs the
     config; fusing concatenates, as :class:`FusedSplit` does.
@@ -126,9 +127,9 @@ class FusedHeadsSplit(FusedSplit):
             raise TypeError(f"{type(self).__name__} needs the config (head counts, d_head) to split {key}")
         widths = [getattr(config, count) * config.d_head for count in self.head_counts]
         if tensor.dim() == 0 or tensor.shape[self.dim] != sum(widths):
+            parts = ", ".join(f"{part} ({width})" for part, width in zip(self.parts, widths))
             raise CheckpointError(
-                f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} is not the {sum(widths)} rows of "
-                + ", ".join(f"{part} ({width})" for part, width in zip(self.parts, widths))
+                f"{key} has shape {tuple(tensor.shape)}: dimension {self.dim} is not {sum(widths)}, {parts}"
             )
         return tensor.split(widths, dim=self.dim)
 

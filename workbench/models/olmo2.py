@@ -79,7 +79,7 @@ class Olmo2Model(LlamaModel):
     body_key_map = OLMO2_KEY_MAP
 
     def make_norm(self, config: Olmo2Config, width: int | None = None) -> nn.Module:
-        """An RMSNorm over ``width`` features (default d_model), cast back after the weight (OLMo 2's order)."""
+        """An RMSNorm over ``width`` features (default d_model), cast back after its weight (OLMo 2's)."""
         return RMSNorm(width or config.d_model, config.rms_norm_eps, cast_after_weight=True)
 
     def attention_options(self, config: Olmo2Config, layer: int) -> dict[str, Any]:

@@ -124,8 +124,9 @@ PHI3_KEY_MAP = KeyMap(
 
 class Phi3Model(FusedWeights, LlamaModel):
     """The Phi-3 decoder: :class:`~workbench.models.llama.LlamaModel` (its hooks, one for one) loaded from
-    fused projections, with rotary positions on the first ``partial_rotary_factor`` of each head (``hook_rot_q``
-    and ``hook_rot_k`` leave the rest unchanged), the optional sliding window in every layer and ``resid_pdrop``.
+    fused projections, with rotary positions on the first ``partial_rotary_factor`` of each head
+    (``hook_rot_q`` and ``hook_rot_k`` leave the rest unchanged), the optional sliding window in every layer
+    and ``resid_pdrop``.
     """
 
     config_class = Phi3Config
