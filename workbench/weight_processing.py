@@ -90,7 +90,7 @@ def fold_norms(model: HookedTransformer) -> HookedTransformer:
     """
     check_pre_norm(model, "fold_norms")
     head = final_reader(model)
-    if head is model_unembed(model):
+    if head is not None and head is model_unembed(model):
         untie_embeddings(model)
     for block in model.blocks:
         for norm, readers in block_norm_readers(block):
@@ -293,11 +293,9 @@ def block_norm_readers(block: ResidualBlock) -> list[tuple[nn.Module, list[nn.Li
 
 
 def model_unembed(model: nn.Module) -> nn.Linear | None:
-    """The language-model head's unembedding, read straight from ``ln_final`` (no transform before it)."""
+    """The language-model head's unembedding (d_model -> vocab), or None."""
     unembed = getattr(model, "unembed", None)
-    if isinstance(unembed, nn.Linear) and "mlm_head" not in model._modules:
-        return unembed
-    return None
+    return unembed if isinstance(unembed, nn.Linear) else None
 
 
 def final_reader(model: HookedTransformer) -> nn.Linear | None:
@@ -307,8 +305,8 @@ def final_reader(model: HookedTransformer) -> nn.Linear | None:
     if getattr(model, "ln_final", None) is None:
         return None
     unembed = model_unembed(model)
-    if unembed is not None:
-        return unembed
+    if unembed is not None:  # a masked LM's transform (``mlm_head``) reads ln_final first
+        return None if "mlm_head" in model._modules else unembed
     reads_body_output = isinstance(model, SequenceScoring) and all(
         getattr(type(model), name) is getattr(SequenceScoring, name)
         for name in ("sequence_state", "sequence_scores")
