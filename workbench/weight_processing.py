@@ -27,7 +27,7 @@ Supported: the pre-norm decoders built from :mod:`workbench.components` (GPT-2, 
 like them: pre-norm, sandwich and parallel blocks, :class:`~workbench.components.Attention`, plain and gated
 MLPs, LayerNorm and RMSNorm, Gemma's ``(1 + w)`` RMSNorm). Post-norm models (BERT, GPT, DistilBERT, XLM) are
 refused: their norm's output *is* the residual stream the next block adds to, so its weight cannot move
-into the next layer. Where the unembedding is the token embedding (``tie_word_embeddings``), folding or
+into the next layer (:func:`center_unembed`, which needs only an unembedding, works on any language model). Where the unembedding is the token embedding (``tie_word_embeddings``), folding or
 centring either one unties them first (a ``UserWarning`` says so, ``config.tie_word_embeddings`` becomes
 False and ``"untie_embeddings"`` is recorded).
 
@@ -83,7 +83,8 @@ def fold_norms(model: HookedTransformer) -> HookedTransformer:
     The norm is left computing ``x_hat`` alone: LayerNorm weight 1 and bias 0, RMSNorm weight ``1 - offset``.
     ``ln_final`` is folded into ``unembed`` (or a sequence classifier's ``classifier``); a model without a
     head keeps its final norm, whose output is the model's output. Norms inside a sublayer (q/k norms) or
-    after one (sandwich blocks' ``ln*_post``) are not followed by a linear layer and stay as they are.
+    after one (sandwich blocks' ``ln*_post``; OLMo 2 has only those and ``ln_final``) are not followed by a
+    linear layer and stay as they are.
 
     Returns:
         the model, with its outputs (logits) unchanged.
@@ -114,7 +115,7 @@ def center_writing_weights(model: HookedTransformer) -> HookedTransformer:
     check_pre_norm(model, "center_writing_weights")
     check_centring_readers(model)
     if model_unembed(model) is not None:
-        untie_embeddings(model)  # the unembedding reads a LayerNorm's output, which must not move
+        untie_embeddings(model)  # centring a tied embedding would move the unembedding with it
     with torch.no_grad():
         for embedding in residual_embeddings(model):
             center(embedding.weight, dim=-1)
