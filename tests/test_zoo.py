@@ -170,6 +170,9 @@ def test_checkpoint_folder_saves_a_stand_in_that_loads_by_path(architecture, tmp
         "xlnet": "xlnet-base-cased",
         "transfo-xl": "transfo-xl-wt103",
         "llama": "meta-llama/Llama-3.2-1B",
+        "mistral": "mistralai/Mistral-7B-v0.1",
+        "qwen2": "Qwen/Qwen2.5-0.5B",
+        "qwen3": "Qwen/Qwen3-0.6B",
     }[architecture]
     with caplog.at_level(logging.WARNING, logger="workbench.zoo"):
         folder = zoo.checkpoint_folder(name, cache_dir=tmp_path, size=SMALL)
