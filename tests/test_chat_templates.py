@@ -1,7 +1,9 @@
 """Chat templates (workbench/tokenizers/chat.py): real templates of five families rendered exactly as Hugging
 Face's ``apply_chat_template`` renders them (text and ids), on tiny tokenizers built here; where templates
-are found (tokenizer_config.json, chat_template.jinja, named templates); the errors; the sandbox; and
-``generate`` on a conversation.
+are found (tokenizer_config.json, chat_template.jinja, named templates); the errors; the sandbox;
+``generate`` on a conversation; and the SentencePiece-style BPE tokenizers of Llama 2 and Mistral (byte
+fallback; ``legacy``, ``add_prefix_space``, ``add_bos_token``/``add_eos_token``), whose ids must equal Hugging
+Face's on tricky strings.
 
 The templates are fixtures (tests/fixtures/chat_templates/, sources in its README.md): each JSON file holds
 the special tokens and ``chat_template`` of a released model's tokenizer_config.json, Qwen 2.5's template is
@@ -307,3 +309,55 @@ def test_generate_continues_a_conversation(tmp_path):
     batch = model.generate([conversation, conversation[1:]], max_new_tokens=2, stop_at_eos=False)
     assert batch.prompts == [rendered, "<user>the cat\n<assistant>"]
     assert batch.new_token_ids[0] == result.new_token_ids[0][:2]
+
+
+TRICKY = ["hello world", " hello  world", "Héllo wörld ☃ 日本", "", "the\nfox\tdog", "</s> and <s> x", "<s>Hello",
+          "  ", "x </s>", "\u2581Paris", "What is the capital of France?</s>"]
+
+
+def _save_llama2_style(folder: Path, **settings) -> Path:
+    """A tiny tokenizer.json as Llama 2's and Mistral's are (the legacy normalizer that prepends "▁" and
+    replaces spaces; BOS by the post-processor), with tokenizer_config.json naming LlamaTokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _sentencepiece_bpe_backend(["</s>"]).save(str(folder / "tokenizer.json"))
+    config = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, **settings}), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"legacy": True}, {"legacy": False, "add_bos_token": True, "add_eos_token": True},
+    {"add_prefix_space": False}, {"legacy": True, "add_prefix_space": False},
+    {"tokenizer_class": "PreTrainedTokenizerFast"}, {"tokenizer_class": "LlamaTokenizerFast", "add_bos_token": False},
+])
+def test_llama_style_ids_equal_hugging_face_on_tricky_strings(tmp_path, settings):
+    from transformers import AutoTokenizer
+
+    folder = _save_llama2_style(tmp_path / "llama2", **settings)
+    ours, hf = Tokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder))
+    for text in TRICKY:
+        ids = ours(text)["input_ids"]
+        assert ids == hf(text)["input_ids"], text
+        assert ours.decode(ids) == hf.decode(ids), text
+        assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True), text
+    # Byte fallback: characters outside the vocabulary become their UTF-8 bytes.
+    assert "<0xE2>" in ours.tokenize("☃")
+    # tokenizer_config.json's add_bos_token/add_eos_token do not override tokenizer.json (as in Hugging Face 5).
+    assert ours("hello")["input_ids"][0] == ours.token_to_id("<s>")
+    assert ours("hello")["input_ids"][-1] != ours.token_to_id("</s>")
+
+
+@pytest.mark.parametrize("flags", [
+    {"add_bos_token": False}, {"add_eos_token": True}, {"add_bos_token": True, "add_eos_token": True},
+    {"add_bos_token": False, "add_eos_token": False},
+])
+def test_add_bos_and_eos_token_given_to_from_pretrained_equal_hugging_face(tmp_path, flags):
+    from transformers import AutoTokenizer
+
+    folder = _save_llama2_style(tmp_path / "llama2", add_bos_token=True)
+    ours, hf = Tokenizer.from_pretrained(folder, **flags), AutoTokenizer.from_pretrained(str(folder), **flags)
+    for text, pair in (("hello world", None), ("the fox", "the dog")):
+        assert ours(text, pair)["input_ids"] == hf(text, pair)["input_ids"], (text, pair)
+    expected_first = ours.token_to_id("<s>") if flags.get("add_bos_token") else None
+    first = ours("hello")["input_ids"][0]
+    assert (first == expected_first) if expected_first is not None else first != ours.token_to_id("<s>")

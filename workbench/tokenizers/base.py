@@ -191,6 +191,11 @@ class Tokenizer:
                 following ones are. Default: ``tokenizer_config.json``'s value, else False (Hugging Face's
                 GPT2Tokenizer and RobertaTokenizer default, which also overrides the value stored in
                 ``tokenizer.json``).
+            add_bos_token, add_eos_token: given (either one), put the ``bos_token`` before and the
+                ``eos_token`` after every text as they say (:meth:`set_bos_eos`; the one not given counts as
+                False, as in Hugging Face 5). Not given, ``tokenizer.json``'s post-processor decides, and
+                tokenizer_config.json's ``add_bos_token``/``add_eos_token`` are ignored, as Hugging Face 5
+                ignores them beside a ``tokenizer.json``.
             kwargs: constructor options (``padding_side``, ``model_max_length``, ``special_tokens``,
                 ``model_input_names``), which override the saved settings.
         """
@@ -203,13 +208,29 @@ class Tokenizer:
                         f"add_prefix_space applies to byte-level BPE tokenizers, not to {chosen.__name__}"
                     )
                 return chosen.from_pretrained(name_or_path, **kwargs)
+        bos_eos = {key: bool(kwargs.pop(key)) for key in ("add_bos_token", "add_eos_token") if key in kwargs}
         backend, options = load_pipeline(folder, add_prefix_space)
         options["name_or_path"] = str(name_or_path)
         options.update(kwargs)
         tokenizer = cls(backend, **options)
         # chat_template.jinja (and additional_chat_templates/) win over tokenizer_config.json's, as in HF.
         tokenizer.chat_template = read_chat_templates(folder, tokenizer.saved_settings)
+        if bos_eos:
+            tokenizer.set_bos_eos(**bos_eos)
         return tokenizer
+
+    def set_bos_eos(self, add_bos_token: bool = False, add_eos_token: bool = False) -> None:
+        """Put the ``bos_token`` before every text and the ``eos_token`` after it (each when asked and when the
+        tokenizer has one), and the same around the second text of a pair (token type 1), in place of what the
+        tokenizer put around texts before: Hugging Face's ``update_post_processor``."""
+        bos, eos = self.special_tokens.get("bos_token"), self.special_tokens.get("eos_token")
+        add_bos, add_eos = add_bos_token and bos is not None, add_eos_token and eos is not None
+        single = f"{f'{bos}:0 ' if add_bos else ''}$A:0{f' {eos}:0' if add_eos else ''}"
+        pair = f"{single}{f' {bos}:1' if add_bos else ''} $B:1{f' {eos}:1' if add_eos else ''}"
+        used = [token for token, used in ((bos, add_bos), (eos, add_eos)) if used]
+        self.backend.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=[(token, self.token_to_id(token)) for token in dict.fromkeys(used)]
+        )
 
     @classmethod
     def class_for(cls, folder: str | Path) -> type[Tokenizer]:

@@ -179,6 +179,7 @@ def load_pipeline(
     from_settings = family is not None
     if (folder / "tokenizer.json").is_file():
         backend = read_tokenizer_json(folder / "tokenizer.json")
+        _llama_class_pipeline(backend, settings)
         if family is None:
             family = _family_of_backend(backend)
         vocab = backend.get_vocab(with_added_tokens=True)
@@ -576,6 +577,30 @@ def _set_add_prefix_space(
         backend.post_processor = processors.RobertaProcessing(
             tuple(post_processor.sep), tuple(post_processor.cls), post_processor.trim_offsets, bool(value)
         )
+
+
+# Hugging Face's classes that rebuild the text steps of a tokenizer.json's SentencePiece-style BPE (Llama 2,
+# Mistral, TinyLlama name them in tokenizer_config.json).
+_LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+
+
+def _llama_class_pipeline(backend: BackendTokenizer, settings: dict[str, Any]) -> None:
+    """What Hugging Face 5's LlamaTokenizer keeps of a tokenizer.json: the BPE model, added tokens and
+    post-processor; it rebuilds the rest. No normalizer (released tokenizer.json files prepend "▁" and replace
+    spaces in one); a Metaspace pre-tokenizer that prepends "▁" to the first piece (``legacy=False``, the
+    default), to every piece between special tokens (``legacy=True``) or never (``add_prefix_space=False``);
+    the decoder to match. So " hello" and text right after a special token get the ids Hugging Face gives."""
+    if settings["original"].get("tokenizer_class") not in _LLAMA_CLASSES:
+        return
+    if not isinstance(backend.model, models.BPE):
+        return
+    add_prefix_space = settings.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else bool(add_prefix_space)
+    prepend_scheme = ("always" if settings.get("legacy", False) else "first") if add_prefix_space else "never"
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=prepend_scheme, split=False)
+    steps = [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    backend.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if add_prefix_space else []))
 
 
 def _read_tokenizer_settings(folder: Path) -> dict[str, Any]:
