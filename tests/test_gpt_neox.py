@@ -57,6 +57,8 @@ VARIANTS = {
         use_parallel_residual=False, n_heads=1, n_layers=3, rope_parameters=LINEAR_ROPE
     ),
     "parallel-rotary-1.0-base-100": dict(rotary_pct=1.0, rotary_emb_base=100.0),
+    # d_head 4: int(4 * 0.25) = 1 dimension, which Hugging Face rounds up to one rotating pair
+    "serial-8-heads-rotary-0.25-of-4": dict(use_parallel_residual=False, n_heads=8, rotary_pct=0.25),
 }
 TASKS = {"base": "base", "lm": "causal_lm", "cls": "sequence_classification"}
 OURS = {"base": GPTNeoXModel, "lm": GPTNeoXForCausalLM, "cls": GPTNeoXForSequenceClassification}
@@ -131,7 +133,7 @@ def test_logits_hidden_states_and_attentions_match(checkpoint, variant, padding)
     assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
     heads = hf_model.config.num_attention_heads
     rotary_dim = int(32 // heads * hf_model.config.rope_parameters["partial_rotary_factor"])
-    assert ours.rotary.rotary_dim == rotary_dim
+    assert ours.rotary.rotary_dim == max(rotary_dim, 2)  # Hugging Face turns one pair for a rotary_dim of 1
     input_ids, mask, real = make_batch(padding)
     with torch.no_grad():
         expected = hf_model(**hf_inputs(input_ids, mask), output_hidden_states=True, output_attentions=True)
@@ -490,8 +492,10 @@ def test_config_errors_name_the_field():
     with pytest.raises(wb.ConfigError, match="hidden_size=30 is not a multiple of num_attention_heads=4") as error:
         wb.AutoConfig.for_model(MODEL_TYPE, **{**SMALL, "hidden_size": 30})
     assert error.value.field == "num_attention_heads"
-    with pytest.raises(ValueError, match="rotary_dim=1: at least one pair"):
-        wb.AutoConfig.for_model(MODEL_TYPE, **SMALL, rotary_pct=0.125)  # 1 of d_head 8
+    for fraction in (0.1, 1.5):  # int(8 * 0.1) = 0 dimensions; more than the head
+        with pytest.raises(wb.ConfigError, match=f"partial_rotary_factor \\(rotary_pct\\)={fraction}") as error:
+            wb.AutoConfig.for_model(MODEL_TYPE, **SMALL, rotary_pct=fraction)
+        assert error.value.field == "rope_parameters"
     with pytest.raises(wb.ConfigError, match="hidden_dropout=1.5 is a probability"):
         wb.AutoConfig.for_model(MODEL_TYPE, **SMALL, hidden_dropout=1.5)
 

@@ -245,7 +245,7 @@ class RotaryEmbedding(nn.Module):
     Args:
         rotary_dim: how many dimensions of each head are rotated (even; GPT-NeoX's ``rotary_ndims``,
             ``int(d_head * partial_rotary_factor)``). Hugging Face sizes the frequencies by this number, rounded
-            down to pairs.
+            up to pairs (``arange(0, rotary_dim, 2)``): an odd 3 rotates 4 dimensions.
         base: the base of the frequencies (``rope_theta``).
         scaling: ``rope_type`` (default ``"default"``; ``type`` is read too, as in old configs) and that
             type's parameters, under Hugging Face's key names (see the module docstring).
@@ -338,7 +338,7 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor) -> RotaryAngles:
         """positions: [batch, pos] or [pos] int64 position ids -> :class:`RotaryAngles` with cos and sin
-        [batch or 1, pos, 2 * len(inv_freq)] float32 (``rotary_dim`` rounded down to pairs)."""
+        [batch or 1, pos, 2 * len(inv_freq)] float32 (``rotary_dim`` rounded up to pairs)."""
         if positions.dim() == 1:
             positions = positions[None]
         inv_freq, attention_factor = self.frequencies_for(positions)

@@ -104,8 +104,15 @@ class GPTNeoXConfig(ModelConfig):
                 f"{self.num_attention_heads}: the heads split the width in equal parts",
                 field="num_attention_heads",
             )
+        fraction = self.rope_parameters["partial_rotary_factor"]
+        if not 0 < fraction <= 1 or int(self.d_head * fraction) < 1:
+            raise ConfigError(
+                f"rope_parameters' partial_rotary_factor (rotary_pct)={fraction!r} must rotate at least one "
+                f"dimension of a head of {self.d_head}, and at most all of them",
+                field="rope_parameters",
+            )
         activation(self.hidden_act)
-        self.rotary_embedding()  # an unknown rope_type, or fewer than 2 rotating dimensions, is refused here
+        self.rotary_embedding()  # an unknown rope_type, or one missing a parameter, is refused here
 
     def estimated_parameters(self) -> int:
         """The parameters of the model with an LM head (the memory check reads it): token embedding and an
@@ -119,8 +126,13 @@ class GPTNeoXConfig(ModelConfig):
 
     def rotary_embedding(self) -> RotaryEmbedding:
         """The rotary positions that ``rope_parameters`` describe, on the first
-        ``int(d_head * partial_rotary_factor)`` dimensions of each head."""
-        return RotaryEmbedding.from_rope_parameters(self.rope_parameters, self.d_head, self.max_position_embeddings)
+        ``int(d_head * partial_rotary_factor)`` dimensions of each head, rounded up to pairs as Hugging Face
+        rounds them."""
+        rope = dict(self.rope_parameters)
+        if int(self.d_head * rope["partial_rotary_factor"]) == 1:
+            # Hugging Face turns one pair at frequency 1 (base^0), which is what a rotary_dim of 2 computes.
+            rope["partial_rotary_factor"] = 2 / self.d_head
+        return RotaryEmbedding.from_rope_parameters(rope, self.d_head, self.max_position_embeddings)
 
 
 # Hugging Face parameter names <-> ours. ``query_key_value`` is first split per head into q, k and v parts
