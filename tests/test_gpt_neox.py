@@ -184,7 +184,8 @@ def test_pythias_older_config_and_buffers_load(checkpoint, tmp_path):
     ours = wb.AutoModelForCausalLM.from_pretrained(tmp_path)
     assert ours.loading_info.unexpected_keys == [] and ours.loading_info.missing_keys == []
     assert (ours.rotary.rotary_dim, ours.rotary.base) == (4, 500.0)
-    assert ours.config.rope_parameters == {"rope_type": "default", "rope_theta": 500, "partial_rotary_factor": 0.5}
+    rope = {"rope_type": "default", "rope_theta": 500, "partial_rotary_factor": 0.5}
+    assert ours.config.rope_parameters == rope
     saved = ours.config.to_dict()
     assert "rotary_pct" not in saved and "rotary_emb_base" not in saved  # written as transformers 5 writes
     input_ids, _, _ = make_batch("none")
@@ -220,7 +221,8 @@ def test_kv_cache_gives_the_full_forwards_logits(checkpoint, variant):
     with torch.no_grad():
         full = ours(input_ids, mask).logits
         out = ours(input_ids[:, :prefix], mask[:, :prefix], use_cache=True)
-        assert out.past_key_values.keys[0].shape == (3, prefix, heads, 32 // heads)  # [batch, pos, head, d_head]
+        # [batch, pos, head, d_head]
+        assert out.past_key_values.keys[0].shape == (3, prefix, heads, 32 // heads)
         steps = [out.logits]
         for t in range(prefix, input_ids.shape[1]):
             cache = out.past_key_values
@@ -298,9 +300,8 @@ def test_per_head_fused_split_takes_each_heads_q_k_v_rows_and_fuses_them_back():
     state = {"l.0.attention.query_key_value.weight": weight, "l.0.attention.query_key_value.bias": bias,
              "l.0.attention.dense.weight": torch.ones(8, 8)}
     split = rule.split(state, config)
-    assert set(split) == {f"l.0.attention.query_key_value.{n}.{p}" for n in "qkv" for p in ("weight", "bias")} | {
-        "l.0.attention.dense.weight"
-    }
+    parts = {f"l.0.attention.query_key_value.{n}.{p}" for n in "qkv" for p in ("weight", "bias")}
+    assert set(split) == parts | {"l.0.attention.dense.weight"}
     x = torch.randn(5, 8)
     fused_out = torch.nn.functional.linear(x, weight, bias).view(5, 2, 3 * 4)  # [pos, head, 3 * d_head]
     for index, name in enumerate("qkv"):
@@ -315,7 +316,8 @@ def test_per_head_fused_split_takes_each_heads_q_k_v_rows_and_fuses_them_back():
 
 def test_per_head_fused_split_names_the_tensor_that_does_not_split():
     rule = PerHeadFusedSplit("attention.query_key_value")
-    with pytest.raises(wb.CheckpointError, match=r"l\.3\.attention\.query_key_value\.weight has shape \(18, 8\)"):
+    expected = r"l\.3\.attention\.query_key_value\.weight has shape \(18, 8\)"
+    with pytest.raises(wb.CheckpointError, match=expected):
         rule.split({"l.3.attention.query_key_value.weight": torch.zeros(18, 8)}, SimpleNamespace(n_heads=4))
     parts = rule.split({"l.0.attention.query_key_value.bias": torch.zeros(12)}, SimpleNamespace(n_heads=2))
     del parts["l.0.attention.query_key_value.k.bias"]
@@ -325,9 +327,11 @@ def test_per_head_fused_split_names_the_tensor_that_does_not_split():
         rule.split({"l.0.attention.query_key_value.bias": torch.zeros(12)})
 
 
-@pytest.mark.parametrize("variant", ["parallel-4-heads-rotary-0.25", "parallel-8-heads-rotary-0.5-no-bias-tied"])
+@pytest.mark.parametrize(
+    "variant", ["parallel-4-heads-rotary-0.25", "parallel-8-heads-rotary-0.5-no-bias-tied"]
+)
 def test_a_hugging_face_checkpoint_loaded_and_saved_is_the_same_file(checkpoint, tmp_path, variant):
-    """query_key_value fused back per head, bitwise; embed_out written when untied only, as Hugging Face does."""
+    """query_key_value fused back per head, bitwise; embed_out written only when untied, as Hugging Face."""
     _, folder = checkpoint(variant, "lm")
     wb.AutoModelForCausalLM.from_pretrained(folder).save_pretrained(tmp_path)
     original, saved = load_file(folder / "model.safetensors"), load_file(tmp_path / "model.safetensors")
@@ -337,8 +341,8 @@ def test_a_hugging_face_checkpoint_loaded_and_saved_is_the_same_file(checkpoint,
 
 
 def our_config(**fields) -> GPTNeoXConfig:
-    base = dict(vocab_size=99, d_model=32, n_layers=2, n_heads=4, d_mlp=37, max_positions=64, pad_token_id=PAD_ID,
-                rope_parameters={"rope_theta": 300.0, "partial_rotary_factor": 0.5})
+    base = dict(vocab_size=99, d_model=32, n_layers=2, n_heads=4, d_mlp=37, max_positions=64,
+                pad_token_id=PAD_ID, rope_parameters={"rope_theta": 300.0, "partial_rotary_factor": 0.5})
     return wb.AutoConfig.for_model(MODEL_TYPE, **{**base, **fields})
 
 
@@ -365,7 +369,8 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, head, fields):
     ours.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == MODEL_TYPE and saved["architectures"] == [HF[head]]
-    assert saved["rope_parameters"] == {"rope_theta": 300.0, "partial_rotary_factor": 0.5, "rope_type": "default"}
+    rope = {"rope_theta": 300.0, "partial_rotary_factor": 0.5, "rope_type": "default"}
+    assert saved["rope_parameters"] == rope
 
     hf_class = getattr(transformers, HF[head])
     hf_model, info = hf_class.from_pretrained(tmp_path, attn_implementation="eager", output_loading_info=True)
@@ -400,8 +405,8 @@ PARALLEL_HOOKS = [
     "ln2.hook_scale", "ln2.hook_normalized", *MLP_HOOKS, "hook_resid_post",
 ]
 SERIAL_HOOKS = [
-    "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", *ATTENTION_HOOKS, "hook_attn_out", "hook_resid_mid",
-    "ln2.hook_scale", "ln2.hook_normalized", *MLP_HOOKS, "hook_resid_post",
+    "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", *ATTENTION_HOOKS, "hook_attn_out",
+    "hook_resid_mid", "ln2.hook_scale", "ln2.hook_normalized", *MLP_HOOKS, "hook_resid_post",
 ]
 
 
@@ -444,7 +449,8 @@ def test_hooks_fire_with_their_documented_shapes(checkpoint):
         hooked, rotated = cache[f"blocks.0.attn.hook_{name}"], cache[f"blocks.0.attn.hook_rot_{name}"]
         assert torch.equal(rotated[..., 2:], hooked[..., 2:])  # past rotary_dim: no position
         assert not torch.allclose(rotated[..., :2], hooked[..., :2])
-        assert_close(rotated[..., :2].norm(dim=-1), hooked[..., :2].norm(dim=-1), f"rotated {name}", BATCH_TOL)
+        lengths = rotated[..., :2].norm(dim=-1), hooked[..., :2].norm(dim=-1)
+        assert_close(*lengths, f"rotated {name}", BATCH_TOL)
     for layer in range(2):
         assert_close(real_query_rows(cache[f"blocks.{layer}.attn.hook_pattern"], real),
                      real_query_rows(expected.attentions[layer], real), f"hook_pattern {layer}")
@@ -467,7 +473,8 @@ def test_config_canonical_names_and_defaults():
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (64, 3, 8)
     assert (config.d_head, config.n_kv_heads, config.intermediate_size) == (8, 8, 96)
     assert config.use_parallel_residual and config.attention_bias and not config.tie_word_embeddings
-    assert config.rope_parameters == {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}
+    assert config.rope_parameters == rope
     assert config.rotary_embedding().rotary_dim == 2
 
 
@@ -489,11 +496,13 @@ def test_every_size_is_checked(name):
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(wb.ConfigError, match="hidden_size=30 is not a multiple of num_attention_heads=4") as error:
+    expected = "hidden_size=30 is not a multiple of num_attention_heads=4"
+    with pytest.raises(wb.ConfigError, match=expected) as error:
         wb.AutoConfig.for_model(MODEL_TYPE, **{**SMALL, "hidden_size": 30})
     assert error.value.field == "num_attention_heads"
     for fraction in (0.1, 1.5):  # int(8 * 0.1) = 0 dimensions; more than the head
-        with pytest.raises(wb.ConfigError, match=f"partial_rotary_factor \\(rotary_pct\\)={fraction}") as error:
+        expected = f"partial_rotary_factor \\(rotary_pct\\)={fraction}"
+        with pytest.raises(wb.ConfigError, match=expected) as error:
             wb.AutoConfig.for_model(MODEL_TYPE, **SMALL, rotary_pct=fraction)
         assert error.value.field == "rope_parameters"
     with pytest.raises(wb.ConfigError, match="hidden_dropout=1.5 is a probability"):

@@ -40,7 +40,7 @@ from .llama import SCORE_KEY_MAP, LlamaConfig, LlamaForCausalLM, LlamaModel
 
 @dataclass
 class GPTNeoXConfig(ModelConfig):
-    """GPT-NeoX's hyper-parameters, with Hugging Face's names (defaults: GPT-NeoX-20B's, as Hugging Face's)."""
+    """GPT-NeoX's hyper-parameters, with Hugging Face's names (defaults: GPT-NeoX-20B's)."""
 
     model_type = "gpt_neox"
 
@@ -68,9 +68,9 @@ class GPTNeoXConfig(ModelConfig):
     layer_norm_eps: float = 1e-5  #: LayerNorm epsilon.
     #: The rotary settings as transformers 5 writes them: ``rope_theta`` (the base), ``partial_rotary_factor``
     #: (the fraction of each head that rotates), ``rope_type`` and that type's parameters (see
-    #: :mod:`workbench.components.rotary`). Older ``config.json`` files (Pythia's) give ``rotary_emb_base`` and
-    #: ``rotary_pct`` instead, and maybe a ``rope_scaling``: they are read into this one dict and written back
-    #: as it, as transformers 5 does (:meth:`fold_rope_settings`).
+    #: :mod:`workbench.components.rotary`). Older ``config.json`` files (Pythia's) give ``rotary_emb_base``
+    #: and ``rotary_pct`` instead, and maybe a ``rope_scaling``: they are read into this one dict and written
+    #: back as it, as transformers 5 does (:meth:`fold_rope_settings`).
     rope_parameters: dict[str, Any] | None = None
     use_parallel_residual: bool = True  #: attention and MLP side by side (True) or one after the other.
     attention_bias: bool = True  #: biases on the query_key_value and dense projections.
@@ -203,8 +203,8 @@ class GPTNeoXModel(FusedWeights, LlamaModel):
 
 class GPTNeoXForCausalLM(CausalLMHead, GPTNeoXModel, GenerationMixin):
     """GPT-NeoX predicting the next token: ``unembed`` (the checkpoints' ``embed_out``, bias-free, untied
-    unless ``tie_word_embeddings``) gives ``hook_logits`` [batch, pos, vocab]. ``labels`` [batch, pos] give the
-    loss of :meth:`LanguageModelHead.forward`; ``use_cache=True`` returns the key/value cache that
+    unless ``tie_word_embeddings``) gives ``hook_logits`` [batch, pos, vocab]. ``labels`` [batch, pos] give
+    the loss of :meth:`LanguageModelHead.forward`; ``use_cache=True`` returns the key/value cache that
     ``model.generate(...)`` decodes with.
     """
 
