@@ -33,14 +33,20 @@ CHECKPOINT_EXTRA: dict[str, dict[str, Any]] = {
     "xlnet": dict(mem_len=6, pad_token_id=5),
     "gpt2": dict(bos_token_id=98, eos_token_id=98),
     "openai-gpt": dict(bos_token_id=98, eos_token_id=98),
+    "phi3": dict(pad_token_id=0, eos_token_id=2),  # Phi-3's defaults (32000) are outside a tiny vocabulary
 }
 
 # Models built in memory (interventions, attribution, views, input checks): smaller still.
-TINY_SIZES = dict(vocab_size=60, d_model=16, n_layers=2, n_heads=4, d_mlp=32, max_positions=32)
+# Where a config stores d_head and n_kv_heads as fields of their own (Gemma's head_dim defaults to 256,
+# Mistral's key/value heads to 8), they follow the other sizes: plain multi-head attention, d_model / n_heads.
+TINY_SIZES = dict(
+    vocab_size=60, d_model=16, n_layers=2, n_heads=4, d_mlp=32, max_positions=32, d_head=4, n_kv_heads=4
+)
 TINY_EXTRA: dict[str, dict[str, Any]] = {
     "roberta": dict(max_positions=40, pad_token_id=1),  # positions start after the padding index
     # one softmax cluster (no adaptive cutoffs), embeddings as wide as the model, a short memory
     "transfo-xl": dict(d_embed=16, d_head=4, cutoffs=[], div_val=1, mem_len=8),
+    "phi3": dict(pad_token_id=0, eos_token_id=2),
 }
 
 # The architectures by model_type, as the architecture-parametrized tests list them.
