@@ -49,20 +49,17 @@ class Gemma2Config(GemmaConfig):
     hidden_activation: str = "gelu_pytorch_tanh"  #: the gate's activation (GeGLU); Gemma 2 reads this one.
     query_pre_attn_scalar: float = 256  #: attention scores are q.k * query_pre_attn_scalar ** -0.5.
     sliding_window: int | None = 4096  #: how many positions a query of a local layer sees, itself included.
-    #: per layer ``"sliding_attention"`` (local) or ``"full_attention"`` (global); None: local, global, ...
+    #: per layer ``"sliding_attention"`` (local) or ``"full_attention"`` (global); None: local, global, local,
+    #: ... (Hugging Face's default; kept None, so that it follows num_hidden_layers when that changes).
     layer_types: list[str] | None = None
     final_logit_softcapping: float | None = 30.0  #: c in ``c * tanh(logits / c)`` on the LM logits (None: off).
     attn_logit_softcapping: float | None = 50.0  #: c in ``c * tanh(scores / c)`` on attention scores (None: off).
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.layer_types is None:  # Hugging Face's default: even layers local, odd layers global
-            self.layer_types = [LAYER_TYPES[layer % 2] for layer in range(self.num_hidden_layers)]
-
     def validate(self) -> None:
         super().validate()
         activation(self.hidden_activation)
-        if len(self.layer_types) != self.num_hidden_layers or not set(self.layer_types) <= set(LAYER_TYPES):
+        types = self.layer_types
+        if types is not None and (len(types) != self.num_hidden_layers or not set(types) <= set(LAYER_TYPES)):
             raise ConfigError(
                 f"layer_types={self.layer_types!r} must name {self.num_hidden_layers} layers, each one of "
                 f"{LAYER_TYPES}",
@@ -81,9 +78,13 @@ class Gemma2Config(GemmaConfig):
         block."""
         return super().estimated_parameters() + self.n_layers * 2 * self.d_model
 
+    def layer_type(self, layer: int) -> str:
+        """``"sliding_attention"`` or ``"full_attention"``: from ``layer_types``, else even layers local."""
+        return self.layer_types[layer] if self.layer_types is not None else LAYER_TYPES[layer % 2]
+
     def window(self, layer: int) -> int | None:
         """The sliding window of ``layer``'s attention: None for a global layer."""
-        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
+        return self.sliding_window if self.layer_type(layer) == "sliding_attention" else None
 
 
 # Hugging Face parameter names <-> ours: Llama's, but its "post_attention_layernorm" is here the norm after
