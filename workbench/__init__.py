@@ -10,8 +10,8 @@ torch.Size([1, 12, 13, 13])
 
 The public face (``__all__``, and all that ``dir(wb)`` lists):
 
-* loading: :func:`load`, :func:`default_device` and the Auto classes (``AutoConfig``, ``AutoTokenizer``,
-  ``AutoModel``, ``AutoModelFor<Task>``);
+* loading: :func:`load`, :func:`default_device`, :func:`memory_estimate` and the Auto classes (``AutoConfig``,
+  ``AutoTokenizer``, ``AutoModel``, ``AutoModelFor<Task>``);
 * the model base class :class:`HookedTransformer`, :class:`ActivationCache` and :class:`HookPoint`;
 * the subpackages :mod:`~workbench.attribution`, :mod:`~workbench.interventions`, :mod:`~workbench.viz`,
   :mod:`~workbench.bench` and :mod:`~workbench.zoo`;
@@ -39,7 +39,7 @@ from typing import Any
 # .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
 from . import attribution, bench, interventions, viz, zoo
 from .ablation import ablate_heads
-from .api import default_device, load
+from .api import default_device, load, memory_estimate
 from .attribution import attribute
 from .auto import (
     AutoConfig,
@@ -68,6 +68,7 @@ __all__ = [
     # loading
     "load",
     "default_device",
+    "memory_estimate",
     "AutoConfig",
     "AutoTokenizer",
     "AutoModel",

@@ -9,7 +9,9 @@ import torch
 
 from .auto import TASK_REGISTRIES, AutoConfig
 from .config import check_device_memory
-from .model import HookedTransformer
+from .hub import resolve_checkpoint
+from .memory import MemoryEstimate
+from .model import HookedTransformer, estimate_memory, loading_dtype
 
 # Hugging Face class-name endings -> our task names, to load the head a checkpoint was saved with.
 _ARCHITECTURE_SUFFIXES = {
@@ -72,6 +74,25 @@ def load(
         name_or_path, config=config, device=device, dtype=dtype,
         ignore_mismatched_sizes=kwargs.get("ignore_mismatched_sizes", False),
     )
+
+
+def memory_estimate(
+    name_or_path: str | Path,
+    batch: int = 1,
+    seq: int = 2048,
+    dtype: torch.dtype | str | None = None,
+    revision: str | None = None,
+) -> MemoryEstimate:
+    """What a checkpoint needs before it is loaded: its weights in ``dtype`` (as ``from_pretrained`` reads it:
+    None float32, ``"auto"`` the checkpoint's, or a dtype), counted from the safetensors headers without
+    reading a tensor, plus the key/value cache of ``batch`` sequences of ``seq`` positions.
+
+    >>> print(memory_estimate("meta-llama/Llama-3.2-1B", dtype="auto"))  # doctest: +SKIP
+    1.24e+09 parameters: 2.3 GiB of weights in bfloat16 + 0.0625 GiB of key/value cache (1 x 2048 positions) = ...
+    """
+    folder = resolve_checkpoint(name_or_path, revision=revision)
+    config = AutoConfig.from_pretrained(folder)
+    return estimate_memory(folder, config, loading_dtype(dtype, config), batch, seq)
 
 
 def _task_of(architectures: list[str] | None) -> str:

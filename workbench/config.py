@@ -23,11 +23,17 @@ import math
 import os
 import types
 import typing
+from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 CONFIG_NAME = "config.json"
+
+# True while a model is built with its parameters on the meta device (workbench.model does so to load a
+# checkpoint into it): nothing is allocated then, and the loader checks the memory itself, at the dtype and
+# on the device it loads to.
+BUILDING_WITHOUT_WEIGHTS: ContextVar[bool] = ContextVar("building_without_weights", default=False)
 
 
 class ConfigError(ValueError):
@@ -282,7 +288,8 @@ class ModelConfig:
             ConfigError: naming the field and its value.
         """
         self.check_fields()
-        self.check_memory()
+        if not BUILDING_WITHOUT_WEIGHTS.get():
+            self.check_memory()
 
     def check_fields(self) -> None:
         """Every field's type against its annotation, then the declared ranges (see the class docstring)."""

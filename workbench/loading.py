@@ -541,7 +541,7 @@ def load_converted(
                 f"values to {_dtype_kind(own[key])} ones would load different weights. Is the file corrupt "
                 f"or written by another program?"
             )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _all_finite(tensor):
             info.nonfinite_keys.append(hf_name)
         accepted[key] = tensor
     if is_empty(model):
@@ -641,6 +641,13 @@ def _set_parameter(model: nn.Module, names: list[str], value: torch.Tensor, requ
     for name in names:
         owner, _, attribute = name.rpartition(".")
         setattr(model.get_submodule(owner), attribute, param)
+
+
+def _all_finite(tensor: torch.Tensor, chunk: int = 2**20) -> bool:
+    """No NaN or infinite value in ``tensor``, checked a slice at a time: ``torch.isfinite`` of a whole
+    embedding matrix would allocate temporaries as large as the matrix itself while loading."""
+    flat = tensor.reshape(-1)
+    return all(bool(torch.isfinite(flat[start : start + chunk]).all()) for start in range(0, flat.numel(), chunk))
 
 
 def _dtype_kind(tensor: torch.Tensor) -> str:

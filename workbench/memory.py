@@ -1,4 +1,8 @@
-"""Process memory settings for heavy caching on Linux.
+"""How much memory a model needs, and process memory settings for heavy caching on Linux.
+
+:class:`MemoryEstimate` is what a checkpoint needs before it is loaded (``wb.memory_estimate``): its weights
+in the dtype they are loaded in, and the key/value cache of a batch. ``from_pretrained`` refuses a checkpoint
+whose weights do not fit in the memory free on the device it loads to.
 
 A full ``run_with_cache`` of a base-sized model allocates hundreds of MiB of fresh tensors per call. glibc
 hands freed blocks of that size back to the kernel, so the next call page-faults them in again, which can
@@ -12,6 +16,9 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from dataclasses import dataclass
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +48,52 @@ def keep_freed_memory(threshold_bytes: int = 2**30) -> bool:
     if not accepted:
         logger.warning("glibc refused mallopt(%d bytes); the allocator is unchanged", threshold_bytes)
     return accepted
+
+
+# Memory estimates --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The memory a model needs: its weights, and the key/value cache of one batch of sequences.
+
+    Attributes:
+        parameters: how many values the weights hold (from the checkpoint's file headers when it has
+            safetensors, else from the config).
+        dtype: the dtype the floating-point weights are loaded in.
+        weight_bytes: the weights' bytes in that dtype (integer tensors at their stored size).
+        kv_cache_bytes: keys and values of every layer for ``batch`` sequences of ``seq`` positions:
+            ``2 * n_layers * batch * seq * n_kv_heads * d_head`` values in ``dtype`` (grouped-query attention
+            stores only its key/value heads).
+        batch, seq: the batch the cache is counted for.
+    """
+
+    parameters: int
+    dtype: torch.dtype
+    weight_bytes: int
+    kv_cache_bytes: int
+    batch: int
+    seq: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weight_bytes + self.kv_cache_bytes
+
+    def __str__(self) -> str:
+        return (
+            f"{self.parameters:.3g} parameters: {gib(self.weight_bytes)} of weights in "
+            f"{str(self.dtype).removeprefix('torch.')} + {gib(self.kv_cache_bytes)} of key/value cache "
+            f"({self.batch} x {self.seq} positions) = {gib(self.total_bytes)}"
+        )
+
+
+def kv_cache_bytes(
+    n_layers: int, n_kv_heads: int, d_head: int, batch: int, seq: int, dtype: torch.dtype
+) -> int:
+    """Bytes of the keys and values [batch, seq, n_kv_heads, d_head] of every layer."""
+    return 2 * n_layers * batch * seq * n_kv_heads * d_head * dtype.itemsize
+
+
+def gib(n_bytes: int) -> str:
+    """``'1.5 GiB'``, for messages."""
+    return f"{n_bytes / 2**30:.3g} GiB"

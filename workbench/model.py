@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .cache import ActivationCache
-from .config import ModelConfig
+from .config import BUILDING_WITHOUT_WEIGHTS, ConfigError, ModelConfig, available_memory
 from .hook_points import HookedModule, HookFn, NameOrPredicate
 from .hub import resolve_checkpoint
 from .loading import (
@@ -24,10 +24,13 @@ from .loading import (
     KeyMap,
     LoadingInfo,
     convert_state_dict,
+    empty_parameters,
     load_converted,
     read_state_dict,
     state_dict_for_saving,
+    stored_tensors,
 )
+from .memory import MemoryEstimate, gib, kv_cache_bytes
 from .tokenizers import Encoding, Tokenizer, check_texts, has_tokenizer_files
 
 logger = logging.getLogger(__name__)
@@ -112,35 +115,61 @@ class HookedTransformer(HookedModule):
         *,
         config: ModelConfig | None = None,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         ignore_mismatched_sizes: bool = False,
         revision: str | None = None,
         **config_overrides: Any,
     ) -> HookedTransformer:
         """Load a Hugging Face–format checkpoint: a folder, an alias (``"minilm"``) or a hub id.
 
+        The model is built without weights (its parameters on the meta device), then the checkpoint's tensors,
+        read one by one in the loading dtype onto ``device``, become its parameters: loading needs about the
+        memory of the weights once, and refuses (a :class:`ConfigError` naming both sizes) before reading
+        anything when they do not fit in the memory free on ``device``.
+
         Args:
             config: use this config instead of the checkpoint's ``config.json``.
-            device, dtype: where to put the model (default: CPU, float32, whatever the checkpoint stores).
+            device: where the weights go (default: the CPU).
+            dtype: of the floating-point weights. None (the default): float32, whatever the checkpoint stores,
+                as analysis wants it (hook values comparable across models, parity with Hugging Face at 1e-4);
+                ``"auto"``: the checkpoint's own (``torch_dtype`` or ``dtype`` in config.json, e.g. bfloat16;
+                float32 when it names none); or a torch dtype or its name (``"bfloat16"``).
             ignore_mismatched_sizes: re-initialize parameters whose shape differs instead of failing.
             **config_overrides: config fields to change, e.g. ``num_labels=3`` for a fresh classifier.
 
-        The returned model is in eval mode. Weights the checkpoint lacks (a new head) are reported with a
-        warning and listed in ``model.loading_info.missing_keys``.
+        The returned model is in eval mode. Weights the checkpoint lacks (a new head) are initialized as in a
+        new model (from the global random generator, on the CPU), reported with a warning and listed in
+        ``model.loading_info.missing_keys``.
         """
         folder = resolve_checkpoint(name_or_path, revision=revision)
         if config is None:
             config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
-        model = cls.from_config(config)
-        hf_state = cls.unfuse_hf_state(read_state_dict(folder), config)
+        dtype = loading_dtype(dtype, config)
+        device = torch.device("cpu" if device is None else device)
+        check_fits(estimate_memory(folder, config, dtype, batch=0), device, f"{cls.__name__} from {folder}")
+        model = cls.without_weights(config)
+        hf_state = cls.unfuse_hf_state(read_state_dict(folder, dtype=dtype, device=device), config)
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
         state = convert_state_dict(hf_state, key_map, prefixes)
+        del hf_state  # the converted state holds the same tensors; nothing is kept twice
         info = load_converted(model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
         model.loading_info = info
         _report_loading(cls.__name__, name_or_path, info)
         model.tokenizer = _find_tokenizer(folder)
+        # Loaded weights are there already; this moves what the model made itself (buffers, fresh weights).
         return model.to(device=device, dtype=dtype).eval()
+
+    @classmethod
+    def without_weights(cls, config: ModelConfig) -> HookedTransformer:
+        """A model whose parameters are on the meta device (shapes, no memory) and whose buffers are computed,
+        for :meth:`from_pretrained` to fill (see :func:`workbench.loading.empty_parameters`)."""
+        building = BUILDING_WITHOUT_WEIGHTS.set(True)  # nothing is allocated: no memory check at build time
+        try:
+            with empty_parameters():
+                return cls(config)
+        finally:
+            BUILDING_WITHOUT_WEIGHTS.reset(building)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (and the tokenizer) that Hugging Face loads back."""
@@ -447,6 +476,70 @@ class HookedTransformer(HookedModule):
                 f"the input has {length} tokens but {type(self).__name__} has positions for at most {limit} "
                 f"(max_position_embeddings); truncate it, e.g. tokenizer(text, truncation=True)"
             )
+
+
+# Loading dtype and memory ---------------------------------------------------------------------------------
+
+
+def loading_dtype(dtype: torch.dtype | str | None, config: ModelConfig) -> torch.dtype:
+    """The dtype ``from_pretrained(dtype=...)`` loads floating-point weights in (see there)."""
+    if dtype is None:
+        return torch.float32
+    if dtype == "auto":
+        stored = config.extra.get("torch_dtype") or config.extra.get("dtype")
+        dtype = stored if isinstance(stored, str) else "float32"
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype={dtype!r}: expected None (float32), 'auto' (the checkpoint's), or a floating-point torch "
+            f"dtype or its name, e.g. torch.bfloat16 or 'bfloat16'"
+        )
+    return dtype
+
+
+def estimate_memory(
+    folder: Path, config: ModelConfig, dtype: torch.dtype, batch: int = 1, seq: int = 2048
+) -> MemoryEstimate:
+    """The memory of the checkpoint in ``folder`` loaded in ``dtype``, with the key/value cache of ``batch``
+    sequences of ``seq`` positions. The weights are counted from the safetensors headers (every tensor, as
+    loading reads them all), or from the config's estimate for a ``pytorch_model.bin``."""
+    stored = stored_tensors(folder)
+    if stored is None:
+        parameters = config.estimated_parameters()
+        weight_bytes = parameters * dtype.itemsize
+    else:
+        parameters = sum(tensor.numel for tensor in stored.values())
+        weight_bytes = sum(
+            tensor.numel * (dtype.itemsize if tensor.dtype.is_floating_point else tensor.dtype.itemsize)
+            for tensor in stored.values()
+        )
+    n_kv_heads = getattr(config, "n_kv_heads", None) or config.n_heads
+    cache = kv_cache_bytes(config.n_layers, n_kv_heads, config.d_head, batch, seq, dtype)
+    return MemoryEstimate(parameters, dtype, weight_bytes, cache, batch, seq)
+
+
+def free_memory(device: torch.device) -> tuple[int | None, str]:
+    """(bytes free for new tensors on ``device``, or None where it cannot be told; a description)."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.mem_get_info(device)[0], f"free memory on {device}"
+    if device.type == "cpu":
+        return available_memory(), "memory available"
+    return None, f"memory on {device}"
+
+
+def check_fits(estimate: MemoryEstimate, device: torch.device, what: str) -> None:
+    """Refuse (ConfigError) when ``estimate.total_bytes`` exceeds the memory free on ``device``."""
+    available, where = free_memory(device)
+    if available is None or estimate.total_bytes <= available:
+        return
+    dtype = str(estimate.dtype).removeprefix("torch.")
+    raise ConfigError(
+        f"{what}: {estimate.parameters:.3g} parameters need {gib(estimate.total_bytes)} in {dtype}, more than "
+        f"the {gib(available)} of {where}; load it in a smaller dtype (dtype=torch.bfloat16, or 'auto' for "
+        f"the checkpoint's own), on another device, or choose a smaller model "
+        f"(wb.memory_estimate tells the size before loading)"
+    )
 
 
 def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
