@@ -19,8 +19,26 @@ MODEL_TYPES = REGISTRY.model_types()
 EXTRA = {"transfo-xl": {"cutoffs": [16, 32], "d_embed": 32, "div_val": 1}}
 
 
+def stored(model_type: str, canonical_name: str) -> bool:
+    """Whether the config keeps ``canonical_name`` as a field of its own (Llama's head_dim and key/value
+    heads) rather than deriving it from the other sizes."""
+    config_class = REGISTRY[model_type].config_class
+    name = config_class.ATTRIBUTE_MAP.get(canonical_name, canonical_name)
+    return name in {f.name for f in dataclasses.fields(config_class)}
+
+
+def plain_sizes(model_type: str, d_model: int = 32, n_heads: int = 4) -> dict:
+    """d_model, n_layers, n_heads and, where the config stores them, d_head = d_model / n_heads and
+    n_kv_heads = n_heads (their defaults are a released model's: Gemma's 256-wide heads, Mistral's 8 key/value
+    heads)."""
+    sizes = {"d_model": d_model, "n_layers": 2, "n_heads": n_heads}
+    sizes.update({name: value for name, value in (("d_head", d_model // n_heads), ("n_kv_heads", n_heads))
+                  if stored(model_type, name)})
+    return sizes
+
+
 def tiny_config(model_type: str, **sizes):
-    sizes = {"d_model": 32, "n_layers": 2, "n_heads": 4, "vocab_size": 64, **sizes}
+    sizes = {**plain_sizes(model_type), "vocab_size": 64, **sizes}
     return wb.AutoConfig.for_model(model_type, **sizes, **EXTRA.get(model_type, {}))
 
 
@@ -32,7 +50,7 @@ def test_every_architecture_is_covered():
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_for_model_takes_canonical_names_and_the_hf_fields_agree(model_type):
-    config = wb.AutoConfig.for_model(model_type, d_model=32, n_layers=2, n_heads=4)
+    config = wb.AutoConfig.for_model(model_type, **plain_sizes(model_type))
     assert (config.d_model, config.n_layers, config.n_heads, config.n_kv_heads) == (32, 2, 4, 4)
     fields = {f.name for f in dataclasses.fields(config)}
     for alias, name in type(config).ATTRIBUTE_MAP.items():
@@ -67,8 +85,10 @@ def test_writing_a_canonical_name_sets_the_hf_field(model_type):
     config = tiny_config(model_type)
     config.n_layers = 3
     config.d_model = 48
-    if "d_head" in {f.name for f in dataclasses.fields(config)}:  # XLNet's must follow d_model
+    if stored(model_type, "d_head"):  # XLNet's must follow d_model; the others' may, here
         config.d_head = 12
+    if getattr(config, "layer_types", None) is not None:  # per-layer settings cover the new layer count
+        config.layer_types = [config.layer_types[0]] * 3
     assert config.n_layers == 3 and config.d_model == 48
     saved = config.to_dict()
     attribute_map = type(config).ATTRIBUTE_MAP
