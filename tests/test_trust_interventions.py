@@ -112,12 +112,14 @@ def _embedding_nudge(eps: float, d_model: int):
 @pytest.mark.parametrize(("hook", "by"), [("hook_resid_pre", "pos"), ("attn.hook_z", "head")])
 def test_attribution_patching_equals_exact_patching_in_the_limit_of_a_small_corruption(model_type, hook, by):
     """The gradient estimate is first order: its error (normalized units, every layer and slot) shrinks in
-    proportion to the corruption, 10x smaller corruption -> about 10x smaller error, and is small at 1e-4."""
+    proportion to the corruption, 10x smaller corruption -> about 10x smaller error, and is small at 1e-5.
+    (The constant is the model's curvature: measured at 1e-4, 3e-4 for Llama, 1e-4 for GPT-2, 9e-3 for the
+    tiny GPT-NeoX, each 10x less at 1e-5.)"""
     model = tiny_classifier(model_type).double()
     clean, _ = clean_and_corrupted()
     d_model = model.run_with_cache(clean, names_filter="hook_embed")[1]["hook_embed"].shape[-1]
     errors = []
-    for eps in (1e-3, 1e-4):
+    for eps in (1e-4, 1e-5):
         hooks = _embedding_nudge(eps, d_model)
         exact = iv.activation_patching(
             model, clean, clean, METRIC, hook=hook, by=by, corruption_hooks=hooks, progress=False
