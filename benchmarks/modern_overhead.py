@@ -44,7 +44,14 @@ import torch
 import workbench as wb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from forward_overhead import PLAIN_TARGET, interleaved_times, load_average, make_inputs, pick_device, timing_row  # noqa: E402
+from forward_overhead import (  # noqa: E402
+    PLAIN_TARGET,
+    interleaved_times,
+    load_average,
+    make_inputs,
+    pick_device,
+    timing_row,
+)
 from gpt2_overhead import generation_row, make_prompt, positions_of, save_synthetic_tokenizer  # noqa: E402
 
 GENERATION_TARGET = 1.0  # our tokens/s / HF's, at least

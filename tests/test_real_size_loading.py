@@ -169,3 +169,17 @@ def test_peak_memory_while_loading_is_about_the_weights(tmp_path):
         measured = json.loads(result.stdout.strip().splitlines()[-1])
         growth = (measured["peak"] - measured["before"]) / size
         assert share * 0.9 < growth < share + 0.25, (dtype, growth)
+
+
+def test_config_memory_check_counts_the_stored_dtype():
+    """config.json's torch_dtype sets the bytes per parameter of the config-level check (a bfloat16 checkpoint
+    that fits in bfloat16 is not refused for its float32 size); loading checks again at its own dtype."""
+    config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4)
+    bf16_bytes = 2 * config.estimated_parameters()
+    with pytest.raises(wb.ConfigError, match="in float32, more than"):
+        config.check_memory(available=bf16_bytes)
+    config.extra["torch_dtype"] = "bfloat16"
+    config.check_memory(available=bf16_bytes)
+    with pytest.raises(wb.ConfigError, match="in bfloat16, more than"):
+        config.check_memory(available=bf16_bytes - 1)

@@ -341,13 +341,16 @@ class ModelConfig:
         return (self.vocab_size + positions) * self.d_model + self.n_layers * (attention + mlp)
 
     def check_memory(self, available: int | None = None, where: str = "memory available") -> None:
-        """Refuse a config whose parameters (float32) would not fit in ``available`` bytes (default: the
-        machine's available memory, where the blocks' Python objects count too), naming the size that is
-        furthest above its default."""
+        """Refuse a config whose parameters, in the dtype the checkpoint stores (``torch_dtype``; float32 when
+        it names none), would not fit in ``available`` bytes (default: the machine's available memory, where the
+        blocks' Python objects count too), naming the size that is furthest above its default. (Loading checks
+        again at the dtype it loads in: ``from_pretrained(dtype=...)``.)"""
         on_host = available is None
         available = available_memory() if on_host else available
         parameters = self.estimated_parameters()
-        needed = 4 * parameters + (_PYTHON_BYTES_PER_LAYER * self.n_layers if on_host else 0)
+        dtype = self.extra.get("torch_dtype") or self.extra.get("dtype")
+        dtype = dtype if dtype in _DTYPE_BYTES else "float32"
+        needed = _DTYPE_BYTES[dtype] * parameters + (_PYTHON_BYTES_PER_LAYER * self.n_layers if on_host else 0)
         if available is None or needed <= available:
             return
         defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
@@ -358,13 +361,16 @@ class ModelConfig:
         listed = ", ".join(f"{name}={value}" for name, value in sizes[:4])
         raise ConfigError(
             f"{culprit}={getattr(self, culprit) if culprit else '?'}: this config describes about "
-            f"{parameters:.3g} parameters: {_gib(needed)} in float32"
+            f"{parameters:.3g} parameters: {_gib(needed)} in {dtype}"
             f"{' with the Python objects' if on_host else ''}, "
             f"more than the {_gib(available)} of "
             f"{where} ({listed}); is one of these sizes wrong?",
             field=culprit,
         )
 
+
+# Bytes per parameter of the dtypes a config.json's torch_dtype names.
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 # The Python objects of one block (its modules and hook points), beside its parameters: about 65 KB,
 # measured on a BERT block; it matters for absurd layer counts with tiny widths.
