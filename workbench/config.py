@@ -349,7 +349,7 @@ class ModelConfig:
         available = available_memory() if on_host else available
         parameters = self.estimated_parameters()
         dtype = self.extra.get("torch_dtype") or self.extra.get("dtype")
-        dtype = dtype if dtype in _DTYPE_BYTES else "float32"
+        dtype = dtype if isinstance(dtype, str) and dtype in _DTYPE_BYTES else "float32"
         needed = _DTYPE_BYTES[dtype] * parameters + (_PYTHON_BYTES_PER_LAYER * self.n_layers if on_host else 0)
         if available is None or needed <= available:
             return
