@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_hf import architectures_with, tiny_model
+from tiny_hf import architectures_with, has_field, tiny_model
 
 import workbench as wb
 from workbench.attribution.core import ATTENTION_METHOD_NAMES, GRADIENT_METHODS, PERTURBATION_METHODS
@@ -170,6 +170,25 @@ def test_direct_logit_attribution_adds_up_to_the_logit():
     assert set(frame[frame["component"] == "head"]["head"]) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="pre-norm"):
         wb.attribution.direct_logit_attribution(tiny("bert", task="masked_lm"), inputs, token=7)
+
+
+PRE_NORM_LMS = [t for t in architectures_with("causal_lm") if t not in ("openai-gpt", "transfo-xl", "xlnet", "xlm")]
+
+
+@pytest.mark.parametrize("model_type", PRE_NORM_LMS)
+def test_direct_logit_attribution_adds_up_to_the_logit_of_every_pre_norm_decoder(model_type):
+    # RMSNorm (no centring, Gemma's (1 + w)), grouped-query heads, parallel blocks, norms after the sublayers.
+    grouped = {"n_kv_heads": 2} if has_field(model_type, "n_kv_heads") else {}
+    model = tiny_model(model_type, "causal_lm", perturb=0.1, **grouped)
+    inputs = padded_ids()
+    frame = wb.attribution.direct_logit_attribution(model, inputs, token=7)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs, names_filter=lambda name: name.startswith("hook_logits"))
+    uncapped = "hook_logits_uncapped" if "hook_logits_uncapped" in cache else "hook_logits"
+    logit = cache[uncapped][0, 5, 7].item()
+    assert frame["value"].sum() == pytest.approx(logit, abs=1e-4)
+    heads = frame[frame["component"] == "head"]
+    assert heads.empty or set(heads["head"]) == {0, 1, 2, 3}  # one row per query head
 
 
 @pytest.mark.parametrize("hook", ["blocks.0.hook_resid_post", "blocks.1.attn.hook_z"])

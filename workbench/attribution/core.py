@@ -426,46 +426,61 @@ def layer_attribute(
 def direct_logit_attribution(model: HookedTransformer, inputs: ModelInput, token) -> pd.DataFrame:
     """How much each component writes the logit of ``token`` directly, for pre-norm language models.
 
-    The final residual stream of a pre-norm decoder (GPT-2) is a sum of component outputs: the token and
-    position embeddings, each head's output (its slice of ``hook_z`` through the output projection), each
-    attention bias and each MLP output. Every component is centered and divided by the final LayerNorm's
-    scale (frozen at its value on this input), then read through ``ln_final``'s weight and the unembedding
-    row of ``token``; the LayerNorm bias term is the remaining row. The rows add up to the model's logit.
+    The final residual stream of a pre-norm decoder (GPT-2, Llama, Pythia, Gemma, ...) is a sum of component
+    outputs: the token (and, where there are any, position) embeddings, each head's output (its slice of
+    ``hook_z`` through the output projection; with grouped-query attention, one row per query head), each
+    attention output bias and each MLP output. Where a norm follows the attention inside the block (Gemma 2's
+    sandwich, OLMo 2), heads do not add up linearly and the layer's attention output is one row (``attn``).
+    Every component is divided by the final norm's scale (frozen at its value on this input; a LayerNorm also
+    centres it), then read through the final norm's weight and the unembedding row of ``token``; a LayerNorm's
+    bias is the remaining row. The rows add up to the model's logit (before a final soft-cap, Gemma 2's:
+    ``hook_logits_uncapped``).
 
     Returns:
         DataFrame: component, layer, head, value (for the first sequence, at its prediction position).
     """
-    if not hasattr(model, "decode_residual") or getattr(model, "ln_final", None) is None:
+    final = getattr(model, "ln_final", None)
+    if not hasattr(model, "decode_residual") or final is None or not hasattr(final, "hook_scale"):
         raise ValueError(
-            f"direct logit attribution needs a pre-norm language model with a final LayerNorm (GPT-2), not "
+            f"direct logit attribution needs a pre-norm language model with a final norm (GPT-2, Llama), not "
             f"{type(model).__name__}: post-norm residual streams are not sums of component outputs"
         )
     kwargs, _ = model.prepare_inputs(inputs)
     kwargs.setdefault("attention_mask", torch.ones_like(kwargs["input_ids"]))
-    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
-    names += [f"blocks.{i}.{kind}" for i in range(model.n_layers) for kind in ("attn.hook_z", "hook_mlp_out")]
+    embeddings = [name for name in ("hook_embed", "hook_pos_embed") if hasattr(model, name)]
+    names = [*embeddings, "ln_final.hook_scale"]
+    kinds = ("attn.hook_z", "hook_attn_out", "hook_mlp_out")
+    names += [f"blocks.{i}.{kind}" for i in range(model.n_layers) for kind in kinds]
     with torch.no_grad():
         _, cache = model.run_with_cache(kwargs, names_filter=names)
     position = int(prediction_positions(model, kwargs)[0])
     token_id = _token_id(model, token)
-    direction = model.ln_final.weight * model.unembed.weight[token_id]  # [d_model]
+    weight = final.weight + getattr(final, "weight_offset", 0.0)  # RMSNorm's (1 + w) form included
+    direction = (weight * model.unembed.weight[token_id]).detach()  # [d_model]
     scale = cache["ln_final.hook_scale"][0, position]  # [1]
+    centred = getattr(final, "bias", None) is not None or type(final).__name__ == "LayerNorm"
 
     def read(vector: torch.Tensor) -> float:
-        return float(((vector - vector.mean()) / scale) @ direction)
+        vector = vector - vector.mean() if centred else vector
+        return float((vector / scale) @ direction)
 
-    rows = [{"component": "embed", "layer": None, "head": None, "value": read(cache["hook_embed"][0, position])},
-            {"component": "pos_embed", "layer": None, "head": None,
-             "value": read(cache["hook_pos_embed"][0, position])}]
+    def row(component, value, layer=None, head=None):
+        return {"component": component, "layer": layer, "head": head, "value": value}
+
+    rows = [row(name.removeprefix("hook_"), read(cache[name][0, position])) for name in embeddings]
     for layer, block in enumerate(model.blocks):
-        z = cache[f"blocks.{layer}.attn.hook_z"][0, position]  # [head, d_head]
-        weight = block.attn.o.weight.view(block.attn.o.weight.shape[0], block.attn.n_heads, -1)  # [d, head, d_head]
-        for head in range(block.attn.n_heads):
-            rows.append({"component": "head", "layer": layer, "head": head,
-                         "value": read(weight[:, head] @ z[head])})
-        rows.append({"component": "attn_bias", "layer": layer, "head": None, "value": read(block.attn.o.bias)})
-        rows.append({"component": "mlp", "layer": layer, "head": None,
-                     "value": read(cache[f"blocks.{layer}.hook_mlp_out"][0, position])})
-    bias = float(model.ln_final.bias @ model.unembed.weight[token_id])
-    rows.append({"component": "ln_final_bias", "layer": None, "head": None, "value": bias})
+        attn = block.attn
+        if hasattr(block, "ln1_post"):  # a norm between the heads and the stream
+            rows.append(row("attn", read(cache[f"blocks.{layer}.hook_attn_out"][0, position]), layer))
+        else:
+            z = cache[f"blocks.{layer}.attn.hook_z"][0, position]  # [head, d_head]
+            o = attn.o.weight.detach().view(attn.o.weight.shape[0], z.shape[0], -1)  # [d_model, head, d_head]
+            rows += [row("head", read(o[:, head] @ z[head]), layer, head) for head in range(z.shape[0])]
+            if attn.o.bias is not None:
+                rows.append(row("attn_bias", read(attn.o.bias.detach()), layer))
+        rows.append(row("mlp", read(cache[f"blocks.{layer}.hook_mlp_out"][0, position]), layer))
+    if getattr(final, "bias", None) is not None:
+        rows.append(row("ln_final_bias", float(final.bias.detach() @ model.unembed.weight[token_id].detach())))
+    if getattr(model.unembed, "bias", None) is not None:
+        rows.append(row("unembed_bias", float(model.unembed.bias[token_id].detach())))
     return pd.DataFrame(rows)
