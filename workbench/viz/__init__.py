@@ -17,6 +17,7 @@ from . import export
 from ._base import View
 from .attention import attention, attention_heads, attention_matrix, model_view, neuron_view
 from .attributions import faithfulness_curves, token_attributions
+from .chat import chat
 from .compare import cka, cka_matrix, compare, linear_cka
 from .export import notebook_to_html
 from .generation import generation_explorer
@@ -44,6 +45,7 @@ __all__ = [
     "attention",
     "attention_heads",
     "attention_matrix",
+    "chat",
     "cka",
     "cka_matrix",
     "compare",

@@ -19,11 +19,11 @@ from .attributions import token_rows_html
 _CAUSAL_SUFFIXES = ("LMHeadModel", "ForCausalLM")
 
 
-def check_causal_lm(model) -> None:
+def check_causal_lm(model, view: str = "the generation explorer") -> None:
     name = getattr(model, "hf_architecture", type(model).__name__)
     if not name.endswith(_CAUSAL_SUFFIXES) or not hasattr(model, "decode_residual"):
         raise ValueError(
-            f"the generation explorer needs a causal language model (a *LMHeadModel / *ForCausalLM class), "
+            f"{view} needs a causal language model (a *LMHeadModel / *ForCausalLM class), "
             f"got {type(model).__name__}; load one with wb.load(path, task='causal_lm')"
         )
     if model.tokenizer is None:
