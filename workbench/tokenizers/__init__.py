@@ -6,7 +6,8 @@ Modules:
 * :mod:`.base`: :class:`Tokenizer` and :class:`Encoding`; the base class names none of its subclasses;
 * :mod:`.wordpiece_bpe`: the families the base class loads itself (WordPiece, byte-level BPE, RoBERTa's
   and GPT's BPE);
-* :mod:`.xlm`, :mod:`.xlnet` (with its ``spiece.model`` reader), :mod:`.transfo_xl`: one subclass each,
+* :mod:`.xlm`, :mod:`.xlnet` (with its ``spiece.model`` reader), :mod:`.sentencepiece_bpe` (Llama 2's
+  ``tokenizer.model``, through the same reader), :mod:`.transfo_xl`: one subclass each,
   which says by its ``handles(folder)`` which folders it loads;
 * :mod:`.stand_in`: a small offline tokenizer of each family (``STAND_INS``, by family name), which
   ``wb.zoo`` gives its tiny random models.
@@ -34,6 +35,7 @@ from .files import (
     read_lines,
     read_token_ids,
 )
+from .sentencepiece_bpe import SentencePieceBPETokenizer
 from .transfo_xl import TransfoXLTokenizer, UnsafePickleError
 from .wordpiece_bpe import (
     BYTE_LEVEL_BPE,
@@ -51,7 +53,12 @@ from .xlnet import XLNetTokenizer
 
 # The registry: the classes that recognize their own folders, asked in this order (a folder none of them
 # handles is the base class's: tokenizer.json, WordPiece or BPE files).
-FOLDER_CLASSES: tuple[type[Tokenizer], ...] = (XLMTokenizer, XLNetTokenizer, TransfoXLTokenizer)
+FOLDER_CLASSES: tuple[type[Tokenizer], ...] = (
+    XLMTokenizer,
+    XLNetTokenizer,
+    SentencePieceBPETokenizer,
+    TransfoXLTokenizer,
+)
 Tokenizer.folder_classes = FOLDER_CLASSES
 
 __all__ = [
@@ -63,6 +70,7 @@ __all__ = [
     "WORDPIECE",
     "WORD_END_BPE",
     "Encoding",
+    "SentencePieceBPETokenizer",
     "Tokenizer",
     "TokenizerFileError",
     "TransfoXLTokenizer",

@@ -15,7 +15,8 @@ vocabulary whatever file it came from; so does this class:
 The vocabulary comes from ``tokenizer.json`` (its Unigram model and added tokens) or, without one, from
 ``spiece.model``, SentencePiece's protobuf file, read by a small reader here (no ``sentencepiece`` or
 ``protobuf`` package needed; every field is checked, and a malformed or truncated file is a
-:class:`~workbench.tokenizers.files.TokenizerFileError` naming the byte offset): the pieces with their scores, the
+:class:`~workbench.tokenizers.files.TokenizerFileError` naming the byte offset; :mod:`.sentencepiece_bpe` reads
+Llama 2's BPE-type ``tokenizer.model`` with it too): the pieces with their scores, the
 unknown token's id, the normalization table, and the control (special) and user-defined pieces, which are
 matched whole in text.
 
@@ -94,7 +95,7 @@ _MODEL_FIELDS = {
     5: _LEN,
 }  # pieces, trainer/normalizer spec, test, denorm.
 _PIECE_FIELDS = {1: _LEN, 2: _I32, 3: _VARINT}  # piece, score, type
-_TRAINER_FIELDS = {3: _VARINT, 40: _VARINT}  # model_type, unk_id
+_TRAINER_FIELDS = {3: _VARINT, 35: _VARINT, 40: _VARINT}  # model_type, byte_fallback, unk_id
 _NORMALIZER_FIELDS = {1: _LEN, 2: _LEN}  # name, precompiled_charsmap
 _PIECE_TYPES = {1: "normal", 2: "unknown", 3: "control", 4: "user-defined", 5: "unused", 6: "byte"}
 _UNKNOWN = 2
@@ -227,8 +228,9 @@ def read_sentencepiece_model(path: str | Path) -> dict[str, Any]:
 
     Returns:
         ``pieces``: [(piece, score, type)] in id order (type 1 normal, 2 unknown, 3 control, 4 user-defined,
-        5 unused, 6 byte); ``unk_id``; ``model_type`` (1 Unigram, 2 BPE, 3 word, 4 char);
-        ``precompiled_charsmap`` (bytes or None).
+        5 unused, 6 byte); ``unk_id``; ``model_type`` (1 Unigram, 2 BPE, 3 word, 4 char); ``byte_fallback``
+        (whether text outside the pieces becomes byte pieces ``<0x..>``); ``precompiled_charsmap`` (bytes or
+        None).
 
     Raises:
         TokenizerFileError: naming the file and the byte offset of what is wrong.
@@ -274,6 +276,7 @@ def read_sentencepiece_model(path: str | Path) -> dict[str, Any]:
         "pieces": pieces,
         "unk_id": unk_id,
         "model_type": model_type,
+        "byte_fallback": bool(trainer.get(35, (0, 0))[0]),
         "precompiled_charsmap": (bytes(charsmap[0]) or None) if charsmap else None,
     }
 
