@@ -25,6 +25,7 @@ import json
 import pytest
 import torch
 import transformers
+from decoder_parity import LENGTHS, PAD_ID, assert_close, hf_inputs, make_batch, real_query_rows
 from tiny_hf import perturb_parameters, save_tiny_hf
 
 import workbench as wb
@@ -38,10 +39,7 @@ from workbench.models.gemma2 import (
 from workbench.registry import REGISTRY
 from workbench.tokenizers.stand_in import write_stand_in
 
-TOL = 1e-4  # parity with Hugging Face
 BATCH_TOL = 1e-5  # batched vs alone, cached vs full: the same model on the same numbers
-PAD_ID = 0
-LENGTHS = [9, 6, 2]  # real tokens per row; the first row has no padding
 SLIDING, FULL = "sliding_attention", "full_attention"
 
 # Tiny checkpoints (tiny_hf's sizes: vocab 99, d_model 32, 2 layers, 4 heads, d_mlp 37, 64 positions), each
@@ -78,42 +76,6 @@ OURS = {
     "gemma2": {"base": Gemma2Model, "lm": Gemma2ForCausalLM, "cls": Gemma2ForSequenceClassification},
 }
 WINDOWED = ("gemma2", "gqa-window-3-small-caps")
-
-
-def make_batch(padding: str, seed: int = 0):
-    """-> (input_ids [3, 9], attention_mask or None, real [3, 9] bool): rows of ``LENGTHS`` real tokens, padded
-    with ``PAD_ID`` on the right or the left; ``"none"`` gives full rows and no mask."""
-    generator = torch.Generator().manual_seed(seed)
-    sentences = torch.randint(1, 98, (len(LENGTHS), max(LENGTHS)), generator=generator)
-    real = torch.ones(sentences.shape, dtype=torch.bool)
-    if padding == "none":
-        return sentences, None, real
-    input_ids = torch.full(sentences.shape, PAD_ID)
-    for row, n in enumerate(LENGTHS):
-        where = slice(0, n) if padding == "right" else slice(max(LENGTHS) - n, None)
-        input_ids[row, where] = sentences[row, :n]
-        real[row] = False
-        real[row, where] = True
-    return input_ids, real.long(), real
-
-
-def hf_inputs(input_ids, attention_mask):
-    """Hugging Face's inputs, with positions counted over the real tokens as ours are."""
-    if attention_mask is None:
-        return {"input_ids": input_ids}
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-
-
-def assert_close(ours, theirs, what, tol=TOL):
-    assert ours.shape == theirs.shape, f"{what}: shape {tuple(ours.shape)} vs {tuple(theirs.shape)}"
-    diff = (ours - theirs).abs().max().item() if ours.numel() else 0.0
-    assert diff <= tol, f"{what} differs by {diff:.2e} (tolerance {tol:.0e})"
-
-
-def real_query_rows(pattern, real):
-    """[batch, head, query_pos, key_pos] -> [real queries, head, key_pos] (every key, padding included)."""
-    return pattern.transpose(1, 2)[real]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transformers
+from decoder_parity import LENGTHS, PAD_ID, assert_close, hf_inputs, make_batch, real_query_rows
 from safetensors.torch import load_file, save_file
 from tiny_hf import save_tiny_hf
 
@@ -38,7 +39,6 @@ from workbench.models.gpt_neox import (
 from workbench.registry import REGISTRY
 from workbench.tokenizers.stand_in import write_stand_in
 
-TOL = 1e-4  # parity with Hugging Face
 BATCH_TOL = 1e-5  # batched vs alone, cached vs full: the same model on the same numbers
 
 MODEL_TYPE = GPTNeoXConfig.model_type
@@ -63,46 +63,6 @@ VARIANTS = {
 TASKS = {"base": "base", "lm": "causal_lm", "cls": "sequence_classification"}
 OURS = {"base": GPTNeoXModel, "lm": GPTNeoXForCausalLM, "cls": GPTNeoXForSequenceClassification}
 HF = {"base": "GPTNeoXModel", "lm": "GPTNeoXForCausalLM", "cls": "GPTNeoXForSequenceClassification"}
-
-PAD_ID = 0
-LENGTHS = [9, 6, 2]  # real tokens per row; the first row has no padding
-
-
-def make_batch(padding: str, seed: int = 0, lengths=LENGTHS):
-    """-> (input_ids [3, 9], attention_mask or None, real [3, 9] bool). Padding is ``PAD_ID`` on the right
-    or the left; ``"none"`` gives full rows and no mask."""
-    generator = torch.Generator().manual_seed(seed)
-    batch, length = len(lengths), max(lengths)
-    sentences = torch.randint(1, 98, (batch, length), generator=generator)  # row r: its first lengths[r]
-    real = torch.ones(batch, length, dtype=torch.bool)
-    if padding == "none":
-        return sentences, None, real
-    input_ids = torch.full((batch, length), PAD_ID)
-    for row, n in enumerate(lengths):
-        where = slice(0, n) if padding == "right" else slice(length - n, length)
-        input_ids[row, where] = sentences[row, :n]
-        real[row] = False
-        real[row, where] = True
-    return input_ids, real.long(), real
-
-
-def hf_inputs(input_ids, attention_mask):
-    """Hugging Face's inputs, with positions counted over the real tokens as ours are."""
-    if attention_mask is None:
-        return {"input_ids": input_ids}
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-
-
-def assert_close(ours, theirs, what, tol=TOL):
-    assert ours.shape == theirs.shape, f"{what}: shape {tuple(ours.shape)} vs {tuple(theirs.shape)}"
-    diff = (ours - theirs).abs().max().item() if ours.numel() else 0.0
-    assert diff <= tol, f"{what} differs by {diff:.2e} (tolerance {tol:.0e})"
-
-
-def real_query_rows(pattern, real):
-    """[batch, head, query_pos, key_pos] -> [real queries, head, key_pos] (every key, padding included)."""
-    return pattern.transpose(1, 2)[real]
 
 
 @pytest.fixture(scope="module")
