@@ -6,6 +6,12 @@ read from ``model.safetensors`` (sharded too) or, failing that, ``pytorch_model.
 ``torch.load(weights_only=True)``, which refuses to run code from the file. A shard index may only name
 files inside the checkpoint folder. Loading checks every tensor's shape and dtype kind against the model
 (errors), and warns about unused tensors and NaN/inf values (see :class:`LoadingInfo`).
+
+At real size: safetensors are read tensor by tensor with plain reads (no memory map), each converted to the
+loading dtype and moved to the device as it is read; a model built by :func:`empty_parameters` (parameters on
+the meta device) then takes those tensors as its parameters (:func:`fill_empty_model`), so loading holds the
+weights once. :func:`stored_tensors` reads the shapes and dtypes from the file headers alone (the memory
+estimate).
 """
 
 from __future__ import annotations
