@@ -1,6 +1,7 @@
-"""Llama 2's tokenizer from ``tokenizer.model`` alone (a SentencePiece BPE model, no tokenizer.json): the same
-pipeline, ids and decoded text as Hugging Face 5's ``LlamaTokenizerFast`` converting the same file, and as the
-``sentencepiece`` library where the two agree; corrupted files are errors; dispatch picks the class.
+"""Llama 2's and Gemma's tokenizers from ``tokenizer.model`` alone (a SentencePiece BPE model, no
+tokenizer.json): the same pipeline, ids and decoded text as Hugging Face 5's ``LlamaTokenizerFast`` and
+``GemmaTokenizer`` converting the same file, and as the ``sentencepiece`` library where they agree; corrupted
+files are errors; dispatch picks the class.
 
 The models are trained here in about a second on the committed EWT sample (the stand-ins' text).
 """
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("sentencepiece")
 import sentencepiece as spm  # noqa: E402
-from transformers import LlamaTokenizerFast  # noqa: E402
+from transformers import GemmaTokenizer, LlamaTokenizerFast  # noqa: E402
 
 import workbench as wb  # noqa: E402
 from workbench.tokenizers import SentencePieceBPETokenizer, Tokenizer, TokenizerFileError  # noqa: E402
@@ -48,9 +49,10 @@ SENTENCEPIECE_AGREES = [
 ]
 
 
-def _train(folder, byte_fallback: bool = True, vocab_size: int = 420, model_type: str = "bpe"):
+def _train(folder, byte_fallback: bool = True, vocab_size: int = 420, model_type: str = "bpe", **options):
     """A tiny SentencePiece model written as ``folder/tokenizer.model``, as Llama 2's is trained: no
-    normalization, spaces kept, byte fallback; ``<mask>`` a user-defined piece."""
+    normalization, spaces kept, byte fallback; ``<mask>`` a user-defined piece. ``options``: more of the
+    trainer's."""
     folder.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(training_sentences()[:600]),
@@ -63,6 +65,7 @@ def _train(folder, byte_fallback: bool = True, vocab_size: int = 420, model_type
         remove_extra_whitespaces=False,
         user_defined_symbols=["<mask>"],
         minloglevel=2,
+        **options,
     )
     (folder / "tokenizer.vocab").unlink()
     return folder / "tokenizer.model"
@@ -70,11 +73,21 @@ def _train(folder, byte_fallback: bool = True, vocab_size: int = 420, model_type
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """{"byte_fallback": model path, "no_byte_fallback": model path}."""
+    """{"byte_fallback": model path, "no_byte_fallback": ..., "gemma": ...} (Gemma's: its special pieces
+    first, no dummy prefix)."""
     root = tmp_path_factory.mktemp("spm_bpe")
+    gemma_ids = {
+        "pad_id": 0,
+        "eos_id": 1,
+        "bos_id": 2,
+        "unk_id": 3,
+        "bos_piece": "<bos>",
+        "eos_piece": "<eos>",
+    }
     return {
         "byte_fallback": _train(root / "bf"),
         "no_byte_fallback": _train(root / "nobf", byte_fallback=False, vocab_size=200),
+        "gemma": _train(root / "gemma", add_dummy_prefix=False, **gemma_ids),
     }
 
 
@@ -225,3 +238,38 @@ def test_corrupted_tokenizer_model_is_an_error_naming_file(tmp_path, trained, ki
     assert str(path) in str(caught.value)
     if kind != "empty":
         assert "byte" in str(caught.value)
+
+
+GEMMA_FOLDERS = {
+    "bos": ({"tokenizer_class": "GemmaTokenizer", "add_bos_token": True}, None),
+    "bos and eos, fast name": (
+        {"tokenizer_class": "GemmaTokenizerFast", "add_bos_token": True, "add_eos_token": True},
+        None,
+    ),
+    "config.json alone": (None, {"model_type": "gemma"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GEMMA_FOLDERS))
+def test_gemma_equals_hugging_face(tmp_path, trained, name):
+    """Gemma's text steps: spaces become "▁" in the normalizer, no prefix space; <mask> a special token."""
+    folder = _folder(tmp_path, trained["gemma"], *GEMMA_FOLDERS[name])
+    hf = GemmaTokenizer.from_pretrained(folder)
+    ours = wb.AutoTokenizer.from_pretrained(folder)
+    assert isinstance(ours, SentencePieceBPETokenizer)
+    assert json.loads(ours.backend.to_str()) == json.loads(hf.backend_tokenizer.to_str())
+    texts = [text.replace("<s>", "<bos>").replace("</s>", "<eos>") for text in TRICKY]
+    for text in texts:
+        ids = ours(text)["input_ids"]
+        assert ids == hf(text)["input_ids"], text
+        for skip in (False, True):
+            assert ours.decode(ids, skip_special_tokens=skip) == hf.decode(ids, skip_special_tokens=skip), (
+                text
+            )
+    assert (
+        ours("a text", padding="max_length", max_length=8)["input_ids"]
+        == hf("a text", padding="max_length", max_length=8)["input_ids"]
+    )
+    processor = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    for text in SENTENCEPIECE_AGREES:
+        assert ours(text, add_special_tokens=False)["input_ids"] == processor.encode(text), text

@@ -1,8 +1,9 @@
-"""Llama 2's tokenizer from ``tokenizer.model`` alone: a SentencePiece model of type BPE, no ``tokenizer.json``.
+"""Llama 2's and Gemma's tokenizers from ``tokenizer.model`` alone: a SentencePiece model of type BPE, no
+``tokenizer.json``.
 
-Llama 2, Mistral, TinyLlama and Vicuna-style checkpoints ship SentencePiece's protobuf file; this module reads
-it with the bounded reader of :mod:`.xlnet` (every field checked; a malformed or truncated file is a
-:class:`~workbench.tokenizers.files.TokenizerFileError` naming the byte offset) and builds the pipeline
+Llama 2, Mistral, TinyLlama, Vicuna-style and Gemma checkpoints ship SentencePiece's protobuf file; this
+module reads it with the bounded reader of :mod:`.xlnet` (every field checked; a malformed or truncated file
+is a :class:`~workbench.tokenizers.files.TokenizerFileError` naming the byte offset) and builds the pipeline
 Hugging Face 5's ``LlamaTokenizer`` builds from it, so the ids are the same:
 
 1. the BPE model: every piece at its id; merges derived from the vocabulary (a piece is the merge of each
@@ -17,7 +18,12 @@ Hugging Face 5's ``LlamaTokenizer`` builds from it, so the ids are the same:
 4. ``<s>`` before the text as tokenizer_config.json's ``add_bos_token`` says, ``</s>`` after it per
    ``add_eos_token`` (both False when it does not say, as in Hugging Face 5).
 
-Like Hugging Face's class, the model's own normalizer spec (its normalization table, its removal of extra
+Gemma's (``GemmaTokenizer`` named in tokenizer_config.json, or config.json's ``model_type`` ``gemma*`` when
+none is named) differs in its text steps and special tokens, as Hugging Face's ``GemmaTokenizer``: spaces
+become ``▁`` in a normalizer, no ``▁`` is put before the text, the BPE's unknown token is ``<unk>``, and the
+special tokens are ``<bos>``, ``<eos>``, ``<unk>``, ``<pad>`` and ``<mask>``.
+
+Like Hugging Face's classes, the model's own normalizer spec (its normalization table, its removal of extra
 spaces) is not applied: Llama 2's is the identity, and on such models the ids equal the ``sentencepiece``
 library's too.
 """
@@ -28,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken
+from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers.models import BPE
 
@@ -39,6 +45,7 @@ from .files import (
     TokenizerFileError,
     additional_special_tokens_of,
     describe_folder,
+    named_model_type,
     named_tokenizer_class,
     read_settings,
     settings_options,
@@ -47,11 +54,22 @@ from .files import (
 from .wordpiece_bpe import _llama_class_pipeline
 from .xlnet import read_sentencepiece_model
 
-TOKENIZER_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+LLAMA_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+GEMMA_CLASSES = ("GemmaTokenizer", "GemmaTokenizerFast")
+TOKENIZER_CLASSES = LLAMA_CLASSES + GEMMA_CLASSES
 MODEL_NAME = "tokenizer.model"
-# Hugging Face's LlamaTokenizer defaults, in the order its special-tokens map lists them (missing ones get new
+# Hugging Face's defaults of each class, in the order its special-tokens map lists them (missing ones get new
 # ids in this order).
-DEFAULT_SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+DEFAULT_SPECIAL_TOKENS = {
+    "LlamaTokenizer": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
+    "GemmaTokenizer": {
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    },
+}
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask")
 _BPE_MODEL_TYPE = 2
 # SentencePiece piece types (sentencepiece_model.proto) that become added tokens: control pieces are special,
@@ -73,9 +91,10 @@ def bpe_merges(vocab: dict[str, int]) -> Iterator[tuple[str, str]]:
                 yield left, right
 
 
-def backend_from_sentencepiece_bpe(path: str | Path) -> BackendTokenizer:
-    """The BPE backend of a SentencePiece BPE model file (pieces, merges, byte fallback) with its control
-    pieces as special added tokens and its user-defined pieces as added tokens; no text steps yet.
+def backend_from_sentencepiece_bpe(path: str | Path, unk_token: str | None = None) -> BackendTokenizer:
+    """The BPE backend of a SentencePiece BPE model file (pieces, merges, byte fallback; ``unk_token`` for
+    what has no piece, None for nothing) with its control pieces as special added tokens and its user-defined
+    pieces as added tokens; no text steps yet.
 
     Raises:
         TokenizerFileError: a malformed or truncated file, or a SentencePiece model of another type.
@@ -87,9 +106,10 @@ def backend_from_sentencepiece_bpe(path: str | Path) -> BackendTokenizer:
             f"Llama's tokenizer.model is BPE ({_BPE_MODEL_TYPE})"
         )
     vocab = {piece: index for index, (piece, _, _) in enumerate(model["pieces"])}
-    # Hugging Face gives the BPE no unknown token and always falls back to bytes, whatever the file says.
+    # Hugging Face always falls back to bytes, whatever the file says.
+    merges = list(bpe_merges(vocab))
     backend = BackendTokenizer(
-        BPE(vocab, list(bpe_merges(vocab)), fuse_unk=True, byte_fallback=True, dropout=None)
+        BPE(vocab, merges, unk_token=unk_token, fuse_unk=True, byte_fallback=True, dropout=None)
     )
     backend.add_tokens(
         [
@@ -101,8 +121,32 @@ def backend_from_sentencepiece_bpe(path: str | Path) -> BackendTokenizer:
     return backend
 
 
+def set_gemma_text_steps(backend: BackendTokenizer) -> None:
+    """Hugging Face's GemmaTokenizer: spaces become ``▁`` (no ``▁`` before the text), a split after each
+    space (which the normalizer has already replaced), the decoder back."""
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    backend.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+
+
+def hugging_face_class(folder: Path) -> str:
+    """``"LlamaTokenizer"`` or ``"GemmaTokenizer"``: the class tokenizer_config.json names, else the one of
+    config.json's ``model_type`` (``gemma*``: Gemma's; any other: Llama's)."""
+    named = named_tokenizer_class(folder)
+    if named:
+        return "GemmaTokenizer" if named in GEMMA_CLASSES else "LlamaTokenizer"
+    model_type = named_model_type(folder)
+    return (
+        "GemmaTokenizer"
+        if isinstance(model_type, str) and model_type.startswith("gemma")
+        else "LlamaTokenizer"
+    )
+
+
 class SentencePieceBPETokenizer(Tokenizer):
-    """Llama 2's tokenizer built from ``tokenizer.model`` (see the module docstring). ``padding_side``
+    """Llama 2's or Gemma's tokenizer built from ``tokenizer.model`` (see the module docstring). ``padding_side``
     defaults to ``"left"`` and the inputs are ``input_ids`` and ``attention_mask``, as in Hugging Face's class.
     """
 
@@ -114,7 +158,7 @@ class SentencePieceBPETokenizer(Tokenizer):
     @staticmethod
     def handles(folder: str | Path) -> bool:
         """Whether ``folder`` holds a ``tokenizer.model`` without a ``tokenizer.json`` (which the base class
-        reads) and tokenizer_config.json names ``LlamaTokenizer(Fast)`` or no class at all."""
+        reads) and tokenizer_config.json names ``LlamaTokenizer(Fast)``, ``GemmaTokenizer(Fast)`` or no class."""
         folder = Path(folder)
         if not (folder / MODEL_NAME).is_file() or (folder / "tokenizer.json").is_file():
             return False
@@ -135,19 +179,25 @@ class SentencePieceBPETokenizer(Tokenizer):
         folder = resolve_checkpoint(name_or_path)
         if not (folder / MODEL_NAME).is_file():
             raise FileNotFoundError(
-                f"no Llama tokenizer in {folder}: it needs {MODEL_NAME}. Found: {describe_folder(folder)}"
+                f"no SentencePiece BPE tokenizer in {folder}: it needs {MODEL_NAME}. Found: {describe_folder(folder)}"
             )
         settings = read_settings(folder)
-        backend = backend_from_sentencepiece_bpe(folder / MODEL_NAME)
-        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS)
+        hf_class = hugging_face_class(folder)
+        special = special_tokens_of(settings, DEFAULT_SPECIAL_TOKENS[hf_class])
+        gemma = hf_class == "GemmaTokenizer"
+        backend = backend_from_sentencepiece_bpe(
+            folder / MODEL_NAME, special.get("unk_token") if gemma else None
+        )
         additional = additional_special_tokens_of(settings, ())
         present = {token.content for token in backend.get_added_tokens_decoder().values() if token.special}
         missing = [token for token in [*special.values(), *additional] if token not in present]
         backend.add_special_tokens(
             [AddedToken(t, normalized=False, special=True) for t in dict.fromkeys(missing)]
         )
-        # The text steps of Hugging Face's LlamaTokenizer, the same as for a tokenizer.json it names.
-        _llama_class_pipeline(backend, {**settings, "original": {"tokenizer_class": TOKENIZER_CLASSES[0]}})
+        if gemma:
+            set_gemma_text_steps(backend)
+        else:  # the text steps of Hugging Face's LlamaTokenizer, the same as for a tokenizer.json it names
+            _llama_class_pipeline(backend, {**settings, "original": {"tokenizer_class": hf_class}})
         bos_eos = {key: bool(settings.get(key, False)) for key in ("add_bos_token", "add_eos_token")}
         bos_eos.update(
             {key: bool(kwargs.pop(key)) for key in ("add_bos_token", "add_eos_token") if key in kwargs}
@@ -160,13 +210,8 @@ class SentencePieceBPETokenizer(Tokenizer):
             options["model_input_names"] = tuple(settings["model_input_names"])
         options.update(kwargs)
         tokenizer = cls(backend, **options)
+        tokenizer.saved_settings.setdefault("tokenizer_class", hf_class)
         tokenizer.set_bos_eos(**bos_eos)
         # chat_template.jinja (and additional_chat_templates/) win over tokenizer_config.json's, as in HF.
         tokenizer.chat_template = read_chat_templates(folder, tokenizer.saved_settings)
         return tokenizer
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        """``tokenizer.json`` and ``tokenizer_config.json`` (``tokenizer_class`` ``LlamaTokenizer``), which
-        Hugging Face's LlamaTokenizer and :class:`~workbench.tokenizers.base.Tokenizer` read back."""
-        self.saved_settings.setdefault("tokenizer_class", TOKENIZER_CLASSES[0])
-        super().save_pretrained(folder)
