@@ -67,7 +67,9 @@ def test_lens_and_attribution_read_the_context_the_token_was_written_from(llama,
     attribution = chat.attribution
     assert attribution.input_ids[0].tolist() == context.tolist()
     assert len(attribution.to_frame(0)) == len(chat.prompt_ids) + index
-    assert float(attribution.target_values[0]) == pytest.approx(float(logits.log_softmax(-1)[token_id]), abs=1e-5)
+    assert float(attribution.target_values[0]) == pytest.approx(
+        float(logits.log_softmax(-1)[token_id]), abs=1e-5
+    )
 
 
 def test_integrated_gradients_are_complete(llama):
@@ -96,7 +98,9 @@ def test_the_selector_redraws_the_explanation(view):
     assert token in view.figure(1).layout.title.text
     assert "reply token 2" in chat.explanation.value
     chat.select(1)
-    assert view.controls["token"].value == 1 and repr(chat.reply_tokens[1]) in view.figure(1).layout.title.text
+    assert (
+        view.controls["token"].value == 1 and repr(chat.reply_tokens[1]) in view.figure(1).layout.title.text
+    )
     with pytest.raises(ValueError, match="out of range: the reply has 4 tokens"):
         chat.select(N_NEW)
 
@@ -117,7 +121,9 @@ def test_the_export_names_the_stand_in_and_the_data_and_draws_offline(llama, vie
 def test_a_model_without_a_chat_template_is_refused():
     model = wb.zoo.tiny("llama", device="cpu")
     assert not model.tokenizer.chat_template
-    with pytest.raises(ChatTemplateError, match="chat view needs a chat template.*set model.tokenizer.chat_template"):
+    with pytest.raises(
+        ChatTemplateError, match="chat view needs a chat template.*set model.tokenizer.chat_template"
+    ):
         viz.chat(model, MESSAGES)
 
 

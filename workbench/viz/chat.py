@@ -116,8 +116,10 @@ class ChatView:
         self.prompt_ids = sequence[: sequence.shape[0] - len(self.reply_ids)]
         self.sequence = sequence
 
-        options = [(f"{i}: {token!r} ({p:.1%})", i) for i, (token, p) in
-                   enumerate(zip(self.steps["token"], self.steps["probability"]))]
+        options = [
+            (f"{i}: {token!r} ({p:.1%})", i)
+            for i, (token, p) in enumerate(zip(self.steps["token"], self.steps["probability"]))
+        ]
         self.controls = {"token": widgets.Dropdown(options=options, value=0, description="reply token")}
         self.reply_widget = figure_widget(reply_figure(self.steps, self.name))
         self.reply_widget.data[0].on_click(lambda trace, points, state: self._clicked(points))
@@ -142,7 +144,7 @@ class ChatView:
         return list(self.steps["token"])
 
     def context_ids(self, index: int) -> torch.Tensor:
-        """[pos]: what the model read when it wrote reply token ``index``: the prompt and reply tokens before it."""
+        """[pos]: what the model read when it wrote reply token ``index``: prompt + reply before it."""
         return self.sequence[: self.prompt_ids.shape[0] + index]
 
     def select(self, index: int) -> None:
@@ -151,7 +153,9 @@ class ChatView:
         from ..lens import logit_lens
 
         if not 0 <= index < len(self.reply_ids):
-            raise ValueError(f"reply token {index} is out of range: the reply has {len(self.reply_ids)} tokens")
+            raise ValueError(
+                f"reply token {index} is out of range: the reply has {len(self.reply_ids)} tokens"
+            )
         self.chosen = index
         if self.controls["token"].value != index:
             self.controls["token"].value = index  # its observer calls select again, which ends here
@@ -160,11 +164,12 @@ class ChatView:
         self.attribution = attribute(self.model, context, target=token_id, method=self.method)
         self.trajectory = logit_lens(self.model, context).target(token_id, pos=-1)
         frame = self.attribution.to_frame(0)
+        probability = self.steps["probability"][index]
         n_prompt = self.prompt_ids.shape[0]
         rows = token_rows_html(list(frame["token"]), {self.method: frame[self.method].to_numpy()})
         self.explanation.value = (
             f"<div>attribution of reply token {index} <b>{html.escape(repr(self.reply_tokens[index]))}</b> "
-            f"(p = {self.steps['probability'][index]:.3f}) over the conversation ({n_prompt} tokens as the chat "
+            f"(p = {probability:.3f}) over the conversation ({n_prompt} tokens as the chat "
             f"template renders them) and the reply before it ({index} tokens): {html.escape(self.method)} of "
             f"its log-probability; red raises it, blue lowers it</div>{rows}"
         )
@@ -177,28 +182,31 @@ class ChatView:
             self.select(points.point_inds[0])
 
     def header_html(self) -> str:
+        reply = html.escape(self.result.text)
         return (
             f"<div><b>model</b>: {html.escape(self.name)}</div>{conversation_html(self.messages)}"
-            f"<div><b>reply</b>: <span style='white-space:pre-wrap'>{html.escape(self.result.text)}</span></div>"
+            f"<div><b>reply</b>: <span style='white-space:pre-wrap'>{reply}</span></div>"
         )
 
     def steps_html(self) -> str:
         """The reply as a table: each token, its probability and the top alternatives."""
-        rows = "".join(
-            f"<tr><td>{i}</td><td class='wb-token'>{html.escape(repr(row.token))}</td><td>{row.probability:.3f}</td>"
-            f"<td>{html.escape(', '.join(f'{t!r} {p:.3f}' for t, p in zip(row.top_tokens, row.top_probabilities)))}"
-            f"</td></tr>"
-            for i, row in enumerate(self.steps.itertuples())
-        )
+        rows = []
+        for i, row in enumerate(self.steps.itertuples()):
+            alternatives = ", ".join(f"{t!r} {p:.3f}" for t, p in zip(row.top_tokens, row.top_probabilities))
+            rows.append(
+                f"<tr><td>{i}</td><td class='wb-token'>{html.escape(repr(row.token))}</td>"
+                f"<td>{row.probability:.3f}</td><td>{html.escape(alternatives)}</td></tr>"
+            )
         return (
             "<table class='wb-chat-steps'><tr><th>#</th><th>reply token</th><th>p</th><th>top candidates</th>"
-            f"</tr>{rows}</table>"
+            f"</tr>{''.join(rows)}</table>"
         )
 
     def caption(self) -> str:
         return (
             f"{self.name}: the conversation rendered with its tokenizer's chat template and continued by "
-            f"generate ({len(self.reply_ids)} reply tokens); p is the model's softmax probability of each reply "
+            f"generate ({len(self.reply_ids)} reply tokens); p is the model's softmax probability of each "
+            f"reply "
             f"token when it wrote it; for reply token {self.chosen}: {self.method} attribution of its "
             f"log-probability over the prompt and reply prefix, and the logit lens (probability and rank per "
             f"layer) at the position that predicts it"
@@ -214,9 +222,9 @@ def chat(
     **generate_options,
 ) -> View:
     """A conversation and the model's reply: each reply token with its probability and top ``k``
-    alternatives; for the chosen reply token (control ``"token"``, or a click on its bar), its attribution over
-    the conversation and the reply before it (``method``, any of ``wb.attribution.methods()``) and its logit-lens
-    trajectory (probability and rank per layer).
+    alternatives; for the chosen reply token (control ``"token"``, or a click on its bar), its attribution
+    over the conversation and the reply before it (``method``, any of ``wb.attribution.methods()``) and its
+    logit-lens trajectory (probability and rank per layer).
 
     Args:
         model: a causal LM whose tokenizer has a chat template (``model.tokenizer.chat_template``).
