@@ -46,3 +46,29 @@ def assert_close(ours, theirs, what, tol=TOL):
 def real_query_rows(pattern, real):
     """[batch, head, query_pos, key_pos] -> [real queries, head, key_pos] (every key, padding included)."""
     return pattern.transpose(1, 2)[real]
+
+
+def assert_greedy_generation_matches(ours, hf_model, prompts=("The keys to the cabinet", "A dog"), new=8):
+    """Greedy ``generate`` on a left-padded batch: with the KV cache, without it, and Hugging Face's
+    ``generate`` give the same new tokens."""
+    prompts = list(prompts)
+    result = ours.generate(prompts, max_new_tokens=new)
+    assert result.new_token_ids == ours.generate(prompts, max_new_tokens=new, use_kv_cache=False).new_token_ids
+    encoding = ours.tokenize(prompts, padding_side="left")
+    assert encoding["attention_mask"][1, 0] == 0  # the second prompt is left-padded
+    with torch.no_grad():
+        expected = hf_model.generate(
+            input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"], max_new_tokens=new,
+            do_sample=False, pad_token_id=hf_model.config.pad_token_id,
+        )
+    assert result.new_token_ids == expected[:, encoding["input_ids"].shape[1] :].tolist()
+
+
+def assert_rows_match_alone(ours, padding: str, tol: float):
+    """A padded batch (:func:`make_batch`) gives each row's real tokens the logits that row gets alone."""
+    input_ids, mask, real = make_batch(padding)
+    with torch.no_grad():
+        batched = ours(input_ids, mask).logits
+        for row in range(len(LENGTHS)):
+            alone = ours(input_ids[row][real[row]][None]).logits[0]
+            assert_close(batched[row][real[row]], alone, f"row {row} batched vs alone", tol)

@@ -22,7 +22,15 @@ import json
 import pytest
 import torch
 import transformers
-from decoder_parity import LENGTHS, PAD_ID, assert_close, hf_inputs, make_batch, real_query_rows
+from decoder_parity import (
+    PAD_ID,
+    assert_close,
+    assert_greedy_generation_matches,
+    assert_rows_match_alone,
+    hf_inputs,
+    make_batch,
+    real_query_rows,
+)
 from tiny_hf import save_tiny_hf
 
 import workbench as wb
@@ -164,12 +172,7 @@ def test_older_configs_with_rope_scaling_and_rope_theta_load(checkpoint, tmp_pat
 def test_padded_batch_gives_every_sentence_its_logits_alone(checkpoint, padding):
     _, folder = checkpoint("mqa-4-1-head-dim-12", "lm")
     ours = wb.AutoModelForCausalLM.from_pretrained(folder)
-    input_ids, mask, real = make_batch(padding)
-    with torch.no_grad():
-        batched = ours(input_ids, mask).logits
-        for row in range(len(LENGTHS)):
-            alone = ours(input_ids[row][real[row]][None]).logits[0]
-            assert_close(batched[row][real[row]], alone, f"row {row} batched vs alone", BATCH_TOL)
+    assert_rows_match_alone(ours, padding, BATCH_TOL)
 
 
 def test_kv_cache_gives_the_full_forwards_logits(checkpoint):
@@ -209,19 +212,7 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(generation_checkpoint
     hf_model, folder = generation_checkpoint
     ours = wb.load(folder, device="cpu")
     assert isinstance(ours, LlamaForCausalLM) and ours.tokenizer is not None
-    prompts = ["The keys to the cabinet", "A dog"]
-    result = ours.generate(prompts, max_new_tokens=8)
-    uncached = ours.generate(prompts, max_new_tokens=8, use_kv_cache=False)
-    assert result.new_token_ids == uncached.new_token_ids
-    encoding = ours.tokenize(prompts, padding_side="left")
-    assert encoding["attention_mask"][1, 0] == 0  # the second prompt is left-padded
-    with torch.no_grad():
-        expected = hf_model.generate(
-            input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"], max_new_tokens=8,
-            do_sample=False, pad_token_id=hf_model.config.pad_token_id,
-        )
-    prompt_length = encoding["input_ids"].shape[1]
-    assert result.new_token_ids == expected[:, prompt_length:].tolist()
+    assert_greedy_generation_matches(ours, hf_model)
 
 
 # 3. Sequence classification --------------------------------------------------------------------------------

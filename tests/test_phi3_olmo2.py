@@ -22,7 +22,15 @@ import json
 import pytest
 import torch
 import transformers
-from decoder_parity import LENGTHS, PAD_ID, assert_close, hf_inputs, make_batch, real_query_rows
+from decoder_parity import (
+    PAD_ID,
+    assert_close,
+    assert_greedy_generation_matches,
+    assert_rows_match_alone,
+    hf_inputs,
+    make_batch,
+    real_query_rows,
+)
 from safetensors.torch import load_file
 from tiny_hf import save_tiny_hf
 
@@ -148,12 +156,7 @@ def test_bare_checkpoints_match(checkpoint, variant):
 def test_padded_batch_gives_every_sentence_its_logits_alone(checkpoint, variant, padding):
     _, folder = checkpoint(variant, "lm")
     ours = wb.AutoModelForCausalLM.from_pretrained(folder)
-    input_ids, mask, real = make_batch(padding)
-    with torch.no_grad():
-        batched = ours(input_ids, mask).logits
-        for row in range(len(LENGTHS)):
-            alone = ours(input_ids[row][real[row]][None]).logits[0]
-            assert_close(batched[row][real[row]], alone, f"row {row} batched vs alone", BATCH_TOL)
+    assert_rows_match_alone(ours, padding, BATCH_TOL)
 
 
 @pytest.mark.parametrize("variant", ["phi3-mqa-head-dim-12-window-3", "olmo2-gqa-4-2-bias-3-layers"])
@@ -189,17 +192,7 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(tmp_path, model_type,
     )
     ours = wb.load(tmp_path, device="cpu")
     assert type(ours) is OURS[model_type]["lm"] and ours.tokenizer is not None
-    prompts = ["The keys to the cabinet", "A dog"]
-    result = ours.generate(prompts, max_new_tokens=8)
-    assert result.new_token_ids == ours.generate(prompts, max_new_tokens=8, use_kv_cache=False).new_token_ids
-    encoding = ours.tokenize(prompts, padding_side="left")
-    assert encoding["attention_mask"][1, 0] == 0  # the second prompt is left-padded
-    with torch.no_grad():
-        expected = hf_model.generate(
-            input_ids=encoding["input_ids"], attention_mask=encoding["attention_mask"], max_new_tokens=8,
-            do_sample=False, pad_token_id=hf_model.config.pad_token_id,
-        )
-    assert result.new_token_ids == expected[:, encoding["input_ids"].shape[1] :].tolist()
+    assert_greedy_generation_matches(ours, hf_model)
 
 
 # 3. Sequence classification --------------------------------------------------------------------------------
