@@ -93,7 +93,7 @@ class _AutoModel:
         return cls.model_class(config.model_type).from_config(config, seed=seed)
 
 
-_LOAD_OPTIONS = {"device", "dtype", "ignore_mismatched_sizes"}
+_LOAD_OPTIONS = {"device", "device_map", "dtype", "ignore_mismatched_sizes"}
 
 
 class AutoModel(_AutoModel, task="base"):

@@ -16,7 +16,8 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of logits[t] against labels[t] at every position: logits [batch, pos, n], labels
     [batch, pos] (-100 ignored). The loss of token classification and of masked language modelling."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    labels = labels.reshape(-1).to(logits.device)  # a model split by a device_map ends on another device
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=-100)
 
 
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -39,8 +40,8 @@ def span_loss(
 ) -> torch.Tensor:
     """Mean of the start and end cross-entropies; positions outside the input are ignored (as in Hugging Face)."""
     outside = start_logits.shape[1]
-    start_positions = start_positions.reshape(-1).clamp(0, outside)
-    end_positions = end_positions.reshape(-1).clamp(0, outside)
+    start_positions = start_positions.reshape(-1).clamp(0, outside).to(start_logits.device)
+    end_positions = end_positions.reshape(-1).clamp(0, outside).to(end_logits.device)
     start = F.cross_entropy(start_logits, start_positions, ignore_index=outside)
     end = F.cross_entropy(end_logits, end_positions, ignore_index=outside)
     return (start + end) / 2
@@ -89,6 +90,7 @@ def sequence_classification_loss(
         the mean squared error, the cross-entropy or the binary cross-entropy with logits (a scalar).
     """
     problem = problem_type_of(labels, num_labels, problem_type)
+    labels = labels.to(logits.device)  # a model split by a device_map ends on another device
     if problem == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
     if problem == "single_label_classification":

@@ -20,11 +20,11 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 # How many names a warning lists before "... and N more".
 _NAMES_SHOWN = 5
 
+# Where read tensors go: one device for all, or a function of the tensor's (checkpoint) name.
+TensorDevice = Union[torch.device, str, Callable[[str], torch.device], None]
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or whose tensors do not fit the model."""
@@ -48,15 +51,16 @@ class CheckpointError(ValueError):
 
 
 def read_state_dict(
-    folder: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    folder: Path, dtype: torch.dtype | None = None, device: TensorDevice = None
 ) -> dict[str, torch.Tensor]:
     """All tensors of the checkpoint in ``folder``, by their Hugging Face names.
 
     Args:
         dtype: convert floating-point tensors to it as each is read (integer and bool tensors stay as stored);
             None keeps the stored dtypes.
-        device: where the tensors go (default: the CPU). Each tensor is read, converted and moved before the
-            next is read, so at most one tensor exists twice at any moment.
+        device: where the tensors go (default: the CPU), or a function of the tensor's name giving its device
+            (a model split over devices). Each tensor is read, converted and moved before the next is read,
+            so at most one tensor exists twice at any moment.
     """
     for index_name, single_name in ((SAFETENSORS_INDEX, SAFETENSORS_NAME), (TORCH_BIN_INDEX, TORCH_BIN_NAME)):
         if (folder / single_name).is_file():
@@ -70,7 +74,7 @@ def read_state_dict(
 
 
 def _read_file(
-    path: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    path: Path, dtype: torch.dtype | None = None, device: TensorDevice = None
 ) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
@@ -83,7 +87,7 @@ def _read_file(
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a flat dict of tensors (a state dict)")
     for name in state:  # one tensor at a time: the stored one is freed as its converted copy is made
-        state[name] = _place(state[name], dtype, device)
+        state[name] = _place(state[name], dtype, device(name) if callable(device) else device)
     return state
 
 
@@ -149,7 +153,7 @@ def safetensors_layout(path: Path) -> tuple[dict[str, StoredTensor], int]:
 
 
 def _read_safetensors(
-    path: Path, dtype: torch.dtype | None, device: torch.device | str | None
+    path: Path, dtype: torch.dtype | None, device: TensorDevice
 ) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file, each read with plain reads into its own new tensor.
 
@@ -165,7 +169,7 @@ def _read_safetensors(
             file.seek(data_start + stored.begin)
             _read_into(file, raw.numpy(), path)
             tensor = raw.view(stored.dtype).reshape(stored.shape)  # safetensors is little-endian, as torch here
-            state[name] = _place(tensor, dtype, device)
+            state[name] = _place(tensor, dtype, device(name) if callable(device) else device)
     return state
 
 
@@ -184,7 +188,7 @@ _MAX_INDEX_BYTES = 64 * 2**20
 
 
 def _read_sharded(
-    index_path: Path, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    index_path: Path, dtype: torch.dtype | None = None, device: TensorDevice = None
 ) -> dict[str, torch.Tensor]:
     """Every shard that the index names, each confined to the checkpoint folder (see ``_shard_path``)."""
     weight_map, paths = _shard_paths(index_path)

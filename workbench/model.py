@@ -17,6 +17,14 @@ from torch import nn
 
 from .cache import ActivationCache
 from .config import BUILDING_WITHOUT_WEIGHTS, ConfigError, ModelConfig, available_memory
+from .device_map import (
+    bytes_per_device,
+    checkpoint_devices,
+    dispatch,
+    plan_device_map,
+    resolve_device_map,
+    visible_gpus,
+)
 from .hook_points import HookedModule, HookFn, NameOrPredicate
 from .hub import resolve_checkpoint
 from .loading import (
@@ -62,6 +70,8 @@ class HookedTransformer(HookedModule):
         config: the architecture's config dataclass.
         tokenizer: the tokenizer of the same checkpoint, when it was found (used for text inputs).
         loading_info: missing/unexpected keys of the last ``from_pretrained``.
+        device_map: where each part is (``{"embed": "cuda:0", "blocks.0": "cuda:0", ...}``) when the model was
+            loaded with ``device_map=``; None when it is on one device.
     """
 
     config_class: ClassVar[type[ModelConfig]]
@@ -79,6 +89,8 @@ class HookedTransformer(HookedModule):
         self.config = config
         self.tokenizer: Tokenizer | None = None
         self.loading_info = LoadingInfo()
+        # part -> device name, when from_pretrained(device_map=...) split the model (workbench.device_map)
+        self.device_map: dict[str, str] | None = None
 
     # Construction ------------------------------------------------------------------------------------
     def init_weights(self) -> None:
@@ -118,6 +130,7 @@ class HookedTransformer(HookedModule):
         dtype: torch.dtype | str | None = None,
         ignore_mismatched_sizes: bool = False,
         revision: str | None = None,
+        device_map: str | Mapping[str, torch.device | str | int] | None = None,
         **config_overrides: Any,
     ) -> HookedTransformer:
         """Load a Hugging Face–format checkpoint: a folder, an alias (``"minilm"``) or a hub id.
@@ -135,22 +148,40 @@ class HookedTransformer(HookedModule):
                 ``"auto"``: the checkpoint's own (``torch_dtype`` or ``dtype`` in config.json, e.g. bfloat16;
                 float32 when it names none); or a torch dtype or its name (``"bfloat16"``).
             ignore_mismatched_sizes: re-initialize parameters whose shape differs instead of failing.
+            device_map: split the model over devices instead of putting it on ``device`` (pass one of them):
+                ``"auto"`` or ``"balanced"`` splits the blocks over the visible GPUs by parameter bytes, within
+                each GPU's free memory (with no GPU: the CPU, with a warning); a dict ``{part: device}`` places
+                each part (``"embed"``, ``"blocks.3"``, ``"blocks.0-11"``, ``"ln_final"``, ``"unembed"``, ...)
+                itself. Each tensor is read onto its part's device, the memory check is per device, and the
+                map is kept as ``model.device_map``; see :mod:`workbench.device_map`.
             **config_overrides: config fields to change, e.g. ``num_labels=3`` for a fresh classifier.
 
         The returned model is in eval mode. Weights the checkpoint lacks (a new head) are initialized as in a
         new model (from the global random generator, on the CPU), reported with a warning and listed in
         ``model.loading_info.missing_keys``.
         """
+        if device is not None and device_map is not None:
+            raise ValueError(
+                f"pass device={device!r} or device_map, not both: device puts the whole model on one device, "
+                f"device_map splits it over several"
+            )
         folder = resolve_checkpoint(name_or_path, revision=revision)
         if config is None:
             config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
         dtype = loading_dtype(dtype, config)
-        device = torch.device("cpu" if device is None else device)
-        check_fits(estimate_memory(folder, config, dtype, batch=0), device, f"{cls.__name__} from {folder}")
-        model = cls.without_weights(config)
-        hf_state = cls.unfuse_hf_state(read_state_dict(folder, dtype=dtype, device=device), config)
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
+        what = f"{cls.__name__} from {folder}"
+        placement = None
+        if device_map is None:
+            device = torch.device("cpu" if device is None else device)
+            check_fits(estimate_memory(folder, config, dtype, batch=0), device, what)
+            model = cls.without_weights(config)
+        else:
+            model = cls.without_weights(config)
+            placement = _placement(model, device_map, dtype, what)
+            device = checkpoint_devices(model, placement, key_map, prefixes)  # each tensor to its part's device
+        hf_state = cls.unfuse_hf_state(read_state_dict(folder, dtype=dtype, device=device), config)
         state = convert_state_dict(hf_state, key_map, prefixes)
         del hf_state  # the converted state holds the same tensors; nothing is kept twice
         info = load_converted(model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
@@ -158,7 +189,9 @@ class HookedTransformer(HookedModule):
         _report_loading(cls.__name__, name_or_path, info)
         model.tokenizer = _find_tokenizer(folder)
         # Loaded weights are there already; this moves what the model made itself (buffers, fresh weights).
-        return model.to(device=device, dtype=dtype).eval()
+        if placement is None:
+            return model.to(device=device, dtype=dtype).eval()
+        return dispatch(model.to(dtype=dtype), placement).eval()
 
     @classmethod
     def without_weights(cls, config: ModelConfig) -> HookedTransformer:
@@ -213,6 +246,7 @@ class HookedTransformer(HookedModule):
     # Properties --------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """Where the weights are, and where inputs go: with a ``device_map``, the token embedding's device."""
         return next(self.parameters()).device
 
     @property
@@ -540,6 +574,26 @@ def check_fits(estimate: MemoryEstimate, device: torch.device, what: str) -> Non
         f"the checkpoint's own), on another device, or choose a smaller model "
         f"(wb.memory_estimate tells the size before loading)"
     )
+
+
+def _placement(
+    model: HookedTransformer, device_map: str | Mapping[str, Any], dtype: torch.dtype, what: str
+) -> dict[str, torch.device]:
+    """``from_pretrained``'s ``device_map`` for ``model`` (built without weights) -> part -> device, refused
+    (ConfigError, as :func:`check_fits`) where a device's part does not fit in its free memory."""
+    if isinstance(device_map, str):
+        if device_map not in ("auto", "balanced"):
+            raise ValueError(
+                f"device_map={device_map!r}: expected 'auto' or 'balanced' (a split over the visible GPUs), or a "
+                f"dict {{part: device}}"
+            )
+        gpus = visible_gpus()
+        capacity = {gpu: free_memory(gpu)[0] for gpu in gpus}
+        device_map = plan_device_map(model, gpus or None, max_memory=capacity, dtype=dtype)
+    placement = resolve_device_map(model, device_map)
+    for device, (parameters, weight_bytes) in bytes_per_device(model, placement, dtype).items():
+        check_fits(MemoryEstimate(parameters, dtype, weight_bytes, 0, 0, 0), device, f"{what} (its part on {device})")
+    return placement
 
 
 def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:

@@ -145,6 +145,8 @@ def editing_hooks(model: torch.nn.Module) -> list[str]:
                     found.append(f"{name}: {_function_name(fn)}")
         for kind in ("_forward_pre_hooks", "_forward_hooks"):
             for fn in getattr(module, kind, {}).values():
+                if not getattr(fn, "changes_outputs", True):  # e.g. a device_map's AlignDevice: moves inputs only
+                    continue
                 found.append(
                     f"{name or '<model>'} ({kind.strip('_')[:-1].replace('_', ' ')}): {_function_name(fn)}"
                 )
