@@ -10,7 +10,8 @@ torch.Size([1, 12, 13, 13])
 
 The public face (``__all__``, and all that ``dir(wb)`` lists):
 
-* loading: :func:`load`, :func:`default_device`, :func:`memory_estimate` and the Auto classes (``AutoConfig``,
+* loading: :func:`load`, :func:`from_hf` (the bridge: hook points on any Hugging Face model),
+  :func:`default_device`, :func:`memory_estimate` and the Auto classes (``AutoConfig``,
   ``AutoTokenizer``, ``AutoModel``, ``AutoModelFor<Task>``);
 * the model base class :class:`HookedTransformer`, :class:`ActivationCache` and :class:`HookPoint`;
 * the subpackages :mod:`~workbench.attribution`, :mod:`~workbench.interventions`, :mod:`~workbench.viz`,
@@ -52,6 +53,7 @@ from .auto import (
     AutoModelForTokenClassification,
     AutoTokenizer,
 )
+from .bridge import from_hf
 from .cache import ActivationCache
 from .config import ConfigError
 from .generation import generate
@@ -67,6 +69,7 @@ from .version import __version__ as __version__
 __all__ = [
     # loading
     "load",
+    "from_hf",
     "default_device",
     "memory_estimate",
     "AutoConfig",

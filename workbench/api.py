@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from .auto import TASK_REGISTRIES, AutoConfig
-from .config import check_device_memory
+from .auto import CONFIG_REGISTRY, TASK_REGISTRIES, AutoConfig
+from .config import CONFIG_NAME, check_device_memory, read_config_json
 from .hub import resolve_checkpoint
 from .memory import MemoryEstimate
 from .model import HookedTransformer, estimate_memory, loading_dtype
@@ -46,7 +46,9 @@ def load(
     """Load a model with its tokenizer, in eval mode, ready for ``run_with_cache("some text")``.
 
     Args:
-        name_or_path: a folder, an alias (``"minilm"``, the embedded default) or a Hugging Face hub id.
+        name_or_path: a folder, an alias (``"minilm"``, the embedded default) or a Hugging Face hub id. A
+            checkpoint whose ``model_type`` has no native implementation (OPT, BLOOM, T5, ...) is loaded by
+            ``transformers`` and bridged (:func:`workbench.bridge.from_hf`; needs ``pip install 'workbench[hf]'``).
         task: ``"base"``, ``"masked_lm"``, ``"causal_lm"``, ``"sequence_classification"``,
             ``"token_classification"``, ``"question_answering"`` or ``"multiple_choice"``; None picks the head
             the checkpoint was saved with (``config.architectures``), else the bare model.
@@ -57,6 +59,14 @@ def load(
     >>> out, cache = lm.run_with_cache("The keys to the cabinet are on the table.")  # doctest: +SKIP
     """
     config_overrides = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
+    if device == "auto":
+        device = default_device()
+    model_type = _model_type_of(name_or_path)
+    if model_type is not None and model_type not in CONFIG_REGISTRY:
+        # No native implementation: transformers loads it and the bridge adds the hook points.
+        from .bridge.loading import load_through_bridge
+
+        return load_through_bridge(name_or_path, model_type, task, device, dtype, **config_overrides)
     config = AutoConfig.from_pretrained(name_or_path, **config_overrides)
     task = task or _task_of(config.architectures)
     if task not in TASK_REGISTRIES:
@@ -67,8 +77,6 @@ def load(
             f"{name_or_path}: no {task} model for model_type {config.model_type!r}; "
             f"{task} exists for {sorted(registry)}"
         )
-    if device == "auto":
-        device = default_device()
     check_device_memory(config, device)  # a model too large for the GPU fails here, before it is built
     return registry[config.model_type].from_pretrained(
         name_or_path, config=config, device=device, dtype=dtype,
@@ -93,6 +101,17 @@ def memory_estimate(
     folder = resolve_checkpoint(name_or_path, revision=revision)
     config = AutoConfig.from_pretrained(folder)
     return estimate_memory(folder, config, loading_dtype(dtype, config), batch, seq)
+
+
+def _model_type_of(name_or_path: str | Path) -> str | None:
+    """The ``model_type`` in the checkpoint's config.json, or None when it has none (the native path then
+    reports what is wrong)."""
+    folder = resolve_checkpoint(name_or_path)
+    try:
+        model_type = read_config_json(folder / CONFIG_NAME).get("model_type")
+    except (OSError, ValueError):
+        return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def _task_of(architectures: list[str] | None) -> str:

@@ -1,0 +1,167 @@
+"""Where the parts of a Hugging Face model live: one small declarative record per family.
+
+An :class:`Adapter` names, relative to the model's ``base_model`` (``OPTForCausalLM.model`` is the ``OPTModel``;
+a bare ``OPTModel`` is its own), the list of blocks and, relative to one block, its attention, norms and MLP.
+:class:`~workbench.bridge.model.HookedHF` turns those paths into the canonical hook points with module hooks
+(see ``docs/bridge.md``). A path that is ``None`` means the family has no such part: its hook points are not
+made (``hook_names`` lists what a bridged model has).
+
+Paths are dotted attribute paths (``"decoder.layers"``, ``"self_attn"``, ``"mlp.down_proj"``). The token
+embedding and the unembedding are not declared: ``get_input_embeddings()`` and ``get_output_embeddings()``
+find them in every Hugging Face model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+#: How a block adds its sublayers to the residual stream, which decides where ``hook_resid_mid`` is.
+#: ``pre_norm``: ``x + attn(ln1(x))`` then ``+ mlp(ln2(x))`` (resid_mid is resid_pre + attn_out);
+#: ``post_norm``: ``ln1(x + attn(x))`` then ``ln2(x + mlp(x))`` (resid_mid is the output of ``resid_mid``'s
+#: module, the attention's LayerNorm); ``parallel``: ``x + attn(ln1(x)) + mlp(ln2(x))`` (no resid_mid).
+BLOCK_KINDS = ("pre_norm", "post_norm", "parallel")
+
+#: How the queries, keys, values and the pattern are reached. ``interface``: the family's attention calls
+#: transformers' attention-function registry (``ALL_ATTENTION_FUNCTIONS``), so a hooked run swaps in the
+#: workbench's function, which hands q, k, v (after rotary positions), the pattern and z to the hook points and
+#: takes edits of every one. ``none``: no attention (state-space models).
+ATTENTION_KINDS = ("interface", "none")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One list of blocks and the parts of each block.
+
+    Attributes:
+        prefix: the hook-name prefix of this stack's blocks: ``""`` (``blocks.{i}``) for a decoder- or
+            encoder-only model, ``"encoder."`` / ``"decoder."`` for an encoder-decoder.
+        blocks: path of the ``ModuleList`` of blocks, from the base model.
+        attn: path of the self-attention module, from a block (its output's first element is
+            ``hook_attn_out`` unless ``attn_out`` says otherwise).
+        attn_out: path of the module whose output is ``hook_attn_out`` when that is not ``attn`` (post-norm
+            encoders: the output projection before the residual add and LayerNorm).
+        cross_attn: path of the cross-attention module (encoder-decoder decoders): ``cross_attn.*`` hooks.
+        ln1, ln2: the norms before attention and MLP (pre-norm) or after them (post-norm):
+            ``ln1.hook_normalized``, ``ln2.hook_normalized``.
+        mlp: path of the module whose output is ``hook_mlp_out`` (the MLP, or its last linear layer).
+        mlp_in: the module whose output is ``mlp.hook_pre`` (the first linear layer, or the gate).
+        mlp_in_linear: a gated MLP's other input projection (``up_proj``): ``mlp.hook_pre_linear``.
+        mlp_out: the module whose input is ``mlp.hook_post`` (the last linear layer).
+        resid_mid: for post-norm blocks, the module whose output is the residual stream between attention
+            and MLP.
+        final_norm: path of the norm after the last block (``ln_final.hook_normalized``), from the base model.
+        kind: one of :data:`BLOCK_KINDS`.
+        attention: one of :data:`ATTENTION_KINDS`.
+        extra: more hook points: canonical name inside the block -> (path from the block, ``"in"``/``"out"``).
+    """
+
+    blocks: str
+    prefix: str = ""
+    attn: str | None = "self_attn"
+    attn_out: str | None = None
+    cross_attn: str | None = None
+    ln1: str | None = None
+    ln2: str | None = None
+    mlp: str | None = "mlp"
+    mlp_in: str | None = None
+    mlp_in_linear: str | None = None
+    mlp_out: str | None = None
+    resid_mid: str | None = None
+    final_norm: str | None = None
+    kind: str = "pre_norm"
+    attention: str = "interface"
+    extra: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in BLOCK_KINDS:
+            raise ValueError(f"Stack.kind={self.kind!r}; expected one of {BLOCK_KINDS}")
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"Stack.attention={self.attention!r}; expected one of {ATTENTION_KINDS}")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """The layout of one family of Hugging Face models.
+
+    Attributes:
+        model_types: the ``config.model_type`` values it describes.
+        stacks: the block lists, in forward order (the encoder's before the decoder's).
+        embeds: more embedding hook points: canonical name -> path from the base model of the module whose
+            output it is (``{"hook_pos_embed": "decoder.embed_positions"}``); ``hook_embed`` is always the
+            input embedding's output.
+        decode: paths from the base model of the modules the last residual stream passes through before the
+            unembedding (the final norm, OPT's ``project_out``); those a model lacks are skipped. Default: the
+            last stack's ``final_norm``. The logit lens decodes every layer's residual stream this way.
+        notes: what differs from the canonical meaning, shown in ``docs/bridge.md`` and ``model.bridge_notes``.
+        for_config: a function (adapter, Hugging Face config) -> adapter, for families whose layout a config
+            field changes (OPT-350m's post-norm blocks).
+    """
+
+    model_types: tuple[str, ...]
+    stacks: tuple[Stack, ...]
+    embeds: dict[str, str] = field(default_factory=dict)
+    decode: tuple[str, ...] | None = None
+    notes: str = ""
+    for_config: Callable[[Adapter, Any], Adapter] | None = None
+
+    def resolved(self, hf_config: Any) -> Adapter:
+        """This adapter as it applies to a model with ``hf_config``."""
+        return self.for_config(self, hf_config) if self.for_config is not None else self
+
+    @property
+    def decode_paths(self) -> tuple[str, ...]:
+        if self.decode is not None:
+            return self.decode
+        final_norm = self.stacks[-1].final_norm
+        return (final_norm,) if final_norm else ()
+
+
+# The families --------------------------------------------------------------------------------------------
+# Each record is checked against transformers' own outputs on a tiny random model in tests/test_bridge*.py.
+
+LLAMA_LIKE = Stack(
+    blocks="layers", ln1="input_layernorm", ln2="post_attention_layernorm", mlp="mlp", mlp_in="mlp.gate_proj",
+    mlp_in_linear="mlp.up_proj", mlp_out="mlp.down_proj", final_norm="norm",
+)
+
+ADAPTERS: tuple[Adapter, ...] = (
+    Adapter(
+        model_types=("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3"),
+        stacks=(LLAMA_LIKE,),
+        notes="As the native implementation's names; hook_q/hook_k are after the rotary rotation "
+              "(the native hook_rot_q/hook_rot_k).",
+    ),
+    Adapter(
+        model_types=("gpt2",),
+        stacks=(Stack(blocks="h", attn="attn", ln1="ln_1", ln2="ln_2", mlp="mlp", mlp_in="mlp.c_fc",
+                      mlp_out="mlp.c_proj", final_norm="ln_f"),),
+        embeds={"hook_pos_embed": "wpe"},
+    ),
+    Adapter(
+        model_types=("opt",),
+        stacks=(Stack(blocks="decoder.layers", ln1="self_attn_layer_norm", ln2="final_layer_norm", mlp="fc2",
+                      mlp_in="fc1", mlp_out="fc2", final_norm="decoder.final_layer_norm"),),
+        embeds={"hook_pos_embed": "decoder.embed_positions"},
+        decode=("decoder.final_layer_norm", "decoder.project_out"),
+        for_config=lambda adapter, config: adapter if getattr(config, "do_layer_norm_before", True) else replace(
+            adapter, stacks=(replace(adapter.stacks[0], kind="post_norm", resid_mid="self_attn_layer_norm"),)
+        ),
+        notes="OPT-350m normalizes after the sublayers (do_layer_norm_before=False): there ln1/ln2 come after "
+              "the residual adds (hook_resid_mid is ln1's output).",
+    ),
+)
+
+
+def find_adapter(model_type: str) -> Adapter | None:
+    """The adapter declared for ``model_type``, or None."""
+    for adapter in ADAPTERS:
+        if model_type in adapter.model_types:
+            return adapter
+    return None
+
+
+def adapted_model_types() -> list[str]:
+    """Every ``model_type`` with a declared adapter, sorted."""
+    return sorted(t for adapter in ADAPTERS for t in adapter.model_types)

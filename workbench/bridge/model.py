@@ -1,0 +1,636 @@
+"""A Hugging Face model with the workbench's hook points: ``wb.from_hf(hf_model)``.
+
+:class:`HookedHF` holds the Hugging Face model as ``model.hf`` and runs it unchanged. Its hook points are
+identity modules in a tree of their own (``blocks.{i}.attn.hook_pattern`` and the other canonical names,
+from the family's :class:`~workbench.bridge.adapters.Adapter`; ``hf.<module path>`` and
+``hf.<module path>.hook_in`` for the output and the input of every module). A forward with no hook attached is
+Hugging Face's forward and nothing else; a forward with hooks attaches torch module hooks to the modules
+those hook points read, for that forward only, and removes them after it (also after an error). Hooks that
+need the inside of attention (q, k, v, pattern, z) switch the model to the ``"workbench"`` attention function
+(:mod:`workbench.bridge.attention`) for that forward and back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..hook_points import HookPoint
+from ..model import GenerationMixin, HookedTransformer
+from ..tokenizers import Tokenizer, has_tokenizer_files
+from . import attention
+from .adapters import Adapter, Stack, find_adapter
+from .discover import discover_adapter
+
+logger = logging.getLogger(__name__)
+
+
+# Config --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeConfig(ModelConfig):
+    """The canonical sizes of a bridged model, read from its Hugging Face config (which stays at
+    ``model.hf.config``); ``hf_model_type`` is the family's ``model_type``."""
+
+    ATTRIBUTE_MAP = {
+        "d_model": "hidden_size", "n_layers": "num_hidden_layers", "n_heads": "num_attention_heads",
+        "n_kv_heads": "num_key_value_heads", "d_head": "head_dim", "d_mlp": "intermediate_size",
+        "max_positions": "max_position_embeddings",
+    }
+
+    hf_model_type: str = ""  #: the Hugging Face config's ``model_type``.
+    vocab_size: int = 0  #: rows of the input embedding.
+    hidden_size: int = 0  #: d_model (0 when the config names none).
+    num_hidden_layers: int = 0  #: blocks (of the last stack, the decoder's in an encoder-decoder).
+    num_attention_heads: int = 0  #: query heads per block (0: no attention, e.g. Mamba).
+    num_key_value_heads: int = 0  #: key/value heads per block.
+    head_dim: int = 0  #: d_head.
+    intermediate_size: int = 0  #: d_mlp.
+    max_position_embeddings: int = 1 << 30  #: positions the model has (a large number when unbounded).
+    eos_token_id: int | list[int] | None = None  #: the end-of-text token(s), for generate.
+    num_labels_: int | None = None
+
+    @property
+    def model_type(self) -> str:  # type: ignore[override]
+        return self.hf_model_type
+
+    @classmethod
+    def from_hf(cls, hf_config: Any) -> BridgeConfig:
+        """Read the canonical sizes from any Hugging Face config, trying each family's names for them."""
+        text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+        d_model = _first(text, "hidden_size", "d_model", "n_embd", "dim", "embed_dim") or 0
+        n_heads = _first(text, "num_attention_heads", "num_heads", "n_head", "n_heads", "encoder_attention_heads") or 0
+        n_kv = _first(text, "num_key_value_heads", "num_kv_heads", "multi_query_group_num") or n_heads
+        if getattr(text, "multi_query", False) and not getattr(text, "new_decoder_architecture", False):
+            n_kv = 1
+        head_dim = _first(text, "head_dim", "d_kv", "attention_head_size") or (d_model // n_heads if n_heads else 0)
+        return cls(
+            hf_model_type=getattr(hf_config, "model_type", "") or type(hf_config).__name__,
+            vocab_size=_first(text, "vocab_size") or 0,
+            hidden_size=d_model,
+            num_hidden_layers=_first(text, "num_decoder_layers", "num_hidden_layers", "num_layers", "n_layer",
+                                     "n_layers", "decoder_layers") or 0,
+            num_attention_heads=n_heads,
+            num_key_value_heads=n_kv,
+            head_dim=head_dim,
+            intermediate_size=_first(text, "intermediate_size", "ffn_dim", "d_ff", "n_inner", "decoder_ffn_dim") or 0,
+            max_position_embeddings=_first(text, "max_position_embeddings", "n_positions", "n_ctx") or (1 << 30),
+            eos_token_id=getattr(text, "eos_token_id", None),
+            id2label=dict(getattr(hf_config, "id2label", None) or {0: "LABEL_0", 1: "LABEL_1"}),
+            tie_word_embeddings=bool(getattr(hf_config, "tie_word_embeddings", True)),
+            name_or_path=str(getattr(hf_config, "name_or_path", "") or getattr(hf_config, "_name_or_path", "")),
+        )
+
+    def validate(self) -> None:
+        """Sizes come from a config transformers has accepted already."""
+
+
+def _first(config: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None and not callable(value):
+            return value
+    return None
+
+
+# The hook-point tree -------------------------------------------------------------------------------------
+
+
+class BridgeAttention(nn.Module):
+    """``attn.hook_q``, ``hook_k``, ``hook_v``, ``hook_pattern``, ``hook_z`` (see :mod:`.attention`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_pattern, self.hook_z = HookPoint(), HookPoint()
+
+
+class BridgeNorm(nn.Module):
+    """``ln*.hook_normalized``: the norm module's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_normalized = HookPoint()
+
+
+class BridgeMLP(nn.Module):
+    """``mlp.hook_pre`` (first projection's output), ``hook_pre_linear`` (a gated MLP's other projection),
+    ``hook_post`` (what the last projection reads)."""
+
+    def __init__(self, gated: bool) -> None:
+        super().__init__()
+        self.hook_pre = HookPoint()
+        if gated:
+            self.hook_pre_linear = HookPoint()
+        self.hook_post = HookPoint()
+
+
+class BridgeBlock(nn.Module):
+    """The hook points of one block, as attributes in forward order."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()
+        if stack.ln1 and stack.kind != "post_norm":
+            self.ln1 = BridgeNorm()
+        if stack.attention == "interface" and stack.attn:
+            self.attn = BridgeAttention()
+        if stack.attn or stack.attn_out:
+            self.hook_attn_out = HookPoint()
+        if stack.kind != "parallel" and (stack.attn or stack.resid_mid):
+            if stack.ln1 and stack.kind == "post_norm":
+                self.ln1 = BridgeNorm()
+            self.hook_resid_mid = HookPoint()
+        if stack.cross_attn:
+            self.cross_attn = BridgeAttention()
+            self.hook_cross_attn_out = HookPoint()
+        if stack.ln2 and stack.kind != "post_norm":
+            self.ln2 = BridgeNorm()
+        if stack.mlp_in or stack.mlp_out:
+            self.mlp = BridgeMLP(gated=stack.mlp_in_linear is not None)
+        if stack.mlp:
+            self.hook_mlp_out = HookPoint()
+        if stack.ln2 and stack.kind == "post_norm":
+            self.ln2 = BridgeNorm()
+        for name in stack.extra:
+            self.add_module(name, HookPoint())
+        self.hook_resid_post = HookPoint()
+
+
+class BridgeStack(nn.Module):
+    """``blocks`` and ``ln_final`` of one stack (the encoder's or the decoder's in an encoder-decoder)."""
+
+    def __init__(self, stack: Stack, n_blocks: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(BridgeBlock(stack) for _ in range(n_blocks))
+        if stack.final_norm:
+            self.ln_final = BridgeNorm()
+
+
+# Taps: where a hook point reads a Hugging Face module ----------------------------------------------------
+
+
+@dataclass
+class Tap:
+    """Hook point ``point`` reads the output (``where="out"``) or the first input (``"in"``) of ``module``."""
+
+    point: HookPoint
+    module: nn.Module
+    where: str
+
+
+class RunState:
+    """What the module hooks of one forward share: the batch size (to view [batch * pos, d] tensors as
+    [batch, pos, d]) and each block's residual input (for ``hook_resid_mid`` of pre-norm blocks)."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.resid_pre: dict[int, torch.Tensor] = {}
+
+
+def _canonical(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Hugging Face's [batch * pos, d] (OPT's MLP) as [batch, pos, d], and a [1, pos, d] shared by the batch
+    (GPT-2's position embeddings) expanded to [batch, pos, d]; other shapes as they are."""
+    if x.dim() == 2 and batch and x.shape[0] % batch == 0 and x.shape[0] != batch:
+        return x.view(batch, x.shape[0] // batch, x.shape[1])
+    if x.dim() >= 2 and x.shape[0] == 1 and batch > 1:
+        return x.expand(batch, *x.shape[1:])
+    return x
+
+
+def _through(point: HookPoint, x: torch.Tensor, state: RunState) -> torch.Tensor:
+    """``x`` passed through ``point`` in its canonical shape, returned in Hugging Face's (an edit of an expanded
+    [1, pos, d] stays per sequence: what reads it adds it to [batch, pos, d])."""
+    view = _canonical(x, state.batch)
+    edited = point(view)
+    if edited is view:
+        return x
+    return edited.reshape(x.shape) if view.numel() == x.numel() else edited
+
+
+def _replace_first(value: Any, new: torch.Tensor) -> Any:
+    """A module's output with its first tensor replaced (modules return a tensor or a tuple starting with one)."""
+    if isinstance(value, torch.Tensor):
+        return new
+    return (new, *value[1:]) if isinstance(value, tuple) else type(value)(new, *value[1:])
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def _output_hook(point: HookPoint, state: RunState, module: nn.Module, args: Any, output: Any) -> Any:
+    x = _first_tensor(output)
+    if x is None:
+        return None
+    edited = _through(point, x, state)
+    return None if edited is x else _replace_first(output, edited)
+
+
+def _input_hook(point: HookPoint, state: RunState, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+    if args and isinstance(args[0], torch.Tensor):
+        edited = _through(point, args[0], state)
+        return None if edited is args[0] else ((edited, *args[1:]), kwargs)
+    name = next((k for k, v in kwargs.items() if isinstance(v, torch.Tensor)), None)
+    if name is None:
+        return None
+    edited = _through(point, kwargs[name], state)
+    return None if edited is kwargs[name] else (args, {**kwargs, name: edited})
+
+
+# The model -----------------------------------------------------------------------------------------------
+
+
+class HookedHF(GenerationMixin, HookedTransformer):
+    """A Hugging Face model with the workbench's hook points, built by :func:`from_hf`.
+
+    Attributes:
+        hf: the Hugging Face model, run unchanged.
+        adapter: the family's layout (declared, or found by :func:`~workbench.bridge.discover.discover_adapter`).
+        bridge_notes: how this family's hook points differ from the canonical ones, and what could not be
+            mapped.
+    """
+
+    config_class = BridgeConfig
+
+    def __init__(self, hf_model: nn.Module, adapter: Adapter, notes: str = "") -> None:
+        super().__init__(BridgeConfig.from_hf(hf_model.config))
+        self.hf = hf_model
+        self.adapter = adapter
+        self.bridge_notes = " ".join(part for part in (adapter.notes, notes) if part)
+        base = getattr(hf_model, "base_model", hf_model)
+        self._base = base
+        self.hook_embed = HookPoint()
+        for name in adapter.embeds:
+            self.add_module(name, HookPoint())
+        self._stack_modules: list[tuple[Stack, nn.ModuleList]] = []
+        for stack in adapter.stacks:
+            blocks = _module_at(base, stack.blocks, "blocks")
+            self._stack_modules.append((stack, blocks))
+            hooks = BridgeStack(stack, len(blocks))
+            if stack.prefix:
+                self.add_module(stack.prefix.rstrip("."), hooks)
+            else:
+                self.blocks = hooks.blocks
+                if stack.final_norm:
+                    self.ln_final = hooks.ln_final
+        self.hook_logits = HookPoint()
+        self._module_points = {
+            f"hf.{path}" + suffix: HookPoint() for path, _ in hf_model.named_modules() if path
+            for suffix in ("", ".hook_in")
+        }
+        self._forward_parameters = set(inspect.signature(hf_model.forward).parameters)
+        self._taps = self._make_taps()
+
+    # Hook points -------------------------------------------------------------------------------------
+    def hook_points(self) -> dict[str, HookPoint]:
+        """The canonical hook points (in forward order), then ``hf.<path>`` and ``hf.<path>.hook_in`` for every
+        module of the Hugging Face model."""
+        points = self.__dict__.get("_hook_points")
+        if points is None:
+            points = {}
+            for name, module in self.named_modules():
+                if isinstance(module, HookPoint) and not name.startswith("hf."):
+                    module.name = name
+                    points[name] = module
+            for name, point in self._module_points.items():
+                point.name = name
+                points[name] = point
+            self.__dict__["_hook_points"] = points
+        return points
+
+    def _make_taps(self) -> list[Tap]:
+        """Every (hook point, module, in/out) pair, from the adapter's paths and every module's path."""
+        base, taps = self._base, []
+        taps.append(Tap(self.hook_embed, self.hf.get_input_embeddings(), "out"))
+        for name, path in self.adapter.embeds.items():
+            module = _module_at(base, path, name, optional=True)
+            if module is not None:
+                taps.append(Tap(getattr(self, name), module, "out"))
+        for stack, blocks in self._stack_modules:
+            owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
+            hook_blocks = owner.blocks
+            for block, hooks in zip(blocks, hook_blocks):
+                taps += _block_taps(stack, block, hooks)
+            if stack.final_norm:
+                norm = _module_at(base, stack.final_norm, "final_norm", optional=True)
+                if norm is not None:
+                    taps.append(Tap(owner.ln_final.hook_normalized, norm, "out"))
+        for path, module in self.hf.named_modules():
+            if path:
+                taps.append(Tap(self._module_points[f"hf.{path}"], module, "out"))
+                taps.append(Tap(self._module_points[f"hf.{path}.hook_in"], module, "in"))
+        return taps
+
+    @contextmanager
+    def _attached(self, state: RunState) -> Iterator[None]:
+        """Torch module hooks for the active hook points, and the workbench attention function where q, k, v,
+        the pattern or z are hooked; all removed on exit, also on error."""
+        with ExitStack() as undo:
+            for tap in self._taps:
+                if not tap.point.is_active:
+                    continue
+                if tap.where == "out":
+                    handle = tap.module.register_forward_hook(partial(_output_hook, tap.point, state))
+                else:
+                    handle = tap.module.register_forward_pre_hook(
+                        partial(_input_hook, tap.point, state), with_kwargs=True
+                    )
+                undo.callback(handle.remove)
+            for stack, blocks in self._stack_modules:
+                undo.enter_context(self._residual_mid_hooks(stack, blocks, state))
+                undo.enter_context(self._attention_hooks(stack, blocks))
+            yield
+
+    @contextmanager
+    def _attention_hooks(self, stack: Stack, blocks: nn.ModuleList) -> Iterator[None]:
+        hooked = []
+        owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
+        for block, hooks in zip(blocks, owner.blocks):
+            for path, container in ((stack.attn, getattr(hooks, "attn", None)),
+                                    (stack.cross_attn, getattr(hooks, "cross_attn", None))):
+                if container is None or not any(p.is_active for p in container.children()):
+                    continue
+                module = _module_at(block, path, "attn")
+                module.__dict__[attention.HOOKS_ATTRIBUTE] = container
+                hooked.append(module)
+        if not hooked:
+            yield
+            return
+        attention.register()
+        configs = _all_configs(self.hf)
+        before = [config._attn_implementation for config in configs]
+        try:
+            for config in configs:
+                config._attn_implementation = attention.IMPLEMENTATION
+            yield
+        finally:
+            for config, implementation in zip(configs, before):
+                config._attn_implementation = implementation
+            for module in hooked:
+                module.__dict__.pop(attention.HOOKS_ATTRIBUTE, None)
+
+    @contextmanager
+    def _residual_mid_hooks(self, stack: Stack, blocks: nn.ModuleList, state: RunState) -> Iterator[None]:
+        """Pre-norm ``hook_resid_mid`` = resid_pre + attn_out: the block's input is kept, and an edit of
+        resid_mid is added to the attention output (what the block adds to its residual)."""
+        handles = []
+        owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
+        if stack.kind == "pre_norm" and stack.attn:
+            for index, (block, hooks) in enumerate(zip(blocks, owner.blocks)):
+                point = getattr(hooks, "hook_resid_mid", None)
+                if point is None or not point.is_active:
+                    continue
+                handles.append(block.register_forward_pre_hook(
+                    partial(_keep_resid_pre, state, index), with_kwargs=True))
+                attn_out = _module_at(block, stack.attn_out or stack.attn, "attn")
+                handles.append(attn_out.register_forward_hook(partial(_resid_mid_hook, point, state, index)))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    # Running -----------------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        """Hugging Face's forward (same arguments, same output), with the active hook points attached.
+
+        ``past_key_values`` is passed as Hugging Face's ``cache`` where the model names it so, and the output's
+        cache is also ``out.past_key_values``. With a key/value cache or a left-padded batch, position ids come
+        from the attention mask (real tokens counted), as Hugging Face's ``generate`` makes them.
+        """
+        if input_ids is not None:
+            kwargs["input_ids"] = input_ids
+        kwargs = self._hf_arguments(kwargs)
+        batch = _batch_size(kwargs)
+        active = any(point.is_active for point in self.hook_points().values())
+        if not active:
+            return self._finish(self.hf(**kwargs))
+        with self._attached(RunState(batch)):
+            out = self.hf(**kwargs)
+        return self._finish(out)
+
+    def _hf_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = self._forward_parameters
+        if "past_key_values" in kwargs and "past_key_values" not in params and "cache" in params:
+            kwargs["cache"] = kwargs.pop("past_key_values")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        mask = kwargs.get("attention_mask")
+        if "position_ids" in params and kwargs.get("position_ids") is None and mask is not None and mask.dim() == 2:
+            left_padded = bool((mask[:, 0] == 0).any()) and bool((mask.sum(-1) > 0).all())
+            if cache is not None or left_padded:
+                positions = mask.long().cumsum(-1) - 1
+                positions = positions.masked_fill(mask == 0, 1)
+                new = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"])
+                kwargs["position_ids"] = positions[:, -new.shape[1]:]
+        return kwargs
+
+    def _finish(self, out: Any) -> Any:
+        logits = getattr(out, "logits", None)
+        if isinstance(logits, torch.Tensor) and self.hook_logits.is_active:
+            out.logits = self.hook_logits(logits)
+        if hasattr(out, "cache") and "past_key_values" not in out:
+            out["past_key_values"] = out.cache
+        return out
+
+    # What the analysis functions read ------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self._stack_modules[-1][1]) if self._stack_modules else 0
+
+    @property
+    def embed(self) -> nn.Module:
+        return self.hf.get_input_embeddings()
+
+    @property
+    def unembed(self) -> nn.Module | None:
+        return self.hf.get_output_embeddings() if hasattr(self.hf, "get_output_embeddings") else None
+
+    @property
+    def classifier_position(self) -> str:  # type: ignore[override]
+        """Decoders classify from the last real token, encoders from the first."""
+        return "last" if getattr(self.hf.config, "is_decoder", False) or self._is_causal() else "first"
+
+    def _is_causal(self) -> bool:
+        return any(name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+                   for name in (getattr(self.hf.config, "architectures", None) or [type(self.hf).__name__]))
+
+    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
+        """resid [..., d_model] -> logits [..., vocab]: through the final norm (and OPT's ``project_out``),
+        then the unembedding, as the last block's output is decoded."""
+        unembed = self.unembed
+        if unembed is None:
+            raise TypeError(f"{type(self.hf).__name__} has no unembedding (get_output_embeddings() is None)")
+        x = resid
+        for path in self.adapter.decode_paths:
+            module = _module_at(self._base, path, "decode", optional=True)
+            if module is not None:
+                x = module(x)
+        return unembed(x)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """The Hugging Face model's own ``save_pretrained`` (and the tokenizer)."""
+        folder = Path(folder)
+        self.hf.save_pretrained(folder)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        return folder
+
+    def extra_repr(self) -> str:
+        return f"bridge of {type(self.hf).__name__} ({self.config.model_type})"
+
+
+def _keep_resid_pre(state: RunState, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    x = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states")
+    state.resid_pre[index] = x
+
+
+def _resid_mid_hook(point: HookPoint, state: RunState, index: int, module: nn.Module, args: Any, output: Any):
+    attn_out = _first_tensor(output)
+    resid_pre = state.resid_pre.get(index)
+    if attn_out is None or resid_pre is None:
+        return None
+    mid = resid_pre + attn_out
+    edited = point(mid)
+    if edited is mid:
+        return None
+    return _replace_first(output, attn_out + (edited - mid))
+
+
+def _block_taps(stack: Stack, block: nn.Module, hooks: BridgeBlock) -> list[Tap]:
+    """The taps of one block: residual points on the block, the rest on the modules the adapter names."""
+    def at(path: str | None) -> nn.Module | None:
+        return _module_at(block, path, "block part", optional=True) if path else None
+
+    pairs: list[tuple[HookPoint | None, nn.Module | None, str]] = [
+        (hooks.hook_resid_pre, block, "in"),
+        (getattr(hooks, "ln1", None) and hooks.ln1.hook_normalized, at(stack.ln1), "out"),
+        (getattr(hooks, "hook_attn_out", None), at(stack.attn_out or stack.attn), "out"),
+        (getattr(hooks, "hook_cross_attn_out", None), at(stack.cross_attn), "out"),
+        (getattr(hooks, "ln2", None) and hooks.ln2.hook_normalized, at(stack.ln2), "out"),
+        (getattr(hooks, "hook_mlp_out", None), at(stack.mlp), "out"),
+        (hooks.hook_resid_post, block, "out"),
+    ]
+    if stack.kind == "post_norm" and stack.resid_mid:
+        pairs.append((getattr(hooks, "hook_resid_mid", None), at(stack.resid_mid), "out"))
+    mlp = getattr(hooks, "mlp", None)
+    if mlp is not None:
+        pairs += [(mlp.hook_pre, at(stack.mlp_in), "out"), (mlp.hook_post, at(stack.mlp_out), "in")]
+        if stack.mlp_in_linear:
+            pairs.append((mlp.hook_pre_linear, at(stack.mlp_in_linear), "out"))
+    for name, (path, where) in stack.extra.items():
+        pairs.append((getattr(hooks, name), at(path), where))
+    return [Tap(point, module, where) for point, module, where in pairs if point is not None and module is not None]
+
+
+def _module_at(root: nn.Module, path: str, what: str, optional: bool = False) -> nn.Module | None:
+    """The submodule at dotted ``path`` (None when ``optional`` and absent, e.g. OPT-350m's final norm)."""
+    module = root
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            if optional:
+                return None
+            raise ValueError(
+                f"the bridge's adapter says the {what} is at {path!r}, but {type(root).__name__} has no "
+                f"{part!r} there; its children are {[name for name, _ in root.named_children()]}"
+            )
+    return module
+
+
+def _all_configs(hf_model: nn.Module) -> list[Any]:
+    """The config of every submodule that has one (encoder-decoders keep sub-configs), each once."""
+    seen, configs = set(), []
+    for module in hf_model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation") and id(config) not in seen:
+            seen.add(id(config))
+            configs.append(config)
+    return configs
+
+
+def _batch_size(kwargs: dict[str, Any]) -> int:
+    for name in ("input_ids", "inputs_embeds", "decoder_input_ids"):
+        value = kwargs.get(name)
+        if isinstance(value, torch.Tensor) and value.dim() >= 2:
+            return value.shape[0]
+    return 0
+
+
+# Building ------------------------------------------------------------------------------------------------
+
+
+def from_hf(hf_model: nn.Module, tokenizer: Tokenizer | str | Path | Any | None = None,
+            adapter: Adapter | None = None) -> HookedHF:
+    """Put the workbench's hook points on a Hugging Face model (``transformers.PreTrainedModel``).
+
+    Args:
+        hf_model: the model, as ``transformers`` loaded it; it is put in eval mode and is not copied.
+        tokenizer: a workbench :class:`~workbench.tokenizers.Tokenizer`, a folder holding tokenizer files, or a
+            ``transformers`` tokenizer (saved and read back with the workbench's); by default the tokenizer of
+            the checkpoint the model was loaded from (``config.name_or_path``), when its files are there.
+        adapter: the layout to use; by default the one declared for ``config.model_type``, else the one
+            :func:`~workbench.bridge.discover.discover_adapter` finds (a warning says what it could not map).
+
+    Returns:
+        a :class:`HookedHF`: ``run_with_cache``, ``run_with_hooks``, ``generate``, the logit lens, attribution,
+        interventions and probes work on it as on a native model.
+    """
+    if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
+        raise TypeError(
+            f"from_hf needs a transformers model (a torch module with a .config), got {type(hf_model).__name__}"
+        )
+    notes = ""
+    if adapter is None:
+        model_type = getattr(hf_model.config, "model_type", "")
+        declared = find_adapter(model_type)
+        if declared is not None:
+            adapter = declared.resolved(hf_model.config)
+        else:
+            adapter, notes = discover_adapter(hf_model)
+            warnings.warn(
+                f"workbench has no adapter for model_type {model_type!r}: the blocks were found automatically "
+                f"({notes}). Every module is reachable as hf.<path> hooks.",
+                stacklevel=2,
+            )
+    model = HookedHF(hf_model.eval(), adapter, notes)
+    model.tokenizer = _bridge_tokenizer(hf_model, tokenizer)
+    return model.eval()
+
+
+def _bridge_tokenizer(hf_model: nn.Module, tokenizer: Any) -> Tokenizer | None:
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    if isinstance(tokenizer, (str, Path)):
+        return Tokenizer.from_pretrained(tokenizer)
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            tokenizer.save_pretrained(folder)
+            return Tokenizer.from_pretrained(folder)
+    if tokenizer is not None:
+        raise TypeError(
+            f"tokenizer must be a workbench Tokenizer, a folder of tokenizer files or a transformers tokenizer, "
+            f"got {type(tokenizer).__name__}"
+        )
+    source = getattr(hf_model.config, "name_or_path", "") or getattr(hf_model.config, "_name_or_path", "")
+    if source and Path(source).is_dir() and has_tokenizer_files(Path(source)):
+        return Tokenizer.from_pretrained(source)
+    return None
