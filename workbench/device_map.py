@@ -3,7 +3,8 @@
 ``from_pretrained(name, device_map="auto")`` splits the blocks over the visible GPUs; an explicit map names a
 device for each part, as Hugging Face's ``device_map`` does::
 
-    {"embed": "cuda:0", "blocks.0-15": "cuda:0", "blocks.16-31": "cuda:1", "ln_final": "cuda:1", "unembed": "cuda:1"}
+    {"embed": "cuda:0", "blocks.0-15": "cuda:0", "blocks.16-31": "cuda:1", "ln_final": "cuda:1",
+     "unembed": "cuda:1"}
 
 The parts (*units*) are the model's top-level modules that hold parameters or buffers, with ``blocks`` split
 into ``blocks.0``, ``blocks.1``, ...: the embedding, each block, the final norm, the unembedding, a task head.
@@ -82,10 +83,15 @@ def unit_sizes(model: nn.Module, dtype: torch.dtype | None = None) -> dict[str, 
     ones counted in ``dtype`` when given (the loading dtype); the model's own parameters under their names."""
     sizes: dict[str, int] = {unit: 0 for unit in placement_units(model)}
     for name, param in model.named_parameters():
-        itemsize = dtype.itemsize if dtype is not None and param.is_floating_point() else param.element_size()
         unit = unit_of(name)
-        sizes[unit] = sizes.get(unit, 0) + param.numel() * itemsize
+        sizes[unit] = sizes.get(unit, 0) + _bytes(param, dtype)
     return sizes
+
+
+def _bytes(param: torch.Tensor, dtype: torch.dtype | None) -> int:
+    """``param``'s bytes, a floating-point one in ``dtype`` when given (integer tensors load as stored)."""
+    itemsize = dtype.itemsize if dtype is not None and param.is_floating_point() else param.element_size()
+    return param.numel() * itemsize
 
 
 # Planning a balanced split ---------------------------------------------------------------------------------
@@ -108,10 +114,11 @@ def balanced_split(sizes: Sequence[int], capacities: Sequence[int | None]) -> li
         raise ValueError("no devices to place the model on")
     low, high = max(sizes, default=0), max(sum(sizes), 1)
     if _fill(sizes, capacities, high) is None:
+        held = ", ".join("no limit" if c is None else _gib(c) for c in capacities)
         raise ValueError(
-            f"the model needs {_gib(sum(sizes))} (its largest part {_gib(max(sizes, default=0))}) but the devices "
-            f"hold {', '.join('no limit' if c is None else _gib(c) for c in capacities)}: it does not fit; use a "
-            "smaller dtype (dtype=torch.bfloat16), more devices, or add 'cpu' to them"
+            f"the model needs {_gib(sum(sizes))} (its largest part {_gib(max(sizes, default=0))}) but the "
+            f"devices hold {held}: it does not fit; use a smaller dtype (dtype=torch.bfloat16), more devices, "
+            "or add 'cpu' to them"
         )
     while low < high:
         middle = (low + high) // 2
@@ -152,9 +159,9 @@ def plan_device_map(
     max_memory: Mapping[Device, int] | None = None,
     dtype: torch.dtype | None = None,
 ) -> dict[str, str]:
-    """The balanced map of ``model`` over ``devices`` (what ``device_map="auto"`` loads with): the units in order
-    split into contiguous runs of about equal parameter bytes, so the embedding is on the first device and the
-    final norm and unembedding on the last one used. A unit that shares a parameter with an earlier one (a
+    """The balanced map of ``model`` over ``devices`` (what ``device_map="auto"`` loads with): the units in
+    order split into contiguous runs of about equal parameter bytes, so the embedding is on the first device
+    and the final norm and unembedding on the last one used. A unit that shares a parameter with an earlier one (a
     tied unembedding) goes with it. Edit the map and pass it as ``device_map=`` to change it.
 
     Args:
@@ -172,7 +179,9 @@ def plan_device_map(
     if devices is None:
         devices = visible_gpus()
         if not devices:
-            warnings.warn("device_map='auto': no CUDA GPU is visible, so the whole model goes on the CPU", stacklevel=2)
+            warnings.warn(
+                "device_map='auto': no CUDA GPU is visible, so the whole model goes on the CPU", stacklevel=2
+            )
             devices = ["cpu"]
     devices = [normalize_device(d) for d in devices]
     limits = {normalize_device(d): n for d, n in (max_memory or {}).items()}
@@ -210,13 +219,15 @@ def resolve_device_map(model: nn.Module, device_map: Mapping[str, Device]) -> di
         device = _checked_device(key, device)
         for unit in _units_of_key(key, units, model):
             if unit in placement:
-                raise ValueError(f"device_map: {unit!r} is named by two entries, {named_by[unit]!r} and {key!r}")
+                raise ValueError(
+                    f"device_map: {unit!r} is named by two entries, {named_by[unit]!r} and {key!r}"
+                )
             placement[unit], named_by[unit] = device, key
     uncovered = [u for u in units if u not in placement and any(True for _ in units[u].parameters())]
     if uncovered:
         raise ValueError(
-            f"device_map places no device for {', '.join(map(repr, uncovered))}: every part with parameters needs "
-            f"one entry; the parts are {_valid_keys(units)}"
+            f"device_map places no device for {', '.join(map(repr, uncovered))}: every part with parameters "
+            f"needs one entry; the parts are {_valid_keys(units)}"
         )
     first = input_unit(model, units)
     for unit in units:  # buffer-only units go where the input goes
@@ -224,8 +235,8 @@ def resolve_device_map(model: nn.Module, device_map: Mapping[str, Device]) -> di
     for unit, owner in tied_units(model).items():
         if placement[unit] != placement[owner]:
             raise ValueError(
-                f"device_map puts {unit!r} on {placement[unit]} and {owner!r} on {placement[owner]}, but they share "
-                f"a parameter (tied weights exist once): put them on one device"
+                f"device_map puts {unit!r} on {placement[unit]} and {owner!r} on {placement[owner]}, but they "
+                f"share a parameter (tied weights exist once): put them on one device"
             )
     return {unit: placement[unit] for unit in units}
 
@@ -254,8 +265,10 @@ def _units_of_key(key: str, units: Mapping[str, nn.Module], model: nn.Module) ->
             return [f"blocks.{i}" for i in range(first, last + 1) if f"blocks.{i}" in units]
     elif key in units:
         return [key]
-    raise ValueError(f"device_map has the key {key!r}, which names no part of {type(model).__name__}; the parts "
-                     f"are {_valid_keys(units)}")
+    raise ValueError(
+        f"device_map has the key {key!r}, which names no part of {type(model).__name__}; the parts are "
+        f"{_valid_keys(units)}"
+    )
 
 
 def _valid_keys(units: Mapping[str, nn.Module]) -> str:
@@ -267,7 +280,8 @@ def _valid_keys(units: Mapping[str, nn.Module]) -> str:
             shown.append(repr(unit))
         elif not said_blocks:
             said_blocks = True
-            shown.append(f"'blocks.0' .. {blocks[-1]!r} (or 'blocks', or a range such as 'blocks.0-{len(blocks) // 2}')")
+            ranged = f"'blocks.0-{len(blocks) // 2}'"
+            shown.append(f"'blocks.0' .. {blocks[-1]!r} (or 'blocks', or a range such as {ranged})")
     return ", ".join(shown)
 
 
@@ -288,9 +302,8 @@ def bytes_per_device(
     totals: dict[torch.device, tuple[int, int]] = {}
     for name, param in model.named_parameters():
         device = placement.get(unit_of(name), first)
-        itemsize = dtype.itemsize if dtype is not None and param.is_floating_point() else param.element_size()
         count, n_bytes = totals.get(device, (0, 0))
-        totals[device] = (count + param.numel(), n_bytes + param.numel() * itemsize)
+        totals[device] = (count + param.numel(), n_bytes + _bytes(param, dtype))
     return totals
 
 
