@@ -6,11 +6,12 @@ import time: the models handed in bring it, and the attention registry is reache
 attention.
 """
 
-from .adapters import ADAPTERS, Adapter, Stack, adapted_model_types, find_adapter
+from .adapters import Adapter, Stack
+from .catalog import adapted_model_types, all_adapters, find_adapter
 from .discover import discover_adapter
 from .model import BridgeConfig, HookedHF, from_hf
 
 __all__ = [
-    "ADAPTERS", "Adapter", "BridgeConfig", "HookedHF", "Stack", "adapted_model_types", "discover_adapter",
+    "Adapter", "BridgeConfig", "HookedHF", "Stack", "adapted_model_types", "all_adapters", "discover_adapter",
     "find_adapter", "from_hf",
 ]

@@ -14,7 +14,7 @@ find them in every Hugging Face model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 #: How a block adds its sublayers to the residual stream, which decides where ``hook_resid_mid`` is.
@@ -116,52 +116,3 @@ class Adapter:
             return self.decode
         final_norm = self.stacks[-1].final_norm
         return (final_norm,) if final_norm else ()
-
-
-# The families --------------------------------------------------------------------------------------------
-# Each record is checked against transformers' own outputs on a tiny random model in tests/test_bridge*.py.
-
-LLAMA_LIKE = Stack(
-    blocks="layers", ln1="input_layernorm", ln2="post_attention_layernorm", mlp="mlp", mlp_in="mlp.gate_proj",
-    mlp_in_linear="mlp.up_proj", mlp_out="mlp.down_proj", final_norm="norm",
-)
-
-ADAPTERS: tuple[Adapter, ...] = (
-    Adapter(
-        model_types=("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3"),
-        stacks=(LLAMA_LIKE,),
-        notes="As the native implementation's names; hook_q/hook_k are after the rotary rotation "
-              "(the native hook_rot_q/hook_rot_k).",
-    ),
-    Adapter(
-        model_types=("gpt2",),
-        stacks=(Stack(blocks="h", attn="attn", ln1="ln_1", ln2="ln_2", mlp="mlp", mlp_in="mlp.c_fc",
-                      mlp_out="mlp.c_proj", final_norm="ln_f"),),
-        embeds={"hook_pos_embed": "wpe"},
-    ),
-    Adapter(
-        model_types=("opt",),
-        stacks=(Stack(blocks="decoder.layers", ln1="self_attn_layer_norm", ln2="final_layer_norm", mlp="fc2",
-                      mlp_in="fc1", mlp_out="fc2", final_norm="decoder.final_layer_norm"),),
-        embeds={"hook_pos_embed": "decoder.embed_positions"},
-        decode=("decoder.final_layer_norm", "decoder.project_out"),
-        for_config=lambda adapter, config: adapter if getattr(config, "do_layer_norm_before", True) else replace(
-            adapter, stacks=(replace(adapter.stacks[0], kind="post_norm", resid_mid="self_attn_layer_norm"),)
-        ),
-        notes="OPT-350m normalizes after the sublayers (do_layer_norm_before=False): there ln1/ln2 come after "
-              "the residual adds (hook_resid_mid is ln1's output).",
-    ),
-)
-
-
-def find_adapter(model_type: str) -> Adapter | None:
-    """The adapter declared for ``model_type``, or None."""
-    for adapter in ADAPTERS:
-        if model_type in adapter.model_types:
-            return adapter
-    return None
-
-
-def adapted_model_types() -> list[str]:
-    """Every ``model_type`` with a declared adapter, sorted."""
-    return sorted(t for adapter in ADAPTERS for t in adapter.model_types)

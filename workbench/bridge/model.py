@@ -30,7 +30,8 @@ from ..hook_points import HookPoint
 from ..model import GenerationMixin, HookedTransformer
 from ..tokenizers import Tokenizer, has_tokenizer_files
 from . import attention
-from .adapters import Adapter, Stack, find_adapter
+from .adapters import Adapter, Stack
+from .catalog import find_adapter
 from .discover import discover_adapter
 
 logger = logging.getLogger(__name__)
