@@ -122,6 +122,12 @@ def test_auto_without_a_gpu_warns_and_puts_everything_on_the_cpu(folders, monkey
     with pytest.warns(UserWarning, match="no CUDA GPU is visible"):
         model = LlamaForCausalLM.from_pretrained(folders["llama"], device_map="auto")
     assert set(model.device_map.values()) == {"cpu"} and model.device == torch.device("cpu")
+    with pytest.warns(UserWarning, match="no CUDA GPU is visible"):  # wb.load and the Auto classes pass it on
+        assert wb.load(folders["llama"], device_map="auto").device_map == model.device_map
+    parts = dict.fromkeys(model.device_map, "cpu")
+    assert wb.AutoModelForCausalLM.from_pretrained(folders["llama"], device_map=parts).device_map == parts
+    with pytest.raises(ValueError, match="not both"):
+        wb.load(folders["llama"], device="cpu", device_map=parts)
 
 
 # Every part on the CPU: the hooked path, bitwise equal --------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def load(
     task: str | None = None,
     device: torch.device | str | None = "auto",
     dtype: torch.dtype | None = None,
+    device_map: str | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> HookedTransformer:
     """Load a model with its tokenizer, in eval mode, ready for ``run_with_cache("some text")``.
@@ -53,19 +55,25 @@ def load(
             ``"token_classification"``, ``"question_answering"`` or ``"multiple_choice"``; None picks the head
             the checkpoint was saved with (``config.architectures``), else the bare model.
         device: ``"auto"`` (GPU when there is one), or any torch device.
+        device_map: split the model over devices instead (``"auto"`` or ``{part: device}``; see
+            :meth:`HookedTransformer.from_pretrained`), with ``device`` left at its default.
         **kwargs: config overrides and loading options (``num_labels=3``, ``ignore_mismatched_sizes``).
 
     >>> lm = load("minilm")  # doctest: +SKIP
     >>> out, cache = lm.run_with_cache("The keys to the cabinet are on the table.")  # doctest: +SKIP
     """
     config_overrides = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
+    if device_map is not None and device != "auto":
+        raise ValueError(f"pass device={device!r} or device_map, not both")
     if device == "auto":
-        device = default_device()
+        device = None if device_map is not None else default_device()
     model_type = _model_type_of(name_or_path)
     if model_type is not None and model_type not in CONFIG_REGISTRY:
         # No native implementation: transformers loads it and the bridge adds the hook points.
         from .bridge.loading import load_through_bridge
 
+        if device_map is not None:
+            raise ValueError(f"device_map is for native architectures; {model_type!r} is loaded through the bridge")
         return load_through_bridge(name_or_path, model_type, task, device, dtype, **config_overrides)
     config = AutoConfig.from_pretrained(name_or_path, **config_overrides)
     task = task or _task_of(config.architectures)
@@ -79,7 +87,7 @@ def load(
         )
     check_device_memory(config, device)  # a model too large for the GPU fails here, before it is built
     return registry[config.model_type].from_pretrained(
-        name_or_path, config=config, device=device, dtype=dtype,
+        name_or_path, config=config, device=device, dtype=dtype, device_map=device_map,
         ignore_mismatched_sizes=kwargs.get("ignore_mismatched_sizes", False),
     )
 
