@@ -78,7 +78,11 @@ def check_family(hf_model, inputs: dict, output: str = "logits", prefix: str = "
     edits += [name for name in (f"{prefix}blocks.0.attn.hook_pattern", f"{prefix}blocks.0.attn.hook_v",
                                 f"{prefix}blocks.0.mlp.hook_post", f"{prefix}blocks.0.hook_resid_mid")
               if name in model.hook_points()]
-    for name in edits:
+    read_only = set(model.read_only_hooks)
+    for name in [name for name in edits if name in read_only]:
+        with pytest.raises(ValueError, match="read only"):
+            model.run_with_hooks(dict(inputs), fwd_hooks=[(name, lambda x, hook: x * 0.5)])
+    for name in [name for name in edits if name not in read_only]:
         with torch.no_grad():
             same = model.run_with_hooks(dict(inputs), fwd_hooks=[(name, lambda x, hook: x.clone())])
             changed = model.run_with_hooks(dict(inputs), fwd_hooks=[(name, lambda x, hook: x * 0.5 + 0.1)])
@@ -94,6 +98,7 @@ def check_family(hf_model, inputs: dict, output: str = "logits", prefix: str = "
     assert leftover_torch_hooks(hf_model) == before
     assert not model.attached_hooks()
     assert hf_model.config._attn_implementation == "eager"
+    assert leftover_torch_hooks(hf_model) == before
     with torch.no_grad():
         assert torch.equal(getattr(model(**inputs), output), expected)
     return model

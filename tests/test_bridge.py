@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from bridge_check import assert_close, check_family, random_perturbed
 
 import workbench as wb
-from bridge_check import assert_close, check_family, random_perturbed
 
 transformers = pytest.importorskip("transformers")
 
@@ -209,3 +209,72 @@ def test_core_never_imports_transformers():
     script = "import sys, workbench as wb; wb.load('minilm'); print('transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+# Families that compute attention themselves: q/k/v/z at the projections, the pattern read only -------------
+
+
+def tiny_bloom():
+    torch.manual_seed(0)
+    config = transformers.BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=4, attn_implementation="eager")
+    return random_perturbed(transformers.BloomForCausalLM(config))
+
+
+def test_bloom_passes_the_family_checks_with_its_fused_qkv_split_per_head():
+    hf = tiny_bloom()
+    model = check_family(hf, {"input_ids": IDS, "attention_mask": MASK})
+    assert "blocks.0.attn.hook_pattern" in model.read_only_hooks
+    _, cache = model.run_with_cache(IDS, names_filter=lambda n: n.startswith("blocks.1.") or "query_key_value" in n)
+    fused = cache["hf.transformer.h.1.self_attention.query_key_value"].view(2, 7, 4, 3, 8)
+    for index, part in enumerate("qkv"):
+        assert torch.equal(cache[f"blocks.1.attn.hook_{part}"], fused[..., index, :])
+    assert_close(cache["blocks.1.hook_resid_mid"], cache["blocks.1.hook_resid_pre"] + cache["blocks.1.hook_attn_out"],
+                 "resid_mid")
+    assert_close(cache["blocks.1.hook_resid_post"], cache["blocks.1.hook_resid_mid"] + cache["blocks.1.hook_mlp_out"],
+                 "resid_post")
+    # An edit of one part reaches the output; the other parts are left as they were.
+    def zero_keys(k, hook):
+        return torch.zeros_like(k)
+
+    _, edited = model.run_with_cache(IDS, fwd_hooks=[("blocks.1.attn.hook_k", zero_keys)],
+                                     names_filter=["blocks.1.attn.hook_q", "blocks.1.attn.hook_pattern"])
+    assert torch.equal(edited["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_q"])
+    assert not torch.allclose(edited["blocks.1.attn.hook_pattern"], cache["blocks.1.attn.hook_pattern"])
+
+
+def test_gpt_neo_passes_the_family_checks_with_local_and_global_layers():
+    torch.manual_seed(0)
+    config = transformers.GPTNeoConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, window_size=3,
+                                       attention_types=[[["global", "local"], 1]], max_position_embeddings=64,
+                                       attn_implementation="eager")
+    hf = random_perturbed(transformers.GPTNeoForCausalLM(config))
+    model = check_family(hf, {"input_ids": IDS, "attention_mask": MASK})
+    _, cache = model.run_with_cache(IDS)
+    local = cache["blocks.1.attn.hook_pattern"][0, 0]
+    assert torch.all(local[6, :4] == 0) and local[6, 4:].sum() > 0.99  # the window of 3 keys
+    assert cache["blocks.0.attn.hook_z"].shape == (2, 7, 4, 8)
+
+
+def test_shared_blocks_get_one_set_of_hook_points_per_layer():
+    """ALBERT runs one layer module for every layer: each call goes to its own layer's hook points."""
+    torch.manual_seed(0)
+    config = transformers.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                                       num_attention_heads=4, intermediate_size=37, attn_implementation="eager")
+    hf = random_perturbed(transformers.AlbertModel(config))
+    layer = "albert_layers.0."
+    adapter = wb.bridge.Adapter(model_types=("albert",), stacks=(wb.bridge.Stack(
+        blocks="encoder.albert_layer_groups", attn=layer + "attention", attn_out=layer + "attention.dense",
+        kind="post_norm", resid_mid=layer + "attention.LayerNorm", mlp=layer + "ffn_output", mlp_in=layer + "ffn",
+        mlp_out=layer + "ffn_output", layers_from_config="num_hidden_layers"),))
+    model = wb.from_hf(hf, adapter=adapter)
+    assert model.n_layers == 3 and "blocks.2.attn.hook_pattern" in model.hook_names
+    reference = hf(IDS, attention_mask=MASK, output_hidden_states=True, output_attentions=True)
+    _, cache = model.run_with_cache({"input_ids": IDS, "attention_mask": MASK})
+    for i in range(3):
+        assert_close(cache[f"blocks.{i}.hook_resid_pre"], reference.hidden_states[i], f"resid_pre {i}")
+        assert_close(cache[f"blocks.{i}.attn.hook_pattern"], reference.attentions[i], f"pattern {i}")
+    # Editing layer 1 only changes what follows layer 1.
+    _, edited = model.run_with_cache({"input_ids": IDS, "attention_mask": MASK},
+                                     fwd_hooks=[("blocks.1.attn.hook_z", lambda z, hook: z * 0)])
+    assert torch.equal(edited["blocks.1.hook_resid_pre"], cache["blocks.1.hook_resid_pre"])
+    assert not torch.allclose(edited["blocks.2.hook_resid_pre"], cache["blocks.2.hook_resid_pre"])

@@ -26,8 +26,11 @@ BLOCK_KINDS = ("pre_norm", "post_norm", "parallel")
 #: How the queries, keys, values and the pattern are reached. ``interface``: the family's attention calls
 #: transformers' attention-function registry (``ALL_ATTENTION_FUNCTIONS``), so a hooked run swaps in the
 #: workbench's function, which hands q, k, v (after rotary positions), the pattern and z to the hook points and
-#: takes edits of every one. ``none``: no attention (state-space models).
-ATTENTION_KINDS = ("interface", "none")
+#: takes edits of every one. ``projections``: the family computes attention itself (BLOOM, GPT-Neo, DeBERTa-v2):
+#: q, k, v are the outputs of the projections the Stack names (``q``/``k``/``v``, or one fused ``qkv``), z the
+#: input of the output projection (``z``), all editable; the pattern is the attention module's returned
+#: probabilities (``pattern_index``), read only. ``none``: no attention (state-space models).
+ATTENTION_KINDS = ("interface", "projections", "none")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,14 @@ class Stack:
         final_norm: path of the norm after the last block (``ln_final.hook_normalized``), from the base model.
         kind: one of :data:`BLOCK_KINDS`.
         attention: one of :data:`ATTENTION_KINDS`.
+        q, k, v: (``attention="projections"``) paths from the block of the query, key and value projections.
+        qkv: (``"projections"``) the path of one fused projection instead, laid out as ``qkv_layout`` says (see
+            :data:`workbench.bridge.taps.FUSED_LAYOUTS`).
+        z: (``"projections"``) the path of the output projection, whose input is ``hook_z``.
+        pattern_index: (``"projections"``) where the attention module's output tuple holds the probabilities
+            (None: the pattern is not reachable).
+        layers_from_config: when the blocks are shared (ALBERT runs one layer module for every layer), the
+            config field with the number of layers: layer i runs block ``i * len(blocks) // layers``.
         extra: more hook points: canonical name inside the block -> (path from the block, ``"in"``/``"out"``).
     """
 
@@ -72,6 +83,14 @@ class Stack:
     final_norm: str | None = None
     kind: str = "pre_norm"
     attention: str = "interface"
+    q: str | None = None
+    k: str | None = None
+    v: str | None = None
+    qkv: str | None = None
+    qkv_layout: str = "concat"
+    z: str | None = None
+    pattern_index: int | None = 1
+    layers_from_config: str | None = None
     extra: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

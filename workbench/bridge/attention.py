@@ -41,6 +41,20 @@ def register() -> None:
         ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, eager_mask)
 
 
+class CallCycle:
+    """The hook-point containers of one attention module, one per call in a forward (a shared block runs its
+    attention once per layer; an ordinary one once)."""
+
+    def __init__(self, containers: list) -> None:
+        self.containers = containers
+        self.calls = 0
+
+    def next(self):
+        container = self.containers[min(self.calls, len(self.containers) - 1)]
+        self.calls += 1
+        return container
+
+
 def family_eager_function(module: nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     """The ``eager_attention_forward`` of the modeling file that defines ``module``'s class."""
     modeling = sys.modules[type(module).__module__]
@@ -65,7 +79,8 @@ def hooked_attention(
     """Hugging Face's attention-function signature: query [batch, head, pos, d_head], key and value
     [batch, kv_head, key_pos, d_head] -> (z [batch, pos, head, d_head], pattern [batch, head, pos, key_pos])."""
     eager = family_eager_function(module)
-    hooks = module.__dict__.get(HOOKS_ATTRIBUTE)
+    cycle = module.__dict__.get(HOOKS_ATTRIBUTE)
+    hooks = cycle.next() if cycle is not None else None
     if hooks is None:
         return eager(module, query, key, value, attention_mask, **kwargs)
     query = hooks.hook_q(query.transpose(1, 2)).transpose(1, 2)

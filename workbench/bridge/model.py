@@ -18,9 +18,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -33,8 +32,11 @@ from . import attention
 from .adapters import Adapter, Stack
 from .catalog import find_adapter
 from .discover import discover_adapter
+from .taps import FusedQKVTap, PatternTap, ResidMidTap, RunState, Tap
 
 logger = logging.getLogger(__name__)
+
+AnyTap = Union[Tap, FusedQKVTap, PatternTap, ResidMidTap]
 
 
 # Config --------------------------------------------------------------------------------------------------
@@ -146,7 +148,7 @@ class BridgeBlock(nn.Module):
         self.hook_resid_pre = HookPoint()
         if stack.ln1 and stack.kind != "post_norm":
             self.ln1 = BridgeNorm()
-        if stack.attention == "interface" and stack.attn:
+        if stack.attention in ("interface", "projections") and stack.attn:
             self.attn = BridgeAttention()
         if stack.attn or stack.attn_out:
             self.hook_attn_out = HookPoint()
@@ -180,81 +182,6 @@ class BridgeStack(nn.Module):
             self.ln_final = BridgeNorm()
 
 
-# Taps: where a hook point reads a Hugging Face module ----------------------------------------------------
-
-
-@dataclass
-class Tap:
-    """Hook point ``point`` reads the output (``where="out"``) or the first input (``"in"``) of ``module``."""
-
-    point: HookPoint
-    module: nn.Module
-    where: str
-
-
-class RunState:
-    """What the module hooks of one forward share: the batch size (to view [batch * pos, d] tensors as
-    [batch, pos, d]) and each block's residual input (for ``hook_resid_mid`` of pre-norm blocks)."""
-
-    def __init__(self, batch: int) -> None:
-        self.batch = batch
-        self.resid_pre: dict[int, torch.Tensor] = {}
-
-
-def _canonical(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """Hugging Face's [batch * pos, d] (OPT's MLP) as [batch, pos, d], and a [1, pos, d] shared by the batch
-    (GPT-2's position embeddings) expanded to [batch, pos, d]; other shapes as they are."""
-    if x.dim() == 2 and batch and x.shape[0] % batch == 0 and x.shape[0] != batch:
-        return x.view(batch, x.shape[0] // batch, x.shape[1])
-    if x.dim() >= 2 and x.shape[0] == 1 and batch > 1:
-        return x.expand(batch, *x.shape[1:])
-    return x
-
-
-def _through(point: HookPoint, x: torch.Tensor, state: RunState) -> torch.Tensor:
-    """``x`` passed through ``point`` in its canonical shape, returned in Hugging Face's (an edit of an expanded
-    [1, pos, d] stays per sequence: what reads it adds it to [batch, pos, d])."""
-    view = _canonical(x, state.batch)
-    edited = point(view)
-    if edited is view:
-        return x
-    return edited.reshape(x.shape) if view.numel() == x.numel() else edited
-
-
-def _replace_first(value: Any, new: torch.Tensor) -> Any:
-    """A module's output with its first tensor replaced (modules return a tensor or a tuple starting with one)."""
-    if isinstance(value, torch.Tensor):
-        return new
-    return (new, *value[1:]) if isinstance(value, tuple) else type(value)(new, *value[1:])
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    return None
-
-
-def _output_hook(point: HookPoint, state: RunState, module: nn.Module, args: Any, output: Any) -> Any:
-    x = _first_tensor(output)
-    if x is None:
-        return None
-    edited = _through(point, x, state)
-    return None if edited is x else _replace_first(output, edited)
-
-
-def _input_hook(point: HookPoint, state: RunState, module: nn.Module, args: tuple, kwargs: dict) -> Any:
-    if args and isinstance(args[0], torch.Tensor):
-        edited = _through(point, args[0], state)
-        return None if edited is args[0] else ((edited, *args[1:]), kwargs)
-    name = next((k for k, v in kwargs.items() if isinstance(v, torch.Tensor)), None)
-    if name is None:
-        return None
-    edited = _through(point, kwargs[name], state)
-    return None if edited is kwargs[name] else (args, {**kwargs, name: edited})
-
-
 # The model -----------------------------------------------------------------------------------------------
 
 
@@ -279,18 +206,19 @@ class HookedHF(GenerationMixin, HookedTransformer):
         self._base = base
         self.hook_embed = HookPoint()
         for name in adapter.embeds:
-            self.add_module(name, HookPoint())
-        self._stack_modules: list[tuple[Stack, nn.ModuleList]] = []
+            _add_point(self, name)
+        # (the adapter's stack, Hugging Face's blocks, the hook-point blocks: one per layer)
+        self._stacks: list[tuple[Stack, nn.ModuleList, list[BridgeBlock]]] = []
         for stack in adapter.stacks:
             blocks = _module_at(base, stack.blocks, "blocks")
-            self._stack_modules.append((stack, blocks))
-            hooks = BridgeStack(stack, len(blocks))
+            hooks = BridgeStack(stack, _layer_count(stack, blocks, hf_model.config))
             if stack.prefix:
                 self.add_module(stack.prefix.rstrip("."), hooks)
             else:
                 self.blocks = hooks.blocks
                 if stack.final_norm:
                     self.ln_final = hooks.ln_final
+            self._stacks.append((stack, blocks, list(hooks.blocks)))
         self.hook_logits = HookPoint()
         self._module_points = {
             f"hf.{path}" + suffix: HookPoint() for path, _ in hf_model.named_modules() if path
@@ -316,61 +244,58 @@ class HookedHF(GenerationMixin, HookedTransformer):
             self.__dict__["_hook_points"] = points
         return points
 
-    def _make_taps(self) -> list[Tap]:
-        """Every (hook point, module, in/out) pair, from the adapter's paths and every module's path."""
-        base, taps = self._base, []
-        taps.append(Tap(self.hook_embed, self.hf.get_input_embeddings(), "out"))
+    def _make_taps(self) -> list[AnyTap]:
+        """Every tap, from the adapter's paths and every module's path."""
+        base, config = self._base, self.config
+        taps: list[AnyTap] = [Tap((self.hook_embed,), self.hf.get_input_embeddings())]
         for name, path in self.adapter.embeds.items():
             module = _module_at(base, path, name, optional=True)
             if module is not None:
-                taps.append(Tap(getattr(self, name), module, "out"))
-        for stack, blocks in self._stack_modules:
-            owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
-            hook_blocks = owner.blocks
-            for block, hooks in zip(blocks, hook_blocks):
-                taps += _block_taps(stack, block, hooks)
+                taps.append(Tap(_points([self], name), module))
+        sizes = (config.n_heads, config.n_kv_heads, config.d_head)
+        for stack, blocks, hook_blocks in self._stacks:
+            for block, layers in zip(blocks, _layers_per_block(len(blocks), len(hook_blocks))):
+                taps += block_taps(stack, block, [hook_blocks[i] for i in layers], sizes)
             if stack.final_norm:
                 norm = _module_at(base, stack.final_norm, "final_norm", optional=True)
+                owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
                 if norm is not None:
-                    taps.append(Tap(owner.ln_final.hook_normalized, norm, "out"))
+                    taps.append(Tap((owner.ln_final.hook_normalized,), norm))
         for path, module in self.hf.named_modules():
             if path:
-                taps.append(Tap(self._module_points[f"hf.{path}"], module, "out"))
-                taps.append(Tap(self._module_points[f"hf.{path}.hook_in"], module, "in"))
+                taps.append(Tap((self._module_points[f"hf.{path}"],), module, "out"))
+                taps.append(Tap((self._module_points[f"hf.{path}.hook_in"],), module, "in"))
         return taps
 
     @contextmanager
     def _attached(self, state: RunState) -> Iterator[None]:
-        """Torch module hooks for the active hook points, and the workbench attention function where q, k, v,
-        the pattern or z are hooked; all removed on exit, also on error."""
+        """Torch module hooks for the active taps, and the workbench attention function where q, k, v, the
+        pattern or z are hooked; all removed on exit, also on error."""
         with ExitStack() as undo:
             for tap in self._taps:
-                if not tap.point.is_active:
-                    continue
-                if tap.where == "out":
-                    handle = tap.module.register_forward_hook(partial(_output_hook, tap.point, state))
-                else:
-                    handle = tap.module.register_forward_pre_hook(
-                        partial(_input_hook, tap.point, state), with_kwargs=True
-                    )
-                undo.callback(handle.remove)
-            for stack, blocks in self._stack_modules:
-                undo.enter_context(self._residual_mid_hooks(stack, blocks, state))
-                undo.enter_context(self._attention_hooks(stack, blocks))
+                if tap.is_active:
+                    undo.callback(tap.attach(state).remove)
+            undo.enter_context(self._attention_hooks())
             yield
 
     @contextmanager
-    def _attention_hooks(self, stack: Stack, blocks: nn.ModuleList) -> Iterator[None]:
+    def _attention_hooks(self) -> Iterator[None]:
+        """Hand the attention modules of ``interface`` stacks their hook points (one set per call, for shared
+        blocks) and switch the model to the workbench attention function, when any of them is active."""
         hooked = []
-        owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
-        for block, hooks in zip(blocks, owner.blocks):
-            for path, container in ((stack.attn, getattr(hooks, "attn", None)),
-                                    (stack.cross_attn, getattr(hooks, "cross_attn", None))):
-                if container is None or not any(p.is_active for p in container.children()):
-                    continue
-                module = _module_at(block, path, "attn")
-                module.__dict__[attention.HOOKS_ATTRIBUTE] = container
-                hooked.append(module)
+        for stack, blocks, hook_blocks in self._stacks:
+            if stack.attention != "interface":
+                continue
+            for block, layers in zip(blocks, _layers_per_block(len(blocks), len(hook_blocks))):
+                for path, name in ((stack.attn, "attn"), (stack.cross_attn, "cross_attn")):
+                    containers = [getattr(hook_blocks[i], name, None) for i in layers]
+                    if not path or None in containers or not any(
+                        point.is_active for container in containers for point in container.children()
+                    ):
+                        continue
+                    module = _module_at(block, path, name)
+                    module.__dict__[attention.HOOKS_ATTRIBUTE] = attention.CallCycle(containers)
+                    hooked.append(module)
         if not hooked:
             yield
             return
@@ -387,27 +312,6 @@ class HookedHF(GenerationMixin, HookedTransformer):
             for module in hooked:
                 module.__dict__.pop(attention.HOOKS_ATTRIBUTE, None)
 
-    @contextmanager
-    def _residual_mid_hooks(self, stack: Stack, blocks: nn.ModuleList, state: RunState) -> Iterator[None]:
-        """Pre-norm ``hook_resid_mid`` = resid_pre + attn_out: the block's input is kept, and an edit of
-        resid_mid is added to the attention output (what the block adds to its residual)."""
-        handles = []
-        owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
-        if stack.kind == "pre_norm" and stack.attn:
-            for index, (block, hooks) in enumerate(zip(blocks, owner.blocks)):
-                point = getattr(hooks, "hook_resid_mid", None)
-                if point is None or not point.is_active:
-                    continue
-                handles.append(block.register_forward_pre_hook(
-                    partial(_keep_resid_pre, state, index), with_kwargs=True))
-                attn_out = _module_at(block, stack.attn_out or stack.attn, "attn")
-                handles.append(attn_out.register_forward_hook(partial(_resid_mid_hook, point, state, index)))
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
     # Running -----------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
         """Hugging Face's forward (same arguments, same output), with the active hook points attached.
@@ -423,6 +327,10 @@ class HookedHF(GenerationMixin, HookedTransformer):
         active = any(point.is_active for point in self.hook_points().values())
         if not active:
             return self._finish(self.hf(**kwargs))
+        if "output_attentions" in self._forward_parameters and any(
+            isinstance(tap, PatternTap) and tap.is_active for tap in self._taps
+        ):
+            kwargs.setdefault("output_attentions", True)  # families that return probabilities only when asked
         with self._attached(RunState(batch)):
             out = self.hf(**kwargs)
         return self._finish(out)
@@ -450,10 +358,16 @@ class HookedHF(GenerationMixin, HookedTransformer):
             out["past_key_values"] = out.cache
         return out
 
+    @property
+    def read_only_hooks(self) -> list[str]:
+        """Hook points whose activation can be read but not replaced (a pattern a family forms inside its own
+        attention module): a hook returning a replacement there is an error."""
+        return [point.name for tap in self._taps if isinstance(tap, PatternTap) for point in tap.points]
+
     # What the analysis functions read ------------------------------------------------------------------
     @property
     def n_layers(self) -> int:
-        return len(self._stack_modules[-1][1]) if self._stack_modules else 0
+        return len(self._stacks[-1][2]) if self._stacks else 0
 
     @property
     def embed(self) -> nn.Module:
@@ -497,47 +411,87 @@ class HookedHF(GenerationMixin, HookedTransformer):
         return f"bridge of {type(self.hf).__name__} ({self.config.model_type})"
 
 
-def _keep_resid_pre(state: RunState, index: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
-    x = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("hidden_states")
-    state.resid_pre[index] = x
+def _add_point(owner: nn.Module, name: str) -> None:
+    """A hook point at dotted ``name`` under ``owner`` (``ln_embed.hook_normalized`` makes ``ln_embed``)."""
+    *parents, leaf = name.split(".")
+    for parent in parents:
+        if not hasattr(owner, parent):
+            owner.add_module(parent, nn.Module())
+        owner = getattr(owner, parent)
+    owner.add_module(leaf, HookPoint())
 
 
-def _resid_mid_hook(point: HookPoint, state: RunState, index: int, module: nn.Module, args: Any, output: Any):
-    attn_out = _first_tensor(output)
-    resid_pre = state.resid_pre.get(index)
-    if attn_out is None or resid_pre is None:
-        return None
-    mid = resid_pre + attn_out
-    edited = point(mid)
-    if edited is mid:
-        return None
-    return _replace_first(output, attn_out + (edited - mid))
+def _layer_count(stack: Stack, blocks: nn.ModuleList, hf_config: Any) -> int:
+    """Layers of a stack: its blocks, or for shared blocks the config's count (``layers_from_config``)."""
+    if stack.layers_from_config is None:
+        return len(blocks)
+    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
+    return int(getattr(text, stack.layers_from_config))
 
 
-def _block_taps(stack: Stack, block: nn.Module, hooks: BridgeBlock) -> list[Tap]:
-    """The taps of one block: residual points on the block, the rest on the modules the adapter names."""
+def _layers_per_block(n_blocks: int, n_layers: int) -> list[list[int]]:
+    """For each block module, the layers that run it, in order (layer i runs block i * n_blocks // n_layers)."""
+    layers: list[list[int]] = [[] for _ in range(n_blocks)]
+    for i in range(n_layers):
+        layers[i * n_blocks // n_layers].append(i)
+    return layers
+
+
+def _points(hooks: list[nn.Module], name: str) -> tuple[HookPoint, ...] | None:
+    """The hook point at dotted ``name`` of each hook-point block, or None where the blocks have none."""
+    found = []
+    for block in hooks:
+        point: Any = block
+        for part in name.split("."):
+            point = getattr(point, part, None)
+        if point is None:
+            return None
+        found.append(point)
+    return tuple(found)
+
+
+def block_taps(stack: Stack, block: nn.Module, hooks: list[BridgeBlock], sizes: tuple[int, int, int]) -> list[AnyTap]:
+    """The taps of one Hugging Face block, for the hook-point blocks of the layers that run it."""
     def at(path: str | None) -> nn.Module | None:
         return _module_at(block, path, "block part", optional=True) if path else None
 
-    pairs: list[tuple[HookPoint | None, nn.Module | None, str]] = [
-        (hooks.hook_resid_pre, block, "in"),
-        (getattr(hooks, "ln1", None) and hooks.ln1.hook_normalized, at(stack.ln1), "out"),
-        (getattr(hooks, "hook_attn_out", None), at(stack.attn_out or stack.attn), "out"),
-        (getattr(hooks, "hook_cross_attn_out", None), at(stack.cross_attn), "out"),
-        (getattr(hooks, "ln2", None) and hooks.ln2.hook_normalized, at(stack.ln2), "out"),
-        (getattr(hooks, "hook_mlp_out", None), at(stack.mlp), "out"),
-        (hooks.hook_resid_post, block, "out"),
+    wanted: list[tuple[str, nn.Module | None, str, int | None]] = [
+        ("hook_resid_pre", block, "in", None),
+        ("ln1.hook_normalized", at(stack.ln1), "out", None),
+        ("hook_attn_out", at(stack.attn_out or stack.attn), "out", None),
+        ("hook_cross_attn_out", at(stack.cross_attn), "out", None),
+        ("ln2.hook_normalized", at(stack.ln2), "out", None),
+        ("mlp.hook_pre", at(stack.mlp_in), "out", None),
+        ("mlp.hook_pre_linear", at(stack.mlp_in_linear), "out", None),
+        ("mlp.hook_post", at(stack.mlp_out), "in", None),
+        ("hook_mlp_out", at(stack.mlp), "out", None),
+        ("hook_resid_post", block, "out", None),
     ]
-    if stack.kind == "post_norm" and stack.resid_mid:
-        pairs.append((getattr(hooks, "hook_resid_mid", None), at(stack.resid_mid), "out"))
-    mlp = getattr(hooks, "mlp", None)
-    if mlp is not None:
-        pairs += [(mlp.hook_pre, at(stack.mlp_in), "out"), (mlp.hook_post, at(stack.mlp_out), "in")]
-        if stack.mlp_in_linear:
-            pairs.append((mlp.hook_pre_linear, at(stack.mlp_in_linear), "out"))
-    for name, (path, where) in stack.extra.items():
-        pairs.append((getattr(hooks, name), at(path), where))
-    return [Tap(point, module, where) for point, module, where in pairs if point is not None and module is not None]
+    if stack.kind == "post_norm":
+        wanted.append(("hook_resid_mid", at(stack.resid_mid), "out", None))
+    n_heads, n_kv_heads, d_head = sizes
+    if stack.attention == "projections":
+        wanted += [("attn.hook_q", at(stack.q), "out", d_head), ("attn.hook_k", at(stack.k), "out", d_head),
+                   ("attn.hook_v", at(stack.v), "out", d_head), ("attn.hook_z", at(stack.z), "in", d_head)]
+    wanted += [(name, at(path), where, None) for name, (path, where) in stack.extra.items()]
+    taps: list[AnyTap] = []
+    for name, module, where, heads in wanted:
+        points = _points(hooks, name)
+        if points is not None and module is not None:
+            taps.append(Tap(points, module, where, heads))
+    points = _points(hooks, "hook_resid_mid")
+    attn_out = at(stack.attn_out or stack.attn)
+    if stack.kind == "pre_norm" and points is not None and attn_out is not None:
+        taps.append(ResidMidTap(points, block, attn_out))
+    if stack.attention == "projections":
+        qkv, attn = at(stack.qkv), at(stack.attn)
+        if qkv is not None:
+            q, k, v = (_points(hooks, f"attn.hook_{part}") for part in "qkv")
+            taps.append(FusedQKVTap(q, k, v, qkv, stack.qkv_layout, n_heads, n_kv_heads, d_head))
+        pattern = _points(hooks, "attn.hook_pattern")
+        if attn is not None and pattern is not None and stack.pattern_index is not None:
+            taps.append(PatternTap(pattern, attn, stack.pattern_index))
+    return taps
 
 
 def _module_at(root: nn.Module, path: str, what: str, optional: bool = False) -> nn.Module | None:
