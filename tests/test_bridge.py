@@ -278,3 +278,19 @@ def test_shared_blocks_get_one_set_of_hook_points_per_layer():
                                      fwd_hooks=[("blocks.1.attn.hook_z", lambda z, hook: z * 0)])
     assert torch.equal(edited["blocks.1.hook_resid_pre"], cache["blocks.1.hook_resid_pre"])
     assert not torch.allclose(edited["blocks.2.hook_resid_pre"], cache["blocks.2.hook_resid_pre"])
+
+
+def test_hf_generate_keeps_hooks_on_every_step_with_beam_search():
+    hf = tiny_gpt2()
+    model = wb.from_hf(hf)
+    seen = []
+    with torch.no_grad():
+        expected = hf.generate(IDS[:1], max_new_tokens=4, num_beams=2, do_sample=False, pad_token_id=0)
+        out = model.hf_generate(IDS[:1], max_new_tokens=4, num_beams=2, do_sample=False, pad_token_id=0,
+                                fwd_hooks=[("blocks.1.attn.hook_pattern", lambda p, hook: seen.append(p.shape))])
+    assert torch.equal(out, expected)
+    assert len(seen) == 4 and seen[0][-1] == 7 and seen[-1][-2:] == (1, 10)  # prompt, then one query per step
+    edited = model.hf_generate(IDS[:1], max_new_tokens=4, do_sample=False, pad_token_id=0,
+                               fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: x * 0)])
+    assert not torch.equal(edited, hf.generate(IDS[:1], max_new_tokens=4, do_sample=False, pad_token_id=0))
+    assert hf.config._attn_implementation == "eager"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..hook_points import HookPoint
+from ..hook_points import HookFn, HookPoint, NameOrPredicate
 from ..model import GenerationMixin, HookedTransformer
 from ..tokenizers import Tokenizer, has_tokenizer_files
 from . import attention
@@ -334,6 +334,19 @@ class HookedHF(GenerationMixin, HookedTransformer):
         with self._attached(RunState(batch)):
             out = self.hf(**kwargs)
         return self._finish(out)
+
+    def hf_generate(self, *args: Any, fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (), **kwargs: Any) -> Any:
+        """Hugging Face's own ``generate`` (every decoding strategy, encoder-decoders too), with the hook points
+        active on every step: ``fwd_hooks`` for this call, and any attached with ``model.hooks(...)`` around it.
+
+        ``model.generate`` (the workbench's: greedy or sampled, a token table, ``return_cache``) is the one for
+        decoder-only models; this one is for what it does not cover (beam search, T5/BART). The first step's
+        hooks see the whole input, later steps the new token (and, in an encoder-decoder, the encoder runs once).
+        """
+        inputs = kwargs.get("input_ids", args[0] if args else None)
+        batch = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() == 2 else 0
+        with self.hooks(fwd_hooks), self._attached(RunState(batch)):
+            return self.hf.generate(*args, **kwargs)
 
     def _hf_arguments(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         params = self._forward_parameters
