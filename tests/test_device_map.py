@@ -18,7 +18,7 @@ import warnings
 
 import pytest
 import torch
-from tiny_hf import save_tiny_hf
+from tiny_hf import ARCHITECTURES, save_tiny_hf, tiny_model
 
 import workbench as wb
 import workbench.device_map as device_map
@@ -34,6 +34,7 @@ from workbench.models.bert import BertForMaskedLM
 from workbench.models.gpt2 import GPT2LMHeadModel
 from workbench.models.llama import LlamaForCausalLM
 from workbench.provenance import editing_hooks
+from workbench.registry import REGISTRY
 
 N_LAYERS = 4
 MODELS = {"llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel, "bert": BertForMaskedLM}
@@ -198,6 +199,18 @@ def test_activations_cross_devices_through_the_hooks(folders, model_type):
     last = "blocks.3.hook_resid_post"
     assert cache["blocks.0.hook_resid_post"].device.type == "cpu" and cache[last].device.type == "meta"
     assert out.logits.device.type == parts["unembed"] and out.logits.shape == (2, 7, 99)
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_every_architecture_runs_across_devices(model_type):
+    """No architecture needs code of its own: its default head, untied, split between the CPU and meta."""
+    model = tiny_model(model_type, REGISTRY[model_type].default_task, tie_word_embeddings=False)
+    parts = split_map(model, "meta")
+    assert set(parts.values()) == {"cpu", "meta"}
+    dispatch(model, parts)
+    out = model(ids(shape=(2, 6)) % 50)
+    logits = out.logits if hasattr(out, "logits") else out.prediction_scores
+    assert logits.device.type == "meta" and logits.shape[:2] == (2, 6)
 
 
 def test_the_key_value_cache_stays_with_its_block(folders):

@@ -23,6 +23,7 @@ without a ``device_map`` gets no such hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -333,9 +334,15 @@ def checkpoint_devices(
 
 def move_to(value: Any, device: torch.device) -> Any:
     """``value`` with every tensor in it on ``device``: tensors, and those inside tuples (named ones too),
-    lists and dicts; anything else (a key/value cache object, None, numbers) as it is."""
+    lists, dicts and dataclasses (XLNet's ``Streams``: a copy, made only when a tensor moves); anything else
+    (a key/value cache object, None, numbers) as it is."""
     if isinstance(value, torch.Tensor):
         return value.to(device)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        given = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+        moved = {name: move_to(item, device) for name, item in given.items()}
+        changed = any(moved[name] is not item for name, item in given.items())
+        return dataclasses.replace(value, **moved) if changed else value
     if isinstance(value, tuple):
         moved = [move_to(item, device) for item in value]
         return type(value)(*moved) if hasattr(value, "_fields") else tuple(moved)
