@@ -13,10 +13,17 @@ LLAMA_LIKE = Stack(
 
 ADAPTERS = [
     Adapter(
-        model_types=("llama", "mistral", "qwen2", "qwen3", "olmo2", "phi3"),
+        model_types=("llama", "mistral", "qwen2", "qwen3", "phi3"),
         stacks=(LLAMA_LIKE,),
         notes="As the native implementation's names; hook_q/hook_k are after the rotary rotation "
               "(the native hook_rot_q/hook_rot_k).",
+    ),
+    Adapter(
+        model_types=("olmo2",),
+        stacks=(replace(LLAMA_LIKE, ln1=None, attn_out="post_attention_layernorm", ln2=None,
+                        mlp="post_feedforward_layernorm"),),
+        notes="Norms after the sublayers: hook_attn_out is post_attention_layernorm's output and hook_mlp_out "
+              "post_feedforward_layernorm's (the native ln1_post / ln2_post outputs); no ln1/ln2 hooks.",
     ),
     Adapter(
         model_types=("gpt2",),
