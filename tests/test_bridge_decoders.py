@@ -1,7 +1,7 @@
 """Bridge adapters of Falcon (its three block layouts, multi-query, ALiBi), GPT-J, CodeGen and Mixtral
 (workbench/bridge/families/decoders.py): the family checks on padded batches, the residual arithmetic of
-parallel and sequential blocks, the shapes of q/k/v/z and the MLP, Mixtral's router, and attribution,
-activation patching and a probe on every bridged family."""
+parallel and sequential blocks, the shapes of q/k/v/z and the MLP, Mixtral's router, generation, and
+attribution, activation patching and a probe on three of the families."""
 
 from __future__ import annotations
 
@@ -25,28 +25,31 @@ def tiny(model_class, config):
     return random_perturbed(model_class(config))
 
 
-def falcon(**layout):
-    config = transformers.FalconConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                       max_position_embeddings=64, attn_implementation="eager", **layout)
+def falcon(vocab_size=100, **layout):
+    config = transformers.FalconConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=4, max_position_embeddings=64, attn_implementation="eager",
+                                       **layout)
     return tiny(transformers.FalconForCausalLM, config)
 
 
-def gptj():
-    config = transformers.GPTJConfig(vocab_size=100, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64,
-                                     n_inner=48, bos_token_id=1, eos_token_id=2, attn_implementation="eager")
+def gptj(vocab_size=100):
+    config = transformers.GPTJConfig(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, rotary_dim=4,
+                                     n_positions=64, n_inner=48, bos_token_id=1, eos_token_id=2,
+                                     attn_implementation="eager")
     return tiny(transformers.GPTJForCausalLM, config)
 
 
-def codegen():
-    config = transformers.CodeGenConfig(vocab_size=100, n_embd=32, n_layer=2, n_head=4, rotary_dim=4,
+def codegen(vocab_size=100):
+    config = transformers.CodeGenConfig(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, rotary_dim=4,
                                         n_positions=64, n_ctx=64, n_inner=48, bos_token_id=1, eos_token_id=2,
                                         attn_implementation="eager")
     return tiny(transformers.CodeGenForCausalLM, config)
 
 
-def mixtral():
-    config = transformers.MixtralConfig(vocab_size=100, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+def mixtral(vocab_size=100):
+    config = transformers.MixtralConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=40,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        num_local_experts=4,
                                         num_experts_per_tok=2, max_position_embeddings=64,
                                         attn_implementation="eager")
     return tiny(transformers.MixtralForCausalLM, config)
@@ -54,13 +57,15 @@ def mixtral():
 
 # family -> (builder, block kind, key/value heads, MLP width (None: no mlp.hook_pre/post), has ln2)
 FAMILIES = {
-    "falcon_new_architecture": (lambda: falcon(new_decoder_architecture=True, num_kv_heads=2),
+    "falcon_new_architecture": (lambda **sizes: falcon(new_decoder_architecture=True, num_kv_heads=2, **sizes),
                                 "parallel", 2, 128, True),
     "falcon_new_architecture_one_norm": (
-        lambda: falcon(new_decoder_architecture=True, num_kv_heads=2, num_ln_in_parallel_attn=1),
+        lambda **sizes: falcon(new_decoder_architecture=True, num_kv_heads=2, num_ln_in_parallel_attn=1, **sizes),
         "parallel", 2, 128, False),
-    "falcon_multi_query_parallel": (lambda: falcon(multi_query=True, parallel_attn=True), "parallel", 1, 128, False),
-    "falcon_sequential_alibi": (lambda: falcon(multi_query=False, parallel_attn=False, alibi=True, bias=True),
+    "falcon_multi_query_parallel": (lambda **sizes: falcon(multi_query=True, parallel_attn=True, **sizes),
+                                    "parallel", 1, 128, False),
+    "falcon_sequential_alibi": (lambda **sizes: falcon(multi_query=False, parallel_attn=False, alibi=True, bias=True,
+                                                       **sizes),
                                 "pre_norm", 4, 128, True),
     "gptj": (gptj, "parallel", 4, 48, False),
     "codegen": (codegen, "parallel", 4, 48, False),
@@ -89,6 +94,19 @@ def test_family_checks_and_shapes(family):
         assert cache["blocks.1.mlp.hook_pre"].shape == (batch, pos, d_mlp)
         assert cache["blocks.1.mlp.hook_post"].shape == (batch, pos, d_mlp)
     assert model.config.n_kv_heads == kv_heads
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hugging_face_s_last_hidden_state_is_after_the_final_norm(family):
+    """hidden_states[i] is blocks.{i}.hook_resid_pre for every block (check_family), but the last entry is the
+    final norm's output, not the last block's resid_post (the adapters' notes say so)."""
+    hf = FAMILIES[family][0]()
+    model = wb.from_hf(hf)
+    with torch.no_grad():
+        last = hf(IDS, output_hidden_states=True).hidden_states[-1]
+    _, cache = model.run_with_cache(IDS, names_filter=["ln_final.hook_normalized", "blocks.1.hook_resid_post"])
+    assert_close(cache["ln_final.hook_normalized"], last, "the last hidden state")
+    assert (cache["blocks.1.hook_resid_post"] - last).abs().max() > 1e-2
 
 
 def residual_parts(model, read_during_forward: bool) -> dict[str, torch.Tensor]:
@@ -193,13 +211,34 @@ def test_mixtral_expert_outputs_sum_to_the_mixture():
     assert_close(mixture, cache["blocks.0.hook_mlp_out"], "weighted experts")
 
 
-# The workbench on top: patching, attribution, a probe ---------------------------------------------------
+# The workbench on top: generation, patching, attribution, a probe ----------------------------------------
 
+
+@pytest.mark.parametrize("family", ["falcon_sequential_alibi", "mixtral"])
+def test_generate_matches_hugging_face_with_hooks_every_step(family):
+    """Left-padded prompts, Hugging Face's key/value cache underneath (ALiBi built from the attention mask in
+    Falcon-RW's case): the bridged generate picks Hugging Face's greedy tokens, the pattern hook seeing every
+    step."""
+    tokenizer = wb.zoo.tiny("gpt2", task="causal_lm", device="cpu").tokenizer
+    hf = FAMILIES[family][0](vocab_size=2000)  # the stand-in tokenizer's vocabulary
+    model = wb.from_hf(hf, tokenizer=tokenizer)
+    prompts, shapes = ["the keys to the", "a dog"], []
+    result = model.generate(prompts, max_new_tokens=4,
+                            fwd_hooks=[("blocks.0.attn.hook_pattern", lambda x, hook: shapes.append(x.shape[2:]))])
+    assert [tuple(shape) for shape in shapes] == [(7, 7), (1, 8), (1, 9), (1, 10)]
+    encoding = model.tokenize(prompts, padding_side="left")
+    with torch.no_grad():
+        expected = hf.generate(**encoding, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    assert result.new_token_ids == expected[:, encoding["input_ids"].shape[1]:].tolist()
+
+
+# Three families, one per kind of block: parallel with one norm and multi-query, parallel with fused qkv, experts.
+DOWNSTREAM = ["falcon_multi_query_parallel", "codegen", "mixtral"]
 CLEAN = torch.tensor([[5, 6, 7, 8, 9, 10, 11]])
 CORRUPTED = torch.tensor([[5, 6, 40, 8, 9, 10, 11]])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", DOWNSTREAM)
 def test_activation_patching_through_the_bridge(family):
     model = wb.from_hf(FAMILIES[family][0]())
     metric = iv.logit_difference(model, 3, 4)
@@ -218,13 +257,13 @@ def test_activation_patching_through_the_bridge(family):
     assert first[:2].abs().max() < 1e-4, "positions before the corrupted token are the same in both runs"
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", DOWNSTREAM)
 def test_integrated_gradients_through_the_bridge(family):
     """Completeness: the attributions sum to the target's change from the baseline up to the reported
     convergence delta, which is small where the model is smooth; on a padded batch, padding gets nothing."""
     model = wb.from_hf(FAMILIES[family][0]())
     inputs = {"input_ids": IDS, "attention_mask": MASK}
-    attr = wb.attribute(model, inputs, target=7, method="integrated_gradients", n_steps=64)
+    attr = wb.attribute(model, inputs, target=7, method="integrated_gradients", n_steps=32)
     base = wb.attribution.baseline_ids(model, IDS)
     with torch.no_grad():
         at_input = model(**inputs).logits.log_softmax(-1)[[0, 1], [6, 4], 7]
@@ -237,16 +276,16 @@ def test_integrated_gradients_through_the_bridge(family):
     assert torch.all(attr["integrated_gradients"][1, 5:] == 0)
 
 
-@pytest.mark.parametrize("family", ["falcon_new_architecture", "gptj", "mixtral"])
+@pytest.mark.parametrize("family", DOWNSTREAM)
 def test_a_probe_reads_the_token_from_bridged_activations(family):
     """A linear probe on each layer's resid_post tells which half of an 8-token vocabulary the current token is
     from, on held-out sequences: the residual stream carries the token's identity."""
     model = wb.from_hf(FAMILIES[family][0]())
-    ids = 20 + torch.randint(0, 8, (64, 6), generator=torch.Generator().manual_seed(0))
+    ids = 20 + torch.randint(0, 8, (40, 6), generator=torch.Generator().manual_seed(0))
     _, cache = model.run_with_cache(ids, names_filter=lambda name: name.endswith("hook_resid_post"))
     features = torch.stack([cache[f"blocks.{i}.hook_resid_post"].reshape(-1, 32) for i in range(2)])
     labels = (ids.reshape(-1) < 24).long()
-    train, test = slice(0, 6 * 48), slice(6 * 48, None)
+    train, test = slice(0, 6 * 30), slice(6 * 30, None)
     probe = LinearProbe(2).fit(features[:, train], labels[train])
     accuracy = probe.score(features[:, test], labels[test])["accuracy"]
     assert accuracy.shape == (2,) and accuracy.min() > 0.9, accuracy

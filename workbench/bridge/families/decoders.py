@@ -21,6 +21,10 @@ from typing import Any
 
 from ..adapters import Adapter, Stack
 
+#: True of every family here, as of GPT-2 and Llama in transformers.
+LAST_HIDDEN_STATE = (" Hugging Face's hidden_states[i] is blocks.{i}.hook_resid_pre, but its last entry is after the "
+                     "final norm (ln_final.hook_normalized), not the last block's hook_resid_post.")
+
 # Falcon -------------------------------------------------------------------------------------------------
 
 _FALCON_MLP = dict(mlp="mlp", mlp_in="mlp.dense_h_to_4h", mlp_out="mlp.dense_4h_to_h")
@@ -61,7 +65,8 @@ FALCON = Adapter(
           "hook_pattern. In the parallel layouts Hugging Face adds the attention output into the MLP's output "
           "tensor in place (mlp_output += attention_output), so a cached hook_mlp_out (and hf.<...>.mlp) reads "
           "mlp_out + attn_out once the forward is over; a hook function sees the MLP's own output, and edits "
-          "apply as they should.",
+          "apply as they should (an edit that returns a tensor the hook keeps elsewhere, e.g. another run's "
+          "cached activation, gets the attention output added into it)." + LAST_HIDDEN_STATE,
 )
 
 # GPT-J and CodeGen --------------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ GPTJ = Adapter(
     notes="GPT-J: parallel blocks with one LayerNorm (ln1 = ln_1 feeds attention and MLP; no ln2, no "
           "hook_resid_mid; resid_post = resid_pre + attn_out + mlp_out). hook_q/hook_k are after the rotary "
           "rotation, which turns only the first rotary_dim dimensions of each head, as pairs of neighbouring "
-          "dimensions (GPT-J's rotate_every_two, not Llama's halves).",
+          "dimensions (GPT-J's rotate_every_two, not Llama's halves)." + LAST_HIDDEN_STATE,
 )
 
 CODEGEN = Adapter(
@@ -88,7 +93,7 @@ CODEGEN = Adapter(
           "resid_pre + attn_out + mlp_out). Its fused qkv_proj interleaves q, v and k over four model-parallel "
           "shards; hook_q/hook_k/hook_v are after that split (and q, k after the partial rotary rotation), "
           "[batch, pos, head, d_head] like every family's. hf.<...>.attn.qkv_proj is the fused projection in its "
-          "own layout.",
+          "own layout." + LAST_HIDDEN_STATE,
 )
 
 # Mixtral ------------------------------------------------------------------------------------------------
@@ -108,7 +113,7 @@ MIXTRAL = Adapter(
           "mlp.hook_pre/hook_post (no single MLP) and no per-expert hook point: transformers 5.25 stores the "
           "experts as fused 3D parameters (MixtralExperts.gate_up_proj [expert, 2 * d_mlp, d_model], down_proj "
           "[expert, d_model, d_mlp]) run in one loop, so no module's output is one expert's. hook_q/hook_k are "
-          "after the rotary rotation; hook_k/hook_v have num_key_value_heads heads.",
+          "after the rotary rotation; hook_k/hook_v have num_key_value_heads heads." + LAST_HIDDEN_STATE,
 )
 
 ADAPTERS = [FALCON, GPTJ, CODEGEN, MIXTRAL]
