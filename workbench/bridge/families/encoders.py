@@ -17,20 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..adapters import Adapter, Stack
+from .native import BERT_EMBEDS, BERT_LIKE  # BERT's block and embeddings, as ELECTRA's and DeBERTa's
 
-#: BERT's block: ``attention.self`` computes q/k/v and z (through the attention registry),
-#: ``attention.output`` projects, adds the residual and normalizes; ``intermediate`` and ``output`` are the MLP.
-BERT_LIKE = Stack(
-    blocks="encoder.layer", attn="attention.self", attn_out="attention.output.dense",
-    ln1="attention.output.LayerNorm", resid_mid="attention.output.LayerNorm", ln2="output.LayerNorm",
-    mlp="output.dense", mlp_in="intermediate.dense", mlp_out="output.dense", kind="post_norm",
-)
-#: BERT's embeddings: token, position and token-type embeddings summed, then a LayerNorm.
-BERT_EMBEDS = {
-    "hook_pos_embed": "embeddings.position_embeddings",
-    "hook_token_type_embed": "embeddings.token_type_embeddings",
-    "ln_embed.hook_normalized": "embeddings.LayerNorm",
-}
 POST_NORM_NOTE = (
     "Post-norm blocks as BERT's (docs/hooks.md): hook_attn_out is the attention's output projection before the "
     "residual add and LayerNorm, hook_resid_mid is ln1's output, hook_resid_post ln2's; hook_mlp_out is the "
