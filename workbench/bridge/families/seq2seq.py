@@ -1,4 +1,4 @@
-"""Adapters of encoder-decoder families: T5 (and its gated v1.1 / Flan variant) and BART.
+"""Adapters of encoder-decoder families: T5 (and its gated v1.1 / Flan variant, and mT5) and BART.
 
 An encoder-decoder has two stacks, hooked as ``encoder.blocks.{i}.…`` and ``decoder.blocks.{i}.…``; each
 decoder block reads the encoder's output through a cross-attention (``decoder.blocks.{i}.cross_attn.hook_q`` …
@@ -59,7 +59,8 @@ T5_NOTES = (
     "after the stack's final norm (and dropout), i.e. {encoder,decoder}.ln_final.hook_normalized, not the last "
     "hook_resid_post. The token embedding runs as encoder.embed_tokens / decoder.embed_tokens (weights shared "
     "with `shared`, which is never called), so hook_embed does not fire: use encoder.blocks.0.hook_resid_pre. "
-    "T5's logits are lm_head(ln_final * d_model**-0.5) where config.scale_decoder_outputs (tied embeddings). "
+    "T5's logits are lm_head(ln_final * d_model**-0.5) where config.scale_decoder_outputs (tied embeddings; "
+    "mT5 never scales). "
     "T5EncoderModel is hooked as blocks.{i}.*."
 )
 
@@ -95,14 +96,15 @@ BART_NOTES = (
     "embeddings' LayerNorm (layernorm_embedding, no canonical hook point) of token embedding * embed_scale + "
     "learned positions. The token embeddings run as encoder.embed_tokens / decoder.embed_tokens (`shared` is "
     "never called), so hook_embed does not fire; the learned positions are hf.model.{encoder,decoder}."
-    "embed_positions (no hook_pos_embed: there are two). No final norm: Hugging Face's hidden_states[n_layers] is the last hook_resid_post. "
-    "The logits add final_logits_bias (a buffer, zero in the released checkpoints) to lm_head's output. "
+    "embed_positions (no hook_pos_embed: there are two). No final norm: Hugging Face's hidden_states[n_layers] "
+    "is the last hook_resid_post. "
+    "The logits add final_logits_bias (a buffer read from the checkpoint) to lm_head's output. "
     "BartForCausalLM is hooked as blocks.{i}.*."
 )
 
 ADAPTERS = [
     Adapter(
-        model_types=("t5",),
+        model_types=("t5", "mt5"),
         stacks=(_t5_stack("encoder.", 1, False, cross=False), _t5_stack("decoder.", 2, False, cross=True)),
         notes=T5_NOTES,
         for_config=_t5_for_config,
