@@ -190,7 +190,12 @@ def _read_safetensors(
     state = {}
     with open(path, "rb", buffering=0) as file:
         for name, stored in layout.items():
-            raw = page_aligned_empty((stored.end - stored.begin,), torch.uint8)  # fast rows, see there
+            # A tensor kept as read starts on a page (see page_aligned_empty); one to be converted is read into
+            # a plain buffer, freed once _place has made its (aligned) copy: a freed over-sized block would sit
+            # between kept ones in the heap and count in the peak.
+            converted = dtype is not None and stored.dtype.is_floating_point and stored.dtype != dtype
+            size = (stored.end - stored.begin,)
+            raw = torch.empty(size, dtype=torch.uint8) if converted else page_aligned_empty(size, torch.uint8)
             file.seek(data_start + stored.begin)
             _read_into(file, raw.numpy(), path)
             tensor = raw.view(stored.dtype).reshape(stored.shape)  # safetensors is little-endian, as torch here
