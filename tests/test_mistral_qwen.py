@@ -374,6 +374,17 @@ def test_config_defaults_are_hugging_faces(family, fields):
         assert (ours.d_head, ours.d_model // ours.n_heads) == (128, 128)  # apart in any other width
 
 
+@pytest.mark.parametrize("family", ["qwen2", "qwen3"])
+def test_qwen_key_value_heads_default_to_32_as_hugging_faces(family):
+    """Hugging Face's Qwen2Config and Qwen3Config default num_key_value_heads to 32 whatever the query heads (a
+    config.json without the field); an explicit None means as many as the query heads."""
+    for fields, expected in [({}, 32), ({"num_key_value_heads": None}, 64)]:
+        fields = {"num_attention_heads": 64, **fields}
+        ours = REGISTRY[family].config_class(**fields)
+        theirs = getattr(transformers, HF_PREFIX[family] + "Config")(**fields)
+        assert ours.num_key_value_heads == theirs.num_key_value_heads == expected
+
+
 def test_qwen_layer_types_are_checked():
     with pytest.raises(wb.ConfigError, match="layer_types=") as error:
         wb.AutoConfig.for_model("qwen2", num_hidden_layers=3, layer_types=["full_attention"] * 2)

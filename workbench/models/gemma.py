@@ -44,8 +44,9 @@ class GemmaConfig(LlamaConfig):
     intermediate_size: int = 24576  #: d_mlp, the width of the gated MLP.
     num_hidden_layers: int = 28  #: blocks.
     num_attention_heads: int = 16  #: query heads per block.
-    #: key/value heads per block (None: as many as query heads, Hugging Face's 16 for its 16 heads).
-    num_key_value_heads: int | None = None
+    #: key/value heads per block: Hugging Face's default is 16 whatever num_attention_heads is (a config.json
+    #: without the field reads so); None: as many as query heads.
+    num_key_value_heads: int | None = 16
     head_dim: int | None = 256  #: d_head, not tied to hidden_size / num_attention_heads.
     hidden_act: str = "gelu_pytorch_tanh"  #: the gate's activation (GeGLU, tanh-approximated gelu).
     max_position_embeddings: int = 8192  #: the context it was trained for.

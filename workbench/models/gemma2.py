@@ -55,6 +55,8 @@ class Gemma2Config(GemmaConfig):
     final_logit_softcapping: float | None = 30.0  #: c in ``c * tanh(logits / c)`` on the LM logits (None: off).
     attn_logit_softcapping: float | None = 50.0  #: c in ``c * tanh(scores / c)`` on attention scores (None: off).
 
+    BLOCK_NORMS = 4  # sandwich blocks: a norm before and after each sublayer
+
     def validate(self) -> None:
         super().validate()
         activation(self.hidden_activation)
@@ -72,11 +74,6 @@ class Gemma2Config(GemmaConfig):
         if self.extra.get("use_bidirectional_attention"):
             raise ConfigError("use_bidirectional_attention (Gemma 2 as an encoder) is not supported here",
                               field="use_bidirectional_attention")
-
-    def estimated_parameters(self) -> int:
-        """Llama's count (:meth:`LlamaConfig.estimated_parameters`) with the two more norms of each sandwich
-        block."""
-        return super().estimated_parameters() + self.n_layers * 2 * self.d_model
 
     def layer_type(self, layer: int) -> str:
         """``"sliding_attention"`` or ``"full_attention"``: from ``layer_types``, else even layers local."""

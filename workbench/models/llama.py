@@ -129,14 +129,28 @@ class LlamaConfig(ModelConfig):
         activation(self.hidden_act)
         self.rotary_embedding()  # an unknown rope_type, or one missing a parameter, is refused here
 
+    #: The d_model-wide norms of a block (two here; Gemma 2's sandwich blocks have four).
+    BLOCK_NORMS = 2
+
     def estimated_parameters(self) -> int:
-        """The parameters of the model with an LM head (the memory check reads it): token embedding (and an
-        untied unembedding), per block q and o for every query head, k and v for every key/value head, the
-        three projections of the gated MLP and two norms, then the final norm; biases left out."""
+        """The parameters of the model with an LM head, exactly (the memory check reads it): the token
+        embedding (and an untied unembedding), per block :meth:`attention_parameters`,
+        :meth:`mlp_parameters` and ``BLOCK_NORMS`` norms, then the final norm."""
         embeddings = self.vocab_size * self.d_model * (1 if self.tie_word_embeddings else 2)
-        attention = 2 * self.d_model * self.d_head * (self.n_heads + self.n_kv_heads)
-        block = attention + 3 * self.d_model * self.d_mlp + 2 * self.d_model
+        block = self.attention_parameters() + self.mlp_parameters() + self.BLOCK_NORMS * self.d_model
         return embeddings + self.n_layers * block + self.d_model
+
+    def attention_parameters(self) -> int:
+        """One block's attention: q and o for every query head, k and v for every key/value head, and with
+        ``attention_bias`` the biases of all four (families that differ add or remove theirs)."""
+        q_width, kv_width = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+        biases = q_width + 2 * kv_width + self.d_model if self.attention_bias else 0
+        return 2 * self.d_model * (q_width + kv_width) + biases
+
+    def mlp_parameters(self) -> int:
+        """One block's gated MLP: gate, up and down projections, with ``mlp_bias`` their biases."""
+        biases = 2 * self.d_mlp + self.d_model if self.mlp_bias else 0
+        return 3 * self.d_model * self.d_mlp + biases
 
     def rotary_embedding(self) -> RotaryEmbedding:
         """The rotary positions that ``rope_parameters`` describe."""

@@ -44,6 +44,10 @@ class Olmo2Config(LlamaConfig):
         if self.mlp_bias:
             raise ConfigError("OLMo 2's MLP has no biases: mlp_bias must be false", field="mlp_bias")
 
+    def attention_parameters(self) -> int:
+        """Llama's count and the q and k norms, each over all heads of its projection."""
+        return super().attention_parameters() + (self.n_heads + self.n_kv_heads) * self.d_head
+
 
 # Hugging Face parameter names <-> ours: Llama's, without the norms before the sublayers, with those after
 # them and the q/k norms.

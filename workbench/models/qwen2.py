@@ -34,6 +34,9 @@ class Qwen2Config(LlamaConfig):
 
     vocab_size: int = 151936  #: tokens in the vocabulary.
     intermediate_size: int = 22016  #: d_mlp, the width of the gated MLP.
+    #: Key/value heads per block: Hugging Face's Qwen2Config (and Qwen3Config) default 32 when config.json
+    #: omits the field, whatever num_attention_heads is; an explicit null means as many as query heads.
+    num_key_value_heads: int | None = 32
     max_position_embeddings: int = 32768  #: the context it was trained for.
     #: Biases on the q, k and v projections (Qwen2 always has them; Hugging Face's Qwen2 reads no such field,
     #: and the output projection has none).
@@ -67,6 +70,10 @@ class Qwen2Config(LlamaConfig):
                 f"num_hidden_layers={self.n_layers} layers",
                 field="layer_types",
             )
+
+    def attention_parameters(self) -> int:
+        """Llama's count with biases on q, k and v only (the output projection has none)."""
+        return super().attention_parameters() - (self.d_model if self.attention_bias else 0)
 
     def layer_window(self, layer: int) -> int | None:
         """The sliding window of layer ``layer``'s attention (None: full causal attention)."""

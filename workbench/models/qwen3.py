@@ -17,7 +17,7 @@ from typing import Any
 from ..architecture import Architecture
 from ..components import RMSNorm
 from ..loading import KeyMap
-from .llama import LLAMA_KEY_MAP
+from .llama import LLAMA_KEY_MAP, LlamaConfig
 from .qwen2 import Qwen2Config, Qwen2ForCausalLM, Qwen2ForSequenceClassification, Qwen2Model
 
 
@@ -30,6 +30,11 @@ class Qwen3Config(Qwen2Config):
 
     head_dim: int | None = 128  #: d_head, apart from hidden_size / num_attention_heads.
     attention_bias: bool = False  #: biases on the q, k, v and o projections.
+
+    def attention_parameters(self) -> int:
+        """Llama's count (biases on all four projections with ``attention_bias``, unlike Qwen2) and the
+        per-head q and k norms, ``head_dim`` wide each."""
+        return LlamaConfig.attention_parameters(self) + 2 * self.d_head
 
 
 # Hugging Face parameter names <-> ours: Llama's, and the per-head norms of queries and keys.
