@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from ..auto import AutoConfig
+from ..bridge import HookedHF
 from ..mask_filling import initialized_head_keys
 from ..registry import REGISTRY
 from .data import ChoiceExample
@@ -104,7 +105,12 @@ def warn_initialized_head(name, keys: Sequence[str]) -> None:
 
 def scorer_kind(model) -> str:
     """``"causal"``, ``"masked"`` or ``"permutation"``: how the architecture's record says it scores
-    (``zero_shot``; XLM's by its config's ``causal``), for a model of the class that scores that way."""
+    (``zero_shot``; XLM's by its config's ``causal``), for a model of the class that scores that way; a bridged
+    Hugging Face model (``wb.from_hf``) by its head's class."""
+    if isinstance(model, HookedHF):
+        kind = _bridged_kind(model)
+        if kind is not None:
+            return kind
     record = REGISTRY.get(model.config.model_type)
     kind, task = record.zero_shot_scoring(model.config) if record and record.zero_shot_kind else (None, None)
     cls = type(model)
@@ -116,6 +122,15 @@ def scorer_kind(model) -> str:
         f"{model.config.model_type!r}) has none. Load it with load_scoring_model(), or "
         f"wb.load(..., task='causal_lm' / 'masked_lm')"
     )
+
+
+def _bridged_kind(model: HookedHF) -> str | None:
+    """A bridged model scores as its Hugging Face class's head does: causal LM (``*ForCausalLM``,
+    ``*LMHeadModel``) or masked LM (``*ForMaskedLM``); None for other heads."""
+    name = type(model.hf).__name__
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "causal"
+    return "masked" if name.endswith("ForMaskedLM") else None
 
 
 def load_scoring_model(name_or_path, device=None):

@@ -717,9 +717,9 @@ def attention(source, inputs=None, view: str = "head", batch: int = 0, tokens=No
             if view == "neuron"
             else ("attn.hook_pattern",)
         )
-        if view == "neuron":
-            options.setdefault("scale", _score_scale(source))
         _, cache = source.run_with_cache(inputs, names_filter=lambda name: name.endswith(wanted))
+        if view == "neuron":  # after the run, so that a scale an attention module records as it runs is read
+            options.setdefault("scale", _score_scale(source))
         from ..zoo import display_name
 
         options.setdefault("name", display_name(source))
