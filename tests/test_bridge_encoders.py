@@ -123,8 +123,6 @@ def test_electra_bridge_equals_the_native_bert(tmp_path):
         assert_close(theirs[name], ours[name], name)
 
 
-@pytest.mark.xfail(strict=True, reason="core: Adapter.decode paths are read from the base model, and ELECTRA's "
-                   "generator_predictions (dense -> gelu -> LayerNorm before the unembedding) is on the top model")
 def test_electra_logit_lens_decodes_through_the_generator_head():
     hf = tiny_electra(transformers.ElectraForMaskedLM)
     model = wb.from_hf(hf)
@@ -147,12 +145,14 @@ def test_modernbert_passes_the_family_checks():
                  cache["blocks.1.hook_resid_pre"] + cache["blocks.1.hook_attn_out"], "resid_mid")
     assert_close(cache["blocks.1.hook_resid_post"],
                  cache["blocks.1.hook_resid_mid"] + cache["blocks.1.hook_mlp_out"], "resid_post")
-    # The fused Wi: hook_pre holds both halves; hook_post = act(first half) * second half.
-    pre, post = cache["blocks.1.mlp.hook_pre"], cache["blocks.1.mlp.hook_post"]
-    assert pre.shape == (2, 7, 80) and post.shape == (2, 7, 40)
+    # The fused Wi is split: hook_post = act(hook_pre) * hook_pre_linear, and both halves are Wi's output.
+    pre, linear = cache["blocks.1.mlp.hook_pre"], cache["blocks.1.mlp.hook_pre_linear"]
+    post = cache["blocks.1.mlp.hook_post"]
+    assert pre.shape == linear.shape == post.shape == (2, 7, 40)
     with torch.no_grad():
-        activated, gate = pre.chunk(2, dim=-1)
-        assert_close(hf.model.layers[1].mlp.act(activated) * gate, post, "GeGLU")
+        assert_close(hf.model.layers[1].mlp.act(pre) * linear, post, "GeGLU")
+        assert torch.equal(torch.cat([pre, linear], -1), hf.model.layers[1].mlp.Wi(
+            hf.model.layers[1].mlp_norm(cache["blocks.1.hook_resid_mid"])))
     # The local layer's window: local_attention=4 lets query i see keys i-2 .. i+2.
     pattern = cache["blocks.1.attn.hook_pattern"]
     distance = (torch.arange(7)[:, None] - torch.arange(7)[None, :]).abs()
@@ -183,8 +183,6 @@ def test_modernbert_last_hidden_state_is_ln_final():
     assert (cache["blocks.2.hook_resid_post"] - reference.hidden_states[3]).abs().max() > 1e-2
 
 
-@pytest.mark.xfail(strict=True, reason="core: Adapter.decode paths are read from the base model, and ModernBERT's "
-                   "MLM head (dense -> gelu -> LayerNorm after final_norm) is on the top model")
 def test_modernbert_logit_lens_decodes_through_the_mlm_head():
     hf = tiny_modernbert()
     model = wb.from_hf(hf)
@@ -293,10 +291,12 @@ def test_deberta_v2_passes_the_family_checks(layout):
     assert_close(attn_out, cache["blocks.0.hook_attn_out"], "attn_out = W_O z")
     assert_close(mid, cache["blocks.0.hook_resid_mid"], "LN1(resid_pre + attn_out)")
     assert torch.all(cache["blocks.0.hook_resid_pre"][1, 5:] == 0)  # the embeddings are masked
-    if layout == "v3":
-        assert "blocks.0.attn.hook_q" not in cache and "share_att_key" in model.bridge_notes
-    else:
-        assert cache["blocks.0.attn.hook_q"].shape == cache["blocks.0.attn.hook_k"].shape == (2, 7, 4, 8)
+    assert cache["blocks.0.attn.hook_q"].shape == cache["blocks.0.attn.hook_k"].shape == (2, 7, 4, 8)
+    if layout == "v3":  # the projections run again on the position table; the hooks hold the tokens' call
+        assert "share_att_key" in model.bridge_notes
+        with torch.no_grad():
+            expected = attention.self.query_proj(cache["blocks.0.hook_resid_pre"]).view(2, 7, 4, 8)
+        assert_close(cache["blocks.0.attn.hook_q"], expected, "hook_q is the tokens' projection")
 
 
 def test_deberta_v2_q_and_k_edits_reach_the_scores():
@@ -312,13 +312,12 @@ def test_deberta_v2_q_and_k_edits_reach_the_scores():
         assert (edited["blocks.0.attn.hook_pattern"] - clean["blocks.0.attn.hook_pattern"]).abs().max() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="core: a tap reads every call of its module in a layer, and DeBERTa-v3's "
-                   "query_proj/key_proj are called a second time on the relative-position table (share_att_key); "
-                   "hook_q/hook_k need a tap that reads only the first call per layer")
-def test_deberta_v3_has_hook_q():
+def test_deberta_v3_hook_q_edits_reach_the_pattern():
     model = wb.from_hf(tiny_deberta("v3"))
-    _, cache = model.run_with_cache(dict(PADDED), names_filter="blocks.0.attn.hook_q")
-    assert cache["blocks.0.attn.hook_q"].shape == (2, 7, 4, 8)
+    _, clean = model.run_with_cache(dict(PADDED), names_filter="blocks.0.attn.hook_pattern")
+    _, edited = model.run_with_cache(dict(PADDED), fwd_hooks=[("blocks.0.attn.hook_q", lambda q, hook: q * 0)],
+                                     names_filter="blocks.0.attn.hook_pattern")
+    assert (edited["blocks.0.attn.hook_pattern"] - clean["blocks.0.attn.hook_pattern"]).abs().max() > 1e-3
 
 
 # The workbench on bridged encoders --------------------------------------------------------------------------
@@ -377,8 +376,6 @@ def test_integrated_gradients_are_complete(family):
     assert torch.all(attr["integrated_gradients"][1, 5:] == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="core: attribution's _output_kind calls every model with decode_residual a "
-                   "language model, and HookedHF always has one, so a class index is read as a token id")
 def test_a_class_index_target_on_a_bridged_classifier():
     model = wb.from_hf(CLASSIFIERS["electra"]())
     attr = wb.attribute(model, PADDED, target=1, method="saliency")

@@ -63,6 +63,15 @@ class Stack:
         z: (``"projections"``) the path of the output projection, whose input is ``hook_z``.
         pattern_index: (``"projections"``) where the attention module's output tuple holds the probabilities
             (None: the pattern is not reachable).
+        calls_per_layer: hook name (in the block) -> how often its module runs per layer, when more than once;
+            only the first call is the hook point's (DeBERTa-v3 runs its query and key projections again on the
+            relative-position table).
+        mlp_in_fused: ``mlp_in`` is a gated MLP's fused input projection, [activated half | linear half]
+            (ModernBERT's ``Wi``, Phi-3's ``gate_up_proj``): ``mlp.hook_pre`` and ``mlp.hook_pre_linear``.
+        copy_outputs: hook names (in the block) whose module's output the family later edits in place (Falcon
+            adds the attention output into its MLP output): Hugging Face gets a copy, the hook keeps the value.
+        read_only: hook names (in the block) that can be read but not replaced: the family has used the value
+            by the time the hook sees it (Mixtral's router logits).
         layers_from_config: when the blocks are shared (ALBERT runs one layer module for every layer), the
             config field with the number of layers: layer i runs block ``i * len(blocks) // layers``.
         extra: more hook points: canonical name inside the block -> (path from the block, ``"in"``/``"out"``).
@@ -90,6 +99,10 @@ class Stack:
     qkv_layout: str = "concat"
     z: str | None = None
     pattern_index: int | None = 1
+    calls_per_layer: dict[str, int] = field(default_factory=dict)
+    mlp_in_fused: bool = False
+    copy_outputs: tuple[str, ...] = ()
+    read_only: tuple[str, ...] = ()
     layers_from_config: str | None = None
     extra: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -110,7 +123,7 @@ class Adapter:
         embeds: more embedding hook points: canonical name -> path from the base model of the module whose
             output it is (``{"hook_pos_embed": "decoder.embed_positions"}``); ``hook_embed`` is always the
             input embedding's output.
-        decode: paths from the base model of the modules the last residual stream passes through before the
+        decode: paths from the base model (or, failing that, from the model with its head) of the modules the last residual stream passes through before the
             unembedding (the final norm, OPT's ``project_out``); those a model lacks are skipped. Default: the
             last stack's ``final_norm``. The logit lens decodes every layer's residual stream this way.
         notes: what differs from the canonical meaning, shown in ``docs/bridge.md`` and ``model.bridge_notes``.

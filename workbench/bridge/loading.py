@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..auto import CONFIG_REGISTRY
 from ..hub import resolve_checkpoint
 from ..tokenizers import has_tokenizer_files
 from .model import HookedHF, from_hf
@@ -54,8 +55,9 @@ def load_through_bridge(
     folder = resolve_checkpoint(name_or_path, revision=revision)
     if model_type not in transformers.CONFIG_MAPPING:
         raise ValueError(
-            f"{folder}: model_type {model_type!r} is neither a native workbench architecture nor one transformers "
-            f"{transformers.__version__} knows; the workbench does not run code shipped with a checkpoint"
+            f"{folder / 'config.json'}: model_type {model_type!r} is neither a native workbench architecture "
+            f"(supported: {sorted(CONFIG_REGISTRY)}) nor one transformers {transformers.__version__} knows (the "
+            f"bridge); the workbench does not run code shipped with a checkpoint"
         )
     model_class = _model_class(transformers, folder, task)
     dtype = torch.float32 if dtype is None else dtype

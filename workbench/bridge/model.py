@@ -32,11 +32,11 @@ from . import attention
 from .adapters import Adapter, Stack
 from .catalog import find_adapter
 from .discover import discover_adapter
-from .taps import FusedQKVTap, PatternTap, ResidMidTap, RunState, Tap
+from .taps import FusedQKVTap, HalvesTap, PatternTap, ResidMidTap, RunState, Tap
 
 logger = logging.getLogger(__name__)
 
-AnyTap = Union[Tap, FusedQKVTap, PatternTap, ResidMidTap]
+AnyTap = Union[Tap, FusedQKVTap, HalvesTap, PatternTap, ResidMidTap]
 
 
 # Config --------------------------------------------------------------------------------------------------
@@ -162,13 +162,13 @@ class BridgeBlock(nn.Module):
         if stack.ln2 and stack.kind != "post_norm":
             self.ln2 = BridgeNorm()
         if stack.mlp_in or stack.mlp_out:
-            self.mlp = BridgeMLP(gated=stack.mlp_in_linear is not None)
+            self.mlp = BridgeMLP(gated=stack.mlp_in_linear is not None or stack.mlp_in_fused)
         if stack.mlp:
             self.hook_mlp_out = HookPoint()
         if stack.ln2 and stack.kind == "post_norm":
             self.ln2 = BridgeNorm()
         for name in stack.extra:
-            self.add_module(name, HookPoint())
+            _add_point(self, name)
         self.hook_resid_post = HookPoint()
 
 
@@ -375,7 +375,8 @@ class HookedHF(GenerationMixin, HookedTransformer):
     def read_only_hooks(self) -> list[str]:
         """Hook points whose activation can be read but not replaced (a pattern a family forms inside its own
         attention module): a hook returning a replacement there is an error."""
-        return [point.name for tap in self._taps if isinstance(tap, PatternTap) for point in tap.points]
+        return [point.name for tap in self._taps
+                if isinstance(tap, PatternTap) or (isinstance(tap, Tap) and tap.read_only) for point in tap.points]
 
     # What the analysis functions read ------------------------------------------------------------------
     @property
@@ -399,18 +400,37 @@ class HookedHF(GenerationMixin, HookedTransformer):
         return any(name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
                    for name in (getattr(self.hf.config, "architectures", None) or [type(self.hf).__name__]))
 
-    def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
-        """resid [..., d_model] -> logits [..., vocab]: through the final norm (and OPT's ``project_out``),
-        then the unembedding, as the last block's output is decoded."""
-        unembed = self.unembed
-        if unembed is None:
-            raise TypeError(f"{type(self.hf).__name__} has no unembedding (get_output_embeddings() is None)")
+    @property
+    def decode_residual(self):
+        """``decode_residual(resid [..., d_model]) -> logits [..., vocab]``: through the final norm (and what
+        else the adapter's ``decode`` names: OPT's ``project_out``, an MLM head's transform), then the
+        unembedding, as the last block's output is decoded. Only models with an unembedding have it (the logit
+        lens and attribution ask ``hasattr(model, "decode_residual")``)."""
+        if self.unembed is None:
+            raise AttributeError(
+                f"{type(self.hf).__name__} has no unembedding (get_output_embeddings() is None): no decode_residual"
+            )
+        return self._decode_residual
+
+    def _decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
         x = resid
         for path in self.adapter.decode_paths:
             module = _module_at(self._base, path, "decode", optional=True)
+            if module is None:
+                module = _module_at(self.hf, path, "decode", optional=True)
             if module is not None:
                 x = module(x)
-        return unembed(x)
+        return self.unembed(x)
+
+    @property
+    def classifier(self) -> nn.Module:
+        """The classification head of a ``*ForSequenceClassification`` / ``*ForTokenClassification`` model
+        (attribution asks ``hasattr(model, "classifier")`` to take class-index targets)."""
+        name = type(self.hf).__name__
+        head = getattr(self.hf, "classifier", None) or getattr(self.hf, "score", None)
+        if head is None or not name.endswith(("ForSequenceClassification", "ForTokenClassification")):
+            raise AttributeError(f"{name} has no classification head")
+        return head
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """The Hugging Face model's own ``save_pretrained`` (and the tokenizer)."""
@@ -432,6 +452,17 @@ def _add_point(owner: nn.Module, name: str) -> None:
             owner.add_module(parent, nn.Module())
         owner = getattr(owner, parent)
     owner.add_module(leaf, HookPoint())
+
+
+def _owner_path(stack: Stack, name: str) -> str | None:
+    """The path of the module whose output is the block hook ``name`` (for ``Stack.copy_outputs``)."""
+    paths = {"hook_attn_out": stack.attn_out or stack.attn, "hook_mlp_out": stack.mlp, "mlp.hook_pre": stack.mlp_in,
+             "ln1.hook_normalized": stack.ln1, "ln2.hook_normalized": stack.ln2}
+    if name in stack.extra:
+        return stack.extra[name][0]
+    if name not in paths:
+        raise ValueError(f"Stack.copy_outputs names {name!r}; expected one of {sorted(paths)} or an extra hook")
+    return paths[name]
 
 
 def _layer_count(stack: Stack, blocks: nn.ModuleList, hf_config: Any) -> int:
@@ -488,10 +519,17 @@ def block_taps(stack: Stack, block: nn.Module, hooks: list[BridgeBlock], sizes: 
                    ("attn.hook_v", at(stack.v), "out", d_head), ("attn.hook_z", at(stack.z), "in", d_head)]
     wanted += [(name, at(path), where, None) for name, (path, where) in stack.extra.items()]
     taps: list[AnyTap] = []
+    if stack.mlp_in_fused:
+        wanted = [entry for entry in wanted if entry[0] not in ("mlp.hook_pre", "mlp.hook_pre_linear")]
+        pre, pre_linear, fused = _points(hooks, "mlp.hook_pre"), _points(hooks, "mlp.hook_pre_linear"), at(stack.mlp_in)
+        if pre is not None and pre_linear is not None and fused is not None:
+            taps.append(HalvesTap(pre, pre_linear, fused))
+    copied = {at(_owner_path(stack, name)) for name in stack.copy_outputs} - {None}
     for name, module, where, heads in wanted:
         points = _points(hooks, name)
         if points is not None and module is not None:
-            taps.append(Tap(points, module, where, heads))
+            taps.append(Tap(points, module, where, heads, calls_per_point=stack.calls_per_layer.get(name, 1),
+                            copy_output=where == "out" and module in copied, read_only=name in stack.read_only))
     points = _points(hooks, "hook_resid_mid")
     attn_out = at(stack.attn_out or stack.attn)
     if stack.kind == "pre_norm" and points is not None and attn_out is not None:

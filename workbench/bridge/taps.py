@@ -46,20 +46,34 @@ class RunState:
 @dataclass(eq=False)
 class Tap:
     """``points[k]`` reads the output (``where="out"``) or the first input (``"in"``) of ``module`` on its k-th
-    call in a forward (the last point for any later call). ``d_head``: the tensor's last dimension holds heads
-    of that size ([batch, pos, head * d_head] shown as [batch, pos, head, d_head])."""
+    call in a forward (the last point for any later call).
+
+    Attributes:
+        d_head: the tensor's last dimension holds heads of that size ([batch, pos, head * d_head] shown as
+            [batch, pos, head, d_head]).
+        calls_per_point: the module runs this many times per hook point, and only the first call is the hook
+            point's (DeBERTa-v3 runs its query/key projections again on the relative-position table).
+        copy_output: hand Hugging Face a copy of the output, for modules whose output the family later edits in
+            place (Falcon adds the attention output into its MLP output): the cached value stays the module's.
+        read_only: a hook returning a replacement here is an error (the family has used the value already).
+    """
 
     points: tuple[HookPoint, ...]
     module: nn.Module
     where: str = "out"
     d_head: int | None = None
+    calls_per_point: int = 1
+    copy_output: bool = False
+    read_only: bool = False
 
     @property
     def is_active(self) -> bool:
         return any(point.is_active for point in self.points)
 
-    def point_for(self, state: RunState) -> HookPoint:
-        return self.points[min(state.next_call(self), len(self.points) - 1)]
+    def point_for(self, state: RunState) -> HookPoint | None:
+        """The hook point of this call, or None for a call that belongs to no hook point."""
+        call, extra = divmod(state.next_call(self), self.calls_per_point)
+        return None if extra else self.points[min(call, len(self.points) - 1)]
 
     def attach(self, state: RunState) -> Any:
         if self.where == "out":
@@ -69,13 +83,19 @@ class Tap:
     def _on_output(self, state: RunState, module: nn.Module, args: Any, output: Any) -> Any:
         point = self.point_for(state)
         x = first_tensor(output)
-        if x is None:
+        if x is None or point is None:
             return None
         edited = through(point, x, state.batch, self.d_head)
+        if edited is not x and self.read_only:
+            raise read_only_error(point, module)
+        if self.copy_output:
+            return replace_first(output, edited.clone())
         return None if edited is x else replace_first(output, edited)
 
     def _on_input(self, state: RunState, module: nn.Module, args: tuple, kwargs: dict) -> Any:
         point = self.point_for(state)
+        if point is None:
+            return None
         if args and isinstance(args[0], torch.Tensor):
             edited = through(point, args[0], state.batch, self.d_head)
             return None if edited is args[0] else ((edited, *args[1:]), kwargs)
@@ -88,12 +108,47 @@ class Tap:
 
 #: Layouts of a fused q/k/v projection's output [batch, pos, width]: ``"concat"`` = [q | k | v] (each head's
 #: slices in order); ``"per_head"`` = for each head its q, k, v in turn ([batch, pos, head, 3, d_head], BLOOM,
-#: GPT-NeoX); ``"interleaved"``... not needed by the families declared so far.
+#: GPT-NeoX).
 FUSED_LAYOUTS = ("concat", "per_head")
 
 
+class SplitTap:
+    """Several hook points reading parts of one module's output (``parts`` splits it into views); an edit of
+    any part is written into a copy of the output, which Hugging Face then gets."""
+
+    groups: tuple[tuple[HookPoint, ...], ...]  # one tuple of hook points (one per call) per part
+    module: nn.Module
+
+    @property
+    def is_active(self) -> bool:
+        return any(point.is_active for group in self.groups for point in group)
+
+    def attach(self, state: RunState) -> Any:
+        return self.module.register_forward_hook(partial(self._on_output, state))
+
+    def parts(self, whole: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _on_output(self, state: RunState, module: nn.Module, args: Any, output: Any) -> Any:
+        call = state.next_call(self)
+        whole = first_tensor(output)
+        view = canonical(whole, state.batch)
+        edits = {}
+        for which, (points, part) in enumerate(zip(self.groups, self.parts(view))):
+            edited = points[min(call, len(points) - 1)](part)
+            if edited is not part:
+                edits[which] = edited
+        if not edits:
+            return None
+        view = view.clone()  # the edits go into a copy: the module's own output stays as it was
+        parts = self.parts(view)
+        for which, edited in edits.items():
+            parts[which].copy_(edited)
+        return replace_first(output, view.reshape(whole.shape))
+
+
 @dataclass(eq=False)
-class FusedQKVTap:
+class FusedQKVTap(SplitTap):
     """Queries, keys and values in one projection's output: ``q``, ``k``, ``v`` are hook-point tuples as in
     :class:`Tap`; ``n_heads``/``n_kv_heads``/``d_head`` split the output per ``layout``."""
 
@@ -107,11 +162,8 @@ class FusedQKVTap:
     d_head: int
 
     @property
-    def is_active(self) -> bool:
-        return any(point.is_active for point in (*self.q, *self.k, *self.v))
-
-    def attach(self, state: RunState) -> Any:
-        return self.module.register_forward_hook(partial(self._on_output, state))
+    def groups(self) -> tuple[tuple[HookPoint, ...], ...]:  # type: ignore[override]
+        return (self.q, self.k, self.v)
 
     def parts(self, fused: torch.Tensor) -> list[torch.Tensor]:
         """fused [batch, pos, width] -> views q [batch, pos, head, d_head], k and v [batch, pos, kv_head, d_head]."""
@@ -122,22 +174,23 @@ class FusedQKVTap:
         sizes = [self.n_heads * self.d_head, self.n_kv_heads * self.d_head, self.n_kv_heads * self.d_head]
         return [part.view(*lead, -1, self.d_head) for part in fused.split(sizes, dim=-1)]
 
-    def _on_output(self, state: RunState, module: nn.Module, args: Any, output: Any) -> Any:
-        call = state.next_call(self)
-        fused = first_tensor(output)
-        view = canonical(fused, state.batch)
-        edits = {}
-        for which, (points, part) in enumerate(zip((self.q, self.k, self.v), self.parts(view))):
-            edited = points[min(call, len(points) - 1)](part)
-            if edited is not part:
-                edits[which] = edited
-        if not edits:
-            return None
-        view = view.clone()  # the edits go into a copy: the module's own output stays as it was
-        parts = self.parts(view)
-        for which, edited in edits.items():
-            parts[which].copy_(edited)
-        return replace_first(output, view.reshape(fused.shape))
+
+
+@dataclass(eq=False)
+class HalvesTap(SplitTap):
+    """A gated MLP's fused input projection (ModernBERT's ``Wi``, Phi-3's ``gate_up_proj``): its output's first
+    half is ``mlp.hook_pre`` (the activated half), the second ``mlp.hook_pre_linear``."""
+
+    pre: tuple[HookPoint, ...]
+    pre_linear: tuple[HookPoint, ...]
+    module: nn.Module
+
+    @property
+    def groups(self) -> tuple[tuple[HookPoint, ...], ...]:  # type: ignore[override]
+        return (self.pre, self.pre_linear)
+
+    def parts(self, whole: torch.Tensor) -> list[torch.Tensor]:
+        return list(whole.chunk(2, dim=-1))
 
 
 @dataclass(eq=False)
@@ -163,11 +216,7 @@ class PatternTap:
         if pattern is None:
             return None
         if point(pattern) is not pattern:
-            raise ValueError(
-                f"{point.name} is read only in {self.family or type(module).__name__}: its attention computes the "
-                f"output inside {type(module).__name__}, so an edited pattern could not reach it; edit hook_q, "
-                f"hook_k, hook_v or hook_z instead"
-            )
+            raise read_only_error(point, module, "edit hook_q, hook_k, hook_v or hook_z instead")
         return None
 
 
@@ -214,6 +263,14 @@ class _Handles:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+def read_only_error(point: HookPoint, module: nn.Module, advice: str = "") -> ValueError:
+    return ValueError(
+        f"{point.name} is read only: {type(module).__name__} has used the value before the hook sees it (or "
+        f"computes its output from it inside the module), so an edit could not take effect"
+        + (f"; {advice}" if advice else "")
+    )
 
 
 # Shapes ----------------------------------------------------------------------------------------------------

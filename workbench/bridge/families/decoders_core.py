@@ -13,10 +13,17 @@ LLAMA_LIKE = Stack(
 
 ADAPTERS = [
     Adapter(
-        model_types=("llama", "mistral", "qwen2", "qwen3", "phi3"),
+        model_types=("llama", "mistral", "qwen2", "qwen3"),
         stacks=(LLAMA_LIKE,),
         notes="As the native implementation's names; hook_q/hook_k are after the rotary rotation "
               "(the native hook_rot_q/hook_rot_k).",
+    ),
+    Adapter(
+        model_types=("phi3",),
+        stacks=(replace(LLAMA_LIKE, mlp_in="mlp.gate_up_proj", mlp_in_fused=True, mlp_in_linear=None),),
+        notes="As Llama's; the fused gate_up_proj is split: its first half (the gate, through silu) is "
+              "mlp.hook_pre, its second mlp.hook_pre_linear. q/k/v come from the attention function (after the "
+              "fused qkv_proj is split and rotated), so the fusion never shows.",
     ),
     Adapter(
         model_types=("olmo2",),

@@ -6,9 +6,9 @@ global attention, and a GeGLU MLP whose two input projections are one fused line
 post-norm with one layer module run for every layer; DeBERTa-v2 is BERT's layout with disentangled
 (content and relative-position) attention computed inside its own module.
 
-None of their masked-LM heads is in the base model (ELECTRA's ``generator_predictions``, ModernBERT's ``head``,
-ALBERT's ``predictions``, DeBERTa's ``cls`` / ``lm_predictions``: dense -> activation -> LayerNorm before the
-unembedding), so the logit lens (``decode``, read from the base model) does not pass through them.
+Their masked-LM heads' transforms (dense -> activation -> LayerNorm before the unembedding) are on the model
+with the head, not the base model: ``decode`` names them (paths looked up on the base model, then on the top
+model), so the logit lens passes through them where the model has them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ POST_NORM_NOTE = (
     "residual add and LayerNorm, hook_resid_mid is ln1's output, hook_resid_post ln2's; hook_mlp_out is the "
     "MLP's last linear layer before the add."
 )
-NO_HEAD_NOTE = "The MLM head is outside the base model: the logit lens does not pass through it."
+NO_HEAD_NOTE = "The logit lens does not pass through DeBERTa's MLM head transform (not mapped)."
 
 # ALBERT: one AlbertLayer per group; every path is from the group.
 ALBERT_LAYER = "albert_layers.0."
@@ -51,18 +51,21 @@ def one_layer_per_group(adapter: Adapter, config: Any) -> Adapter:
 
 SHARED_KEY_NOTE = (
     "This model shares its q/k projections with the relative positions (share_att_key, as DeBERTa-v3): "
-    "query_proj and key_proj also project the relative-position table in every layer, so attn.hook_q and "
-    "attn.hook_k are not mapped (they never fire); hook_v, hook_z and hook_pattern are."
+    "query_proj (for p2c) and key_proj (for c2p) also project the relative-position table in every layer; "
+    "attn.hook_q and attn.hook_k are their first call, on the tokens (an edit leaves the position terms' "
+    "projections as they were)."
 )
 
 
-def content_projections_only(adapter: Adapter, config: Any) -> Adapter:
-    """DeBERTa with ``share_att_key`` calls query_proj and key_proj a second time per layer, on the relative-
-    position table: taps on them would read (and edit) that call too, so hook_q and hook_k are not mapped."""
-    if getattr(config, "relative_attention", False) and getattr(config, "share_att_key", False):
-        stack = replace(adapter.stacks[0], q=None, k=None)
-        return replace(adapter, stacks=(stack,), notes=f"{adapter.notes} {SHARED_KEY_NOTE}")
-    return adapter
+def content_projections_first(adapter: Adapter, config: Any) -> Adapter:
+    """DeBERTa with ``share_att_key`` calls query_proj (``p2c``) and key_proj (``c2p``) a second time per
+    layer, on the relative-position table, after the tokens' call: hook_q and hook_k read the first call only."""
+    if not (getattr(config, "relative_attention", False) and getattr(config, "share_att_key", False)):
+        return adapter
+    terms = getattr(config, "pos_att_type", None) or []
+    calls = {"attn.hook_q": 2 if "p2c" in terms else 1, "attn.hook_k": 2 if "c2p" in terms else 1}
+    stack = replace(adapter.stacks[0], calls_per_layer=calls)
+    return replace(adapter, stacks=(stack,), notes=f"{adapter.notes} {SHARED_KEY_NOTE}")
 
 
 ADAPTERS = [
@@ -70,40 +73,41 @@ ADAPTERS = [
         model_types=("electra",),
         stacks=(BERT_LIKE,),
         embeds=BERT_EMBEDS,
-        decode=(),
+        decode=("generator_predictions",),
         notes=f"{POST_NORM_NOTE} hook_embed, hook_pos_embed, hook_token_type_embed and ln_embed are [batch, pos, "
               f"embedding_size]; where embedding_size differs from hidden_size, blocks.0.hook_resid_pre is "
-              f"embeddings_project's output. The generator's head (generator_predictions) and the "
-              f"discriminator's (discriminator_predictions) are outside the base model: the logit lens does "
-              f"not pass through the generator's dense -> gelu -> LayerNorm.",
+              f"embeddings_project's output. The logit lens of a generator (ElectraForMaskedLM) decodes through "
+              f"generator_predictions (dense -> gelu -> LayerNorm), then the unembedding.",
     ),
     Adapter(
         model_types=("modernbert",),
         stacks=(Stack(blocks="layers", attn="attn", ln1="attn_norm", ln2="mlp_norm", mlp="mlp", mlp_in="mlp.Wi",
-                      mlp_out="mlp.Wo", final_norm="final_norm"),),
+                      mlp_in_fused=True, mlp_out="mlp.Wo", final_norm="final_norm"),),
         embeds={"ln_embed.hook_normalized": "embeddings.norm"},
+        decode=("final_norm", "head"),
         notes="Pre-norm blocks; hook_embed is before the embeddings' LayerNorm (ln_embed, whose output is "
               "blocks.0.hook_resid_pre); layer 0's ln1 is an identity (attn_norm). hook_q/hook_k are after the "
               "rotary rotation (local and global layers rotate with their own theta); in the local layers "
-              "hook_pattern is 0 outside the sliding window. mlp.hook_pre is the fused Wi output [batch, pos, "
-              "2 * d_mlp]: its first half goes through the activation (the canonical hook_pre), its second half "
-              "is the linear gate (hook_pre_linear); mlp.hook_post [batch, pos, d_mlp] is what Wo reads. Hugging "
-              "Face's last hidden state is after final_norm, so hidden_states[n_layers] is "
-              "ln_final.hook_normalized, not the last hook_resid_post. The MLM head (dense -> gelu -> LayerNorm) "
-              "is outside the base model: the logit lens decodes through final_norm only.",
+              "hook_pattern is 0 outside the sliding window. The fused Wi output is split: its first half, which "
+              "goes through the activation, is mlp.hook_pre, its second half (the linear gate) "
+              "mlp.hook_pre_linear, both [batch, pos, d_mlp]; mlp.hook_post is what Wo reads. Hugging Face's last "
+              "hidden state is after final_norm, so hidden_states[n_layers] is ln_final.hook_normalized, not the "
+              "last hook_resid_post. The logit lens of ModernBertForMaskedLM decodes through final_norm and the "
+              "head (dense -> gelu -> LayerNorm), then the unembedding.",
     ),
     Adapter(
         model_types=("albert",),
         stacks=(ALBERT_STACK,),
         embeds=BERT_EMBEDS,
-        decode=(),
+        decode=("predictions.dense", "predictions.activation", "predictions.LayerNorm"),
         for_config=one_layer_per_group,
         notes=f"One layer module per group (num_hidden_groups, usually 1) runs for every layer: blocks.{{i}} are "
               f"the calls of the shared AlbertLayer (layer i runs group i * num_hidden_groups // "
               f"num_hidden_layers), each with hook points of its own; hf.<path> hooks of the shared modules fire "
               f"once per layer. {POST_NORM_NOTE} hook_embed, hook_pos_embed, hook_token_type_embed and "
               f"ln_embed are [batch, pos, embedding_size]; blocks.0.hook_resid_pre is after "
-              f"embedding_hidden_mapping_in. {NO_HEAD_NOTE}",
+              f"embedding_hidden_mapping_in. The logit lens of AlbertForMaskedLM decodes through the head's "
+              f"dense -> activation -> LayerNorm (to embedding_size), then the unembedding.",
     ),
     Adapter(
         model_types=("deberta-v2",),
@@ -111,7 +115,7 @@ ADAPTERS = [
                         k="attention.self.key_proj", v="attention.self.value_proj", z="attention.output.dense"),),
         embeds=BERT_EMBEDS,
         decode=(),
-        for_config=content_projections_only,
+        for_config=content_projections_first,
         notes=f"Disentangled attention computed inside DisentangledSelfAttention: hook_q/hook_k/hook_v are the "
               f"projections' outputs (editable; the relative-position terms c2p/p2c read the same q and k), "
               f"hook_z the output projection's input, attn.hook_pattern read only (the probabilities returned "
