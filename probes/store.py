@@ -682,9 +682,34 @@ class ActivationStore:
             out[i] = torch.from_numpy(np.asarray(self.layer(layer)[rows], dtype=np.float32))
         return out
 
+    def batches(self, layer: int, batch_size: int = 4096) -> LayerBatches:
+        """The word vectors of ``layer`` as float32 batches [<= batch_size, d_model], read in order (what
+        ``workbench.sae.train(..., data=store.batches(layer))`` trains a dictionary on)."""
+        self.layer(layer)  # an unknown layer is a KeyError now, not when iterated
+        return LayerBatches(self, layer, batch_size)
+
     def __repr__(self) -> str:
         return (
             f"ActivationStore({str(self.folder)!r}, model={self.manifest['model']!r}, "
             f"pooling={self.manifest['pooling']!r}, layers={self.layers}, shape=[{self.n_words}, "
             f"{self.d_model}], progress={self.manifest['progress']}/{self.n_sentences})"
         )
+
+
+class LayerBatches:
+    """One stored layer's word vectors as float32 tensors [<= batch_size, d_model], in row order, leaving out
+    words that got no token (their vectors are zeros). Iterating again starts over, so a consumer can run
+    several epochs or resume part-way (``workbench.sae.train`` does both)."""
+
+    def __init__(self, store: ActivationStore, layer: int, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.store, self.layer, self.batch_size = store, layer, batch_size
+
+    def __iter__(self):
+        vectors, counts = self.store.layer(self.layer), self.store.n_subwords
+        for start in range(0, self.store.n_words, self.batch_size):
+            stop = start + self.batch_size
+            rows = np.asarray(vectors[start:stop], dtype=np.float32)[np.asarray(counts[start:stop]) > 0]
+            if len(rows):
+                yield torch.from_numpy(rows)

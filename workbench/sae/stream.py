@@ -3,7 +3,7 @@
 A *source* yields *chunks*: for texts, the activations of one batch of texts at the hook point(s) (the
 real tokens only, padding dropped) taken with ``model.run_with_cache``; for anything else, the items of an
 iterable of ``[n, d]`` tensors or arrays (``(x_in, x_out)`` pairs for a transcoder). The activation store of
-``probes`` is one such iterable: ``probes.store.activation_batches(store, layer)`` yields its rows.
+``probes`` is one such iterable: ``ActivationStore.batches(layer)`` yields its rows (word vectors, pooled over each word's tokens).
 
 The stream keeps a buffer of at least ``buffer_size`` rows, shuffles it with its own generator whenever it
 refills, and hands out ``batch_size`` rows from the front. Its state (chunks consumed, epoch, buffer,

@@ -82,7 +82,7 @@ def train(
         hook: the hook point read, e.g. ``"blocks.3.hook_resid_post"``.
         data: texts (a list of str: activations are taken with ``model.run_with_cache``, padding dropped,
             and streamed through a shuffled buffer), or an iterable of activation batches [n, d_in] (tensors
-            or arrays; ``(x_in, x_out)`` pairs for a transcoder), e.g. ``probes.store.activation_batches``.
+            or arrays; ``(x_in, x_out)`` pairs for a transcoder), e.g. ``probes``' ``ActivationStore.batches(layer)``.
         d_sae: the number of features. kind, k: see :class:`SAEConfig`.
         hook_out: a transcoder's output hook point (it learns to predict that activation from ``hook``'s).
         l1_coefficient: the sparsity coefficient (relu, jumprelu); None: the kind's default.
