@@ -206,3 +206,32 @@ def test_generation_stops_at_any_of_several_end_tokens():
         assert steps == free[: first + 1], eos
     model.config.eos_token_id = [other]
     assert model.generate("The cat", max_new_tokens=6).steps["token_id"].tolist() == free
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_the_prompt_step_unembeds_the_last_position_only_unless_hook_logits_is_watched(model_type):
+    """With the cache, the first step (over the prompt) computes the last position's logits only, as Hugging
+    Face's generate does: equal to the full forward's there, the same cache; a hook on hook_logits still sees
+    every position."""
+    from tiny_hf import tiny_model
+
+    from workbench.generation import _plain_causal_lm_head, next_logits_with_cache
+
+    model = tiny_model(model_type, "causal_lm", perturb=0.1).eval()
+    assert _plain_causal_lm_head(model)
+    ids, mask = torch.tensor([[5, 9, 3, 7], [0, 4, 8, 2]]), torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        logits, cache = next_logits_with_cache(model, ids, mask, None)
+        torch.testing.assert_close(logits, full.logits[:, -1], rtol=0, atol=1e-6)
+        assert logits.shape == (2, model.config.vocab_size)
+        seen = []
+        with model.hooks([("hook_logits", lambda x, hook: seen.append(tuple(x.shape)))]):
+            hooked, _ = next_logits_with_cache(model, ids, mask, None)
+    assert seen == [(2, 4, model.config.vocab_size)] and torch.equal(hooked, full.logits[:, -1])
+    step = torch.tensor([[1], [2]])
+    with torch.no_grad():
+        ours, _ = next_logits_with_cache(model, step, torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], 1), cache)
+        theirs = model(input_ids=step, attention_mask=torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], 1),
+                       past_key_values=full.past_key_values, use_cache=True).logits[:, -1]
+    assert torch.equal(ours, theirs)  # the cache the short path returned is the full forward's

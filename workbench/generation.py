@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from .cache import ActivationCache
+from .components.heads import CausalLMHead, LanguageModelHead
 from .hook_points import HookFn, NameOrPredicate
 from .model import GenerationMixin
 from .tokenizers import check_texts
@@ -152,10 +153,8 @@ def generate(
             if hasattr(model, "next_token_logits"):  # XLNet: the query stream predicts a hidden last position
                 logits = model.next_token_logits(input_ids, attention_mask).float()
             elif use_kv_cache:
-                out = model(input_ids=step_input, attention_mask=attention_mask, past_key_values=kv_cache,
-                            use_cache=True)
-                kv_cache = out.past_key_values
-                logits = out.logits[:, -1].float()  # [batch, vocab]
+                logits, kv_cache = next_logits_with_cache(model, step_input, attention_mask, kv_cache)
+                logits = logits.float()  # [batch, vocab]
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
                 logits = out.logits[:, -1].float()
@@ -182,6 +181,37 @@ def generate(
         )
     texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in new_ids]
     return GenerationResult(prompts, texts, new_ids, input_ids, attention_mask, pd.DataFrame(rows), cache)
+
+
+def next_logits_with_cache(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache
+) -> tuple[torch.Tensor, object]:
+    """(logits [batch, vocab] of the last position, the key/value cache) after running the new ``input_ids``
+    [batch, new] on ``cache`` (None on the first step).
+
+    Over a prompt, a plain causal language-model head (the unembedding of :class:`LanguageModelHead`, with
+    nobody watching ``hook_logits``) unembeds the last position only, as Hugging Face's ``generate`` does
+    (``logits_to_keep=1``): the prompt's other logits would be computed (a [new, d_model] x [d_model, vocab]
+    product) and dropped. Every hook point of the body runs as in ``model(...)``.
+    """
+    if input_ids.shape[1] > 1 and _plain_causal_lm_head(model) and not model.hook_logits.is_active:
+        body = model.run_body(input_ids, attention_mask, False, False, {"past_key_values": cache, "use_cache": True})
+        return model.lm_logits(body.last_hidden_state[:, -1]), body.past_key_values
+    out = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+    return out.logits[:, -1], out.past_key_values
+
+
+def _plain_causal_lm_head(model) -> bool:
+    """Whether ``model``'s logits are ``lm_logits`` of the body's last hidden state, position by position
+    (:class:`CausalLMHead` as it is; not Transformer-XL's adaptive softmax, which has its own fields), and
+    no torch hook on the model itself expects to see the call."""
+    cls = type(model)
+    return (
+        isinstance(model, CausalLMHead)
+        and cls.head_fields is LanguageModelHead.head_fields
+        and cls.lm_fields is LanguageModelHead.lm_fields
+        and not (model._forward_hooks or model._forward_pre_hooks)  # torch hooks on the model see model(...)
+    )
 
 
 def _is_chat(prompt) -> bool:
