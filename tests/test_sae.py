@@ -506,3 +506,38 @@ def test_train_from_the_probes_activation_store(lm, tmp_path):
         progress=False,
     )
     assert d.cfg.d_in == lm.config.d_model and [entry["step"] for entry in d.training_log] == [0, 4]
+
+
+def test_training_from_texts_resumes_exactly(lm, tmp_path, monkeypatch):
+    from workbench.sae import stream
+
+    settings = dict(
+        d_sae=32,
+        kind="batchtopk",
+        k=4,
+        steps=12,
+        batch_size=16,
+        buffer_size=32,
+        text_batch_size=2,
+        lr=1e-2,
+        device="cpu",
+        progress=False,
+        checkpoint_every=1,
+    )
+    whole = sae.train(lm, HOOK, TEXTS, checkpoint_dir=tmp_path / "a", **settings)
+    real, calls = stream.activations_at, []
+
+    def crash_on_sixth(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("interrupted")
+        return real(*args)
+
+    monkeypatch.setattr(stream, "activations_at", crash_on_sixth)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        sae.train(lm, HOOK, TEXTS, checkpoint_dir=tmp_path / "b", **settings)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] > 0
+    monkeypatch.setattr(stream, "activations_at", real)
+    resumed = sae.train(lm, HOOK, TEXTS, checkpoint_dir=tmp_path / "b", **settings)
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

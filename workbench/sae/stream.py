@@ -39,9 +39,10 @@ def text_chunks(model, texts: Sequence[str], hooks: Sequence[str], text_batch_si
 def activations_at(model, texts: list[str], hooks: Sequence[str]) -> list[torch.Tensor]:
     """The activations at ``hooks`` of the real (non-padding) tokens of ``texts``: one [n_tokens, d] per hook
     (hook points of shape [batch, pos, d] only)."""
+    inputs, _ = model.prepare_inputs(texts)
+    mask = inputs["attention_mask"].bool()
     with torch.no_grad():
-        out, cache = model.run_with_cache(texts, names_filter=list(hooks))
-        mask = model.tokenize(texts)["attention_mask"].bool()
+        _, cache = model.run_with_cache(inputs, names_filter=list(hooks))
     parts = []
     for name in hooks:
         act = cache[name]

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..provenance import model_fingerprint
 from .config import SAEConfig
 from .dictionary import SparseAutoencoder
 from .stream import ActivationStream, iterable_chunks, text_chunks
@@ -182,7 +183,7 @@ def _stream(
 ) -> ActivationStream:
     if isinstance(data, str):
         raise TypeError("data is one str; pass a list of texts (or an iterable of activation batches)")
-    if isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data):
+    if _is_texts(data):
         if model is None:
             raise ValueError("data are texts, so a model is needed to take activations from; model is None")
         hooks = [hook] + ([hook_out] if hook_out else [])
@@ -322,16 +323,22 @@ def _step(dictionary, optimizer, batch, schedule, step, state, dead_after, autoc
 
 
 def _fingerprint(cfg: SAEConfig, data, model, **settings: Any) -> str:
-    """A hash of everything that changes a run's result: config, settings, model and data identity."""
-    if isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data):
+    """A hash of everything that changes a run's result: config, settings, data, and (for texts) the model's
+    weights, config and editing hooks (:func:`workbench.provenance.model_fingerprint`)."""
+    if _is_texts(data):
         digest = hashlib.sha256()
         for text in data:
             digest.update(text.encode() + b"\0")
         data_id = "texts:" + digest.hexdigest()
-    else:
-        data_id = f"iterable:{type(data).__name__}"
-    values = {"cfg": cfg.to_dict(), "data": data_id, "model": _model_name(model), **settings}
+        model_id = model_fingerprint(model)
+    else:  # activations given: the model is not run, and an iterable's contents cannot be hashed cheaply
+        data_id, model_id = f"iterable:{type(data).__name__}", None
+    values = {"cfg": cfg.to_dict(), "data": data_id, "model": model_id, **settings}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _is_texts(data) -> bool:
+    return isinstance(data, (list, tuple)) and bool(data) and all(isinstance(t, str) for t in data)
 
 
 class _Checkpoints:
