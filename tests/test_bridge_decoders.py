@@ -146,15 +146,10 @@ def test_residual_arithmetic_as_hook_functions_see_it(family):
     assert_residual_arithmetic(residual_parts(wb.from_hf(make()), read_during_forward=True), kind, 2)
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(family, marks=pytest.mark.xfail(
-        strict=True, reason="core: Falcon's parallel blocks run mlp_output += attention_output after the MLP, so "
-                            "the tensor run_with_cache kept for hook_mlp_out is mlp_out + attn_out by the end; the "
-                            "output tap must hand Hugging Face a copy when the hook point is active"))
-    if family in MLP_OUT_MUTATED else family
-    for family in FAMILIES
-])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_residual_arithmetic_of_the_cache(family):
+    """Also where Falcon adds the attention output into the MLP's output tensor in place after the MLP
+    (MLP_OUT_MUTATED): the bridge hands Hugging Face a copy (Stack.copy_outputs), the cache keeps the MLP's."""
     make, kind, *_ = FAMILIES[family]
     assert_residual_arithmetic(residual_parts(wb.from_hf(make()), read_during_forward=False), kind, 2)
 
@@ -186,29 +181,42 @@ def test_mixtral_router_logits_are_hugging_face_s():
         reference = hf(IDS, attention_mask=MASK, output_router_logits=True)
     _, cache = model.run_with_cache({"input_ids": IDS, "attention_mask": MASK})
     for i, logits in enumerate(reference.router_logits):  # Hugging Face's [batch * pos, n_experts]
-        assert cache[f"blocks.{i}.hook_router_logits"].shape == (2, 7, 4)
-        assert_close(cache[f"blocks.{i}.hook_router_logits"].reshape(-1, 4), logits, f"router logits {i}")
+        assert cache[f"blocks.{i}.mlp.hook_router_logits"].shape == (2, 7, 4)
+        assert_close(cache[f"blocks.{i}.mlp.hook_router_logits"].reshape(-1, 4), logits, f"router logits {i}")
         with torch.no_grad():
             moe = hf.model.layers[i].mlp(cache[f"blocks.{i}.ln2.hook_normalized"])
         assert_close(cache[f"blocks.{i}.hook_mlp_out"], moe, f"hook_mlp_out {i} is the mixture's output")
 
 
-@pytest.mark.xfail(raises=KeyError, strict=True, reason=(
-    "core: transformers 5.25 fuses Mixtral's experts into 3D parameters run in one loop (MixtralExperts), so no "
-    "module's output is one expert's; per-expert hook points need a 'workbench' experts function registered in "
-    "transformers.integrations.moe.ALL_EXPERTS_FUNCTIONS and switched on with config._experts_implementation for "
-    "hooked runs, as bridge/attention.py does for attention"))
 def test_mixtral_expert_outputs_sum_to_the_mixture():
     """Each expert's output [batch, pos, d_model] (zero where the token is not routed to it), weighted by the
-    router's renormalized top-k probabilities, sums to hook_mlp_out."""
-    model = wb.from_hf(mixtral())
+    router's renormalized top-k probabilities, sums to hook_mlp_out; the logits are Hugging Face's."""
+    hf = mixtral()
+    model = wb.from_hf(hf)
     names = [f"blocks.0.mlp.experts.{e}.hook_out" for e in range(4)]
-    _, cache = model.run_with_cache(IDS, names_filter=[*names, "blocks.0.hook_router_logits", "blocks.0.hook_mlp_out"])
-    probs = cache["blocks.0.hook_router_logits"].float().softmax(-1)
+    out, cache = model.run_with_cache(IDS, names_filter=[*names, "blocks.0.mlp.hook_router_logits",
+                                                         "blocks.0.hook_mlp_out"])
+    with torch.no_grad():
+        assert_close(out.logits, hf(IDS).logits, "logits with the experts hooked")
+    probs = cache["blocks.0.mlp.hook_router_logits"].float().softmax(-1)
     top, chosen = probs.topk(2, dim=-1)
     weights = torch.zeros_like(probs).scatter(-1, chosen, top / top.sum(-1, keepdim=True))
     mixture = sum(weights[..., e, None] * cache[name] for e, name in enumerate(names))
     assert_close(mixture, cache["blocks.0.hook_mlp_out"], "weighted experts")
+    assert all(torch.all(cache[name][weights[..., e] == 0] == 0) for e, name in enumerate(names))
+
+
+def test_mixtral_expert_edits_reach_the_output_and_router_edits_are_refused():
+    hf = mixtral()
+    model = wb.from_hf(hf)
+    with torch.no_grad():
+        clean = hf(IDS).logits
+        edited = model.run_with_hooks(IDS, fwd_hooks=[("blocks.0.mlp.experts.1.hook_out", lambda x, h: x * 3)]).logits
+    assert (edited - clean).abs().max() > 1e-3
+    assert "blocks.0.mlp.hook_router_logits" in model.read_only_hooks
+    with pytest.raises(ValueError, match="read only"):
+        model.run_with_hooks(IDS, fwd_hooks=[("blocks.0.mlp.hook_router_logits", lambda x, h: x * 0)])
+    assert hf.config._experts_implementation != "workbench"
 
 
 # The workbench on top: generation, patching, attribution, a probe ----------------------------------------

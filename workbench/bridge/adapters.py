@@ -72,6 +72,9 @@ class Stack:
             adds the attention output into its MLP output): Hugging Face gets a copy, the hook keeps the value.
         read_only: hook names (in the block) that can be read but not replaced: the family has used the value
             by the time the hook sees it (Mixtral's router logits).
+        experts: path from the block of a sparse mixture's fused experts module (Mixtral's ``mlp.experts``):
+            ``mlp.experts.{e}.hook_out`` per expert (see :mod:`workbench.bridge.experts`); the config field
+            ``experts_from_config`` says how many there are.
         layers_from_config: when the blocks are shared (ALBERT runs one layer module for every layer), the
             config field with the number of layers: layer i runs block ``i * len(blocks) // layers``.
         extra: more hook points: canonical name inside the block -> (path from the block, ``"in"``/``"out"``).
@@ -103,6 +106,8 @@ class Stack:
     mlp_in_fused: bool = False
     copy_outputs: tuple[str, ...] = ()
     read_only: tuple[str, ...] = ()
+    experts: str | None = None
+    experts_from_config: str = "num_local_experts"
     layers_from_config: str | None = None
     extra: dict[str, tuple[str, str]] = field(default_factory=dict)
 

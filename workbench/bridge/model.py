@@ -28,7 +28,7 @@ from ..config import ModelConfig
 from ..hook_points import HookFn, HookPoint, NameOrPredicate
 from ..model import GenerationMixin, HookedTransformer
 from ..tokenizers import Tokenizer, has_tokenizer_files
-from . import attention
+from . import attention, experts
 from .adapters import Adapter, Stack
 from .catalog import find_adapter
 from .discover import discover_adapter
@@ -140,10 +140,18 @@ class BridgeMLP(nn.Module):
         self.hook_post = HookPoint()
 
 
+class BridgeExpert(nn.Module):
+    """``mlp.experts.{e}.hook_out``: one expert's output (see :mod:`workbench.bridge.experts`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_out = HookPoint()
+
+
 class BridgeBlock(nn.Module):
     """The hook points of one block, as attributes in forward order."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, n_experts: int = 0) -> None:
         super().__init__()
         self.hook_resid_pre = HookPoint()
         if stack.ln1 and stack.kind != "post_norm":
@@ -169,15 +177,19 @@ class BridgeBlock(nn.Module):
             self.ln2 = BridgeNorm()
         for name in stack.extra:
             _add_point(self, name)
+        if n_experts:
+            if not hasattr(self, "mlp"):
+                self.mlp = nn.Module()
+            self.mlp.experts = nn.ModuleList(BridgeExpert() for _ in range(n_experts))
         self.hook_resid_post = HookPoint()
 
 
 class BridgeStack(nn.Module):
     """``blocks`` and ``ln_final`` of one stack (the encoder's or the decoder's in an encoder-decoder)."""
 
-    def __init__(self, stack: Stack, n_blocks: int) -> None:
+    def __init__(self, stack: Stack, n_blocks: int, n_experts: int = 0) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(BridgeBlock(stack) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(BridgeBlock(stack, n_experts) for _ in range(n_blocks))
         if stack.final_norm:
             self.ln_final = BridgeNorm()
 
@@ -211,7 +223,8 @@ class HookedHF(GenerationMixin, HookedTransformer):
         self._stacks: list[tuple[Stack, nn.ModuleList, list[BridgeBlock]]] = []
         for stack in adapter.stacks:
             blocks = _module_at(base, stack.blocks, "blocks")
-            hooks = BridgeStack(stack, _layer_count(stack, blocks, hf_model.config))
+            n_experts = experts.experts_count(hf_model.config, stack.experts_from_config) if stack.experts else 0
+            hooks = BridgeStack(stack, _layer_count(stack, blocks, hf_model.config), n_experts)
             if stack.prefix:
                 self.add_module(stack.prefix.rstrip("."), hooks)
             else:
@@ -276,7 +289,39 @@ class HookedHF(GenerationMixin, HookedTransformer):
                 if tap.is_active:
                     undo.callback(tap.attach(state).remove)
             undo.enter_context(self._attention_hooks())
+            undo.enter_context(self._experts_hooks(state))
             yield
+
+    @contextmanager
+    def _experts_hooks(self, state: RunState) -> Iterator[None]:
+        """Hand the experts modules whose experts are hooked their hook points and switch the model to the
+        workbench experts function (:mod:`workbench.bridge.experts`) for this forward."""
+        hooked = []
+        for stack, blocks, hook_blocks in self._stacks:
+            if not stack.experts:
+                continue
+            for block, layers in zip(blocks, _layers_per_block(len(blocks), len(hook_blocks))):
+                containers = [hook_blocks[i].mlp for i in layers]
+                if any(expert.hook_out.is_active for container in containers for expert in container.experts):
+                    module = _module_at(block, stack.experts, "experts")
+                    experts.check_supported(module)
+                    module.__dict__[experts.HOOKS_ATTRIBUTE] = experts.ExpertCalls(containers, state.batch)
+                    hooked.append(module)
+        if not hooked:
+            yield
+            return
+        experts.register()
+        configs = [config for config in _all_configs(self.hf) if hasattr(config, "_experts_implementation")]
+        before = [config._experts_implementation for config in configs]
+        try:
+            for config in configs:
+                config._experts_implementation = experts.IMPLEMENTATION
+            yield
+        finally:
+            for config, implementation in zip(configs, before):
+                config._experts_implementation = implementation
+            for module in hooked:
+                module.__dict__.pop(experts.HOOKS_ATTRIBUTE, None)
 
     @contextmanager
     def _attention_hooks(self) -> Iterator[None]:

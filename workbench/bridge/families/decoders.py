@@ -32,14 +32,15 @@ _FALCON_MLP = dict(mlp="mlp", mlp_in="mlp.dense_h_to_4h", mlp_out="mlp.dense_4h_
 #: The new decoder architecture with two LayerNorms: ``x + attn(ln_attn(x)) + mlp(ln_mlp(x))``.
 FALCON_PARALLEL_TWO_NORMS = Stack(
     blocks="h", attn="self_attention", ln1="ln_attn", ln2="ln_mlp", final_norm="ln_f", kind="parallel",
-    **_FALCON_MLP,
+    copy_outputs=("hook_mlp_out",), **_FALCON_MLP,
 )
 #: Falcon-7B's layout (and the new architecture with ``num_ln_in_parallel_attn=1``):
 #: ``x + attn(ln(x)) + mlp(ln(x))`` with one LayerNorm.
 FALCON_PARALLEL_ONE_NORM = replace(FALCON_PARALLEL_TWO_NORMS, ln1="input_layernorm", ln2=None)
 #: ``parallel_attn=False`` (Falcon-RW): ``x + attn(ln1(x))``, then ``+ mlp(ln2(...))``.
 FALCON_SEQUENTIAL = replace(
-    FALCON_PARALLEL_TWO_NORMS, ln1="input_layernorm", ln2="post_attention_layernorm", kind="pre_norm"
+    FALCON_PARALLEL_TWO_NORMS, ln1="input_layernorm", ln2="post_attention_layernorm", kind="pre_norm",
+    copy_outputs=(),
 )
 
 
@@ -59,14 +60,13 @@ FALCON = Adapter(
     notes="Falcon: the block layout follows the config (new_decoder_architecture: parallel attention and MLP with "
           "ln1 = ln_attn, ln2 = ln_mlp; parallel_attn: one input_layernorm (ln1) feeds both, no ln2; otherwise a "
           "sequential pre-norm block). Parallel blocks have no hook_resid_mid (resid_post = resid_pre + attn_out + "
-          "mlp_out). Multi-query models (multi_query without the new architecture) have hook_k/hook_v [batch, "
+          "mlp_out); there Hugging Face adds the attention output into the MLP's output tensor in place, so the "
+          "bridge hands it a copy of the MLP output whenever hook_mlp_out is hooked (the cache keeps the MLP's "
+          "own output; hf.<...>.mlp, a module path, is not copied and reads mlp_out + attn_out after the "
+          "forward). Multi-query models (multi_query without the new architecture) have hook_k/hook_v [batch, "
           "pos, 1, d_head]; the new architecture has num_kv_heads key/value heads. hook_q/hook_k are after the "
           "rotary rotation; ALiBi models add their position bias to the attention mask, so it is inside "
-          "hook_pattern. In the parallel layouts Hugging Face adds the attention output into the MLP's output "
-          "tensor in place (mlp_output += attention_output), so a cached hook_mlp_out (and hf.<...>.mlp) reads "
-          "mlp_out + attn_out once the forward is over; a hook function sees the MLP's own output, and edits "
-          "apply as they should (an edit that returns a tensor the hook keeps elsewhere, e.g. another run's "
-          "cached activation, gets the attention output added into it)." + LAST_HIDDEN_STATE,
+          "hook_pattern." + LAST_HIDDEN_STATE,
 )
 
 # GPT-J and CodeGen --------------------------------------------------------------------------------------
@@ -100,19 +100,21 @@ CODEGEN = Adapter(
 
 MIXTRAL_STACK = Stack(
     blocks="layers", ln1="input_layernorm", ln2="post_attention_layernorm", mlp="mlp", final_norm="norm",
-    extra={"hook_router_logits": ("mlp.gate", "out")},
+    extra={"mlp.hook_router_logits": ("mlp.gate", "out")}, read_only=("mlp.hook_router_logits",),
+    experts="mlp.experts",
 )
 
 MIXTRAL = Adapter(
     model_types=("mixtral",),
     stacks=(MIXTRAL_STACK,),
     notes="Mixtral: a Llama-like pre-norm block whose MLP is a sparse mixture of experts. hook_mlp_out is the "
-          "mixture's output (the routing-weighted sum of the chosen experts). blocks.{i}.hook_router_logits "
-          "[batch, pos, n_experts] is the router's output; it is read-only in effect: the router picks its "
-          "top-k experts inside the same module, so an edit there does not change the routing. There is no "
-          "mlp.hook_pre/hook_post (no single MLP) and no per-expert hook point: transformers 5.25 stores the "
-          "experts as fused 3D parameters (MixtralExperts.gate_up_proj [expert, 2 * d_mlp, d_model], down_proj "
-          "[expert, d_model, d_mlp]) run in one loop, so no module's output is one expert's. hook_q/hook_k are "
+          "mixture's output (the routing-weighted sum of the chosen experts). blocks.{i}.mlp.hook_router_logits "
+          "[batch, pos, n_experts] is the router's output, read only (the router picks its top-k experts inside "
+          "the same module: an edit could not change the routing; a hook returning one is an error). "
+          "blocks.{i}.mlp.experts.{e}.hook_out [batch, pos, d_model] is expert e's output before its routing "
+          "weight, zero at tokens not routed to it (an edit there has no effect: their weight is 0); a run that "
+          "hooks them computes the mixture with the workbench's experts function (the same loop as Hugging "
+          "Face's eager one). There is no mlp.hook_pre/hook_post (no single MLP). hook_q/hook_k are "
           "after the rotary rotation; hook_k/hook_v have num_key_value_heads heads." + LAST_HIDDEN_STATE,
 )
 
