@@ -289,6 +289,32 @@ def test_metrics_equal_a_hand_computation(lm):
     assert got["tokens"] == len(l0)
 
 
+def test_metrics_of_a_masked_lm_give_kl_but_no_cross_entropy():
+    mlm = wb.zoo.tiny("bert", task="masked_lm", device="cpu")
+    d = small("relu", d_in=mlm.config.d_model, d_sae=32, hook_name="blocks.0.hook_resid_post")
+    got = d.metrics(mlm, TEXTS[:2])
+    assert math.isnan(got["ce_clean"]) and math.isnan(got["loss_recovered"])
+    assert got["kl_spliced"] > 0 and "masked LM" in got.attrs["note"]
+
+
+def test_training_under_bfloat16_autocast_stays_finite():
+    batches = [torch.randn(32, 8, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    d = sae.train(
+        None,
+        "x",
+        batches,
+        d_sae=16,
+        kind="jumprelu",
+        steps=6,
+        batch_size=16,
+        device="cpu",
+        autocast=True,
+        progress=False,
+    )
+    assert d.W_enc.dtype == torch.float32 and all(torch.isfinite(p).all() for p in d.parameters())
+    assert math.isfinite(d.training_log[-1]["loss"])
+
+
 def test_metrics_of_a_model_without_logits_say_why(lm):
     base = wb.zoo.tiny("bert", task="base", device="cpu")
     d = small("relu", d_in=base.config.d_model, d_sae=32, hook_name="blocks.0.hook_resid_post")
@@ -351,6 +377,7 @@ def test_train_on_a_tiny_model_from_texts_end_to_end(lm, tmp_path):
         k=8,
         steps=25,
         batch_size=32,
+        buffer_size=64,
         lr=1e-3,
         device="cpu",
         progress=False,
@@ -381,6 +408,7 @@ def test_a_transcoder_trains_and_splices_at_its_output_hook(lm):
         hook_out=hook_out,
         steps=10,
         batch_size=32,
+        buffer_size=64,
         device="cpu",
         progress=False,
     )
