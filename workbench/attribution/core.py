@@ -416,7 +416,9 @@ def layer_attribute(
     base_ids = baseline if isinstance(baseline, torch.Tensor) else baseline_ids(model, ids, baseline)
     forward = EmbeddingForward(model, make_target(model, target))
     embeds, base = _embeddings(model, ids), _embeddings(model, base_ids.to(ids.device))
-    with torch.enable_grad():
+    # Captum hooks the hook point as a torch module; a workbench hook that keeps the activation marks the point
+    # active, so that models which run only active hook points (the bridge attaches its taps for those) run it.
+    with torch.enable_grad(), model.hooks([(hook, lambda activation, hook_point: None)]):
         attributions = ca.LayerIntegratedGradients(forward, point).attribute(
             embeds.requires_grad_(), baselines=base, additional_forward_args=(ids, mask), n_steps=n_steps,
             internal_batch_size=internal_batch_size)
