@@ -569,3 +569,57 @@ def test_training_from_texts_resumes_exactly(lm, tmp_path, monkeypatch):
     resumed = sae.train(lm, HOOK, TEXTS, checkpoint_dir=tmp_path / "b", **settings)
     for name, tensor in whole.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+def test_a_one_shot_iterator_resumes_exactly_when_given_again_from_its_start(tmp_path):
+    batches = [torch.randn(24, 8, generator=torch.Generator().manual_seed(i)) for i in range(10)]
+    settings = dict(
+        d_sae=16,
+        kind="relu",
+        steps=12,
+        batch_size=16,
+        buffer_size=32,
+        lr=1e-2,
+        device="cpu",
+        progress=False,
+        checkpoint_every=1,
+    )
+
+    def one_shot(crash_after=None):
+        for index, batch in enumerate(batches):
+            if index == crash_after:
+                raise RuntimeError("interrupted")
+            yield batch
+
+    whole = sae.train(None, "x", one_shot(), checkpoint_dir=tmp_path / "a", **settings)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        sae.train(None, "x", one_shot(crash_after=6), checkpoint_dir=tmp_path / "b", **settings)
+    resumed = sae.train(None, "x", one_shot(), checkpoint_dir=tmp_path / "b", **settings)
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    short = sae.train(None, "x", one_shot(), **{**settings, "steps": 100})
+    assert short.training_log[-1]["step"] < 20  # the iterator ran out (240 rows): the run stopped early
+
+
+def test_load_from_a_hub_repository_subfolder_fetches_only_the_two_files(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    d = small("relu", hook_name=HOOK)
+    d.save(tmp_path / "snapshot" / "blocks.1.hook_resid_post")
+    asked = {}
+
+    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None):
+        asked.update(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns)
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded = sae.load("someone/some-saes/blocks.1.hook_resid_post", revision="v1")
+    assert asked == {
+        "repo_id": "someone/some-saes",
+        "revision": "v1",
+        "allow_patterns": [
+            "blocks.1.hook_resid_post/cfg.json",
+            "blocks.1.hook_resid_post/sae_weights.safetensors",
+        ],
+    }
+    torch.testing.assert_close(loaded.W_dec, d.W_dec)

@@ -111,14 +111,18 @@ def train(
     device = _device(device)
     total = _total_steps(steps, tokens, batch_size)
     stream = _stream(model, hook, hook_out, data, batch_size, buffer_size, text_batch_size, seed, device)
-    dictionary, run = _start(
-        model, hook, hook_out, d_sae, kind, k, l1_coefficient, normalize, seed, config, stream, device
-    )
+    checkpoints = _Checkpoints(checkpoint_dir, checkpoint_every or max(1, total // 10))
+    saved = checkpoints.read()
+    # A resumed run takes the data's widths from its checkpoint: peeking would consume a one-shot source.
+    widths = [int(w) for w in saved["stream"]["widths"]] if saved else _widths(stream)
+    cfg = _config(widths, model, hook, hook_out, d_sae, kind, k, l1_coefficient, normalize, config)
+    dictionary = SparseAutoencoder(cfg, seed=seed).to(device)
     schedule = _Schedule(total, lr, lr_warmup_steps, lr_decay_fraction, sparsity_warmup_steps)
     dead_after = dead_after_tokens or min(10_000_000, max(batch_size, total * batch_size // 4))
     optimizer = torch.optim.Adam(dictionary.parameters(), lr=lr, betas=betas)
-    fingerprint = _fingerprint(
-        dictionary.cfg,
+    state = _TrainState(cfg.d_sae, device)
+    checkpoints.fingerprint = _fingerprint(
+        cfg,
         data,
         model,
         steps=total,
@@ -133,11 +137,11 @@ def train(
         seed=seed,
         autocast=autocast,
     )
-    state = _TrainState(dictionary.cfg.d_sae, device)
-    checkpoints = _Checkpoints(checkpoint_dir, fingerprint, checkpoint_every or max(1, total // 10))
-    start = checkpoints.resume(dictionary, optimizer, stream, state)
-    if start == 0 and run is not None:
-        run()  # a fresh run: scales and b_dec from the first buffer
+    if saved:
+        start = checkpoints.restore(saved, dictionary, optimizer, stream, state)
+    else:
+        start = 0
+        _initialise(dictionary, stream.peek(), normalize)
     bar = tqdm(total=total, initial=start, desc=f"training {kind} dictionary at {hook}", disable=not progress)
     for step in range(start, total):
         try:
@@ -193,16 +197,19 @@ def _stream(
     return ActivationStream(chunks, restartable, batch_size, buffer_size or 8 * batch_size, seed, device)
 
 
-def _start(model, hook, hook_out, d_sae, kind, k, l1_coefficient, normalize, seed, config, stream, device):
-    """Build the dictionary from the data's widths; return it and the initialisation a fresh run does."""
+def _widths(stream: ActivationStream) -> list[int]:
+    """The widths of the tensors in each item of the data (filling the stream's buffer to see them)."""
     stream.peek()
-    widths = stream.widths
+    return stream.widths
+
+
+def _config(widths, model, hook, hook_out, d_sae, kind, k, l1_coefficient, normalize, config) -> SAEConfig:
     if len(widths) != (2 if hook_out else 1):
         raise ValueError(
             f"the activation data give {len(widths)} tensor(s) per item; "
             + ("a transcoder needs (x_in, x_out) pairs" if hook_out else "a sparse autoencoder needs one")
         )
-    cfg = SAEConfig(
+    return SAEConfig(
         d_in=widths[0],
         d_sae=d_sae,
         kind=kind,
@@ -215,21 +222,18 @@ def _start(model, hook, hook_out, d_sae, kind, k, l1_coefficient, normalize, see
         normalize_activations="expected_average_only_in" if normalize else "none",
         **config,
     )
-    dictionary = SparseAutoencoder(cfg, seed=seed).to(device)
 
-    @torch.no_grad()
-    def initialise() -> None:
-        x_in, x_out = _inputs_and_targets(cfg, stream.peek())
-        if normalize:
-            dictionary.scale_in.fill_(
-                math.sqrt(cfg.d_in / x_in.pow(2).sum(-1).mean().clamp_min(1e-12).item())
-            )
-            dictionary.scale_out.fill_(
-                math.sqrt(cfg.d_out / x_out.pow(2).sum(-1).mean().clamp_min(1e-12).item())
-            )
-        dictionary.b_dec.copy_(x_out.mean(0) * dictionary.scale_out)
 
-    return dictionary, initialise
+@torch.no_grad()
+def _initialise(dictionary: SparseAutoencoder, rows: torch.Tensor, normalize: bool) -> None:
+    """A fresh run: the scales that make E||x||^2 = d (for input and target), and b_dec at the target's
+    mean, from the first buffer ``rows`` [n, d_in (+ d_out)]."""
+    cfg = dictionary.cfg
+    x_in, x_out = _inputs_and_targets(cfg, rows)
+    if normalize:
+        dictionary.scale_in.fill_(math.sqrt(cfg.d_in / x_in.pow(2).sum(-1).mean().clamp_min(1e-12).item()))
+        dictionary.scale_out.fill_(math.sqrt(cfg.d_out / x_out.pow(2).sum(-1).mean().clamp_min(1e-12).item()))
+    dictionary.b_dec.copy_(x_out.mean(0) * dictionary.scale_out)
 
 
 def _model_name(model) -> str | None:
@@ -344,19 +348,23 @@ def _is_texts(data) -> bool:
 class _Checkpoints:
     """Writes and reads ``checkpoint_dir/checkpoint.pt``, tied to the run's fingerprint."""
 
-    def __init__(self, folder: str | os.PathLike | None, fingerprint: str, every: int) -> None:
+    def __init__(self, folder: str | os.PathLike | None, every: int) -> None:
         self.folder = None if folder is None else Path(folder)
-        self.fingerprint, self.every = fingerprint, every
+        self.every = every
+        self.fingerprint: str | None = None  # set once the run's settings are known
 
     @property
     def path(self) -> Path | None:
         return None if self.folder is None else self.folder / CHECKPOINT_FILE
 
-    def resume(self, dictionary, optimizer, stream, state) -> int:
-        """Load the latest checkpoint if there is one; return the step to continue from (0: none)."""
+    def read(self) -> dict[str, Any] | None:
+        """The latest checkpoint, or None when there is none."""
         if self.path is None or not self.path.is_file():
-            return 0
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True)
+
+    def restore(self, saved: dict[str, Any], dictionary, optimizer, stream, state) -> int:
+        """Load ``saved`` into the run's objects; return the step to continue from."""
         if saved.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"{self.path} was written by a run with other settings, data or model (its fingerprint differs); "
