@@ -168,18 +168,23 @@ def test_t5_encoder_model_is_one_stack_of_blocks():
 # What the bridge's core does not do yet for encoder-decoders -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="hook_embed taps get_input_embeddings() (`shared`), which T5 and BART never "
-                   "call: each stack runs its own embed_tokens (tied weights). Needs per-stack hook points "
-                   "(encoder.hook_embed / decoder.hook_embed) in HookedHF.")
 @pytest.mark.parametrize("make", [tiny_t5, tiny_bart], ids=["t5", "bart"])
-def test_seq2seq_hook_embed_fires(make):
-    model = wb.from_hf(make())
-    _, cache = model.run_with_cache(dict(SEQ2SEQ_INPUTS), names_filter="hook_embed")
-    assert "hook_embed" in cache
+def test_seq2seq_hook_embed_fires_per_stack(make):
+    """Each stack runs its own embed_tokens (tied to `shared`): encoder.hook_embed and decoder.hook_embed are
+    the token embeddings of the encoder's and the decoder's input, and an edit reaches the output."""
+    hf = make()
+    model = wb.from_hf(hf)
+    assert "hook_embed" not in model.hook_points()
+    names = ["encoder.hook_embed", "decoder.hook_embed"]
+    out, cache = model.run_with_cache(dict(SEQ2SEQ_INPUTS), names_filter=names)
+    with torch.no_grad():
+        table = hf.get_input_embeddings()
+        assert torch.equal(cache["encoder.hook_embed"], table(SEQ2SEQ_INPUTS["input_ids"]))
+        assert torch.equal(cache["decoder.hook_embed"], table(SEQ2SEQ_INPUTS["decoder_input_ids"]))
+        edited = model.run_with_hooks(dict(SEQ2SEQ_INPUTS), fwd_hooks=[("encoder.hook_embed", lambda x, h: x * 0)])
+    assert (edited.logits - out.logits).abs().max() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="decode_residual skips T5's d_model**-0.5 scaling before lm_head "
-                   "(config.scale_decoder_outputs, tied embeddings); it needs a scale after the decode paths.")
 def test_t5_decode_residual_of_the_last_layer_gives_the_logits():
     hf = tiny_t5()
     model = wb.from_hf(hf)
@@ -282,9 +287,7 @@ def test_bart_post_norm_residual_arithmetic_and_shapes():
     assert_close(decoded, reference.logits, "lm_head(resid_post) + final_logits_bias")
 
 
-@pytest.mark.parametrize("logits_bias", [
-    False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason="decode_residual does not add BART's "
-                        "final_logits_bias (a buffer of BartForConditionalGeneration) to lm_head's output"))])
+@pytest.mark.parametrize("logits_bias", [False, True])
 def test_bart_decode_residual_of_the_last_layer_gives_the_logits(logits_bias):
     hf = tiny_bart()
     if logits_bias:
@@ -379,10 +382,6 @@ def test_mamba_generate_runs_hooks_every_step_and_matches_hugging_face(mamba_wit
     assert recomputed.new_token_ids == [hugging_face_greedy(hf, model, prompt, 4) for prompt in prompts]
 
 
-@pytest.mark.xfail(strict=True, reason="cached steps pass the full attention mask [batch, all positions]; Mamba's "
-                   "mixer multiplies its one-token input by it (apply_mask_to_padding_states broadcasts to every "
-                   "position). Hugging Face's generate passes attention_mask=None after the first step for Mamba "
-                   "(MambaForCausalLM.prepare_inputs_for_generation).")
 def test_mamba_generate_with_the_cache_on_a_padded_batch(mamba_with_tokenizer):
     hf, model = mamba_with_tokenizer
     prompts = ["the keys to the", "a dog"]

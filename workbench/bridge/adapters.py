@@ -54,6 +54,8 @@ class Stack:
         mlp_out: the module whose input is ``mlp.hook_post`` (the last linear layer).
         resid_mid: for post-norm blocks, the module whose output is the residual stream between attention
             and MLP.
+        embed: path from the base model of this stack's own token embedding, when it runs one instead of the
+            model's input embedding (T5's and BART's ``encoder.embed_tokens``): ``<prefix>hook_embed``.
         final_norm: path of the norm after the last block (``ln_final.hook_normalized``), from the base model.
         kind: one of :data:`BLOCK_KINDS`.
         attention: one of :data:`ATTENTION_KINDS`.
@@ -82,6 +84,7 @@ class Stack:
 
     blocks: str
     prefix: str = ""
+    embed: str | None = None
     attn: str | None = "self_attn"
     attn_out: str | None = None
     cross_attn: str | None = None
@@ -131,6 +134,12 @@ class Adapter:
         decode: paths from the base model (or, failing that, from the model with its head) of the modules the last residual stream passes through before the
             unembedding (the final norm, OPT's ``project_out``); those a model lacks are skipped. Default: the
             last stack's ``final_norm``. The logit lens decodes every layer's residual stream this way.
+        decode_scale: a function of the Hugging Face config giving a factor the residual stream is multiplied by
+            before the unembedding (T5 with tied embeddings: d_model ** -0.5), or None.
+        logits_bias: path on the model with its head of a bias added to the unembedding's output (BART's
+            ``final_logits_bias``); skipped where the model has none.
+        mask_with_cache: whether a cached step passes the whole attention mask (False for Mamba, whose mixer
+            multiplies its input by the mask: Hugging Face's generate drops it after the first step).
         notes: what differs from the canonical meaning, shown in ``docs/bridge.md`` and ``model.bridge_notes``.
         for_config: a function (adapter, Hugging Face config) -> adapter, for families whose layout a config
             field changes (OPT-350m's post-norm blocks).
@@ -140,6 +149,9 @@ class Adapter:
     stacks: tuple[Stack, ...]
     embeds: dict[str, str] = field(default_factory=dict)
     decode: tuple[str, ...] | None = None
+    decode_scale: Callable[[Any], float | None] | None = None
+    logits_bias: str | None = None
+    mask_with_cache: bool = True
     notes: str = ""
     for_config: Callable[[Adapter, Any], Adapter] | None = None
 

@@ -189,6 +189,8 @@ class BridgeStack(nn.Module):
 
     def __init__(self, stack: Stack, n_blocks: int, n_experts: int = 0) -> None:
         super().__init__()
+        if stack.embed:
+            self.hook_embed = HookPoint()
         self.blocks = nn.ModuleList(BridgeBlock(stack, n_experts) for _ in range(n_blocks))
         if stack.final_norm:
             self.ln_final = BridgeNorm()
@@ -216,7 +218,8 @@ class HookedHF(GenerationMixin, HookedTransformer):
         self.bridge_notes = " ".join(part for part in (adapter.notes, notes) if part)
         base = getattr(hf_model, "base_model", hf_model)
         self._base = base
-        self.hook_embed = HookPoint()
+        if not any(stack.embed for stack in adapter.stacks):  # else each stack has its own hook_embed
+            self.hook_embed = HookPoint()
         for name in adapter.embeds:
             _add_point(self, name)
         # (the adapter's stack, Hugging Face's blocks, the hook-point blocks: one per layer)
@@ -228,6 +231,8 @@ class HookedHF(GenerationMixin, HookedTransformer):
             if stack.prefix:
                 self.add_module(stack.prefix.rstrip("."), hooks)
             else:
+                if stack.embed:
+                    self.hook_embed = hooks.hook_embed
                 self.blocks = hooks.blocks
                 if stack.final_norm:
                     self.ln_final = hooks.ln_final
@@ -260,18 +265,22 @@ class HookedHF(GenerationMixin, HookedTransformer):
     def _make_taps(self) -> list[AnyTap]:
         """Every tap, from the adapter's paths and every module's path."""
         base, config = self._base, self.config
-        taps: list[AnyTap] = [Tap((self.hook_embed,), self.hf.get_input_embeddings())]
+        taps: list[AnyTap] = []
+        if hasattr(self, "hook_embed"):
+            taps.append(Tap((self.hook_embed,), self.hf.get_input_embeddings()))
         for name, path in self.adapter.embeds.items():
             module = _module_at(base, path, name, optional=True)
             if module is not None:
                 taps.append(Tap(_points([self], name), module))
         sizes = (config.n_heads, config.n_kv_heads, config.d_head)
         for stack, blocks, hook_blocks in self._stacks:
+            owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
+            if stack.embed:
+                taps.append(Tap((owner.hook_embed,), _module_at(base, stack.embed, "embed")))
             for block, layers in zip(blocks, _layers_per_block(len(blocks), len(hook_blocks))):
                 taps += block_taps(stack, block, [hook_blocks[i] for i in layers], sizes)
             if stack.final_norm:
                 norm = _module_at(base, stack.final_norm, "final_norm", optional=True)
-                owner = self if not stack.prefix else getattr(self, stack.prefix.rstrip("."))
                 if norm is not None:
                     taps.append(Tap((owner.ln_final.hook_normalized,), norm))
         for path, module in self.hf.named_modules():
@@ -398,6 +407,8 @@ class HookedHF(GenerationMixin, HookedTransformer):
         if "past_key_values" in kwargs and "past_key_values" not in params and "cache" in params:
             kwargs["cache"] = kwargs.pop("past_key_values")
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is not None and not self.adapter.mask_with_cache:
+            kwargs.pop("attention_mask", None)
         mask = kwargs.get("attention_mask")
         if "position_ids" in params and kwargs.get("position_ids") is None and mask is not None and mask.dim() == 2:
             left_padded = bool((mask[:, 0] == 0).any()) and bool((mask.sum(-1) > 0).all())
@@ -465,7 +476,11 @@ class HookedHF(GenerationMixin, HookedTransformer):
                 module = _module_at(self.hf, path, "decode", optional=True)
             if module is not None:
                 x = module(x)
-        return self.unembed(x)
+        scale = self.adapter.decode_scale(self.hf.config) if self.adapter.decode_scale else None
+        logits = self.unembed(x * scale if scale is not None else x)
+        bias = _module_at(self.hf, self.adapter.logits_bias, "logits_bias", optional=True) if (
+            self.adapter.logits_bias) else None
+        return logits + bias.to(logits.dtype) if bias is not None else logits
 
     @property
     def classifier(self) -> nn.Module:

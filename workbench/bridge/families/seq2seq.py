@@ -29,7 +29,7 @@ def _t5_stack(prefix: str, mlp_layer: int, gated: bool, cross: bool) -> Stack:
     activation) and ``wi_1`` (linear) instead of ``wi``."""
     mlp = f"layer.{mlp_layer}.DenseReluDense"
     return Stack(
-        prefix=prefix, blocks=f"{prefix}block", attn="layer.0.SelfAttention", ln1="layer.0.layer_norm",
+        prefix=prefix, blocks=f"{prefix}block", embed=f"{prefix}embed_tokens", attn="layer.0.SelfAttention", ln1="layer.0.layer_norm",
         cross_attn="layer.1.EncDecAttention" if cross else None, ln2=f"layer.{mlp_layer}.layer_norm",
         mlp=mlp, mlp_in=f"{mlp}.wi_0" if gated else f"{mlp}.wi", mlp_in_linear=f"{mlp}.wi_1" if gated else None,
         mlp_out=f"{mlp}.wo", final_norm=f"{prefix}final_layer_norm",
@@ -57,10 +57,10 @@ T5_NOTES = (
     "(hf.decoder.block.{i}.layer.1.layer_norm). hook_pattern includes the relative position bias (computed in "
     "block 0 and shared). Queries are not scaled by d_head**-0.5. Hugging Face's hidden_states[n_layers] is "
     "after the stack's final norm (and dropout), i.e. {encoder,decoder}.ln_final.hook_normalized, not the last "
-    "hook_resid_post. The token embedding runs as encoder.embed_tokens / decoder.embed_tokens (weights shared "
-    "with `shared`, which is never called), so hook_embed does not fire: use encoder.blocks.0.hook_resid_pre. "
-    "T5's logits are lm_head(ln_final * d_model**-0.5) where config.scale_decoder_outputs (tied embeddings; "
-    "mT5 never scales). "
+    "hook_resid_post. Each stack runs its own embed_tokens (weights shared with `shared`): encoder.hook_embed "
+    "and decoder.hook_embed. T5's logits are lm_head(ln_final * d_model**-0.5) where "
+    "config.scale_decoder_outputs (tied embeddings; mT5 never scales): decode_residual (the logit lens) does "
+    "the same. "
     "T5EncoderModel is hooked as blocks.{i}.*."
 )
 
@@ -71,7 +71,7 @@ def _bart_stack(prefix: str, cross: bool) -> Stack:
     """One BART stack: post-norm, ``self_attn`` -> ``self_attn_layer_norm`` (-> ``encoder_attn`` ->
     ``encoder_attn_layer_norm``) -> ``fc1`` -> ``fc2`` -> ``final_layer_norm``."""
     return Stack(
-        prefix=prefix, blocks=f"{prefix}layers", attn="self_attn", cross_attn="encoder_attn" if cross else None,
+        prefix=prefix, blocks=f"{prefix}layers", embed=f"{prefix}embed_tokens", attn="self_attn", cross_attn="encoder_attn" if cross else None,
         ln1="self_attn_layer_norm", resid_mid="self_attn_layer_norm", ln2="final_layer_norm", mlp="fc2",
         mlp_in="fc1", mlp_out="fc2", kind="post_norm",
         # post-norm: the residual stream after the cross-attention is its LayerNorm's output.
@@ -94,11 +94,12 @@ BART_NOTES = (
     "hook_resid_mid_cross (encoder_attn_layer_norm's output) and hook_resid_post is ln2's output "
     "(final_layer_norm); hook_mlp_out is fc2's output before the add. blocks.0.hook_resid_pre is after the "
     "embeddings' LayerNorm (layernorm_embedding, no canonical hook point) of token embedding * embed_scale + "
-    "learned positions. The token embeddings run as encoder.embed_tokens / decoder.embed_tokens (`shared` is "
-    "never called), so hook_embed does not fire; the learned positions are hf.model.{encoder,decoder}."
+    "learned positions. Each stack runs its own embed_tokens (`shared` is never called): encoder.hook_embed and "
+    "decoder.hook_embed (before embed_scale); the learned positions are hf.model.{encoder,decoder}."
     "embed_positions (no hook_pos_embed: there are two). No final norm: Hugging Face's hidden_states[n_layers] "
     "is the last hook_resid_post. "
-    "The logits add final_logits_bias (a buffer read from the checkpoint) to lm_head's output. "
+    "The logits add final_logits_bias (a buffer read from the checkpoint) to lm_head's output, and so does "
+    "decode_residual (the logit lens). "
     "BartForCausalLM is hooked as blocks.{i}.*."
 )
 
@@ -107,12 +108,14 @@ ADAPTERS = [
         model_types=("t5", "mt5"),
         stacks=(_t5_stack("encoder.", 1, False, cross=False), _t5_stack("decoder.", 2, False, cross=True)),
         notes=T5_NOTES,
+        decode_scale=lambda config: config.d_model ** -0.5 if getattr(config, "scale_decoder_outputs", False) else None,
         for_config=_t5_for_config,
     ),
     Adapter(
         model_types=("bart",),
         stacks=(_bart_stack("encoder.", cross=False), _bart_stack("decoder.", cross=True)),
         notes=BART_NOTES,
+        logits_bias="final_logits_bias",
         for_config=_bart_for_config,
     ),
 ]

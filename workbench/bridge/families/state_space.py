@@ -14,6 +14,7 @@ ADAPTERS = [
         model_types=("mamba",),
         stacks=(Stack(blocks="layers", attn=None, ln1="norm", mlp=None, final_norm="norm_f", attention="none",
                       extra={"hook_mixer_out": ("mixer", "out")}),),
+        mask_with_cache=False,
         notes="No attention and no MLP: per block hook_resid_pre, ln1.hook_normalized (the mixer's input), "
               "hook_mixer_out [batch, pos, d_model] (the mixer's output, what the block adds: hook_resid_post = "
               "hook_resid_pre + hook_mixer_out; with residual_in_fp32 the sum is in float32) and "
@@ -21,6 +22,8 @@ ADAPTERS = [
               "out_proj) is reachable as hf.backbone.layers.{i}.mixer.*. Hugging Face's hidden_states do not "
               "start with the embeddings: hidden_states[i] is blocks.{i}.hook_resid_post and "
               "hidden_states[n_layers] is ln_final.hook_normalized. The recurrent state is Hugging Face's "
-              "cache (forward argument `cache`, formerly `cache_params`), not a key/value cache.",
+              "cache (forward argument `cache`, formerly `cache_params`), not a key/value cache; a cached step gets no "
+              "attention mask (the mixer would multiply its one-token input by the whole mask), as in Hugging "
+              "Face's generate.",
     ),
 ]
