@@ -326,3 +326,9 @@ def test_hf_generate_keeps_hooks_on_every_step_with_beam_search():
                                fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: x * 0)])
     assert not torch.equal(edited, hf.generate(IDS[:1], max_new_tokens=4, do_sample=False, pad_token_id=0))
     assert hf.config._attn_implementation == "eager"
+
+
+def test_docs_name_every_adapted_model_type():
+    text = (ROOT / "docs" / "bridge.md").read_text()
+    missing = [t for t in wb.bridge.adapted_model_types() if f"`{t}`" not in text]
+    assert not missing, f"docs/bridge.md's adapter table lacks {missing}"
