@@ -193,6 +193,8 @@ def _stream(
         hooks = [hook] + ([hook_out] if hook_out else [])
         chunks, restartable = text_chunks(model, data, hooks, text_batch_size), True
     else:
+        if model is not None:  # the names are recorded for splicing later: check them now
+            model.resolve_hook_names([hook] + ([hook_out] if hook_out else []))
         chunks, restartable = iterable_chunks(data), iter(data) is not data
     return ActivationStream(chunks, restartable, batch_size, buffer_size or 8 * batch_size, seed, device)
 
