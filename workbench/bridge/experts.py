@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .attention import CallCycle
+
 IMPLEMENTATION = "workbench"
 HOOKS_ATTRIBUTE = "_workbench_expert_hooks"
 
@@ -28,17 +30,13 @@ def register() -> None:
         ALL_EXPERTS_FUNCTIONS.register(IMPLEMENTATION, hooked_experts)
 
 
-class ExpertCalls:
+class ExpertCalls(CallCycle):
     """What one experts module's hooked calls need: the hook-point containers (one per call in a forward, each
     with ``experts[e].hook_out``) and the batch size, to show [tokens, d_model] as [batch, pos, d_model]."""
 
     def __init__(self, containers: list, batch: int) -> None:
-        self.containers, self.batch, self.calls = containers, batch, 0
-
-    def next(self):
-        container = self.containers[min(self.calls, len(self.containers) - 1)]
-        self.calls += 1
-        return container
+        super().__init__(containers)
+        self.batch = batch
 
 
 def check_supported(module: nn.Module) -> None:

@@ -314,23 +314,10 @@ class HookedHF(GenerationMixin, HookedTransformer):
                 if any(expert.hook_out.is_active for container in containers for expert in container.experts):
                     module = _module_at(block, stack.experts, "experts")
                     experts.check_supported(module)
-                    module.__dict__[experts.HOOKS_ATTRIBUTE] = experts.ExpertCalls(containers, state.batch)
-                    hooked.append(module)
-        if not hooked:
+                    hooked.append((module, experts.ExpertCalls(containers, state.batch)))
+        with _implementation_switched(self.hf, hooked, experts.HOOKS_ATTRIBUTE, "_experts_implementation",
+                                      experts.IMPLEMENTATION, experts.register):
             yield
-            return
-        experts.register()
-        configs = [config for config in _all_configs(self.hf) if hasattr(config, "_experts_implementation")]
-        before = [config._experts_implementation for config in configs]
-        try:
-            for config in configs:
-                config._experts_implementation = experts.IMPLEMENTATION
-            yield
-        finally:
-            for config, implementation in zip(configs, before):
-                config._experts_implementation = implementation
-            for module in hooked:
-                module.__dict__.pop(experts.HOOKS_ATTRIBUTE, None)
 
     @contextmanager
     def _attention_hooks(self) -> Iterator[None]:
@@ -347,24 +334,10 @@ class HookedHF(GenerationMixin, HookedTransformer):
                         point.is_active for container in containers for point in container.children()
                     ):
                         continue
-                    module = _module_at(block, path, name)
-                    module.__dict__[attention.HOOKS_ATTRIBUTE] = attention.CallCycle(containers)
-                    hooked.append(module)
-        if not hooked:
+                    hooked.append((_module_at(block, path, name), attention.CallCycle(containers)))
+        with _implementation_switched(self.hf, hooked, attention.HOOKS_ATTRIBUTE, "_attn_implementation",
+                                      attention.IMPLEMENTATION, attention.register):
             yield
-            return
-        attention.register()
-        configs = _all_configs(self.hf)
-        before = [config._attn_implementation for config in configs]
-        try:
-            for config in configs:
-                config._attn_implementation = attention.IMPLEMENTATION
-            yield
-        finally:
-            for config, implementation in zip(configs, before):
-                config._attn_implementation = implementation
-            for module in hooked:
-                module.__dict__.pop(attention.HOOKS_ATTRIBUTE, None)
 
     # Running -----------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
@@ -618,6 +591,32 @@ def _module_at(root: nn.Module, path: str, what: str, optional: bool = False) ->
                 f"{part!r} there; its children are {[name for name, _ in root.named_children()]}"
             )
     return module
+
+
+@contextmanager
+def _implementation_switched(hf_model: nn.Module, hooked: list[tuple[nn.Module, Any]], attribute: str,
+                             config_field: str, implementation: str, register) -> Iterator[None]:
+    """For the ``with`` block: each hooked module gets its calls object (in its ``__dict__``, so not as a
+    submodule) and every config of the model names the workbench's ``implementation`` in ``config_field``
+    (``_attn_implementation``, ``_experts_implementation``); both undone on exit, also on error. Nothing is
+    switched when nothing is hooked."""
+    if not hooked:
+        yield
+        return
+    register()
+    configs = [config for config in _all_configs(hf_model) if hasattr(config, config_field)]
+    before = [getattr(config, config_field) for config in configs]
+    try:
+        for module, calls in hooked:
+            module.__dict__[attribute] = calls
+        for config in configs:
+            setattr(config, config_field, implementation)
+        yield
+    finally:
+        for config, value in zip(configs, before):
+            setattr(config, config_field, value)
+        for module, _ in hooked:
+            module.__dict__.pop(attribute, None)
 
 
 def _all_configs(hf_model: nn.Module) -> list[Any]:
