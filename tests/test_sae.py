@@ -239,7 +239,7 @@ def test_spliced_features_can_be_edited_by_name(lm):
     torch.testing.assert_close(ablated, zeroed, rtol=1e-5, atol=1e-5)
 
 
-def test_splicing_refuses_a_hook_of_another_width(lm):
+def test_splicing_refuses_wrong_widths_names_orders_and_double_splices(lm):
     d = small("relu", d_in=7, hook_name=HOOK)
     with pytest.raises(ValueError, match="d_in is 7"), d.spliced(lm):
         lm(**lm.tokenize(TEXTS[:1]))
@@ -248,6 +248,13 @@ def test_splicing_refuses_a_hook_of_another_width(lm):
         small("relu", hook_name="blocks.1.hook_resid_pots").spliced(lm),
     ):
         pass
+    with d.spliced(lm), pytest.raises(ValueError, match="already has a dictionary spliced in"):
+        with small("relu", hook_name=HOOK).spliced(lm):
+            pass
+    backwards = small("relu", d_in=lm.config.d_model, hook_name=HOOK, hook_name_out="blocks.0.hook_mlp_out")
+    with pytest.raises(ValueError, match="ran before its input hook"), backwards.spliced(lm):
+        lm(**lm.tokenize(TEXTS[:1]))
+    assert not any(".sae." in name for name in lm.hook_names)  # removed also after errors
 
 
 # Metrics -------------------------------------------------------------------------------------------------

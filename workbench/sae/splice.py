@@ -77,8 +77,9 @@ def spliced(dictionary: SparseAutoencoder, model, error_term: bool = False) -> I
     model.resolve_hook_names(names)  # KeyError naming the closest hook points
     target_name = names[-1]
     target: HookPoint = model.hook_points()[target_name]
-    if "sae" in target._modules:
+    if hasattr(target, "sae"):
         raise ValueError(f"{target_name!r} already has a dictionary spliced in; leave that with block first")
+    width, field = (cfg.d_out, "d_out") if cfg.is_transcoder else (cfg.d_in, "d_in")
     seen: dict[str, torch.Tensor] = {}
 
     def remember_input(x: torch.Tensor, hook) -> None:
@@ -86,9 +87,12 @@ def spliced(dictionary: SparseAutoencoder, model, error_term: bool = False) -> I
         seen["x"] = x
 
     def replace(x: torch.Tensor, hook) -> torch.Tensor:
-        _check_width(
-            x, *((cfg.d_out, target_name, "d_out") if cfg.is_transcoder else (cfg.d_in, target_name, "d_in"))
-        )
+        _check_width(x, width, target_name, field)
+        if cfg.is_transcoder and "x" not in seen:
+            raise ValueError(
+                f"the transcoder's output hook {target_name!r} ran before its input hook {cfg.hook_name!r} in "
+                f"this forward; hook_name must come first"
+            )
         x_in = seen.pop("x") if cfg.is_transcoder else x
         return splice_output(dictionary, x_in, x, error_term)
 
@@ -104,7 +108,7 @@ def spliced(dictionary: SparseAutoencoder, model, error_term: bool = False) -> I
         with model.hooks(hooks):
             yield dictionary
     finally:
-        del target._modules["sae"]
+        delattr(target, "sae")
         model.refresh_hook_points()
 
 
