@@ -4,8 +4,9 @@ memory that loading a checkpoint takes.
 A random Llama-shaped model (default: 8 layers, d_model 1024, grouped-query attention 16/4, head_dim 64, d_mlp
 2816, vocab 32000; ``--quick``: 2 layers, d_model 256, 8/2 heads, vocab 8000) is built with
 ``transformers.LlamaForCausalLM`` from a fixed seed, saved with ``save_pretrained`` beside a synthetic byte-level
-BPE tokenizer (gpt2_overhead.py's), and loaded by both, so the weights are identical. On the CPU everything is
-float32; with ``--device cuda`` (a GPU) both run in bfloat16 (ours loaded with ``dtype=torch.bfloat16``).
+BPE tokenizer (gpt2_overhead.py's), and loaded by ours, so the weights are identical (Hugging Face's is the
+model built, its weights where its constructor allocated them). On the CPU everything is float32; with
+``--device cuda`` (a GPU) both run in bfloat16 (ours loaded with ``dtype=torch.bfloat16``).
 
 1. forward: our ``LlamaForCausalLM`` vs Hugging Face's (its default attention, sdpa) on ``--batch`` x ``--seq``
    random ids, some rows right-padded, Hugging Face given the position ids we derive from the mask; target:
