@@ -630,3 +630,19 @@ def test_load_from_a_hub_repository_subfolder_fetches_only_the_two_files(tmp_pat
         ],
     }
     torch.testing.assert_close(loaded.W_dec, d.W_dec)
+
+
+def test_bad_training_arguments_are_named():
+    batches = [torch.randn(8, 4)]
+    with pytest.raises(ValueError, match="exactly one of steps= and tokens="):
+        sae.train(None, "x", batches, d_sae=8, kind="relu", steps=3, tokens=100)
+    with pytest.raises(TypeError, match="data is one str"):
+        sae.train(None, "x", "some text", d_sae=8, kind="relu", steps=3)
+    with pytest.raises(ValueError, match="a model is needed"):
+        sae.train(None, "x", ["some text"], d_sae=8, kind="relu", steps=3)
+    with pytest.raises(ValueError, match=r"needs an int k in \[1, d_sae=8\]"):
+        sae.train(None, "x", batches, d_sae=8, kind="topk", steps=3, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="kind is 'gated'"):
+        sae.SAEConfig(d_in=4, d_sae=8, kind="gated")
+    with pytest.raises(ValueError, match=r"expected floating-point activations \[n, d\]"):
+        sae.train(None, "x", [torch.arange(8)], d_sae=8, kind="relu", steps=3, batch_size=4, progress=False)
