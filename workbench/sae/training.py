@@ -201,7 +201,10 @@ def _stream(
 
 def _widths(stream: ActivationStream) -> list[int]:
     """The widths of the tensors in each item of the data (filling the stream's buffer to see them)."""
-    stream.peek()
+    try:
+        stream.peek()
+    except StopIteration as end:
+        raise ValueError(f"cannot start training: {end}") from None
     return stream.widths
 
 
