@@ -645,6 +645,8 @@ def test_bad_training_arguments_are_named():
     with pytest.raises(ValueError, match="kind is 'gated'"):
         sae.SAEConfig(d_in=4, d_sae=8, kind="gated")
     with pytest.raises(ValueError, match="cannot start training: the activation data ran out"):
-        sae.train(None, "x", [torch.randn(3, 4)], d_sae=8, kind="relu", steps=3, batch_size=4, progress=False)
+        sae.train(
+            None, "x", iter([torch.randn(3, 4)]), d_sae=8, kind="relu", steps=3, batch_size=4, progress=False
+        )
     with pytest.raises(ValueError, match=r"expected floating-point activations \[n, d\]"):
         sae.train(None, "x", [torch.arange(8)], d_sae=8, kind="relu", steps=3, batch_size=4, progress=False)
