@@ -397,7 +397,10 @@ def test_train_on_a_tiny_model_from_texts_end_to_end(lm, tmp_path):
     assert list(examples.columns[:6]) == ["feature", "rank", "activation", "text", "position", "token"]
     for _, row in examples.iterrows():
         assert row["context"].count("[") >= 1 and row["activation"] > 0
-        assert lm.to_str_tokens(TEXTS[row["text"]])[row["position"]] == row["token"]
+        alone = lm.to_str_tokens(TEXTS[row["text"]])  # the text's tokens, without a batch's padding
+        assert alone[row["position"]] == row["token"]
+        assert row["left"] == alone[max(0, row["position"] - 8) : row["position"]]
+        assert row["right"] == alone[row["position"] + 1 : row["position"] + 9]
     for _, group in examples.groupby("feature"):
         assert list(group["activation"]) == sorted(group["activation"], reverse=True)
     d.save(tmp_path / "d")
@@ -445,7 +448,7 @@ def test_save_load_round_trip_in_saelens_format(tmp_path, kind):
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(x), d.encode(x), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(loaded(x).reconstruction, d(x).reconstruction, rtol=1e-5, atol=1e-5)
-    # Without our own entry the file reads as SAELens would: batchtopk becomes the JumpReLU it is at inference.
+    # Without our own entry the file reads as SAELens would: batchtopk is the JumpReLU it is at inference.
     del cfg["workbench"]
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     plain = sae.load(tmp_path)

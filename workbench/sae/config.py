@@ -126,7 +126,8 @@ class SAEConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SAEConfig:
-        """Build from a dict, refusing keys that are not fields (a typo would otherwise be dropped silently)."""
+        """Build from a dict, refusing keys that are not fields (a typo would otherwise be dropped
+        silently)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -1,7 +1,7 @@
 """``SparseAutoencoder``: a sparse dictionary (autoencoder or transcoder) with hook points of its own.
 
-``encode`` maps an activation ``[..., d_in]`` to feature activations ``[..., d_sae]``, ``decode`` maps those to a
-reconstruction ``[..., d_out]``; parameters are SAELens's: ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae],
+``encode`` maps an activation ``[..., d_in]`` to feature activations ``[..., d_sae]``, ``decode`` maps those
+to a reconstruction ``[..., d_out]``; parameters are SAELens's: ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae],
 ``W_dec`` [d_sae, d_out], ``b_dec`` [d_out], and for jumprelu a per-feature threshold (kept as
 ``log_threshold``, the parameter the JumpReLU paper trains). The loss of every kind is in
 :mod:`workbench.sae.functions`.

@@ -1,9 +1,11 @@
-"""How good a dictionary is on a model's texts (``metrics``) and what its features respond to (``top_examples``).
+"""How good a dictionary is on a model's texts (``metrics``), and what its features respond to
+(``top_examples``).
 
 Metrics, over the real (non-padding) tokens of the texts, in the model's units:
 
 - ``l0``: mean number of active features per token;
-- ``explained_variance``: ``1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` (x: the activation reconstructed);
+- ``explained_variance``: ``1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` (x: the activation
+  reconstructed);
 - ``mse``: mean squared error per element;
 - ``dead_fraction``: features that never fired on these texts; ``dense_fraction``: features that fired on
   more than ``dense_threshold`` of the tokens;
@@ -37,7 +39,8 @@ def metrics(
     batch_size: int = 8,
     dense_threshold: float = 0.1,
 ) -> pd.Series:
-    """Reconstruction and downstream metrics of ``dictionary`` on ``model`` over ``texts`` (see the module doc).
+    """Reconstruction and downstream metrics of ``dictionary`` on ``model`` over ``texts`` (see the module
+    doc).
 
     Returns:
         a pandas Series (``attrs["note"]`` says which downstream metrics apply to this model and why).
@@ -123,7 +126,8 @@ class _Totals:
         mask: torch.Tensor,
         ids: torch.Tensor,
     ) -> None:
-        """Logits [batch, pos, vocab], ids [batch, pos]; a position counts when it and the next are real tokens."""
+        """Logits [batch, pos, vocab], ids [batch, pos]; a position counts when it and the next one are real
+        tokens."""
         keep = mask[:, :-1] & mask[:, 1:]
         labels = ids[:, 1:][keep]
         for name, logits in (("clean", clean), ("spliced", patched), ("zero", zeroed)):
@@ -166,7 +170,7 @@ class _Totals:
 
 
 _NOTES = {
-    "causal": "causal LM: cross-entropy of the next token, clean / spliced / zero-ablated, and loss recovered",
+    "causal": "causal LM: cross-entropy of the next token (clean, spliced, zero-ablated) and loss recovered",
     "logits": "no next-token loss (e.g. a masked LM, whose loss needs masked inputs that would change the "
     "activation): KL(clean || spliced) of the output distributions at every token instead of cross-entropy",
     "none": "the model has no output logits (no LM head): reconstruction metrics only",
@@ -193,7 +197,8 @@ def top_examples(
 
     Returns:
         a DataFrame with one row per (feature, rank): ``feature``, ``rank`` (0 = strongest), ``activation``,
-        ``text`` (index into ``texts``), ``position`` (token index), ``token``, ``left`` / ``right`` (up to
+        ``text`` (index into ``texts``), ``position`` (index among the text's tokens, padding not counted),
+        ``token``, ``left`` / ``right`` (up to
         ``context`` token strings either side) and ``context`` (the tokens joined by spaces, the token
         itself in brackets). Only positive activations are listed, so a feature may have fewer rows.
     """
@@ -218,14 +223,12 @@ def top_examples(
             acts = dictionary.encode(cache[dictionary.cfg.hook_name][mask].to(dictionary.W_enc.device))[
                 :, chosen.to(dictionary.W_enc.device)
             ]
-        for row, text_mask in enumerate(mask.cpu()):
+        for row, text_mask in enumerate(
+            mask.cpu()
+        ):  # real tokens only: padding is neither example nor context
             positions = text_mask.nonzero().flatten().tolist()
-            where.extend((start + row, p) for p in positions)
-            tokens.append(
-                [strings[row][p] for p in range(len(text_mask))]
-                if strings
-                else [str(p) for p in range(len(text_mask))]
-            )
+            where.extend((start + row, i) for i in range(len(positions)))
+            tokens.append([strings[row][p] if strings else str(p) for p in positions])
         ids = torch.arange(len(where) - len(acts), len(where))
         values = torch.cat([best, acts.float().cpu()])
         candidates = torch.cat([best_ids, ids[:, None].expand(-1, len(chosen))])

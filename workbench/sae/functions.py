@@ -4,8 +4,8 @@ Shapes: ``pre`` are pre-activations ``[n, d_sae]`` (any leading dims for the act
 ``acts`` feature activations of the same shape; ``W_dec`` ``[d_sae, d_out]``.
 
 - ReLU + L1 (Anthropic, "Circuits Updates - April 2024"): ``f = ReLU(W_enc x + b_enc)``, loss
-  ``||x - x_hat||^2 + lambda * sum_i f_i ||W_dec_i||``: the L1 penalty is weighted by the decoder norms, so the
-  decoder is left unconstrained (shrinking it cannot buy sparsity).
+  ``||x - x_hat||^2 + lambda * sum_i f_i ||W_dec_i||``: the L1 penalty is weighted by the decoder norms, so
+  the decoder is left unconstrained (shrinking it cannot buy sparsity).
 - TopK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): ``f = ReLU(TopK(W_enc (x - b_pre)))``,
   loss ``||x - x_hat||^2 + alpha * ||e - e_hat||^2`` where ``e = x - x_hat`` and ``e_hat`` is the error's
   reconstruction from the ``k_aux`` largest pre-activations of the dead features (AuxK, alpha = 1/32).

@@ -166,10 +166,11 @@ def _download(repo_id: str, subfolder: str, revision: str | None) -> Path:
             repo_id, revision=revision, allow_patterns=[prefix + CFG_FILE, prefix + WEIGHTS_FILE]
         )
     except Exception as err:  # huggingface_hub raises many types: offline, missing repo, HTTP, permissions
+        reason = str(err).splitlines()[0] if str(err) else ""
         raise FileNotFoundError(
-            f"could not fetch {prefix + CFG_FILE} and {prefix + WEIGHTS_FILE} from the hub repository {repo_id!r} "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); pass a local folder, or fetch "
-            f"it once with network and then work offline with HF_HUB_OFFLINE=1"
+            f"could not fetch {prefix + CFG_FILE} and {prefix + WEIGHTS_FILE} from the hub repository "
+            f"{repo_id!r} ({type(err).__name__}: {reason}); pass a local folder, or fetch it once with "
+            f"network and then work offline with HF_HUB_OFFLINE=1"
         ) from err
     return Path(root) / subfolder
 

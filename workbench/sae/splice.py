@@ -1,10 +1,10 @@
 """Running a model with a dictionary's reconstruction in place of an activation.
 
-Inside ``with dictionary.spliced(model):`` the hook point ``cfg.hook_name`` (a transcoder: ``cfg.hook_name_out``,
-computed from what ``cfg.hook_name`` saw earlier in the same forward) is replaced by the reconstruction,
-plus the reconstruction error when ``error_term=True`` (then the model's outputs are unchanged, and the
-error is a node of its own: ``hook_sae_error`` can be read or patched, and gradients reach the input only
-through the features, as in SAELens).
+Inside ``with dictionary.spliced(model):`` the hook point ``cfg.hook_name`` (a transcoder:
+``cfg.hook_name_out``, computed from what ``cfg.hook_name`` saw earlier in the same forward) is replaced by
+the reconstruction, plus the reconstruction error when ``error_term=True`` (then the model's outputs are
+unchanged, and the error is a node of its own: ``hook_sae_error`` can be read or patched, and gradients
+reach the input only through the features, as in SAELens).
 
 The dictionary's hook points are reachable through the model by name: the splice attaches a small module
 named ``sae`` under the hook point, holding the dictionary's hook points (not its parameters, so the
@@ -48,7 +48,8 @@ class SAEHooks(nn.Module):
 def splice_output(
     dictionary: SparseAutoencoder, x_in: torch.Tensor, actual: torch.Tensor, error_term: bool
 ) -> torch.Tensor:
-    """What replaces the activation ``actual`` [..., d_out], from the dictionary's input ``x_in`` [..., d_in]."""
+    """What replaces the activation ``actual`` [..., d_out], from the dictionary's input ``x_in``
+    [..., d_in]."""
     device = dictionary.W_enc.device
     out = dictionary(x_in.to(device)).reconstruction
     if error_term:
@@ -90,8 +91,8 @@ def spliced(dictionary: SparseAutoencoder, model, error_term: bool = False) -> I
         _check_width(x, width, target_name, field)
         if cfg.is_transcoder and "x" not in seen:
             raise ValueError(
-                f"the transcoder's output hook {target_name!r} ran before its input hook {cfg.hook_name!r} in "
-                f"this forward; hook_name must come first"
+                f"the transcoder's output hook {target_name!r} ran before its input hook "
+                f"{cfg.hook_name!r} in this forward; hook_name must come first"
             )
         x_in = seen.pop("x") if cfg.is_transcoder else x
         return splice_output(dictionary, x_in, x, error_term)
@@ -101,8 +102,8 @@ def spliced(dictionary: SparseAutoencoder, model, error_term: bool = False) -> I
         points = model.refresh_hook_points()
         if f"{target_name}.sae.hook_feature_acts" not in points:
             raise ValueError(
-                f"{target_name!r} is not a module of {type(model).__name__}'s module tree, so the dictionary's hook "
-                f"points cannot be named under it; splice at a canonical hook point"
+                f"{target_name!r} is not a module of {type(model).__name__}'s module tree, so the "
+                f"dictionary's hook points cannot be named under it; splice at a canonical hook point"
             )
         hooks = ([(cfg.hook_name, remember_input)] if cfg.is_transcoder else []) + [(target_name, replace)]
         with model.hooks(hooks):

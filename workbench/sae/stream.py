@@ -3,7 +3,8 @@
 A *source* yields *chunks*: for texts, the activations of one batch of texts at the hook point(s) (the
 real tokens only, padding dropped) taken with ``model.run_with_cache``; for anything else, the items of an
 iterable of ``[n, d]`` tensors or arrays (``(x_in, x_out)`` pairs for a transcoder). The activation store of
-``probes`` is one such iterable: ``ActivationStore.batches(layer)`` yields its rows (word vectors, pooled over each word's tokens).
+``probes`` is one such iterable: ``ActivationStore.batches(layer)`` yields its rows (word vectors, pooled
+over each word's tokens).
 
 The stream keeps a buffer of at least ``buffer_size`` rows, shuffles it with its own generator whenever it
 refills, and hands out ``batch_size`` rows from the front. Its state (chunks consumed, epoch, buffer,
@@ -72,7 +73,8 @@ def _as_rows(item: Any, index: int) -> list[torch.Tensor]:
         tensor = torch.as_tensor(np.asarray(part) if not isinstance(part, torch.Tensor) else part)
         if tensor.dim() < 2 or not tensor.is_floating_point():
             raise ValueError(
-                f"item {index} of the activation data has shape {list(tensor.shape)} and dtype {tensor.dtype}; "
+                f"item {index} of the activation data has shape {list(tensor.shape)} and dtype "
+                f"{tensor.dtype}; "
                 f"expected floating-point activations [n, d] (or an (x_in, x_out) pair of them)"
             )
         rows.append(tensor.reshape(-1, tensor.shape[-1]).float())
@@ -146,7 +148,8 @@ class ActivationStream:
                 self.widths = widths
             elif widths != self.widths:
                 raise ValueError(
-                    f"chunk {self.position - 1} of epoch {self.epoch} has widths {widths}, the first had {self.widths}"
+                    f"chunk {self.position - 1} of epoch {self.epoch} has widths {widths}, "
+                    f"the first had {self.widths}"
                 )
             parts.append(torch.cat(chunk, dim=-1).to(self.device))
             rows += len(parts[-1])

@@ -83,7 +83,8 @@ def train(
         hook: the hook point read, e.g. ``"blocks.3.hook_resid_post"``.
         data: texts (a list of str: activations are taken with ``model.run_with_cache``, padding dropped,
             and streamed through a shuffled buffer), or an iterable of activation batches [n, d_in] (tensors
-            or arrays; ``(x_in, x_out)`` pairs for a transcoder), e.g. ``probes``' ``ActivationStore.batches(layer)``.
+            or arrays; ``(x_in, x_out)`` pairs for a transcoder), e.g. ``probes``'
+            ``ActivationStore.batches(layer)``.
         d_sae: the number of features. kind, k: see :class:`SAEConfig`.
         hook_out: a transcoder's output hook point (it learns to predict that activation from ``hook``'s).
         l1_coefficient: the sparsity coefficient (relu, jumprelu); None: the kind's default.
@@ -292,7 +293,8 @@ class _TrainState:
 
 
 def _inputs_and_targets(cfg: SAEConfig, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows [n, d_in (+ d_out)] -> (inputs [n, d_in], targets [n, d_out]); for an autoencoder both are the rows."""
+    """Rows [n, d_in (+ d_out)] -> (inputs [n, d_in], targets [n, d_out]); for an autoencoder both are the
+    rows."""
     return rows[:, : cfg.d_in], rows[:, rows.shape[1] - cfg.d_out :]
 
 
@@ -372,8 +374,8 @@ class _Checkpoints:
         """Load ``saved`` into the run's objects; return the step to continue from."""
         if saved.get("fingerprint") != self.fingerprint:
             raise ValueError(
-                f"{self.path} was written by a run with other settings, data or model (its fingerprint differs); "
-                f"use another checkpoint_dir, or delete it to start over"
+                f"{self.path} was written by a run with other settings, data or model (its fingerprint "
+                f"differs); use another checkpoint_dir, or delete it to start over"
             )
         dictionary.load_state_dict(saved["dictionary"])
         optimizer.load_state_dict(saved["optimizer"])
