@@ -331,6 +331,12 @@ def test_metrics_of_a_model_without_logits_say_why(lm):
 
 
 # Training ------------------------------------------------------------------------------------------------
+def assert_same_weights(a: sae.SparseAutoencoder, b: sae.SparseAutoencoder) -> None:
+    """Bit for bit: every parameter and buffer."""
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+
+
 class CrashingBatches:
     """Activation batches that can be made to fail part-way, as an interrupted run would."""
 
@@ -367,8 +373,7 @@ def test_training_resumes_exactly_from_a_checkpoint(tmp_path, kind):
     assert (tmp_path / "b" / "checkpoint.pt").is_file()
     data.crash_after = None
     resumed = sae.train(None, "x", data, checkpoint_dir=tmp_path / "b", **settings)
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert_same_weights(whole, resumed)
     assert torch.equal(whole.tokens_since_fired, resumed.tokens_since_fired)
     with pytest.raises(ValueError, match="other settings"):
         sae.train(None, "x", data, checkpoint_dir=tmp_path / "b", **{**settings, "lr": 2e-2})
@@ -577,8 +582,7 @@ def test_training_from_texts_resumes_exactly(lm, tmp_path, monkeypatch):
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] > 0
     monkeypatch.setattr(stream, "activations_at", real)
     resumed = sae.train(lm, HOOK, TEXTS, checkpoint_dir=tmp_path / "b", **settings)
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert_same_weights(whole, resumed)
 
 
 def test_a_one_shot_iterator_resumes_exactly_when_given_again_from_its_start(tmp_path):
@@ -605,8 +609,7 @@ def test_a_one_shot_iterator_resumes_exactly_when_given_again_from_its_start(tmp
     with pytest.raises(RuntimeError, match="interrupted"):
         sae.train(None, "x", one_shot(crash_after=6), checkpoint_dir=tmp_path / "b", **settings)
     resumed = sae.train(None, "x", one_shot(), checkpoint_dir=tmp_path / "b", **settings)
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert_same_weights(whole, resumed)
     short = sae.train(None, "x", one_shot(), **{**settings, "steps": 100})
     assert short.training_log[-1]["step"] < 20  # the iterator ran out (240 rows): the run stopped early
 
