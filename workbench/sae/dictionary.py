@@ -83,6 +83,9 @@ class SparseAutoencoder(HookedModule):
         self.hook_reconstruction = HookPoint()  # [..., d_out]
         self.hook_sae_error = HookPoint()  # [..., d_out]
         self.hook_sae_output = HookPoint()  # [..., d_out]
+        # Set by training: the statistics logged every 10 steps, and tokens since each feature last fired.
+        self.training_log: list[dict[str, float]] = []
+        self.tokens_since_fired: torch.Tensor | None = None
         self.reset_parameters(seed)
 
     @torch.no_grad()
