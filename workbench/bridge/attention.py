@@ -83,6 +83,9 @@ def hooked_attention(
     hooks = cycle.next() if cycle is not None else None
     if hooks is None:
         return eager(module, query, key, value, attention_mask, **kwargs)
+    # What q.k is multiplied by (the neuron view reads it): OPT scales q itself and passes 1.0.
+    scaling = kwargs.get("scaling")
+    hooks.scale = float(scaling if scaling is not None else query.shape[-1] ** -0.5)
     query = hooks.hook_q(query.transpose(1, 2)).transpose(1, 2)
     key = hooks.hook_k(key.transpose(1, 2)).transpose(1, 2)
     value = hooks.hook_v(value.transpose(1, 2)).transpose(1, 2)

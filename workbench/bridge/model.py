@@ -112,10 +112,12 @@ def _first(config: Any, *names: str) -> Any:
 
 
 class BridgeAttention(nn.Module):
-    """``attn.hook_q``, ``hook_k``, ``hook_v``, ``hook_pattern``, ``hook_z`` (see :mod:`.attention`)."""
+    """``attn.hook_q``, ``hook_k``, ``hook_v``, ``hook_pattern``, ``hook_z`` (see :mod:`.attention`); ``scale``:
+    what the last hooked run multiplied q.k by (None before one)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.scale: float | None = None
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
         self.hook_pattern, self.hook_z = HookPoint(), HookPoint()
 
@@ -464,6 +466,11 @@ class HookedHF(GenerationMixin, HookedTransformer):
         if head is None or not name.endswith(("ForSequenceClassification", "ForTokenClassification")):
             raise AttributeError(f"{name} has no classification head")
         return head
+
+    @property
+    def hf_architecture(self) -> str:
+        """The Hugging Face class this model is (``OPTForCausalLM``)."""
+        return type(self.hf).__name__
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """The Hugging Face model's own ``save_pretrained`` (and the tokenizer)."""
