@@ -194,21 +194,30 @@ def test_t5_decode_residual_of_the_last_layer_gives_the_logits():
         assert_close(logits, hf(**SEQ2SEQ_INPUTS).logits, "decoded last layer")
 
 
-@pytest.mark.xfail(strict=True, reason="the logit lens reads blocks.{i}.hook_resid_post; an encoder-decoder's "
-                   "blocks are decoder.blocks.{i} (and its input needs decoder_input_ids)")
-def test_t5_logit_lens_runs_on_the_decoder():
-    model = wb.from_hf(tiny_t5())
+def test_t5_logit_lens_reads_the_decoder():
+    """The tools read the stack the head reads (model.stack_prefix, "decoder."): the lens decodes
+    decoder.blocks.*, its last layer giving the model's logits."""
+    hf = tiny_t5()
+    model = wb.from_hf(hf)
+    assert model.stack_prefix == "decoder." and model.stack_input == "decoder_input_ids"
     lens = model.logit_lens(dict(SEQ2SEQ_INPUTS))
-    assert lens.logits().shape[0] == 3
+    logits = lens.logits(batch=1)
+    assert logits.shape[:2] == (3, DECODER_IDS.shape[1])
+    with torch.no_grad():
+        assert_close(logits[-1], hf(**SEQ2SEQ_INPUTS).logits[1], "the lens's last layer")
 
 
-@pytest.mark.xfail(strict=True, reason="activation_patching names blocks.{i}.<hook> and counts positions of "
-                   "input_ids; an encoder-decoder needs the stack's prefix (decoder.blocks.{i}) and its positions")
 def test_t5_activation_patching_of_the_decoder():
+    """Patching positions of the decoder: the inputs differ at decoder position 2 only, so in the first layer
+    the clean resid_pre there restores the clean metric exactly and the other positions (equal tokens) do
+    nothing."""
     model = wb.from_hf(tiny_t5())
     corrupted = {**SEQ2SEQ_INPUTS, "decoder_input_ids": torch.tensor([[0, 3, 6, 5], [0, 7, 2, 9]])}
-    iv.activation_patching(model, dict(SEQ2SEQ_INPUTS), corrupted, iv.logit_difference(model, 11, 12),
-                           hook="decoder.hook_resid_pre", progress=False)
+    result = iv.activation_patching(model, dict(SEQ2SEQ_INPUTS), corrupted, iv.logit_difference(model, 11, 12),
+                                    hook="hook_resid_pre", progress=False)
+    first = result.frame[result.frame["layer"] == 0].set_index("pos")["value"]
+    assert list(first.index) == [0, 1, 2, 3]
+    assert first[2] == pytest.approx(1.0, abs=1e-4) and first[[0, 1, 3]].abs().max() < 1e-4
 
 
 @pytest.mark.xfail(strict=True, reason="wb.attribute calls model(input_ids=, attention_mask=) only (no "

@@ -98,11 +98,22 @@ class PatchingResult:
 # Shared plumbing ---------------------------------------------------------------------------------------
 
 
+def _positions_input(model: HookedTransformer) -> str:
+    """The input whose tokens the patched positions are: ``input_ids``, or an encoder-decoder's
+    ``decoder_input_ids`` (its decoder is the stack analysed, ``model.stack_prefix``)."""
+    return getattr(model, "stack_input", "input_ids")
+
+
 def _prepared(model: HookedTransformer, clean: ModelInput, corrupted: ModelInput):
     clean_kwargs, tokens = model.prepare_inputs(clean)
     corrupted_kwargs, _ = model.prepare_inputs(corrupted)
-    clean_shape = tuple(clean_kwargs["input_ids"].shape)
-    corrupted_shape = tuple(corrupted_kwargs["input_ids"].shape)
+    positions = _positions_input(model)
+    if positions not in clean_kwargs or positions not in corrupted_kwargs:
+        raise ValueError(f"{type(model).__name__} patches the positions of {positions}: pass model inputs with it")
+    if positions != "input_ids":
+        tokens = None  # the token strings are the encoder input's, not the patched positions'
+    clean_shape = tuple(clean_kwargs[positions].shape)
+    corrupted_shape = tuple(corrupted_kwargs[positions].shape)
     if clean_shape != corrupted_shape:
         raise ValueError(
             f"clean and corrupted inputs must have the same token shape [batch, pos] to patch position by "
@@ -135,7 +146,8 @@ def _metric_per_sequence(metric: Metric, output, batch: int) -> torch.Tensor:
 
 
 def _hook_names(model: HookedTransformer, hook: str) -> list[str]:
-    names = [f"blocks.{i}.{hook}" for i in range(model.n_layers)]
+    prefix = getattr(model, "stack_prefix", "")  # an encoder-decoder's "decoder."
+    names = [f"{prefix}blocks.{i}.{hook}" for i in range(model.n_layers)]
     model.resolve_hook_names(names)  # a clear KeyError for unknown names
     return names
 
@@ -173,7 +185,7 @@ def _clean_run(
         raise ValueError(f"patching by head needs a per-head hook (attn.hook_z), not {hook!r}")
     clean_kwargs, corrupted_kwargs, tokens = _prepared(model, clean, corrupted)
     names = _hook_names(model, hook)
-    batch = clean_kwargs["input_ids"].shape[0]
+    batch = clean_kwargs[_positions_input(model)].shape[0]
     with torch.no_grad():
         clean_out, clean_cache = model.run_with_cache(clean_kwargs, names_filter=names)
         clean_metric = _metric_per_sequence(metric, clean_out, batch).mean().item()
@@ -217,7 +229,7 @@ def activation_patching(
         corrupted_out = model(**corrupted_kwargs)
         corrupted_metric = _metric_per_sequence(metric, corrupted_out, batch).mean().item()
 
-    n_slots = clean_kwargs["input_ids"].shape[1] if by == "pos" else model.config.n_heads
+    n_slots = clean_kwargs[_positions_input(model)].shape[1] if by == "pos" else model.config.n_heads
     slots = list(range(n_slots))
     rows = []
     sweep = [(layer, slots[i : i + variants_per_batch]) for layer in range(model.n_layers)

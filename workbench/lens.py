@@ -33,7 +33,7 @@ class LogitLens:
                 f"{type(model).__name__} has no unembedding to decode with; load the model with its language-"
                 f"modelling head (AutoModelForCausalLM, AutoModelForMaskedLM, or wb.load(..., task=...))"
             )
-        names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(model.n_layers)]
+        names = residual_names(model)
         missing = [name for name in names if name not in cache]
         if missing:
             raise KeyError(f"the logit lens needs {missing[:3]}{'...' if len(missing) > 3 else ''} in the cache")
@@ -156,11 +156,18 @@ def _index(index: int, size: int, name: str, what: str) -> int:
     return value % size
 
 
+def residual_names(model) -> list[str]:
+    """The residual stream's hook points the lens decodes: the embeddings, then each block's output (of the
+    stack the model's head reads: an encoder-decoder's ``decoder.``, ``model.stack_prefix``)."""
+    prefix = getattr(model, "stack_prefix", "")
+    return [f"{prefix}blocks.0.hook_resid_pre"] + [f"{prefix}blocks.{i}.hook_resid_post" for i in range(model.n_layers)]
+
+
 def logit_lens(model, inputs) -> LogitLens:
     """The :class:`LogitLens` of ``inputs`` (text, token ids, model inputs) or of an existing cache."""
     if isinstance(inputs, ActivationCache):
         return LogitLens(model, inputs)
-    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(model.n_layers)]
+    names = residual_names(model)
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names_filter=names)
     return LogitLens(model, cache)

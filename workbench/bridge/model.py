@@ -415,6 +415,17 @@ class HookedHF(GenerationMixin, HookedTransformer):
         return len(self._stacks[-1][2]) if self._stacks else 0
 
     @property
+    def stack_prefix(self) -> str:
+        """The hook-name prefix of the stack the analysis tools read (the logit lens, activation patching): the
+        last one, the decoder's in an encoder-decoder (``"decoder."``), else ``""``."""
+        return self._stacks[-1][0].prefix if self._stacks else ""
+
+    @property
+    def stack_input(self) -> str:
+        """The input whose positions that stack's hook points have: ``decoder_input_ids`` in an encoder-decoder."""
+        return "decoder_input_ids" if self.stack_prefix == "decoder." else "input_ids"
+
+    @property
     def embed(self) -> nn.Module:
         return self.hf.get_input_embeddings()
 
