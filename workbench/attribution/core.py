@@ -176,17 +176,34 @@ def activation_target(hook: str, reduce: Callable[[torch.Tensor], torch.Tensor])
     return target
 
 
-class EmbeddingForward(torch.nn.Module):
-    """``forward(embeds, input_ids, attention_mask) -> [batch]``: the model with its token embeddings
-    (``hook_embed``) replaced by ``embeds``, reduced to the target. A module, as captum's DeepLift needs."""
+def embedding_hook(model: HookedTransformer) -> str:
+    """The hook point of the token embeddings attribution replaces: ``hook_embed``, or an encoder-decoder's
+    ``encoder.hook_embed`` (the model says so with ``embed_hook``)."""
+    return getattr(model, "embed_hook", "hook_embed")
 
-    def __init__(self, model: HookedTransformer, target: Callable) -> None:
+
+def forward_arguments(kwargs: dict) -> tuple[tuple[torch.Tensor, ...], tuple[str, ...]]:
+    """``((input_ids, attention_mask, *others), names of the others)``: what :class:`EmbeddingForward` is called
+    with besides the embeddings. The other tensor inputs (an encoder-decoder's ``decoder_input_ids``) travel as
+    captum's additional arguments, which it expands with the inputs."""
+    names = tuple(k for k, v in kwargs.items()
+                  if k not in ("input_ids", "attention_mask") and isinstance(v, torch.Tensor))
+    return (kwargs["input_ids"], kwargs["attention_mask"], *(kwargs[k] for k in names)), names
+
+
+class EmbeddingForward(torch.nn.Module):
+    """``forward(embeds, input_ids, attention_mask, *others) -> [batch]``: the model with its token embeddings
+    (``hook_embed``) replaced by ``embeds``, reduced to the target. A module, as captum's DeepLift needs.
+    ``other_inputs`` names the further tensor arguments (see :func:`forward_arguments`)."""
+
+    def __init__(self, model: HookedTransformer, target: Callable, other_inputs: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.target = target
+        self.other_inputs = tuple(other_inputs)
 
-    def forward(self, embeds, input_ids, attention_mask):
-        hooks = [("hook_embed", lambda act, hook: embeds)]
+    def forward(self, embeds, input_ids, attention_mask, *others):
+        hooks = [(embedding_hook(self.model), lambda act, hook: embeds)]
         read_from = getattr(self.target, "hook_name", None)
         captured = {}
 
@@ -196,16 +213,18 @@ class EmbeddingForward(torch.nn.Module):
         if read_from is not None:
             hooks.append((read_from, capture))
         with self.model.hooks(hooks):
-            output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            output = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                **dict(zip(self.other_inputs, others)))
         source = captured["activation"] if read_from is not None else output
         return self.target(source, input_ids, attention_mask)
 
 
-def _embeddings(model: HookedTransformer, input_ids: torch.Tensor) -> torch.Tensor:
+def _embeddings(model: HookedTransformer, input_ids: torch.Tensor, others: dict | None = None) -> torch.Tensor:
+    name = embedding_hook(model)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **(others or {})}
     with torch.no_grad():
-        _, cache = model.run_with_cache({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)},
-                                        names_filter="hook_embed")
-    return cache["hook_embed"]
+        _, cache = model.run_with_cache(inputs, names_filter=name)
+    return cache[name]
 
 
 # The methods -------------------------------------------------------------------------------------------
@@ -223,10 +242,11 @@ def _accepted(method_call, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in parameters}
 
 
-def _run_gradient_method(method, forward, embeds, base, ids, mask, n_steps, internal_batch_size, options):
+def _run_gradient_method(method, forward, embeds, base, args, n_steps, internal_batch_size, options):
+    """``args``: (input_ids, attention_mask, *others), from :func:`forward_arguments`."""
     import captum.attr as ca
 
-    args = (ids, mask)
+    mask = args[1]
     if method == "integrated_gradients":
         explainer = ca.IntegratedGradients(forward)
         attributions, delta = explainer.attribute(
@@ -252,13 +272,14 @@ def _run_gradient_method(method, forward, embeds, base, ids, mask, n_steps, inte
     raise AssertionError(method)
 
 
-def _run_perturbation_method(method, forward, embeds, base, ids, mask, options):
+def _run_perturbation_method(method, forward, embeds, base, args, options):
     import captum.attr as ca
 
+    mask = args[1]
     if method == "occlusion":
         explainer = ca.Occlusion(forward)
         attributions = explainer.attribute(
-            embeds, sliding_window_shapes=(1, embeds.shape[-1]), baselines=base, additional_forward_args=(ids, mask),
+            embeds, sliding_window_shapes=(1, embeds.shape[-1]), baselines=base, additional_forward_args=args,
             **_accepted(explainer.attribute, options))
         return _per_token(attributions, mask) / embeds.shape[-1]  # each token's effect, spread over its dims
     rows = []
@@ -273,8 +294,8 @@ def _run_perturbation_method(method, forward, embeds, base, ids, mask, options):
         else:
             explainer = ca.KernelShap(forward)
         attributions = explainer.attribute(
-            embeds[row : row + 1], baselines=base[row : row + 1], additional_forward_args=(ids[row : row + 1],
-            mask[row : row + 1]), feature_mask=feature_mask,
+            embeds[row : row + 1], baselines=base[row : row + 1],
+            additional_forward_args=tuple(arg[row : row + 1] for arg in args), feature_mask=feature_mask,
             **_accepted(explainer.attribute, {"n_samples": 200, **options}))
         rows.append(attributions[0, :, 0])  # every dim of a token carries the token's weight
     return torch.stack(rows) * mask
@@ -320,23 +341,25 @@ def attribute(
     base_ids = baseline if isinstance(baseline, torch.Tensor) else baseline_ids(model, ids, baseline)
     if base_ids.shape != ids.shape:
         raise ValueError(f"baseline ids have shape {tuple(base_ids.shape)}, the inputs {tuple(ids.shape)}")
-    forward = EmbeddingForward(model, target_fn)
-    embeds, base = _embeddings(model, ids), _embeddings(model, base_ids.to(ids.device))
+    args, other_names = forward_arguments(kwargs)
+    others = dict(zip(other_names, args[2:]))
+    forward = EmbeddingForward(model, target_fn, other_names)
+    embeds, base = _embeddings(model, ids, others), _embeddings(model, base_ids.to(ids.device), others)
     embeds.requires_grad_()
     with torch.no_grad():
-        target_values = forward(embeds, ids, mask)
+        target_values = forward(embeds, *args)
 
     scores, deltas = {}, {}
     for name in names:
         if name in GRADIENT_METHODS:
             with torch.enable_grad():
                 scores[name], delta = _run_gradient_method(
-                    name, forward, embeds, base, ids, mask, n_steps, internal_batch_size, options)
+                    name, forward, embeds, base, args, n_steps, internal_batch_size, options)
             if delta is not None:
                 deltas[name] = delta.detach()
         elif name in PERTURBATION_METHODS:
             with torch.no_grad():
-                scores[name] = _run_perturbation_method(name, forward, embeds, base, ids, mask, options)
+                scores[name] = _run_perturbation_method(name, forward, embeds, base, args, options)
         else:
             scores[name] = _attention_method(model, name, kwargs, target_fn, layer, head)
         scores[name] = scores[name].detach().float()
@@ -412,15 +435,17 @@ def layer_attribute(
         model.resolve_hook_names(hook)  # raises the usual message
     kwargs, _ = model.prepare_inputs(inputs)
     kwargs.setdefault("attention_mask", torch.ones_like(kwargs["input_ids"]))
-    ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+    ids = kwargs["input_ids"]
     base_ids = baseline if isinstance(baseline, torch.Tensor) else baseline_ids(model, ids, baseline)
-    forward = EmbeddingForward(model, make_target(model, target))
-    embeds, base = _embeddings(model, ids), _embeddings(model, base_ids.to(ids.device))
+    args, other_names = forward_arguments(kwargs)
+    others = dict(zip(other_names, args[2:]))
+    forward = EmbeddingForward(model, make_target(model, target), other_names)
+    embeds, base = _embeddings(model, ids, others), _embeddings(model, base_ids.to(ids.device), others)
     # Captum hooks the hook point as a torch module; a workbench hook that keeps the activation marks the point
     # active, so that models which run only active hook points (the bridge attaches its taps for those) run it.
     with torch.enable_grad(), model.hooks([(hook, lambda activation, hook_point: None)]):
         attributions = ca.LayerIntegratedGradients(forward, point).attribute(
-            embeds.requires_grad_(), baselines=base, additional_forward_args=(ids, mask), n_steps=n_steps,
+            embeds.requires_grad_(), baselines=base, additional_forward_args=args, n_steps=n_steps,
             internal_batch_size=internal_batch_size)
     return attributions.sum(-1).detach()
 

@@ -426,6 +426,14 @@ class HookedHF(GenerationMixin, HookedTransformer):
         return "decoder_input_ids" if self.stack_prefix == "decoder." else "input_ids"
 
     @property
+    def embed_hook(self) -> str:
+        """The token embeddings' hook point attribution replaces: ``hook_embed``, or the first stack's own
+        (``encoder.hook_embed`` in T5 and BART)."""
+        if "hook_embed" in self.hook_points():
+            return "hook_embed"
+        return f"{self._stacks[0][0].prefix}hook_embed"
+
+    @property
     def embed(self) -> nn.Module:
         return self.hf.get_input_embeddings()
 
