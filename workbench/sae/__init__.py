@@ -6,6 +6,10 @@
 >>> with dictionary.spliced(lm):
 ...     out, cache = lm.run_with_cache(text)  # cache["blocks.3.hook_resid_post.sae.hook_feature_acts"]
 >>> dictionary.top_examples(lm, corpus, n=20)
+>>> with dictionary.steered(lm, {7: 8.0}):   # or dictionary.ablated(lm, [7]); only those features change
+...     lm.generate("The weather is")
+>>> dictionary.feature_attribution(lm, text, target=" Paris").top(10)   # gradient x activation per feature
+>>> dictionary.logit_effects(lm, k=10)      # each feature's top / bottom tokens through the unembedding
 >>> dictionary.save("folder"); sae.load("folder")   # SAELens's cfg.json + sae_weights.safetensors
 
 See docs/sae.md.
@@ -14,20 +18,28 @@ See docs/sae.md.
 from .config import KINDS, SAEConfig
 from .dictionary import SAEOutput, SparseAutoencoder
 from .evaluation import metrics, top_examples
+from .feature_analysis import FeatureAttribution, attribution_patching, feature_attribution, logit_effects
+from .interventions import ablated, steered
 from .io import SAEFileError, load, save
 from .splice import spliced
 from .training import train
 
 __all__ = [
     "KINDS",
+    "FeatureAttribution",
     "SAEConfig",
     "SAEFileError",
     "SAEOutput",
     "SparseAutoencoder",
+    "ablated",
+    "attribution_patching",
+    "feature_attribution",
     "load",
+    "logit_effects",
     "metrics",
     "save",
     "spliced",
+    "steered",
     "top_examples",
     "train",
 ]

@@ -117,14 +117,29 @@ class SparseAutoencoder(HookedModule):
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] (the model's units) -> pre-activations [..., d_sae]."""
-        x = self.hook_sae_input(x.to(self.W_enc.dtype))
+        return self.hook_feature_pre(self._pre_activations(self.hook_sae_input(x.to(self.W_enc.dtype))))
+
+    def _pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.scale_in.to(x.dtype)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
-        return self.hook_feature_pre(x @ self.W_enc + self.b_enc)
+        return x @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """pre-activations -> feature activations (inference: batchtopk uses its threshold, not the batch)."""
+        return self.hook_feature_acts(self._activate(pre))
+
+    def reconstruct_unhooked(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., d_in] -> reconstruction [..., d_out] (model's units) without running any hook point.
+
+        The splice's error term is ``x - reconstruct_unhooked(x)``, as SAELens computes it with its hooks
+        disabled: a hook that edits the features (steering, ablation, patching) then changes the output by
+        exactly the edit, instead of being cancelled by an error term computed from the edited features.
+        """
+        x = x.to(self.W_enc.dtype)
+        return self.decode_normalized(self._activate(self._pre_activations(x))) / self.scale_out.to(x.dtype)
+
+    def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         kind = self.cfg.kind
         if kind == "relu":
             acts = pre.relu()
@@ -134,7 +149,7 @@ class SparseAutoencoder(HookedModule):
             acts = F.jumprelu(pre, self.log_threshold.exp(), self.cfg.jumprelu_bandwidth)
         else:  # batchtopk at inference is a JumpReLU with the estimated threshold
             acts = pre.relu() * (pre > self.threshold.to(pre.dtype)).to(pre.dtype)
-        return self.hook_feature_acts(acts)
+        return acts
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] -> feature activations [..., d_sae]."""

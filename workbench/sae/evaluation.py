@@ -201,6 +201,7 @@ def top_examples(
         ``token``, ``left`` / ``right`` (up to
         ``context`` token strings either side) and ``context`` (the tokens joined by spaces, the token
         itself in brackets). Only positive activations are listed, so a feature may have fewer rows.
+        ``attrs``: ``texts`` and ``tokens`` (how many were searched) and the dictionary's ``model_name``.
     """
     texts = _texts(texts)
     chosen = (
@@ -234,7 +235,10 @@ def top_examples(
         candidates = torch.cat([best_ids, ids[:, None].expand(-1, len(chosen))])
         top = values.topk(min(n, len(values)), dim=0)
         best, best_ids = top.values, candidates.gather(0, top.indices)
-    return _example_rows(chosen.tolist(), best, best_ids, where, tokens, context)
+    frame = _example_rows(chosen.tolist(), best, best_ids, where, tokens, context)
+    # What the examples were drawn from, for views that must say it (viz.feature_dashboard).
+    frame.attrs.update({"texts": len(texts), "tokens": len(where), "model_name": dictionary.cfg.model_name})
+    return frame
 
 
 def _example_rows(features, best, best_ids, where, tokens, context) -> pd.DataFrame:

@@ -4,7 +4,9 @@ Inside ``with dictionary.spliced(model):`` the hook point ``cfg.hook_name`` (a t
 ``cfg.hook_name_out``, computed from what ``cfg.hook_name`` saw earlier in the same forward) is replaced by
 the reconstruction, plus the reconstruction error when ``error_term=True`` (then the model's outputs are
 unchanged, and the error is a node of its own: ``hook_sae_error`` can be read or patched, and gradients
-reach the input only through the features, as in SAELens).
+reach the input only through the features, as in SAELens). The error is computed from the reconstruction
+of the unedited features, so a hook that edits features changes the output by exactly that edit
+(``steered`` / ``ablated`` in :mod:`.interventions` build on this).
 
 The dictionary's hook points are reachable through the model by name: the splice attaches a small module
 named ``sae`` under the hook point, holding the dictionary's hook points (not its parameters, so the
@@ -53,8 +55,10 @@ def splice_output(
     device = dictionary.W_enc.device
     out = dictionary(x_in.to(device)).reconstruction
     if error_term:
-        with torch.no_grad():
-            error = actual.to(device, out.dtype) - out
+        with torch.no_grad():  # from the unedited reconstruction, so feature edits are not cancelled
+            edited = any(getattr(dictionary, name).may_edit for name in HOOK_NAMES[:4])
+            clean = dictionary.reconstruct_unhooked(x_in.to(device)) if edited else out
+            error = actual.to(device, out.dtype) - clean
         out = out + dictionary.hook_sae_error(error)
     return dictionary.hook_sae_output(out).to(actual.device, actual.dtype)
 

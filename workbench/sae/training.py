@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..provenance import model_fingerprint
+from ..zoo import labelled, stand_in_notice
 from .config import SAEConfig
 from .dictionary import SparseAutoencoder
 from .stream import ActivationStream, iterable_chunks, text_chunks
@@ -246,9 +247,8 @@ def _model_name(model) -> str | None:
     if model is None:
         return None
     config = getattr(model, "config", None)
-    return (
-        getattr(config, "name_or_path", None) or getattr(config, "model_type", None) or type(model).__name__
-    )
+    name = getattr(config, "name_or_path", None) or getattr(config, "model_type", None) or type(model).__name__
+    return labelled(name, stand_in_notice(model) is not None)  # "gpt2 (random stand-in)" for a stand-in
 
 
 class _Schedule:
