@@ -345,14 +345,13 @@ def test_lab_passes_options_and_extra_arguments_to_jupyter_lab(lab_call, tmp_pat
     assert lab_call[-1][-2:] == ["--allow-root", "--ip=0.0.0.0"]
 
 
-def test_lab_as_root_without_allow_root_says_how_instead_of_failing_later(
-    lab_call, tmp_path, monkeypatch, capsys
-):
+def test_lab_as_root_without_allow_root_passes_it_and_says_so(lab_call, tmp_path, monkeypatch, capsys):
     import os
 
     monkeypatch.setattr(os, "geteuid", lambda: 0, raising=False)
-    assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 2
-    assert "pass --allow-root" in capsys.readouterr().err and lab_call == []
+    assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 0
+    assert capsys.readouterr().err == "workbench lab: running as root, so passing --allow-root to jupyter lab\n"
+    assert lab_call[-1][-2:] == [str(tmp_path / "notebooks"), "--allow-root"]
     monkeypatch.setattr(os, "geteuid", lambda: 1000, raising=False)
     assert cli.main(["lab", "--notebooks-dir", str(tmp_path / "notebooks")]) == 0
     assert lab_call[-1][-1] == str(tmp_path / "notebooks")

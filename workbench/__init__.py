@@ -36,35 +36,56 @@ import importlib
 import pkgutil
 from typing import Any
 
-# .generation, .lens and .mask_filling also give the models their methods model.generate, .logit_lens and
-# .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
-from . import attribution, bench, interventions, viz, zoo
-from .ablation import ablate_heads
-from .api import default_device, load, memory_estimate
-from .attribution import attribute
-from .auto import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-)
-from .bridge import from_hf
-from .cache import ActivationCache
-from .config import ConfigError
-from .generation import generate
-from .hook_points import HookPoint
-from .hub import CheckpointNotFoundError
-from .lens import logit_lens
-from .loading import CheckpointError
-from .mask_filling import fill_mask
-from .memory import keep_freed_memory
-from .model import HookedTransformer
-from .version import __version__ as __version__
+
+def _only_help_asked() -> bool:
+    """Whether this process is the ``workbench`` command asked only for its help (``python -m workbench``
+    or the ``workbench`` script with ``-h``/``--help`` or no arguments): it prints and exits, so the public face
+    below (torch, pandas) is not imported and the help comes in a fraction of a second (workbench/cli.py
+    imports what each command needs when it runs)."""
+    import os
+    import sys
+
+    argv = list(getattr(sys, "orig_argv", []))  # the interpreter's own command line (Python 3.10+)
+    if "-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["workbench"]:
+        arguments = argv[argv.index("-m") + 2 :]
+    elif sys.argv and os.path.basename(sys.argv[0]).split(".")[0] in ("workbench", "workbench-script"):
+        arguments = sys.argv[1:]
+    else:
+        return False
+    before_dash_dash = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    return not arguments or any(arg in ("-h", "--help") for arg in before_dash_dash)
+
+
+if not _only_help_asked():
+    # .generation, .lens and .mask_filling also give the models their methods model.generate, .logit_lens and
+    # .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
+    from . import attribution, bench, interventions, viz, zoo
+    from .ablation import ablate_heads
+    from .api import default_device, load, memory_estimate
+    from .attribution import attribute
+    from .auto import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoModelForMultipleChoice,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+    from .bridge import from_hf
+    from .cache import ActivationCache
+    from .config import ConfigError
+    from .generation import generate
+    from .hook_points import HookPoint
+    from .hub import CheckpointNotFoundError
+    from .lens import logit_lens
+    from .loading import CheckpointError
+    from .mask_filling import fill_mask
+    from .memory import keep_freed_memory
+    from .model import HookedTransformer
+    from .version import __version__ as __version__
 
 __all__ = [
     # loading

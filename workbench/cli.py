@@ -9,13 +9,35 @@ the token each head attends to most; ``workbench hooks --model minilm`` lists th
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
-import pandas as pd
-import torch
+# torch, pandas and the models are imported by the commands when they run, never at the top of this module:
+# `workbench --help` and `workbench <command> --help` print in a fraction of a second (workbench/__init__.py
+# skips its own imports for them, tests/test_cli.py checks that torch is not imported).
+if TYPE_CHECKING:
+    import pandas as pd
 
-from .api import load
-from .cache import ActivationCache
+    from .cache import ActivationCache
+    from .model import HookedTransformer
+
+# The top-level help, in plain text (the module docstring above is reStructuredText for the API docs).
+DESCRIPTION = """\
+The workbench command line: look inside transformer language models from a shell.
+
+  workbench inspect "some text" --model minilm   per layer: residual norm, each head's most attended token
+  workbench hooks --model minilm                 the hook points, with shapes
+  workbench generate "prompt" --model gpt2       continue a prompt, with each step's candidates
+  workbench lens "text" --model gpt2             the logit lens: the top token of every layer
+  workbench report / lab / bench                 notebooks as HTML reports, JupyterLab, benchmarks
+
+Offline, --stand-in runs a model command on a tiny random model of the architecture (labelled as such).
+"workbench command --help" describes each command."""
 
 # Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
 # one-line "error: argument --x: ..." (exit code 2), never a traceback.
@@ -54,6 +76,7 @@ def probability(text: str) -> float:
 
 
 def port(text: str) -> int:
+    """A TCP port number, 1 to 65535 (``workbench lab --port``)."""
     value = _parse(int, text, "a port number")
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
@@ -74,6 +97,8 @@ def device(text: str) -> str:
     """``auto`` or a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
     if text == "auto":
         return text
+    import torch
+
     try:
         parsed = torch.device(text)
     except (RuntimeError, ValueError):
@@ -128,6 +153,75 @@ def error_message(err: BaseException) -> str:
 USER_ERRORS = (ValueError, KeyError, TypeError, OSError, ModuleNotFoundError)
 
 
+@contextlib.contextmanager
+def waiting(message: str, stream: TextIO | None = None) -> Iterator[None]:
+    """While the block runs, ``message ... | 3 s`` on ``stream`` (stderr) with a turning bar and the seconds
+    waited, then ``message ... done (3.2 s)``: a wait (loading a model, importing torch) never looks like a hang.
+
+    Only on a terminal: a log file, a pipe or a test's captured stderr gets nothing (their output stays the
+    command's own).
+    """
+    stream = stream if stream is not None else sys.stderr
+    if not stream.isatty():
+        yield
+        return
+    start = time.monotonic()
+    done = threading.Event()
+
+    def spin() -> None:
+        for bar in itertools.cycle("|/-\\"):
+            stream.write(f"\r{message} ... {bar} {time.monotonic() - start:.0f} s")
+            stream.flush()
+            if done.wait(0.25):
+                return
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    finally:
+        done.set()
+        spinner.join()
+        stream.write(f"\r{message} ... {outcome} ({time.monotonic() - start:.1f} s)\n")
+        stream.flush()
+
+
+def load(model: str, device: str = "auto", stand_in: bool = False) -> HookedTransformer:
+    """The model a command runs on: :func:`workbench.load`, or with ``stand_in`` :func:`workbench.zoo.load`
+    (a tiny random model of the architecture when the checkpoint is not available offline, with its notice).
+
+    The workbench's modules are imported here, under the spinner: importing torch alone takes seconds.
+    """
+    with waiting(f"loading {model}"):
+        # model.generate and model.logit_lens are given to the models by these modules (workbench/model.py)
+        from . import generation, lens  # noqa: F401
+
+        if stand_in:
+            from .zoo import load as load_or_stand_in
+
+            return load_or_stand_in(model, device=device)
+        from .api import load as load_checkpoint
+        from .hub import CheckpointNotFoundError
+
+        try:
+            return load_checkpoint(model, device=device)
+        except CheckpointNotFoundError as err:
+            raise CheckpointNotFoundError(
+                f"{error_message(err)} Or pass --stand-in to run on a tiny random model of its architecture."
+            ) from err
+
+
+def stand_in_label(model) -> str | None:
+    """``"random stand-in: <its notice>"`` for a random stand-in (the first line of a command's output),
+    else None."""
+    from .zoo import stand_in_notice
+
+    notice = stand_in_notice(model)
+    return None if notice is None else f"random stand-in: {notice}"
+
+
 def inspect_table(
     cache: ActivationCache, n_heads: int, show_weights: bool = False, skip_tokens: frozenset[str] = frozenset()
 ) -> pd.DataFrame:
@@ -136,6 +230,9 @@ def inspect_table(
     The most attended token of a head is the key position with the highest attention averaged over
     all query positions of the (single) input; tokens in ``skip_tokens`` are not candidates.
     """
+    import pandas as pd
+    import torch
+
     tokens = cache.tokens
     resid = cache.stack("hook_resid_post")[:, 0]  # [layer, pos, d_model]
     patterns = cache.stack("attn.hook_pattern")[:, 0]  # [layer, head, query_pos, key_pos]
@@ -157,39 +254,52 @@ def inspect_table(
 
 
 def hooks_table(cache: ActivationCache) -> pd.DataFrame:
+    """One row per hook point: its name, shape and dtype."""
+    import pandas as pd
+
     return pd.DataFrame(
         [{"hook": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")} for name, t in cache.items()]
     ).set_index("hook")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="workbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command",
+                                title="commands (workbench command --help for each)")
 
     inspect = sub.add_parser("inspect", help="per layer: residual norm and each head's most attended token")
     inspect.add_argument("text", type=_text, help="the text to run through the model")
     _add_model_options(inspect)
     inspect.add_argument("--weights", action="store_true", help="show the mean attention weight beside each token")
-    inspect.add_argument("--skip-special", action="store_true",
-                         help="rank only real tokens (not [CLS], [SEP] and other special tokens)")
-    inspect.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    special = inspect.add_mutually_exclusive_group()
+    special.add_argument("--skip-special", dest="skip_special", action="store_true", default=True,
+                         help="rank only real tokens, not [CLS], [SEP], <s> and other special tokens (the default)")
+    special.add_argument("--show-special", dest="skip_special", action="store_false",
+                         help="let special tokens be a head's most attended token too")
+    inspect.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                         help="a table to read (default), or csv / json to process")
 
     hooks = sub.add_parser("hooks", help="list the hook points of a model, with shapes for a short input")
     _add_model_options(hooks)
-    hooks.add_argument("--text", type=_text, default="The keys to the cabinet are on the table.")
+    hooks.add_argument("--text", type=_text, default="The keys to the cabinet are on the table.",
+                       help="the input whose activations give the shapes (default: a short sentence)")
 
     generate = sub.add_parser("generate", help="continue a prompt with a causal LM, showing each step's candidates")
-    generate.add_argument("prompt")
+    generate.add_argument("prompt", type=_text, help="the text to continue")
     _add_model_options(generate)
-    generate.add_argument("--max-new-tokens", type=positive_int, default=20)
+    generate.add_argument("--max-new-tokens", type=positive_int, default=20,
+                          help="how many tokens to add (default: 20)")
     generate.add_argument("--temperature", type=positive_float, default=1.0,
                           help="sample at this temperature (1 with no --top-k/--top-p: the most likely token)")
-    generate.add_argument("--top-k", type=positive_int, default=None)
-    generate.add_argument("--top-p", type=probability, default=None)
-    generate.add_argument("--seed", type=non_negative_int, default=None)
+    generate.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
+    generate.add_argument("--top-p", type=probability, default=None,
+                          help="sample among the most likely tokens that make up this probability (nucleus)")
+    generate.add_argument("--seed", type=non_negative_int, default=None, help="the random seed of sampling")
 
     lens = sub.add_parser("lens", help="the logit lens: the most likely next token of every layer")
-    lens.add_argument("text", type=_text)
+    lens.add_argument("text", type=_text, help="the text to read the next token of, at every position")
     _add_model_options(lens)
     lens.add_argument("--target", type=_text, default=None, help="also show the rank of this token per layer")
     _add_report_commands(sub)
@@ -213,15 +323,16 @@ def _add_report_commands(sub) -> None:
     report.add_argument("--timeout", type=positive_int, default=600, help="seconds one cell may run (default: 600)")
     lab = sub.add_parser(
         "lab", help="open JupyterLab on the notebooks",
-        description="Open JupyterLab on the notebooks. Arguments after -- go to `jupyter lab` unchanged, e.g. "
-                    "workbench lab -- --ServerApp.token=''",
+        description="Open JupyterLab on the notebooks. Arguments after -- go to jupyter lab unchanged, e.g. "
+                    "workbench lab --port 8899 -- --ServerApp.token=''. As root (e.g. in a container) it passes "
+                    "--allow-root itself, and says so.",
     )
     lab.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
     lab.add_argument("--port", type=port, default=None, help="the port JupyterLab listens on")
     lab.add_argument("--ip", default=None, help="the address JupyterLab listens on (e.g. 0.0.0.0 in a container)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.add_argument("--allow-root", action="store_true",
-                     help="let JupyterLab run as root (it refuses to otherwise, e.g. in a container)")
+                     help="let JupyterLab run as root (passed by itself when running as root)")
     lab.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARGS",
                      help="more arguments for jupyter lab, after --")
 
@@ -289,7 +400,17 @@ def _lab(args: argparse.Namespace) -> int:
         jupyter_args.append("--no-browser")
     if args.allow_root:
         jupyter_args.append("--allow-root")
+    elif _running_as_root() and not any("allow-root" in arg or "allow_root" in arg for arg in jupyter_args):
+        # JupyterLab refuses to start as root without it: in a container that is what the user means
+        print("workbench lab: running as root, so passing --allow-root to jupyter lab", file=sys.stderr)
+        jupyter_args.append("--allow-root")
     return open_lab(args.notebooks_dir, jupyter_args)
+
+
+def _running_as_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # Commands that need no model loaded first.
@@ -302,16 +423,17 @@ def _add_bench_command(sub) -> None:
                        help="comma-separated folders, aliases or hub ids (default: minilm)")
     bench.add_argument("--tasks", type=name_list, required=True,
                        help="comma-separated task names, e.g. sst2,cola,mrpc,rte,copa")
-    bench.add_argument("--mode", choices=["zeroshot", "probe", "finetune"], default="probe")
+    bench.add_argument("--mode", choices=["zeroshot", "probe", "finetune"], default="probe",
+                       help="zero-shot scoring, a probe on frozen features (default) or fine-tuning")
     bench.add_argument("--data", type=_data_root, default="sample",
                        help="data root laid out like ../shared/data (default: sample)")
     bench.add_argument("--out", type=output_folder, default=None,
                        help="folder for results (resumable), results.csv and report.html")
-    bench.add_argument("--device", type=device, default="cpu", help="cpu, cuda, ...")
+    bench.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
     bench.add_argument("--max-examples", type=positive_int, default=None, help="the first n examples of each task")
     bench.add_argument("--folds", type=_folds, default=5, help="cross-validation folds (probe mode)")
     bench.add_argument("--pooling", choices=["mean", "first", "last"], default="mean", help="probe mode pooling")
-    bench.add_argument("--batch-size", type=positive_int, default=32)
+    bench.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (default: 32)")
     bench.add_argument("--epochs", type=positive_int, default=3, help="fine-tuning epochs")
     bench.add_argument("--learning-rate", type=positive_float, default=2e-5, help="fine-tuning learning rate")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -325,6 +447,9 @@ def _folds(text: str) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .api import default_device
     from .bench import run
     from .bench.finetune import FinetuneConfig
 
@@ -333,7 +458,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     for task in args.tasks:
         get_task(task)  # an unknown task: before any model is loaded
-    results = run(models=args.models, tasks=args.tasks, mode=args.mode, device=args.device, max_examples=args.max_examples, data=args.data, out=args.out,
+    # "auto" is resolved here, so that results record (and resume by) the device that ran them
+    device = str(default_device()) if args.device == "auto" else args.device
+    results = run(models=args.models, tasks=args.tasks, mode=args.mode, device=device, max_examples=args.max_examples, data=args.data, out=args.out,
                   folds=args.folds, pooling=args.pooling, batch_size=args.batch_size, finetune_config=config,
                   progress=not args.no_progress)
     with pd.option_context("display.width", 200, "display.max_rows", None):
@@ -349,6 +476,9 @@ _MODEL_FREE_COMMANDS["bench"] = _bench
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=_text, default="minilm", help="folder, alias (minilm) or Hugging Face hub id")
     parser.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
+    parser.add_argument("--stand-in", action="store_true",
+                        help="when the checkpoint is not available (offline), use a tiny random model of its "
+                             "architecture instead; the output says it is a random stand-in")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in _MODEL_FREE_COMMANDS:
             return _MODEL_FREE_COMMANDS[args.command](args)
-        model = load(args.model, device=args.device)
+        model = load(args.model, device=args.device, stand_in=args.stand_in)
+        import torch
+
         with torch.no_grad():
             _run(args, model)
     except USER_ERRORS as err:
@@ -391,16 +523,29 @@ def _inspect(args: argparse.Namespace, model) -> None:
     elif args.format == "json":
         print(table.reset_index().to_json(orient="records", indent=1))
     else:
-        print(f"model: {args.model} ({type(model).__name__}, {model.n_layers} layers, "
+        from .zoo import display_name
+
+        _print_stand_in_label(model)
+        print(f"model: {display_name(model, args.model)} ({type(model).__name__}, {model.n_layers} layers, "
               f"{model.config.n_heads} heads, device {model.device})")
         print(f"tokens: {' '.join(cache.tokens)}")
         print("resid_norm: mean L2 norm of the residual stream after each layer; "
-              "h<i>: the token head i attends to most (averaged over query positions)\n")
+              "h<i>: the token head i attends to most (averaged over query positions"
+              + (", special tokens skipped; --show-special to include them)\n" if args.skip_special else ")\n"))
         print(table.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
+def _print_stand_in_label(model) -> None:
+    label = stand_in_label(model)
+    if label is not None:
+        print(label, end="\n\n")
+
+
 def _hooks(args: argparse.Namespace, model) -> None:
+    import pandas as pd
+
     _, cache = model.run_with_cache(args.text)
+    _print_stand_in_label(model)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(hooks_table(cache).to_string())
 
@@ -411,9 +556,12 @@ def _require_lm_head(args: argparse.Namespace, model) -> None:
 
 
 def _generate(args: argparse.Namespace, model) -> None:
+    import pandas as pd
+
     _require_lm_head(args, model)
     result = model.generate(args.prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed)
+    _print_stand_in_label(model)
     print(result.full_text, end="\n\n")
     steps = result.steps[["step", "token", "probability", "top_tokens", "top_probabilities"]]
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
@@ -421,11 +569,14 @@ def _generate(args: argparse.Namespace, model) -> None:
 
 
 def _lens(args: argparse.Namespace, model) -> None:
+    import pandas as pd
+
     _require_lm_head(args, model)
     lens = model.logit_lens(args.text)
     target = lens.target(args.target) if args.target is not None else None  # a bad target: before any output
     top = lens.top_k(k=1).pivot(index="layer", columns="pos", values="token").loc[lens.layer_names]
     top.columns = [f"{p}:{token}" for p, token in enumerate(lens.tokens[0])]
+    _print_stand_in_label(model)
     with pd.option_context("display.width", 250, "display.max_columns", None):
         print("the most likely next token at each position, decoded from each layer's residual stream\n")
         print(top.to_string())
