@@ -219,9 +219,11 @@ def test_feature_dashboard_builds_names_its_data_and_counts_the_examples(lm):
     assert len(view.figures()) == 2 and "direct logit effects" in view.figure(1).layout.title.text
     page = view.to_html()
     assert 'data-wb-view="feature_dashboard"' in page and "random stand-in" in page
-    assert (
-        page.count("activation ") >= (examples["feature"] == feature).sum()
-    )  # one coloured token per example
+    coloured = 'font-weight:bold" title="activation '
+    assert page.count(coloured) == (examples["feature"] == feature).sum()  # one coloured token per example
+    without_model = viz.feature_dashboard(d, examples, feature)  # the label then comes from the dictionary
+    assert "gpt2 (random stand-in)" in without_model.figure(0).layout.title.text
+    assert len(without_model.figures()) == 1  # no model: no logit effects
     other = int(examples["feature"].unique()[-1])
     view.controls["feature"].value = other
     assert sum(view.figure(0).data[0].y) == (examples["feature"] == other).sum()
