@@ -48,7 +48,7 @@ def _only_help_asked() -> bool:
     argv = list(getattr(sys, "orig_argv", []))  # the interpreter's own command line (Python 3.10+)
     if "-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["workbench"]:
         arguments = argv[argv.index("-m") + 2 :]
-    elif sys.argv and os.path.basename(sys.argv[0]).split(".")[0] in ("workbench", "workbench-script"):
+    elif sys.argv and os.path.basename(sys.argv[0]) in ("workbench", "workbench.exe", "workbench-script.py"):
         arguments = sys.argv[1:]
     else:
         return False
