@@ -140,6 +140,17 @@ def test_every_option_has_help_and_every_device_defaults_to_auto():
     assert parser.parse_args(["bench", "--tasks", "sst2"]).device == "auto"
 
 
+def test_the_command_gives_its_models_their_methods(tmp_path):
+    """`python -m workbench` skips workbench/__init__.py's imports (for its help): generate and lens still find
+    model.generate and model.logit_lens, which the analysis modules attach."""
+    missing = str(tmp_path / "gpt2")
+    for argv in (["generate", "The cat", "--max-new-tokens", "2"], ["lens", "The cat"]):
+        result = subprocess.run([sys.executable, "-m", "workbench", *argv, "--model", missing, "--stand-in",
+                                 "--device", "cpu"], capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("random stand-in: ") and "Traceback" not in result.stderr
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -37,26 +37,22 @@ import pkgutil
 from typing import Any
 
 
-def _only_help_asked() -> bool:
-    """Whether this process is the ``workbench`` command asked only for its help (``python -m workbench``
-    or the ``workbench`` script with ``-h``/``--help`` or no arguments): it prints and exits, so the public face
-    below (torch, pandas) is not imported and the help comes in a fraction of a second (workbench/cli.py
-    imports what each command needs when it runs)."""
+def _started_as_the_command_line() -> bool:
+    """Whether this process is the ``workbench`` command (``python -m workbench ...`` or the ``workbench``
+    script). Its public face below (torch, pandas, every model) is then not imported here: workbench/cli.py
+    imports what each command needs when it runs, under a spinner, so ``--help`` prints in a fraction of a
+    second and ``workbench lab`` imports no torch at all. cli.py also imports .generation, .lens and
+    .mask_filling before it loads a model, which give the models their methods (workbench/model.py)."""
     import os
     import sys
 
     argv = list(getattr(sys, "orig_argv", []))  # the interpreter's own command line (Python 3.10+)
     if "-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["workbench"]:
-        arguments = argv[argv.index("-m") + 2 :]
-    elif sys.argv and os.path.basename(sys.argv[0]) in ("workbench", "workbench.exe", "workbench-script.py"):
-        arguments = sys.argv[1:]
-    else:
-        return False
-    before_dash_dash = arguments[: arguments.index("--")] if "--" in arguments else arguments
-    return not arguments or any(arg in ("-h", "--help") for arg in before_dash_dash)
+        return True
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("workbench", "workbench.exe", "workbench-script.py")
 
 
-if not _only_help_asked():
+if not _started_as_the_command_line():
     # .generation, .lens and .mask_filling also give the models their methods model.generate, .logit_lens and
     # .fill_mask (see the note above GenerationMixin in workbench/model.py): keep importing them here.
     from . import attribution, bench, interventions, viz, zoo
@@ -160,12 +156,14 @@ def __getattr__(name: str) -> Any:
     """``wb.<name>`` for a name outside :data:`__all__` (see the module docstring); else AttributeError."""
     if name in _MOVED:
         return getattr(importlib.import_module(f".{_MOVED[name]}", __name__), name)
+    # submodules first: ``from . import models`` in workbench.registry asks here while the registry is still
+    # being imported (in the ``workbench`` command, whose imports come after this module's)
+    if name in {info.name for info in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f".{name}", __name__)
     for table in (_registered_classes, _tokenizer_classes):
         found = table().get(name)
         if found is not None:
             return found
-    if name in {info.name for info in pkgutil.iter_modules(__path__)}:
-        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 # torch, pandas and the models are imported by the commands when they run, never at the top of this module:
 # `workbench --help` and `workbench <command> --help` print in a fraction of a second (workbench/__init__.py
-# skips its own imports for them, tests/test_cli.py checks that torch is not imported).
+# skips its own imports in the command, tests/test_cli.py checks that torch is not imported).
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -178,14 +178,41 @@ def waiting(message: str, stream: TextIO | None = None) -> Iterator[None]:
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     outcome = "failed"
+    redirected = stream is sys.stderr
+    if redirected:  # a warning logged meanwhile (a stand-in's notice) starts on a line of its own
+        sys.stderr = _ClearsTheSpinner(stream)
     try:
         yield
         outcome = "done"
     finally:
         done.set()
         spinner.join()
+        if redirected:
+            sys.stderr = stream
         stream.write(f"\r{message} ... {outcome} ({time.monotonic() - start:.1f} s)\n")
         stream.flush()
+
+
+class _ClearsTheSpinner:
+    """``sys.stderr`` while :func:`waiting` shows its spinner: what anything else writes replaces the
+    spinner's line instead of continuing it (the spinner draws itself again on the next line)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write("\r\033[K")  # back to the start of the line, and clear it
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def import_model_methods() -> None:
+    """Import the modules that give the models their methods ``generate``, ``logit_lens`` and ``fill_mask``
+    (see workbench/model.py): workbench/__init__.py, which imports them otherwise, skips its imports in the
+    ``workbench`` command so that its help is instant."""
+    from . import generation, lens, mask_filling  # noqa: F401
 
 
 def load(model: str, device: str = "auto", stand_in: bool = False) -> HookedTransformer:
@@ -195,9 +222,7 @@ def load(model: str, device: str = "auto", stand_in: bool = False) -> HookedTran
     The workbench's modules are imported here, under the spinner: importing torch alone takes seconds.
     """
     with waiting(f"loading {model}"):
-        # model.generate and model.logit_lens are given to the models by these modules (workbench/model.py)
-        from . import generation, lens  # noqa: F401
-
+        import_model_methods()
         if stand_in:
             from .zoo import load as load_or_stand_in
 
@@ -447,11 +472,14 @@ def _folds(text: str) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import pandas as pd
+    with waiting("starting workbench bench"):
+        import pandas as pd
 
-    from .api import default_device
-    from .bench import run
-    from .bench.finetune import FinetuneConfig
+        from .api import default_device
+        from .bench import run
+        from .bench.finetune import FinetuneConfig
+
+        import_model_methods()
 
     config = FinetuneConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size)
     from .bench import get_task
