@@ -54,7 +54,8 @@ ModelInput = Union[str, list[str], torch.Tensor, Mapping[str, Any]]
 # every HookedTransformer, workbench.generation adds ``generate`` to GenerationMixin and
 # workbench.mask_filling adds ``fill_mask`` to FillMaskMixin. A model class says what it can do by inheriting
 # the mixin. The methods are always there: importing any ``workbench.*`` module runs workbench/__init__.py
-# first, which imports those modules.
+# first, which imports those modules (in the ``workbench`` command, which skips those imports for a quick
+# start, workbench/cli.py imports them before it loads a model).
 class GenerationMixin:
     """A causal LM that continues text: ``model.generate(prompt, ...)`` (from :mod:`workbench.generation`)."""
 
