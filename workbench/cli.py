@@ -313,7 +313,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     generate = sub.add_parser("generate", help="continue a prompt with a causal LM, showing each step's candidates")
     generate.add_argument("prompt", type=_text, help="the text to continue")
-    _add_model_options(generate)
+    _add_model_options(generate, causal_lm=True)
     generate.add_argument("--max-new-tokens", type=positive_int, default=20,
                           help="how many tokens to add (default: 20)")
     generate.add_argument("--temperature", type=positive_float, default=1.0,
@@ -325,7 +325,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     lens = sub.add_parser("lens", help="the logit lens: the most likely next token of every layer")
     lens.add_argument("text", type=_text, help="the text to read the next token of, at every position")
-    _add_model_options(lens)
+    _add_model_options(lens, causal_lm=True)
     lens.add_argument("--target", type=_text, default=None, help="also show the rank of this token per layer")
     _add_report_commands(sub)
     _add_bench_command(sub)
@@ -501,8 +501,10 @@ def _bench(args: argparse.Namespace) -> int:
 _MODEL_FREE_COMMANDS["bench"] = _bench
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=_text, default="minilm", help="folder, alias (minilm) or Hugging Face hub id")
+def _add_model_options(parser: argparse.ArgumentParser, causal_lm: bool = False) -> None:
+    """--model, --device and --stand-in (``causal_lm``: generate and lens, whose model needs an LM head)."""
+    what = "a causal LM: folder or Hugging Face hub id, e.g. gpt2" if causal_lm else "folder, alias or hub id"
+    parser.add_argument("--model", type=_text, default="minilm", help=f"{what} (default: minilm)")
     parser.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--stand-in", action="store_true",
                         help="when the checkpoint is not available (offline), use a tiny random model of its "
