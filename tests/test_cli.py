@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from test_trust_cli import lab_call  # noqa: F401 (a fixture: the command `workbench lab` would start)
 from workbench import cli
 from workbench.cli import main
 

@@ -293,24 +293,6 @@ def test_report_data_option_reaches_the_notebooks_as_data_root(tmp_path):
 # workbench lab ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def lab_call(monkeypatch, tmp_path):
-    """The command `workbench lab` would start, instead of starting it."""
-    import importlib.util
-    import subprocess
-
-    calls = []
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: object() if name == "jupyterlab" else real_find_spec(name, *a),
-    )
-    monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)
-    (tmp_path / "notebooks").mkdir()
-    return calls
-
-
 def test_lab_passes_options_and_extra_arguments_to_jupyter_lab(lab_call, tmp_path, monkeypatch):
     import os
 

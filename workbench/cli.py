@@ -32,8 +32,8 @@ The workbench command line: look inside transformer language models from a shell
 
   workbench inspect "some text" --model minilm   per layer: residual norm, each head's most attended token
   workbench hooks --model minilm                 the hook points, with shapes
-  workbench generate "prompt" --model gpt2       continue a prompt, with each step's candidates
-  workbench lens "text" --model gpt2             the logit lens: the top token of every layer
+  workbench generate "prompt" --model distilgpt2 continue a prompt, with each step's candidates
+  workbench lens "text" --model distilgpt2       the logit lens: the top token of every layer
   workbench report / lab / bench                 notebooks as HTML reports, JupyterLab, benchmarks
 
 Offline, --stand-in runs a model command on a tiny random model of the architecture (labelled as such).
@@ -503,7 +503,7 @@ _MODEL_FREE_COMMANDS["bench"] = _bench
 
 def _add_model_options(parser: argparse.ArgumentParser, causal_lm: bool = False) -> None:
     """--model, --device and --stand-in (``causal_lm``: generate and lens, whose model needs an LM head)."""
-    what = "a causal LM: folder or Hugging Face hub id, e.g. gpt2" if causal_lm else "folder, alias or hub id"
+    what = "a causal LM: folder or Hugging Face hub id, e.g. distilgpt2" if causal_lm else "folder, alias or hub id"
     parser.add_argument("--model", type=_text, default="minilm", help=f"{what} (default: minilm)")
     parser.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--stand-in", action="store_true",
