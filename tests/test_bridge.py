@@ -332,3 +332,18 @@ def test_docs_name_every_adapted_model_type():
     text = (ROOT / "docs" / "bridge.md").read_text()
     missing = [t for t in wb.bridge.adapted_model_types() if f"`{t}`" not in text]
     assert not missing, f"docs/bridge.md's adapter table lacks {missing}"
+
+
+def test_real_minilm_bridged_equals_the_native_model(minilm_path, minilm):
+    """Real weights, not random ones: all-MiniLM-L6-v2 loaded by transformers and bridged gives the native
+    model's cache on a padded batch of real sentences (the tokenizer found beside the weights)."""
+    hf = transformers.BertModel.from_pretrained(minilm_path, attn_implementation="eager").eval()
+    bridged = wb.from_hf(hf)
+    assert bridged.tokenizer is not None
+    texts = ["The keys to the cabinet are on the table.", "A dog barked."]
+    _, ours = minilm.run_with_cache(texts)
+    _, theirs = bridged.run_with_cache(texts)
+    shared = [name for name in theirs if name in ours]
+    assert len(shared) >= 6 * 14
+    for name in shared:
+        assert_close(theirs[name], ours[name], name)
