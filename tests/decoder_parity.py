@@ -72,3 +72,71 @@ def assert_rows_match_alone(ours, padding: str, tol: float):
         for row in range(len(LENGTHS)):
             alone = ours(input_ids[row][real[row]][None]).logits[0]
             assert_close(batched[row][real[row]], alone, f"row {row} batched vs alone", tol)
+
+
+def assert_classifier_matches(hf_model, folder, expected_class, padding: str, check_unmasked: bool = False):
+    """Our sequence classifier loaded from ``folder`` gives Hugging Face's logits and loss on a ``padding``
+    batch (``check_unmasked``: also without the mask, where the last real token comes from pad_token_id)."""
+    import workbench as wb
+
+    ours = wb.AutoModelForSequenceClassification.from_pretrained(folder)
+    assert type(ours) is expected_class
+    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
+    input_ids, mask, _ = make_batch(padding)
+    labels = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels)
+        got = ours(input_ids, mask, labels=labels)
+        unmasked = ours(input_ids, labels=labels) if check_unmasked and padding == "right" else got
+    assert_close(got.logits, expected.logits, "classifier logits")
+    assert_close(got.loss, expected.loss, "classifier loss")
+    assert_close(unmasked.logits, expected.logits, "classifier logits without a mask")
+
+
+def assert_lm_loss_matches(hf_model, folder):
+    """Our causal LM loaded from ``folder`` gives Hugging Face's loss on a right-padded batch."""
+    import workbench as wb
+
+    ours = wb.AutoModelForCausalLM.from_pretrained(folder)
+    input_ids, mask, real = make_batch("right")
+    labels = input_ids.masked_fill(~real, -100)
+    with torch.no_grad():
+        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels).loss
+        got = ours(input_ids, mask, labels=labels).loss
+    assert_close(got, expected, "lm loss")
+
+
+def load_in_transformers(folder, hf_name: str):
+    """The folder our ``save_pretrained`` wrote, loaded by transformers' ``hf_name`` class with every tensor
+    used and none missing; in eval mode, eager attention."""
+    import transformers
+
+    hf_model, info = getattr(transformers, hf_name).from_pretrained(
+        folder, attn_implementation="eager", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    return hf_model.eval()
+
+
+def assert_round_trip(ours, hf_model, head: str, tied: bool | None = None):
+    """The model transformers loaded from our folder gives our outputs on a left-padded batch (``head``:
+    base, lm or cls); ``tied``: whether its unembedding must share the token embedding's storage."""
+    input_ids, mask, real = make_batch("left")
+    with torch.no_grad():
+        expected = hf_model(**hf_inputs(input_ids, mask))
+        got = ours(input_ids, mask)
+    if head == "base":
+        assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], "round-trip hidden state")
+    elif head == "lm":
+        if tied is not None:
+            shared = hf_model.get_output_embeddings().weight.data_ptr() == hf_model.get_input_embeddings().weight.data_ptr()
+            assert shared == tied
+        assert_close(got.logits[real], expected.logits[real], "round-trip logits")
+    else:
+        assert_close(got.logits, expected.logits, "round-trip classifier logits")
+
+
+def assert_reloads_cleanly(ours, folder):
+    """Our class reads back the folder it saved with no missing or unexpected keys."""
+    again = type(ours).from_pretrained(folder)
+    assert again.loading_info.missing_keys == [] and again.loading_info.unexpected_keys == []

@@ -27,10 +27,15 @@ import torch
 import transformers
 from decoder_parity import (
     PAD_ID,
+    assert_classifier_matches,
     assert_close,
     assert_greedy_generation_matches,
+    assert_lm_loss_matches,
+    assert_reloads_cleanly,
+    assert_round_trip,
     assert_rows_match_alone,
     hf_inputs,
+    load_in_transformers,
     make_batch,
     real_query_rows,
 )
@@ -243,27 +248,12 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(generation_checkpoint
 @pytest.mark.parametrize("padding", ["left", "right"])
 def test_sequence_classification_logits_and_loss_match(checkpoint, family, variant, padding):
     hf_model, folder = checkpoint(family, variant, "cls", num_labels=3)
-    ours = wb.AutoModelForSequenceClassification.from_pretrained(folder)
-    assert type(ours) is OURS[family]["cls"]
-    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
-    input_ids, mask, _ = make_batch(padding)
-    labels = torch.tensor([0, 2, 1])
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels)
-        got = ours(input_ids, mask, labels=labels)
-    assert_close(got.logits, expected.logits, "classifier logits")
-    assert_close(got.loss, expected.loss, "classifier loss")
+    assert_classifier_matches(hf_model, folder, OURS[family]["cls"], padding)
 
 
 def test_lm_loss_on_soft_capped_logits_matches(checkpoint):
     hf_model, folder = checkpoint(*WINDOWED, "lm")
-    ours = wb.AutoModelForCausalLM.from_pretrained(folder)
-    input_ids, mask, real = make_batch("right")
-    labels = input_ids.masked_fill(~real, -100)
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels).loss
-        got = ours(input_ids, mask, labels=labels).loss
-    assert_close(got, expected, "lm loss")
+    assert_lm_loss_matches(hf_model, folder)
 
 
 # 4. Saving: transformers loads our folders --------------------------------------------------------------
@@ -299,31 +289,15 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, family, head, fields):
     assert saved["model_type"] == family and saved["architectures"] == [hf_name]
     assert saved["head_dim"] == 12 and saved["num_key_value_heads"] == ours.config.n_kv_heads
 
-    hf_class = getattr(transformers, hf_name)
-    hf_model, info = hf_class.from_pretrained(tmp_path, attn_implementation="eager", output_loading_info=True)
-    hf_model.eval()
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    hf_model = load_in_transformers(tmp_path, hf_name)
     if family == "gemma2":
         hf_config = hf_model.config
         assert hf_config.layer_types == [ours.config.layer_type(layer) for layer in range(2)]
         assert hf_config.sliding_window == 3
         assert (hf_config.attn_logit_softcapping, hf_config.final_logit_softcapping) == (0.5, 2.0)
         assert hf_config.query_pre_attn_scalar == 10
-    input_ids, mask, real = make_batch("left")
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask))
-        got = ours(input_ids, mask)
-    if head == "base":
-        assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], "round-trip hidden state")
-    elif head == "lm":
-        tied = hf_model.lm_head.weight.data_ptr() == hf_model.model.embed_tokens.weight.data_ptr()
-        assert tied == fields["tie_word_embeddings"]
-        assert_close(got.logits[real], expected.logits[real], "round-trip logits")
-    else:
-        assert_close(got.logits, expected.logits, "round-trip classifier logits")
-
-    again = type(ours).from_pretrained(tmp_path)
-    assert again.loading_info.missing_keys == [] and again.loading_info.unexpected_keys == []
+    assert_round_trip(ours, hf_model, head, tied=fields.get("tie_word_embeddings") if head == "lm" else None)
+    assert_reloads_cleanly(ours, tmp_path)
 
 
 # 5. Hooks --------------------------------------------------------------------------------------------------

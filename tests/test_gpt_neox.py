@@ -26,10 +26,15 @@ import torch
 import transformers
 from decoder_parity import (
     PAD_ID,
+    assert_classifier_matches,
     assert_close,
     assert_greedy_generation_matches,
+    assert_lm_loss_matches,
+    assert_reloads_cleanly,
+    assert_round_trip,
     assert_rows_match_alone,
     hf_inputs,
+    load_in_transformers,
     make_batch,
     real_query_rows,
 )
@@ -213,30 +218,13 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(tmp_path):
 @pytest.mark.parametrize("padding", ["left", "right"])
 def test_sequence_classification_logits_and_loss_match(checkpoint, padding):
     hf_model, folder = checkpoint("serial-1-head-3-layers-linear-rope", "cls", num_labels=3)
-    ours = wb.AutoModelForSequenceClassification.from_pretrained(folder)
-    assert isinstance(ours, GPTNeoXForSequenceClassification)
-    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
-    input_ids, mask, _ = make_batch(padding)
-    labels = torch.tensor([0, 2, 1])
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels)
-        got = ours(input_ids, mask, labels=labels)
-        # Without a mask the last real token comes from pad_token_id, as in Hugging Face.
-        unmasked = ours(input_ids, labels=labels) if padding == "right" else got
-    assert_close(got.logits, expected.logits, "classifier logits")
-    assert_close(got.loss, expected.loss, "classifier loss")
-    assert_close(unmasked.logits, expected.logits, "classifier logits without a mask")
+    # Without a mask the last real token comes from pad_token_id, as in Hugging Face.
+    assert_classifier_matches(hf_model, folder, GPTNeoXForSequenceClassification, padding, check_unmasked=True)
 
 
 def test_lm_loss_matches(checkpoint):
     hf_model, folder = checkpoint("parallel-8-heads-rotary-0.5-no-bias-tied", "lm")
-    ours = wb.AutoModelForCausalLM.from_pretrained(folder)
-    input_ids, mask, real = make_batch("right")
-    labels = input_ids.masked_fill(~real, -100)
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels).loss
-        got = ours(input_ids, mask, labels=labels).loss
-    assert_close(got, expected, "lm loss")
+    assert_lm_loss_matches(hf_model, folder)
 
 
 # 4. The fused query_key_value; saving ----------------------------------------------------------------------
@@ -323,25 +311,9 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, head, fields):
     rope = {"rope_theta": 300.0, "partial_rotary_factor": 0.5, "rope_type": "default"}
     assert saved["rope_parameters"] == rope
 
-    hf_class = getattr(transformers, HF[head])
-    hf_model, info = hf_class.from_pretrained(tmp_path, attn_implementation="eager", output_loading_info=True)
-    hf_model.eval()
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    input_ids, mask, real = make_batch("left")
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask))
-        got = ours(input_ids, mask)
-    if head == "base":
-        assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], "round-trip hidden state")
-    elif head == "lm":
-        tied = hf_model.lm_head.weight.data_ptr() == hf_model.gpt_neox.embed_in.weight.data_ptr()
-        assert tied == fields["tie_word_embeddings"]
-        assert_close(got.logits[real], expected.logits[real], "round-trip logits")
-    else:
-        assert_close(got.logits, expected.logits, "round-trip classifier logits")
-
-    again = wb.AutoModel.from_pretrained(tmp_path) if head == "base" else type(ours).from_pretrained(tmp_path)
-    assert again.loading_info.missing_keys == [] and again.loading_info.unexpected_keys == []
+    hf_model = load_in_transformers(tmp_path, HF[head])
+    assert_round_trip(ours, hf_model, head, tied=fields.get("tie_word_embeddings") if head == "lm" else None)
+    assert_reloads_cleanly(ours, tmp_path)
 
 
 # 5. Hooks --------------------------------------------------------------------------------------------------

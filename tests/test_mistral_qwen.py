@@ -24,10 +24,14 @@ import torch
 import transformers
 from decoder_parity import (
     PAD_ID,
+    assert_classifier_matches,
     assert_close,
     assert_greedy_generation_matches,
+    assert_reloads_cleanly,
+    assert_round_trip,
     assert_rows_match_alone,
     hf_inputs,
+    load_in_transformers,
     make_batch,
     real_query_rows,
 )
@@ -228,16 +232,7 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(tmp_path, stand_in_to
 @pytest.mark.parametrize("padding", ["left", "right"])
 def test_sequence_classification_logits_and_loss_match(checkpoint, family, padding):
     hf_model, folder = checkpoint(family, WINDOWED[family], "cls", num_labels=3)
-    ours = wb.AutoModelForSequenceClassification.from_pretrained(folder)
-    assert type(ours) is ours_class(family, "cls")
-    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
-    input_ids, mask, _ = make_batch(padding)
-    labels = torch.tensor([0, 2, 1])
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels)
-        got = ours(input_ids, mask, labels=labels)
-    assert_close(got.logits, expected.logits, "classifier logits")
-    assert_close(got.loss, expected.loss, "classifier loss")
+    assert_classifier_matches(hf_model, folder, ours_class(family, "cls"), padding)
 
 
 # 4. Saving: transformers loads our folders --------------------------------------------------------------
@@ -272,23 +267,11 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, family, head, fields):
     assert saved["model_type"] == family and saved["architectures"] == [hf_name]
     assert (saved["head_dim"], saved["num_key_value_heads"], saved["sliding_window"]) == (12, 2, 3)
 
-    hf_model, info = getattr(transformers, hf_name).from_pretrained(
-        tmp_path, attn_implementation="eager", output_loading_info=True
-    )
-    hf_model.eval()
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    hf_model = load_in_transformers(tmp_path, hf_name)
     if family != "mistral":
         assert hf_model.config.layer_types == ["full_attention", "sliding_attention"]
-    input_ids, mask, real = make_batch("left")
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask)).logits
-        got = ours(input_ids, mask).logits
-    if head == "lm":
-        assert_close(got[real], expected[real], "round-trip logits")
-    else:
-        assert_close(got, expected, "round-trip classifier logits")
-    again = type(ours).from_pretrained(tmp_path)
-    assert again.loading_info.missing_keys == [] and again.loading_info.unexpected_keys == []
+    assert_round_trip(ours, hf_model, head)
+    assert_reloads_cleanly(ours, tmp_path)
 
 
 # 5. Hooks --------------------------------------------------------------------------------------------------

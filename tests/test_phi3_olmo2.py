@@ -24,10 +24,13 @@ import torch
 import transformers
 from decoder_parity import (
     PAD_ID,
+    assert_classifier_matches,
     assert_close,
     assert_greedy_generation_matches,
+    assert_round_trip,
     assert_rows_match_alone,
     hf_inputs,
+    load_in_transformers,
     make_batch,
     real_query_rows,
 )
@@ -202,16 +205,7 @@ def test_greedy_generation_with_the_cache_is_hugging_faces(tmp_path, model_type,
 @pytest.mark.parametrize("padding", ["left", "right"])
 def test_sequence_classification_logits_and_loss_match(checkpoint, variant, padding):
     hf_model, folder = checkpoint(variant, "cls", num_labels=3)
-    ours = wb.AutoModelForSequenceClassification.from_pretrained(folder)
-    assert type(ours) is OURS[VARIANTS[variant][0]]["cls"]
-    assert ours.loading_info.missing_keys == [] and ours.loading_info.unexpected_keys == []
-    input_ids, mask, _ = make_batch(padding)
-    labels = torch.tensor([0, 2, 1])
-    with torch.no_grad():
-        expected = hf_model(**hf_inputs(input_ids, mask), labels=labels)
-        got = ours(input_ids, mask, labels=labels)
-    assert_close(got.logits, expected.logits, "classifier logits")
-    assert_close(got.loss, expected.loss, "classifier loss")
+    assert_classifier_matches(hf_model, folder, OURS[VARIANTS[variant][0]]["cls"], padding)
 
 
 # 4. Saving: the checkpoint's tensors back, and transformers loads our folders ------------------------------
@@ -254,19 +248,7 @@ def test_saved_folder_loads_in_hugging_face(tmp_path, model_type, head, fields):
     saved = json.loads((tmp_path / "config.json").read_text())
     hf_name = type(ours).__name__
     assert saved["model_type"] == model_type and saved["architectures"] == [hf_name]
-    hf_model, info = getattr(transformers, hf_name).from_pretrained(
-        tmp_path, attn_implementation="eager", output_loading_info=True
-    )
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    input_ids, mask, real = make_batch("left")
-    with torch.no_grad():
-        expected, got = hf_model.eval()(**hf_inputs(input_ids, mask)), ours(input_ids, mask)
-    if head == "base":
-        assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], "round-trip hidden state")
-    elif head == "lm":
-        assert_close(got.logits[real], expected.logits[real], "round-trip logits")
-    else:
-        assert_close(got.logits, expected.logits, "round-trip classifier logits")
+    assert_round_trip(ours, load_in_transformers(tmp_path, hf_name), head)
 
 
 # 5. Config ------------------------------------------------------------------------------------------------
