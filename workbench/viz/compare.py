@@ -10,11 +10,11 @@ out, so a row sums to at most 1.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..tokenizers.words import token_words, words_of  # noqa: F401  (re-exported: the alignment lives there)
 from ._base import View, as_array, check_choice, figure_widget, replace_figure
 from .attention import matrix_figure, visible_cells
 
@@ -91,25 +91,6 @@ def cka(hidden_a, hidden_b, names: Sequence[str] = ("a", "b")) -> View:
 
 
 # Word alignment ---------------------------------------------------------------------------------------
-
-
-def words_of(text: str) -> list[tuple[int, int, str]]:
-    """The whitespace-separated words of ``text`` as (start, end, word)."""
-    return [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
-
-
-def token_words(offsets: Sequence[tuple[int, int]], text: str) -> list[int | None]:
-    """For each token (its character span), the index of the word its last character falls in; None for
-    special tokens and spans with no character in a word."""
-    spans = words_of(text)
-    result = []
-    for start, end in offsets:
-        word = None
-        if end > start:
-            char = end - 1
-            word = next((i for i, (s, e, _) in enumerate(spans) if s <= char < e), None)
-        result.append(word)
-    return result
 
 
 def pool_to_words(patterns: np.ndarray, hidden: np.ndarray, words: Sequence[int | None], n_words: int):
