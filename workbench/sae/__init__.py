@@ -11,10 +11,13 @@
 >>> dictionary.feature_attribution(lm, text, target=" Paris").top(10)   # gradient x activation per feature
 >>> dictionary.logit_effects(lm, k=10)      # each feature's top / bottom tokens through the unembedding
 >>> dictionary.save("folder"); sae.load("folder")   # SAELens's cfg.json + sae_weights.safetensors
+>>> dictionaries = sae.train_per_model({"minilm": lm, "gpt2": gpt2}, texts, depth=0.5, steps=500)
+>>> sae.compare(dictionaries, {"minilm": lm, "gpt2": gpt2}, texts).summary   # shared vs unique features
 
 See docs/sae.md.
 """
 
+from .compare import FeatureComparison, compare, layer_at_depth, train_per_model
 from .config import KINDS, SAEConfig
 from .dictionary import SAEOutput, SparseAutoencoder
 from .evaluation import metrics, top_examples
@@ -27,13 +30,16 @@ from .training import train
 __all__ = [
     "KINDS",
     "FeatureAttribution",
+    "FeatureComparison",
     "SAEConfig",
     "SAEFileError",
     "SAEOutput",
     "SparseAutoencoder",
     "ablated",
     "attribution_patching",
+    "compare",
     "feature_attribution",
+    "layer_at_depth",
     "load",
     "logit_effects",
     "metrics",
@@ -42,4 +48,5 @@ __all__ = [
     "steered",
     "top_examples",
     "train",
+    "train_per_model",
 ]

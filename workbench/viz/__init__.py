@@ -20,7 +20,7 @@ from .attributions import faithfulness_curves, token_attributions
 from .chat import chat
 from .compare import cka, cka_matrix, compare, linear_cka
 from .export import notebook_to_html
-from .features import feature_dashboard
+from .features import feature_comparison, feature_dashboard
 from .generation import generation_explorer
 from .probes_view import probe_results
 from .representations import logit_lens_table, projection, projection_methods
@@ -52,6 +52,7 @@ __all__ = [
     "compare",
     "export",
     "faithfulness_curves",
+    "feature_comparison",
     "feature_dashboard",
     "generation_explorer",
     "linear_cka",

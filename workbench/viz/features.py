@@ -4,6 +4,11 @@ top-activating tokens in context coloured by activation, and its direct logit ef
 Every part says what data it shows: the model the dictionary was trained on (``"gpt2 (random stand-in)"``
 for a stand-in, as ``wb.zoo.display_name`` labels it), the hook point, and the texts searched (``data``,
 ``split``, how many texts and tokens).
+
+:func:`feature_comparison` shows a :class:`workbench.sae.FeatureComparison` (the dictionaries of several
+models correlated on the same words): a model-pair selector, the histogram of best-match correlations, a
+scatter of each feature's firing frequency against its best match, and the best- and least-matched features
+with their top words; every title names the models and the words compared.
 """
 
 from __future__ import annotations
@@ -195,5 +200,164 @@ def feature_dashboard(
         live,
         caption=lambda: f"feature {controls['feature'].value} of {source}",
     )
+    view.output = output
+    return view
+
+
+# Comparing the dictionaries of several models ---------------------------------------------------------------
+def _pair_options(comparison) -> list[tuple[str, tuple[str, str]]]:
+    return [(f"{a} -> {b}", (a, b)) for a, b in comparison.pairs]
+
+
+def best_match_histogram(comparison, a: str, b: str, bins: int = 20):
+    """A bar chart of the best-match correlations of ``a``'s alive features in ``b``, the threshold marked."""
+    import plotly.graph_objects as go
+
+    matches = comparison.matches(a, b)
+    values = matches["correlation"].to_numpy(float)
+    counts, edges = np.histogram(values, bins=bins, range=(min(0.0, values.min(initial=0.0)), 1.0))
+    figure = go.Figure(
+        go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=counts,
+            width=np.diff(edges),
+            marker_color="#1f77b4",
+            hovertemplate="correlation %{x:.3g}<br>features %{y}<extra></extra>",
+        )
+    )
+    figure.add_vline(x=comparison.threshold, line_dash="dash", line_color="#d62728")
+    alive, n = int(comparison.alive[a].sum()), comparison.d_sae[a]
+    shared = int(matches["shared"].sum())
+    figure.update_layout(
+        title=(
+            f"best-match correlation of {comparison.labels[a]}'s features in {comparison.labels[b]}<br>"
+            f"<sup>{comparison.describe_data()}; {alive} of {n} features alive ({n - alive} dead, left out); "
+            f"{shared} shared (>= {comparison.threshold:g}, dashed)</sup>"
+        ),
+        xaxis_title="best-match correlation",
+        yaxis_title="features",
+        height=360,
+        width=760,
+    )
+    return figure
+
+
+def match_scatter(comparison, a: str, b: str):
+    """Each alive feature of ``a``: how often it fires (x, log) against its best-match correlation (y),
+    shared and unique in two colours; hover names its match and both features' top words."""
+    import plotly.graph_objects as go
+
+    matches = comparison.matches(a, b)
+    figure = go.Figure()
+    for shared, name, colour in ((True, "shared", "#2ca02c"), (False, "unique", "#7f7f7f")):
+        part = matches[matches["shared"] == shared]
+        figure.add_trace(
+            go.Scatter(
+                x=part["frequency"],
+                y=part["correlation"],
+                mode="markers",
+                name=name,
+                marker={"color": colour, "size": 6},
+                customdata=np.stack(
+                    [
+                        part["feature"],
+                        part["match"],
+                        part["top_words"].fillna(""),
+                        part["match_top_words"].fillna(""),
+                    ],
+                    axis=-1,
+                )
+                if len(part)
+                else None,
+                hovertemplate=(
+                    f"{html.escape(a)} feature %{{customdata[0]}} (%{{customdata[2]}})<br>"
+                    f"{html.escape(b)} feature %{{customdata[1]}} (%{{customdata[3]}})<br>"
+                    "correlation %{y:.3f}, fires on %{x:.2%} of words<extra></extra>"
+                ),
+            )
+        )
+    figure.update_layout(
+        title=(
+            f"{comparison.labels[a]}'s features and their best match in {comparison.labels[b]}<br>"
+            f"<sup>{comparison.describe_data()}</sup>"
+        ),
+        xaxis={"title": "fraction of words the feature fires on", "type": "log"},
+        yaxis_title="best-match correlation",
+        height=400,
+        width=760,
+    )
+    return figure
+
+
+def matches_html(comparison, a: str, b: str, rows: int = 15) -> str:
+    """The ``rows`` best-matched feature pairs and the ``rows`` least-matched features of ``a``, with the
+    words each fires on most."""
+    matches = comparison.matches(a, b)
+
+    def table(part, heading: str) -> str:
+        lines = [
+            f"<tr><td>{int(r.feature)}</td><td>{html.escape(str(r.top_words or ''))}</td><td>{int(r.match)}</td>"
+            f"<td>{html.escape(str(r.match_top_words or ''))}</td><td>{r.correlation:.3f}</td></tr>"
+            for r in part.itertuples()
+        ]
+        head = (
+            f"<tr><th>{html.escape(a)} feature</th><th>top words</th><th>{html.escape(b)} match</th>"
+            f"<th>top words</th><th>correlation</th></tr>"
+        )
+        return f"<div><b>{heading}</b></div><table class='wb-token-rows'>{head}{''.join(lines)}</table>"
+
+    if matches.empty:
+        return f"<div>no alive features of {html.escape(a)} (or of {html.escape(b)}) on these words</div>"
+    best = table(matches.head(rows), f"best-matched features of {html.escape(comparison.labels[a])}")
+    worst = table(matches.tail(rows).iloc[::-1], f"least-matched (most {html.escape(a)}-specific) features")
+    return STYLE + best + worst
+
+
+def feature_comparison(
+    comparison, pair: tuple[str, str] | None = None, rows: int = 15, bins: int = 20
+) -> View:
+    """The dictionaries of several models compared (``workbench.sae.compare``): pick a pair of models, see
+    the histogram of best-match correlations, a scatter of every feature's firing frequency against its
+    best-match correlation, and tables of the best- and least-matched features with their top words.
+
+    Args:
+        comparison: a :class:`workbench.sae.FeatureComparison`.
+        pair: ``(a, b)``, the pair shown first (a's features matched into b); default the first pair.
+        rows: rows in each table; bins: histogram bins.
+    """
+    import ipywidgets as widgets
+
+    if not hasattr(comparison, "matches") or not hasattr(comparison, "pairs"):
+        raise ValueError(
+            f"comparison must be what workbench.sae.compare returns, got {type(comparison).__name__}"
+        )
+    options = _pair_options(comparison)
+    first = tuple(pair) if pair is not None else options[0][1]
+    check_choice(first, [value for _, value in options], "pair")
+    controls = {"pair": widgets.Dropdown(options=options, value=first, description="models")}
+
+    def figures():
+        a, b = controls["pair"].value
+        return [best_match_histogram(comparison, a, b, bins), match_scatter(comparison, a, b)]
+
+    def text() -> str:
+        return matches_html(comparison, *controls["pair"].value, rows=rows)
+
+    live = [figure_widget(figure) for figure in figures()]
+    output = widgets.HTML(text())
+
+    def redraw(_):
+        for widget, figure in zip(live, figures()):
+            replace_figure(widget, figure)
+        output.value = text()
+
+    controls["pair"].observe(redraw, names="value")
+    widget = widgets.VBox([controls["pair"], *live, output])
+
+    def caption() -> str:
+        a, b = controls["pair"].value
+        return f"{comparison.labels[a]} vs {comparison.labels[b]}: {comparison.describe_data()}"
+
+    view = View("feature_comparison", widget, lambda: [*figures(), text()], controls, live, caption=caption)
     view.output = output
     return view
