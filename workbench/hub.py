@@ -74,6 +74,30 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, revision: str | None = N
     return _download_from_hub(text, revision)
 
 
+def available_offline(name_or_path: str | os.PathLike) -> bool:
+    """Whether ``name_or_path`` can be loaded here without the network: a folder, an installed alias, or a hub
+    id whose config and weights are already in the Hugging Face cache. Never downloads (nor connects).
+
+    Notebooks use it to decide, before loading anything, between the real model and saying how to get it.
+    """
+    text = os.fspath(name_or_path)
+    if Path(text).expanduser().is_dir() or text in ALIASES:
+        try:
+            resolve_checkpoint(text)
+        except CheckpointNotFoundError:
+            return False
+        return True
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        return False  # a path that is not a folder, and not a hub id either
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> bool:  # a path when cached; else None or a "known missing" marker
+        return isinstance(try_to_load_from_cache(text, filename), str)
+
+    weights = (*_HUB_SAFETENSORS[:2], *_HUB_TORCH_BIN[:2])  # one file, or the index of the shards
+    return cached("config.json") and any(cached(name) for name in weights)
+
+
 def _alias_folder(alias: str) -> Path:
     spec = ALIASES[alias]
     try:

@@ -22,8 +22,10 @@ from .compare import cka, cka_matrix, compare, linear_cka
 from .export import notebook_to_html
 from .features import feature_comparison, feature_dashboard
 from .generation import generation_explorer
+from .notices import missing_checkpoints
 from .probes_view import probe_results
 from .representations import logit_lens_table, projection, projection_methods
+from .trees import dependency_tree
 
 
 def plot(figure, kind: str = "figure") -> View:
@@ -50,6 +52,7 @@ __all__ = [
     "cka",
     "cka_matrix",
     "compare",
+    "dependency_tree",
     "export",
     "faithfulness_curves",
     "feature_comparison",
@@ -57,6 +60,7 @@ __all__ = [
     "generation_explorer",
     "linear_cka",
     "logit_lens_table",
+    "missing_checkpoints",
     "model_view",
     "neuron_view",
     "notebook_to_html",

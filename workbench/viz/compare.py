@@ -127,8 +127,13 @@ def _run(model, text: str, by: str):
     return [w for _, _, w in spans], word_patterns, word_hidden
 
 
+# A report page is about 1100 pixels wide: two panels per row, and never wider than this.
+PANELS_PER_ROW = 2
+MAX_WIDTH = 1000
+
+
 def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str = "mean") -> View:
-    """Two or more models on the same text, side by side, with one layer and one head selector for all.
+    """Two or more models on the same text, side by side (two per row), one layer and head selector for all.
 
     Args:
         models: ``{"name": model}`` or a list of models (named by where they were loaded from); a random
@@ -174,15 +179,20 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
     def build():
         chosen_layer, chosen_head = controls["layer"].value, controls["head"].value
         names = list(runs)
+        cols = min(len(names), PANELS_PER_ROW)  # more models wrap onto more rows: the figure fits the page
+        rows = -(-len(names) // cols)
         figure = make_subplots(
-            rows=1,
-            cols=len(runs),
+            rows=rows,
+            cols=cols,
             horizontal_spacing=0.08,
+            vertical_spacing=0.12 if rows > 1 else 0.0,
             subplot_titles=[
                 _panel_title(name, runs[name][1], chosen_layer, depth, chosen_head) for name in names
             ],
         )
-        for col, name in enumerate(names, start=1):
+        for index, name in enumerate(names):
+            row, col = divmod(index, cols)
+            row, col = row + 1, col + 1
             tokens, patterns, _ = runs[name]
             model_layer = _relative_layer(chosen_layer, depth, patterns.shape[0])
             pattern = (
@@ -192,13 +202,13 @@ def compare(models, text: str, by: str = "word", layer: int = 0, head: int | str
             )
             panel = matrix_figure(tokens, tokens, pattern, visible_cells(patterns))
             trace = panel.data[0]
-            trace.update(showscale=col == len(names), zmax=1.0)
-            figure.add_trace(trace, row=1, col=col)
-            figure.update_yaxes(autorange="reversed", row=1, col=col)
+            trace.update(showscale=index == len(names) - 1, zmax=1.0)
+            figure.add_trace(trace, row=row, col=col)
+            figure.update_yaxes(autorange="reversed", row=row, col=col)
         n = max(len(r[0]) for r in runs.values())
         figure.update_layout(
-            height=24 * n + 220,
-            width=min(1400, (24 * n + 200) * len(runs)),
+            height=(24 * n + 120) * rows + 100,
+            width=min(MAX_WIDTH, (24 * n + 200) * cols),
             title=f"attention on the same text, by {by}: {_short(text)}",
             plot_bgcolor="#d9d9d9",
         )
