@@ -44,7 +44,7 @@ def _task_name(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``probes`` command; returns its exit code (2: a usage error, said in one line on stderr)."""
     parser = argparse.ArgumentParser(prog="probes", description="Probing experiments on workbench models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     command = sub.add_parser("run", help="probe every layer of the models for the tasks; write CSV + HTML")
     command.add_argument(
         "--model",
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         help="upos, xpos, deprel, depth, distance, ...",
     )
     command.add_argument(
-        "--data", default="sample", help="'sample', 'ud_english_ewt' or a folder of *.conllu"
+        "--data", default="sample",
+        help="'sample' (the committed 200/50/50 sentences), 'ud_english_ewt' or a folder of *.conllu"
     )
     command.add_argument(
         "--out", type=output_folder, default="reports/probing", help="folder for results.csv and report.html"
@@ -72,10 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="'all' or comma-separated layer numbers (0 = embeddings)",
     )
-    command.add_argument("--probe", default="linear", choices=["linear", "mlp"])
-    command.add_argument("--pooling", default="mean", choices=["first", "mean", "last"])
-    command.add_argument("--no-control", action="store_true", help="skip the control tasks")
-    command.add_argument("--max-sentences", type=positive_int, default=None)
+    command.add_argument("--probe", default="linear", choices=["linear", "mlp"],
+                         help="the classifier trained on each layer: linear (default) or a one-hidden-layer mlp")
+    command.add_argument("--pooling", default="mean", choices=["first", "mean", "last"],
+                         help="how a word's subword tokens become one vector (default: mean)")
+    command.add_argument("--no-control", action="store_true",
+                         help="skip the control tasks (Hewitt & Liang 2019), which give each probe's selectivity")
+    command.add_argument("--max-sentences", type=positive_int, default=None,
+                         help="the first n sentences of each split (default: all)")
     command.add_argument(
         "--store", type=output_folder, default=None, help="activation store folder (reused across runs)"
     )
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     test = results.frame[(results.frame["split"] == "test")]
     best = test.sort_values("value", ascending=False).groupby(["model", "task", "metric"]).first()
     print(best[["layer", "value", "selectivity"]].to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwrote {folder / 'results.csv'} and {folder / 'report.html'}")
+    print(f"\nwrote {folder / 'results.csv'} and {folder / 'report.html'} (plotly.min.js beside it)")
     return 0
 
 

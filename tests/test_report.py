@@ -35,7 +35,7 @@ def notebooks(tmp_path):
     write_notebook(
         folder / "02_fails.ipynb", "x = 1", "raise RuntimeError('this cell is broken')", "print('never')"
     )
-    write_notebook(folder / "03_other.ipynb", "print('third ran', quick)")
+    write_notebook(folder / "03_other.ipynb", "print('third ran', quick, globals().get('data_root'))")
     (folder / "scratch.ipynb").write_text((folder / "03_other.ipynb").read_text())  # not numbered: never run
     return folder
 
@@ -64,8 +64,10 @@ def test_parameters_are_injected_after_the_tagged_cell(notebooks):
     assert len(sources) == 5
 
 
-def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks, tmp_path, capsys):
+def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks, tmp_path, capfd):
     out = tmp_path / "reports"
+    data = tmp_path / "my data"
+    (data / "glue").mkdir(parents=True)
     code = cli.main(
         [
             "report",
@@ -73,30 +75,38 @@ def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks,
             str(notebooks),
             "--out",
             str(out),
-            "--quick",
             "--device",
             "cpu",
             "--notebooks",
             "1,2,3",
+            "--data",
+            str(data),
         ]
     )
-    printed = capsys.readouterr().out
+    captured = capfd.readouterr()
+    printed = captured.out
     assert code == 1  # one notebook failed
     assert sorted(p.name for p in out.iterdir()) == [
         "01_small.html",
         "02_fails.html",
         "03_other.html",
         "index.html",
+        "plotly.min.js",
     ]
     small = (out / "01_small.html").read_text()
     assert "quick=True device=cpu" in small  # the injected parameters reached the kernel
-    assert (
-        "Plotly.newPlot" in small and '<script src="http' not in small and len(small) > 1_000_000
-    )  # inlined
+    # plotly.js is one file beside the pages (offline), not 4 MB inlined in each
+    assert "Plotly.newPlot" in small and 'src="plotly.min.js"' in small and '<script src="http' not in small
+    assert len(small) < 1_000_000 and (out / "plotly.min.js").stat().st_size > 3_000_000
+    # every page says at its top what data it ran on: here the --data folder, passed as an absolute data_root
+    assert small.index('class="wb-data"') < small.index("quick=True device=cpu")
+    assert f"the data root <code>{data}</code> (glue)" in small and str(data) in (out / "03_other.html").read_text()
+    assert "Kernel is running over TCP" not in captured.err + printed  # the runner's kernels use IPC sockets
+    assert "CPU s" in printed and "total" in printed  # the summary table
     failed = (out / "02_fails.html").read_text()
     assert "this cell is broken" in failed and "<pre>never" not in failed  # the cell after it did not run
     assert (
-        "02_fails.ipynb" in printed
+        "02_fails ..." in printed
         and "FAILED (cell [4] (raise RuntimeError('this cell is broken')) failed: RuntimeError: this cell is broken)"
         in printed
     )

@@ -39,6 +39,11 @@ The workbench command line: look inside transformer language models from a shell
 Offline, --stand-in runs a model command on a tiny random model of the architecture (labelled as such).
 "workbench command --help" describes each command."""
 
+# How long `workbench report` takes, as measured by benchmarks/first_hour.py (CPU seconds: the figure that
+# stays put when the machine is shared; wall-clock time is longer when other work runs).
+QUICK_TIME = "about 2 minutes of CPU on 2 cores;"
+FULL_TIME = "about 25 minutes of CPU on 2 cores"
+
 # Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
 # one-line "error: argument --x: ..." (exit code 2), never a traceback.
 
@@ -333,15 +338,30 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_report_commands(sub) -> None:
-    report = sub.add_parser("report", help="run the notebooks headless and write each as an offline HTML report")
-    report.add_argument("--notebooks", default=None, help="which notebooks, by number: 3,4 or 1-3 (default: all)")
+    report = sub.add_parser(
+        "report",
+        help="run the notebooks headless and write each as an offline HTML report",
+        description="Run the notebooks headless and write each as an HTML page that opens offline, with an "
+        "index. The default is the quick report: the notebooks' small sizes, notebooks that need a checkpoint "
+        "not available here skipped (the index says which); " + QUICK_TIME + " --full runs every notebook at "
+        "the sizes meant for reading (" + FULL_TIME + "). Every page says at its top what data it used.",
+    )
+    report.add_argument("--notebooks", default=None,
+                        help="which notebooks, by number: 3,4 or 1-3 (default: all; a notebook named here always runs)")
     report.add_argument("--out", type=output_folder, default="reports",
                         help="folder for the HTML files (default: reports)")
     report.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda")
-    report.add_argument("--quick", action="store_true", help="the small sizes the tests use")
-    report.add_argument("--data", type=_data_root, default=None,
-                        help="the data root of the benchmark notebooks (laid out like ../shared/data) or 'sample'; "
-                             "passed as the parameters data_root and sst2_data")
+    size = report.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="quick", action="store_true", default=True,
+                      help="the notebooks' small sizes (the default; " + QUICK_TIME.rstrip(".;") + ")")
+    size.add_argument("--full", dest="quick", action="store_false",
+                      help="every notebook at the sizes meant for reading (" + FULL_TIME + ")")
+    report.add_argument("--data", type=_data_folder, default=None, metavar="DIR",
+                        help="a data root laid out like ../shared/data (ud_english_ewt/, glue/, ...), passed to "
+                             "every notebook as data_root (default: the small samples committed with workbench)")
+    report.add_argument("--stand-ins", action="store_true",
+                        help="let the notebooks use tiny random stand-ins for checkpoints that are not available "
+                             "(parameter stand_ins=True; their outputs are labelled and not meaningful)")
     report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_parameter,
                         help="another notebook parameter (a Python literal), e.g. --param max_sentences=100")
     report.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
@@ -366,6 +386,20 @@ def _text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; give some text")
     return text
+
+
+def _data_folder(text: str) -> str:
+    """``--data DIR`` of ``workbench report``: an existing folder, as an absolute path."""
+    from pathlib import Path
+
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(
+            f"{text}: {folder.resolve()} {what}; give a data root laid out like ../shared/data "
+            "(ud_english_ewt/, glue/, superglue/, ...), or leave --data out for the committed samples"
+        )
+    return str(folder.resolve())
 
 
 def _data_root(text: str) -> str:
@@ -399,10 +433,12 @@ def _report(args: argparse.Namespace) -> int:
 
     parameters = dict(args.param)
     if args.data is not None:
-        parameters.update(data_root=args.data, sst2_data=args.data)
+        parameters.setdefault("sst2_data", args.data)  # notebook 04's name for it
+    if args.stand_ins:
+        parameters["stand_ins"] = True
     select = parse_selection(args.notebooks) if args.notebooks is not None else None
     find_notebooks(args.notebooks_dir or _default_notebooks_dir(), select)  # a bad selection: before any run
-    runs = run_report(args.out, select=select, device=args.device, quick=args.quick,
+    runs = run_report(args.out, select=select, device=args.device, quick=args.quick, data=args.data,
                       notebooks_dir=args.notebooks_dir, parameters=parameters, timeout=args.timeout)
     return 0 if all(run.ok for run in runs) else 1
 
@@ -503,8 +539,13 @@ _MODEL_FREE_COMMANDS["bench"] = _bench
 
 def _add_model_options(parser: argparse.ArgumentParser, causal_lm: bool = False) -> None:
     """--model, --device and --stand-in (``causal_lm``: generate and lens, whose model needs an LM head)."""
-    what = "a causal LM: folder or Hugging Face hub id, e.g. distilgpt2" if causal_lm else "folder, alias or hub id"
-    parser.add_argument("--model", type=_text, default="minilm", help=f"{what} (default: minilm)")
+    if causal_lm:  # the default model, MiniLM, has no LM head: these commands name theirs
+        parser.add_argument("--model", type=_text, default=None,
+                            help="a causal LM: folder or Hugging Face hub id, e.g. distilgpt2 (required; offline, "
+                                 "--model gpt2 --stand-in runs on a tiny random GPT-2)")
+    else:
+        parser.add_argument("--model", type=_text, default="minilm",
+                            help="folder, alias or hub id (default: minilm)")
     parser.add_argument("--device", type=device, default="auto", help="auto (GPU when there is one), cpu, cuda, ...")
     parser.add_argument("--stand-in", action="store_true",
                         help="when the checkpoint is not available (offline), use a tiny random model of its "
@@ -526,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in _MODEL_FREE_COMMANDS:
             return _MODEL_FREE_COMMANDS[args.command](args)
+        if args.model is None:
+            raise ValueError(
+                f"{args.command} needs a causal language model (the default, MiniLM, has no LM head): pass "
+                f"--model with a folder or hub id, e.g. --model distilgpt2; offline, --model gpt2 --stand-in runs "
+                "on a tiny random GPT-2 (labelled as such)"
+            )
         model = load(args.model, device=args.device, stand_in=args.stand_in)
         import torch
 

@@ -95,3 +95,27 @@ def write_page(path: str | Path, title: str, parts: Sequence[str]) -> Path:
         write_plotlyjs(path.parent)
     path.write_text(page(title, parts, PLOTLY_FILE if uses_plotly else None), encoding="utf-8")
     return path
+
+
+def label_facet_axes(figure, facet: str, y_titles: dict[str, str]):
+    """Name each panel's y axis after what it shows, in a plotly express figure faceted by ``facet``.
+
+    plotly express labels every y axis with the column name (``"value"``); here the axis of the panel for
+    ``facet=name`` gets ``y_titles[name]`` (a metric: ``"accuracy"``, ``"mcc"``) and the panel's title reads
+    ``name`` instead of ``facet=name``. Returns ``figure``.
+
+    >>> label_facet_axes(px.line(frame, x="layer", y="value", facet_col="task"), "task", {"sst2": "accuracy"})  # doctest: +SKIP
+    """
+    import re
+
+    pattern = re.compile(rf"(?:^|<br>){re.escape(facet)}=([^<]*)")
+    for trace in figure.data:
+        match = pattern.search(trace.hovertemplate or "")
+        if match is None:
+            continue
+        name = match.group(1)
+        axis = "yaxis" + (trace.yaxis or "y")[1:]
+        figure.layout[axis].title.text = y_titles.get(name, name)
+        figure.layout[axis].showticklabels = True
+    figure.for_each_annotation(lambda note: note.update(text=note.text.split("=", 1)[-1]))
+    return figure

@@ -1,11 +1,19 @@
-"""``workbench report``: run the notebooks headless and write each as a self-contained HTML file.
+"""``workbench report``: run the notebooks headless and write each as an HTML page that opens offline.
 
 Each numbered notebook (``NN_name.ipynb``) is executed top to bottom with ``nbclient`` in its own kernel,
-after a cell with the report's parameters (``device``, ``quick``, and any ``--param``) is inserted right
-after the notebook's cell tagged ``parameters`` (as papermill does, so the notebook's own defaults stay
-visible above). Every notebook is written as ``NN_name.html`` that draws offline, plus an ``index.html``
-linking them with their run times. A notebook that fails is still written (up to the failing cell, whose
-error shows) and reported with the number of that cell; the others run anyway.
+after a cell with the report's parameters (``device``, ``quick``, ``data_root`` with ``--data``, and any
+``--param``) is inserted right after the notebook's cell tagged ``parameters`` (as papermill does, so the
+notebook's own defaults stay visible above). Every notebook is written as ``NN_name.html``, which opens with
+a box saying what data it ran on (the committed samples with their sizes, or the ``--data`` folder), plus an
+``index.html`` linking them with their run times; the pages load plotly.js from one ``plotly.min.js`` beside
+them. A notebook that fails is still written (up to the failing cell, whose error shows) and reported with
+the number of that cell; the others run anyway.
+
+The default is the quick report (the notebooks' small sizes): notebooks with nothing real to show without a
+checkpoint that is not available here (a causal LM offline) are skipped, and the index says which checkpoint
+each needs. ``quick=False`` (``workbench report --full``) runs every notebook at the sizes meant for reading.
+While a notebook runs, the terminal shows its cell (k of n) and the time so far; at the end, a table of every
+notebook's wall-clock and CPU time, status and stand-ins.
 
 Any failure of one notebook is contained: invalid JSON, a kernel that does not exist, a cell that raises or
 runs past the timeout, a kernel that dies, an HTML export that fails. That notebook is reported as failed
@@ -31,17 +39,24 @@ import functools
 import html
 import importlib.util
 import json
+import os
 import re
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .pages import PLOTLY_FILE, STYLE, write_plotlyjs
+
 _print = functools.partial(print, flush=True)
 NOTEBOOK_PATTERN = re.compile(r"^(\d+)_[\w-]+\.ipynb$")
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+DATA_TAG = "workbench-report-data"
 STAND_IN_TAG = "workbench-report-stand-ins"
 STAND_IN_MARKER = "__workbench_report_stand_ins__ = "
 # The line zoo.load logs when it builds a random stand-in: "gpt2 is not available offline: using a random-...".
@@ -79,6 +94,9 @@ class NotebookRun:
             notebook could not be read, started or written.
         failed_cell: the index (0-based, among all cells of the executed notebook) of the failing cell.
         stand_ins: the notices of the random stand-in models the notebook used (empty: none seen).
+        cpu_seconds: CPU time of the notebook's kernel (user + system, all its threads); None when unknown.
+        skipped: why the notebook was not run (a checkpoint it needs is not available); None: it was run.
+        stderr_outputs: how many outputs of the page are warnings or other text on stderr.
     """
 
     name: str
@@ -88,10 +106,18 @@ class NotebookRun:
     error: str | None = None
     failed_cell: int | None = None
     stand_ins: list[str] = field(default_factory=list)
+    cpu_seconds: float | None = None
+    skipped: str | None = None
+    stderr_outputs: int = 0
 
     @property
     def ok(self) -> bool:
+        """No error (a skipped notebook is ok: it was left out on purpose, and the index says why)."""
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else "ok" if self.ok else "FAILED"
 
 
 def default_notebooks_dir() -> Path:
@@ -177,6 +203,243 @@ def inject_parameters(notebook, parameters: dict[str, Any]):
     return notebook
 
 
+# The data a report runs on -----------------------------------------------------------------------------------
+
+
+def data_root_of(data: str | Path | None) -> Path | None:
+    """``--data DIR`` as the absolute folder passed to the notebooks (None or ``"sample"``: the samples).
+
+    Raises:
+        FileNotFoundError: ``data`` is not an existing folder (the message names it).
+    """
+    if data is None or str(data) == "sample":
+        return None
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"--data {data}: {folder.resolve()} {what}; give a data root laid out like ../shared/data "
+            "(ud_english_ewt/, glue/, superglue/, ...) or leave --data out for the committed samples"
+        )
+    return folder.resolve()
+
+
+def describe_data(data_root: Path | None) -> str:
+    """One sentence (HTML) naming the data of a report: the ``--data`` folder with the datasets found in it,
+    or the committed samples with their sizes."""
+    if data_root is not None:
+        found = sorted(p.name for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        inside = f" ({', '.join(found)})" if found else " (it holds no dataset folder)"
+        return (
+            f"<b>Data:</b> the data root <code>{html.escape(str(data_root))}</code>{html.escape(inside)}, passed "
+            "to every notebook as <code>data_root</code>; each figure names the dataset, split and size it used."
+        )
+    package = Path(__file__).resolve().parent
+    treebank = package.parent / "probes" / "sample_data"
+    sentences = {
+        split: _count_sentences(treebank / f"en_ewt-ud-{split}.conllu") for split in ("train", "dev", "test")
+    }
+    sst2 = _count_rows(package / "bench" / "sample_data" / "glue" / "SST-2" / "dev.tsv", header=True)
+    sizes = "/".join(str(n) for n in sentences.values() if n is not None) or "a few"
+    return (
+        "<b>Data:</b> the small samples committed with workbench: UD English EWT, "
+        f"{sizes} sentences (train/dev/test), and {sst2 if sst2 is not None else 'a few'} dev examples per "
+        "GLUE/SuperGLUE task (SST-2, MRPC, COPA, ...). Scores on so few examples have wide confidence "
+        "intervals. For the real datasets: <code>workbench report --data ../shared/data</code>."
+    )
+
+
+def _count_sentences(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.startswith("# sent_id"))
+
+
+def _count_rows(path: Path, header: bool) -> int | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as lines:
+        return sum(1 for line in lines if line.strip()) - int(header)
+
+
+def add_data_header(notebook, text: str, mode: str):
+    """Put a box with ``text`` (what data the page used) and ``mode`` right under the notebook's title (or
+    first, without a title cell); a box of an earlier run is replaced."""
+    import nbformat
+
+    cells = [c for c in notebook.cells if DATA_TAG not in c.get("metadata", {}).get("tags", [])]
+    box = nbformat.v4.new_markdown_cell(
+        f'<div class="wb-data">{text}<br><b>Run:</b> {html.escape(mode)}</div>', metadata={"tags": [DATA_TAG]}
+    )
+    titled = bool(cells) and cells[0].cell_type == "markdown" and cells[0].source.lstrip().startswith("#")
+    notebook.cells = cells[:1] + [box] + cells[1:] if titled else [box, *cells]
+    return notebook
+
+
+# Notebooks left out of the quick report ----------------------------------------------------------------------
+
+# Per shipped notebook, the parameters that name the checkpoints it is about. Without any of them (offline, no
+# Hugging Face cache) the notebook could only show a random stand-in or a box saying what it would show: the
+# quick report skips it and says so. A notebook can declare its own in its metadata:
+# {"workbench": {"needs_checkpoints": ["decoder"]}}.
+NEEDS_CHECKPOINTS = {"06_interventions": ("decoder",), "07_modern_decoders": ("decoders",)}
+
+
+def checkpoint_available(name: str) -> bool:
+    """Whether ``name`` can be loaded without the network: a folder, an installed alias, or a hub id already in
+    the Hugging Face cache. Never downloads anything."""
+    from .hub import ALIASES, CheckpointNotFoundError, resolve_checkpoint
+
+    if Path(name).expanduser().is_dir() or name in ALIASES:
+        try:
+            resolve_checkpoint(name)
+        except CheckpointNotFoundError:
+            return False
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def missing_checkpoints(notebook, name: str, parameters: dict[str, Any]) -> list[str]:
+    """The checkpoints ``notebook`` is about that are not available here; empty when it needs none, or when
+    at least one of them is available (it then has something real to show)."""
+    needs = notebook.metadata.get("workbench", {}).get("needs_checkpoints", NEEDS_CHECKPOINTS.get(name, ()))
+    if not needs:
+        return []
+    defaults = _parameter_defaults(notebook)
+    names: list[str] = []
+    for parameter in needs:
+        value = parameters.get(parameter, defaults.get(parameter))
+        values = value if isinstance(value, (list, tuple)) else [value]
+        names += [str(v) for v in values if isinstance(v, str)]
+    if not names or any(checkpoint_available(n) for n in names):
+        return []
+    return names
+
+
+def _parameter_defaults(notebook) -> dict[str, Any]:
+    """The literal values the notebook's ``parameters`` cell assigns."""
+    import ast
+
+    values: dict[str, Any] = {}
+    for cell in notebook.cells:
+        if PARAMETERS_TAG not in cell.get("metadata", {}).get("tags", []):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            return values
+        for node in tree.body:
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+    return values
+
+
+def skip_reason(missing: Sequence[str], number: int) -> str:
+    listed = ", ".join(missing)
+    return (
+        f"skipped: needs the checkpoint{'s' if len(missing) > 1 else ''} {listed}, not available offline here "
+        f"(download once with `hf download {missing[0]}`, or pass a folder with --param); "
+        f"`workbench report --notebooks {number}` runs it anyway"
+    )
+
+
+class CellProgress:
+    """nbclient's cell hooks -> a line on the terminal: ``[2/5] 03_probing  cell 7/13  42 s``.
+
+    On a terminal the line is redrawn every half second (the seconds keep counting during a long cell); in a
+    log file or a pipe, one line for every cell that ran 5 s or more, and a line every 30 s while one runs.
+    """
+
+    def __init__(self, label: str, n_cells: int, stream=None, log=None) -> None:
+        self.label = label
+        self.n_cells = n_cells
+        self.stream = stream if stream is not None else sys.stdout
+        self.log = log
+        self.live = self.stream.isatty()
+        self.start = time.monotonic()
+        self.cell = 0
+        self.cell_start = self.start
+        self.cell_source = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> CellProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *error) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def on_cell_execute(self, cell, cell_index: int, **_) -> None:
+        if STAND_IN_TAG in cell.get("metadata", {}).get("tags", []):
+            return
+        self.cell += 1
+        self.cell_start = time.monotonic()
+        first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        self.cell_source = first_line[:50]
+
+    def on_cell_executed(self, cell, cell_index: int, **_) -> None:
+        seconds = time.monotonic() - self.cell_start
+        if (
+            not self.live
+            and self.log
+            and seconds >= 5
+            and STAND_IN_TAG not in cell.get("metadata", {}).get("tags", [])
+        ):
+            self.log(f"    cell {self.cell}/{self.n_cells} ({self.cell_source}) took {seconds:.0f} s")
+
+    def line(self) -> str:
+        now = time.monotonic()
+        return f"{self.label}  cell {self.cell}/{self.n_cells}  {now - self.start:.0f} s" + (
+            f"  ({self.cell_source}: {now - self.cell_start:.0f} s)" if now - self.cell_start >= 3 else ""
+        )
+
+    def _tick(self) -> None:
+        last_heartbeat = time.monotonic()
+        while not self._stop.wait(0.5):
+            if self.live:
+                self.stream.write("\r\033[K" + self.line()[: _terminal_width() - 1])
+                self.stream.flush()
+            elif self.log and time.monotonic() - last_heartbeat >= 30:
+                last_heartbeat = time.monotonic()
+                self.log(f"    ... {self.line()}")
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 20)).columns
+
+
+def _kernel_config():
+    """Kernels of the report talk over local IPC sockets in a private folder (POSIX), not TCP: nothing
+    listens on the network, and the kernel has no cause to warn that TCP is unencrypted."""
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name == "posix":
+        folder = tempfile.mkdtemp(prefix="workbench-report-kernel-")
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(folder) / "kernel")
+    return config
+
+
 def execute_notebook(path: str | Path, parameters: dict[str, Any], timeout: int = 600):
     """Run a notebook in a fresh kernel, in its own folder -> (executed notebook, failed cell index or None,
     error text or None). A failure stops the notebook at that cell; the cells before keep their outputs.
@@ -194,7 +457,9 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any], timeout: int 
     return _execute(nbformat.read(path, as_version=4), path, parameters, timeout)
 
 
-def _execute(notebook, path: Path, parameters: dict[str, Any], timeout: int):
+def _execute(
+    notebook, path: Path, parameters: dict[str, Any], timeout: int, progress: CellProgress | None = None
+):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -202,6 +467,10 @@ def _execute(notebook, path: Path, parameters: dict[str, Any], timeout: int):
     notebook = inject_parameters(notebook, parameters)
     notebook.cells.append(nbformat.v4.new_code_cell(_STAND_IN_PROBE, metadata={"tags": [STAND_IN_TAG]}))
     kernel = notebook.metadata.get("kernelspec", {}).get("name", "python3")
+    config = _kernel_config()
+    hooks = {}
+    if progress is not None:
+        hooks = {"on_cell_execute": progress.on_cell_execute, "on_cell_executed": progress.on_cell_executed}
     client = NotebookClient(
         notebook,
         timeout=timeout,
@@ -209,12 +478,19 @@ def _execute(notebook, path: Path, parameters: dict[str, Any], timeout: int):
         allow_errors=False,
         store_widget_state=True,
         resources={"metadata": {"path": str(path.parent)}},
+        config=config,
+        **hooks,
     )
     try:
         client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
         failed = _failed_cell(notebook)
         return notebook, failed, _describe_failure(notebook, failed, err, timeout)
+    finally:
+        if "ip" in config.KernelManager:
+            import shutil
+
+            shutil.rmtree(Path(config.KernelManager.ip).parent, ignore_errors=True)
     return notebook, None, None
 
 
@@ -294,27 +570,31 @@ def _failed_cell(notebook) -> int | None:
 
 
 def write_html(notebook, path: Path, title: str) -> Path:
-    """Write an executed notebook as one HTML page that opens offline; the one place the format is chosen.
+    """Write an executed notebook as an HTML page that opens offline; the one place the format is chosen.
 
     ``workbench.viz.export.notebook_to_html`` keeps each view's static rendering (plotly figures, HTML
-    tables) in place of its live widget, drops every CDN script and inlines plotly.js once.
+    tables) in place of its live widget and drops every CDN script; the page loads plotly.js from the
+    ``plotly.min.js`` that :func:`run_report` writes once beside the pages.
     """
     from .viz.export import notebook_to_html
 
-    return notebook_to_html(notebook, path, title=title)
+    return notebook_to_html(notebook, path, title=title, plotlyjs=PLOTLY_FILE)
 
 
 def run_report(
     out: str | Path = "reports",
     select: Sequence[int] | None = None,
     device: str = "auto",
-    quick: bool = False,
+    quick: bool = True,
     notebooks_dir: str | Path | None = None,
     parameters: dict[str, Any] | None = None,
     timeout: int = 600,
     log=_print,
+    data: str | Path | None = None,
+    progress_stream=None,
 ) -> list[NotebookRun]:
-    """Execute the notebooks and write ``out/NN_name.html`` for each plus ``out/index.html``.
+    """Execute the notebooks and write ``out/NN_name.html`` for each, ``out/plotly.min.js`` once and
+    ``out/index.html``.
 
     A notebook that cannot be read, started, run or written is a failed :class:`NotebookRun` (its error
     says why); the others run anyway. ``index.html`` is written before the first notebook runs and after
@@ -322,15 +602,19 @@ def run_report(
 
     Args:
         out: the output folder (created).
-        select: notebook numbers (``[3, 4]``); None: all.
+        select: notebook numbers (``[3, 4]``); None: all (in the quick report: all but those skipped for a
+            missing checkpoint, see :data:`NEEDS_CHECKPOINTS`; a notebook selected by number always runs).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``, passed to every notebook as the parameter ``device``.
-        quick: the notebooks' CI sizes (the parameter ``quick``); False: the sizes meant for reading.
-        parameters: more parameters for every notebook (they override ``device`` and ``quick``).
+        quick: the notebooks' small sizes (the parameter ``quick``); False: the sizes meant for reading.
+        parameters: more parameters for every notebook (they override ``device``, ``quick``, ``data_root``).
         timeout: seconds one cell may run.
-        log: where progress lines go (``print`` by default; None for silence).
+        log: where progress lines go (``print`` by default; None for silence, the cell progress too).
+        data: a data root (laid out like ``../shared/data``), passed as the absolute path ``data_root``;
+            None: the committed samples. Every page says which, at its top.
+        progress_stream: where the live cell progress is drawn (default stdout; only on a terminal).
 
     Raises:
-        FileNotFoundError: no notebooks folder, or no numbered notebook in it.
+        FileNotFoundError: no notebooks folder, no numbered notebook in it, or ``data`` not a folder.
         ValueError: a selected number with no notebook; an empty selection; ``timeout`` < 1.
         NotADirectoryError: ``out`` is an existing file.
     """
@@ -338,22 +622,44 @@ def run_report(
         raise ValueError("the selection of notebooks is empty")
     if timeout < 1:
         raise ValueError(f"timeout must be at least 1 second, got {timeout}")
+    data_root = data_root_of(data)
     notebooks = find_notebooks(notebooks_dir or default_notebooks_dir(), select)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: is a file, not a folder; name a folder for the HTML reports")
     out.mkdir(parents=True, exist_ok=True)
-    values = {"device": device, "quick": quick, **(parameters or {})}
+    values: dict[str, Any] = {"device": device, "quick": quick}
+    if data_root is not None:
+        values["data_root"] = str(data_root)
+    values.update(parameters or {})
+    header = (describe_data(data_root), _mode(quick, values))
+    write_plotlyjs(out)
+    skips = {} if (select is not None or not quick) else _quick_skips(notebooks, values)
+    pending = [
+        NotebookRun(p.stem, p, None, 0.0, skipped=skips[p])
+        if p in skips
+        else NotebookRun(p.stem, p, None, 0.0, _NOT_RUN)
+        for p in notebooks
+    ]
+    write_index(pending, out, values, header[0])
     runs: list[NotebookRun] = []
-    pending = [NotebookRun(path.stem, path, None, 0.0, _NOT_RUN) for path in notebooks]
-    write_index(pending, out, values)
+    to_run = [p for p in notebooks if p not in skips]
+    if log:
+        log(
+            f"workbench report: {_mode(quick, values)}; {len(to_run)} notebook(s) to run, {len(skips)} skipped"
+        )
+        for path, reason in skips.items():
+            log(f"    {path.stem}: {reason}")
     try:
-        for number, path in enumerate(notebooks, 1):
+        for number, path in enumerate(to_run, 1):
+            label = f"[{number}/{len(to_run)}] {path.stem}"
             if log:
-                log(f"[{number}/{len(notebooks)}] running {path.name} ...")
-            run = run_one(path, out, values, timeout)
+                log(f"{label} ...")
+            run = run_one(
+                path, out, values, timeout, header=header, label=label, log=log, stream=progress_stream
+            )
             runs.append(run)
-            write_index(runs + pending[len(runs) :], out, values)
+            write_index(_in_order(notebooks, runs, pending), out, values, header[0])
             if log:
                 status = "ok" if run.ok else f"FAILED ({run.error})"
                 written = f" -> {run.html}" if run.html else " (no HTML written)"
@@ -361,28 +667,108 @@ def run_report(
                 for notice in run.stand_ins:
                     log(f"    stand-in: {notice}")
     finally:
-        if len(runs) < len(notebooks):  # interrupted: say so in this run's index
+        if len(runs) < len(to_run):  # interrupted: say so in this run's index
+            ran = {r.source for r in runs}
             interrupted = [
-                NotebookRun(r.name, r.source, None, 0.0, "not run: the report was interrupted")
-                for r in pending[len(runs) :]
+                r
+                if (r.skipped or r.source in ran)
+                else NotebookRun(r.name, r.source, None, 0.0, "not run: the report was interrupted")
+                for r in pending
             ]
-            write_index(runs + interrupted, out, values)
-    index = out / "index.html"
+            write_index(_in_order(notebooks, runs, interrupted), out, values, header[0])
+    everything = _in_order(notebooks, runs, pending)
     if log:
+        log("\n" + summary_table(everything))
         failed_runs = [r for r in runs if not r.ok]
         log(
-            f"\n{len(runs) - len(failed_runs)} of {len(runs)} notebooks ran without errors; open {index.resolve()}"
+            f"\n{len(runs) - len(failed_runs)} of {len(runs)} notebooks ran without errors"
+            + (f", {len(skips)} skipped" if skips else "")
+            + f"; open {(out / 'index.html').resolve()}"
         )
-    return runs
+    return everything
+
+
+def _mode(quick: bool, values: dict[str, Any]) -> str:
+    settings = ", ".join(f"{k}={v!r}" for k, v in values.items() if k not in ("quick", "data_root"))
+    size = "quick (the notebooks' small sizes)" if quick else "full (the sizes meant for reading)"
+    return f"{size}; {settings}"
+
+
+def _quick_skips(notebooks: Sequence[Path], values: dict[str, Any]) -> dict[Path, str]:
+    """The notebooks the quick report leaves out, with why."""
+    import nbformat
+
+    skips = {}
+    for path in notebooks:
+        try:
+            notebook = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - run_one reports an unreadable notebook as failed
+            continue
+        missing = missing_checkpoints(notebook, path.stem, values)
+        if missing:
+            number = int(NOTEBOOK_PATTERN.match(path.name).group(1))
+            skips[path] = skip_reason(missing, number)
+    return skips
+
+
+def _in_order(notebooks: Sequence[Path], runs: Sequence[NotebookRun], pending: Sequence[NotebookRun]) -> list:
+    """One run per notebook, in the notebooks' order: the finished run, else its pending or skipped entry."""
+    done = {run.source: run for run in runs}
+    waiting = {run.source: run for run in pending}
+    return [done.get(path, waiting[path]) for path in notebooks]
+
+
+def summary_table(runs: Sequence[NotebookRun]) -> str:
+    """The end-of-run table: notebook, status, wall-clock and CPU seconds, stand-ins, stderr outputs."""
+    rows = [("notebook", "status", "wall s", "CPU s", "stand-ins", "stderr")]
+    for run in runs:
+        if run.skipped:
+            rows.append((run.name, "skipped", "", "", "", ""))
+            continue
+        if run.error and run.error.startswith("not run"):
+            rows.append((run.name, "not run", "", "", "", ""))
+            continue
+        cpu = f"{run.cpu_seconds:.1f}" if run.cpu_seconds is not None else "?"
+        rows.append(
+            (
+                run.name,
+                run.status,
+                f"{run.seconds:.1f}",
+                cpu,
+                str(len(run.stand_ins)),
+                str(run.stderr_outputs),
+            )
+        )
+    ran = [r for r in runs if not r.skipped and r.html is not None]
+    total_cpu = sum(r.cpu_seconds or 0.0 for r in ran)
+    rows.append(("total", "", f"{sum(r.seconds for r in ran):.1f}", f"{total_cpu:.1f}", "", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    return "\n".join(lines)
 
 
 _NOT_RUN = "not run yet (the report is still running, or it was stopped)"
 
 
-def run_one(path: Path, out: Path, parameters: dict[str, Any], timeout: int = 600) -> NotebookRun:
+def run_one(
+    path: Path,
+    out: Path,
+    parameters: dict[str, Any],
+    timeout: int = 600,
+    header: tuple[str, str] | None = None,
+    label: str | None = None,
+    log=_print,
+    stream=None,
+) -> NotebookRun:
     """Execute one notebook and write ``out/<name>.html``; never raises for a problem of the notebook.
 
     An earlier ``out/<name>.html`` is removed first, so a notebook that cannot be run leaves no stale page.
+    ``header``: (what data, which run) shown in a box at the top of the page.
     """
     target = out / f"{path.stem}.html"
     target.unlink(missing_ok=True)
@@ -395,11 +781,20 @@ def run_one(path: Path, out: Path, parameters: dict[str, Any], timeout: int = 60
     except Exception as err:  # noqa: BLE001 - whatever one notebook does, the others run
         message = f"could not read {path.name}: {type(err).__name__}: {_first_line(err)}"
         return NotebookRun(path.stem, path, None, time.perf_counter() - start, message)
+    if header is not None:
+        add_data_header(notebook, *header)
+    n_cells = sum(1 for c in notebook.cells if c.cell_type == "code") + 1  # + the injected parameters
+    cpu_before = _children_cpu()
     try:
-        notebook, failed, error = _execute(notebook, path, parameters, timeout)
+        if log:
+            with CellProgress(label or path.stem, n_cells, stream=stream, log=log) as progress:
+                notebook, failed, error = _execute(notebook, path, parameters, timeout, progress)
+        else:
+            notebook, failed, error = _execute(notebook, path, parameters, timeout)
     except Exception as err:  # noqa: BLE001
         return NotebookRun(path.stem, path, None, time.perf_counter() - start, _could_not_run(path, err))
     seconds = time.perf_counter() - start
+    cpu = _children_cpu() - cpu_before if cpu_before is not None else None
     stand_ins = stand_ins_of(notebook)
     try:
         written = write_html(notebook, target, title=path.stem)
@@ -408,7 +803,39 @@ def run_one(path: Path, out: Path, parameters: dict[str, Any], timeout: int = 60
         message = f"could not write {target.name}: {type(err).__name__}: {_first_line(err)}"
         error = message if error is None else f"{error}; {message}"
         written = None
-    return NotebookRun(path.stem, path, written, seconds, error, failed, stand_ins)
+    return NotebookRun(
+        path.stem,
+        path,
+        written,
+        seconds,
+        error,
+        failed,
+        stand_ins,
+        cpu_seconds=cpu,
+        stderr_outputs=count_stderr_outputs(notebook),
+    )
+
+
+def _children_cpu() -> float | None:
+    """User + system CPU seconds of this process's finished children (the notebooks' kernels, once shut
+    down and reaped); None where the platform has no ``resource`` module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def count_stderr_outputs(notebook) -> int:
+    """How many outputs of the executed notebook went to stderr (warnings, logging): what a reader sees as
+    noise on the page."""
+    return sum(
+        1
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream" and output.get("name") == "stderr"
+    )
 
 
 def _could_not_run(path: Path, err: Exception) -> str:
@@ -427,12 +854,17 @@ def _first_line(text: object) -> str:
     return lines[0] if lines else ""
 
 
-def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, Any]) -> Path:
-    """``out/index.html``: one row per notebook with its link, status, run time and stand-in models."""
+def write_index(
+    runs: Sequence[NotebookRun], out: Path, parameters: dict[str, Any], data: str | None = None
+) -> Path:
+    """``out/index.html``: one row per notebook with its link, status (or why it was skipped), wall-clock and
+    CPU time and stand-in models; ``data``: the sentence saying what data the reports used."""
     rows = []
     for run in runs:
         link = f'<a href="{html.escape(run.html.name)}">{html.escape(run.name)}</a>' if run.html else run.name
-        if run.ok:
+        if run.skipped:
+            status = f'<span class="wb-skipped">{html.escape(run.skipped)}</span>'
+        elif run.ok:
             status = '<span class="ok">ok</span>'
         elif run.error.startswith("not run"):
             status = f'<span class="pending">{html.escape(run.error)}</span>'
@@ -450,7 +882,10 @@ def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, An
         else:
             stand_ins = "" if run.html is None else "none seen" if run.ok else "none seen before the failure"
         seconds = f"{run.seconds:.1f} s" if run.html or run.seconds else ""
-        rows.append(f"<tr><td>{link}</td><td>{status}</td><td>{seconds}</td><td>{stand_ins}</td></tr>")
+        cpu = f"{run.cpu_seconds:.1f} s" if run.cpu_seconds is not None else ""
+        rows.append(
+            f"<tr><td>{link}</td><td>{status}</td><td>{seconds}</td><td>{cpu}</td><td>{stand_ins}</td></tr>"
+        )
     settings = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
     n_stand_in = sum(1 for run in runs if run.stand_ins)
     warning = (
@@ -459,15 +894,15 @@ def write_index(runs: Sequence[NotebookRun], out: Path, parameters: dict[str, An
         if n_stand_in
         else ""
     )
+    data_box = f'<div class="wb-data">{data}</div>' if data else ""
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>workbench reports</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 12px;text-align:left;vertical-align:top}}
-.failed{{color:#b00}} .pending{{color:#777}} .stand-in{{color:#a40;background:#fff4e0;padding:2px 6px}}
-.stand-in ul{{margin:2px 0;padding-left:1.2em}}</style></head>
+<style>{STYLE}</style></head>
 <body><h1>workbench reports</h1>
 <p>Generated {time.strftime("%Y-%m-%d %H:%M:%S")} with {html.escape(settings)}. Each page opens offline.</p>
+{data_box}
 {warning}
-<table><tr><th>notebook</th><th>status</th><th>run time</th><th>random stand-in models</th></tr>
+<table><tr><th>notebook</th><th>status</th><th>run time</th><th>CPU time</th><th>random stand-in models</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
 """

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..pages import figure_div, label_facet_axes, page, write_page
 from . import metrics as M
 from .data import (
     SAMPLE_DATA,
@@ -139,48 +140,52 @@ class BenchResults:
                 headline = group[
                     [m == get_task(t).metrics[0] for t, m in zip(group["task"], group["metric"])]
                 ]
-                figures.append(
-                    px.line(
-                        headline,
-                        x="layer",
-                        y="value",
-                        color="model",
-                        facet_col="task",
-                        facet_col_wrap=4,
-                        markers=True,
-                        hover_data=["metric", "n"],
-                        title="frozen features: cross-validated probe score per layer",
-                    )
+                metric_of = dict(zip(headline["task"], headline["metric"]))
+                figure = px.line(
+                    headline,
+                    x="layer",
+                    y="value",
+                    color="model",
+                    facet_col="task",
+                    facet_col_wrap=4,
+                    markers=True,
+                    hover_data=["metric", "n"],
+                    labels={"value": "score", "layer": "layer (0 = embeddings)"},
+                    title="frozen features: cross-validated probe score per layer (each panel: its task's "
+                    "headline metric)",
                 )
+                figures.append(label_facet_axes(figure, "task", metric_of))
             else:
-                figures.append(
-                    px.bar(
-                        group,
-                        x="task",
-                        y="value",
-                        color="model",
-                        barmode="group",
-                        facet_col="metric",
-                        hover_data=["n", "seconds"],
-                        title=f"{mode}: official metrics",
-                    )
+                figure = px.bar(
+                    group,
+                    x="task",
+                    y="value",
+                    color="model",
+                    barmode="group",
+                    facet_col="metric",
+                    hover_data=["n", "seconds"],
+                    labels={"value": "score"},
+                    title=f"{mode}: official metrics",
                 )
+                figures.append(label_facet_axes(figure, "metric", {}))
+        for figure in figures:
+            rows = 1 + (len(figure.layout.annotations) - 1) // 4 if figure.layout.annotations else 1
+            figure.update_layout(height=150 + 300 * rows)
         return figures
 
-    def to_html(self) -> str:
-        """A self-contained page (plotly.js inlined once: it draws offline)."""
+    def page_parts(self) -> list[str]:
+        """The report's body: notes, figures (they need plotly.js on the page) and tables."""
         parts = [
-            "<html><head><meta charset='utf-8'><title>Benchmark report</title></head><body>",
             "<h1>Benchmark report</h1>",
             "<p>Scores are on a 0-1 scale. Probe mode: k-fold cross-validation on the dev set.</p>",
         ]
         if "stand_in" in self.frame and self.frame["stand_in"].astype(bool).any():
             names = sorted(set(self.frame.loc[self.frame["stand_in"].astype(bool), "model"]))
             parts.append(
-                f"<p><b>Random stand-ins</b> (random weights; their scores are not meaningful): {', '.join(names)}</p>"
+                '<p class="stand-in"><b>Random stand-ins</b> (random weights; their scores are not meaningful): '
+                f"{', '.join(names)}</p>"
             )
-        for i, figure in enumerate(self.figures()):
-            parts.append(figure.to_html(full_html=False, include_plotlyjs=(i == 0)))
+        parts += [figure_div(figure) for figure in self.figures()]
         glue = self.glue_score()
         if not glue.empty:
             parts += [
@@ -192,18 +197,23 @@ class BenchResults:
             self.headline().to_html(index=False, float_format="%.3f"),
             "<h2>All results</h2>",
             self.frame.to_html(index=False, float_format="%.4f"),
-            "</body></html>",
         ]
-        return "\n".join(parts)
+        return parts
+
+    def to_html(self) -> str:
+        """A self-contained page (plotly.js inlined: it draws offline); :meth:`save` writes the page with
+        plotly.js in a file beside it instead."""
+        return page("Benchmark report", self.page_parts(), plotlyjs="inline")
 
     def save(self, folder: str | Path) -> Path:
         """Write ``results.csv``, ``provenance.json`` (the records of its ``provenance_id``s) and
-        ``report.html`` into ``folder``."""
+        ``report.html`` (styled like the notebook reports; plotly.js in ``plotly.min.js`` beside it) into
+        ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.frame.to_csv(folder / "results.csv", index=False)
         _write_atomic(folder / "provenance.json", json.dumps(self.provenance, indent=2, sort_keys=True))
-        (folder / "report.html").write_text(self.to_html(), encoding="utf-8")
+        write_page(folder / "report.html", "Benchmark report", self.page_parts())  # + plotly.min.js beside it
         return folder
 
 

@@ -141,7 +141,9 @@ def figure_html(figure) -> str:
 
 
 def replace_figure(widget, figure) -> None:
-    """Redraw a live ``FigureWidget`` with the traces and layout of ``figure``."""
+    """Redraw a live ``FigureWidget`` with the traces and layout of ``figure`` (non-finite numbers as gaps,
+    see :func:`json_safe_figure`)."""
+    figure = json_safe_figure(figure)
     with widget.batch_update():
         widget.data = ()
         widget.add_traces(list(figure.data))
@@ -149,9 +151,39 @@ def replace_figure(widget, figure) -> None:
 
 
 def figure_widget(figure):
+    """A live ``FigureWidget`` of ``figure``, whose state is valid JSON (see :func:`json_safe_figure`)."""
     import plotly.graph_objects as go
 
-    return go.FigureWidget(figure)
+    return go.FigureWidget(json_safe_figure(figure))
+
+
+def json_safe_figure(figure):
+    """``figure`` with every NaN or ±inf replaced by None, which plotly draws as a gap.
+
+    A widget's state travels to the front end as JSON, which has no NaN: plotly leaves NaN in the state of a
+    ``FigureWidget`` (masked cells of an attention heatmap, a missing control score), and the kernel then
+    prints "Message serialization failed ... Out of range float values are not JSON compliant" under the
+    cell. Arrays without such values are kept as they are.
+    """
+    import plotly.graph_objects as go
+
+    return go.Figure(_finite_or_none(go.Figure(figure).to_plotly_json()), skip_invalid=False)
+
+
+def _finite_or_none(value):
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and np.isfinite(value).all():
+            return value
+        if value.dtype.kind in "fO":
+            return _finite_or_none(value.tolist())
+        return value
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 # Input checks ----------------------------------------------------------------------------------------

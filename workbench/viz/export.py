@@ -15,6 +15,7 @@ import copy
 import logging
 from pathlib import Path
 
+from ..pages import STYLE, plotly_script_tag
 from ._base import VIEW_CLASS
 
 logger = logging.getLogger(__name__)
@@ -23,12 +24,13 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 # Extends nbconvert's JupyterLab template: no require.js, MathJax, Mermaid or widget manager from a CDN;
-# plotly.js inlined once in the head when some output needs it.
+# plotly.js once in the head when some output needs it (inlined, or a file beside the page); the pages' style.
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js -%}
+<style>{{ resources.workbench_style }}</style>
 {%- if resources.workbench_plotlyjs -%}
 <script type="text/javascript">window.PlotlyConfig = {MathJaxConfig: 'local'};</script>
-<script type="text/javascript">{{ resources.workbench_plotlyjs }}</script>
+{{ resources.workbench_plotlyjs }}
 {%- endif -%}
 {%- endblock html_head_js -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
@@ -98,22 +100,24 @@ def notebook_to_html(
     timeout: int = 600,
     kernel_name: str = "python3",
     title: str | None = None,
+    plotlyjs: str = "inline",
 ) -> Path:
-    """Write ``notebook`` as one HTML file that draws offline (no CDN: plotly.js inlined once).
+    """Write ``notebook`` as one HTML file that draws offline (no CDN: plotly.js once per page).
 
     Args:
         notebook: an executed notebook: a path to an ``.ipynb`` or an ``nbformat`` NotebookNode.
         out_path: the HTML file to write.
         execute: run the notebook first (nbclient; cells run in the notebook's folder).
         title: the page title (default: the notebook's file name).
+        plotlyjs: ``"inline"``: the page carries plotly.js (4 MB) itself; else the path of the file the page
+            loads it from, relative to the page (``"plotly.min.js"``; the caller writes it there, e.g. with
+            :func:`workbench.pages.write_plotlyjs`).
 
     Returns:
         ``out_path``.
     """
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
-    from plotly.offline import get_plotlyjs
-
     source = notebook
     notebook = _read(notebook)
     if execute:
@@ -128,7 +132,8 @@ def notebook_to_html(
     name = title or (Path(source).stem if isinstance(source, (str, Path)) else "notebook")
     resources = {
         "metadata": {"name": name},
-        "workbench_plotlyjs": get_plotlyjs() if needs_plotly(notebook) else "",
+        "workbench_plotlyjs": plotly_script_tag(plotlyjs) if needs_plotly(notebook) else "",
+        "workbench_style": STYLE,
     }
     body, _ = exporter.from_notebook_node(notebook, resources=resources)
     out_path = Path(out_path)
