@@ -100,7 +100,10 @@ def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks,
     assert len(small) < 1_000_000 and (out / "plotly.min.js").stat().st_size > 3_000_000
     # every page says at its top what data it ran on: here the --data folder, passed as an absolute data_root
     assert small.index('class="wb-data"') < small.index("quick=True device=cpu")
-    assert f"the data root <code>{data}</code> (glue)" in small and str(data) in (out / "03_other.html").read_text()
+    assert (
+        f"the data root <code>{data}</code> (glue)" in small
+        and str(data) in (out / "03_other.html").read_text()
+    )
     assert "Kernel is running over TCP" not in captured.err + printed  # the runner's kernels use IPC sockets
     assert "CPU s" in printed and "total" in printed  # the summary table
     failed = (out / "02_fails.html").read_text()

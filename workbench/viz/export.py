@@ -118,6 +118,7 @@ def notebook_to_html(
     """
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
+
     source = notebook
     notebook = _read(notebook)
     if execute:
