@@ -9,7 +9,7 @@ the papers: Gao et al.'s ``n`` is our ``d_sae``; Rajamanoharan et al.'s ``M`` is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -58,6 +58,9 @@ class SAEConfig:
         normalize_activations: ``"none"`` or ``"expected_average_only_in"`` (training rescaled inputs so that
             E||x||^2 = d_in; the scale is kept in the module as ``activation_scale`` and folded into the
             weights when saved, so a saved file always says ``"none"``).
+        sae_lens_metadata: the entries of a loaded SAELens file's ``metadata`` that the workbench does not
+            use itself (``context_size``, ``prepend_bos``, ``hook_head_index``, ``neuronpedia_id``,
+            ``training_architecture``, ...), kept so that saving the dictionary again writes them back.
     """
 
     d_in: int
@@ -77,6 +80,7 @@ class SAEConfig:
     model_name: str | None = None
     dtype: str = "float32"
     normalize_activations: str = "none"
+    sae_lens_metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

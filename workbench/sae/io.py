@@ -11,6 +11,15 @@ it computes at inference); our own files add a ``"workbench"`` entry (kind, k, t
 SAELens ignores, so a workbench load gets the kind back. A top-k transcoder has no SAELens architecture and
 is written as ``"topk_transcoder"``, which only the workbench reads.
 
+Checked against the ``sae-lens`` package itself (tests/test_sae_lens_oracle.py): what it saves loads here
+with the same outputs, and what we save loads there with the same outputs. What that taught: SAELens saves
+a top-k dictionary it trained with ``rescale_acts_by_decoder_norm: true`` (its training default; the
+decoder norms are folded into the saved weights, so they are 1); such files are read by folding the norms
+the same way (:func:`fold_decoder_norms`), which leaves the outputs unchanged. Of ``metadata`` the
+workbench uses ``model_name``, ``hook_name`` and ``hook_name_out``; the other entries (``context_size``,
+``prepend_bos``, ``hook_head_index``, ``neuronpedia_id``, ``training_architecture``, ...) are kept in
+``SAEConfig.sae_lens_metadata`` and written back on save.
+
 Only safetensors are read (no pickles). Every problem is reported with the file and the key or shape.
 """
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +43,8 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 # The SAELens config format these files follow (metadata.sae_lens_version tells SAELens which reader to use).
 FORMAT_VERSION = "6.0.0"
 MAX_CFG_BYTES = 1 << 20
+# The metadata entries the workbench reads into SAEConfig fields; the others go to sae_lens_metadata.
+_METADATA_FIELDS = ("model_name", "hook_name", "hook_name_out", "sae_lens_version")
 
 _ARCHITECTURES = {  # (our kind, transcoder) -> SAELens architecture
     ("relu", False): "standard",
@@ -92,10 +104,11 @@ def _cfg_json(cfg: SAEConfig) -> dict[str, Any]:
         "normalize_activations": "none",
         "reshape_activations": "none",
         "metadata": {
+            "sae_lens_training_version": FORMAT_VERSION,
+            **cfg.sae_lens_metadata,  # what a loaded SAELens file said (its training version included)
             "model_name": cfg.model_name,
             "hook_name": cfg.hook_name,
             "sae_lens_version": FORMAT_VERSION,
-            "sae_lens_training_version": FORMAT_VERSION,
         },
     }
     if cfg.kind == "topk":
@@ -106,6 +119,7 @@ def _cfg_json(cfg: SAEConfig) -> dict[str, Any]:
         out["metadata"]["hook_name_out"] = cfg.hook_name_out
     settings = cfg.to_dict()
     settings["normalize_activations"] = "none"  # folded
+    del settings["sae_lens_metadata"]  # written once, in "metadata"
     out["workbench"] = settings
     return out
 
@@ -135,11 +149,29 @@ def load(
             raise FileNotFoundError(
                 f"{path} does not exist: a dictionary folder holds {CFG_FILE} and {WEIGHTS_FILE}"
             )
-    cfg = config_from_json(_read_json(cfg_path), cfg_path)
+    raw = _read_json(cfg_path)
+    cfg = config_from_json(raw, cfg_path)
     tensors = _read_tensors(weights_path)
     dictionary = SparseAutoencoder(cfg, seed=0)
     _fill(dictionary, tensors, weights_path)
+    if raw.get("architecture") == "topk" and raw.get("rescale_acts_by_decoder_norm"):
+        fold_decoder_norms(dictionary)
     return dictionary.to(device) if device is not None else dictionary
+
+
+@torch.no_grad()
+def fold_decoder_norms(dictionary: SparseAutoencoder) -> None:
+    """Fold the decoder row norms ``n`` [d_sae] into the weights: ``W_dec /= n``, ``W_enc *= n``,
+    ``b_enc *= n`` (SAELens's ``fold_W_dec_norm``).
+
+    A SAELens top-k file with ``rescale_acts_by_decoder_norm`` multiplies the pre-activations by ``n``
+    before the top-k and divides the kept activations by ``n`` before decoding; after the fold a plain
+    top-k computes exactly that (the pre-activations and features are the rescaled ones SAELens selects).
+    """
+    norms = dictionary.W_dec.norm(dim=-1).clamp_min(1e-8)  # [d_sae]; SAELens clamps the same way
+    dictionary.W_dec.div_(norms[:, None])
+    dictionary.W_enc.mul_(norms)
+    dictionary.b_enc.mul_(norms)
 
 
 def _resolve(name_or_path: str | os.PathLike, revision: str | None) -> Path:
@@ -191,15 +223,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 def config_from_json(raw: dict[str, Any], path: Path | str = CFG_FILE) -> SAEConfig:
     """An :class:`SAEConfig` from the contents of a SAELens ``cfg.json`` (6.x, or older with top-level
     ``hook_point``/``hook_name``/``model_name`` and ``activation_fn_str``)."""
-    ours = raw.get("workbench")
-    if isinstance(ours, dict):
-        try:
-            return SAEConfig.from_dict(ours)
-        except (TypeError, ValueError) as err:
-            raise SAEFileError(f"{path}: its 'workbench' entry is not a valid SAEConfig: {err}") from None
     metadata = raw.get("metadata") or raw.get("meta") or {}
     if not isinstance(metadata, dict):
         raise SAEFileError(f"{path}: 'metadata' must be an object, got {type(metadata).__name__}")
+    extra_metadata = {key: value for key, value in metadata.items() if key not in _METADATA_FIELDS}
+    _warn_about_reshaping(raw, path)
+    ours = raw.get("workbench")
+    if isinstance(ours, dict):
+        try:
+            return SAEConfig.from_dict({**ours, "sae_lens_metadata": extra_metadata})
+        except (TypeError, ValueError) as err:
+            raise SAEFileError(f"{path}: its 'workbench' entry is not a valid SAEConfig: {err}") from None
     architecture = raw.get("architecture", "standard")
     if architecture == "standard" and raw.get("activation_fn_str", raw.get("activation_fn")) == "topk":
         architecture = "topk"  # pre-6 files said top-k through the activation function
@@ -214,10 +248,6 @@ def config_from_json(raw: dict[str, Any], path: Path | str = CFG_FILE) -> SAECon
             f"fold it into the weights first (SAELens: fold_activation_norm_scaling_factor)"
         )
     k = raw.get("k", (raw.get("activation_fn_kwargs") or {}).get("k"))
-    if architecture == "topk" and raw.get("rescale_acts_by_decoder_norm"):
-        raise SAEFileError(
-            f"{path}: rescale_acts_by_decoder_norm=True is not supported; fold the decoder norms first"
-        )
     dtype = str(raw.get("dtype", "float32")).removeprefix("torch.")
     values = {
         "d_in": _positive_int(raw, "d_in", path),
@@ -232,6 +262,7 @@ def config_from_json(raw: dict[str, Any], path: Path | str = CFG_FILE) -> SAECon
         "model_name": metadata.get("model_name", raw.get("model_name")),
         "dtype": dtype if dtype in DTYPES else "float32",
         "decoder_unit_norm": False,  # a loaded dictionary's decoder is what it is; training may set it
+        "sae_lens_metadata": extra_metadata,
     }
     if "d_out" in raw or architecture.endswith("transcoder"):
         values["d_out"] = _positive_int(raw, "d_out", path)
@@ -241,6 +272,26 @@ def config_from_json(raw: dict[str, Any], path: Path | str = CFG_FILE) -> SAECon
         return SAEConfig(**values)
     except ValueError as err:
         raise SAEFileError(f"{path}: {err}") from None
+
+
+def _warn_about_reshaping(raw: dict[str, Any], path: Path | str) -> None:
+    """SAELens settings that change what the dictionary is applied to, which a plain load cannot carry out:
+    said out loud rather than dropped."""
+    reshape = raw.get("reshape_activations", "none")
+    if reshape not in ("none", None):
+        warnings.warn(
+            f"{path}: reshape_activations={reshape!r}: SAELens flattens [..., n_heads, d_head] activations to "
+            f"[..., d_in] before encoding; this dictionary reads [..., d_in], so flatten the heads first "
+            f"(x.flatten(-2)) and reshape its outputs back",
+            stacklevel=3,
+        )
+    head = (raw.get("metadata") or {}).get("hook_head_index", raw.get("hook_head_index"))
+    if head is not None:
+        warnings.warn(
+            f"{path}: hook_head_index={head}: the dictionary was trained on one head's activation; give it "
+            f"that head's slice, not the whole hook point",
+            stacklevel=3,
+        )
 
 
 def _positive_int(raw: dict[str, Any], key: str, path: Path | str) -> int:
