@@ -144,7 +144,8 @@ def _pool(tokens: torch.Tensor, word_index: torch.Tensor, n_words: int, pooling:
         out.index_add_(0, word_index, tokens)
         out /= counts.clamp_min(1)[:, None].to(out.dtype)
     else:
-        out.index_reduce_(0, word_index, tokens, "amax", include_self=False)
+        index = word_index[:, None].expand_as(tokens)
+        out.scatter_reduce_(0, index, tokens, reduce="amax", include_self=False)
     return out, counts > 0
 
 
