@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from workbench import cli
-from workbench.report import find_notebooks, inject_parameters, parse_selection, run_report
+from workbench.report import (
+    CellProgress,
+    NotebookRun,
+    data_root_of,
+    describe_data,
+    find_notebooks,
+    inject_parameters,
+    missing_checkpoints,
+    parse_selection,
+    run_report,
+    summary_table,
+)
 
 
 def write_notebook(path, *sources, parameters="quick = True\ndevice = 'auto'"):
@@ -139,3 +152,60 @@ def test_unknown_folder_and_missing_jupyterlab_are_clear_errors(tmp_path, monkey
     )
     assert cli.main(["lab", "--notebooks-dir", str(tmp_path)]) == 2
     assert "pip install jupyterlab" in capsys.readouterr().err
+
+
+def test_data_must_be_a_folder_and_the_samples_are_described_with_their_sizes(tmp_path, capsys):
+    assert cli.main(["report", "--data", str(tmp_path / "nowhere")]) == 2
+    error = capsys.readouterr().err
+    assert "--data" in error and "nowhere" in error and "does not exist" in error
+    with pytest.raises(FileNotFoundError, match="is a file"):
+        data_root_of(write_notebook(tmp_path / "01_x.ipynb"))
+    assert data_root_of("sample") is None and data_root_of(tmp_path) == tmp_path.resolve()
+    sample = describe_data(None)
+    assert "UD English EWT, 200/50/50 sentences" in sample and "8 dev examples per" in sample
+
+
+def test_the_quick_report_skips_a_notebook_whose_checkpoint_is_missing_and_says_so(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    path = write_notebook(
+        folder / "06_needs.ipynb",
+        "raise RuntimeError('must not run')",
+        parameters="decoder = 'nobody/no-such-lm'",
+    )
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata["workbench"] = {"needs_checkpoints": ["decoder"]}
+    nbformat.write(notebook, path)
+    out = tmp_path / "out"
+    lines = []
+    runs = run_report(out, notebooks_dir=folder, log=lines.append)
+    assert [(r.name, r.ok, r.html) for r in runs] == [("06_needs", True, None)]
+    assert runs[0].skipped.startswith("skipped: needs the checkpoint nobody/no-such-lm")
+    index = (out / "index.html").read_text()
+    assert "skipped: needs the checkpoint nobody/no-such-lm" in index and "--notebooks 6" in index
+    assert any("0 notebook(s) to run, 1 skipped" in line for line in lines)
+    # a folder that exists is a checkpoint that is here: the notebook has something real to show
+    assert missing_checkpoints(notebook, "06_needs", {"decoder": str(tmp_path)}) == []
+    assert missing_checkpoints(notebook, "06_needs", {}) == ["nobody/no-such-lm"]
+
+
+def test_cell_progress_and_the_summary_table():
+    import io
+
+    lines = []
+    progress = CellProgress("[1/2] 03_probing", n_cells=3, stream=io.StringIO(), log=lines.append)
+    progress.on_cell_execute(cell=nbformat.v4.new_code_cell("results = probes.run(...)\nmore"), cell_index=4)
+    assert progress.line().startswith("[1/2] 03_probing  cell 1/3  0 s")
+    progress.cell_start -= 12  # a cell that ran 12 s gets a line of its own in a log
+    progress.on_cell_executed(cell=nbformat.v4.new_code_cell("x"), cell_index=4)
+    assert lines == ["    cell 1/3 (results = probes.run(...)) took 12 s"]
+    runs = [
+        NotebookRun("01_a", Path("01_a.ipynb"), Path("01_a.html"), 10.0, cpu_seconds=8.5, stand_ins=["x"]),
+        NotebookRun("02_b", Path("02_b.ipynb"), Path("02_b.html"), 5.0, "cell [3] failed", cpu_seconds=4.0),
+        NotebookRun("06_c", Path("06_c.ipynb"), None, 0.0, skipped="skipped: needs the checkpoint gpt2"),
+    ]
+    table = summary_table(runs).splitlines()
+    assert table[0].split() == ["notebook", "status", "wall", "s", "CPU", "s", "stand-ins", "stderr"]
+    assert table[2].split() == ["01_a", "ok", "10.0", "8.5", "1", "0"]
+    assert table[3].split() == ["02_b", "FAILED", "5.0", "4.0", "0", "0"]
+    assert table[4].split() == ["06_c", "skipped"] and table[-1].split() == ["total", "15.0", "12.5"]

@@ -432,8 +432,6 @@ def _report(args: argparse.Namespace) -> int:
     from .report import find_notebooks, parse_selection, run_report
 
     parameters = dict(args.param)
-    if args.data is not None:
-        parameters.setdefault("sst2_data", args.data)  # notebook 04's name for it
     if args.stand_ins:
         parameters["stand_ins"] = True
     select = parse_selection(args.notebooks) if args.notebooks is not None else None

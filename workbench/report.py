@@ -634,7 +634,9 @@ def run_report(
     values.update(parameters or {})
     header = (describe_data(data_root), _mode(quick, values))
     write_plotlyjs(out)
-    skips = {} if (select is not None or not quick) else _quick_skips(notebooks, values)
+    # a notebook named by number, the full report and one asked to use stand-ins (stand_ins=True) always run
+    ask_all = select is not None or not quick or values.get("stand_ins") is True
+    skips = {} if ask_all else _quick_skips(notebooks, values)
     pending = [
         NotebookRun(p.stem, p, None, 0.0, skipped=skips[p])
         if p in skips
