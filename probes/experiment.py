@@ -10,6 +10,13 @@ the key of its record in :attr:`ProbingResults.provenance`: the model's fingerpr
 loaded, dtype, config, editing hooks), the data's (a hash of every sentence's annotation, per split) and the
 arguments. Activations are stored per (model fingerprint, data, pooling, layers) under ``store_dir``, so a
 rerun reuses them only when all of those are equal, and another model of the same name gets its own store.
+
+With ``features=`` (a sparse dictionary of ``workbench.sae``, or one per model) the probes read the dictionary's
+feature activations at its layer instead of the activations (:mod:`probes.features`), and classification tasks
+are also probed on the ``top_k`` features that best separate the classes on the training split: is the
+property carried by a few features? Those rows say ``input="sae_features"``, ``dictionary`` (a hash of the
+dictionary's weights and config, also in the provenance record, so results of two dictionaries never share a
+key), ``top_k`` (None for all features) and ``features`` (the chosen features, best first).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 from workbench.pages import figure_div, label_facet_axes, write_page
 
 from .data import load_treebank
+from .features import FeatureStore, dictionary_layer, dictionary_record, top_features
 from .models import ArcProbe, DepthProbe, DistanceProbe, LinearProbe, MDLProbe, MLPProbe
 from .store import extract
 from .tasks import ArcControlTask, ControlTask, Task, get_task
@@ -43,7 +51,9 @@ class ProbingResults:
     """Attributes:
     frame: tidy: model, task, layer, probe, split, metric, value, control (the control task's value of the
         same metric, where there is one), selectivity (value − control), stand_in (a random stand-in model:
-        its numbers are not meaningful) and provenance_id (the key of the row's record in ``provenance``).
+        its numbers are not meaningful) and provenance_id (the key of the row's record in ``provenance``);
+        with ``features=`` also input (``"sae_features"``), dictionary (its id), top_k (None: all features)
+        and features (a top-k row's features, comma-separated, best first).
     provenance: ``{provenance_id: record}``: model fingerprint, data fingerprints and arguments.
     """
 
@@ -55,6 +65,8 @@ class ProbingResults:
         import plotly.express as px
 
         data = self.frame[self.frame["split"] == split]
+        if "top_k" in data:  # the top-k feature probes are rows of the table, not points of the curves
+            data = data[data["top_k"].isna()]
         if metric is not None:
             data = data[data["metric"] == metric]
         else:  # each task's headline metric
@@ -138,6 +150,8 @@ def run(
     mdl: bool = False,
     progress: bool = True,
     probe_options: dict | None = None,
+    features=None,
+    top_k: Sequence[int] = (1, 4, 16),
 ) -> ProbingResults:
     """Probe every layer of every model for every task.
 
@@ -155,6 +169,11 @@ def run(
         rank: the structural probes' rank.
         mdl: also measure the online codelength (Voita & Titov 2020) of classification tasks on the train
             split: metrics ``codelength_bits`` and ``compression`` (split "train").
+        features: a ``workbench.sae.SparseAutoencoder`` on a residual-stream hook point (or a mapping model
+            name -> dictionary, a name for every model): probe its feature activations at its layer instead of
+            the activations (only that layer is extracted; see :mod:`probes.features`).
+        top_k: with ``features``, also probe classification tasks on the k features that separate the classes
+            best on the train split (ANOVA F), for each k (those larger than the dictionary are skipped).
     """
     import workbench as wb
 
@@ -181,6 +200,10 @@ def run(
             model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
         fingerprint = model_fingerprint(model)
         stand_in = is_stand_in(model)
+        dictionary = _dictionary_for(features, name, entry)
+        model_layers = layers
+        if dictionary is not None:
+            model_layers = [_feature_layer(dictionary, model, layers)]
         record = {
             "format": 1,
             "workbench_version": wb.__version__,
@@ -199,6 +222,9 @@ def run(
             "mdl": mdl,
             "probe_options": probe_options or {},
         }
+        if dictionary is not None:
+            ks = sorted({int(k) for k in top_k if int(k) <= dictionary.cfg.d_sae})
+            record.update(layers=model_layers, features=dictionary_record(dictionary), top_k=ks)
         key = record_id(record)
         provenance[key] = record
         store_key = record_id(
@@ -210,12 +236,16 @@ def run(
                 [s.words for s in sentences[split]],
                 store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}-{store_key}",
                 pooling=pooling,
-                layers=layers,
+                layers=model_layers,
                 data_id=_data_id(data, split, sentences[split]),
                 progress=progress,
             )
             for split in SPLITS
         }
+        if dictionary is not None:
+            stores = {
+                split: FeatureStore(store, dictionary, model_layers[0]) for split, store in stores.items()
+            }
         layer_numbers = stores["train"].layers
         # training the probes (every layer, every task, its control task) is the long wait after extraction
         bar = _probe_bar(name, task_list, control, progress)
@@ -251,9 +281,27 @@ def run(
                     if control_values is not None:
                         control_value = control_values[layer_numbers.index(layer)].item()
                         row.update(control=control_value, selectivity=value - control_value)
+                    if dictionary is not None:
+                        row.update(
+                            input="sae_features", dictionary=_dictionary_id(record), top_k=None, features=None
+                        )
                     rows.append(row)
+            if (
+                dictionary is not None
+                and task.kind == "classification"
+                and task.level in ("word", "sentence")
+            ):
+                same = ("model", "layer", "probe", "stand_in", "provenance_id", "input", "dictionary")
+                template = {column: rows[-1][column] for column in same}  # this task's last row
+                options = probe_options or {}
+                rows.extend(
+                    _top_k_rows(runs, sentences, stores, probe, seed, options, record["top_k"], template)
+                )
         bar.close()
-    return ProbingResults(pd.DataFrame(rows), provenance)
+    frame = pd.DataFrame(rows)
+    if "top_k" in frame:  # None for the all-features rows: an integer column that can be missing
+        frame["top_k"] = frame["top_k"].astype("Int64")
+    return ProbingResults(frame, provenance)
 
 
 def _probe_bar(name: str, tasks: Sequence[Task], control: bool, progress: bool):
@@ -265,6 +313,92 @@ def _probe_bar(name: str, tasks: Sequence[Task], control: bool, progress: bool):
         for t in tasks
     )
     return tqdm(total=steps, desc=f"probes for {Path(name).name or name}", unit="task", disable=not progress)
+
+
+def _dictionary_id(record: dict) -> str:
+    """The short id of the dictionary of a provenance record (a hash of its weights and config)."""
+    from workbench.provenance import record_id
+
+    return record_id(record["features"])
+
+
+def _dictionary_for(features, name: str, entry):
+    """The dictionary for this model: ``features`` itself, or its entry for the model's name."""
+    if features is None:
+        return None
+    from workbench.sae import SparseAutoencoder
+
+    if isinstance(features, SparseAutoencoder):
+        return features
+    if not isinstance(features, dict):
+        raise TypeError(
+            f"features must be a workbench.sae.SparseAutoencoder or a dict of model name -> one, "
+            f"got {type(features).__name__}"
+        )
+    for key in (entry, name):
+        if isinstance(key, str) and key in features:
+            return features[key]
+    raise KeyError(f"features has no dictionary for model {name!r}; it has {sorted(map(str, features))}")
+
+
+def _feature_layer(dictionary, model, layers) -> int:
+    """The store layer the dictionary reads, checked against ``layers``."""
+    layer = dictionary_layer(dictionary, model)
+    if layers != "all" and layer not in [int(chosen) for chosen in layers]:
+        raise ValueError(
+            f"the dictionary reads layer {layer} ({dictionary.cfg.hook_name}) but layers={layers!r} leaves it "
+            f"out; pass layers='all' (only the dictionary's layer is extracted) or include {layer}"
+        )
+    return layer
+
+
+def _top_k_rows(runs, sentences, stores, probe, seed, options, ks, template) -> list[dict]:
+    """The rows of the probes on each task's top-k features (chosen on train), with selectivity against the
+    control task's own top-k probe (the control chooses its features on its own labels)."""
+    task = runs[0][0]
+    results = {
+        is_control: _top_k_scores(current, sentences, stores, probe, seed, options, ks)
+        for current, is_control in runs
+    }
+    rows = []
+    for k, (chosen, scores) in results[False].items():
+        for (split, metric), values in scores.items():
+            row = {
+                **template,
+                "task": task.name,
+                "split": split,
+                "metric": metric,
+                "value": values[0].item(),
+                "control": None,
+                "selectivity": None,
+                "top_k": k,
+                "features": ",".join(map(str, chosen)),
+            }
+            control = results.get(True, {}).get(k, (None, {}))[1].get((split, metric))
+            if control is not None:
+                row.update(control=control[0].item(), selectivity=row["value"] - control[0].item())
+            rows.append(row)
+    return rows
+
+
+def _top_k_scores(task, sentences, stores, probe, seed, options, ks) -> dict:
+    """{k: (chosen features, {(split, metric): values [1]})}: the probe on the k features that separate the
+    train split's classes best."""
+    if isinstance(task, ControlTask):
+        task.fit(sentences["train"])
+    data = {split: _classification_data(task, sentences[split], stores[split]) for split in SPLITS}
+    train_features, train_labels = data["train"]
+    out = {}
+    for k in ks:
+        chosen = top_features(train_features[0], train_labels, k)
+        restricted = {split: (x[:, :, chosen], y) for split, (x, y) in data.items()}
+        classifier = CLASSIFIERS[probe](len(task.label_names), seed=seed, **options)
+        classifier.fit(*restricted["train"], *restricted["dev"])
+        scores = _dev_test_scores(
+            lambda split, fitted=classifier, inputs=restricted: fitted.score(*inputs[split])
+        )
+        out[k] = (chosen, scores)
+    return out
 
 
 def _probe_name(task: Task, probe: str) -> str:
