@@ -192,3 +192,12 @@ def test_lab_passes_options_through_and_adds_allow_root_only_as_root(lab_call, t
     assert capsys.readouterr().err.count("\n") == 1  # the one-line notice
     assert main(["lab", "--notebooks-dir", folder, "--", "--ServerApp.allow_root=True"]) == 0
     assert lab_call[-1][4:] == ["--ServerApp.allow_root=True"]  # already allowed: not twice
+
+
+def test_generate_and_lens_without_a_model_say_what_to_pass(capsys):
+    """MiniLM, the default elsewhere, has no LM head: generate/lens ask for a causal LM instead of failing."""
+    for command in ("generate", "lens"):
+        assert main([command, "The cat"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"workbench {command}: error: {command} needs a causal language model")
+        assert "--model distilgpt2" in error and "--stand-in" in error and "Traceback" not in error
