@@ -44,9 +44,9 @@ def treebank_projection(
         raise ValueError(
             f"task {task!r} labels {probing_task.level}s, not words; pick a word-level task (upos)"
         )
-    folder = store_dir or tempfile.mkdtemp(prefix="probes-view-")
-    store = extract(model, [s.words for s in sentences], folder, progress=False)
-    reps = store.stack().float().numpy()  # [layer, words, d]
+    with tempfile.TemporaryDirectory(prefix="probes-view-") as scratch:  # removed once read, unless store_dir
+        store = extract(model, [s.words for s in sentences], store_dir or scratch, progress=False)
+        reps = store.stack().float().numpy()  # [layer, words, d]
     labels, hover = [], []
     for sentence, word_labels in zip(sentences, probing_task.labels(sentences, check=False)):
         text = " ".join(sentence.words)

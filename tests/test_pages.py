@@ -115,3 +115,16 @@ def test_probing_report_page_is_styled_and_names_the_metric_on_its_axes(tmp_path
     titles = y_titles(page)
     assert "value" not in titles and {"accuracy", "uuas"} <= set(titles), titles
     assert '"height":' in page and "Best layer per model" in page
+
+
+def test_treebank_projection_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """A notebook's projection used to leave its activation store in a temporary folder (and print its path)."""
+    import tempfile
+
+    import probes
+    from workbench import zoo
+
+    model = zoo.tiny("bert", task="base")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    view = probes.treebank_projection(model, max_sentences=3)
+    assert view.figures() and list(tmp_path.iterdir()) == []
