@@ -35,7 +35,7 @@ from .blocks import (
 )
 from .heads import MultipleChoiceHead, QuestionAnsweringHead, TaskHead, TokenClassificationHead
 from .kv_cache import KVCache, LayerKV
-from .masks import additive_padding_mask, causal_mask
+from .masks import CausalMask, additive_padding_mask, causal_mask, decoder_mask
 from .mlp import MLP, GatedMLP
 from .norms import LayerNorm, RMSNorm
 from .positions import positions_from_mask
@@ -45,6 +45,7 @@ __all__ = [
     "ACTIVATIONS",
     "MLP",
     "Attention",
+    "CausalMask",
     "GatedMLP",
     "KVCache",
     "LayerKV",
@@ -69,6 +70,7 @@ __all__ = [
     "apply_rotary",
     "attention_scores",
     "causal_mask",
+    "decoder_mask",
     "gelu_new",
     "positions_from_mask",
 ]

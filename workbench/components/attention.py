@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hook_points import HookPoint
+from .masks import CausalMask, as_tensor
 
 if TYPE_CHECKING:
     from .kv_cache import LayerKV
@@ -110,7 +111,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | CausalMask | None = None,
         head_mask: torch.Tensor | None = None,
         need_pattern: bool = False,
         past: LayerKV | None = None,
@@ -119,7 +120,8 @@ class Attention(nn.Module):
         """
         Args:
             x: [batch, pos, d_model]
-            mask: additive, broadcastable to [batch, head, query_pos, key_pos] (0 = attend, very negative = not).
+            mask: additive, broadcastable to [batch, head, query_pos, key_pos] (0 = attend, very negative = not),
+                or a :class:`~.masks.CausalMask` (causal, nothing padded: the fused kernel's ``is_causal``).
             head_mask: [head], multiplies each head's output (1 keeps, 0 removes), Hugging Face's head_mask.
             need_pattern: return the attention pattern even when no hook asks for it.
             past: this layer's key/value cache; the new keys and values are appended to it and attention
@@ -169,11 +171,14 @@ class Attention(nn.Module):
             raise ValueError("this attention is rotary (rotary=True): pass the RotaryAngles of the positions")
         return self.hook_rot_q(rotary.rotate(q)), self.hook_rot_k(rotary.rotate(k))
 
-    def window(self, mask: torch.Tensor | None, q: torch.Tensor, key_len: int) -> torch.Tensor | None:
+    def window(
+        self, mask: torch.Tensor | CausalMask | None, q: torch.Tensor, key_len: int
+    ) -> torch.Tensor | CausalMask | None:
         """The mask [.., query_pos, key_pos] with the keys outside the sliding window masked too (``q``: [batch,
         query_pos, head, d_head], the new queries); unchanged without a window."""
         if self.sliding_window is None:
             return mask
+        mask = as_tensor(mask)
         outside = ~sliding_window_allowed(q.shape[1], key_len, self.sliding_window, q.device)
         if mask is None:
             mask = torch.zeros(outside.shape, dtype=q.dtype, device=q.device)
@@ -190,7 +195,12 @@ class Attention(nn.Module):
         )
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, need_pattern: bool
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | CausalMask | None,
+        need_pattern: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """q [batch, query_pos, head, d_head], k and v [batch, key_pos, head or kv_head, d_head] -> z [batch,
         query_pos, head, d_head] and the pattern [batch, head, query_pos, key_pos] (None on the fast path)."""
@@ -200,17 +210,20 @@ class Attention(nn.Module):
                 self.n_heads // self.n_kv_heads
             )  # the explicit path gives each query head its keys and values
             k, v = repeat_kv(k, groups), repeat_kv(v, groups)
-            scores = self.hook_scores(attention_scores(q, k, mask, self.scale, self.softcap))
-            pattern = self.hook_pattern(scores.softmax(dim=-1))
+            scores = self.hook_scores(attention_scores(q, k, as_tensor(mask), self.scale, self.softcap))
+            pattern = self.hook_pattern(softmax_last(scores, in_place=not self.hook_scores.is_active))
             z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
             return z, pattern
         gqa = {"enable_gqa": True} if self.n_kv_heads != self.n_heads else {}
+        # Causal with nothing padded and no past: the kernel's is_causal skips the masked half of the scores.
+        is_causal = isinstance(mask, CausalMask) and mask.is_square
         z = F.scaled_dot_product_attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=mask,
+            attn_mask=None if is_causal else as_tensor(mask),
             dropout_p=dropout,
+            is_causal=is_causal,
             scale=self.scale,
             **gqa,
         ).transpose(1, 2)
@@ -242,6 +255,17 @@ def sliding_window_allowed(query_len: int, key_len: int, window: int, device: to
     not excluded here; the causal mask does that."""
     query_positions = torch.arange(key_len - query_len, key_len, device=device)
     return torch.arange(key_len, device=device)[None, :] > query_positions[:, None] - window
+
+
+def softmax_last(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
+    """Softmax over the last dimension (keys). ``in_place``: written over ``scores`` (when nobody keeps the
+    scores, e.g. only the pattern is cached), so a long sequence holds one [batch, head, query, key] tensor,
+    not two. Max-subtracted, as ``torch.softmax`` computes it; half precision (which ``torch.softmax``
+    accumulates in float32) and tensors that need a gradient take ``torch.softmax``."""
+    if not in_place or scores.requires_grad or scores.dtype not in (torch.float32, torch.float64):
+        return scores.softmax(dim=-1)
+    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(dim=-1, keepdim=True))
 
 
 def attention_scores(

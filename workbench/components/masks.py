@@ -1,4 +1,5 @@
-"""Attention masks: additive masks from padding and causality."""
+"""Attention masks: additive masks from padding and causality, and :class:`CausalMask`, the mask that need not
+be written out (no padding: the fused kernel's ``is_causal``)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,56 @@ def additive_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtyp
         return None
     keep = attention_mask[:, None, None, :].to(torch.bool)
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+class CausalMask:
+    """Causal attention with nothing padded: query i (the new positions are the last ``query_len`` of
+    ``key_len``) attends to every key j <= i. Nothing is allocated until an explicit path asks for
+    :meth:`tensor`; SDPA gets ``is_causal=True`` instead when there is no past (``query_len == key_len``), and
+    its causal kernels skip the masked upper half of the scores.
+
+    One instance serves every layer of a forward, so the explicit tensor is built at most once.
+    """
+
+    def __init__(self, query_len: int, key_len: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.query_len, self.key_len, self.dtype, self.device = query_len, key_len, dtype, device
+        self._tensor: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        return f"CausalMask(query_len={self.query_len}, key_len={self.key_len})"
+
+    @property
+    def is_square(self) -> bool:
+        """No cached positions: the queries are the keys, what SDPA's ``is_causal`` means."""
+        return self.query_len == self.key_len
+
+    def tensor(self) -> torch.Tensor:
+        """The additive mask [1, 1, query_pos, key_pos] (0 = attend, the dtype's minimum = not)."""
+        if self._tensor is None:
+            self._tensor = causal_mask(None, self.query_len, self.key_len, self.dtype, self.device)
+        return self._tensor
+
+
+def decoder_mask(
+    attention_mask: torch.Tensor | None,
+    query_len: int,
+    key_len: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor | CausalMask | None:
+    """The cheapest mask that says the same as :func:`causal_mask`: None when one new query may see every key
+    (a decoding step, nothing padded), a :class:`CausalMask` when nothing is padded, else the additive tensor.
+
+    A traced or compiled model given an ``attention_mask`` gets the tensor: whether anything is padded
+    depends on the mask's values.
+    """
+    if attention_mask is not None:
+        data_dependent = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if data_dependent or attention_mask.shape[-1] != key_len or not bool(attention_mask.all()):
+            return causal_mask(attention_mask, query_len, key_len, dtype, device)  # checks the width too
+    return None if query_len == 1 else CausalMask(query_len, key_len, dtype, device)
+
+
+def as_tensor(mask: torch.Tensor | CausalMask | None) -> torch.Tensor | None:
+    """The additive mask tensor of any mask :func:`decoder_mask` gives (None stays None)."""
+    return mask.tensor() if isinstance(mask, CausalMask) else mask

@@ -27,7 +27,7 @@ from ..components import (
     LayerNorm,
     PreNormBlock,
     activation,
-    causal_mask,
+    decoder_mask,
     positions_from_mask,
 )
 from ..components.fused import FusedSplit, FusedWeights
@@ -220,7 +220,7 @@ class GPT2Model(FusedWeights, HookedTransformer):
             else:
                 position_ids = torch.arange(past, past + new, device=token_embed.device).expand(batch, new)
         resid = self.dropout(self.hook_embed(token_embed) + self.hook_pos_embed(self.pos_embed(position_ids)))
-        mask = causal_mask(attention_mask, new, past + new, resid.dtype, resid.device)
+        mask = decoder_mask(attention_mask, new, past + new, resid.dtype, resid.device)
 
         hidden_states = [] if output_hidden_states else None
         attentions = [] if output_attentions else None

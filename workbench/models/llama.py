@@ -36,7 +36,7 @@ from ..components import (
     RMSNorm,
     RotaryEmbedding,
     activation,
-    causal_mask,
+    decoder_mask,
     positions_from_mask,
 )
 from ..components.heads import CausalLMHead, SequenceClassificationHead, body_forward
@@ -239,15 +239,6 @@ class LlamaModel(HookedTransformer):
             attn, mlp, config.d_model, config.rms_norm_eps, 0.0, norm=lambda: self.make_norm(config)
         )
 
-    @staticmethod
-    def sees_every_key(attention_mask: torch.Tensor | None, new: int) -> bool:
-        """Whether the one new token of a decoding step may attend to every key (no padding anywhere), so
-        that no mask is needed: SDPA's unmasked kernel is many times faster for a single query on CPU.
-        A traced model keeps the mask (the answer depends on the mask's values)."""
-        if new != 1 or torch.jit.is_tracing():
-            return False
-        return attention_mask is None or bool(attention_mask.all())
-
     def decode(
         self,
         input_ids: torch.Tensor | None = None,
@@ -282,9 +273,7 @@ class LlamaModel(HookedTransformer):
             else:
                 position_ids = torch.arange(past, past + new, device=resid.device).expand(batch, new)
         rotary = self.rotary(position_ids.to(resid.device))
-        mask = None if self.sees_every_key(attention_mask, new) else (
-            causal_mask(attention_mask, new, past + new, resid.dtype, resid.device)
-        )
+        mask = decoder_mask(attention_mask, new, past + new, resid.dtype, resid.device)
 
         states, patterns = [], []
         for layer, (block, layer_head_mask) in enumerate(zip(self.blocks, self.layer_head_mask(head_mask))):

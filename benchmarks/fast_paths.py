@@ -1,0 +1,203 @@
+"""The fast paths' targets on CPU, each a ratio measured side by side in one run (issue 22).
+
+Random-init models built with ``transformers`` from a fixed seed, saved and loaded by the workbench from that
+folder, so both libraries hold the same weights (float32):
+
+1. ``forward``: GPT-2-small LM forward, 1 x ``--long`` tokens (nothing padded), ours / Hugging Face's (sdpa);
+   target <= 1.0 (the fused causal kernel, ``is_causal``, on both sides).
+2. ``capture``: ``run_with_cache`` of every hook / our plain forward, at GPT-2-small 1 x ``--long`` and
+   BERT-base 8 x 128, default process settings (no ``wb.keep_freed_memory()``); target <= 1.10.
+3. ``generate``: greedy tokens/s of ``model.generate`` / Hugging Face's default ``generate`` (eager loop,
+   dynamic cache), batch 1 and 8 (prompts of ``--prompt-tokens`` tokens each, nothing padded,
+   ``stop_at_eos=False``, ``--new-tokens`` new tokens), GPT-2-small and a Llama shape; target >= 1.2. Both
+   libraries must generate the same tokens (the script says so when they do not). Ours runs with its defaults
+   (top-5 candidates recorded) and with ``top_candidates=0``.
+
+Timing: ``--warmup`` calls of each, then ``--repeats`` rounds in rotating order; each row is the median of the
+per-round ratios (a round runs both back to back, so load hits both sides alike). The load average is printed
+before and after: on a shared machine the ratios scatter. Run it with::
+
+    PYTHONPATH=. python benchmarks/fast_paths.py [--only forward,capture,generate] [--threads 1] [--quick]
+
+It prints one table and exits 0 (a report), or 1 with ``--strict`` when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import workbench as wb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forward_overhead import interleaved_times, load_average, make_inputs, save_random_bert  # noqa: E402
+from gpt2_overhead import PROMPT_TEXT, save_random_gpt2, save_synthetic_tokenizer  # noqa: E402
+
+FORWARD_TARGET = 1.0  # our GPT-2 1 x 1024 forward / HF's, at most
+CAPTURE_TARGET = 1.10  # run_with_cache(everything) / plain forward, at most
+GENERATION_TARGET = 1.2  # our greedy tokens/s / HF's default generate, at least
+LLAMA_SHAPE = dict(
+    vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
+    num_key_value_heads=4, max_position_embeddings=2048,
+)
+
+
+def load_gpt2(seed: int):
+    """(ours, HF's) GPT-2-small LM, same random weights, eval mode."""
+    with tempfile.TemporaryDirectory() as folder:
+        hf = save_random_gpt2(Path(folder), seed)
+        ours = wb.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return ours, hf
+
+
+def load_llama(seed: int, quick: bool):
+    """(ours, HF's) Llama-shaped LM (grouped-query attention), same random weights, eval mode."""
+    import transformers
+
+    shape = LLAMA_SHAPE | ({"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 704} if quick else {})
+    config = transformers.LlamaConfig(
+        **shape, bos_token_id=None, eos_token_id=shape["vocab_size"] - 1, pad_token_id=0, tie_word_embeddings=False
+    )
+    torch.manual_seed(seed)
+    hf = transformers.LlamaForCausalLM(config).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        hf.save_pretrained(folder)
+        save_synthetic_tokenizer(Path(folder), shape["vocab_size"])
+        ours = wb.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return ours, hf
+
+
+def load_bert(seed: int):
+    with tempfile.TemporaryDirectory() as folder:
+        save_random_bert(folder, seed)
+        return wb.AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def ratio_row(model: str, measurement: str, ours: list[float], baseline: list[float], target: float,
+              higher_is_better: bool = False) -> dict:
+    """Medians in ms and the median per-round ratio: ours/baseline time, or baseline/ours (throughput)."""
+    ratios = [b / o if higher_is_better else o / b for o, b in zip(ours, baseline)]
+    ratio = statistics.median(ratios)
+    passed = ratio >= target if higher_is_better else ratio <= target
+    return {
+        "model": model, "measurement": measurement, "ours_ms": statistics.median(ours),
+        "baseline_ms": statistics.median(baseline), "ratio": round(ratio, 3),
+        "target": f"{'>=' if higher_is_better else '<='} {target}", "pass/fail": "pass" if passed else "FAIL",
+    }
+
+
+def prompts_of(tokenizer, batch: int, n_tokens: int) -> list[str]:
+    """``batch`` different texts of exactly ``n_tokens`` tokens each (so nothing is padded)."""
+    ids = tokenizer.encode(PROMPT_TEXT * (2 + batch * n_tokens // 32))
+    texts = []
+    for row in range(batch):
+        text = tokenizer.decode(ids[row * 7 : row * 7 + n_tokens])
+        if len(tokenizer.encode(text)) != n_tokens:
+            raise RuntimeError(f"could not make a prompt of {n_tokens} tokens")
+        texts.append(text)
+    return texts
+
+
+def benchmark_forward(gpt2, args) -> list[dict]:
+    ours, hf = gpt2
+    ids = torch.randint(1000, ours.config.vocab_size, (1, args.long), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        diff = (ours(input_ids=ids).logits - hf(input_ids=ids).logits).abs().max().item()
+    print(f"GPT-2 1 x {args.long}: max |ours - HF| on the logits {diff:.2e}", file=sys.stderr)
+    fns = {"ours": lambda: ours(input_ids=ids), "hf": lambda: hf(input_ids=ids)}
+    ms = interleaved_times(fns, torch.device("cpu"), args.warmup, args.repeats, args.quiet, "forward")
+    return [ratio_row("gpt2-small", f"LM forward 1 x {args.long} vs HF (sdpa)", ms["ours"], ms["hf"], FORWARD_TARGET)]
+
+
+def benchmark_capture(gpt2, bert, args) -> list[dict]:
+    rows = []
+    gpt_ids = {"input_ids": torch.randint(1000, 50257, (1, args.long), generator=torch.Generator().manual_seed(0))}
+    bert_inputs = make_inputs(8, 128, 30522, 0, torch.device("cpu"), 0)
+    for name, model, inputs in [("gpt2-small", gpt2[0], gpt_ids), ("bert-base", bert, bert_inputs)]:
+        fns = {"cache": lambda m=model, i=inputs: m.run_with_cache(i), "plain": lambda m=model, i=inputs: m(**i)}
+        ms = interleaved_times(fns, torch.device("cpu"), args.warmup, args.repeats, args.quiet, f"{name} capture")
+        shape = "x".join(map(str, inputs["input_ids"].shape))
+        rows.append(ratio_row(name, f"run_with_cache (all) {shape} vs plain", ms["cache"], ms["plain"], CAPTURE_TARGET))
+    return rows
+
+
+def benchmark_generation(name: str, pair, args) -> list[dict]:
+    ours, hf = pair
+    rows = []
+    for batch in args.gen_batches:
+        prompts = prompts_of(ours.tokenizer, batch, args.prompt_tokens)
+        ids = ours.tokenize(prompts)["input_ids"]
+        new, pad = args.new_tokens, ours.config.eos_token_id
+        fns = {
+            "ours": lambda p=prompts, n=new: ours.generate(p, n, stop_at_eos=False),
+            "ours top0": lambda p=prompts, n=new: ours.generate(p, n, stop_at_eos=False, top_candidates=0),
+            "hf": lambda i=ids, n=new, e=pad: hf.generate(i, attention_mask=torch.ones_like(i), do_sample=False,
+                                                         max_new_tokens=n, eos_token_id=None, pad_token_id=e),
+        }
+        with torch.inference_mode():
+            mine = fns["ours"]().new_token_ids
+            theirs = fns["hf"]()[:, ids.shape[1] :].tolist()
+        if mine != theirs:
+            print(f"WARNING: {name} batch {batch}: ours and HF generated different tokens", file=sys.stderr)
+        ms = interleaved_times(fns, torch.device("cpu"), args.warmup, args.gen_repeats, args.quiet, f"{name} gen")
+        for run, label in [("ours", "top_candidates=5"), ("ours top0", "top_candidates=0")]:
+            rows.append(ratio_row(name, f"greedy tok/s batch {batch} ({label}) vs HF generate", ms[run], ms["hf"],
+                                  GENERATION_TARGET, higher_is_better=True))
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="forward,capture,generate", help="comma-separated parts to run")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--long", type=int, default=1024, help="tokens of the long GPT-2 forward (default 1024)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed forward rounds (default 7)")
+    parser.add_argument("--gen-repeats", type=int, default=3, help="timed generation rounds (default 3)")
+    parser.add_argument("--gen-batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    parser.add_argument("--models", default="gpt2,llama", help="generation models (default gpt2,llama)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="short sequences and a small Llama (a smoke run)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.long, args.repeats, args.gen_repeats, args.warmup, args.new_tokens = 64, 1, 1, 0, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    parts = set(args.only.split(","))
+    print(f"load average before: {load_average()}; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    rows = []
+    gpt2 = load_gpt2(0) if parts & {"forward", "capture"} or "gpt2" in args.models else None
+    if "forward" in parts:
+        rows += benchmark_forward(gpt2, args)
+    if "capture" in parts:
+        rows += benchmark_capture(gpt2, load_bert(0), args)
+    if "generate" in parts:
+        if "gpt2" in args.models:
+            rows += benchmark_generation("gpt2-small", gpt2, args)
+        if "llama" in args.models:
+            rows += benchmark_generation("llama", load_llama(0, args.quick), args)
+    print(f"load average after: {load_average()}", file=sys.stderr)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
+        print(pd.DataFrame(rows).to_string(index=False))
+    return 1 if args.strict and any(r["pass/fail"] == "FAIL" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
