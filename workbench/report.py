@@ -307,7 +307,7 @@ def checkpoint_available(name: str) -> bool:
 def missing_checkpoints(notebook, name: str, parameters: dict[str, Any]) -> list[str]:
     """The checkpoints ``notebook`` is about that are not available here; empty when it needs none, or when
     at least one of them is available (it then has something real to show)."""
-    needs = notebook.metadata.get("workbench", {}).get("needs_checkpoints", NEEDS_CHECKPOINTS.get(name, ()))
+    needs = checkpoint_parameters(notebook, name)
     if not needs:
         return []
     defaults = _parameter_defaults(notebook)
@@ -319,6 +319,13 @@ def missing_checkpoints(notebook, name: str, parameters: dict[str, Any]) -> list
     if not names or any(checkpoint_available(n) for n in names):
         return []
     return names
+
+
+def checkpoint_parameters(notebook, name: str) -> list[str]:
+    """The parameters of ``notebook`` (named ``name``) that name the checkpoints it is about."""
+    return list(
+        notebook.metadata.get("workbench", {}).get("needs_checkpoints", NEEDS_CHECKPOINTS.get(name, ()))
+    )
 
 
 def _parameter_defaults(notebook) -> dict[str, Any]:
@@ -346,12 +353,14 @@ def _parameter_defaults(notebook) -> dict[str, Any]:
     return values
 
 
-def skip_reason(missing: Sequence[str], number: int) -> str:
+def skip_reason(missing: Sequence[str], number: int, parameters: Sequence[str] = ()) -> str:
+    """Why the quick report skipped notebook ``number``, and the ways to run it."""
     listed = ", ".join(missing)
+    local = f", or --param {parameters[0]}=FOLDER for a local copy" if parameters else ""
     return (
         f"skipped: needs the checkpoint{'s' if len(missing) > 1 else ''} {listed}, not available offline here "
-        f"(download once with `hf download {missing[0]}`, or pass a folder with --param); "
-        f"`workbench report --notebooks {number}` runs it anyway"
+        f"(download once with `hf download {missing[0]}`{local}); `workbench report --notebooks {number}` runs "
+        "it anyway"
     )
 
 
@@ -709,7 +718,7 @@ def _quick_skips(notebooks: Sequence[Path], values: dict[str, Any]) -> dict[Path
         missing = missing_checkpoints(notebook, path.stem, values)
         if missing:
             number = int(NOTEBOOK_PATTERN.match(path.name).group(1))
-            skips[path] = skip_reason(missing, number)
+            skips[path] = skip_reason(missing, number, checkpoint_parameters(notebook, path.stem))
     return skips
 
 
