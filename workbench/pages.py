@@ -28,7 +28,8 @@ h1{font-size:1.6em;margin:.4em 0} h2{font-size:1.25em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;margin:.5em 0;font-size:.92em}
 th,td{padding:4px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #e3e3e3}
 th{background:#f5f5f5}
-.wb-figure,.jp-OutputArea-output{max-width:100%;overflow-x:auto}
+.wb-figure,.wb-view,.jp-OutputArea-output{max-width:100%;overflow-x:auto}
+.jp-OutputArea-child,.jp-OutputArea-output{min-width:0}
 .wb-figure .plotly-graph-div{margin:0}
 .wb-data{background:#eef4fb;border-left:4px solid #4a7fb5;padding:.5em .9em;margin:.6em 0 1em;font-size:.95em}
 .wb-skipped{color:#666} .ok{color:#186a1f} .failed{color:#b00} .pending{color:#777}
