@@ -118,6 +118,7 @@ def test_fill_mask_ranks_tokens_like_the_logits(tiny_mlm_with_minilm_vocab):
         "head_initialized", "stand_in",
     ]
     assert not table["head_initialized"].any() and not table["stand_in"].any()  # a trained head, a checkpoint
+    assert table.attrs["warning"] is None
     assert list(table["rank"]) == [1, 2, 3, 4]
     assert table["probability"].is_monotonic_decreasing
     encoding = mlm.tokenize(text)

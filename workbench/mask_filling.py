@@ -28,9 +28,16 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
         One row per (text, mask, rank): text_index, mask_position, rank, token, token_id, probability,
         ``filled``: the text with that mask replaced by the token, and two columns that say how far to trust
         the row: ``head_initialized`` (the masked-LM head was not in the checkpoint but freshly initialized,
-        e.g. MiniLM, a sentence-embedding model: the predictions are meaningless, and a WARNING says so) and
-        ``stand_in`` (a random stand-in model). Both are also in ``frame.attrs``.
+        e.g. MiniLM, a sentence-embedding model: the predictions are meaningless) and ``stand_in`` (a random
+        stand-in model: so are they). Either one is also a WARNING (logged and a ``UserWarning`` pointing at
+        the caller's line); ``frame.attrs`` holds both flags, ``initialized_keys`` and ``warning`` (that
+        message, None for a trained head from a checkpoint).
     """
+    return _fill_mask(model, text, top_k)
+
+
+def _fill_mask(model, text: str | list[str], top_k: int) -> pd.DataFrame:
+    """:func:`fill_mask`; called from it or from the method, so the warning's stacklevel 3 is the caller's line."""
     tokenizer = model.tokenizer
     if tokenizer is None or not hasattr(model, "decode_residual"):
         raise TypeError(f"fill_mask needs a masked-LM model with its tokenizer, got {type(model).__name__}")
@@ -43,14 +50,10 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
             raise ValueError(f"{item!r} has no {mask_token} to fill")
     head = initialized_head_keys(model)
     stand_in = getattr(model, "stand_in_notice", None) is not None
-    if head:
-        message = (
-            f"fill_mask: the masked-LM head of {model.config.name_or_path or type(model).__name__} is not in its "
-            f"checkpoint and was freshly initialized ({head[:3]}{' ...' if len(head) > 3 else ''}): "
-            f"its predictions are meaningless"
-        )
+    message = _untrusted_message(model, head, stand_in)
+    if message:
         logger.warning(message)
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, UserWarning, stacklevel=3)
     encoding = model.tokenize(texts)
     with torch.no_grad():
         probabilities = model(**encoding).logits.float().softmax(-1)  # [batch, pos, vocab]
@@ -74,8 +77,22 @@ def fill_mask(model, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
                     "stand_in": stand_in,
                 })
     frame = pd.DataFrame(rows)
-    frame.attrs.update(head_initialized=bool(head), initialized_keys=head, stand_in=stand_in)
+    frame.attrs.update(head_initialized=bool(head), initialized_keys=head, stand_in=stand_in, warning=message)
     return frame
+
+
+def _untrusted_message(model, head: list[str], stand_in: bool) -> str | None:
+    """Why the predictions mean nothing (a freshly initialized head, a random stand-in), or None."""
+    name = model.config.name_or_path or type(model).__name__
+    if head:
+        return (
+            f"fill_mask: the masked-LM head of {name} is not in its checkpoint and was freshly initialized "
+            f"({head[:3]}{' ...' if len(head) > 3 else ''}): its predictions are meaningless; use a checkpoint "
+            f"with a trained masked-LM head (e.g. bert-base-uncased)"
+        )
+    if stand_in:
+        return f"fill_mask: {name} is a random stand-in ({model.stand_in_notice}): its predictions are random"
+    return None
 
 
 def initialized_head_keys(model) -> list[str]:
@@ -100,7 +117,7 @@ def _replace_nth(text: str, old: str, n: int, new: str) -> str:
 def _fill_mask_method(self, text: str | list[str], top_k: int = 5) -> pd.DataFrame:
     """The top tokens for each mask token of ``text``, as a DataFrame; see
     :func:`workbench.mask_filling.fill_mask` (``wb.fill_mask``)."""
-    return fill_mask(self, text, top_k)
+    return _fill_mask(self, text, top_k)
 
 
 # ``mlm.fill_mask(...)`` for every model class that inherits FillMaskMixin. The model layers never import this
