@@ -220,3 +220,25 @@ def test_the_comparison_view_picks_a_pair_and_states_its_data(comparison):
     assert view.figures()[0].layout.title.text.startswith("best-match correlation of gpt2 (random stand-in)")
     with pytest.raises(ValueError, match="pair"):
         viz.feature_comparison(comparison, pair=("bert", "bert"))
+
+
+def test_the_real_minilm_against_a_byte_level_bpe_model_on_treebank_words(minilm, models):
+    from probes.data import load_treebank
+
+    sentences = [" ".join(s.words) for s in load_treebank("sample", "test", max_sentences=6)]
+    both = {"minilm": minilm, "gpt2": models["gpt2"]}
+    depth_hooks = {
+        name: f"blocks.{sae.layer_at_depth(m.n_layers, 0.5)}.hook_resid_post" for name, m in both.items()
+    }
+    assert depth_hooks == {"minilm": "blocks.3.hook_resid_post", "gpt2": "blocks.2.hook_resid_post"}
+    dictionaries = {
+        name: random_dictionary(m.config.d_model, d_sae=32, seed=i, hook=depth_hooks[name])
+        for i, (name, m) in enumerate(both.items())
+    }
+    comparison = sae.compare(dictionaries, both, sentences, batch_size=3, progress=False)
+    assert comparison.n_words == sum(len(s.split()) for s in sentences)  # every word kept in both
+    assert comparison.words_without_tokens == {"minilm": 0, "gpt2": 0}
+    assert comparison.labels == {"minilm": "minilm", "gpt2": "gpt2 (random stand-in)"}
+    summary = comparison.summary
+    assert list(summary["n_features"]) == [32, 32] and (summary["alive"] + summary["dead"] == 32).all()
+    assert summary["median_best_correlation"].between(-1, 1).all()
