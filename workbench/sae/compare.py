@@ -104,7 +104,8 @@ def word_features(
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     hook = dictionary.cfg.hook_name
-    encoding = model.tokenize(list(texts), truncation=True, max_length=_max_length(model))
+    max_length = _max_length(model)
+    encoding = model.tokenize(list(texts), truncation=max_length is not None, max_length=max_length)
     with torch.no_grad():
         _, cache = model.run_with_cache(encoding, names_filter=[hook])
         acts = cache[hook]  # [batch, pos, d_in]
@@ -299,8 +300,8 @@ class FeatureComparison:
                 "match_frequency": self.frequencies[b][best],
             }
         )
-        frame["top_words"] = frame["feature"].map(self._top_words_text(a))
-        frame["match_top_words"] = frame["match"].map(self._top_words_text(b))
+        frame["top_words"] = frame["feature"].map(self._top_words_text(a)).fillna("")
+        frame["match_top_words"] = frame["match"].map(self._top_words_text(b)).fillna("")
         return frame.sort_values("correlation", ascending=False, kind="stable").reset_index(drop=True)
 
     @property
