@@ -1,29 +1,42 @@
-"""An on-disk store of word representations: one float16 memmap per layer, resumable, memory-flat.
+"""An activation store of word representations: one row-chunked zarr v3 array per layer, written by one process
+or by many at once (``torchrun``), resumable per chunk, on a local folder or any fsspec URL.
 
 :func:`extract` runs a workbench model over sentences given as words (e.g. Universal Dependencies words),
 pools each word's subword tokens into one vector (first, mean or last subword) at every chosen layer, and
-writes the vectors to ``folder``:
+writes the vectors to ``folder`` (a path, or a URL such as ``memory://acts``, ``file:///data/acts`` or
+``s3://bucket/acts`` with ``s3fs`` installed), a zarr v3 group holding:
 
-- ``layer_{i}.f16``: a float16 ``numpy.memmap`` [n_words_total, d_model] per layer; layer 0 is the embedding
-  output (``blocks.0.hook_resid_pre``), layer i >= 1 is ``blocks.{i-1}.{hook}`` (``hook_resid_post`` by
-  default), so layer i is Hugging Face's ``hidden_states[i]`` for BERT-like models;
-- ``n_subwords.u16``: a uint16 memmap [n_words_total]: how many tokens each word had (0 when a word got no
-  token: truncated away, or an empty string; its vectors are then zeros);
-- ``sentence_offsets.npy``: int64 [n_sentences + 1]; sentence s holds rows ``offsets[s]:offsets[s + 1]``;
-- ``manifest.json``: what was extracted — the model's fingerprint (a hash of its weights as loaded, dtype,
-  config and attached editing hooks: :func:`workbench.provenance.model_fingerprint`), the tokenizer's, the
-  data's (hash of the words), pooling, hook, layers, batch size, truncation length, shapes — ``progress``
-  (the number of sentences done), a hash of the offsets, and a checksum of the manifest itself.
+- ``layer_{i}``: float16 [n_words_total, d_model] per layer, chunked by ``chunk_rows`` rows; layer 0 is the
+  embedding output (``blocks.0.hook_resid_pre``), layer i >= 1 is ``blocks.{i-1}.{hook}``
+  (``hook_resid_post`` by default), so layer i is Hugging Face's ``hidden_states[i]`` for BERT-like models;
+- ``n_subwords``: uint16 [n_words_total]: how many tokens each word had (0 when a word got no token:
+  truncated away, or an empty string; its vectors are then zeros);
+- ``sentence_offsets``: int64 [n_sentences + 1]; sentence s holds rows ``offsets[s]:offsets[s + 1]``;
+- ``chunks_done``: uint8 [n_chunks], one object per chunk: 1 once that chunk's rows of every array are written;
+- the manifest, as the group's ``manifest`` attribute: what was extracted — the model's fingerprint (a hash
+  of its weights as loaded, dtype, config and attached editing hooks:
+  :func:`workbench.provenance.model_fingerprint`), the tokenizer's, the data's (hash of the words), pooling,
+  hook, layers, batch size, chunk size, truncation length, shapes — ``progress`` (sentences done), a hash
+  of the offsets, and a checksum of the manifest itself.
 
-Sentences are batched by token count (longest first) for speed; each sentence's words are written at its
-original offset. Each batch is written to the memmaps, flushed, and only then counted in ``progress``, so an
-interrupted run leaves a consistent store that the next call with the same arguments continues (the order
-of sentences is a function of the data alone, so the result is byte-identical to an uninterrupted run with
-the same batch size). A folder holding another extraction — another model (even one of the same config
-with other weights, dtype or editing hooks), other data or other arguments — raises :class:`StoreError`
-naming what differs; ``overwrite=True`` replaces it. Before a store is resumed or read, the manifest's
-checksum, the offsets and every file's size are checked: a damaged or truncated store is a
-:class:`StoreError` naming the file, and nothing is ever extended or zero-filled.
+Every chunk ends with a CRC32C checksum: a changed byte is an error when read. The unit of work is a chunk
+of rows: the sentences that overlap it are sorted by token count and batched, and only its rows are
+written. Under ``torchrun`` (or any launcher setting ``RANK``/``WORLD_SIZE``) each rank takes a strided
+share of the chunks not yet done (:mod:`workbench.distributed`), so no two ranks ever write one chunk;
+rank 0 creates the store and finalizes the manifest. A chunk's done record is written after its data, so
+an interrupted run resumes with any number of processes, and the store equals a one-process run's byte for
+byte (each chunk is computed the same way whoever computes it).
+
+A store holding another extraction — another model (even one of the same config with other weights,
+dtype or editing hooks), other data or other arguments — raises :class:`StoreError` naming what differs;
+``overwrite=True`` replaces it. Before a store is resumed or read, the manifest's checksum, the offsets,
+every array's metadata and every chunk object's size are checked, and every chunk recorded as done must
+exist: a damaged or truncated store is a :class:`StoreError` naming the object, and nothing is ever
+zero-filled.
+
+Stores of the previous format (format version 2: one float16 ``numpy.memmap`` file per layer,
+``manifest.json``) are still read by :class:`ActivationStore`, written with ``extract(..., format="memmap")``
+(one process), and converted with :func:`convert`.
 
 >>> store = extract(model, [["The", "keys", "are", "here", "."]], "acts/minilm")  # doctest: +SKIP
 >>> store.stack(layers=[3, 6]).shape  # [layer, n_words, d_model]  # doctest: +SKIP
@@ -34,25 +47,37 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from workbench import distributed
 from workbench.probing import EMBEDDING_HOOK, hook_name, resolve_layers  # noqa: F401  (re-exported)
 
-logger = logging.getLogger(__name__)
+from . import chunked
+from .chunked import StoreError
+
+logger = distributed.get_logger(__name__)
 
 POOLINGS = ("first", "mean", "last")
+FORMATS = ("zarr", "memmap")
+FORMAT_VERSION = 3  # the zarr store; extract writes it unless format="memmap"
+MEMMAP_FORMAT_VERSION = 2  # the previous format: memmap files and manifest.json (read, converted, written)
 MANIFEST = "manifest.json"
 OFFSETS = "sentence_offsets.npy"
 SUBWORDS = "n_subwords.u16"
-FORMAT_VERSION = 2
 STORE_DTYPE = "float16"
+# The zarr store's arrays and the group attribute holding the manifest.
+MANIFEST_ATTRIBUTE = "manifest"
+OFFSETS_ARRAY = "sentence_offsets"
+SUBWORDS_ARRAY = "n_subwords"
+DONE_ARRAY = "chunks_done"
+CHUNK_BYTES = 8 * 2**20  # default chunk: about 8 MiB of one layer (8192 rows of d_model 384, 1024 of 4096)
 # Manifest keys that must agree for a folder to be resumed or reused (the rest describe the store).
 IDENTITY_KEYS = (
     "format_version",
@@ -73,6 +98,7 @@ IDENTITY_KEYS = (
     "add_prefix_space",
     "max_length",
     "batch_size",
+    "chunk_rows",
 )
 _DESCRIPTIONS = {
     "model": "model",
@@ -93,18 +119,24 @@ _DESCRIPTIONS = {
     "tokenizer_fingerprint": "tokenizer fingerprint",
     "data_fingerprint": "data fingerprint (hash of the words)",
     "batch_size": "batch_size",
+    "chunk_rows": "chunk_rows (rows per chunk: the unit of work and of batching)",
 }
 _FIX = "Use another folder, or pass overwrite=True to extract into this one anew (or delete it)."
 
 
-class StoreError(ValueError):
-    """An activation store that cannot be used as asked: damaged or truncated files, a manifest that does
-    not check, or a folder that holds another extraction. The message names the file or the difference,
-    and the fix."""
-
-
 def layer_file(layer: int) -> str:
+    """The memmap file of ``layer`` in a format-2 store."""
     return f"layer_{layer}.f16"
+
+
+def layer_array(layer: int) -> str:
+    """The zarr array of ``layer``."""
+    return f"layer_{layer}"
+
+
+def default_chunk_rows(d_model: int) -> int:
+    """Rows per chunk: a power of two near :data:`CHUNK_BYTES` of float16 [rows, d_model], 64 at least."""
+    return max(64, 2 ** round(np.log2(CHUNK_BYTES / (2 * d_model))))
 
 
 def data_checksum(sentences: Sequence[Sequence[str]]) -> str:
@@ -237,16 +269,18 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise _damaged(path, f"a JSON {type(manifest).__name__}, not an object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION and _is_int(version) and "checksum" not in manifest:
+    if version != MEMMAP_FORMAT_VERSION and _is_int(version) and "checksum" not in manifest:
         raise StoreError(
-            f"{path} was written by store format version {version}; this version reads version "
-            f"{FORMAT_VERSION}, which also records the model's weights fingerprint. {_FIX}"
+            f"{path} was written by store format version {version}; this version reads versions "
+            f"{MEMMAP_FORMAT_VERSION} and {FORMAT_VERSION}, which also record the model's weights fingerprint. "
+            f"{_FIX}"
         )
     if manifest.get("checksum") != _manifest_checksum(manifest):
         raise _damaged(path, "its checksum does not match its content (edited or corrupted)")
-    if version != FORMAT_VERSION:
+    if version != MEMMAP_FORMAT_VERSION:
         raise StoreError(
-            f"{path} is store format version {version!r}; this version reads {FORMAT_VERSION}. {_FIX}"
+            f"{path} is store format version {version!r}; a manifest.json store is format "
+            f"{MEMMAP_FORMAT_VERSION}. {_FIX}"
         )
     _check_fields(path, manifest)
     return manifest
@@ -276,10 +310,24 @@ def _check_fields(path: Path, manifest: dict[str, Any]) -> None:
             problems.append(f"progress {manifest['progress']} > n_sentences {manifest['n_sentences']}")
         if manifest.get("shape") != [manifest["n_words"], manifest["d_model"]]:
             problems.append(f"shape {manifest.get('shape')!r} is not [n_words, d_model]")
-        if manifest.get("files") != {str(layer): layer_file(layer) for layer in layers}:
+        if manifest.get("format_version") == FORMAT_VERSION:
+            problems.extend(_zarr_field_problems(manifest))
+        elif manifest.get("files") != {str(layer): layer_file(layer) for layer in layers}:
             problems.append(f"files {manifest.get('files')!r} do not match layers {layers}")
     if problems:
         raise _damaged(path, "; ".join(problems))
+
+
+def _zarr_field_problems(manifest: dict[str, Any]) -> list[str]:
+    problems = []
+    chunk_rows = manifest.get("chunk_rows")
+    if not _is_int(chunk_rows, 1):
+        return [f"chunk_rows must be an int >= 1, got {chunk_rows!r}"]
+    if manifest.get("n_chunks") != chunked.n_chunks(manifest["n_words"], chunk_rows):
+        problems.append(f"n_chunks {manifest.get('n_chunks')!r} does not match n_words and chunk_rows")
+    if manifest.get("arrays") != {str(layer): layer_array(layer) for layer in manifest["layers"]}:
+        problems.append(f"arrays {manifest.get('arrays')!r} do not match layers {manifest['layers']}")
+    return problems
 
 
 def read_offsets(folder: Path, manifest: dict[str, Any]) -> np.ndarray:
@@ -337,7 +385,7 @@ def check_files(folder: str | Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def _check_same(stored: dict[str, Any], wanted: dict[str, Any], folder: Path) -> None:
+def _check_same(stored: dict[str, Any], wanted: dict[str, Any], folder) -> None:
     from workbench.provenance import differences as record_differences
 
     differences = []
@@ -403,13 +451,20 @@ def extract(
     progress: bool = True,
     max_batches: int | None = None,
     overwrite: bool = False,
+    format: str = "zarr",
+    chunk_rows: int | None = None,
+    max_chunks: int | None = None,
 ) -> ActivationStore:
     """Extract pooled word representations of ``sentences`` into ``folder``, resuming a partial run.
 
+    Alone, or under ``torchrun``: every rank calls it with the same arguments and takes its share of the
+    chunks (see the module docstring); each returns the finished store.
+
     Args:
         model: a workbench model with a tokenizer; it runs on its own device (GPU if it is there), no grad.
+            Under ``torchrun`` put each rank's model on its own GPU (``cuda:{LOCAL_RANK}``).
         sentences: each a list of words (already split, e.g. UD words).
-        folder: the store's folder (created).
+        folder: the store's folder (created) or fsspec URL (``memory://...``, ``file://...``, ``s3://...``).
         pooling: ``"first"``, ``"mean"`` or ``"last"`` subword of each word.
         layers: ``"all"`` (0 = embedding output, then 1..n_layers = each block's ``hook``) or a list of ints.
         batch_size: sentences per forward pass (batched by token count).
@@ -418,13 +473,18 @@ def extract(
             after it).
         data_id: a name for the data, recorded as ``data_checksum`` instead of the sha256 of the words (the
             hash of the words is recorded and compared as ``data_fingerprint`` all the same).
-        progress: show a tqdm progress bar.
-        max_batches: process at most this many batches in this call, leaving the store resumable (for runs in
-            chunks, and tests).
+        progress: show a tqdm progress bar (on rank 0, counting every rank's words).
+        max_batches: ``format="memmap"`` only: process at most this many batches in this call.
         overwrite: replace whatever store ``folder`` holds instead of refusing one made another way.
+        format: ``"zarr"`` (the chunked store; any number of processes, local or URL) or ``"memmap"`` (the
+            previous format: one process, a local folder).
+        chunk_rows: zarr: rows per chunk (the unit of work, of resumption and of batching); default
+            :func:`default_chunk_rows` (about 8 MiB of one layer).
+        max_chunks: zarr: each rank processes at most this many chunks in this call, leaving the store
+            resumable (for runs in pieces, and tests).
 
     Returns:
-        an :class:`ActivationStore` over ``folder`` (``.complete`` is False when ``max_batches`` stopped early).
+        an :class:`ActivationStore` (``.complete`` is False when ``max_chunks``/``max_batches`` stopped early).
 
     Words longer than the model's context are truncated; words left without any token get zero vectors and
     ``n_subwords`` 0 (counted in the manifest's ``words_without_tokens``).
@@ -434,6 +494,54 @@ def extract(
             model weights, dtype, hooks, tokenizer, data, pooling, layers, ...), or a damaged one (names the
             file). Reuse and resume happen only when everything that changes the numbers is equal.
     """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    for name, value in (("max_batches", max_batches), ("max_chunks", max_chunks), ("chunk_rows", chunk_rows)):
+        if value is not None and (not _is_int(value, 1)):
+            raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+    if format == "memmap" and (chunk_rows is not None or max_chunks is not None):
+        raise ValueError(
+            "chunk_rows and max_chunks are options of format='zarr'; the memmap format has no chunks"
+        )
+    if format == "zarr" and max_batches is not None:
+        raise ValueError(
+            "max_batches is an option of format='memmap'; a zarr store stops by chunks: max_chunks"
+        )
+    job = _prepare(model, sentences, pooling, layers, batch_size, hook, data_id)
+    if format == "memmap":
+        if distributed.context().distributed:
+            raise ValueError("format='memmap' is written by one process; under torchrun use format='zarr'")
+        return _extract_memmap(job, Path(folder), progress, max_batches, overwrite)
+    job.manifest.update(_zarr_manifest_fields(job, chunk_rows or default_chunk_rows(job.d_model)))
+    return _extract_zarr(job, folder, progress, max_chunks, overwrite)
+
+
+@dataclass
+class _Job:
+    """What one extraction computes: the model and its word tokenizer, the sentences, and the manifest."""
+
+    model: Any
+    tokenizer: Any
+    sentences: list
+    offsets: np.ndarray  # int64 [n_sentences + 1]
+    layers: list[int]
+    names: list[str]  # the hook of each layer
+    pooling: str
+    batch_size: int
+    max_length: int
+    manifest: dict[str, Any]
+
+    @property
+    def n_words(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.manifest["d_model"])
+
+
+def _prepare(model, sentences, pooling, layers, batch_size, hook, data_id) -> _Job:
+    """Check the arguments and build the manifest of the extraction they ask for (nothing is written)."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if batch_size < 1:
@@ -462,11 +570,9 @@ def extract(
     from workbench.provenance import model_fingerprint
     from workbench.zoo import is_stand_in
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     checksum = data_checksum(sentences)
-    wanted = {
-        "format_version": FORMAT_VERSION,
+    manifest = {
+        "format_version": MEMMAP_FORMAT_VERSION,
         "model": str(model.config.name_or_path or tokenizer.name_or_path),
         "model_class": type(model).__name__,
         "config_hash": config_hash(model),
@@ -494,6 +600,54 @@ def extract(
         "progress": 0,
         "words_without_tokens": 0,
     }
+    names = [hook_name(layer, hook) for layer in chosen]
+    return _Job(
+        model, tokenizer, sentences, offsets, chosen, names, pooling, batch_size, max_length, manifest
+    )
+
+
+def _pooled_batch(job: _Job, indices: np.ndarray) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """One forward pass over the sentences ``indices``: per layer the float16 word vectors [n_words_of_batch,
+    d_model] (sentences concatenated in ``indices`` order), and every word's token count [n_words_of_batch]."""
+    words = [job.sentences[i] for i in indices]
+    encoding = job.tokenizer(
+        words,
+        is_split_into_words=True,
+        padding=True,
+        truncation=True,
+        max_length=job.max_length,
+        return_tensors="pt",
+    )
+    rows, positions, word_index, counts = _token_map(encoding, [len(w) for w in words])
+    n_batch_words = int(counts.shape[0])
+    device = job.model.device
+    inputs = {k: v.to(device) for k, v in encoding.items()}
+    with torch.inference_mode():
+        _, cache = job.model.run_with_cache(inputs, names_filter=job.names)
+        index = (rows.to(device), positions.to(device), word_index.to(device))
+        pooled = {
+            layer: _pool(cache[name], *index, n_batch_words, job.pooling).to(torch.float16).cpu().numpy()
+            for layer, name in zip(job.layers, job.names)
+        }
+    del cache
+    return pooled, counts.numpy()
+
+
+def _rows_of(offsets: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The store rows of the words of sentences ``indices``, concatenated in that order."""
+    if len(indices) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in indices])
+
+
+# The memmap format (version 2) -------------------------------------------------------------------------
+
+
+def _extract_memmap(job: _Job, folder: Path, progress: bool, max_batches, overwrite: bool) -> ActivationStore:
+    """The format-2 writer: sentences in one global longest-first order, each batch flushed then counted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted, offsets, sentences = job.manifest, job.offsets, job.sentences
+    n_words, d_model = job.n_words, job.d_model
     manifest_path = folder / MANIFEST
     if overwrite:
         _remove_store_files(folder)
@@ -513,7 +667,7 @@ def extract(
     shape = (n_words, d_model)
     maps = {
         layer: np.memmap(folder / layer_file(layer), dtype=np.float16, mode=mode, shape=shape)
-        for layer in chosen
+        for layer in job.layers
     }
     subwords = np.memmap(folder / SUBWORDS, dtype=np.uint16, mode=mode, shape=(n_words,))
     if mode == "w+":
@@ -521,42 +675,21 @@ def extract(
             array.flush()
         _write_manifest(manifest_path, manifest)  # progress 0: the files exist and are sized
 
-    token_lengths = _token_lengths(tokenizer, sentences, max_length)
+    token_lengths = _token_lengths(job.tokenizer, sentences, job.max_length)
     order = np.argsort(-token_lengths, kind="stable")  # longest first: memory trouble shows at once
     del token_lengths
-    names = [hook_name(layer, hook) for layer in chosen]
-    device = model.device
     done = int(manifest["progress"])
     bar = _progress_bar(len(sentences), done, progress)
     batches = 0
     try:
         while done < len(sentences) and (max_batches is None or batches < max_batches):
-            batch = order[done : done + batch_size]
-            words = [sentences[i] for i in batch]
-            encoding = tokenizer(
-                words,
-                is_split_into_words=True,
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            rows, positions, word_index, counts = _token_map(encoding, [len(w) for w in words])
-            n_batch_words = int(counts.shape[0])
-            inputs = {k: v.to(device) for k, v in encoding.items()}
-            with torch.inference_mode():
-                _, cache = model.run_with_cache(inputs, names_filter=names)
-                index = (rows.to(device), positions.to(device), word_index.to(device))
-                pooled = {
-                    layer: _pool(cache[name], *index, n_batch_words, pooling).to(torch.float16).cpu().numpy()
-                    for layer, name in zip(chosen, names)
-                }
-            del cache
-            destination = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in batch])
-            for layer in chosen:
+            batch = order[done : done + job.batch_size]
+            pooled, counts = _pooled_batch(job, batch)
+            destination = _rows_of(offsets, batch)
+            for layer in job.layers:
                 maps[layer][destination] = pooled[layer]
                 maps[layer].flush()
-            subwords[destination] = np.minimum(counts.numpy(), np.iinfo(np.uint16).max)
+            subwords[destination] = np.minimum(counts, np.iinfo(np.uint16).max)
             subwords.flush()
             done += len(batch)
             batches += 1
@@ -569,12 +702,394 @@ def extract(
     finally:
         bar.close()
         del maps, subwords
-    if done >= len(sentences) and manifest["words_without_tokens"]:
+    _warn_words_without_tokens(manifest, done >= len(sentences))
+    return ActivationStore(folder)
+
+
+def _warn_words_without_tokens(manifest: dict[str, Any], complete: bool) -> None:
+    if complete and manifest["words_without_tokens"]:
         logger.warning(
             "%d words got no token (truncated or empty) and hold zero vectors; see n_subwords",
             manifest["words_without_tokens"],
         )
+
+
+# The zarr format (version 3) ---------------------------------------------------------------------------
+
+
+def _zarr_manifest_fields(job: _Job, chunk_rows: int) -> dict[str, Any]:
+    """What the zarr store's manifest has instead of the memmap file names."""
+    del job.manifest["files"], job.manifest["offsets_file"], job.manifest["subwords_file"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "format": "zarr",
+        "chunk_rows": chunk_rows,
+        "n_chunks": chunked.n_chunks(job.n_words, chunk_rows),
+        "arrays": {str(layer): layer_array(layer) for layer in job.layers},
+    }
+
+
+def _zarr_damaged(location: chunked.Location, key: str, problem: str) -> StoreError:
+    return StoreError(
+        f"{location.describe(key)} is damaged: {problem}. The activation store in {location.url} cannot be "
+        f"trusted; delete it, or call extract(..., overwrite=True) to extract again."
+    )
+
+
+def _open_group(location: chunked.Location, mode: str):
+    import zarr
+
+    return zarr.open_group(store=location.store, mode=mode, zarr_format=3)
+
+
+def _holds_zarr_store(location: chunked.Location) -> bool:
+    return chunked.exists(location, "zarr.json")
+
+
+def read_zarr_manifest(location: chunked.Location) -> dict[str, Any]:
+    """The manifest of the zarr store at ``location``, checked like :func:`read_manifest`'s.
+
+    Raises:
+        FileNotFoundError: no store there. StoreError: a damaged group or manifest (names the object).
+    """
+    if not _holds_zarr_store(location):
+        raise FileNotFoundError(f"no activation store at {location.url}: zarr.json is missing")
+    try:
+        attributes = dict(_open_group(location, "r").attrs)
+    except Exception as err:  # zarr raises many types for a damaged zarr.json
+        raise _zarr_damaged(
+            location, "zarr.json", f"not a readable zarr group ({type(err).__name__}: {err})"
+        ) from None
+    manifest = attributes.get(MANIFEST_ATTRIBUTE)
+    if not isinstance(manifest, dict):
+        raise _zarr_damaged(location, "zarr.json", "it holds no activation store manifest")
+    if manifest.get("checksum") != _manifest_checksum(manifest):
+        raise _zarr_damaged(location, "zarr.json", "the manifest's checksum does not match its content")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise StoreError(
+            f"{location.describe('zarr.json')} is store format version {manifest.get('format_version')!r}; "
+            f"a zarr store is format {FORMAT_VERSION}. {_FIX}"
+        )
+    _check_fields(Path(location.describe("zarr.json")), manifest)
+    return manifest
+
+
+def _write_zarr_manifest(group, manifest: dict[str, Any]) -> None:
+    manifest["checksum"] = _manifest_checksum(manifest)
+    group.attrs[MANIFEST_ATTRIBUTE] = manifest
+
+
+def _zarr_arrays(manifest: dict[str, Any]) -> dict[str, tuple[int, tuple[int, ...], str]]:
+    """{array name: (n_rows, row_shape, dtype)} of every row-chunked array the manifest implies."""
+    n_words, d_model = manifest["n_words"], manifest["d_model"]
+    arrays = {name: (n_words, (d_model,), STORE_DTYPE) for name in manifest["arrays"].values()}
+    arrays[SUBWORDS_ARRAY] = (n_words, (), "uint16")
+    arrays[DONE_ARRAY] = (manifest["n_chunks"], (), "uint8")
+    return arrays
+
+
+def _array_chunk_rows(manifest: dict[str, Any], name: str) -> int:
+    return 1 if name == DONE_ARRAY else manifest["chunk_rows"]
+
+
+def check_zarr_store(location: chunked.Location, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Check a zarr store against its manifest: the offsets (shape, hash), every array's shape, dtype and
+    chunking, every chunk object's size, and that every chunk recorded as done exists in every array.
+
+    Returns:
+        (offsets int64 [n_sentences + 1], done bool [n_chunks]).
+
+    Raises:
+        StoreError: naming the damaged object (nothing is repaired or zero-filled).
+    """
+    group = _open_group(location, "r")
+    offsets = _read_whole(location, group, OFFSETS_ARRAY, (manifest["n_sentences"] + 1,), "int64")
+    if _offsets_hash(offsets) != manifest["offsets_sha256"]:
+        raise _zarr_damaged(location, OFFSETS_ARRAY, "its content does not match the hash in the manifest")
+    arrays = _zarr_arrays(manifest)
+    for name, (n_rows, row_shape, dtype) in arrays.items():
+        _check_array_metadata(
+            location, group, name, (n_rows, *row_shape), dtype, _array_chunk_rows(manifest, name)
+        )
+    n_total = manifest["n_chunks"]
+    chunked.check_chunks(
+        location, DONE_ARRAY, n_total, chunked.chunk_nbytes(1, (), "uint8"), range(0), _damager(location), 1
+    )
+    done = _read_whole(location, group, DONE_ARRAY, (n_total,), "uint8") == 1
+    required = set(np.flatnonzero(done).tolist())
+    for name, (_, row_shape, dtype) in arrays.items():
+        if name != DONE_ARRAY:
+            nbytes = chunked.chunk_nbytes(manifest["chunk_rows"], row_shape, dtype)
+            chunked.check_chunks(
+                location, name, n_total, nbytes, required, _damager(location), 1 + len(row_shape)
+            )
+    return offsets, done
+
+
+def _damager(location: chunked.Location):
+    return lambda key, problem: _zarr_damaged(location, key, problem)
+
+
+def _check_array_metadata(location, group, name: str, shape: tuple, dtype: str, chunk_rows: int) -> None:
+    try:
+        array = group[name]
+    except Exception as err:
+        raise _zarr_damaged(
+            location, f"{name}/zarr.json", f"the array is missing or unreadable ({err})"
+        ) from None
+    expected_chunks = (chunk_rows, *shape[1:])
+    if (
+        tuple(array.shape) != shape
+        or np.dtype(array.dtype) != np.dtype(dtype)
+        or array.chunks != expected_chunks
+    ):
+        raise _zarr_damaged(
+            location,
+            f"{name}/zarr.json",
+            f"{np.dtype(array.dtype)} {tuple(array.shape)} in chunks {array.chunks}, but the manifest needs "
+            f"{dtype} {shape} in chunks {expected_chunks}",
+        )
+    codecs = [type(codec).__name__ for codec in array.metadata.codecs]
+    if codecs != ["BytesCodec", "Crc32cCodec"]:
+        raise _zarr_damaged(location, f"{name}/zarr.json", f"codecs {codecs}, not bytes + crc32c")
+
+
+def _read_whole(location, group, name: str, shape: tuple, dtype: str) -> np.ndarray:
+    """A small array read whole (offsets, done records), its metadata and every chunk checked first."""
+    chunk_rows = 1 if name == DONE_ARRAY else shape[0]
+    _check_array_metadata(location, group, name, shape, dtype, chunk_rows)
+    try:
+        return np.asarray(group[name][:])
+    except Exception as err:  # a checksum mismatch, a short chunk
+        raise _zarr_damaged(location, name, f"not readable ({type(err).__name__}: {err})") from None
+
+
+def _chunk_sentences(offsets: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The sentences with at least one word in rows [start, stop), in order."""
+    first = int(np.searchsorted(offsets, start, side="right")) - 1
+    last = int(np.searchsorted(offsets, stop, side="left"))
+    candidates = np.arange(first, last)
+    return candidates[offsets[candidates + 1] > offsets[candidates]]  # sentences without words have no rows
+
+
+def _compute_chunk(job: _Job, chunk: int, chunk_rows: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """The rows [chunk * chunk_rows, ...) of every layer (float16 [rows, d_model]) and of n_subwords: the
+    sentences overlapping the chunk, longest first in batches of ``batch_size``, only their rows kept."""
+    start = chunk * chunk_rows
+    stop = min(start + chunk_rows, job.n_words)
+    members = _chunk_sentences(job.offsets, start, stop)
+    lengths = _token_lengths(job.tokenizer, [job.sentences[i] for i in members], job.max_length)
+    order = members[np.argsort(-lengths, kind="stable")]
+    values = {layer: np.zeros((stop - start, job.d_model), dtype=np.float16) for layer in job.layers}
+    subwords = np.zeros(stop - start, dtype=np.uint16)
+    for first in range(0, len(order), job.batch_size):
+        batch = order[first : first + job.batch_size]
+        pooled, counts = _pooled_batch(job, batch)
+        rows = _rows_of(job.offsets, batch)
+        inside = (rows >= start) & (rows < stop)
+        for layer in job.layers:
+            values[layer][rows[inside] - start] = pooled[layer][inside]
+        subwords[rows[inside] - start] = np.minimum(counts[inside], np.iinfo(np.uint16).max)
+    return values, subwords
+
+
+def _write_chunk(arrays: dict[str, Any], job: _Job, chunk: int, chunk_rows: int, values, subwords) -> None:
+    """Write one chunk of every array (``arrays``: name -> zarr array), then its done record (so a chunk
+    counts only once it is whole)."""
+    start = chunk * chunk_rows
+    stop = start + len(subwords)
+    for layer in job.layers:
+        arrays[layer_array(layer)][start:stop] = values[layer]
+    arrays[SUBWORDS_ARRAY][start:stop] = subwords
+    arrays[DONE_ARRAY][chunk] = 1
+
+
+def _create_zarr_store(location: chunked.Location, manifest: dict[str, Any], offsets: np.ndarray):
+    """Create the group, its arrays and the offsets, then the manifest (progress 0) last."""
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    group = _open_group(location, "a")
+    for name, (n_rows, row_shape, dtype) in _zarr_arrays(manifest).items():
+        chunked.create_rows_array(group, name, n_rows, row_shape, dtype, _array_chunk_rows(manifest, name))
+    offsets_array = group.create_array(
+        OFFSETS_ARRAY,
+        shape=offsets.shape,
+        chunks=offsets.shape,
+        dtype="int64",
+        fill_value=0,
+        serializer=BytesCodec(),
+        compressors=[Crc32cCodec()],
+        overwrite=True,
+    )
+    offsets_array[:] = offsets
+    _write_zarr_manifest(group, manifest)
+    return group
+
+
+def _remove_zarr_store(location: chunked.Location) -> None:
+    """Delete what a zarr store consists of (its zarr.json first, so an interruption leaves no stale claim),
+    refusing a location that holds a zarr group which is not an activation store."""
+    if not _holds_zarr_store(location):
+        return
+    try:
+        attributes = dict(_open_group(location, "r").attrs)
+    except Exception:
+        attributes = {MANIFEST_ATTRIBUTE: None}  # a damaged store of ours is replaced as overwrite asks
+    if MANIFEST_ATTRIBUTE not in attributes:
+        raise StoreError(
+            f"{location.url} holds a zarr group that is not an activation store; overwrite=True replaces only "
+            f"activation stores. Choose another location."
+        )
+    chunked.remove(location, "zarr.json")
+    for path in location.fs.ls(location.root, detail=False):
+        name = str(path).rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("layer_") or name in (OFFSETS_ARRAY, SUBWORDS_ARRAY, DONE_ARRAY):
+            chunked.remove(location, name)
+
+
+def _setup_zarr(job: _Job, location: chunked.Location, overwrite: bool) -> None:
+    """Rank 0: check an existing store against the wanted one (or replace it), or create a new one."""
+    if overwrite:
+        _remove_zarr_store(location)
+        if location.is_local:
+            _remove_store_files(Path(location.root))
+    elif location.is_local and (Path(location.root) / MANIFEST).is_file():
+        raise StoreError(
+            f"{location.root} holds a store of the previous format (memmap files); convert it with "
+            f"probes.store.convert({location.root!r}, new_location), or extract with format='memmap'. {_FIX}"
+        )
+    if _holds_zarr_store(location):
+        stored = read_zarr_manifest(location)
+        _check_same(stored, job.manifest, location.url)
+        check_zarr_store(location, stored)
+        return
+    _create_zarr_store(location, dict(job.manifest), job.offsets)
+
+
+def _extract_zarr(job: _Job, folder, progress: bool, max_chunks, overwrite: bool) -> ActivationStore:
+    ctx = distributed.init()
+    location = chunked.open_location(folder, read_only=False)
+    if location.is_local:
+        Path(location.root).mkdir(parents=True, exist_ok=True)
+    failure = None
+    if ctx.is_main:
+        try:
+            _setup_zarr(job, location, overwrite)
+        except Exception as err:  # told to the other ranks, so that none waits for a store never made
+            failure = err
+    failure = distributed.broadcast_object(failure)
+    if failure is not None:
+        raise failure
+    stored = read_zarr_manifest(location)
+    _check_same(stored, job.manifest, location.url)  # every rank runs the same model on the same data
+    chunk_rows = stored["chunk_rows"]
+    _, done = check_zarr_store(location, stored)
+    pending = np.flatnonzero(~done).tolist()
+    mine = distributed.share(pending)[:max_chunks]
+    steps = int(distributed.all_reduce_scalar(len(mine), "max"))  # every rank takes part in every step
+    words_done = int(sum(min(chunk_rows, job.n_words - c * chunk_rows) for c in np.flatnonzero(done)))
+    group = _open_group(location, "r+")
+    arrays = {name: group[name] for name in _zarr_arrays(stored)}
+    logger.info("%d of %d chunks to do; this rank does %d", len(pending), len(done), len(mine))
+    with distributed.GlobalProgress(job.n_words, words_done, progress, "extract", "word") as bar:
+        for step in range(steps):
+            rows = 0
+            if step < len(mine):
+                values, subwords = _compute_chunk(job, mine[step], chunk_rows)
+                _write_chunk(arrays, job, mine[step], chunk_rows, values, subwords)
+                rows = len(subwords)
+            bar.update(rows)
+    distributed.barrier()
+    if ctx.is_main:
+        _finalize_zarr(location, stored)
+    distributed.barrier()
     return ActivationStore(folder)
+
+
+def _finalize_zarr(location: chunked.Location, manifest: dict[str, Any]) -> None:
+    """Rank 0, after every rank is done: record progress (sentences whose every row is in a done chunk) and,
+    when complete, the number of words without tokens."""
+    offsets, done = check_zarr_store(location, manifest)
+    chunk_rows = manifest["chunk_rows"]
+    group = _open_group(location, "r+")
+    if done.all():
+        manifest["progress"] = manifest["n_sentences"]
+        subwords = chunked.ChunkedRows(group[SUBWORDS_ARRAY], chunk_rows, lambda i: SUBWORDS_ARRAY)
+        manifest["words_without_tokens"] = int(
+            sum(
+                int((subwords[s : s + chunk_rows] == 0).sum())
+                for s in range(0, manifest["n_words"], chunk_rows)
+            )
+        )
+    else:
+        # A sentence is done when the chunks of its first and last rows and all between are done.
+        first_chunk = offsets[:-1] // chunk_rows
+        last_chunk = np.maximum(offsets[1:] - 1, offsets[:-1]) // chunk_rows
+        undone_before = np.concatenate([[0], np.cumsum(~done)])
+        manifest["progress"] = int((undone_before[last_chunk + 1] - undone_before[first_chunk] == 0).sum())
+    _write_zarr_manifest(group, manifest)
+    _warn_words_without_tokens(manifest, bool(done.all()))
+
+
+def convert(
+    old: str | Path, new: str | Path, chunk_rows: int | None = None, progress: bool = True
+) -> ActivationStore:
+    """Copy a store of the previous format (memmap files, ``manifest.json``) into a new zarr store.
+
+    The manifest keeps every provenance field (model and data fingerprints, arguments) and records
+    ``converted_from``; the values are copied as they are, chunk by chunk (memory: one chunk per layer).
+    The old store is checked first as when it is opened, and must be complete.
+
+    Raises:
+        StoreError: ``old`` is damaged or incomplete, or ``new`` already holds a store.
+    """
+    source = ActivationStore(old)
+    if source.format != "memmap":
+        raise StoreError(
+            f"{old} is already a zarr store (format version {FORMAT_VERSION}); nothing to convert"
+        )
+    if not source.complete:
+        raise StoreError(
+            f"{old} is incomplete ({source.manifest['progress']} of {source.n_sentences} sentences); "
+            f"finish it with extract(..., format='memmap') before converting it"
+        )
+    location = chunked.open_location(new, read_only=False)
+    if _holds_zarr_store(location):
+        raise StoreError(
+            f"{location.url} already holds a zarr store; choose a new location for the conversion"
+        )
+    if location.is_local:
+        Path(location.root).mkdir(parents=True, exist_ok=True)
+    manifest = {
+        k: v
+        for k, v in source.manifest.items()
+        if k not in ("files", "offsets_file", "subwords_file", "checksum")
+    }
+    chunk_rows = chunk_rows or default_chunk_rows(source.d_model)
+    manifest.update(
+        format_version=FORMAT_VERSION,
+        format="zarr",
+        chunk_rows=chunk_rows,
+        n_chunks=chunked.n_chunks(source.n_words, chunk_rows),
+        arrays={str(layer): layer_array(layer) for layer in source.layers},
+        converted_from={"path": str(old), "format_version": MEMMAP_FORMAT_VERSION},
+        progress=0,
+    )
+    group = _create_zarr_store(location, manifest, source.offsets)
+    from tqdm.auto import tqdm
+
+    for chunk in tqdm(range(manifest["n_chunks"]), disable=not progress, desc="convert", unit="chunk"):
+        start = chunk * chunk_rows
+        stop = min(start + chunk_rows, source.n_words)
+        for layer in source.layers:
+            group[layer_array(layer)][start:stop] = np.asarray(source.layer(layer)[start:stop])
+        group[SUBWORDS_ARRAY][start:stop] = np.asarray(source.n_subwords[start:stop])
+        group[DONE_ARRAY][chunk] = 1
+    manifest["progress"] = source.n_sentences
+    manifest["words_without_tokens"] = source.manifest["words_without_tokens"]
+    _write_zarr_manifest(group, manifest)
+    logger.info("converted %s (memmap, format %d) to %s (zarr)", old, MEMMAP_FORMAT_VERSION, location.url)
+    return ActivationStore(new)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -606,11 +1121,12 @@ def _token_map(encoding, n_words: list[int]) -> tuple[torch.Tensor, torch.Tensor
 
 
 class ActivationStore:
-    """Read access to a folder written by :func:`extract` (memmaps: nothing is loaded until indexed).
+    """Read access to a store written by :func:`extract`: a zarr store (a path or URL) or a memmap folder of the
+    previous format (nothing is loaded until indexed).
 
     Attributes:
         manifest: the manifest dict; layers: the stored layer numbers; offsets: int64 [n_sentences + 1];
-        n_words, n_sentences, d_model; complete: whether every sentence is done.
+        n_words, n_sentences, d_model; complete: whether every sentence is done; format: "zarr" or "memmap".
 
     Raises:
         FileNotFoundError: no manifest in ``folder``.
@@ -619,15 +1135,16 @@ class ActivationStore:
     """
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.manifest: dict[str, Any] = read_manifest(self.folder)
-        self.offsets: np.ndarray = read_offsets(self.folder, self.manifest)
-        check_files(self.folder, self.manifest)
+        self.folder = folder if isinstance(folder, Path) or "://" in str(folder) else Path(folder)
+        self._maps: dict[int, Any] = {}
+        if isinstance(self.folder, Path) and (self.folder / MANIFEST).is_file():
+            self._open_memmap(self.folder)
+        else:
+            self._open_zarr(self.folder)
         self.layers: list[int] = list(self.manifest["layers"])
         self.n_words: int = int(self.manifest["n_words"])
         self.n_sentences: int = int(self.manifest["n_sentences"])
         self.d_model: int = int(self.manifest["d_model"])
-        self._maps: dict[int, np.memmap] = {}
         if not self.complete:
             logger.warning(
                 "%s is incomplete: %d of %d sentences done; run extract again to finish it",
@@ -636,26 +1153,60 @@ class ActivationStore:
                 self.n_sentences,
             )
 
+    def _open_memmap(self, folder: Path) -> None:
+        self.format = "memmap"
+        self.manifest: dict[str, Any] = read_manifest(folder)
+        self.offsets: np.ndarray = read_offsets(folder, self.manifest)
+        check_files(folder, self.manifest)
+        self._done = None
+
+    def _open_zarr(self, folder) -> None:
+        self.format = "zarr"
+        self._location = chunked.open_location(folder, read_only=True)
+        self.manifest = read_zarr_manifest(self._location)
+        self.offsets, self._done = check_zarr_store(self._location, self.manifest)
+        if self.manifest["progress"] >= self.manifest["n_sentences"] and not self._done.all():
+            raise _zarr_damaged(
+                self._location,
+                DONE_ARRAY,
+                "the manifest says complete but some chunks are not recorded as done",
+            )
+        self._group = _open_group(self._location, "r")
+
+    def _rows(self, name: str) -> chunked.ChunkedRows:
+        chunk_rows = self.manifest["chunk_rows"]
+        suffix = "/0" if name.startswith("layer_") else ""
+        return chunked.ChunkedRows(
+            self._group[name], chunk_rows, lambda index: self._location.describe(f"{name}/c/{index}{suffix}")
+        )
+
     @property
     def complete(self) -> bool:
         return int(self.manifest["progress"]) >= self.n_sentences
 
     @property
-    def n_subwords(self) -> np.memmap:
+    def n_subwords(self) -> np.memmap | chunked.ChunkedRows:
         """uint16 [n_words]: the number of tokens of each word (0: the word got none and its vectors are 0)."""
+        if self.format == "zarr":
+            return self._rows(SUBWORDS_ARRAY)
         return np.memmap(self.folder / SUBWORDS, dtype=np.uint16, mode="r", shape=(self.n_words,))
 
-    def layer(self, layer: int) -> np.memmap:
-        """The float16 memmap [n_words, d_model] of one layer (a layer number, as in ``.layers``)."""
+    def layer(self, layer: int) -> np.memmap | chunked.ChunkedRows:
+        """The float16 rows [n_words, d_model] of one layer (a layer number, as in ``.layers``): a numpy
+        memmap (memmap store) or a :class:`~probes.chunked.ChunkedRows` (zarr store); both index like numpy
+        arrays and read only the rows asked for."""
         if layer not in self.layers:
             raise KeyError(f"layer {layer} is not in this store; stored layers: {self.layers}")
         if layer not in self._maps:
-            self._maps[layer] = np.memmap(
-                self.folder / layer_file(layer),
-                dtype=np.float16,
-                mode="r",
-                shape=(self.n_words, self.d_model),
-            )
+            if self.format == "zarr":
+                self._maps[layer] = self._rows(layer_array(layer))
+            else:
+                self._maps[layer] = np.memmap(
+                    self.folder / layer_file(layer),
+                    dtype=np.float16,
+                    mode="r",
+                    shape=(self.n_words, self.d_model),
+                )
         return self._maps[layer]
 
     def sentence(self, index: int, layer: int) -> np.ndarray:
@@ -690,7 +1241,7 @@ class ActivationStore:
 
     def __repr__(self) -> str:
         return (
-            f"ActivationStore({str(self.folder)!r}, model={self.manifest['model']!r}, "
+            f"ActivationStore({str(self.folder)!r}, format={self.format!r}, model={self.manifest['model']!r}, "
             f"pooling={self.manifest['pooling']!r}, layers={self.layers}, shape=[{self.n_words}, "
             f"{self.d_model}], progress={self.manifest['progress']}/{self.n_sentences})"
         )

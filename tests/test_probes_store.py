@@ -89,7 +89,7 @@ def test_offsets_and_word_counts(minilm, tmp_path):
     assert store.layer(2).shape == (sum(lengths), 384) and store.layer(2).dtype == np.float16
     assert [store.sentence(i, 2).shape[0] for i in range(len(SENTENCES))] == lengths
     assert (store.n_subwords[:] >= 1).all() and store.manifest["words_without_tokens"] == 0
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "zarr.json").read_text())["attributes"]["manifest"]  # the zarr group's
     for key in (
         "model",
         "model_class",
@@ -133,9 +133,9 @@ def test_layers_all_and_embedding_layer(tiny_gpt2, minilm, tmp_path):
             store.manifest["layer_hooks"][str(model.n_layers)]
             == f"blocks.{model.n_layers - 1}.hook_resid_post"
         )
-        assert sorted(p.name for p in folder.glob("layer_*.f16")) == sorted(
-            f"layer_{i}.f16" for i in range(model.n_layers + 1)
-        )
+        assert sorted(p.name for p in folder.glob("layer_*")) == sorted(
+            f"layer_{i}" for i in range(model.n_layers + 1)
+        )  # one zarr array per layer
     # Layer 0 of BERT is the LayerNorm-ed embeddings: equals ln_embed.hook_normalized.
     encoding = minilm.tokenizer(SENTENCES[0], is_split_into_words=True, return_tensors="pt")
     _, cache = minilm.run_with_cache(dict(encoding), names_filter=["ln_embed.hook_normalized"])
@@ -154,7 +154,7 @@ def test_layers_all_and_embedding_layer(tiny_gpt2, minilm, tmp_path):
 def test_bad_layers_raise(minilm, tmp_path, layers):
     with pytest.raises(ValueError, match="layer"):
         extract(minilm, SENTENCES, tmp_path, layers=layers, progress=False)
-    assert not (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_bad_arguments_raise(minilm, tmp_path):
@@ -167,14 +167,15 @@ def test_bad_arguments_raise(minilm, tmp_path):
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("which", ["minilm", "gpt2"])
 def test_resume_after_interruption_is_byte_identical(which, minilm, tiny_gpt2, tmp_path, monkeypatch):
     model = minilm if which == "minilm" else tiny_gpt2
     sentences = SENTENCES * 3
-    kwargs = dict(layers=[0, 2], pooling="mean", batch_size=4, progress=False)
+    # The memmap format counts batches; the zarr store's chunks: tests/test_scale_store.py.
+    kwargs = dict(layers=[0, 2], pooling="mean", batch_size=4, progress=False, format="memmap")
     extract(model, sentences, tmp_path / "whole", **kwargs)
 
     calls = {"n": 0}
@@ -211,7 +212,7 @@ def test_resume_after_interruption_is_byte_identical(which, minilm, tiny_gpt2, t
 
 
 def test_max_batches_then_resume(tiny_gpt2, tmp_path):
-    kwargs = dict(layers="all", pooling="last", batch_size=2, progress=False)
+    kwargs = dict(layers="all", pooling="last", batch_size=2, progress=False, format="memmap")
     whole = extract(tiny_gpt2, SENTENCES, tmp_path / "whole", **kwargs)
     part = extract(tiny_gpt2, SENTENCES, tmp_path / "part", max_batches=1, **kwargs)
     assert part.manifest["progress"] == 2 and not part.complete
@@ -261,9 +262,11 @@ def test_truncated_words_get_zero_vectors(tiny_gpt2, tmp_path):
     assert not store.sentence(0, 2)[64:].any() and store.sentence(0, 2)[:64].all(axis=1).any()
 
 
-def test_memory_stays_flat(tiny_gpt2, tmp_path, monkeypatch):
-    """extract never holds more than one batch of activations, and its peak Python/numpy memory does not grow
-    with the number of sentences beyond a few integers per sentence (offsets, lengths, order)."""
+@pytest.mark.parametrize("options", [dict(format="memmap"), dict(chunk_rows=256)], ids=["memmap", "zarr"])
+def test_memory_stays_flat(tiny_gpt2, tmp_path, monkeypatch, options):
+    """extract never holds more than one batch of activations (and the zarr store one chunk of rows), and its
+    peak Python/numpy memory does not grow with the number of sentences beyond a few integers per sentence
+    (offsets, lengths, order)."""
     import weakref
 
     import probes.store as store_module
@@ -290,10 +293,15 @@ def test_memory_stays_flat(tiny_gpt2, tmp_path, monkeypatch):
         sentences = (base * n)[:n]
         folder = tmp_path / str(n)
         tracemalloc.start()
-        extract(tiny_gpt2, sentences, folder, layers="all", batch_size=8, progress=False)
+        extract(tiny_gpt2, sentences, folder, layers="all", batch_size=8, progress=False, **options)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-        sizes.append(sum(p.stat().st_size for p in folder.glob("layer_*.f16")))
+        layer_files = [
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.relative_to(folder).parts[0].startswith("layer_")
+        ]
+        sizes.append(sum(p.stat().st_size for p in layer_files))
     n_layers = tiny_gpt2.n_layers + 1
     assert len(alive) > 100 * n_layers  # the hooks saw every batch
     assert most_alive[0] <= 2 * n_layers  # at most one batch's cache and pooled tensors alive at a time

@@ -170,9 +170,10 @@ def test_store_refuses_a_model_of_the_same_config_with_other_weights(tmp_path):
         extract(small(seed=1), WORDS, tmp_path / "done", layers=[1], progress=False)
     assert "config hash" not in str(err.value) and "overwrite=True" in str(err.value)
     # A partial store is not resumed with the other weights either (it would mix activations).
-    extract(small(seed=0), WORDS, tmp_path / "part", layers=[1], batch_size=2, max_batches=1, progress=False)
+    options = dict(layers=[1], batch_size=2, chunk_rows=8, progress=False)
+    assert not extract(small(seed=0), WORDS, tmp_path / "part", max_chunks=1, **options).complete
     with pytest.raises(StoreError, match="weights"):
-        extract(small(seed=1), WORDS, tmp_path / "part", layers=[1], batch_size=2, progress=False)
+        extract(small(seed=1), WORDS, tmp_path / "part", **options)
     # overwrite=True starts over with the new model.
     store = extract(small(seed=1), WORDS, tmp_path / "done", layers=[1], overwrite=True, progress=False)
     assert store.complete and store.manifest["model_fingerprint"] == P.model_fingerprint(small(seed=1))
@@ -196,26 +197,29 @@ def test_store_refuses_other_dtype_hooks_retraining_and_batch_size(tmp_path):
 
 
 def test_truncated_layer_file_is_an_error_never_zero_filled(tmp_path):
+    """The memmap format (still read and written); the zarr store's chunks: tests/test_scale_store.py."""
     model = small()
-    extract(model, WORDS, tmp_path, layers=[0, 2], batch_size=2, max_batches=1, progress=False)
+    extract(
+        model, WORDS, tmp_path, layers=[0, 2], batch_size=2, max_batches=1, progress=False, format="memmap"
+    )
     layer = tmp_path / "layer_2.f16"
     size = layer.stat().st_size
     with layer.open("r+b") as handle:
         handle.truncate(size // 2)
     with pytest.raises(StoreError, match=r"layer_2\.f16 is damaged: .*truncated") as err:
-        extract(model, WORDS, tmp_path, layers=[0, 2], batch_size=2, progress=False)
+        extract(model, WORDS, tmp_path, layers=[0, 2], batch_size=2, progress=False, format="memmap")
     assert "overwrite=True" in str(err.value)
     assert layer.stat().st_size == size // 2  # not extended
     with pytest.raises(StoreError, match="layer_2"):
         ActivationStore(tmp_path)
     # A complete store truncated afterwards is refused when opened or reused.
-    done = extract(model, WORDS, tmp_path / "done", layers=[1], progress=False)
+    done = extract(model, WORDS, tmp_path / "done", layers=[1], progress=False, format="memmap")
     assert done.complete
     subwords = tmp_path / "done" / "n_subwords.u16"
     subwords.write_bytes(subwords.read_bytes()[:-2])
     for call in (
         lambda: ActivationStore(tmp_path / "done"),
-        lambda: extract(model, WORDS, tmp_path / "done", layers=[1], progress=False),
+        lambda: extract(model, WORDS, tmp_path / "done", layers=[1], progress=False, format="memmap"),
     ):
         with pytest.raises(StoreError, match=r"n_subwords\.u16 is damaged"):
             call()
@@ -230,7 +234,7 @@ def test_truncated_layer_file_is_an_error_never_zero_filled(tmp_path):
 
 
 def test_damaged_manifest_and_offsets_are_errors_naming_the_file(tmp_path):
-    extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+    extract(small(), WORDS, tmp_path, layers=[1], progress=False, format="memmap")
     manifest = tmp_path / "manifest.json"
     good = manifest.read_text()
     manifest.write_text(good[: len(good) // 2])
@@ -251,18 +255,20 @@ def test_damaged_manifest_and_offsets_are_errors_naming_the_file(tmp_path):
     with pytest.raises(StoreError, match=r"sentence_offsets\.npy is damaged: not a readable"):
         ActivationStore(tmp_path)
     # The fix the message names works.
-    assert extract(small(), WORDS, tmp_path, layers=[1], overwrite=True, progress=False).complete
+    assert extract(
+        small(), WORDS, tmp_path, layers=[1], overwrite=True, progress=False, format="memmap"
+    ).complete
 
 
 def test_old_format_store_is_refused_with_the_fix(tmp_path):
-    extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+    extract(small(), WORDS, tmp_path, layers=[1], progress=False, format="memmap")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     for key in ("checksum", "model_fingerprint", "offsets_sha256"):
         manifest.pop(key)
     manifest["format_version"] = 1
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match="format version 1.*overwrite=True"):
-        extract(small(), WORDS, tmp_path, layers=[1], progress=False)
+        extract(small(), WORDS, tmp_path, layers=[1], progress=False, format="memmap")
 
 
 def _reference(model, tokenizer, words, layer):
@@ -309,7 +315,7 @@ def test_word_tokenizer_equals_a_reload_with_add_prefix_space(arch, tmp_path):
 @pytest.fixture(scope="module")
 def store_bytes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
-    extract(small(), WORDS, folder, layers=[0, 1], progress=False)
+    extract(small(), WORDS, folder, layers=[0, 1], progress=False, format="memmap")
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
