@@ -72,7 +72,7 @@ def test_generate_and_lens_commands_on_a_decoder(tmp_path, capsys):
 
 
 def test_generate_on_an_encoder_is_a_clear_error(capsys):
-    assert main(["generate", "Hello", "--device", "cpu"]) == 2
+    assert main(["generate", "Hello", "--model", "minilm", "--device", "cpu"]) == 2
     assert "no language-modelling head" in capsys.readouterr().err
 
 
