@@ -41,6 +41,76 @@ def _task_name(text: str) -> str:
     return text
 
 
+def _store_location(text: str) -> str:
+    """A store folder, or an fsspec URL (``memory://``, ``file://``, ``s3://``) taken as it is."""
+    return text if "://" in text else output_folder(text)
+
+
+def _add_extract_command(sub) -> None:
+    """``probes extract``: the activation store of one model on one split, alone or under torchrun."""
+    command = sub.add_parser(
+        "extract",
+        help="extract pooled word activations into a store (alone, or under torchrun: ranks share the chunks)",
+        description="Extract pooled word activations into a zarr store. Under `torchrun --nproc-per-node N "
+        "-m probes extract ...` every rank takes a share of the chunks and rank 0 finalizes the store; an "
+        "interrupted run resumes per chunk, with any number of processes.",
+    )
+    command.add_argument("--model", type=_model_name, required=True, help="folder, alias or hub id")
+    command.add_argument(
+        "--data", default="sample", help="'sample', 'ud_english_ewt' or a folder of *.conllu"
+    )
+    command.add_argument("--split", default="train", choices=["train", "dev", "test"])
+    command.add_argument(
+        "--store", type=_store_location, required=True, help="store folder or URL (memory://, file://, s3://)"
+    )
+    command.add_argument("--layers", type=layer_list, default="all", help="'all' or e.g. 0,3,6")
+    command.add_argument("--pooling", default="mean", choices=["first", "mean", "last"])
+    command.add_argument("--batch-size", type=positive_int, default=32, help="sentences per forward pass")
+    command.add_argument("--chunk-rows", type=positive_int, default=None, help="rows (words) per chunk")
+    command.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    command.add_argument("--max-sentences", type=positive_int, default=None)
+    command.add_argument("--max-chunks", type=positive_int, default=None, help="chunks per rank in this run")
+    command.add_argument("--overwrite", action="store_true", help="replace a store made another way")
+    command.add_argument("--no-progress", action="store_true")
+
+
+def _extract(args) -> int:
+    import torch
+
+    import workbench as wb
+    from workbench import distributed
+
+    from .data import load_treebank
+    from .store import extract
+
+    ctx = distributed.init()
+    device = wb.default_device()
+    if device.type == "cuda" and ctx.distributed:
+        device = torch.device("cuda", ctx.local_rank)  # one GPU per rank
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    model = wb.AutoModel.from_pretrained(args.model, device=device, **({"dtype": dtype} if dtype else {}))
+    sentences = load_treebank(args.data, args.split, max_sentences=args.max_sentences)
+    store = extract(
+        model,
+        [s.words for s in sentences],
+        args.store,
+        pooling=args.pooling,
+        layers=args.layers,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        chunk_rows=args.chunk_rows,
+        max_chunks=args.max_chunks,
+    )
+    if ctx.is_main:
+        state = (
+            "complete" if store.complete else f"{store.manifest['progress']} of {store.n_sentences} sentences"
+        )
+        print(f"{args.store}: {store.n_words} words x {store.d_model}, layers {store.layers} ({state})")
+    distributed.shutdown()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``probes`` command; returns its exit code (2: a usage error, said in one line on stderr)."""
     parser = argparse.ArgumentParser(prog="probes", description="Probing experiments on workbench models.")
@@ -61,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         help="upos, xpos, deprel, depth, distance, ...",
     )
     command.add_argument(
-        "--data", default="sample",
-        help="'sample' (the committed 200/50/50 sentences), 'ud_english_ewt' or a folder of *.conllu"
+        "--data",
+        default="sample",
+        help="'sample' (the committed 200/50/50 sentences), 'ud_english_ewt' or a folder of *.conllu",
     )
     command.add_argument(
         "--out", type=output_folder, default="reports/probing", help="folder for results.csv and report.html"
@@ -73,21 +144,43 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="'all' or comma-separated layer numbers (0 = embeddings)",
     )
-    command.add_argument("--probe", default="linear", choices=["linear", "mlp"],
-                         help="the classifier trained on each layer: linear (default) or a one-hidden-layer mlp")
-    command.add_argument("--pooling", default="mean", choices=["first", "mean", "last"],
-                         help="how a word's subword tokens become one vector (default: mean)")
-    command.add_argument("--no-control", action="store_true",
-                         help="skip the control tasks (Hewitt & Liang 2019), which give each probe's selectivity")
-    command.add_argument("--max-sentences", type=positive_int, default=None,
-                         help="the first n sentences of each split (default: all)")
+    command.add_argument(
+        "--probe",
+        default="linear",
+        choices=["linear", "mlp"],
+        help="the classifier trained on each layer: linear (default) or a one-hidden-layer mlp",
+    )
+    command.add_argument(
+        "--pooling",
+        default="mean",
+        choices=["first", "mean", "last"],
+        help="how a word's subword tokens become one vector (default: mean)",
+    )
+    command.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the control tasks (Hewitt & Liang 2019), which give each probe's selectivity",
+    )
+    command.add_argument(
+        "--max-sentences",
+        type=positive_int,
+        default=None,
+        help="the first n sentences of each split (default: all)",
+    )
     command.add_argument(
         "--store", type=output_folder, default=None, help="activation store folder (reused across runs)"
     )
+    _add_extract_command(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help (0) or argparse's one-line error (2)
         return stop.code if isinstance(stop.code, int) else 2
+    if args.command == "extract":
+        try:
+            return _extract(args)
+        except USER_ERRORS as err:
+            print(f"probes extract: error: {error_message(err)}", file=sys.stderr)
+            return 2
     try:
         results = run(
             args.model,

@@ -1,0 +1,184 @@
+"""The zarr activation store at scale (issue 19): `probes extract` under torchrun (2 CPU processes, gloo)
+equals a one-process run byte for byte; a rank killed mid-extraction leaves a store that one process
+resumes to the same bytes; memory:// and file:// URLs work like a folder; memmap stores of the previous
+format are read and converted; damaged chunks are errors naming the chunk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from launch import torchrun
+
+import workbench as wb
+from probes.data import load_treebank
+from probes.store import ActivationStore, StoreError, convert, extract
+from workbench.zoo import TinySize
+
+SMALL = TinySize(n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_positions=64, bpe_vocab_size=400)
+N_SENTENCES, CHUNK_ROWS = 24, 32  # the sample's first 24 train sentences: 12 chunks of 32 words
+OPTIONS = dict(layers="all", batch_size=4, chunk_rows=CHUNK_ROWS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    wb.zoo.tiny("bert", task="base", device="cpu", size=SMALL, seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(model_folder):
+    return wb.AutoModel.from_pretrained(model_folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def words() -> list[list[str]]:
+    return [s.words for s in load_treebank("sample", "train", max_sentences=N_SENTENCES)]
+
+
+@pytest.fixture(scope="module")
+def reference(model, words, tmp_path_factory) -> Path:
+    """The store a single process writes."""
+    folder = tmp_path_factory.mktemp("reference")
+    store = extract(model, words, folder, **OPTIONS)
+    assert store.complete and store.manifest["n_chunks"] > 4
+    return folder
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cli_args(model_folder: Path, store: Path) -> list[str]:
+    return [
+        "--model", str(model_folder), "--data", "sample", "--max-sentences", str(N_SENTENCES), "--store",
+        str(store), "--batch-size", "4", "--chunk-rows", str(CHUNK_ROWS), "--no-progress",
+    ]  # fmt: skip
+
+
+def test_two_ranks_under_torchrun_equal_one_process(model_folder, reference, tmp_path):
+    done = torchrun(["-m", "probes", "extract", *cli_args(model_folder, tmp_path / "two")], 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(complete)" in done.stdout and done.stdout.count("words x 32") == 1  # rank 0 reports
+    assert files_of(tmp_path / "two") == files_of(reference)  # every chunk, the manifest, the done records
+
+
+KILLER = """
+import os, sys
+import probes.store as store
+from probes.cli import main
+
+written = []
+original = store._write_chunk
+
+def write_then_die(*args, **kwargs):
+    if os.environ["RANK"] == "1" and len(written) == int(os.environ["DIE_AFTER"]):
+        os._exit(3)  # killed: no cleanup, no finalization
+    original(*args, **kwargs)
+    written.append(args[2])
+
+store._write_chunk = write_then_die
+sys.exit(main(["extract", *sys.argv[1:]]))
+"""
+
+
+def test_killed_rank_then_resume_with_one_process(model_folder, model, words, reference, tmp_path):
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    store = tmp_path / "store"
+    done = torchrun([str(script), *cli_args(model_folder, store)], 2, DIE_AFTER="2")
+    assert done.returncode != 0
+    partial = ActivationStore(store)
+    done_chunks = int(np.asarray(json.loads((store / "chunks_done" / "zarr.json").read_text())["shape"])[0])
+    recorded = sum((store / "chunks_done" / "c" / str(i)).is_file() for i in range(done_chunks))
+    assert not partial.complete and 2 <= recorded < done_chunks  # rank 1 wrote 2 chunks, then died
+    resumed = extract(model, words, store, **OPTIONS)  # one process finishes what is left
+    assert resumed.complete
+    assert files_of(store) == files_of(reference)
+
+
+def test_resume_recomputes_only_the_chunks_not_done(model, words, reference, tmp_path, monkeypatch):
+    import probes.store as store_module
+
+    part = extract(model, words, tmp_path, max_chunks=5, **OPTIONS)
+    assert not part.complete and 0 < part.manifest["progress"] < N_SENTENCES
+    computed = []
+    original = store_module._compute_chunk
+    monkeypatch.setattr(
+        store_module,
+        "_compute_chunk",
+        lambda job, chunk, rows: computed.append(chunk) or original(job, chunk, rows),
+    )
+    assert extract(model, words, tmp_path, **OPTIONS).complete
+    assert sorted(computed) == list(range(5, part.manifest["n_chunks"]))
+    assert files_of(tmp_path) == files_of(reference)
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file"])
+def test_fsspec_url_works_like_a_folder(scheme, model, words, reference, tmp_path):
+    url = f"memory://stores/{tmp_path.name}" if scheme == "memory" else tmp_path.as_uri()
+    extract(model, words, url, max_chunks=3, **OPTIONS)  # a partial store at the URL, then resumed
+    store = extract(model, words, url, **OPTIONS)
+    expected = ActivationStore(reference)
+    assert store.complete and ActivationStore(url).manifest == expected.manifest
+    np.testing.assert_array_equal(store.stack().numpy(), expected.stack().numpy())
+    np.testing.assert_array_equal(store.n_subwords[:], expected.n_subwords[:])
+    np.testing.assert_array_equal(store.sentence(3, 1), expected.sentence(3, 1))
+    with pytest.raises(StoreError, match="pooling: stored 'mean', requested 'first'"):
+        extract(model, words, url, **{**OPTIONS, "pooling": "first"})
+
+
+def test_memmap_store_is_read_and_converted(model, words, tmp_path):
+    old = extract(model, words, tmp_path / "old", layers="all", batch_size=4, progress=False, format="memmap")
+    assert old.format == "memmap" and ActivationStore(tmp_path / "old").complete
+    with pytest.raises(StoreError, match=r"previous format .*probes\.store\.convert"):
+        extract(model, words, tmp_path / "old", **OPTIONS)
+    new = convert(tmp_path / "old", tmp_path / "new", chunk_rows=CHUNK_ROWS, progress=False)
+    assert new.format == "zarr" and new.complete
+    provenance = (
+        "model_fingerprint",
+        "data_fingerprint",
+        "tokenizer_fingerprint",
+        "pooling",
+        "layers",
+        "batch_size",
+    )
+    assert all(new.manifest[key] == old.manifest[key] for key in provenance)
+    assert new.manifest["converted_from"]["format_version"] == 2
+    np.testing.assert_array_equal(new.stack().numpy(), old.stack().numpy())
+    np.testing.assert_array_equal(new.n_subwords[:], old.n_subwords[:])
+    with pytest.raises(StoreError, match="already holds a zarr store"):
+        convert(tmp_path / "old", tmp_path / "new", progress=False)
+
+
+def test_damaged_chunks_are_errors_naming_the_chunk(reference, model, words, tmp_path):
+    import shutil
+
+    folder = tmp_path / "store"
+    shutil.copytree(reference, folder)
+    chunk = folder / "layer_1" / "c" / "2" / "0"
+    good = chunk.read_bytes()
+    chunk.write_bytes(good[:-10])
+    with pytest.raises(StoreError, match=r"layer_1/c/2/0 is damaged: .*\(truncated\)"):
+        ActivationStore(folder)
+    with pytest.raises(StoreError, match=r"layer_1/c/2/0 is damaged"):
+        extract(model, words, folder, **OPTIONS)  # not resumed over, not zero-filled
+    chunk.unlink()
+    with pytest.raises(StoreError, match=r"chunk\(s\) 2 of layer_1 are missing"):
+        ActivationStore(folder)
+    flipped = bytearray(good)
+    flipped[5] ^= 0xFF
+    chunk.write_bytes(bytes(flipped))
+    store = ActivationStore(folder)  # the size is right: the checksum catches it when read
+    with pytest.raises(StoreError, match=r"layer_1/c/2/0 is damaged: .*checksum"):
+        store.stack(layers=[1])
+    chunk.write_bytes(good)
+    zarr_json = folder / "zarr.json"
+    zarr_json.write_text(zarr_json.read_text().replace('"pooling": "mean"', '"pooling": "last"'))
+    with pytest.raises(StoreError, match="checksum does not match"):
+        ActivationStore(folder)
+    assert extract(model, words, folder, overwrite=True, **OPTIONS).complete  # the fix the message names
+    assert files_of(folder) == files_of(reference)
