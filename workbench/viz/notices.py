@@ -38,31 +38,26 @@ class MissingCheckpoints:
 
     def text(self) -> str:
         """The box as plain text (one paragraph)."""
-        names = ", ".join(self.names)
         downloads = "; ".join(f"hf download {name}" for name in self.names)
         return (
-            f"Not shown here: {self.shows}. It needs {names}, which this machine does not have (no folder of "
-            f"that name, not in the Hugging Face cache; nothing was downloaded). To see it: download once with "
-            f"network ({downloads}), after which it runs offline; or pass a local checkpoint folder with "
-            f"`workbench report --param {self.parameter}={self._folder_example()}` (or set `{self.parameter}` "
-            f"in the parameters cell). `--param stand_ins=True` runs the section on tiny random-initialized "
-            f"stand-ins instead, labelled as such: the mechanics only, no meaningful numbers."
+            f"Not shown here: {self.shows}. It needs {', '.join(self.names)}, not found on this machine (no such "
+            f"folder, not in the Hugging Face cache; nothing is downloaded). To see it: `{downloads}` once with "
+            f"network, or `--param {self.parameter}={self._folder_example()}` (a checkpoint folder); "
+            f"`--param stand_ins=True` uses tiny random stand-ins instead (labelled; the mechanics only)."
         )
 
     def _repr_html_(self) -> str:
         names = ", ".join(f"<code>{html.escape(name)}</code>" for name in self.names)
-        downloads = "; ".join(f"<code>hf download {html.escape(name)}</code>" for name in self.names)
-        parameter = html.escape(self.parameter)
+        downloads = "; ".join(f"hf download {html.escape(name)}" for name in self.names)
+        folder = html.escape(f"--param {self.parameter}={self._folder_example()}")
         return (
             f'<div class="{BOX_CLASS}" style="border:1px solid #c9a227;background:#fff8e1;border-radius:4px;'
             f'padding:0.6em 0.9em;margin:0.4em 0;max-width:60em">'
-            f"<b>Not shown here: {html.escape(self.shows)}.</b> It needs {names}, which this machine does not "
-            f"have (no folder of that name, not in the Hugging Face cache; nothing was downloaded).<br>"
-            f"To see it: download once with network ({downloads}), after which it runs offline; or pass a "
-            f"checkpoint folder: <code>workbench report --param {parameter}="
-            f"{html.escape(self._folder_example())}</code>. "
-            f"<code>--param stand_ins=True</code> runs it on tiny random-initialized stand-ins instead "
-            f"(labelled; the mechanics only).</div>"
+            f"<b>Not shown here: {html.escape(self.shows)}.</b> It needs {names}, not found on this machine (no "
+            f"such folder, not in the Hugging Face cache; nothing is downloaded). To see it: "
+            f"<code>{downloads}</code> once with network, or <code>{folder}</code> (a checkpoint folder); "
+            f"<code>--param stand_ins=True</code> uses tiny random stand-ins instead (labelled; the mechanics "
+            f"only).</div>"
         )
 
     def __repr__(self) -> str:
