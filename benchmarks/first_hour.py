@@ -13,11 +13,18 @@ CPU seconds are the figure to quote: on a shared machine the wall-clock time gro
 running (the load average is printed with the results), the CPU time much less. Notebook CPU is the kernel's
 (measured when it has exited); "runner" is this process's own share (reading, exporting, writing the pages).
 
+On an oversubscribed machine, torch's threads wait for each other at every parallel section, spinning, and
+the CPU time of a 2-thread kernel grows several-fold with the load (here, a matmul loop took 7 s of CPU on one
+thread and did not finish in 270 s on two at a load average of 19). ``--threads 1`` (OMP_NUM_THREADS=1 for the
+kernels) measures the work itself: that CPU figure is the stable one, and on an idle 2-core machine the
+default two threads take about that long or less in wall-clock time.
+
 Usage::
 
     PYTHONPATH=. python benchmarks/first_hour.py            # help + the quick report (a few minutes)
     PYTHONPATH=. python benchmarks/first_hour.py --full     # + the full report
     PYTHONPATH=. python benchmarks/first_hour.py --data ../shared/data --json times.json
+    PYTHONPATH=. python benchmarks/first_hour.py --threads 1   # the stable CPU figure on a busy machine
 """
 
 from __future__ import annotations
@@ -117,7 +124,15 @@ def main() -> None:
     parser.add_argument("--no-report", action="store_true", help="time only the help of every command")
     parser.add_argument("--data", default=None, help="time the reports with --data DIR")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch/OpenMP threads of the notebooks' kernels (OMP_NUM_THREADS; default: torch's own)",
+    )
     args = parser.parse_args()
+    if args.threads is not None:  # the kernels inherit the environment
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 
     from workbench.cli import _build_parser
 
@@ -129,10 +144,15 @@ def main() -> None:
         if args.full:
             rows += time_report(quick=False, data=args.data)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"\n{os.cpu_count()} CPUs; load average at the end {load[0]:.1f} (1 min), {load[2]:.1f} (15 min)\n")
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    print(
+        f"\n{os.cpu_count()} CPUs, kernel threads: {threads}; load average at the end {load[0]:.1f} (1 min), "
+        f"{load[2]:.1f} (15 min)\n"
+    )
     print_table(rows)
     if args.json:
-        Path(args.json).write_text(json.dumps({"load_average": load, "rows": rows}, indent=1))
+        record = {"load_average": load, "threads": threads, "cpus": os.cpu_count(), "rows": rows}
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
