@@ -380,7 +380,7 @@ class CellProgress:
         self.start = time.monotonic()
         self.cell = 0
         self.cell_start = self.start
-        self.cell_source = ""
+        self.cell_source = "starting the kernel"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._tick, daemon=True)
 
