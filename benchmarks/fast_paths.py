@@ -95,7 +95,7 @@ def ratio_row(model: str, measurement: str, ours: list[float], baseline: list[fl
 
 def prompts_of(tokenizer, batch: int, n_tokens: int) -> list[str]:
     """``batch`` different texts of exactly ``n_tokens`` tokens each (so nothing is padded)."""
-    ids = tokenizer.encode(PROMPT_TEXT * (2 + batch * n_tokens // 32))
+    ids = tokenizer.encode(PROMPT_TEXT * (2 + (7 * batch + n_tokens) // 64))  # ~2 characters a token
     texts = []
     for row in range(batch):
         text = tokenizer.decode(ids[row * 7 : row * 7 + n_tokens])

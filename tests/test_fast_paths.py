@@ -112,3 +112,42 @@ def test_cached_scores_are_not_overwritten_by_the_pattern(lm):
     torch.testing.assert_close(both[names[1]], both[names[0]].softmax(-1))
     torch.testing.assert_close(scores_only[names[0]], both[names[0]])
     torch.testing.assert_close(pattern_only[names[1]], both[names[1]])
+
+
+# The key/value cache and generation ----------------------------------------------------------------------
+
+
+def test_reserved_cache_writes_in_place_and_equals_concatenation():
+    torch.manual_seed(0)
+    grown, reserved = wb.components.KVCache(), wb.components.KVCache()
+    prompt = (torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5))
+    grown.update(0, *prompt)
+    reserved.update(0, *prompt)
+    reserved.reserve(6)
+    buffer = reserved.key_buffers[0].data_ptr()
+    for new in (1, 2, 1):  # the last step does not fit in 6 positions: concatenation takes over
+        step = (torch.randn(2, new, 4, 5), torch.randn(2, new, 4, 5))
+        expected, got = grown.update(0, *step), reserved.update(0, *step)
+        assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+        if len(reserved) <= 6:
+            assert got[0].data_ptr() == buffer  # a view of the reserved buffer, nothing copied
+    assert len(reserved) == 7
+    reserved.reorder(torch.tensor([1]))
+    assert torch.equal(reserved.keys[0], grown.keys[0][1:])
+    with pytest.raises(ValueError, match="capacity=2"):
+        reserved.reserve(2)
+
+
+def test_generation_records_candidates_only_when_asked_and_matches_hugging_face(lm):
+    model, hf = lm
+    prompts = ["The cat sat on", "Hello"]  # left-padded batch
+    plain = model.generate(prompts, max_new_tokens=5, stop_at_eos=False)
+    bare = model.generate(prompts, max_new_tokens=5, stop_at_eos=False, top_candidates=0)
+    assert bare.new_token_ids == plain.new_token_ids
+    assert bare.steps["top_tokens"].map(len).eq(0).all() and plain.steps["top_tokens"].map(len).eq(5).all()
+    assert bare.steps["probability"].tolist() == plain.steps["probability"].tolist()
+    encoding = model.tokenize(prompts, padding_side="left")
+    expected = hf.generate(**encoding, max_new_tokens=5, do_sample=False, eos_token_id=None)
+    assert plain.input_ids.tolist() == expected.tolist()
+    with pytest.raises(ValueError, match="top_candidates"):
+        model.generate(prompts, max_new_tokens=1, top_candidates=-1)

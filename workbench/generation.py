@@ -20,6 +20,7 @@ import torch
 
 from .cache import ActivationCache
 from .components.heads import CausalLMHead, LanguageModelHead
+from .components.kv_cache import KVCache
 from .hook_points import HookFn, NameOrPredicate
 from .model import GenerationMixin
 from .tokenizers import check_texts
@@ -97,7 +98,8 @@ def generate(
         seed: makes sampling reproducible (a private generator; the global RNG is untouched).
         use_kv_cache: reuse keys and values of earlier positions (False recomputes the whole sequence).
         fwd_hooks: hooks active during every step (steering, ablation).
-        top_candidates: how many candidates each step records, with their probabilities.
+        top_candidates: how many candidates each step records, with their probabilities (0: none; they are
+            kept as tensors while generating and decoded once at the end).
         stop_at_eos: a sequence stops after the end-of-text token (``config.eos_token_id``; any of them when
             the config lists several, as Llama 3's does).
         return_cache: also return one cache over the final sequence (``names_filter`` selects what).
@@ -142,38 +144,46 @@ def generate(
     pad = model.tokenizer.pad_token_id
     pad = pad if pad is not None else (eos_ids[0] if eos_ids else 0)
 
-    batch = input_ids.shape[0]
+    batch, prompt_length = input_ids.shape
+    # The whole sequence lives in two buffers written in place, one column a step: each step reads views.
+    ids_buffer = torch.full((batch, prompt_length + max_new_tokens), pad, dtype=input_ids.dtype, device=input_ids.device)
+    mask_buffer = torch.zeros(ids_buffer.shape, dtype=attention_mask.dtype, device=attention_mask.device)
+    ids_buffer[:, :prompt_length], mask_buffer[:, :prompt_length] = input_ids, attention_mask
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-    new_ids: list[list[int]] = [[] for _ in range(batch)]
-    rows = []
+    record = StepRecord(top_candidates)
     kv_cache = None
     step_input = input_ids
+    length = prompt_length
     with torch.no_grad(), model.hooks(fwd_hooks):
         for step in range(max_new_tokens):
+            input_ids, attention_mask = ids_buffer[:, :length], mask_buffer[:, :length]
             if hasattr(model, "next_token_logits"):  # XLNet: the query stream predicts a hidden last position
                 logits = model.next_token_logits(input_ids, attention_mask).float()
             elif use_kv_cache:
                 logits, kv_cache = next_logits_with_cache(model, step_input, attention_mask, kv_cache)
+                if step == 0 and isinstance(kv_cache, KVCache):
+                    kv_cache.reserve(prompt_length + max_new_tokens)  # later steps write in place
                 logits = logits.float()  # [batch, vocab]
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
                 logits = out.logits[:, -1].float()
-            logits = logits.to(input_ids.device)  # a model split by a device_map gives them on its last device
+            logits = logits.to(ids_buffer.device)  # a model split by a device_map gives them on its last device
             probabilities = logits.softmax(-1)
             chosen = (
                 sample_next(logits, temperature, top_k, top_p, generator) if sampling else logits.argmax(-1)
             )
-            chosen = torch.where(finished, torch.full_like(chosen, pad), chosen)
-            rows += _step_rows(model.tokenizer, step, chosen, probabilities, finished, top_candidates)
-            for row in torch.nonzero(~finished).flatten().tolist():
-                new_ids[row].append(int(chosen[row]))
-            input_ids = torch.cat([input_ids, chosen[:, None]], dim=1)
-            attention_mask = torch.cat([attention_mask, (~finished).long()[:, None]], dim=1)
-            step_input = chosen[:, None]
+            chosen = chosen.masked_fill_(finished, pad)
+            record.add(chosen, probabilities, finished)
+            ids_buffer[:, length] = chosen
+            mask_buffer[:, length] = ~finished
+            length += 1
+            step_input = ids_buffer[:, length - 1 : length]
             if eos_ids:
                 finished |= torch.isin(chosen, eos)
-            if finished.all():
-                break
+                if finished.all():
+                    break
+    input_ids, attention_mask = ids_buffer[:, :length].contiguous(), mask_buffer[:, :length].contiguous()
+    new_ids, rows = record.results(model.tokenizer)
     cache = None
     if return_cache:
         _, cache = model.run_with_cache(
@@ -279,23 +289,70 @@ def sample_next(
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
-def _step_rows(tokenizer, step: int, chosen, probabilities, finished, top_candidates: int) -> list[dict]:
-    top = torch.topk(probabilities, min(top_candidates, probabilities.shape[-1]), dim=-1)
-    rows = []
-    for row in torch.nonzero(~finished).flatten().tolist():
-        token_id = int(chosen[row])
-        rows.append(
-            {
-                "sequence": row,
-                "step": step,
-                "token": tokenizer.decode([token_id]),
-                "token_id": token_id,
-                "probability": float(probabilities[row, token_id]),
-                "top_tokens": [tokenizer.decode([int(i)]) for i in top.indices[row]],
-                "top_probabilities": [round(float(p), 6) for p in top.values[row]],
-            }
-        )
-    return rows
+class StepRecord:
+    """What each step chose, kept as tensors while generating (no host round trip, no decoding per step) and
+    turned into token ids and ``steps`` rows once at the end.
+
+    Args:
+        top_candidates: how many of the most likely tokens each step records (0: none, no top-k at all).
+    """
+
+    def __init__(self, top_candidates: int) -> None:
+        if top_candidates < 0:
+            raise ValueError(f"top_candidates must be 0 or more, got {top_candidates}")
+        self.top_candidates = top_candidates
+        self.chosen: list[torch.Tensor] = []  # [batch] per step
+        self.probability: list[torch.Tensor] = []  # [batch]: the chosen token's
+        self.alive: list[torch.Tensor] = []  # [batch] bool: the row had not ended before this step
+        self.top_ids: list[torch.Tensor] = []  # [batch, k]
+        self.top_probabilities: list[torch.Tensor] = []  # [batch, k]
+
+    def add(self, chosen: torch.Tensor, probabilities: torch.Tensor, finished: torch.Tensor) -> None:
+        """chosen [batch], probabilities [batch, vocab], finished [batch] (before this step)."""
+        self.chosen.append(chosen.clone())
+        self.probability.append(probabilities.gather(-1, chosen[:, None])[:, 0])
+        self.alive.append(~finished)
+        if self.top_candidates:
+            top = torch.topk(probabilities, min(self.top_candidates, probabilities.shape[-1]), dim=-1)
+            self.top_ids.append(top.indices)
+            self.top_probabilities.append(top.values)
+
+    def results(self, tokenizer) -> tuple[list[list[int]], list[dict]]:
+        """(the new token ids of each row, one ``steps`` row per row and step that was still generating)."""
+        chosen = torch.stack(self.chosen, 1).tolist()  # [batch, step]
+        probability = torch.stack(self.probability, 1).tolist()
+        alive = torch.stack(self.alive, 1).tolist()
+        top_ids = torch.stack(self.top_ids, 1).tolist() if self.top_candidates else None
+        top_probabilities = torch.stack(self.top_probabilities, 1).tolist() if self.top_candidates else None
+        strings: dict[int, str] = {}
+
+        def text(token_id: int) -> str:
+            if token_id not in strings:
+                strings[token_id] = tokenizer.decode([token_id])
+            return strings[token_id]
+
+        new_ids: list[list[int]] = [[] for _ in chosen]
+        rows = []
+        for step in range(len(self.chosen)):
+            for row in range(len(chosen)):
+                if not alive[row][step]:
+                    continue
+                token_id = chosen[row][step]
+                new_ids[row].append(token_id)
+                rows.append(
+                    {
+                        "sequence": row,
+                        "step": step,
+                        "token": text(token_id),
+                        "token_id": token_id,
+                        "probability": probability[row][step],
+                        "top_tokens": [text(i) for i in top_ids[row][step]] if top_ids else [],
+                        "top_probabilities": [round(p, 6) for p in top_probabilities[row][step]]
+                        if top_probabilities
+                        else [],
+                    }
+                )
+        return new_ids, rows
 
 
 def _generate_method(self, prompt: str | list[str] | list[dict[str, str]], max_new_tokens: int = 20, **options) -> GenerationResult:
