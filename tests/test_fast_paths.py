@@ -151,3 +151,42 @@ def test_generation_records_candidates_only_when_asked_and_matches_hugging_face(
     assert plain.input_ids.tolist() == expected.tolist()
     with pytest.raises(ValueError, match="top_candidates"):
         model.generate(prompts, max_new_tokens=1, top_candidates=-1)
+
+
+# Capture without allocator stalls ----------------------------------------------------------------------
+
+CAPTURE_SCRIPT = (
+    "import resource, torch, workbench as wb\n"
+    "wb.memory.CAPTURE_KEEP_FREED_BYTES = 2**20  # this small model's full cache is ~5 MiB\n"
+    "m = wb.BertModel.from_config(wb.BertConfig(vocab_size=50, hidden_size=64, num_hidden_layers=4,"
+    " num_attention_heads=4, intermediate_size=256), seed=0)\n"
+    "ids = torch.randint(0, 50, (8, 128))\n"
+    "faults = []\n"
+    "with torch.inference_mode():\n"
+    "    for _ in range(4):\n"
+    "        m(ids)  # other work in between, as in a notebook (by default glibc then trims the heap)\n"
+    "        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "        out, cache = m.run_with_cache(ids); del out, cache\n"
+    "        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    "print(faults[0], faults[-1])\n"
+)
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("opt_out", [False, True])
+def test_a_large_capture_keeps_freed_memory_by_default_unless_opted_out(opt_out):
+    """The first large CPU cache makes glibc keep freed memory: the next captures (almost) stop page-faulting.
+    With WORKBENCH_KEEP_FREED_MEMORY=0 every capture faults its cache in again."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"WORKBENCH_KEEP_FREED_MEMORY": "0" if opt_out else "1"}
+    result = subprocess.run([sys.executable, "-c", CAPTURE_SCRIPT], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    first, last = map(int, result.stdout.split())
+    if opt_out:
+        assert last > first / 2, (first, last)
+    else:
+        assert last < first / 10, (first, last)

@@ -7,7 +7,11 @@ whose weights do not fit in the memory free on the device it loads to.
 A full ``run_with_cache`` of a base-sized model allocates hundreds of MiB of fresh tensors per call. glibc
 hands freed blocks of that size back to the kernel, so the next call page-faults them in again, which can
 cost as much as the forward pass itself on a small machine. :func:`keep_freed_memory` asks glibc to keep
-freed memory in the process instead. It changes the whole process, so it is opt-in, never done on import.
+freed memory in the process instead. It changes the whole process, so it is never done on import:
+``run_with_cache`` does it the first time a cache on the CPU holds more than
+:data:`CAPTURE_KEEP_FREED_BYTES` (the process is a capturing one from then on), and logs it once;
+``wb.memory.auto_keep_freed_memory(False)`` (or ``WORKBENCH_KEEP_FREED_MEMORY=0`` in the environment) opts
+out before that.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -48,6 +53,37 @@ def keep_freed_memory(threshold_bytes: int = 2**30) -> bool:
     if not accepted:
         logger.warning("glibc refused mallopt(%d bytes); the allocator is unchanged", threshold_bytes)
     return accepted
+
+
+# Set by the first large capture on the CPU (see the module docstring). The environment variable opts out.
+CAPTURE_KEEP_FREED_BYTES = 64 * 2**20
+_auto_keep_freed = {"enabled": os.environ.get("WORKBENCH_KEEP_FREED_MEMORY", "1") != "0", "done": False}
+
+
+def auto_keep_freed_memory(enabled: bool) -> None:
+    """Whether ``run_with_cache`` may call :func:`keep_freed_memory` once a CPU cache exceeds
+    :data:`CAPTURE_KEEP_FREED_BYTES` (default: yes; ``WORKBENCH_KEEP_FREED_MEMORY=0`` starts with no). Turning
+    it off does not undo a setting already made."""
+    _auto_keep_freed["enabled"] = bool(enabled)
+
+
+def note_capture(cache_bytes: int, on_cpu: bool) -> None:
+    """Called by ``run_with_cache`` with the bytes of the cache it made and whether it lies in CPU memory
+    (glibc's): the first such cache larger than
+    :data:`CAPTURE_KEEP_FREED_BYTES` makes glibc keep freed memory in the process (logged once), so that the
+    next captures reuse it instead of page-faulting it in again."""
+    if _auto_keep_freed["done"] or not _auto_keep_freed["enabled"] or not on_cpu:
+        return
+    if cache_bytes < CAPTURE_KEEP_FREED_BYTES:
+        return
+    _auto_keep_freed["done"] = True
+    if keep_freed_memory():
+        logger.info(
+            "run_with_cache made a %s cache: glibc now keeps freed memory in this process so that the next "
+            "captures reuse it (opt out: workbench.memory.auto_keep_freed_memory(False) or "
+            "WORKBENCH_KEEP_FREED_MEMORY=0)",
+            gib(cache_bytes),
+        )
 
 
 # Memory estimates --------------------------------------------------------------------------------------

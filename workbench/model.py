@@ -38,7 +38,7 @@ from .loading import (
     state_dict_for_saving,
     stored_tensors,
 )
-from .memory import MemoryEstimate, gib, kv_cache_bytes
+from .memory import MemoryEstimate, gib, kv_cache_bytes, note_capture
 from .tokenizers import Encoding, Tokenizer, check_texts, has_tokenizer_files
 
 logger = logging.getLogger(__name__)
@@ -380,7 +380,10 @@ class HookedTransformer(HookedModule):
         with self.hooks(fwd_hooks), self.hooks([(names, save)], read_only=True):
             out = self(**kwargs, **forward_kwargs)
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
-        return out, ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
+        cache = ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
+        # The first large CPU cache makes glibc keep freed memory (workbench.memory explains; opt-out there).
+        note_capture(cache.nbytes, all(tensor.device.type == "cpu" for tensor in ordered.values()))
+        return out, cache
 
     # Shared forward helpers --------------------------------------------------------------------------
     def layer_head_mask(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:
