@@ -8,7 +8,7 @@ form, let a block skip on a fresh offline clone, with that reason in the skip me
 
 - ``# needs the Hugging Face hub: gpt2, bert-base-uncased``: runs only when each id is in the local Hugging
   Face cache (then offline, from that cache);
-- ``# slow: about a minute on a 2-core CPU ...``: runs only with ``WORKBENCH_README_SLOW=1``.
+- ``# slow: what makes it slow``: runs only with ``WORKBENCH_README_SLOW=1``.
 
 Skipped blocks are still compiled, so their syntax stays valid.
 """
