@@ -75,12 +75,26 @@ def snippets(document: Path) -> list[Snippet]:
 ALL = [snippet for document in DOCUMENTS for snippet in snippets(document)]
 
 
-def not_cached(hub_ids: list[str]) -> list[str]:
-    """The hub ids whose config.json is not in the local Hugging Face cache (looked up without network)."""
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def not_cached(hub_ids: list[str], cache_dir: Path | None = None) -> list[str]:
+    """The hub ids whose config.json or weights are not in the local Hugging Face cache (default: the user's;
+    looked up without network)."""
     from huggingface_hub import try_to_load_from_cache
 
+    def cached(repo_id: str, filename: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir), str)
+
     return [
-        repo_id for repo_id in hub_ids if not isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+        repo_id
+        for repo_id in hub_ids
+        if not (cached(repo_id, "config.json") and any(cached(repo_id, name) for name in WEIGHT_FILES))
     ]
 
 
@@ -90,6 +104,19 @@ def test_the_readme_has_its_tour():
     assert len(names) >= 10, names
     runnable = [s for s in ALL if not s.hub_ids and s.slow_reason is None]
     assert len(runnable) >= 8, "most of the tour must run offline on a fresh clone"
+
+
+def test_hub_snippets_run_when_the_checkpoint_is_cached(tmp_path):
+    """The skip is decided by the local cache: a snapshot with config.json and weights counts, config alone not."""
+    snapshot = tmp_path / "models--openai-community--gpt2" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (tmp_path / "models--openai-community--gpt2" / "refs").mkdir()
+    (tmp_path / "models--openai-community--gpt2" / "refs" / "main").write_text("0" * 40)
+    (snapshot / "config.json").write_text("{}")
+    ids = ["openai-community/gpt2", "bert-base-uncased"]
+    assert not_cached(ids, cache_dir=tmp_path) == ids
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert not_cached(ids, cache_dir=tmp_path) == ["bert-base-uncased"]
 
 
 @pytest.mark.parametrize("snippet", ALL, ids=lambda snippet: snippet.name)
