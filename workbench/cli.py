@@ -39,10 +39,12 @@ The workbench command line: look inside transformer language models from a shell
 Offline, --stand-in runs a model command on a tiny random model of the architecture (labelled as such).
 "workbench command --help" describes each command."""
 
-# How long `workbench report` takes, as measured by benchmarks/first_hour.py (CPU seconds: the figure that
-# stays put when the machine is shared; wall-clock time is longer when other work runs).
-QUICK_TIME = "about 2 minutes of CPU on 2 cores;"
-FULL_TIME = "about 25 minutes of CPU on 2 cores"
+# How long `workbench report` takes, from benchmarks/first_hour.py (CPU seconds: the figure that stays put
+# when the machine is shared; wall-clock time is longer when other work runs). Quick, 2026-12-07: 76 s of CPU
+# for notebooks 01-05 with one kernel thread at a load average of 18 on 2 cores (01 9 s, 02 12 s, 03 21 s,
+# 04 19 s, 05 8 s, the runner 7 s). The full report was not timed on that machine.
+QUICK_TIME = "about 1.5 minutes of CPU on 2 cores;"
+FULL_TIME = "several times longer than the quick report; benchmarks/first_hour.py --full times it"
 
 # Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
 # one-line "error: argument --x: ..." (exit code 2), never a traceback.
