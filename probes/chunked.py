@@ -193,22 +193,32 @@ class ChunkedRows:
             self._cache.move_to_end(index)
             return self._cache[index]
         start = index * self.chunk_rows
-        try:
-            values = np.asarray(self._array[start : min(start + self.chunk_rows, self.shape[0])])
-        except Exception as err:  # zarr raises codec errors (checksum) and store errors of many types
-            raise StoreError(
-                f"{self._describe(index)} is damaged: {type(err).__name__}: {err}. The activation store "
-                f"cannot be trusted; extract again with overwrite=True."
-            ) from None
+        values = self._read(start, min(start + self.chunk_rows, self.shape[0]), self._describe(index))
         self._cache[index] = values
         if len(self._cache) > self._cache_chunks:
             self._cache.popitem(last=False)
         return values
 
+    def _read(self, start: int, stop: int, what: str) -> np.ndarray:
+        try:
+            return np.asarray(self._array[start:stop])
+        except Exception as err:  # zarr raises codec errors (checksum) and store errors of many types
+            raise StoreError(
+                f"{what} is damaged: {type(err).__name__}: {err}. The activation store cannot be trusted; "
+                f"extract again with overwrite=True."
+            ) from None
+
     def _rows_range(self, start: int, stop: int) -> np.ndarray:
         if stop <= start:
             return np.empty((0, *self.shape[1:]), dtype=self.dtype)
         first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
+        if last - first >= self._cache_chunks:  # a long read: zarr fetches its chunks concurrently
+            try:
+                return np.asarray(self._array[start:stop])
+            except Exception:
+                for index in range(first, last + 1):  # find the damaged chunk, to name it
+                    self._chunk(index)
+                raise
         parts = []
         for index in range(first, last + 1):
             base = index * self.chunk_rows
