@@ -60,4 +60,4 @@ def test_a_missing_checkpoint_runs_on_a_labelled_stand_in_when_asked(name, param
 
 def test_without_stand_ins_a_missing_checkpoint_is_one_box():
     printed = run_notebook_here("07", device="cpu", quick=True, decoders=["not-here/gpt2"])
-    assert printed.count("Not shown here: the logit lens") == 1 and "random stand-in" not in printed
+    assert printed.count("Not shown here: the logit lens") == 1 and "(random stand-in)" not in printed
