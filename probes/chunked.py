@@ -62,6 +62,25 @@ def _protocols(fs) -> tuple[str, ...]:
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
+def require_zarr():
+    """The ``zarr`` module, version 3 or later (the v3 format and its async stores).
+
+    Raises:
+        ModuleNotFoundError: zarr is not installed, or is a 2.x version (names the fix).
+    """
+    try:
+        import zarr
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "the activation store needs zarr >= 3: pip install 'zarr>=3' fsspec (a dependency of workbench)"
+        ) from None
+    if int(zarr.__version__.split(".")[0]) < 3:
+        raise ModuleNotFoundError(
+            f"the activation store needs zarr >= 3, found zarr {zarr.__version__}: pip install -U 'zarr>=3'"
+        )
+    return zarr
+
+
 def open_location(location: str | Path, read_only: bool) -> Location:
     """The zarr store at ``location`` (a local path or an fsspec URL); nothing is created here.
 
@@ -69,6 +88,8 @@ def open_location(location: str | Path, read_only: bool) -> Location:
         ValueError: a URL whose protocol fsspec does not know (it names the package that provides it).
     """
     import fsspec
+
+    require_zarr()
     from zarr.storage import FsspecStore, LocalStore
 
     url = str(location)

@@ -737,9 +737,7 @@ def _zarr_damaged(location: chunked.Location, key: str, problem: str) -> StoreEr
 
 
 def _open_group(location: chunked.Location, mode: str):
-    import zarr
-
-    return zarr.open_group(store=location.store, mode=mode, zarr_format=3)
+    return chunked.require_zarr().open_group(store=location.store, mode=mode, zarr_format=3)
 
 
 def _holds_zarr_store(location: chunked.Location) -> bool:

@@ -182,3 +182,18 @@ def test_damaged_chunks_are_errors_naming_the_chunk(reference, model, words, tmp
         ActivationStore(folder)
     assert extract(model, words, folder, overwrite=True, **OPTIONS).complete  # the fix the message names
     assert files_of(folder) == files_of(reference)
+
+
+def test_zarr_2_or_none_is_a_clear_error(monkeypatch):
+    import sys
+
+    import zarr
+
+    from probes import chunked
+
+    monkeypatch.setattr(zarr, "__version__", "2.18.3")
+    with pytest.raises(ModuleNotFoundError, match=r"zarr >= 3, found zarr 2\.18\.3"):
+        chunked.open_location("memory://x", read_only=True)
+    monkeypatch.setitem(sys.modules, "zarr", None)  # not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'zarr>=3' fsspec"):
+        chunked.require_zarr()
