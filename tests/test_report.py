@@ -48,7 +48,10 @@ def notebooks(tmp_path):
     write_notebook(
         folder / "02_fails.ipynb", "x = 1", "raise RuntimeError('this cell is broken')", "print('never')"
     )
-    write_notebook(folder / "03_other.ipynb", "print('third ran', quick, globals().get('data_root'))")
+    write_notebook(
+        folder / "03_other.ipynb",
+        "import os\nprint('third ran', quick, globals().get('data_root'), 'threads', os.environ.get('OMP_NUM_THREADS'))",
+    )
     (folder / "scratch.ipynb").write_text((folder / "03_other.ipynb").read_text())  # not numbered: never run
     return folder
 
@@ -94,6 +97,8 @@ def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks,
             "1,2,3",
             "--data",
             str(data),
+            "--threads",
+            "1",
         ]
     )
     captured = capfd.readouterr()
@@ -127,6 +132,7 @@ def test_report_runs_notebooks_into_html_and_reports_the_failing_cell(notebooks,
         in printed
     )
     assert "third ran True" in (out / "03_other.html").read_text()  # later notebooks still ran
+    assert "threads 1" in (out / "03_other.html").read_text()  # --threads reached the kernels
     index = (out / "index.html").read_text()
     assert 'href="01_small.html"' in index and "failed: cell [4]" in index and " s</td>" in index
 

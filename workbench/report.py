@@ -436,6 +436,18 @@ def _terminal_width() -> int:
     return shutil.get_terminal_size((100, 20)).columns
 
 
+def _thread_environment(threads: int | None) -> dict[str, Any]:
+    """The kernel's environment with ``threads`` torch/OpenMP threads ({}: the kernel inherits ours).
+
+    On a machine busy with other work, torch's threads wait for each other at every parallel section,
+    spinning: one thread per kernel is then several times faster than two (benchmarks/first_hour.py).
+    """
+    if threads is None:
+        return {}
+    count = str(threads)
+    return {"env": {**os.environ, "OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count}}
+
+
 def _kernel_config():
     """Kernels of the report talk over local IPC sockets in a private folder (POSIX), not TCP: nothing
     listens on the network, and the kernel has no cause to warn that TCP is unencrypted."""
@@ -467,7 +479,12 @@ def execute_notebook(path: str | Path, parameters: dict[str, Any], timeout: int 
 
 
 def _execute(
-    notebook, path: Path, parameters: dict[str, Any], timeout: int, progress: CellProgress | None = None
+    notebook,
+    path: Path,
+    parameters: dict[str, Any],
+    timeout: int,
+    progress: CellProgress | None = None,
+    threads: int | None = None,
 ):
     import nbformat
     from nbclient import NotebookClient
@@ -491,7 +508,7 @@ def _execute(
         **hooks,
     )
     try:
-        client.execute()
+        client.execute(**_thread_environment(threads))
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
         failed = _failed_cell(notebook)
         return notebook, failed, _describe_failure(notebook, failed, err, timeout)
@@ -601,6 +618,7 @@ def run_report(
     log=_print,
     data: str | Path | None = None,
     progress_stream=None,
+    threads: int | None = None,
 ) -> list[NotebookRun]:
     """Execute the notebooks and write ``out/NN_name.html`` for each, ``out/plotly.min.js`` once and
     ``out/index.html``.
@@ -621,6 +639,8 @@ def run_report(
         data: a data root (laid out like ``../shared/data``), passed as the absolute path ``data_root``;
             None: the committed samples. Every page says which, at its top.
         progress_stream: where the live cell progress is drawn (default stdout; only on a terminal).
+        threads: torch/OpenMP threads of each notebook's kernel (None: torch's default, one per core); 1 is
+            much faster on a machine busy with other work.
 
     Raises:
         FileNotFoundError: no notebooks folder, no numbered notebook in it, or ``data`` not a folder.
@@ -667,7 +687,15 @@ def run_report(
             if log:
                 log(f"{label} ...")
             run = run_one(
-                path, out, values, timeout, header=header, label=label, log=log, stream=progress_stream
+                path,
+                out,
+                values,
+                timeout,
+                header=header,
+                label=label,
+                log=log,
+                stream=progress_stream,
+                threads=threads,
             )
             runs.append(run)
             write_index(_in_order(notebooks, runs, pending), out, values, header[0])
@@ -775,6 +803,7 @@ def run_one(
     label: str | None = None,
     log=_print,
     stream=None,
+    threads: int | None = None,
 ) -> NotebookRun:
     """Execute one notebook and write ``out/<name>.html``; never raises for a problem of the notebook.
 
@@ -799,9 +828,9 @@ def run_one(
     try:
         if log:
             with CellProgress(label or path.stem, n_cells, stream=stream, log=log) as progress:
-                notebook, failed, error = _execute(notebook, path, parameters, timeout, progress)
+                notebook, failed, error = _execute(notebook, path, parameters, timeout, progress, threads)
         else:
-            notebook, failed, error = _execute(notebook, path, parameters, timeout)
+            notebook, failed, error = _execute(notebook, path, parameters, timeout, threads=threads)
     except Exception as err:  # noqa: BLE001
         return NotebookRun(path.stem, path, None, time.perf_counter() - start, _could_not_run(path, err))
     seconds = time.perf_counter() - start
