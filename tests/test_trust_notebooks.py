@@ -23,8 +23,8 @@ def code_of(path: Path) -> list[str]:
     ]
 
 
-def test_the_seven_notebooks_are_found():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_the_eight_notebooks_are_found():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
