@@ -1021,8 +1021,9 @@ def _finalize_zarr(location: chunked.Location, manifest: dict[str, Any]) -> None
         )
     else:
         # A sentence is done when the chunks of its first and last rows and all between are done.
-        first_chunk = offsets[:-1] // chunk_rows
-        last_chunk = np.maximum(offsets[1:] - 1, offsets[:-1]) // chunk_rows
+        last_index = len(done) - 1  # a sentence without words at the very end starts at row n_words
+        first_chunk = np.minimum(offsets[:-1] // chunk_rows, last_index)
+        last_chunk = np.minimum(np.maximum(offsets[1:] - 1, offsets[:-1]) // chunk_rows, last_index)
         undone_before = np.concatenate([[0], np.cumsum(~done)])
         manifest["progress"] = int((undone_before[last_chunk + 1] - undone_before[first_chunk] == 0).sum())
     _write_zarr_manifest(group, manifest)
@@ -1170,6 +1171,12 @@ class ActivationStore:
                 "the manifest says complete but some chunks are not recorded as done",
             )
         self._group = _open_group(self._location, "r")
+        if (
+            not self._done.all()
+        ):  # the manifest's progress is written at the end of a run: after a kill, stale
+            logger.warning(
+                "%s: %d of %d chunks are done", self.folder, int(self._done.sum()), len(self._done)
+            )
 
     def _rows(self, name: str) -> chunked.ChunkedRows:
         chunk_rows = self.manifest["chunk_rows"]
