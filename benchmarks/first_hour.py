@@ -15,16 +15,16 @@ running (the load average is printed with the results), the CPU time much less. 
 
 On an oversubscribed machine, torch's threads wait for each other at every parallel section, spinning, and
 the CPU time of a 2-thread kernel grows several-fold with the load (here, a matmul loop took 7 s of CPU on one
-thread and did not finish in 270 s on two at a load average of 19). ``--threads 1`` (OMP_NUM_THREADS=1 for the
-kernels) measures the work itself: that CPU figure is the stable one, and on an idle 2-core machine the
-default two threads take about that long or less in wall-clock time.
+thread and did not finish in 270 s on two at a load average of 19; notebook 03 took 106 s of CPU with two
+threads, 21 s with one). ``workbench report`` therefore gives each kernel one thread unless told otherwise
+(``--threads``), and so does this script; ``--threads 0`` times torch's default (one thread per core).
 
 Usage::
 
     PYTHONPATH=. python benchmarks/first_hour.py            # help + the quick report (a few minutes)
     PYTHONPATH=. python benchmarks/first_hour.py --full     # + the full report
     PYTHONPATH=. python benchmarks/first_hour.py --data ../shared/data --json times.json
-    PYTHONPATH=. python benchmarks/first_hour.py --threads 1   # the stable CPU figure on a busy machine
+    PYTHONPATH=. python benchmarks/first_hour.py --threads 0   # kernels with torch's default threads
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def time_help(argv: list[str]) -> dict:
     }
 
 
-def time_report(quick: bool, data: str | None) -> list[dict]:
+def time_report(quick: bool, data: str | None, threads: int | None) -> list[dict]:
     """Run the report as ``workbench report [--full]`` does, in a temporary folder; one row per notebook and
     a total (runner included)."""
     from workbench.report import run_report
@@ -76,7 +76,9 @@ def time_report(quick: bool, data: str | None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="first-hour-") as out:
         me_before, children_before = cpu_now()
         start = time.perf_counter()
-        runs = run_report(out, quick=quick, data=data, notebooks_dir=REPO / "notebooks", log=None)
+        runs = run_report(
+            out, quick=quick, data=data, notebooks_dir=REPO / "notebooks", log=None, threads=threads
+        )
         wall = time.perf_counter() - start
         me_after, children_after = cpu_now()
     label = "report" if quick else "report --full"
@@ -127,12 +129,10 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="torch/OpenMP threads of the notebooks' kernels (OMP_NUM_THREADS; default: torch's own)",
+        default=1,
+        help="torch threads of the notebooks' kernels (default 1, as workbench report; 0: torch's default)",
     )
     args = parser.parse_args()
-    if args.threads is not None:  # the kernels inherit the environment
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 
     from workbench.cli import _build_parser
 
@@ -140,11 +140,11 @@ def main() -> None:
     commands = list(subcommands.choices)
     rows = [time_help([])] + [time_help([command]) for command in commands]
     if not args.no_report:
-        rows += time_report(quick=True, data=args.data)
+        rows += time_report(quick=True, data=args.data, threads=args.threads or None)
         if args.full:
-            rows += time_report(quick=False, data=args.data)
+            rows += time_report(quick=False, data=args.data, threads=args.threads or None)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    threads = args.threads or "torch's default"
     print(
         f"\n{os.cpu_count()} CPUs, kernel threads: {threads}; load average at the end {load[0]:.1f} (1 min), "
         f"{load[2]:.1f} (15 min)\n"

@@ -366,9 +366,9 @@ def _add_report_commands(sub) -> None:
                              "(parameter stand_ins=True; their outputs are labelled and not meaningful)")
     report.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_parameter,
                         help="another notebook parameter (a Python literal), e.g. --param max_sentences=100")
-    report.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads per notebook (default: one per core); 1 is several times faster "
-                             "when other work shares the machine")
+    report.add_argument("--threads", type=non_negative_int, default=1,
+                        help="torch threads per notebook kernel (default: 1, several times faster than one per "
+                             "core when other work shares the machine; 0: torch's default, one per core)")
     report.add_argument("--notebooks-dir", default=None, help="where the notebooks are (default: ./notebooks)")
     report.add_argument("--timeout", type=positive_int, default=600, help="seconds one cell may run (default: 600)")
     lab = sub.add_parser(
@@ -443,7 +443,7 @@ def _report(args: argparse.Namespace) -> int:
     find_notebooks(args.notebooks_dir or _default_notebooks_dir(), select)  # a bad selection: before any run
     runs = run_report(args.out, select=select, device=args.device, quick=args.quick, data=args.data,
                       notebooks_dir=args.notebooks_dir, parameters=parameters, timeout=args.timeout,
-                      threads=args.threads)
+                      threads=args.threads or None)
     return 0 if all(run.ok for run in runs) else 1
 
 

@@ -618,7 +618,7 @@ def run_report(
     log=_print,
     data: str | Path | None = None,
     progress_stream=None,
-    threads: int | None = None,
+    threads: int | None = 1,
 ) -> list[NotebookRun]:
     """Execute the notebooks and write ``out/NN_name.html`` for each, ``out/plotly.min.js`` once and
     ``out/index.html``.
@@ -639,8 +639,10 @@ def run_report(
         data: a data root (laid out like ``../shared/data``), passed as the absolute path ``data_root``;
             None: the committed samples. Every page says which, at its top.
         progress_stream: where the live cell progress is drawn (default stdout; only on a terminal).
-        threads: torch/OpenMP threads of each notebook's kernel (None: torch's default, one per core); 1 is
-            much faster on a machine busy with other work.
+        threads: torch/OpenMP threads of each notebook's kernel (None: torch's default, one per core). One
+            by default: the notebooks' models are small, and on a machine busy with other work two threads
+            spin waiting for each other (notebook 03 took 106 s of CPU with two, 21 s with one, at a load
+            average of 18 on 2 cores; benchmarks/first_hour.py).
 
     Raises:
         FileNotFoundError: no notebooks folder, no numbered notebook in it, or ``data`` not a folder.
@@ -676,8 +678,10 @@ def run_report(
     runs: list[NotebookRun] = []
     to_run = [p for p in notebooks if p not in skips]
     if log:
+        kernels = f"{threads} torch thread(s) per kernel" if threads else "torch's default threads"
         log(
-            f"workbench report: {_mode(quick, values)}; {len(to_run)} notebook(s) to run, {len(skips)} skipped"
+            f"workbench report: {_mode(quick, values)}; {kernels}; {len(to_run)} notebook(s) to run, "
+            f"{len(skips)} skipped"
         )
         for path, reason in skips.items():
             log(f"    {path.stem}: {reason}")
