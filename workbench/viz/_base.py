@@ -171,6 +171,8 @@ def json_safe_figure(figure):
 
 
 def _finite_or_none(value):
+    if isinstance(value, dict) and _is_typed_array(value):
+        return _finite_or_none(_decode_typed_array(value))
     if isinstance(value, dict):
         return {key: _finite_or_none(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -184,6 +186,22 @@ def _finite_or_none(value):
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return None
     return value
+
+
+def _is_typed_array(value: dict) -> bool:
+    """Whether ``value`` is plotly's JSON form of a numpy array (``{"dtype": "f8", "bdata": ..., "shape": ...}``)."""
+    return "bdata" in value and "dtype" in value and set(value) <= {"dtype", "bdata", "shape"}
+
+
+def _decode_typed_array(value: dict) -> np.ndarray:
+    # Back to the array, so a widget's traces hold arrays (trace.y.sum() works) as they did before encoding.
+    import base64
+
+    array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    shape = value.get("shape")
+    if shape:
+        array = array.reshape([int(size) for size in str(shape).split(",")])
+    return array.copy()
 
 
 # Input checks ----------------------------------------------------------------------------------------
