@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from launch import torchrun
 
 import workbench as wb
@@ -197,3 +199,54 @@ def test_zarr_2_or_none_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "zarr", None)  # not installed
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'zarr>=3' fsspec"):
         chunked.require_zarr()
+
+
+@pytest.fixture(scope="module")
+def zarr_store_bytes(model, words, tmp_path_factory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("small_store")
+    extract(model, words[:4], folder, layers=[0, 1], chunk_rows=16, progress=False)
+    return files_of(folder)
+
+
+def _read_everything(folder: Path):
+    store = ActivationStore(folder)
+    return store.manifest, store.offsets, store.stack().numpy(), np.asarray(store.n_subwords[:])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_corrupted_object_is_a_store_error_or_reads_the_same(zarr_store_bytes, data):
+    """Truncate, extend or flip a byte of any object of a zarr store: opening and reading everything either
+    fails with a StoreError naming that object (or its array), or gives exactly the original values."""
+    import tempfile
+
+    name = data.draw(st.sampled_from(sorted(zarr_store_bytes)), label="object")
+    original = zarr_store_bytes[name]
+    how = data.draw(st.sampled_from(["truncate", "flip", "append"]), label="how")
+    if how == "truncate":
+        corrupted = original[: data.draw(st.integers(0, max(0, len(original) - 1)), label="length")]
+    elif how == "append":
+        corrupted = original + data.draw(st.binary(min_size=1, max_size=16), label="extra")
+    else:
+        position = data.draw(st.integers(0, len(original) - 1), label="position")
+        byte = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
+        corrupted = original[:position] + bytes([byte]) + original[position + 1 :]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for key, content in zarr_store_bytes.items():
+            (folder / key).parent.mkdir(parents=True, exist_ok=True)
+            (folder / key).write_bytes(corrupted if key == name else content)
+        try:
+            got = _read_everything(folder)
+        except StoreError as err:
+            node = name.split("/")[0] if "/" in name else name
+            assert node in str(err), (name, str(err))
+            return
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, content in zarr_store_bytes.items():
+            (Path(tmp) / key).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / key).write_bytes(content)
+        expected = _read_everything(Path(tmp))
+    assert got[0] == expected[0]
+    for a, b in zip(got[1:], expected[1:]):
+        np.testing.assert_array_equal(a, b)
