@@ -190,3 +190,38 @@ def test_a_large_capture_keeps_freed_memory_by_default_unless_opted_out(opt_out)
         assert last > first / 2, (first, last)
     else:
         assert last < first / 10, (first, last)
+
+
+# Cache dtype and offloading ----------------------------------------------------------------------------------
+
+
+def test_cache_dtype_converts_floating_activations_only(lm):
+    model, _ = lm
+    _, full = model.run_with_cache("The cat sat on the mat")
+    _, half = model.run_with_cache("The cat sat on the mat", dtype=torch.bfloat16)
+    assert list(half) == list(full)
+    for name, tensor in half.items():
+        assert tensor.dtype == torch.bfloat16, name
+        kept = full[name] > torch.finfo(torch.float32).min / 2  # masked scores: float32's minimum is -inf in bf16
+        expected = full[name][kept]
+        torch.testing.assert_close(tensor.float()[kept], expected, atol=0.05 * expected.abs().max().item(), rtol=0.02)
+    with pytest.raises(ValueError, match="dtype=torch.int64"):
+        model.run_with_cache("The cat", dtype=torch.int64)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: offloading copies on a CUDA side stream")
+def test_offloaded_capture_on_gpu_equals_the_gpu_cache(tmp_path):
+    """On a GPU, run_with_cache(device="cpu") copies asynchronously into pinned memory: the values equal the
+    cache kept on the GPU."""
+    model = wb.load(save_and_path(tmp_path), device="cuda")
+    _, on_gpu = model.run_with_cache("The cat sat on the mat")
+    _, offloaded = model.run_with_cache("The cat sat on the mat", device="cpu")
+    assert list(offloaded) == list(on_gpu)
+    for name, tensor in offloaded.items():
+        assert tensor.device.type == "cpu" and tensor.is_pinned(), name
+        torch.testing.assert_close(tensor, on_gpu[name].cpu(), atol=0, rtol=0)
+
+
+def save_and_path(folder):
+    save_tiny_gpt2(folder)
+    return folder

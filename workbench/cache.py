@@ -105,3 +105,49 @@ class ActivationCache(Mapping):
             storage = tensor.untyped_storage()
             storages[(tensor.device, storage.data_ptr())] = storage.nbytes()
         return sum(storages.values())
+
+
+class CaptureSink:
+    """Where ``run_with_cache`` puts each activation: converted to ``dtype`` (floating-point tensors only; e.g.
+    ``torch.bfloat16`` halves a big sweep's cache) and moved to ``device``.
+
+    From a CUDA device to the CPU the copy is asynchronous: the activation is snapshotted on the compute
+    stream (so a later in-place edit cannot reach the copy), then copied on a side stream into pinned host
+    memory, overlapping the rest of the forward; :meth:`finish` waits for the copies before the cache is
+    handed out. Elsewhere it is a plain ``.to(device)``.
+    """
+
+    def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        if dtype is not None and not dtype.is_floating_point:
+            raise ValueError(f"dtype={dtype} is not a floating-point dtype; a cache dtype is e.g. torch.bfloat16")
+        self.device = torch.device(device) if device is not None else None
+        self.dtype = dtype
+        self.streams: dict[torch.device, torch.cuda.Stream] = {}
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self.dtype)
+        if self.device is None or tensor.device == self.device:
+            return tensor
+        if tensor.is_cuda and self.device.type == "cpu":
+            return self.offload(tensor)
+        return tensor.to(self.device)
+
+    def offload(self, tensor: torch.Tensor) -> torch.Tensor:
+        """CUDA tensor -> pinned CPU tensor, filled by a copy on a side stream (valid after :meth:`finish`)."""
+        compute = torch.cuda.current_stream(tensor.device)
+        side = self.streams.get(tensor.device)
+        if side is None:
+            side = self.streams[tensor.device] = torch.cuda.Stream(tensor.device)
+        snapshot = tensor.clone()  # on the compute stream: what the hook saw, whatever runs after it
+        pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        side.wait_stream(compute)
+        with torch.cuda.stream(side):
+            pinned.copy_(snapshot, non_blocking=True)
+        snapshot.record_stream(side)  # its memory is not reused before the copy is done
+        return pinned
+
+    def finish(self) -> None:
+        """Wait for the asynchronous copies."""
+        for stream in self.streams.values():
+            stream.synchronize()

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Union
 import torch
 from torch import nn
 
-from .cache import ActivationCache
+from .cache import ActivationCache, CaptureSink
 from .config import BUILDING_WITHOUT_WEIGHTS, ConfigError, ModelConfig, available_memory
 from .device_map import (
     bytes_per_device,
@@ -329,6 +329,38 @@ class HookedTransformer(HookedModule):
             f"got {type(inputs).__name__}"
         )
 
+    # Compiling --------------------------------------------------------------------------------------
+    def compile(self, *, enabled: bool = True, **options: Any) -> HookedTransformer:
+        """Run ``model(...)`` through ``torch.compile`` (``options`` go to it: ``mode=``, ``dynamic=``...): the
+        plain forward and each decoding step of ``model.generate``. Returns the model.
+
+        A call with any hook attached runs eagerly instead, with one warning the first time: hooks are Python
+        functions attached per call and per thread, which a compiled graph would not see change. So a
+        compiled model gives the eager result either way; the speed comes on calls without hooks.
+        ``enabled=False`` goes back to eager calls.
+        """
+        if not enabled:
+            self._compiled_call_impl = None
+            return self
+        compiled = torch.compile(self._call_impl, **options)
+        eager = self._call_impl
+        warned = []
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if any(point._hooks or point._thread_hooks for point in self.hook_points().values()):
+                if not warned:
+                    warned.append(True)
+                    logger.warning(
+                        "%s is compiled, but hooks are attached: this call and every call with hooks runs "
+                        "eagerly (the same result, at eager speed); calls without hooks run compiled",
+                        type(self).__name__,
+                    )
+                return eager(*args, **kwargs)
+            return compiled(*args, **kwargs)
+
+        self._compiled_call_impl = call
+        return self
+
     # Running with hooks ------------------------------------------------------------------------------
     def run_with_hooks(
         self,
@@ -353,6 +385,7 @@ class HookedTransformer(HookedModule):
         names_filter: NameOrPredicate | Iterable[str] | None = None,
         device: torch.device | str | None = None,
         fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
+        dtype: torch.dtype | None = None,
         **forward_kwargs: Any,
     ) -> tuple[Any, ActivationCache]:
         """Run the model and keep the activations of the selected hook points.
@@ -360,8 +393,10 @@ class HookedTransformer(HookedModule):
         Args:
             inputs: text, texts, token ids or a mapping of model inputs.
             names_filter: a hook name, a list of names, or a predicate on names; None caches every hook.
-            device: move cached tensors there (e.g. ``"cpu"`` to free GPU memory).
+            device: move cached tensors there (e.g. ``"cpu"`` to free GPU memory; from a GPU the copies run
+                asynchronously on a side stream into pinned memory, overlapping the forward).
             fwd_hooks: hooks to run as well; the cache sees their edits at later hook points.
+            dtype: store floating-point activations in this dtype (e.g. ``torch.bfloat16`` for big sweeps).
 
         Returns:
             (the model's output, an :class:`ActivationCache`)
@@ -372,13 +407,15 @@ class HookedTransformer(HookedModule):
         kwargs, tokens = self.prepare_inputs(inputs)
         activations: dict[str, torch.Tensor] = {}
 
+        sink = CaptureSink(device, dtype)
+
         def save(tensor: torch.Tensor, hook) -> None:
-            saved = tensor.detach() if tensor.requires_grad else tensor
-            activations[hook.name] = saved.to(device) if device is not None else saved
+            activations[hook.name] = sink(tensor.detach() if tensor.requires_grad else tensor)
 
         names = self.resolve_hook_names(names_filter)
         with self.hooks(fwd_hooks), self.hooks([(names, save)], read_only=True):
             out = self(**kwargs, **forward_kwargs)
+        sink.finish()
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
         cache = ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
         # The first large CPU cache makes glibc keep freed memory (workbench.memory explains; opt-out there).
