@@ -40,10 +40,10 @@ Offline, --stand-in runs a model command on a tiny random model of the architect
 "workbench command --help" describes each command."""
 
 # How long `workbench report` takes, from benchmarks/first_hour.py (CPU seconds: the figure that stays put
-# when the machine is shared; wall-clock time is longer when other work runs). Quick, 2026-12-07: 76 s of CPU
-# for notebooks 01-05 with one kernel thread at a load average of 18 on 2 cores (01 9 s, 02 12 s, 03 21 s,
-# 04 19 s, 05 8 s, the runner 7 s). The full report was not timed on that machine.
-QUICK_TIME = "about 1.5 minutes of CPU on 2 cores;"
+# when the machine is shared; wall-clock time is longer when other work runs). Quick, 2026-12-07, one torch
+# thread per kernel, load average 15-18 on 2 cores: 115 s of CPU in all (01 9 s, 02 13 s, 03 25 s, 04 20 s,
+# 05 10 s, 08 30 s, the runner 8 s; 445 s of wall-clock at that load). The full report was not timed there.
+QUICK_TIME = "about 2 minutes of CPU on 2 cores;"
 FULL_TIME = "several times longer than the quick report; benchmarks/first_hour.py --full times it"
 
 # Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
