@@ -124,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="also time workbench report --full (long)")
     parser.add_argument("--no-report", action="store_true", help="time only the help of every command")
+    parser.add_argument("--no-quick", action="store_true", help="with --full, time only the full report")
     parser.add_argument("--data", default=None, help="time the reports with --data DIR")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument(
@@ -140,7 +141,8 @@ def main() -> None:
     commands = list(subcommands.choices)
     rows = [time_help([])] + [time_help([command]) for command in commands]
     if not args.no_report:
-        rows += time_report(quick=True, data=args.data, threads=args.threads or None)
+        if not args.no_quick:
+            rows += time_report(quick=True, data=args.data, threads=args.threads or None)
         if args.full:
             rows += time_report(quick=False, data=args.data, threads=args.threads or None)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
