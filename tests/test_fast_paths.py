@@ -173,23 +173,32 @@ CAPTURE_SCRIPT = (
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc only")
-@pytest.mark.parametrize("opt_out", [False, True])
-def test_a_large_capture_keeps_freed_memory_by_default_unless_opted_out(opt_out):
-    """The first large CPU cache makes glibc keep freed memory: the next captures (almost) stop page-faulting.
-    With WORKBENCH_KEEP_FREED_MEMORY=0 every capture faults its cache in again."""
-    import os
+def test_a_large_capture_keeps_freed_memory_by_default():
+    """The first large CPU cache makes glibc keep freed memory: the next captures (almost) stop page-faulting."""
     import subprocess
     import sys
 
-    env = os.environ | {"WORKBENCH_KEEP_FREED_MEMORY": "0" if opt_out else "1"}
-    result = subprocess.run([sys.executable, "-c", CAPTURE_SCRIPT], capture_output=True, text=True, timeout=300,
-                            env=env)
+    result = subprocess.run([sys.executable, "-c", CAPTURE_SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     first, last = map(int, result.stdout.split())
-    if opt_out:
-        assert last > first / 2, (first, last)
-    else:
-        assert last < first / 10, (first, last)
+    assert last < first / 10, (first, last)
+
+
+def test_the_allocator_setting_comes_once_for_a_large_cpu_cache_unless_opted_out(monkeypatch):
+    calls = []
+    monkeypatch.setattr(wb.memory, "keep_freed_memory", lambda *args: calls.append(args) or True)
+    monkeypatch.setitem(wb.memory._auto_keep_freed, "done", False)
+    monkeypatch.setitem(wb.memory._auto_keep_freed, "enabled", True)
+    wb.memory.auto_keep_freed_memory(False)
+    wb.memory.note_capture(2**30, on_cpu=True)
+    assert calls == []  # opted out
+    wb.memory.auto_keep_freed_memory(True)
+    wb.memory.note_capture(2**20, on_cpu=True)  # a small cache
+    wb.memory.note_capture(2**30, on_cpu=False)  # a GPU cache: not glibc's memory
+    assert calls == []
+    wb.memory.note_capture(2**30, on_cpu=True)
+    wb.memory.note_capture(2**30, on_cpu=True)
+    assert len(calls) == 1
 
 
 # Cache dtype and offloading ----------------------------------------------------------------------------------

@@ -273,6 +273,17 @@ def attention_scores(
 ) -> torch.Tensor:
     """q: [batch, query_pos, head, d_head], k: [batch, key_pos, head, d_head]
     -> [batch, head, query_pos, key_pos] = scale * q.k (then ``softcap * tanh(. / softcap)``) + mask."""
+    batch, query_len, heads, _ = q.shape
+    if softcap is None and mask is not None and mask.shape[0] == 1 and mask.shape[1] == 1:
+        # One mask for every row and head (causal, nothing padded): written out once by the product itself,
+        # mask + scale * q.k in one pass over the scores instead of three.
+        scores = torch.baddbmm(
+            mask[0],
+            q.transpose(1, 2).reshape(batch * heads, query_len, -1),
+            k.permute(0, 2, 3, 1).reshape(batch * heads, k.shape[-1], -1),
+            alpha=scale,
+        )
+        return scores.view(batch, heads, query_len, -1)
     scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(scale)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
