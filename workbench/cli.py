@@ -40,11 +40,11 @@ Offline, --stand-in runs a model command on a tiny random model of the architect
 "workbench command --help" describes each command."""
 
 # How long `workbench report` takes, from benchmarks/first_hour.py (CPU seconds: the figure that stays put
-# when the machine is shared; wall-clock time is longer when other work runs). Quick, 2026-12-07, one torch
-# thread per kernel, load average 15-18 on 2 cores: 115 s of CPU in all (01 9 s, 02 13 s, 03 25 s, 04 20 s,
-# 05 10 s, 08 30 s, the runner 8 s; 445 s of wall-clock at that load). The full report was not timed there.
-QUICK_TIME = "about 2 minutes of CPU on 2 cores;"
-FULL_TIME = "several times longer than the quick report; benchmarks/first_hour.py --full times it"
+# when the machine is shared; wall-clock time is longer when other work runs). 2026-12-07, 2 cores, one torch
+# thread per kernel: quick 105 s of CPU, 116 s wall at a load average of 3 (01 11 s, 02 15 s, 03 22 s, 04 17 s,
+# 05 9 s, 08 23 s, the runner 8 s of CPU); full 362 s of CPU, 629 s wall while the load fell from 15 to 2.
+QUICK_TIME = "about 2 minutes on 2 cores;"
+FULL_TIME = "about 6 minutes of CPU on 2 cores, 10 minutes of wall-clock time on a busy machine"
 
 # Argument types and checks shared by the `workbench` and `probes` commands: a bad value is argparse's
 # one-line "error: argument --x: ..." (exit code 2), never a traceback.
