@@ -7,8 +7,6 @@ import sys
 
 from workbench.cli import USER_ERRORS, error_message, output_folder, positive_int
 
-from .experiment import run
-
 
 def layer_list(text: str) -> str | list[int]:
     """``"all"`` or comma-separated layer numbers ``"0,3,6"`` (each >= 0, no repeats)."""
@@ -77,18 +75,19 @@ def _add_extract_command(sub) -> None:
 def _extract(args) -> int:
     import torch
 
-    import workbench as wb
     from workbench import distributed
+    from workbench.api import default_device
+    from workbench.auto import AutoModel
 
     from .data import load_treebank
     from .store import extract
 
     ctx = distributed.init()
-    device = wb.default_device()
+    device = default_device()
     if device.type == "cuda" and ctx.distributed:
         device = torch.device("cuda", ctx.local_rank)  # one GPU per rank
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    model = wb.AutoModel.from_pretrained(args.model, device=device, **({"dtype": dtype} if dtype else {}))
+    model = AutoModel.from_pretrained(args.model, device=device, **({"dtype": dtype} if dtype else {}))
     sentences = load_treebank(args.data, args.split, max_sentences=args.max_sentences)
     store = extract(
         model,
@@ -111,8 +110,8 @@ def _extract(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``probes`` command; returns its exit code (2: a usage error, said in one line on stderr)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``probes`` command's parser: ``run`` and ``extract``."""
     parser = argparse.ArgumentParser(prog="probes", description="Probing experiments on workbench models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     command = sub.add_parser("run", help="probe every layer of the models for the tasks; write CSV + HTML")
@@ -171,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         "--store", type=output_folder, default=None, help="activation store folder (reused across runs)"
     )
     _add_extract_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``probes`` command; returns its exit code (2: a usage error, said in one line on stderr)."""
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help (0) or argparse's one-line error (2)
@@ -182,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"probes extract: error: {error_message(err)}", file=sys.stderr)
             return 2
     try:
+        from .experiment import run  # here, not at the top: --help must not import torch
+
         results = run(
             args.model,
             args.task,

@@ -175,11 +175,15 @@ def run(
         top_k: with ``features``, also probe classification tasks on the k features that separate the classes
             best on the train split (ANOVA F), for each k (those larger than the dictionary are skipped).
     """
-    import workbench as wb
+    # from the modules, not the package's face: the ``probes`` command does not import that face (fast --help)
+    from workbench.api import default_device
+    from workbench.auto import AutoModel
+    from workbench.model import HookedTransformer
+    from workbench.version import __version__
 
     if probe not in CLASSIFIERS:
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
-    model_list = [models] if isinstance(models, (str, Path, wb.HookedTransformer)) else list(models)
+    model_list = [models] if isinstance(models, (str, Path, HookedTransformer)) else list(models)
     task_list = [
         get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)
     ]
@@ -192,12 +196,12 @@ def run(
     rows = []
     provenance: dict[str, dict[str, Any]] = {}
     for entry in model_list:
-        if isinstance(entry, wb.HookedTransformer):
+        if isinstance(entry, HookedTransformer):
             model = entry
             name = str(getattr(model.config, "name_or_path", "") or type(model).__name__)
         else:
             name = str(entry)
-            model = wb.AutoModel.from_pretrained(name, device=wb.default_device())
+            model = AutoModel.from_pretrained(name, device=default_device())
         fingerprint = model_fingerprint(model)
         stand_in = is_stand_in(model)
         dictionary = _dictionary_for(features, name, entry)
@@ -206,7 +210,7 @@ def run(
             model_layers = [_feature_layer(dictionary, model, layers)]
         record = {
             "format": 1,
-            "workbench_version": wb.__version__,
+            "workbench_version": __version__,
             "model": name,
             "model_fingerprint": fingerprint,
             "stand_in": stand_in,

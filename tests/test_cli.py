@@ -122,6 +122,20 @@ def test_help_of_every_command_imports_neither_torch_nor_pandas():
         assert "usage: workbench" in result.stdout + result.stderr
 
 
+def test_help_of_the_probes_command_imports_neither_torch_nor_pandas():
+    """`probes ... --help` is instant too: the package looks its names up on first use."""
+    from probes import cli as probes_cli
+
+    for argv in [["--help"], *([command, "--help"] for command in _subcommands(probes_cli.build_parser()))]:
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "probes", *argv],
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+        assert "probes.cli" in imported, argv
+        assert not {"torch", "pandas", "transformers"} & imported, argv
+        assert "usage: probes" in result.stdout
+
+
 def test_top_level_help_is_plain_text(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -47,9 +47,10 @@ def _started_as_the_command_line() -> bool:
     import sys
 
     argv = list(getattr(sys, "orig_argv", []))  # the interpreter's own command line (Python 3.10+)
-    if "-m" in argv and argv[argv.index("-m") + 1 :][:1] == ["workbench"]:
+    if "-m" in argv and argv[argv.index("-m") + 1 :][:1] in (["workbench"], ["probes"]):
         return True
-    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("workbench", "workbench.exe", "workbench-script.py")
+    commands = {f"{name}{suffix}" for name in ("workbench", "probes") for suffix in ("", ".exe", "-script.py")}
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in commands
 
 
 if not _started_as_the_command_line():
