@@ -119,7 +119,9 @@ class CaptureSink:
 
     def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         if dtype is not None and not dtype.is_floating_point:
-            raise ValueError(f"dtype={dtype} is not a floating-point dtype; a cache dtype is e.g. torch.bfloat16")
+            raise ValueError(
+                f"dtype={dtype} is not a floating-point dtype; a cache dtype is e.g. torch.bfloat16"
+            )
         self.device = torch.device(device) if device is not None else None
         self.dtype = dtype
         self.streams: dict[torch.device, torch.cuda.Stream] = {}
