@@ -201,7 +201,8 @@ PROBES_BAD_ARGUMENTS = [
 @pytest.fixture
 def nothing_runs(monkeypatch):
     """Every command's work fails the test if it starts: a usage error must come before it."""
-    import probes.cli
+    import probes.experiment
+    import probes.store
     import workbench.bench
     import workbench.cli
     import workbench.report
@@ -213,7 +214,8 @@ def nothing_runs(monkeypatch):
     monkeypatch.setattr(workbench.report, "open_lab", started)
     monkeypatch.setattr(workbench.bench, "run", started)
     monkeypatch.setattr(workbench.cli, "load", started)
-    monkeypatch.setattr(probes.cli, "run", started)
+    monkeypatch.setattr(probes.experiment, "run", started)  # probes/cli.py imports it when the command runs
+    monkeypatch.setattr(probes.store, "extract", started)
 
 
 def _check_usage_error(code, err, message, tmp_path, prog):

@@ -227,7 +227,7 @@ def test_treebank_projection_names_the_model_and_the_data(stand_in_lm):
 def test_results_tables_with_a_stand_in_column_label_the_model_everywhere():
     import pandas as pd
 
-    from workbench.bench.widget import stand_in_models
+    from workbench.bench.form import stand_in_models
 
     frame = pd.DataFrame(
         {

@@ -545,8 +545,8 @@ def _add_model_options(parser: argparse.ArgumentParser, causal_lm: bool = False)
     """--model, --device and --stand-in (``causal_lm``: generate and lens, whose model needs an LM head)."""
     if causal_lm:  # the default model, MiniLM, has no LM head: these commands name theirs
         parser.add_argument("--model", type=_text, default=None,
-                            help="a causal LM: folder or Hugging Face hub id, e.g. distilgpt2 (required; offline, "
-                                 "--model gpt2 --stand-in runs on a tiny random GPT-2)")
+                            help="a causal LM: folder or Hugging Face hub id, e.g. distilgpt2 (required; offline, add "
+                                 "--stand-in to run a tiny random model of its architecture)")
     else:
         parser.add_argument("--model", type=_text, default="minilm",
                             help="folder, alias or hub id (default: minilm)")
@@ -574,8 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is None:
             raise ValueError(
                 f"{args.command} needs a causal language model (the default, MiniLM, has no LM head): pass "
-                f"--model with a folder or hub id, e.g. --model distilgpt2; offline, --model gpt2 --stand-in runs "
-                "on a tiny random GPT-2 (labelled as such)"
+                "--model with a folder or hub id, e.g. --model distilgpt2; offline, add --stand-in to run a tiny "
+                "random model of its architecture (labelled as such)"
             )
         model = load(args.model, device=args.device, stand_in=args.stand_in)
         import torch

@@ -45,6 +45,8 @@ __all__ = [
 
 def widget(data: str = "sample", out: str | None = None):
     """An ipywidgets form: models, tasks, mode, device and example cap -> run, then the figures and table."""
-    from .widget import bench_widget
+    # The form lives in .form, not .widget: importing a submodule named like this function would rebind
+    # ``workbench.bench.widget`` to the module after the first call.
+    from .form import bench_widget
 
     return bench_widget(data=data, out=out)

@@ -178,7 +178,7 @@ class Attention(nn.Module):
         query_pos, head, d_head], the new queries); unchanged without a window."""
         if self.sliding_window is None:
             return mask
-        mask = as_tensor(mask)
+        mask = as_tensor(mask, q.device)
         outside = ~sliding_window_allowed(q.shape[1], key_len, self.sliding_window, q.device)
         if mask is None:
             mask = torch.zeros(outside.shape, dtype=q.dtype, device=q.device)
@@ -210,7 +210,9 @@ class Attention(nn.Module):
                 self.n_heads // self.n_kv_heads
             )  # the explicit path gives each query head its keys and values
             k, v = repeat_kv(k, groups), repeat_kv(v, groups)
-            scores = self.hook_scores(attention_scores(q, k, as_tensor(mask), self.scale, self.softcap))
+            scores = self.hook_scores(
+                attention_scores(q, k, as_tensor(mask, q.device), self.scale, self.softcap)
+            )
             pattern = self.hook_pattern(softmax_last(scores, in_place=not self.hook_scores.is_active))
             z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
             return z, pattern
@@ -221,7 +223,7 @@ class Attention(nn.Module):
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=None if is_causal else as_tensor(mask),
+            attn_mask=None if is_causal else as_tensor(mask, q.device),
             dropout_p=dropout,
             is_causal=is_causal,
             scale=self.scale,

@@ -53,7 +53,7 @@ class CausalMask:
 
     def __init__(self, query_len: int, key_len: int, dtype: torch.dtype, device: torch.device) -> None:
         self.query_len, self.key_len, self.dtype, self.device = query_len, key_len, dtype, device
-        self._tensor: torch.Tensor | None = None
+        self._tensors: dict[torch.device, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return f"CausalMask(query_len={self.query_len}, key_len={self.key_len})"
@@ -63,11 +63,14 @@ class CausalMask:
         """No cached positions: the queries are the keys, what SDPA's ``is_causal`` means."""
         return self.query_len == self.key_len
 
-    def tensor(self) -> torch.Tensor:
-        """The additive mask [1, 1, query_pos, key_pos] (0 = attend, the dtype's minimum = not)."""
-        if self._tensor is None:
-            self._tensor = causal_mask(None, self.query_len, self.key_len, self.dtype, self.device)
-        return self._tensor
+    def tensor(self, device: torch.device | None = None) -> torch.Tensor:
+        """The additive mask [1, 1, query_pos, key_pos] (0 = attend, the dtype's minimum = not), on ``device``
+        (default: the device it was made for). A model split over devices (``device_map``) asks on each
+        layer's device: this object is not a tensor, so the hooks that move a part's inputs do not move it."""
+        device = torch.device(device) if device is not None else self.device
+        if device not in self._tensors:
+            self._tensors[device] = causal_mask(None, self.query_len, self.key_len, self.dtype, device)
+        return self._tensors[device]
 
 
 def decoder_mask(
@@ -83,13 +86,18 @@ def decoder_mask(
     A traced or compiled model given an ``attention_mask`` gets the tensor: whether anything is padded
     depends on the mask's values.
     """
+    if torch.jit.is_tracing():  # traced sizes are tensors, and a CausalMask would not be in the graph
+        return causal_mask(attention_mask, query_len, key_len, dtype, device)
     if attention_mask is not None:
-        data_dependent = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        data_dependent = torch.compiler.is_compiling()
         if data_dependent or attention_mask.shape[-1] != key_len or not bool(attention_mask.all()):
             return causal_mask(attention_mask, query_len, key_len, dtype, device)  # checks the width too
     return None if query_len == 1 else CausalMask(query_len, key_len, dtype, device)
 
 
-def as_tensor(mask: torch.Tensor | CausalMask | None) -> torch.Tensor | None:
-    """The additive mask tensor of any mask :func:`decoder_mask` gives (None stays None)."""
-    return mask.tensor() if isinstance(mask, CausalMask) else mask
+def as_tensor(
+    mask: torch.Tensor | CausalMask | None, device: torch.device | None = None
+) -> torch.Tensor | None:
+    """The additive mask tensor of any mask :func:`decoder_mask` gives (None stays None); a
+    :class:`CausalMask` is built on ``device`` (the layer's) when given."""
+    return mask.tensor(device) if isinstance(mask, CausalMask) else mask
