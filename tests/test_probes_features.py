@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sae_fixtures
 import torch
 from scipy.stats import f_oneway
 
@@ -27,13 +28,7 @@ PROBE_OPTIONS = {"max_epochs": 25}  # L-BFGS iterations: enough to compare, few 
 
 
 def random_dictionary(d_in: int, d_sae: int = 24, seed: int = 0, hook: str = HOOK) -> sae.SparseAutoencoder:
-    cfg = sae.SAEConfig(d_in=d_in, d_sae=d_sae, kind="relu", hook_name=hook)
-    dictionary = sae.SparseAutoencoder(cfg, seed=seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for parameter in dictionary.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    return dictionary
+    return sae_fixtures.random_dictionary(d_in, d_sae, hook, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sae_fixtures
 import torch
 
 import workbench as wb
@@ -43,14 +44,7 @@ def comparison(models, dictionaries):
 
 
 def random_dictionary(d_in: int, d_sae: int = 16, seed: int = 0, hook: str = HOOK) -> sae.SparseAutoencoder:
-    """Random parameters (biases included), so that most features fire on some words and not on others."""
-    cfg = sae.SAEConfig(d_in=d_in, d_sae=d_sae, kind="relu", hook_name=hook)
-    dictionary = sae.SparseAutoencoder(cfg, seed=seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for parameter in dictionary.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    return dictionary
+    return sae_fixtures.random_dictionary(d_in, d_sae, hook, seed=seed)
 
 
 def word_of_each_token(offsets, text):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corruption import draw_corruption
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from launch import torchrun
@@ -222,15 +223,7 @@ def test_any_corrupted_object_is_a_store_error_or_reads_the_same(zarr_store_byte
 
     name = data.draw(st.sampled_from(sorted(zarr_store_bytes)), label="object")
     original = zarr_store_bytes[name]
-    how = data.draw(st.sampled_from(["truncate", "flip", "append"]), label="how")
-    if how == "truncate":
-        corrupted = original[: data.draw(st.integers(0, max(0, len(original) - 1)), label="length")]
-    elif how == "append":
-        corrupted = original + data.draw(st.binary(min_size=1, max_size=16), label="extra")
-    else:
-        position = data.draw(st.integers(0, len(original) - 1), label="position")
-        byte = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
-        corrupted = original[:position] + bytes([byte]) + original[position + 1 :]
+    how, corrupted = draw_corruption(data, original)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for key, content in zarr_store_bytes.items():

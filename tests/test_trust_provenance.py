@@ -144,6 +144,7 @@ def test_differences_name_nested_keys_and_treat_tuples_as_lists():
 
 
 # The activation store ------------------------------------------------------------------------------------
+from corruption import draw_corruption  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -328,15 +329,7 @@ def test_store_reader_property_corruptions_give_store_errors(store_bytes, data):
 
     name = data.draw(st.sampled_from(sorted(store_bytes)), label="file")
     original = store_bytes[name]
-    how = data.draw(st.sampled_from(["truncate", "flip", "append"]), label="how")
-    if how == "truncate":
-        corrupted = original[: data.draw(st.integers(0, max(0, len(original) - 1)), label="length")]
-    elif how == "append":
-        corrupted = original + data.draw(st.binary(min_size=1, max_size=16), label="extra")
-    else:
-        position = data.draw(st.integers(0, len(original) - 1), label="position")
-        byte = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]), label="byte")
-        corrupted = original[:position] + bytes([byte]) + original[position + 1 :]
+    how, corrupted = draw_corruption(data, original)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for other, content in store_bytes.items():
