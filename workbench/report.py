@@ -286,24 +286,6 @@ def add_data_header(notebook, text: str, mode: str):
 NEEDS_CHECKPOINTS = {"06_interventions": ("decoder",), "07_modern_decoders": ("decoders",)}
 
 
-def checkpoint_available(name: str) -> bool:
-    """Whether ``name`` can be loaded without the network: a folder, an installed alias, or a hub id already in
-    the Hugging Face cache. Never downloads anything."""
-    from .hub import ALIASES, CheckpointNotFoundError, resolve_checkpoint
-
-    if Path(name).expanduser().is_dir() or name in ALIASES:
-        try:
-            resolve_checkpoint(name)
-        except CheckpointNotFoundError:
-            return False
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    return isinstance(try_to_load_from_cache(name, "config.json"), str)
-
-
 def missing_checkpoints(notebook, name: str, parameters: dict[str, Any]) -> list[str]:
     """The checkpoints ``notebook`` is about that are not available here; empty when it needs none, or when
     at least one of them is available (it then has something real to show)."""
@@ -316,7 +298,9 @@ def missing_checkpoints(notebook, name: str, parameters: dict[str, Any]) -> list
         value = parameters.get(parameter, defaults.get(parameter))
         values = value if isinstance(value, (list, tuple)) else [value]
         names += [str(v) for v in values if isinstance(v, str)]
-    if not names or any(checkpoint_available(n) for n in names):
+    from .hub import available_offline  # the check the notebooks make, so the index and the pages agree
+
+    if not names or any(available_offline(n) for n in names):
         return []
     return names
 
