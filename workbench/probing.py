@@ -55,6 +55,8 @@ __all__ = [
     "DepthProbe",
     "MDLProbe",
     "ArcProbe",
+    "StreamedRows",
+    "StreamedSentences",
     "tree_distances",
     "tree_depths",
     "minimum_spanning_tree",
@@ -379,17 +381,295 @@ def _train_lbfgs(
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Streamed sources: probes larger than memory
+
+DEFAULT_CHUNK_ROWS = 16384
+
+
+def _rows_index(rows) -> np.ndarray:
+    """``rows`` (an int n, a range, a slice with a stop, or an integer array-like) as int64 indices [n]."""
+    if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
+        return np.arange(int(rows), dtype=np.int64)
+    if isinstance(rows, slice):
+        if rows.stop is None:
+            raise ValueError("rows as a slice needs a stop (the number of rows is not known to the reader)")
+        return np.arange(*rows.indices(rows.stop), dtype=np.int64)
+    if isinstance(rows, range):
+        return np.arange(rows.start, rows.stop, rows.step, dtype=np.int64)
+    index = np.asarray(rows)
+    if index.ndim != 1 or index.dtype.kind not in "iu":
+        raise ValueError(
+            f"rows must be a 1-D integer array [n], got dtype {index.dtype}, shape {index.shape}"
+        )
+    return index.astype(np.int64, copy=False)
+
+
+def _as_read_index(index: np.ndarray):
+    """A slice when the indices are consecutive (a read a memmap or a zarr array serves as one copy), else them."""
+    if len(index) and int(index[-1]) - int(index[0]) == len(index) - 1 and bool(np.all(np.diff(index) == 1)):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+class _Streamed:
+    """What the two streamed sources share: the read function, the chunking, this rank's share of the chunks and
+    the reduction of per-chunk sums over the ranks."""
+
+    def _setup(self, read, chunk_rows: int, layers, distributed: bool, device) -> None:
+        if not callable(read):
+            raise TypeError(
+                f"read must be a function rows -> [layer, k, d] tensor, got {type(read).__name__}"
+            )
+        if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+        self._read, self.chunk_rows = read, int(chunk_rows)
+        self.layer_keys = None if layers is None else list(layers)
+        self.distributed, self.device = distributed, torch.device(device)
+
+    def _fetch(self, index, layers: Tensor | None) -> Tensor:
+        """float32 [len(layers) or every layer, k, d] on ``self.device`` for one read index."""
+        if self.layer_keys is not None:
+            chosen = self.layer_keys if layers is None else [self.layer_keys[i] for i in layers.tolist()]
+            x = self._read(index, chosen)
+        else:
+            x = self._read(index)
+            if layers is not None and layers.numel() != x.shape[0]:
+                x = x[layers.to(x.device)]
+        if not isinstance(x, Tensor) or x.ndim != 3 or not x.is_floating_point():
+            raise TypeError(
+                f"read must return a float tensor [layer, k, d], got "
+                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
+        return x.to(self.device, torch.float32)
+
+    def _learn_shape(self, first) -> None:
+        x = self._fetch(first, None)
+        self.n_layers, self.dim = int(x.shape[0]), int(x.shape[2])
+        if self.layer_keys is not None and self.n_layers != len(self.layer_keys):
+            raise ValueError(
+                f"read returned {self.n_layers} layers for the {len(self.layer_keys)} layers asked"
+            )
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self._bounds)
+
+    def local_chunks(self) -> list[int]:
+        """The chunks this rank reads: every chunk alone or with ``distributed=False``, else a strided share
+        (rank r reads chunks r, r + W, ...: disjoint, together all of them)."""
+        if not self.distributed:
+            return list(range(self.n_chunks))
+        from workbench.distributed import share_indices
+
+        return share_indices(self.n_chunks)
+
+    def reduce(self, *tensors: Tensor) -> None:
+        """Sum each tensor over the ranks in place (nothing alone or with ``distributed=False``).
+
+        One collective for all of them; the sum is then broadcast from rank 0, so every rank holds the same
+        bits whatever the backend's reduction order, and every decision taken from it (the L-BFGS line
+        search, which layers are still training, early stopping) is the same on every rank. A collective:
+        every rank calls it, also one with no chunks of its own.
+        """
+        if not self.distributed:
+            return
+        from workbench import distributed
+
+        if not distributed.context().distributed:
+            return
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+        distributed.all_reduce(flat)
+        torch.distributed.broadcast(flat, src=0)
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+
+class StreamedRows(_Streamed):
+    """The rows ``rows`` of a matrix ``[layer, N, d]`` that is read ``chunk_rows`` rows at a time and never held
+    whole: what :class:`LinearProbe` and :class:`MLPProbe` (``optimizer="lbfgs"``) train and score on when the
+    features do not fit in memory. Pass it where a ``[layer, n, d]`` tensor goes; the labels stay a tensor [n].
+
+    Each chunk is ``chunk_rows`` consecutive entries of ``rows``, so ascending rows make every read sequential
+    (a consecutive run is read as a slice). Under ``torchrun`` (``distributed=True``, the default) every rank
+    is given the same ``rows`` and reads only its share of the chunks; the probes sum their per-chunk losses,
+    gradients and statistics over the ranks (:meth:`reduce`), so every rank takes the same steps and the fit
+    is the one-process fit.
+
+    Args:
+        read: ``read(index)`` -> float tensor [layer, k, d] of the rows ``index`` (a slice or an int64 numpy
+            array), e.g. ``lambda index: store.stack(rows=index)``. With ``layers`` given it is called as
+            ``read(index, chosen)`` with a sublist of ``layers`` and returns those layers only, so a layer the
+            L-BFGS has finished with is no longer read (``store.stack`` takes ``(layers, rows)`` that way).
+        rows: the row indices [n] (an integer array, a range, or a number n for rows 0 .. n-1).
+        chunk_rows: rows per read. Peak memory is about ``chunk_rows x layer x d`` floats times a small factor
+            (the float32 copy, its standardized copy, the probe's activations and their gradient).
+        layers: the keys ``read`` takes as its second argument (e.g. a store's layer numbers), or None.
+        distributed: share the chunks among the ranks of a ``torchrun`` job (False: every rank reads all).
+        device: where the chunks are moved for the probe's computation.
+
+    >>> x = torch.randn(2, 10, 3)
+    >>> source = StreamedRows(lambda index: x[:, index], 10, chunk_rows=4)
+    >>> (source.n, source.n_layers, source.dim, source.n_chunks)
+    (10, 2, 3, 3)
+    """
+
+    def __init__(
+        self,
+        read: Callable,
+        rows,
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        layers: Sequence | None = None,
+        distributed: bool = True,
+        device: str | torch.device = "cpu",
+    ):
+        self._setup(read, chunk_rows, layers, distributed, device)
+        self.rows = _rows_index(rows)
+        self.n = len(self.rows)
+        if self.n == 0:
+            raise ValueError("rows is empty: a streamed source needs at least one row")
+        self._bounds = [(s, min(s + self.chunk_rows, self.n)) for s in range(0, self.n, self.chunk_rows)]
+        self._learn_shape(_as_read_index(self.rows[:1]))
+
+    @classmethod
+    def from_tensor(cls, features: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS, **kwargs) -> StreamedRows:
+        """A tensor [layer, n, d] served in chunks (tests, and the dev set of a streamed fit); not shared
+        among ranks unless ``distributed=True`` is passed."""
+        features = _check_features(features)
+        kwargs.setdefault("distributed", False)
+        return cls(lambda index: features[:, index], features.shape[1], chunk_rows=chunk_rows, **kwargs)
+
+    def chunks(
+        self, layers: Tensor | None = None, *, every: bool = False
+    ) -> Iterator[tuple[int, int, Tensor]]:
+        """``(start, stop, x [layer, stop - start, d])`` for this rank's chunks in order (``every``: all chunks);
+        ``layers`` (indices into the layers) reads only those."""
+        for chunk in range(self.n_chunks) if every else self.local_chunks():
+            start, stop = self._bounds[chunk]
+            x = self._fetch(_as_read_index(self.rows[start:stop]), layers)
+            if x.shape[1] != stop - start or x.shape[2] != self.dim:
+                raise ValueError(
+                    f"read returned shape {tuple(x.shape)} for {stop - start} rows; expected [layer, "
+                    f"{stop - start}, d={self.dim}]"
+                )
+            yield start, stop, x
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamedRows(n={self.n}, layers={self.n_layers}, d={self.dim}, chunk_rows={self.chunk_rows}, "
+            f"chunks={self.n_chunks}, distributed={self.distributed})"
+        )
+
+
+class StreamedSentences(_Streamed):
+    """Sentences whose word vectors are read in chunks of whole consecutive sentences (at most ``chunk_rows``
+    words, at least one sentence): what the structural probes (``optimizer="lbfgs"``) train and score on when
+    the features do not fit in memory. Pass it where the list of ``[layer, n_i, d]`` tensors goes; the labels
+    (and mask) stay lists, one entry per sentence. Sharing among ranks and :meth:`reduce` are as for
+    :class:`StreamedRows`.
+
+    Args:
+        read: ``read(index)`` -> float tensor [layer, k, d] for a slice of rows (the words of consecutive
+            sentences), or ``read(index, chosen)`` with ``layers`` given, as for :class:`StreamedRows`.
+        offsets: int [n_sentences + 1]: sentence i's words are rows ``offsets[i]`` .. ``offsets[i + 1]`` (a
+            store's ``offsets``, or its first ``n_sentences + 1`` entries).
+        chunk_rows, layers, distributed, device: as for :class:`StreamedRows`.
+    """
+
+    def __init__(
+        self,
+        read: Callable,
+        offsets,
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        layers: Sequence | None = None,
+        distributed: bool = True,
+        device: str | torch.device = "cpu",
+    ):
+        self._setup(read, chunk_rows, layers, distributed, device)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if offsets.ndim != 1 or len(offsets) < 2 or bool(np.any(np.diff(offsets) < 1)):
+            raise ValueError(
+                "offsets must be increasing row offsets [n_sentences + 1] with at least one word per sentence"
+            )
+        self.offsets = offsets
+        self.n = len(offsets) - 1
+        self.lengths = np.diff(offsets)
+        self.max_length = int(self.lengths.max())
+        bounds, first = [], 0
+        for i in range(1, self.n + 1):  # close a chunk before the sentence that would overflow it
+            if i == self.n or offsets[i + 1] - offsets[first] > self.chunk_rows:
+                bounds.append((first, i))
+                first = i
+        self._bounds = bounds
+        self._learn_shape(slice(int(offsets[0]), int(offsets[0]) + 1))
+
+    def chunks(
+        self, layers: Tensor | None = None, *, every: bool = False
+    ) -> Iterator[tuple[int, int, list[Tensor]]]:
+        """``(first, stop, [x_i [layer, n_i, d] for sentences first .. stop - 1])`` for this rank's chunks
+        (``every``: all chunks); ``layers`` reads only those layers."""
+        for chunk in range(self.n_chunks) if every else self.local_chunks():
+            first, stop = self._bounds[chunk]
+            begin, end = int(self.offsets[first]), int(self.offsets[stop])
+            x = self._fetch(slice(begin, end), layers)
+            if x.shape[1] != end - begin or x.shape[2] != self.dim:
+                raise ValueError(
+                    f"read returned shape {tuple(x.shape)} for rows {begin}:{end}; expected [layer, "
+                    f"{end - begin}, d={self.dim}]"
+                )
+            cuts = (self.offsets[first : stop + 1] - begin).tolist()
+            yield first, stop, [x[:, a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamedSentences(n={self.n}, layers={self.n_layers}, d={self.dim}, chunk_rows={self.chunk_rows}, "
+            f"chunks={self.n_chunks}, distributed={self.distributed})"
+        )
+
+
+def _streamed_moments(source: StreamedRows) -> tuple[Tensor, Tensor]:
+    """The per-layer, per-dimension mean and standard deviation ``[layer, 1, d]`` of all of ``source``'s rows,
+    in one pass (float64 sums of x and x^2, reduced over the ranks)."""
+    sums = torch.zeros(2, source.n_layers, source.dim, dtype=torch.float64, device=source.device)
+    count = torch.zeros(1, dtype=torch.float64, device=source.device)
+    for start, stop, x in source.chunks():
+        for layer in range(source.n_layers):  # one layer at a time: the float64 copy stays small
+            values = x[layer].double()
+            sums[0, layer] += values.sum(0)
+            sums[1, layer] += values.square().sum(0)
+        count += stop - start
+    source.reduce(sums, count)
+    if int(count.item()) != source.n:
+        raise RuntimeError(
+            f"the ranks read {int(count.item())} rows of {source.n}: every rank must be given the same rows"
+        )
+    mean = sums[0] / source.n
+    var = (sums[1] / source.n - mean.square()).clamp(min=0)
+    return mean.float()[:, None], var.sqrt().float()[:, None]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Classification probes
+
+
+def _f1_counts(predictions: Tensor, labels: Tensor, n_classes: int) -> Tensor:
+    """Per layer and class: true positives, predicted and gold counts ``[3, L, C]`` (sums over rows, so the
+    counts of chunks add up)."""
+    n_layers = predictions.shape[0]
+    one_pred = F.one_hot(predictions, n_classes).float()  # [L, n, C]
+    one_gold = F.one_hot(labels, n_classes).float().expand(n_layers, -1, -1)
+    return torch.stack([(one_pred * one_gold).sum(1), one_pred.sum(1), one_gold.sum(1)])
 
 
 def _macro_f1(predictions: Tensor, labels: Tensor, n_classes: int) -> Tensor:
     """Macro F1 per layer over the classes present in the gold labels or the predictions (as scikit-learn)."""
-    n_layers = predictions.shape[0]
-    one_pred = F.one_hot(predictions, n_classes).float()  # [L, n, C]
-    one_gold = F.one_hot(labels, n_classes).float().expand(n_layers, -1, -1)
-    tp = (one_pred * one_gold).sum(1)
-    pred_count = one_pred.sum(1)
-    gold_count = one_gold.sum(1)
+    return _macro_f1_of_counts(_f1_counts(predictions, labels, n_classes))
+
+
+def _macro_f1_of_counts(counts: Tensor) -> Tensor:
+    """Macro F1 ``[L]`` from :func:`_f1_counts`' ``[3, L, C]``."""
+    tp, pred_count, gold_count = counts
     denom = pred_count + gold_count
     present = denom > 0
     f1 = torch.where(present, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
@@ -455,6 +735,12 @@ class _ClassifierProbe:
         return self._fit(train_features, train_labels, dev_features, dev_labels, allow_single_class=False)
 
     def _fit(self, train_features, train_labels, dev_features, dev_labels, *, allow_single_class: bool):
+        if isinstance(train_features, StreamedRows):
+            return self._fit_streamed(train_features, train_labels, dev_features, dev_labels)
+        if isinstance(dev_features, StreamedRows):
+            raise TypeError(
+                "dev_features is a StreamedRows but train_features is a tensor: stream both or neither"
+            )
         x = _check_features(train_features, "train_features")
         y = _check_labels(train_labels, x.shape[1], self.n_classes, "train_labels")
         if not allow_single_class and int(y.unique().numel()) < 2:
@@ -543,15 +829,119 @@ class _ClassifierProbe:
         )
         return unflatten(best), best_epoch, history
 
+    # Streamed training (features larger than memory) ---------------------------------------------------------
+    def _fit_streamed(self, source: StreamedRows, train_labels, dev_features, dev_labels):
+        """Full-batch L-BFGS on a :class:`StreamedRows`: the statistics in one pass, then every loss and
+        gradient evaluation a pass over the chunks (summed, reduced over the ranks, divided by n)."""
+        if self.optimizer != "lbfgs":
+            raise ValueError(
+                f'{type(self).__name__} with optimizer="{self.optimizer}" trains in minibatches from memory; a '
+                f'StreamedRows trains with optimizer="lbfgs" (full batch, the same objective)'
+            )
+        if getattr(self, "dropout", 0.0):
+            raise ValueError(
+                "dropout makes the full-batch objective random: streamed training needs dropout=0"
+            )
+        y = _check_labels(train_labels, source.n, self.n_classes, "train_labels").to(source.device)
+        if int(y.unique().numel()) < 2:
+            raise ValueError(f"train_labels contain a single class ({int(y[0])}); a probe needs at least two")
+        if (dev_features is None) != (dev_labels is None):
+            raise ValueError("pass both dev_features and dev_labels, or neither")
+        dev, y_dev = None, None
+        if dev_features is not None:
+            dev = dev_features
+            if not isinstance(dev, StreamedRows):  # a dev matrix in memory: every rank evaluates all of it
+                dev = StreamedRows.from_tensor(_check_features(dev, "dev_features"), device=source.device)
+            if (dev.n_layers, dev.dim) != (source.n_layers, source.dim):
+                raise ValueError(
+                    f"dev_features [layer={dev.n_layers}, n, d={dev.dim}] does not match the training features "
+                    f"[layer={source.n_layers}, n, d={source.dim}]"
+                )
+            y_dev = _check_labels(dev_labels, dev.n, self.n_classes, "dev_labels").to(source.device)
+        n_layers, dim, device = source.n_layers, source.dim, source.device
+        if self.standardize:
+            self.mean_, std = _streamed_moments(source)
+            self.std_ = torch.where(std > 1e-6, std, torch.ones_like(std))
+        else:
+            self.mean_ = torch.zeros(n_layers, 1, dim, device=device)
+            self.std_ = torch.ones(n_layers, 1, dim, device=device)
+        generator = torch.Generator().manual_seed(self.seed)
+        params = [p.to(device) for p in self._init_params(n_layers, dim, generator)]
+        shapes = [p.shape[1:] for p in params]
+        sizes = [math.prod(shape) for shape in shapes]
+
+        def unflatten(theta: Tensor) -> list[Tensor]:
+            chunks = theta.split(sizes, dim=1)
+            return [chunk.reshape(theta.shape[0], *shape) for chunk, shape in zip(chunks, shapes)]
+
+        def loss_and_grad(theta: Tensor, layers: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                theta = theta.detach().requires_grad_()
+                current = unflatten(theta)
+                total = torch.zeros(len(layers), dtype=torch.float64, device=device)
+                total_grad = torch.zeros(theta.shape, dtype=torch.float64, device=device)
+                for start, stop, x in source.chunks(layers):
+                    x = (x - self.mean_[layers]) / self.std_[layers]
+                    summed = self._ce_sum(self._logits(current, x), y[start:stop])  # [k]
+                    (grad,) = torch.autograd.grad(summed.sum(), theta)
+                    total += summed.detach().double()
+                    total_grad += grad.double()
+                source.reduce(total, total_grad)
+                penalty = 0.5 * self.weight_decay * self._penalty(current)
+                (penalty_grad,) = torch.autograd.grad(penalty.sum(), theta)
+            loss = (total / source.n).float() + penalty.detach()
+            return loss, (total_grad / source.n).float() + penalty_grad
+
+        def dev_loss(theta: Tensor, layers: Tensor) -> Tensor:
+            if layers.numel() == 0:  # the same on every rank: all or none skip the collective
+                return theta.new_zeros(0)
+            return self._streamed_ce(unflatten(theta), dev, y_dev, layers)
+
+        theta = torch.cat([p.reshape(n_layers, -1) for p in params], dim=1)
+        best, self.best_epoch_, self.history_ = _train_lbfgs(
+            theta,
+            loss_and_grad,
+            None if dev is None else dev_loss,
+            max_epochs=self.max_epochs,
+            tol=self.tol,
+            patience=self.patience,
+        )
+        self.params_ = unflatten(best)
+        self.n_layers_, self.dim_ = n_layers, dim
+        return self
+
+    @torch.no_grad()
+    def _streamed_ce(self, params: list[Tensor], source: StreamedRows, y: Tensor, layers: Tensor) -> Tensor:
+        """Mean cross-entropy [len(layers)] over a streamed source (reduced over the ranks)."""
+        total = torch.zeros(len(layers), dtype=torch.float64, device=source.device)
+        for start, stop, x in source.chunks(layers):
+            x = (x - self.mean_[layers]) / self.std_[layers]
+            total += self._ce_sum(self._logits(params, x), y[start:stop]).double()
+        source.reduce(total)
+        return (total / source.n).float()
+
+    @staticmethod
+    def _ce_sum(logits: Tensor, labels: Tensor) -> Tensor:
+        """Summed cross-entropy per layer ``[L]``."""
+        n_layers, n, n_classes = logits.shape
+        loss = F.cross_entropy(logits.reshape(-1, n_classes), labels.repeat(n_layers), reduction="none")
+        return loss.view(n_layers, n).sum(1)
+
     @staticmethod
     def _ce(logits: Tensor, labels: Tensor) -> Tensor:
         n_layers, n, n_classes = logits.shape
         loss = F.cross_entropy(logits.reshape(-1, n_classes), labels.repeat(n_layers), reduction="none")
         return loss.view(n_layers, n).mean(1)
 
-    def _check_fitted(self, features) -> Tensor:
+    def _check_fitted(self, features) -> Tensor | StreamedRows:
         if self.params_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        if isinstance(features, StreamedRows):
+            if (features.n_layers, features.dim) != (self.n_layers_, self.dim_):
+                raise ValueError(
+                    f"features {features!r} do not match the fitted probe [layer={self.n_layers_}, n, d={self.dim_}]"
+                )
+            return features
         x = _check_features(features)
         if x.shape[0] != self.n_layers_ or x.shape[2] != self.dim_:
             raise ValueError(
@@ -562,18 +952,59 @@ class _ClassifierProbe:
 
     @torch.no_grad()
     def predict_logits(self, features) -> Tensor:
-        """Logits ``[layer, n, n_classes]`` of each layer's best probe."""
+        """Logits ``[layer, n, n_classes]`` of each layer's best probe (a :class:`StreamedRows`: computed chunk
+        by chunk, every rank gets them all)."""
         x = self._check_fitted(features)
+        if isinstance(x, StreamedRows):
+            return self._streamed_map(x, lambda logits: logits, (self.n_classes,), torch.float32)
         x = (x.to(self.mean_.device) - self.mean_) / self.std_
         return self._logits(self.params_, x)
 
+    @torch.no_grad()
     def predict(self, features) -> Tensor:
         """Predicted classes ``[layer, n]``."""
-        return self.predict_logits(features).argmax(-1)
+        x = self._check_fitted(features)
+        if isinstance(x, StreamedRows):
+            return self._streamed_map(x, lambda logits: logits.argmax(-1), (), torch.long)
+        return self.predict_logits(x).argmax(-1)
+
+    def _streamed_map(self, source: StreamedRows, fn, tail: tuple, dtype) -> Tensor:
+        """``fn(logits [layer, k, C])`` -> [layer, k, *tail] for every chunk, put together [layer, n, *tail]:
+        each rank fills its chunks and the ranks sum the (otherwise zero) result."""
+        out = torch.zeros(self.n_layers_, source.n, *tail, dtype=dtype, device=source.device)
+        for start, stop, x in source.chunks():
+            out[:, start:stop] = fn(self._logits(self.params_, (x - self.mean_) / self.std_))
+        if source.distributed:
+            summed = out.double()
+            source.reduce(summed)
+            out = summed.to(dtype)
+        return out
+
+    @torch.no_grad()
+    def _streamed_score(self, source: StreamedRows, labels) -> dict[str, Tensor]:
+        y = _check_labels(labels, source.n, self.n_classes).to(source.device)
+        loss = torch.zeros(self.n_layers_, dtype=torch.float64, device=source.device)
+        correct = torch.zeros_like(loss)
+        counts = torch.zeros(3, self.n_layers_, self.n_classes, dtype=torch.float64, device=source.device)
+        for start, stop, x in source.chunks():
+            logits = self._logits(self.params_, (x - self.mean_) / self.std_)
+            target = y[start:stop]
+            predictions = logits.argmax(-1)
+            loss += self._ce_sum(logits, target).double()
+            correct += (predictions == target).sum(1).double()
+            counts += _f1_counts(predictions, target, self.n_classes).double()
+        source.reduce(loss, correct, counts)
+        return {
+            "accuracy": (correct / source.n).float().cpu(),
+            "macro_f1": _macro_f1_of_counts(counts).float().cpu(),
+            "loss": (loss / source.n).float().cpu(),
+        }
 
     @torch.no_grad()
     def score(self, features, labels) -> dict[str, Tensor]:
         """``accuracy``, ``macro_f1`` and ``loss`` (mean cross-entropy, nats), each ``[layer]``."""
+        if isinstance(features, StreamedRows):
+            return self._streamed_score(self._check_fitted(features), labels)
         logits = self.predict_logits(features)
         y = _check_labels(labels, logits.shape[1], self.n_classes).to(logits.device)
         predictions = logits.argmax(-1)
@@ -859,24 +1290,31 @@ def spearman(x: Tensor, y: Tensor, valid: Tensor | None = None) -> Tensor:
     return torch.where((count >= 2) & (denom > 0), rho, torch.full_like(rho, math.nan))
 
 
-def _length_average(values: Tensor, lengths: Tensor, length_range: tuple[int, int] | None) -> Tensor:
-    """``values``: ``[L, k]`` (nan = missing) for items with sentence ``lengths`` ``[k]``: average within each
-    length, then over the lengths in ``length_range`` (inclusive); a plain average when the range is None."""
+def _length_sums(values: Tensor, lengths: Tensor, max_length: int) -> Tensor:
+    """``values`` ``[L, k]`` (nan = missing) of items from sentences of ``lengths`` ``[k]``: their sums and
+    counts per sentence length ``[2, L, max_length + 1]`` (float64, on the CPU), which add up over batches,
+    chunks and ranks; :func:`_length_average` turns them into the score."""
+    values, lengths = values.double().cpu(), lengths.long().cpu()
     ok = ~torch.isnan(values)
-    filled = torch.where(ok, values, torch.zeros_like(values))
+    index = lengths[None].expand_as(values)
+    out = torch.zeros(2, values.shape[0], max_length + 1, dtype=torch.float64)
+    out[0].scatter_add_(1, index, torch.where(ok, values, torch.zeros_like(values)))
+    out[1].scatter_add_(1, index, ok.double())
+    return out
+
+
+def _length_average(sums: Tensor, length_range: tuple[int, int] | None) -> Tensor:
+    """From :func:`_length_sums`: the average within each sentence length, then over the lengths in
+    ``length_range`` (inclusive) that have values (nan without any); a plain average when the range is None."""
+    total, count = sums
     if length_range is None:
-        return filled.sum(1) / ok.sum(1).clamp(min=1)
+        return (total.sum(1) / count.sum(1).clamp(min=1)).float()
     lo, hi = length_range
-    per_length = []
-    for length in sorted(set(lengths.tolist())):
-        if lo <= length <= hi:
-            sel = lengths == length
-            count = ok[:, sel].sum(1)
-            per_length.append(torch.where(count > 0, filled[:, sel].sum(1) / count.clamp(min=1), math.nan))
-    if not per_length:
-        return torch.full((values.shape[0],), math.nan)
-    stacked = torch.stack(per_length, 1)
-    return torch.nanmean(stacked, 1)
+    total, count = total[:, lo : hi + 1], count[:, lo : hi + 1]
+    per_length = torch.where(count > 0, total / count.clamp(min=1), math.nan)
+    if per_length.shape[1] == 0:
+        return torch.full((sums.shape[1],), math.nan)
+    return torch.nanmean(per_length, 1).float()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -934,15 +1372,22 @@ class _SentenceData:
         self.keep = torch.cat(keep).to(self.device)
         self.n = len(feats)
 
-    def batch(self, ids: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """x ``[L, B, W, d]``, gold ``[B, W, W]`` or ``[B, W]``, word ``[B, W]``, keep ``[B, W]``, lengths ``[B]``."""
+    def batch(
+        self, ids: Tensor, layers: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """x ``[L, B, W, d]`` (``layers``: only those), gold ``[B, W, W]`` or ``[B, W]``, word ``[B, W]``,
+        keep ``[B, W]``, lengths ``[B]``."""
         lengths = self.lengths[ids]
         width = int(lengths.max())
         pos = torch.arange(width)
         word = pos[None, :] < lengths[:, None]  # [B, W]
         index = torch.where(word, self.offsets[ids][:, None] + pos[None, :], 0).to(self.device)
         word = word.to(self.device)
-        x = self.x[:, index] * word[None, :, :, None]
+        if layers is None or layers.numel() == self.n_layers:
+            x = self.x[:, index]
+        else:
+            x = self.x[layers.to(self.device)[:, None, None], index[None]]
+        x = x * word[None, :, :, None]
         keep = self.keep[index] & word
         if self.kind == "distance":
             pair = word[:, :, None] & word[:, None, :]
@@ -954,23 +1399,43 @@ class _SentenceData:
 
 
 class _StructuralProbe:
+    """Shared fit / score of the structural probes (subclasses define the prediction, the loss and the score).
+
+    ``optimizer``: ``"adam"`` (the default: minibatches of ``batch_size`` sentences at learning rate ``lr``,
+    ``max_epochs`` passes, features in memory) or ``"lbfgs"`` (full batch, the objective's exact gradient over
+    all sentences each iteration; ``max_epochs`` counts iterations, ``tol`` is the gradient tolerance). Only
+    ``"lbfgs"`` trains on a :class:`StreamedSentences` (features larger than memory; data-parallel under
+    ``torchrun``); ``score`` and ``predict`` take either. The objective (an L1 loss, or the arc probe's
+    cross-entropy, of a projection that enters quadratically) is not convex, so the two optimizers reach
+    different minima; a streamed L-BFGS fit equals an in-memory L-BFGS fit to float tolerance.
+    """
+
     kind = ""
+    OPTIMIZERS = ("adam", "lbfgs")
+    DEFAULT_MAX_EPOCHS = {"adam": 40, "lbfgs": 500}
+    DEFAULT_PATIENCE = {"adam": 4, "lbfgs": 20}
 
     def __init__(
         self,
         rank: int,
         *,
         weight_decay: float = 0.0,
-        max_epochs: int = 40,
+        optimizer: str = "adam",
+        max_epochs: int | None = None,
         lr: float = 1e-3,
         batch_size: int = 20,
-        patience: int = 4,
+        patience: int | None = None,
+        tol: float = 1e-5,
         seed: int = 0,
         spearman_lengths: tuple[int, int] | None = (5, 50),
         eval_batch_size: int = 16,
     ):
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        if optimizer not in self.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {self.OPTIMIZERS}, got {optimizer!r}")
+        max_epochs = self.DEFAULT_MAX_EPOCHS[optimizer] if max_epochs is None else max_epochs
+        patience = self.DEFAULT_PATIENCE[optimizer] if patience is None else patience
         _set_training_settings(
             self,
             weight_decay,
@@ -979,9 +1444,10 @@ class _StructuralProbe:
             batch_size,
             patience,
             seed,
-            more_positive={"eval_batch_size": eval_batch_size},
+            more_positive={"eval_batch_size": eval_batch_size, "tol": tol},
         )
         self.rank = rank
+        self.optimizer, self.tol = optimizer, tol
         self.spearman_lengths = spearman_lengths
         self.eval_batch_size = eval_batch_size
         self.projection_: Tensor | None = None
@@ -993,9 +1459,8 @@ class _StructuralProbe:
     def _predict(self, projection: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _loss(self, projection: Tensor, data: _SentenceData, ids: Tensor) -> Tensor:
-        x, gold, word, _, lengths = data.batch(ids)
-        predicted = self._predict(projection, x)
+    def _loss_of(self, predicted: Tensor, gold: Tensor, word: Tensor, lengths: Tensor) -> Tensor:
+        """The batch's mean loss per layer ``[L]`` from its predictions."""
         if self.kind == "head":
             return _head_loss(predicted, gold, word)
         if self.kind == "distance":
@@ -1005,20 +1470,34 @@ class _StructuralProbe:
             per_sentence = ((predicted - gold).abs() * word).sum(-1) / lengths.float()
         return per_sentence.mean(-1)  # [L]
 
+    def _loss(
+        self, projection: Tensor, data: _SentenceData, ids: Tensor, layers: Tensor | None = None
+    ) -> Tensor:
+        x, gold, word, _, lengths = data.batch(ids, layers)
+        return self._loss_of(self._predict(projection, x), gold, word, lengths)
+
     def fit(self, train_features, train_labels, dev_features=None, dev_labels=None, *, train_mask=None):
-        """Fit the projection ``B`` ``[layer, d, rank]`` with the L1 loss of Hewitt & Manning; returns self."""
-        data = _SentenceData(train_features, train_labels, train_mask, kind=self.kind)
+        """Fit the projection ``B`` ``[layer, d, rank]`` with the L1 loss of Hewitt & Manning; returns self.
+
+        ``train_features`` (and ``dev_features``): a list of ``[layer, n_i, d]`` tensors or, with
+        ``optimizer="lbfgs"``, a :class:`StreamedSentences`."""
         if (dev_features is None) != (dev_labels is None):
             raise ValueError("pass both dev_features and dev_labels, or neither")
+        if self.optimizer == "lbfgs":
+            return self._fit_lbfgs(train_features, train_labels, train_mask, dev_features, dev_labels)
+        if isinstance(train_features, StreamedSentences) or isinstance(dev_features, StreamedSentences):
+            raise ValueError(
+                f'{type(self).__name__} with optimizer="adam" trains in minibatches from memory; a '
+                f'StreamedSentences trains with optimizer="lbfgs"'
+            )
+        data = _SentenceData(train_features, train_labels, train_mask, kind=self.kind)
         dev = None
         if dev_features is not None:
             dev = _SentenceData(
                 dev_features, dev_labels, None, kind=self.kind, n_layers=data.n_layers, dim=data.dim
             )
         generator = torch.Generator().manual_seed(self.seed)
-        projection = (
-            (torch.rand(data.n_layers, data.dim, self._width(), generator=generator) * 2 - 1) * 0.05
-        ).to(data.device)
+        projection = self._initial_projection(data.n_layers, data.dim, generator).to(data.device)
         projection.requires_grad_()
 
         def batch_loss(ids: Tensor) -> Tensor:
@@ -1049,36 +1528,167 @@ class _StructuralProbe:
         )
         return self
 
+    def _initial_projection(self, n_layers: int, dim: int, generator: torch.Generator) -> Tensor:
+        return (torch.rand(n_layers, dim, self._width(), generator=generator) * 2 - 1) * 0.05
+
+    def _sentences(self, features, labels, mask, *, n_layers=None, dim=None, name="features"):
+        """``features`` as a source: a :class:`StreamedSentences` (checked against ``labels``/``mask``) or an
+        in-memory :class:`_SentenceData` of the list."""
+        if isinstance(features, StreamedSentences):
+            if not isinstance(labels, (list, tuple)) or len(labels) != features.n:
+                raise ValueError(f"{name} has {features.n} sentences: pass one label per sentence")
+            if mask is not None and (not isinstance(mask, (list, tuple)) or len(mask) != features.n):
+                raise ValueError(f"{name} has {features.n} sentences: pass one mask per sentence")
+            if n_layers is not None and (features.n_layers, features.dim) != (n_layers, dim):
+                raise ValueError(f"{name} {features!r} does not match [layer={n_layers}, n_i, d={dim}]")
+            return features
+        return _SentenceData(features, labels, mask, kind=self.kind, n_layers=n_layers, dim=dim)
+
+    def _parts(self, source, labels, mask, layers: Tensor | None = None, *, every: bool = False):
+        """``(data, layers to select in it)`` for every piece of ``source`` this rank handles: the in-memory
+        data once (all its layers, select ``layers``), or each streamed chunk (read with ``layers`` only)."""
+        if isinstance(source, _SentenceData):
+            yield source, layers
+            return
+        for first, stop, feats in source.chunks(layers, every=every):
+            chunk_mask = None if mask is None else mask[first:stop]
+            yield (
+                _SentenceData(
+                    feats,
+                    labels[first:stop],
+                    chunk_mask,
+                    kind=self.kind,
+                    n_layers=feats[0].shape[0],
+                    dim=source.dim,
+                ),
+                None,
+            )
+
+    @staticmethod
+    def _reduce(source, *tensors: Tensor) -> None:
+        if isinstance(source, StreamedSentences):
+            source.reduce(*tensors)
+
+    def _summed_loss(self, projection: Tensor, source, labels, mask, layers: Tensor, grad_of: Tensor | None):
+        """The loss summed over sentences ``[k]`` (float64; with ``grad_of``, also its gradient) for the layers
+        ``layers``, over this rank's pieces, reduced over the ranks."""
+        total = torch.zeros(len(layers), dtype=torch.float64, device=projection.device)
+        total_grad = (
+            None
+            if grad_of is None
+            else torch.zeros(grad_of.shape, dtype=torch.float64, device=projection.device)
+        )
+        for data, select in self._parts(source, labels, mask, layers):
+            for ids in self._eval_batches(data.n):
+                summed = self._loss(projection, data, ids, select) * len(ids)
+                if grad_of is not None:
+                    (grad,) = torch.autograd.grad(summed.sum(), grad_of)
+                    total_grad += grad.double()
+                total += summed.detach().double()
+        self._reduce(source, *([total] if total_grad is None else [total, total_grad]))
+        return total, total_grad
+
+    def _fit_lbfgs(self, train_features, train_labels, train_mask, dev_features, dev_labels):
+        """Full-batch L-BFGS (:func:`_train_lbfgs`) of the mean sentence loss + the L2 penalty, from memory
+        or streamed (each evaluation a pass over the chunks, summed over the ranks)."""
+        train = self._sentences(train_features, train_labels, train_mask, name="train_features")
+        n_layers, dim = train.n_layers, train.dim
+        device = train.device
+        dev = None
+        if dev_features is not None:
+            dev = self._sentences(
+                dev_features, dev_labels, None, n_layers=n_layers, dim=dim, name="dev_features"
+            )
+        generator = torch.Generator().manual_seed(self.seed)
+        theta = self._initial_projection(n_layers, dim, generator).to(device).reshape(n_layers, -1)
+        width = self._width()
+
+        def loss_and_grad(theta: Tensor, layers: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                theta = theta.detach().requires_grad_()
+                projection = theta.view(len(layers), dim, width)
+                total, total_grad = self._summed_loss(
+                    projection, train, train_labels, train_mask, layers, theta
+                )
+                penalty = 0.5 * self.weight_decay * projection.pow(2).sum((1, 2))
+                (penalty_grad,) = torch.autograd.grad(penalty.sum(), theta)
+            loss = (total / train.n).float() + penalty.detach()
+            return loss, (total_grad / train.n).float() + penalty_grad
+
+        def dev_loss(theta: Tensor, layers: Tensor) -> Tensor:
+            if layers.numel() == 0:  # the same on every rank: all or none skip the collective
+                return theta.new_zeros(0)
+            with torch.no_grad():
+                projection = theta.view(len(layers), dim, width)
+                total, _ = self._summed_loss(projection, dev, dev_labels, None, layers, None)
+            return (total / dev.n).float()
+
+        best, self.best_epoch_, self.history_ = _train_lbfgs(
+            theta,
+            loss_and_grad,
+            None if dev is None else dev_loss,
+            max_epochs=self.max_epochs,
+            tol=self.tol,
+            patience=self.patience,
+        )
+        self.projection_ = best.view(n_layers, dim, width)
+        return self
+
     def _eval_batches(self, n: int) -> Iterator[Tensor]:
         """The sentence indices [b] of each evaluation batch (``eval_batch_size`` sentences) of ``n``, in order."""
         for start in range(0, n, self.eval_batch_size):
             yield torch.arange(start, min(start + self.eval_batch_size, n))
 
-    def _evaluate_batch(self, data: _SentenceData, ids: Tensor) -> tuple[tuple, Tensor, Tensor]:
-        """``(data.batch(ids), the predictions, the batch's loss summed over its sentences [layer] on the CPU)``
-        with the fitted projection."""
-        batch = data.batch(ids)
-        predicted = self._predict(self.projection_, batch[0])
-        return batch, predicted, self._loss(self.projection_, data, ids).cpu() * len(ids)
-
-    def _data(self, features, labels, mask) -> _SentenceData:
+    def _check_fitted(self, features, labels, mask):
         if self.projection_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
         n_layers, dim, _ = self.projection_.shape
-        return _SentenceData(features, labels, mask, kind=self.kind, n_layers=n_layers, dim=dim)
+        return self._sentences(features, labels, mask, n_layers=n_layers, dim=dim)
+
+    @torch.no_grad()
+    def score(self, features, labels, mask=None) -> dict[str, Tensor]:
+        """The probe's metrics ``{name: [layer]}`` (see the class), in memory or streamed (each rank scores its
+        chunks; the counts are summed over the ranks)."""
+        source = self._check_fitted(features, labels, mask)
+        max_length = source.max_length if isinstance(source, StreamedSentences) else int(source.lengths.max())
+        sums = self._new_sums(self.projection_.shape[0], max_length)
+        for data, _ in self._parts(source, labels, mask):
+            for ids in self._eval_batches(data.n):
+                x, gold, word, keep, lengths = data.batch(ids)
+                predicted = self._predict(self.projection_, x)
+                sums["loss"] += self._loss_of(predicted, gold, word, lengths).double().cpu() * len(ids)
+                self._add_scores(sums, predicted, gold, word, keep, lengths)
+        self._reduce(source, *sums.values())
+        return self._finish_scores(sums, source.n)
+
+    def _new_sums(self, n_layers: int, max_length: int) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _add_scores(self, sums, predicted, gold, word, keep, lengths) -> None:
+        raise NotImplementedError
+
+    def _finish_scores(self, sums: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+        raise NotImplementedError
 
     @torch.no_grad()
     def predict(self, features) -> list[Tensor]:
         """Per sentence: predicted squared distances ``[layer, n_i, n_i]``, depths ``[layer, n_i]`` or head scores
-        ``[layer, n_i, n_i]`` (row i: a score for each candidate head j)."""
-        dummy = [torch.zeros((f.shape[1],) * (2 if self.kind == "distance" else 1)) for f in features]
-        data = self._data(features, dummy, None)
+        ``[layer, n_i, n_i]`` (row i: a score for each candidate head j). A :class:`StreamedSentences` is read
+        whole on every rank (the predictions of all sentences are the result)."""
+        if isinstance(features, StreamedSentences):
+            dummy = [
+                torch.zeros((int(n_i),) * (2 if self.kind == "distance" else 1)) for n_i in features.lengths
+            ]
+        else:
+            dummy = [torch.zeros((f.shape[1],) * (2 if self.kind == "distance" else 1)) for f in features]
+        source = self._check_fitted(features, dummy, None)
         out = []
-        for ids in self._eval_batches(data.n):
-            x, _, _, _, lengths = data.batch(ids)
-            predicted = self._predict(self.projection_, x)
-            for k, n_i in enumerate(lengths.tolist()):
-                out.append(predicted[:, k, :n_i, :n_i] if predicted.dim() == 4 else predicted[:, k, :n_i])
+        for data, _ in self._parts(source, dummy, None, every=True):
+            for ids in self._eval_batches(data.n):
+                x, _, _, _, lengths = data.batch(ids)
+                predicted = self._predict(self.projection_, x)
+                for k, n_i in enumerate(lengths.tolist()):
+                    out.append(predicted[:, k, :n_i, :n_i] if predicted.dim() == 4 else predicted[:, k, :n_i])
         return out
 
 
@@ -1101,30 +1711,31 @@ class DistanceProbe(_StructuralProbe):
         sq = p.pow(2).sum(-1)
         return (sq[..., :, None] + sq[..., None, :] - 2 * p @ p.transpose(-1, -2)).clamp(min=0)
 
-    @torch.no_grad()
-    def score(self, features, labels, mask=None) -> dict[str, Tensor]:
-        data = self._data(features, labels, mask)
-        n_layers = data.n_layers
-        correct = torch.zeros(n_layers)
-        total = torch.zeros(())
-        rho_values, rho_lengths, loss = [], [], torch.zeros(n_layers)
-        for ids in self._eval_batches(data.n):
-            (_, gold, _, keep, lengths), predicted, batch_loss = self._evaluate_batch(data, ids)
-            loss += batch_loss
-            gold_edges = minimum_spanning_tree(gold, keep)
-            predicted_edges = minimum_spanning_tree(predicted, keep)
-            correct += (predicted_edges & gold_edges).flatten(1).sum(1).cpu() / 2
-            total += gold_edges.sum().cpu() / 2
-            row_valid = keep[:, :, None] & keep[:, None, :]
-            rho = spearman(predicted, gold, row_valid)  # [L, B, W]
-            rho = torch.where(keep, rho, math.nan)
-            rho_values.append(rho.flatten(1).cpu())
-            rho_lengths.append(lengths[:, None].expand_as(keep).reshape(-1).cpu())
-        rho_all = torch.cat(rho_values, 1)
+    def _new_sums(self, n_layers, max_length):
+        zeros = torch.zeros(n_layers, dtype=torch.float64)
+        spearman_sums = torch.zeros(2, n_layers, max_length + 1, dtype=torch.float64)
         return {
-            "uuas": correct / total.clamp(min=1),
-            "spearman": _length_average(rho_all, torch.cat(rho_lengths), self.spearman_lengths),
-            "loss": loss / data.n,
+            "loss": zeros,
+            "correct": zeros.clone(),
+            "total": torch.zeros(1, dtype=torch.float64),
+            "spearman": spearman_sums,
+        }
+
+    def _add_scores(self, sums, predicted, gold, word, keep, lengths):
+        gold_edges = minimum_spanning_tree(gold, keep)
+        predicted_edges = minimum_spanning_tree(predicted, keep)
+        sums["correct"] += (predicted_edges & gold_edges).flatten(1).sum(1).double().cpu() / 2
+        sums["total"] += gold_edges.sum().double().cpu() / 2
+        row_valid = keep[:, :, None] & keep[:, None, :]
+        rho = torch.where(keep, spearman(predicted, gold, row_valid), math.nan)  # [L, B, W]
+        word_lengths = lengths[:, None].expand_as(keep).reshape(-1)
+        sums["spearman"] += _length_sums(rho.flatten(1), word_lengths, sums["spearman"].shape[2] - 1)
+
+    def _finish_scores(self, sums, n):
+        return {
+            "uuas": (sums["correct"] / sums["total"].clamp(min=1)).float(),
+            "spearman": _length_average(sums["spearman"], self.spearman_lengths),
+            "loss": (sums["loss"] / n).float(),
         }
 
 
@@ -1142,26 +1753,24 @@ class DepthProbe(_StructuralProbe):
     def _predict(self, projection, x):
         return torch.einsum("lbwd,ldr->lbwr", x, projection).pow(2).sum(-1)
 
-    @torch.no_grad()
-    def score(self, features, labels, mask=None) -> dict[str, Tensor]:
-        data = self._data(features, labels, mask)
-        n_layers = data.n_layers
-        hits = torch.zeros(n_layers)
-        rho_values, rho_lengths, loss = [], [], torch.zeros(n_layers)
-        for ids in self._eval_batches(data.n):
-            (_, gold, word, keep, lengths), predicted, batch_loss = self._evaluate_batch(data, ids)
-            loss += batch_loss
-            guess = torch.where(keep, predicted, math.inf).argmin(-1)  # [L, B]
-            gold_root = torch.where(word & (gold == 0), 0, 1).argmin(-1)  # [B]
-            hits += ((guess == gold_root) & keep.any(-1)).float().sum(1).cpu()
-            rho_values.append(spearman(predicted, gold, keep).cpu())
-            rho_lengths.append(lengths.cpu())
+    def _new_sums(self, n_layers, max_length):
+        zeros = torch.zeros(n_layers, dtype=torch.float64)
+        spearman_sums = torch.zeros(2, n_layers, max_length + 1, dtype=torch.float64)
+        return {"loss": zeros, "hits": zeros.clone(), "spearman": spearman_sums}
+
+    def _add_scores(self, sums, predicted, gold, word, keep, lengths):
+        guess = torch.where(keep, predicted, math.inf).argmin(-1)  # [L, B]
+        gold_root = torch.where(word & (gold == 0), 0, 1).argmin(-1)  # [B]
+        sums["hits"] += ((guess == gold_root) & keep.any(-1)).double().sum(1).cpu()
+        sums["spearman"] += _length_sums(
+            spearman(predicted, gold, keep), lengths, sums["spearman"].shape[2] - 1
+        )
+
+    def _finish_scores(self, sums, n):
         return {
-            "root_accuracy": hits / data.n,
-            "spearman": _length_average(
-                torch.cat(rho_values, 1), torch.cat(rho_lengths), self.spearman_lengths
-            ),
-            "loss": loss / data.n,
+            "root_accuracy": (sums["hits"] / n).float(),
+            "spearman": _length_average(sums["spearman"], self.spearman_lengths),
+            "loss": (sums["loss"] / n).float(),
         }
 
 
@@ -1201,18 +1810,21 @@ class ArcProbe(_StructuralProbe):
         return 2 * self.rank
 
     def _predict(self, projection, x):
-        query, key = torch.einsum("lbwd,ldr->lbwr", x, projection).split(self.rank, dim=-1)
+        query, key = torch.einsum("lbwd,ldr->lbwr", x, projection).split(projection.shape[-1] // 2, dim=-1)
         return query @ key.transpose(-1, -2)  # [L, B, W, W]
 
-    @torch.no_grad()
-    def score(self, features, labels, mask=None) -> dict[str, Tensor]:
-        data = self._data(features, labels, mask)
-        correct, total, loss = torch.zeros(data.n_layers), torch.zeros(()), torch.zeros(data.n_layers)
-        for ids in self._eval_batches(data.n):
-            x, gold, word, keep, _ = data.batch(ids)
-            scores = self._predict(self.projection_, x).masked_fill(~word[None, :, None, :], -math.inf)
-            loss += _head_loss(scores, gold, word).cpu() * len(ids)
-            counted = keep & (gold >= 0)
-            correct += ((scores.argmax(-1) == gold.long()) & counted).flatten(1).sum(1).float().cpu()
-            total += counted.sum().cpu()
-        return {"accuracy": correct / total.clamp(min=1), "loss": loss / data.n}
+    def _new_sums(self, n_layers, max_length):
+        zeros = torch.zeros(n_layers, dtype=torch.float64)
+        return {"loss": zeros, "correct": zeros.clone(), "total": torch.zeros(1, dtype=torch.float64)}
+
+    def _add_scores(self, sums, predicted, gold, word, keep, lengths):
+        scores = predicted.masked_fill(~word[None, :, None, :], -math.inf)
+        counted = keep & (gold >= 0)
+        sums["correct"] += ((scores.argmax(-1) == gold.long()) & counted).flatten(1).sum(1).double().cpu()
+        sums["total"] += counted.sum().double().cpu()
+
+    def _finish_scores(self, sums, n):
+        return {
+            "accuracy": (sums["correct"] / sums["total"].clamp(min=1)).float(),
+            "loss": (sums["loss"] / n).float(),
+        }
