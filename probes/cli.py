@@ -167,7 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the first n sentences of each split (default: all)",
     )
     command.add_argument(
-        "--store", type=output_folder, default=None, help="activation store folder (reused across runs)"
+        "--store",
+        type=_store_location,
+        default=None,
+        help="activation store folder or URL, reused across runs (under torchrun: one every rank sees; "
+        "default: a temporary folder)",
     )
     _add_extract_command(sub)
     return parser
@@ -187,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"probes extract: error: {error_message(err)}", file=sys.stderr)
             return 2
     try:
+        from workbench import distributed
+
         from .experiment import run  # here, not at the top: --help must not import torch
 
+        # Under torchrun every rank runs the experiment (extraction and probes shared) and gets the results.
         results = run(
             args.model,
             args.task,
@@ -200,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             store_dir=args.store,
             max_sentences=args.max_sentences,
         )
+        distributed.shutdown()
+        if not distributed.is_main():
+            return 0  # rank 0 writes the report and prints
         folder = results.save(args.out)
     except USER_ERRORS as err:
         print(f"probes {args.command}: error: {error_message(err)}", file=sys.stderr)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench import distributed
 from workbench.pages import figure_div, label_facet_axes, write_page
 
 from .data import load_treebank
@@ -164,8 +165,8 @@ def run(
         layers: ``"all"`` (embeddings + every block) or a list of layer numbers (0 = embeddings).
         probe: ``"linear"`` or ``"mlp"`` for classification tasks (structural tasks use their own probes).
         control: also train control tasks for word-level classification tasks and report selectivity.
-        store_dir: where activations are stored, one folder per model fingerprint, data, pooling and layers
-            (reused only when all are equal); default: a temporary folder.
+        store_dir: where activations are stored (a folder or an fsspec URL), one store per model fingerprint,
+            data, pooling and layers (reused only when all are equal); default: a temporary folder.
         rank: the structural probes' rank.
         mdl: also measure the online codelength (Voita & Titov 2020) of classification tasks on the train
             split: metrics ``codelength_bits`` and ``compression`` (split "train").
@@ -174,6 +175,16 @@ def run(
             the activations (only that layer is extracted; see :mod:`probes.features`).
         top_k: with ``features``, also probe classification tasks on the k features that separate the classes
             best on the train split (ANOVA F), for each k (those larger than the dictionary are skipped).
+
+    Under ``torchrun`` every rank calls this with the same arguments and gets the same results back, equal
+    (to float tolerance) to a single process's, rows in the same order. Each model's activations are
+    extracted by all ranks together (:func:`probes.store.extract`), into ``store_dir``, which every rank must
+    see (with ``store_dir=None``, rank 0's temporary folder: one node only). Then the probes to train — a
+    model's task or control task on a group of layers (:func:`_units`) — are shared among the ranks
+    (:func:`workbench.distributed.map_units`): a rank reads and trains only its layers. The linear probe's
+    layers are split (each layer's L-BFGS is independent of the others, so a layer trains alike alone or
+    batched); the Adam-trained probes (MLP, structural, arc) keep their layers together, as their random start
+    and data order are drawn for all layers at once. Rank 0 shows the progress bar, over every rank's probes.
     """
     # from the modules, not the package's face: the ``probes`` command does not import that face (fast --help)
     from workbench.api import default_device
@@ -183,25 +194,27 @@ def run(
 
     if probe not in CLASSIFIERS:
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
+    ctx = distributed.init()  # under torchrun: before any model is loaded (NCCL picks this rank's GPU)
     model_list = [models] if isinstance(models, (str, Path, HookedTransformer)) else list(models)
     task_list = [
         get_task(t) if isinstance(t, str) else t for t in ([tasks] if isinstance(tasks, str) else tasks)
     ]
+    options = probe_options or {}
     sentences = {split: load_treebank(data, split, max_sentences=max_sentences) for split in SPLITS}
-    store_root = Path(store_dir) if store_dir is not None else Path(tempfile.mkdtemp(prefix="probes-"))
+    store_root = _store_root(store_dir)
     from workbench.provenance import data_fingerprint, model_fingerprint, record_id
     from workbench.zoo import is_stand_in
 
     data_fingerprints = {split: data_fingerprint(sentences[split]) for split in SPLITS}
-    rows = []
     provenance: dict[str, dict[str, Any]] = {}
+    plans = []
     for entry in model_list:
         if isinstance(entry, HookedTransformer):
             model = entry
             name = str(getattr(model.config, "name_or_path", "") or type(model).__name__)
         else:
             name = str(entry)
-            model = AutoModel.from_pretrained(name, device=default_device())
+            model = AutoModel.from_pretrained(name, device=_rank_device(default_device(), ctx))
         fingerprint = model_fingerprint(model)
         stand_in = is_stand_in(model)
         dictionary = _dictionary_for(features, name, entry)
@@ -224,7 +237,7 @@ def run(
             "seed": seed,
             "rank": rank,
             "mdl": mdl,
-            "probe_options": probe_options or {},
+            "probe_options": options,
         }
         if dictionary is not None:
             ks = sorted({int(k) for k in top_k if int(k) <= dictionary.cfg.d_sae})
@@ -234,11 +247,11 @@ def run(
         store_key = record_id(
             {"model": fingerprint, "data": data_fingerprints, "pooling": pooling, "layers": record["layers"]}
         )
-        stores = {
+        stores = {  # every rank extracts its share of each split's chunks (alone: all of them)
             split: extract(
                 model,
                 [s.words for s in sentences[split]],
-                store_root / _slug(name) / f"{_slug(data)}-{split}-{pooling}-{store_key}",
+                _join(store_root, _slug(name), f"{_slug(data)}-{split}-{pooling}-{store_key}"),
                 pooling=pooling,
                 layers=model_layers,
                 data_id=_data_id(data, split, sentences[split]),
@@ -250,73 +263,246 @@ def run(
             stores = {
                 split: FeatureStore(store, dictionary, model_layers[0]) for split, store in stores.items()
             }
-        layer_numbers = stores["train"].layers
-        # training the probes (every layer, every task, its control task) is the long wait after extraction
-        bar = _probe_bar(name, task_list, control, progress)
-        for task in task_list:
-            runs = [(task, False)]
-            if control and task.level == "word" and task.kind == "classification":
-                runs.append((ControlTask(task, seed=seed), True))
-            elif control and task.name == "arc":
-                runs.append((ArcControlTask(seed=seed), True))
-            results = {}
-            for current, is_control in runs:
-                bar.set_postfix_str(f"{task.name}{' control task' if is_control else ''}")
-                results[is_control] = _probe_task(
-                    current, sentences, stores, probe, seed, rank, probe_options or {}, mdl
-                )
-                bar.update()
-            for (split, metric), values in results[False].items():
-                control_values = results.get(True, {}).get((split, metric))
-                for layer, value in zip(layer_numbers, values.tolist()):
-                    row = {
-                        "model": name,
-                        "task": task.name,
-                        "layer": layer,
-                        "probe": _probe_name(task, probe),
-                        "split": split,
-                        "metric": metric,
-                        "value": value,
-                        "control": None,
-                        "selectivity": None,
-                        "stand_in": stand_in,
-                        "provenance_id": key,
-                    }
-                    if control_values is not None:
-                        control_value = control_values[layer_numbers.index(layer)].item()
-                        row.update(control=control_value, selectivity=value - control_value)
-                    if dictionary is not None:
-                        row.update(
-                            input="sae_features", dictionary=_dictionary_id(record), top_k=None, features=None
-                        )
-                    rows.append(row)
-            if (
-                dictionary is not None
-                and task.kind == "classification"
-                and task.level in ("word", "sentence")
-            ):
-                same = ("model", "layer", "probe", "stand_in", "provenance_id", "input", "dictionary")
-                template = {column: rows[-1][column] for column in same}  # this task's last row
-                options = probe_options or {}
-                rows.extend(
-                    _top_k_rows(runs, sentences, stores, probe, seed, options, record["top_k"], template)
-                )
-        bar.close()
-    frame = pd.DataFrame(rows)
+        plans.append(
+            _ModelPlan(
+                name=name,
+                stand_in=stand_in,
+                provenance_id=key,
+                stores=stores,
+                layers=list(stores["train"].layers),
+                dictionary=_dictionary_id(record) if dictionary is not None else None,
+                top_k=record.get("top_k", []),
+            )
+        )
+        del model  # the stores are all the probes need; the next model loads into the freed memory
+    setup = _ProbeSetup(task_list, sentences, probe, control, seed, rank, options, mdl)
+    units = _units(plans, setup, ctx.world_size)
+    # training the probes (every layer, every task, its control task) is the long wait after extraction
+    outcomes = distributed.map_units(
+        lambda unit: _run_unit(unit, plans, setup), units, progress=progress, desc="probes", unit="probe"
+    )
+    frame = pd.DataFrame(_result_rows(plans, setup, units, outcomes))
     if "top_k" in frame:  # None for the all-features rows: an integer column that can be missing
         frame["top_k"] = frame["top_k"].astype("Int64")
     return ProbingResults(frame, provenance)
 
 
-def _probe_bar(name: str, tasks: Sequence[Task], control: bool, progress: bool):
-    """A progress bar over the probes to train for one model: one step per task and per control task."""
-    from tqdm.auto import tqdm
+def _rank_device(device: torch.device, ctx) -> torch.device:
+    """The device a rank loads its model on: under ``torchrun`` with GPUs, its own (``cuda:{LOCAL_RANK}``)."""
+    if device.type == "cuda" and ctx.distributed:
+        return torch.device("cuda", ctx.local_rank)
+    return device
 
-    steps = sum(
-        1 + int(control and ((t.level == "word" and t.kind == "classification") or t.name == "arc"))
-        for t in tasks
+
+def _store_root(store_dir) -> Path | str:
+    """``store_dir`` (a URL stays a string), or a temporary folder: rank 0's, which every rank must see."""
+    if store_dir is not None:
+        return str(store_dir) if "://" in str(store_dir) else Path(store_dir)
+    root = distributed.broadcast_object(tempfile.mkdtemp(prefix="probes-") if distributed.is_main() else None)
+    if distributed.all_reduce_scalar(float(Path(root).is_dir()), "min") < 1:  # a collective: all ranks raise
+        raise ValueError(
+            f"store_dir=None: rank 0's temporary folder {root} is not visible on every rank (a job over "
+            f"several nodes?); pass store_dir= a folder every rank sees, or an fsspec URL (s3://...)"
+        )
+    return Path(root)
+
+
+def _join(root: Path | str, *parts: str) -> Path | str:
+    if isinstance(root, Path):
+        return root.joinpath(*parts)
+    return "/".join([root.rstrip("/"), *parts])
+
+
+@dataclass
+class _ModelPlan:
+    """One model's part of a run, once its activations are stored: what its rows say and where they come from.
+
+    Attributes:
+        name, stand_in, provenance_id: the rows' columns. stores: split -> its ActivationStore (or
+        FeatureStore). layers: the stored layer numbers. dictionary: the dictionary's id with ``features=``
+        (else None), top_k: the ks of its top-k feature probes.
+    """
+
+    name: str
+    stand_in: bool
+    provenance_id: str
+    stores: dict[str, Any]
+    layers: list[int]
+    dictionary: str | None
+    top_k: list[int]
+
+
+@dataclass(frozen=True)
+class _ProbeSetup:
+    """The arguments of :func:`run` that every probe unit trains with."""
+
+    tasks: list[Task]
+    sentences: dict[str, list]
+    probe: str
+    control: bool
+    seed: int
+    rank: int
+    options: dict
+    mdl: bool
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One piece of probe training, run on one rank: a model's task (``control``: its control task) on some of
+    the model's stored layers, or (``top_k``) the top-k feature probes of a task and its control."""
+
+    model: int  # index into the plans
+    task: int  # index into the tasks
+    control: bool
+    layers: tuple[int, ...]
+    top_k: bool = False
+
+
+def _task_runs(task: Task, control: bool, seed: int) -> list[tuple[Task, bool]]:
+    """``[(task, False)]`` and, with ``control``, its control task ``(control task, True)`` where there is one."""
+    runs = [(task, False)]
+    if control and task.level == "word" and task.kind == "classification":
+        runs.append((ControlTask(task, seed=seed), True))
+    elif control and task.name == "arc":
+        runs.append((ArcControlTask(seed=seed), True))
+    return runs
+
+
+def _layers_independent(task: Task, setup: _ProbeSetup) -> bool:
+    """Whether a layer's probe for ``task`` trains alike alone or batched with other layers, so that its layers
+    may be split among ranks: the linear probe's L-BFGS starts at zero and keeps one history, line search and
+    stopping test per layer (the MDL code's probes too). Adam (the MLP and linear probes with
+    optimizer="adam", the structural and arc probes) draws one random start and one data order for all layers
+    and stops them together: a layer's result depends on which layers train with it."""
+    if _is_structural(task) or task.level == "word_pair" or task.kind != "classification":
+        return False
+    return setup.probe == "linear" and LinearProbe(2, **setup.options).optimizer == "lbfgs"
+
+
+def _units(plans: list[_ModelPlan], setup: _ProbeSetup, world_size: int) -> list[_Unit]:
+    """Every probe to train, in the order a single process trains them. A run whose layers are independent
+    (:func:`_layers_independent`) is cut into ``min(world_size, n_layers)`` strided layer groups, so that
+    every rank gets a part of every such run; alone, each run is one unit with all layers (batched)."""
+    units = []
+    for m, plan in enumerate(plans):
+        n_groups = min(world_size, len(plan.layers))
+        groups = [tuple(distributed.share(plan.layers, group, n_groups)) for group in range(n_groups)]
+        for t, task in enumerate(setup.tasks):
+            split = _layers_independent(task, setup)
+            for _, is_control in _task_runs(task, setup.control, setup.seed):
+                for layers in groups if split else [tuple(plan.layers)]:
+                    units.append(_Unit(m, t, is_control, layers))
+            if (
+                plan.dictionary is not None
+                and task.kind == "classification"
+                and task.level in ("word", "sentence")
+            ):
+                units.append(_Unit(m, t, False, tuple(plan.layers), top_k=True))
+    return units
+
+
+def _run_unit(unit: _Unit, plans: list[_ModelPlan], setup: _ProbeSetup):
+    """A probe unit's scores ``{(split, metric): [value per layer of unit.layers]}`` (plain floats), or a top-k
+    unit's rows."""
+    plan, task = plans[unit.model], setup.tasks[unit.task]
+    stores = {split: _LayerSubset.of(store, unit.layers) for split, store in plan.stores.items()}
+    runs = _task_runs(task, setup.control, setup.seed)
+    if unit.top_k:
+        template = {
+            "model": plan.name,
+            "layer": plan.layers[-1],
+            "probe": _probe_name(task, setup.probe),
+            "stand_in": plan.stand_in,
+            "provenance_id": plan.provenance_id,
+            "input": "sae_features",
+            "dictionary": plan.dictionary,
+        }
+        return _top_k_rows(
+            runs, setup.sentences, stores, setup.probe, setup.seed, setup.options, plan.top_k, template
+        )
+    current = {is_control: run_task for run_task, is_control in runs}[unit.control]
+    scores = _probe_task(
+        current, setup.sentences, stores, setup.probe, setup.seed, setup.rank, setup.options, setup.mdl
     )
-    return tqdm(total=steps, desc=f"probes for {Path(name).name or name}", unit="task", disable=not progress)
+    return {key: torch.as_tensor(values).detach().cpu().tolist() for key, values in scores.items()}
+
+
+class _LayerSubset:
+    """A store seen through some of its layers: ``layers`` and ``stack()`` name only those (what the probes
+    train on); everything else is the store's."""
+
+    def __init__(self, store, layers: Sequence[int]) -> None:
+        self._store = store
+        self.layers = list(layers)
+
+    @classmethod
+    def of(cls, store, layers: Sequence[int]):
+        """``store`` itself when ``layers`` are all its layers, else the subset."""
+        return store if list(layers) == list(store.layers) else cls(store, layers)
+
+    def layer(self, layer: int):
+        if layer not in self.layers:
+            raise KeyError(f"layer {layer} is not in this subset of the store; its layers: {self.layers}")
+        return self._store.layer(layer)
+
+    def stack(self, layers: Sequence[int] | None = None, rows=None) -> torch.Tensor:
+        return self._store.stack(self.layers if layers is None else layers, rows=rows)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def _result_rows(
+    plans: list[_ModelPlan], setup: _ProbeSetup, units: list[_Unit], outcomes: list
+) -> list[dict]:
+    """The rows of the frame, in the order of a single process (model, task, split and metric, layer), from the
+    units' outcomes: a run's layer groups are put back together, and a task's control values are its rows'."""
+    parts: dict[tuple[int, int, bool], list[tuple[tuple[int, ...], dict]]] = {}
+    top_k_rows: dict[tuple[int, int], list[dict]] = {}
+    for unit, outcome in zip(units, outcomes):
+        if unit.top_k:
+            top_k_rows[(unit.model, unit.task)] = outcome
+        else:
+            parts.setdefault((unit.model, unit.task, unit.control), []).append((unit.layers, outcome))
+    rows = []
+    for m, plan in enumerate(plans):
+        for t, task in enumerate(setup.tasks):
+            results = {
+                is_control: _merge_layers(parts[(m, t, is_control)], plan.layers)
+                for _, is_control in _task_runs(task, setup.control, setup.seed)
+            }
+            for (split, metric), values in results[False].items():
+                control_values = results.get(True, {}).get((split, metric))
+                for index, (layer, value) in enumerate(zip(plan.layers, values)):
+                    row = {
+                        "model": plan.name,
+                        "task": task.name,
+                        "layer": layer,
+                        "probe": _probe_name(task, setup.probe),
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                        "control": None,
+                        "selectivity": None,
+                        "stand_in": plan.stand_in,
+                        "provenance_id": plan.provenance_id,
+                    }
+                    if control_values is not None:
+                        row.update(control=control_values[index], selectivity=value - control_values[index])
+                    if plan.dictionary is not None:
+                        row.update(
+                            input="sae_features", dictionary=plan.dictionary, top_k=None, features=None
+                        )
+                    rows.append(row)
+            rows.extend(top_k_rows.get((m, t), []))
+    return rows
+
+
+def _merge_layers(parts: list[tuple[tuple[int, ...], dict]], layers: list[int]) -> dict:
+    """``{(split, metric): [value per layer of layers]}`` from the scores of groups of those layers."""
+    by_layer = {layer: (scores, i) for group, scores in parts for i, layer in enumerate(group)}
+    keys = by_layer[layers[0]][0].keys()  # every group has the same (split, metric) keys, in the same order
+    return {key: [by_layer[layer][0][key][by_layer[layer][1]] for layer in layers] for key in keys}
 
 
 def _dictionary_id(record: dict) -> str:

@@ -531,6 +531,11 @@ def _bench(args: argparse.Namespace) -> int:
     results = run(models=args.models, tasks=args.tasks, mode=args.mode, device=device, max_examples=args.max_examples, data=args.data, out=args.out,
                   folds=args.folds, pooling=args.pooling, batch_size=args.batch_size, finetune_config=config,
                   progress=not args.no_progress)
+    from . import distributed
+
+    distributed.shutdown()  # under torchrun every rank has the results; rank 0 wrote the report and prints
+    if not distributed.is_main():
+        return 0
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(results.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:

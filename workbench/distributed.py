@@ -16,6 +16,8 @@ once it exists, else from the environment.
   are identities in a single process.
 - :func:`rank_prefix`, :func:`get_logger`: log lines that name the rank.
 - :class:`GlobalProgress`: a tqdm bar shown on rank 0 only, counting the work of all ranks.
+- :func:`map_units`: a sweep: units of uneven cost shared among the ranks, each run at its rank's own pace,
+  the results of all of them back on every rank in the units' order.
 
 >>> ctx = context()  # outside a launcher: rank 0 of 1
 >>> (ctx.rank, ctx.world_size, ctx.is_main)
@@ -26,9 +28,10 @@ once it exists, else from the environment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -78,11 +81,37 @@ def _env_int(name: str, default: int) -> int:
 
 def context() -> Context:
     """This process's rank, world size and local rank: from the process group when it is initialized, else
-    from the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), else rank 0 of 1.
+    from the launcher's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), else rank 0 of 1; inside
+    :func:`alone`, rank 0 of 1.
 
     Raises:
         ValueError: the environment is inconsistent (a rank outside 0 .. WORLD_SIZE - 1, a non-integer).
     """
+    if _alone_depth:
+        return Context(0, 1, _env_int(_ENV_LOCAL, 0))
+    return _launched_context()
+
+
+# > 0 inside alone(): this process's work is its own, whatever the job.
+_alone_depth = 0
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Within this block the process acts as rank 0 of 1 for every helper here: collectives are identities,
+    :func:`share` gives all units, bars show. :func:`map_units` runs each unit in it, so that library code
+    that would share its work among the ranks (a streamed probe summing its gradient over them) computes it
+    all on this rank instead, as the unit is this rank's alone. Log lines keep naming the real rank."""
+    global _alone_depth
+    _alone_depth += 1
+    try:
+        yield
+    finally:
+        _alone_depth -= 1
+
+
+def _launched_context() -> Context:
+    """:func:`context` of the job as launched (:func:`alone` or not)."""
     local_rank = _env_int(_ENV_LOCAL, 0)
     if dist.is_available() and dist.is_initialized():
         return Context(dist.get_rank(), dist.get_world_size(), local_rank)
@@ -213,8 +242,8 @@ def broadcast_object(obj: Any) -> Any:
 
 
 def rank_prefix() -> str:
-    """``"[rank 1/4] "`` in a job of several processes, ``""`` alone."""
-    ctx = context()
+    """``"[rank 1/4] "`` in a job of several processes (also inside :func:`alone`), ``""`` alone."""
+    ctx = _launched_context()
     return f"[rank {ctx.rank}/{ctx.world_size}] " if ctx.distributed else ""
 
 
@@ -266,3 +295,126 @@ class GlobalProgress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class UnitFailed(RuntimeError):
+    """Another rank's unit of a :func:`map_units` sweep raised (that rank raises the original error)."""
+
+
+def map_units(
+    work: Callable[[Unit], Any],
+    units: Sequence[Unit],
+    order: Callable[[Unit], Any] | None = None,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "unit",
+) -> list[Any]:
+    """``[work(u) for u in units]``, the units shared among the ranks; every rank gets the whole list back.
+
+    Each rank runs its :func:`share` of ``units`` (strided: deterministic and disjoint), at its own pace: no
+    collective runs between two units, so a rank with cheap units is never held back by one with costly
+    units until the end, where the results are gathered on rank 0 and broadcast (they must be picklable).
+    ``work`` runs on one rank, inside :func:`alone` (whatever it calls computes on this rank alone). Alone it
+    is a plain loop.
+
+    Args:
+        work: computes one unit's result.
+        units: the whole sweep, the same list on every rank.
+        order: a key: a rank runs its own units sorted by it (e.g. the model they need, so that each rank
+            loads each of its models once); the results keep the order of ``units``.
+        progress: a tqdm bar on rank 0 counting the finished units of every rank (read from the process
+            group's key-value store, which the ranks add to as they finish: no lockstep).
+        desc, unit: tqdm's.
+
+    Raises:
+        whatever ``work`` raised, on the rank where it raised (that rank skips its remaining units; the
+        others finish theirs, so their stored results stay usable), and :class:`UnitFailed` naming the rank,
+        the unit and the error on every other rank.
+    """
+    ctx = init()
+    mine = share_indices(len(units))
+    if order is not None:
+        mine.sort(key=lambda index: order(units[index]))
+    if not ctx.distributed:
+        return _map_alone(work, units, mine, progress, desc, unit)
+    counter = _UnitCounter(len(units), progress, desc, unit)
+    results: dict[int, Any] = {}
+    failure: tuple[int, BaseException] | None = None
+    for position, index in enumerate(mine):
+        try:
+            with alone():
+                results[index] = work(units[index])
+        except Exception as err:  # told to every rank below, so that none waits forever for this one
+            failure = (index, err)
+            counter.add(len(mine) - position)  # the skipped units count as finished: rank 0 stops waiting
+            break
+        counter.add(1)
+    counter.wait_for_all()
+    told = None if failure is None else (failure[0], f"{type(failure[1]).__name__}: {failure[1]}")
+    gathered = gather_objects((results, told))
+    merged = None
+    if ctx.is_main:
+        merged = {"results": {}, "failure": None}
+        for rank, (rank_results, rank_failure) in enumerate(gathered):
+            merged["results"].update(rank_results)
+            if rank_failure is not None and merged["failure"] is None:
+                merged["failure"] = (rank, *rank_failure)
+        merged = (
+            {"failure": merged["failure"]}
+            if merged["failure"] is not None
+            else {"results": [merged["results"][index] for index in range(len(units))]}
+        )
+    merged = broadcast_object(merged)
+    if failure is not None:
+        raise failure[1]
+    if "failure" in merged:
+        rank, index, message = merged["failure"]
+        raise UnitFailed(f"rank {rank} failed on unit {units[index]!r}: {message}")
+    return merged["results"]
+
+
+def _map_alone(work, units, mine, progress: bool, desc: str, unit: str) -> list[Any]:
+    from tqdm.auto import tqdm
+
+    results: dict[int, Any] = {}
+    with tqdm(total=len(units), disable=not progress, desc=desc, unit=unit) as bar:
+        for index in mine:
+            results[index] = work(units[index])
+            bar.update(1)
+    return [results[index] for index in range(len(units))]
+
+
+class _UnitCounter:
+    """The finished units of all ranks, counted in the default process group's key-value store (the store
+    torchrun's rendezvous made: an ``add`` is one small request, not a collective); rank 0 draws the bar."""
+
+    _POLL_S = 0.2
+
+    def __init__(self, total: int, enabled: bool, desc: str, unit: str) -> None:
+        import uuid
+
+        from torch.distributed import distributed_c10d
+        from tqdm.auto import tqdm
+
+        self.total = total
+        self.key = broadcast_object(f"workbench.map_units/{uuid.uuid4().hex}")  # one key per sweep
+        self._store = distributed_c10d._get_default_store()
+        self._bar = tqdm(total=total, disable=not (enabled and is_main()), desc=desc, unit=unit)
+
+    def add(self, count: int) -> None:
+        self._refresh(int(self._store.add(self.key, count)))
+
+    def _refresh(self, done: int) -> None:
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)
+
+    def wait_for_all(self) -> None:
+        """Rank 0 keeps its bar moving until every unit is finished; then the bar is closed on every rank."""
+        import time
+
+        if is_main() and not self._bar.disable:
+            while (done := int(self._store.add(self.key, 0))) < self.total:
+                self._refresh(done)
+                time.sleep(self._POLL_S)
+            self._refresh(done)
+        self._bar.close()

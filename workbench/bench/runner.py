@@ -8,6 +8,12 @@ content hashes of the data files, and every argument that changes the numbers (`
 record. A later call with the same ``out`` reads a result back only when its record is the same, so an
 interrupted run continues where it stopped, and a run with other data, weights or arguments computes anew
 into a new entry (the old one stays).
+
+Under ``torchrun`` (or any launcher that sets ``RANK``/``WORLD_SIZE``) every rank calls :func:`run` with the
+same arguments: the (model, task) results are shared among the ranks (:func:`workbench.distributed.map_units`),
+each rank loads only the models of its own results, writes each result as it finishes (as above, so a resumed
+sweep may have another number of ranks), and every rank returns the same :class:`BenchResults`, gathered in
+the order a single process gives; rank 0 writes ``results.csv``, ``provenance.json`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import re
 import time
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import distributed
 from ..pages import figure_div, label_facet_axes, page, write_page
 from . import metrics as M
 from .data import (
@@ -40,7 +46,7 @@ from .data import (
     task_file,
 )
 
-logger = logging.getLogger(__name__)
+logger = distributed.get_logger(__name__)  # "[rank 1/4] ..." under torchrun
 
 MODES = ("zeroshot", "probe", "finetune")
 COLUMNS = [
@@ -267,6 +273,11 @@ def run(
             ``report.html`` are written at the end. None keeps everything in memory.
         folds: cross-validation folds (probe mode). pooling: ``"mean"``, ``"first"`` or ``"last"`` (probe mode).
         finetune_config: a :class:`~workbench.bench.finetune.FinetuneConfig` (finetune mode).
+        progress: progress bars: alone, over each result's examples; under ``torchrun``, one bar on rank 0
+            counting the finished results of all ranks.
+
+    Under ``torchrun`` every rank calls this with the same arguments (``device="cuda"`` puts each rank on its
+    own GPU, ``cuda:{LOCAL_RANK}``; ``out`` must be a folder all ranks see) and gets the same results back.
 
     Raises:
         ResultFileError: a stored result under ``out`` is damaged (names the file; delete it to recompute).
@@ -277,62 +288,127 @@ def run(
         check_compatible(spec, mode)
     if not models:
         raise ValueError("models is empty")
+    ctx = distributed.init()  # under torchrun: before any model is loaded (NCCL picks this rank's GPU)
     store = Path(out) / "results" if out is not None else None
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
     settings = RunSettings(data, device, max_examples, folds, pooling, batch_size, finetune_config, seed)
+    models = list(models)
+    # Task-major: a strided share of this list keeps each rank on few models (on one each when the number of
+    # ranks divides the number of models), and each rank runs its results model by model (order=), so that it
+    # loads each of its models once.
+    units = [(m, s) for s in range(len(specs)) for m in range(len(models))]
+    loaded = _LoadedModel(mode, device)
+    inner_progress = progress and not ctx.distributed  # per-example bars of several ranks would interleave
+
+    def work(unit: tuple[int, int]) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+        model_name = models[unit[0]]
+        return _result(
+            model_name, *loaded.get(model_name), specs[unit[1]], mode, settings, store, inner_progress, out
+        )
+
+    done = dict(
+        zip(
+            units,
+            distributed.map_units(
+                work,
+                units,
+                order=lambda unit: unit,
+                progress=progress and ctx.distributed,
+                desc="bench",
+                unit="result",
+            ),
+        )
+    )
+    loaded.release()
     frames = []
     provenance: dict[str, dict[str, Any]] = {}
-    for model_name in models:
-        from workbench.provenance import model_fingerprint
-        from workbench.zoo import is_stand_in
-
-        # Loaded even when every result is stored: only the weights as loaded say whether they still apply.
-        model = _load_model(model_name, mode, device)
-        fingerprint = model_fingerprint(model)
-        stand_in = is_stand_in(model)
-        if mode == "finetune":
-            model = None  # fine-tuning builds its own head model; the base model was loaded to fingerprint it
-        for spec in specs:
-            record = provenance_record(model_name, fingerprint, spec, mode, settings)
-            key = record_key(record)
+    for m in range(len(models)):  # the order of a single process: model by model, task by task
+        for s in range(len(specs)):
+            frame, key, record = done[(m, s)]
             provenance[key] = record
-            path = (
-                store / f"{model_slug(model_name)}__{spec.name}__{mode}__{key}.csv"
-                if store is not None
-                else None
-            )
-            if path is not None and path.is_file():
-                logger.info(
-                    "%s / %s / %s: done before with the same provenance, read from %s",
-                    model_name,
-                    spec.name,
-                    mode,
-                    path,
-                )
-                frames.append(read_result(path, record, key))
-                continue
-            if path is not None:
-                _log_other_entries(store, model_name, spec.name, mode, record)
-            rows = evaluate_one(model_name, model, spec, mode, settings, progress, out)
-            for row in rows:
-                row["stand_in"] = stand_in
-                row["provenance_id"] = key
-            frame = pd.DataFrame(rows, columns=COLUMNS)
-            if path is not None:
-                # The record first, then the rows: a result file is complete or absent, never half-written,
-                # and never without its record.
-                _write_atomic(path.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
-                tmp = path.with_name(path.name + ".tmp")
-                frame.to_csv(tmp, index=False)
-                os.replace(tmp, path)
             frames.append(frame)
     results = BenchResults(
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS), provenance
     )
     if out is not None:
-        results.save(out)
+        if ctx.is_main:
+            results.save(out)
+        distributed.barrier()  # every rank returns once the report is written
     return results
+
+
+class _LoadedModel:
+    """The model a rank is working with, loaded once for its consecutive results and released for the next:
+    ``get(name)`` gives (model, fingerprint, stand_in); in finetune mode the model is None (fine-tuning builds
+    its own head model; the base model was loaded to fingerprint it)."""
+
+    def __init__(self, mode: str, device: str) -> None:
+        self.mode, self.device = mode, device
+        self.name: str | None = None
+        self.value: tuple[Any, str, bool] | None = None
+
+    def get(self, name: str) -> tuple[Any, str, bool]:
+        from workbench.provenance import model_fingerprint
+        from workbench.zoo import is_stand_in
+
+        if self.name != name or self.value is None:
+            self.release()  # before the next model is loaded: one model in memory at a time
+            # Loaded even when every result is stored: only the weights as loaded say whether they still apply.
+            model = _load_model(name, self.mode, self.device)
+            self.value = (
+                None if self.mode == "finetune" else model,
+                model_fingerprint(model),
+                is_stand_in(model),
+            )
+            self.name = name
+        return self.value
+
+    def release(self) -> None:
+        self.name, self.value = None, None
+
+
+def _result(
+    model_name,
+    model,
+    fingerprint,
+    stand_in,
+    spec: TaskSpec,
+    mode: str,
+    settings: RunSettings,
+    store,
+    progress,
+    out,
+) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    """One (model, task, mode) result: read back from ``store`` when stored with the same provenance, else
+    computed and written there (atomically). Returns (rows, provenance id, provenance record)."""
+    record = provenance_record(model_name, fingerprint, spec, mode, settings)
+    key = record_key(record)
+    path = store / f"{model_slug(model_name)}__{spec.name}__{mode}__{key}.csv" if store is not None else None
+    if path is not None and path.is_file():
+        logger.info(
+            "%s / %s / %s: done before with the same provenance, read from %s",
+            model_name,
+            spec.name,
+            mode,
+            path,
+        )
+        return read_result(path, record, key), key, record
+    if path is not None:
+        _log_other_entries(store, model_name, spec.name, mode, record)
+    rows = evaluate_one(model_name, model, spec, mode, settings, progress, out)
+    for row in rows:
+        row["stand_in"] = stand_in
+        row["provenance_id"] = key
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    if path is not None:
+        # The record first, then the rows: a result file is complete or absent, never half-written, and never
+        # without its record.
+        _write_atomic(path.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
+        tmp = path.with_name(path.name + ".tmp")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return frame, key, record
 
 
 def _write_atomic(path: Path, text: str) -> None:
