@@ -605,28 +605,47 @@ def _structural_probe(task: Task, rank: int, seed: int, options: dict):
     return (DepthProbe if task.name == "depth" else DistanceProbe)(rank, seed=seed, **options)
 
 
-def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) -> dict:
-    """{(split, metric): [layer] values} on dev and test (and the MDL code of train with ``mdl``)."""
+def _probe_task(
+    task, sentences, stores, probe, seed, rank, options, mdl=False, *, stream_rows=None, data_parallel=False
+) -> dict:
+    """{(split, metric): [layer] values} on dev and test (and the MDL code of train with ``mdl``).
+
+    ``stream_rows``: read each split from its store ``stream_rows`` words at a time instead of loading its
+    features (word-level classification, the structural and the arc probes; a sentence-level task's features,
+    one mean vector per sentence, are loaded): the probes then train with full-batch L-BFGS (the MLP,
+    structural and arc probes too, as if ``optimizer="lbfgs"`` were in ``options``), so memory is set by
+    ``stream_rows``, not by the data. ``data_parallel``: every rank calls this for the same task and reads only
+    its share of the chunks, the losses and gradients summed over the ranks (the fit equals one process's);
+    False: the probe is this process's alone.
+    """
     if isinstance(task, ControlTask):
         task.fit(sentences["train"])
+    stream = None if stream_rows is None else _Streaming(int(stream_rows), data_parallel)
+    if stream is not None and (probe == "mlp" or _is_structural(task) or task.level == "word_pair"):
+        options = {"optimizer": "lbfgs", **options}  # streamed training is full-batch L-BFGS
     if _is_structural(task):
         features, labels = {}, {}
         for split in SPLITS:
             store = stores[split]
             kept = task.labels(sentences[split])
-            features[split] = _sentence_features(store, len(sentences[split]))
+            features[split] = _sentence_features(store, len(sentences[split]), stream)
             labels[split] = [torch.as_tensor(np.asarray(y), dtype=torch.float32) for y in kept]
         model = _structural_probe(task, rank, seed, options)
         model.fit(features["train"], labels["train"], features["dev"], labels["dev"])
         return _dev_test_scores(lambda split: model.score(features[split], labels[split]))
     if task.level == "word_pair" and task.kind == "classification":
-        return _arc_scores(task, sentences, stores, rank, seed, options)
+        return _arc_scores(task, sentences, stores, rank, seed, options, stream)
     if task.kind != "classification":
         raise ValueError(
             f"task {task.name!r} is a regression task; probes.run supports classification and "
             f"the structural tasks 'depth' and 'distance'"
         )
-    data = {split: _classification_data(task, sentences[split], stores[split]) for split in SPLITS}
+    if mdl and stream is not None and task.level == "word":
+        raise ValueError(
+            "mdl=True trains a probe on random subsets of the training words, which are read into memory; "
+            "it cannot stream from the store: leave out mdl or stream_rows"
+        )
+    data = {split: _classification_data(task, sentences[split], stores[split], stream) for split in SPLITS}
     names = task.label_names
     classifier = CLASSIFIERS[probe](len(names), seed=seed, **options)
     classifier.fit(*data["train"], *data["dev"])
@@ -636,6 +655,19 @@ def _probe_task(task, sentences, stores, probe, seed, rank, options, mdl=False) 
         scores[("train", "codelength_bits")] = code["codelength_bits"]
         scores[("train", "compression")] = code["compression"]
     return scores
+
+
+@dataclass(frozen=True)
+class _Streaming:
+    """How :func:`_probe_task` reads a store it does not load: ``rows`` words per read, and whether the ranks
+    share the chunks of one probe (``data_parallel``) or each trains its own."""
+
+    rows: int
+    data_parallel: bool
+
+    def reader(self, store):
+        """``read(index, layers)`` for the streamed sources: the store's rows ``index`` of ``layers``, float32."""
+        return lambda index, layers: store.stack(layers, rows=index)
 
 
 def _dev_test_scores(score) -> dict:
@@ -649,15 +681,27 @@ def _dev_test_scores(score) -> dict:
     }
 
 
-def _sentence_features(store, n_sentences: int) -> list[torch.Tensor]:
+def _sentence_features(store, n_sentences: int, stream: _Streaming | None = None):
+    """The first ``n_sentences`` sentences' features: a list of [layer, n_i, d] tensors, or with ``stream`` a
+    :class:`~workbench.probing.StreamedSentences` that reads them from the store chunk by chunk."""
+    if stream is not None:
+        from workbench.probing import StreamedSentences
+
+        return StreamedSentences(
+            stream.reader(store),
+            np.asarray(store.offsets[: n_sentences + 1]),
+            chunk_rows=stream.rows,
+            layers=store.layers,
+            distributed=stream.data_parallel,
+        )
     return [store.stack(rows=slice(store.offsets[i], store.offsets[i + 1])) for i in range(n_sentences)]
 
 
-def _arc_scores(task: Task, sentences, stores, rank: int, seed: int, options: dict) -> dict:
+def _arc_scores(task: Task, sentences, stores, rank: int, seed: int, options: dict, stream=None) -> dict:
     """Arc prediction (or its control) as head selection with the bilinear :class:`ArcProbe`."""
     features, heads = {}, {}
     for split in SPLITS:
-        features[split] = _sentence_features(stores[split], len(sentences[split]))
+        features[split] = _sentence_features(stores[split], len(sentences[split]), stream)
         heads[split] = [
             torch.as_tensor(np.where(matrix.any(1), matrix.argmax(1), -1))
             for matrix in task.labels(sentences[split], check=False)
@@ -667,24 +711,42 @@ def _arc_scores(task: Task, sentences, stores, rank: int, seed: int, options: di
     return _dev_test_scores(lambda split: probe.score(features[split], heads[split]))
 
 
-def _classification_data(task: Task, sentences, store):
+def _word_rows(task: Task, sentences, store) -> tuple[np.ndarray, torch.Tensor]:
+    """The store rows [n] (ascending) of the words with a label the train split saw, and those labels [n]."""
+    index = {label: i for i, label in enumerate(task.label_names)}
+    rows, targets = [], []
+    for sentence_index, word_labels in enumerate(task.labels(sentences, check=False)):
+        if word_labels is None:
+            continue
+        start = int(store.offsets[sentence_index])
+        for word, label in enumerate(word_labels):
+            if label is not None and label in index:
+                rows.append(start + word)
+                targets.append(index[label])
+    return np.asarray(rows, dtype=np.int64), torch.tensor(targets, dtype=torch.long)
+
+
+def _classification_data(task: Task, sentences, store, stream: _Streaming | None = None):
     """(features [layer, n, d], labels [n]) for word- or sentence-level classification; labels the train split
-    did not see are dropped (they cannot be predicted)."""
-    labels = task.labels(sentences, check=False)
-    names = task.label_names
-    index = {label: i for i, label in enumerate(names)}
+    did not see are dropped (they cannot be predicted). With ``stream``, a word-level task's features are a
+    :class:`~workbench.probing.StreamedRows` over the store instead of a tensor."""
     if task.level == "word":
-        rows, targets = [], []
-        for sentence_index, word_labels in enumerate(labels):
-            if word_labels is None:
-                continue
-            start = int(store.offsets[sentence_index])
-            for word, label in enumerate(word_labels):
-                if label is not None and label in index:
-                    rows.append(start + word)
-                    targets.append(index[label])
-        return store.stack(rows=np.asarray(rows)), torch.tensor(targets)
+        rows, targets = _word_rows(task, sentences, store)
+        if stream is None:
+            return store.stack(rows=rows), targets
+        from workbench.probing import StreamedRows
+
+        features = StreamedRows(
+            stream.reader(store),
+            rows,
+            chunk_rows=stream.rows,
+            layers=store.layers,
+            distributed=stream.data_parallel,
+        )
+        return features, targets
     # Sentence level: the mean of the sentence's word vectors.
+    labels = task.labels(sentences, check=False)
+    index = {label: i for i, label in enumerate(task.label_names)}
     features, targets = [], []
     for sentence_index, label in enumerate(labels):
         if label is None or label not in index:
