@@ -48,30 +48,18 @@ def folders(tmp_path_factory) -> list[str]:
     return folders
 
 
-def test_bench_sweep_on_two_ranks_equals_one_process(folders, tmp_path, one_thread):
-    args = ["--models", ",".join(folders), "--tasks", ",".join(BENCH["tasks"]), "--mode", "probe", "--device",
-            "cpu", "--folds", "2", "--max-examples", "8", "--no-progress"]  # fmt: skip
-    done = torchrun(["-m", "workbench", "bench", *args, "--out", str(tmp_path / "two")], 2)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("wrote ") == 1  # rank 0 prints the table and writes the report
-    one = wb.bench.run(folders, **BENCH, progress=False)  # one process (its report: as rank 0's, not timed)
-    two = pd.read_csv(tmp_path / "two" / "results.csv", dtype={"data_note": str}).fillna({"data_note": ""})
-    expected = one.frame.drop(columns=TIMING)
-    assert len(expected) == 2 * 2 * 3  # 2 models x 2 tasks x 3 layers
-    pd.testing.assert_frame_equal(two.drop(columns=TIMING), expected, check_dtype=False, atol=1e-5)
-    assert json.loads((tmp_path / "two" / "provenance.json").read_text()) == one.provenance
-    assert len(list((tmp_path / "two" / "results").glob("*.csv"))) == 4  # each result written by its rank
-    assert (tmp_path / "two" / "report.html").is_file()
-
-
-PROBES_WORKER = """
+# One launch for both sweeps (a torchrun start costs seconds): probes.run and map_units on every rank, then
+# the `workbench bench` command, whose rank 0 writes the report and prints.
+WORKER = """
 import pickle, sys
 import probes
 from workbench import distributed as D
+from workbench.cli import main
 
 ctx = D.init()
-results = probes.run(sys.argv[1], **pickle.loads(bytes.fromhex(sys.argv[3])))  # store_dir=None: rank 0's
-out = {"frame": results.frame, "provenance": results.provenance}
+folder, out, probes_options, bench_args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+results = probes.run(folder, **pickle.loads(bytes.fromhex(probes_options)))  # store_dir=None: rank 0's
+found = {"frame": results.frame, "provenance": results.provenance}
 
 def fails_on_rank_1(unit):
     if D.context().distributed:
@@ -83,26 +71,53 @@ def fails_on_rank_1(unit):
 try:
     D.map_units(fails_on_rank_1, list(range(6)), progress=False)
 except Exception as err:
-    out["failure"] = f"{type(err).__name__}: {err}"
-out["squares"] = D.map_units(lambda unit: unit * unit, list(range(5)), order=lambda unit: -unit, progress=False)
-pickle.dump(out, open(f"{sys.argv[2]}/rank{ctx.rank}.pkl", "wb"))
-D.shutdown()
+    found["failure"] = f"{type(err).__name__}: {err}"
+found["squares"] = D.map_units(lambda unit: unit * unit, list(range(5)), order=lambda unit: -unit, progress=False)
+pickle.dump(found, open(f"{out}/rank{ctx.rank}.pkl", "wb"))
+sys.exit(main(["bench", *bench_args]))
 """
 
 
-def test_probes_run_on_two_ranks_equals_one_process(folders, tmp_path, one_thread):
-    script = tmp_path / "worker.py"
-    script.write_text(PROBES_WORKER)
-    done = torchrun([str(script), folders[0], str(tmp_path), pickle.dumps(PROBES).hex()], 2)
+@pytest.fixture(scope="module")
+def two_ranks(folders, tmp_path_factory):
+    """The folder the two ranks wrote to (rank{r}.pkl: probes and map_units; bench/: the bench report), and
+    the launch's stdout."""
+    folder = tmp_path_factory.mktemp("two_ranks")
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    bench = ["--models", ",".join(folders), "--tasks", ",".join(BENCH["tasks"]), "--mode", "probe", "--device",
+             "cpu", "--folds", "2", "--max-examples", "8", "--no-progress", "--out", str(folder / "bench")]  # fmt: skip
+    done = torchrun([str(script), folders[0], str(folder), pickle.dumps(PROBES).hex(), *bench], 2)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
-    one = probes.run(folders[0], **PROBES, store_dir=tmp_path / "one")
+    return folder, done.stdout
+
+
+def test_bench_sweep_on_two_ranks_equals_one_process(folders, two_ranks, one_thread):
+    folder, stdout = two_ranks
+    assert stdout.count("wrote ") == 1  # rank 0 prints the table and writes the report
+    one = wb.bench.run(folders, **BENCH, progress=False)  # one process (its report: as rank 0's, not timed)
+    two = pd.read_csv(folder / "bench" / "results.csv", dtype={"data_note": str}).fillna({"data_note": ""})
+    expected = one.frame.drop(columns=TIMING)
+    assert len(expected) == 2 * 2 * 3  # 2 models x 2 tasks x 3 layers
+    pd.testing.assert_frame_equal(two.drop(columns=TIMING), expected, check_dtype=False, atol=1e-5)
+    assert json.loads((folder / "bench" / "provenance.json").read_text()) == one.provenance
+    assert len(list((folder / "bench" / "results").glob("*.csv"))) == 4  # each result written by its rank
+    assert (folder / "bench" / "report.html").is_file()
+
+
+def test_probes_run_on_two_ranks_equals_one_process(folders, two_ranks, tmp_path, one_thread):
+    ranks = [pickle.loads((two_ranks[0] / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+    one = probes.run(folders[0], **PROBES, store_dir=tmp_path)
     # upos and its control task: each split in 2 groups of layers, one per rank; depth (Adam): one unit
     assert set(one.frame["task"]) == {"upos", "depth"} and one.frame["control"].notna().any()
     for result in ranks:  # every rank returns the whole frame, rows in a single process's order
         pd.testing.assert_frame_equal(result["frame"], one.frame, atol=1e-5)
         assert result["provenance"] == one.provenance
-        assert result["squares"] == [0, 1, 4, 9, 16]
+
+
+def test_map_units_on_two_ranks_keeps_order_and_reports_a_failure_everywhere(two_ranks):
+    ranks = [pickle.loads((two_ranks[0] / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+    assert [result["squares"] for result in ranks] == [[0, 1, 4, 9, 16]] * 2
     assert ranks[1]["failure"] == "KeyError: 'unit 3 is broken'"  # unit 3 is rank 1's: its own error
     assert ranks[0]["failure"].startswith("UnitFailed: rank 1 failed on unit 3: KeyError")
 
