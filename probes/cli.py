@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="activation store folder or URL, reused across runs (under torchrun: one every rank sees; "
         "default: a temporary folder)",
     )
+    command.add_argument(
+        "--stream-rows",
+        type=positive_int,
+        default=None,
+        help="read the probes' features from the store this many words at a time instead of loading a split "
+        "(probes larger than memory; the MLP, structural and arc probes then train with L-BFGS)",
+    )
     _add_extract_command(sub)
     return parser
 
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             pooling=args.pooling,
             store_dir=args.store,
             max_sentences=args.max_sentences,
+            stream_rows=args.stream_rows,
         )
         distributed.shutdown()
         if not distributed.is_main():

@@ -153,6 +153,7 @@ def run(
     probe_options: dict | None = None,
     features=None,
     top_k: Sequence[int] = (1, 4, 16),
+    stream_rows: int | None = None,
 ) -> ProbingResults:
     """Probe every layer of every model for every task.
 
@@ -175,6 +176,9 @@ def run(
             the activations (only that layer is extracted; see :mod:`probes.features`).
         top_k: with ``features``, also probe classification tasks on the k features that separate the classes
             best on the train split (ANOVA F), for each k (those larger than the dictionary are skipped).
+        stream_rows: read the features of word-level classification, structural and arc tasks from the store
+            this many words at a time instead of loading a split (probes larger than memory; the MLP,
+            structural and arc probes then train with full-batch L-BFGS): memory is set by it, not by the data.
 
     Under ``torchrun`` every rank calls this with the same arguments and gets the same results back, equal
     (to float tolerance) to a single process's, rows in the same order. Each model's activations are
@@ -194,6 +198,8 @@ def run(
 
     if probe not in CLASSIFIERS:
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
+    if stream_rows is not None and (not isinstance(stream_rows, int) or stream_rows < 1):
+        raise ValueError(f"stream_rows must be a positive integer or None, got {stream_rows!r}")
     ctx = distributed.init()  # under torchrun: before any model is loaded (NCCL picks this rank's GPU)
     model_list = [models] if isinstance(models, (str, Path, HookedTransformer)) else list(models)
     task_list = [
@@ -239,6 +245,8 @@ def run(
             "mdl": mdl,
             "probe_options": options,
         }
+        if stream_rows is not None:  # streaming trains the MLP, structural and arc probes with L-BFGS
+            record["stream_rows"] = stream_rows
         if dictionary is not None:
             ks = sorted({int(k) for k in top_k if int(k) <= dictionary.cfg.d_sae})
             record.update(layers=model_layers, features=dictionary_record(dictionary), top_k=ks)
@@ -275,7 +283,7 @@ def run(
             )
         )
         del model  # the stores are all the probes need; the next model loads into the freed memory
-    setup = _ProbeSetup(task_list, sentences, probe, control, seed, rank, options, mdl)
+    setup = _ProbeSetup(task_list, sentences, probe, control, seed, rank, options, mdl, stream_rows)
     units = _units(plans, setup, ctx.world_size)
     # training the probes (every layer, every task, its control task) is the long wait after extraction
     outcomes = distributed.map_units(
@@ -344,6 +352,7 @@ class _ProbeSetup:
     rank: int
     options: dict
     mdl: bool
+    stream_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -421,8 +430,16 @@ def _run_unit(unit: _Unit, plans: list[_ModelPlan], setup: _ProbeSetup):
             runs, setup.sentences, stores, setup.probe, setup.seed, setup.options, plan.top_k, template
         )
     current = {is_control: run_task for run_task, is_control in runs}[unit.control]
-    scores = _probe_task(
-        current, setup.sentences, stores, setup.probe, setup.seed, setup.rank, setup.options, setup.mdl
+    scores = _probe_task(  # this rank's alone (data_parallel=False): the other ranks train other units
+        current,
+        setup.sentences,
+        stores,
+        setup.probe,
+        setup.seed,
+        setup.rank,
+        setup.options,
+        setup.mdl,
+        stream_rows=setup.stream_rows,
     )
     return {key: torch.as_tensor(values).detach().cpu().tolist() for key, values in scores.items()}
 

@@ -179,3 +179,15 @@ def test_store_dir_none_alone_is_a_temporary_folder():
     root.rmdir()
     assert experiment._store_root("memory://acts") == "memory://acts"
     assert experiment._join("memory://acts/", "m", "s") == "memory://acts/m/s"
+
+
+def test_probes_run_streams_from_the_store(folders, tmp_path, one_thread):
+    options = dict(PROBES, tasks=["upos"], control=False, store_dir=tmp_path)
+    loaded = probes.run(folders[0], **options)
+    streamed = probes.run(folders[0], **options, stream_rows=20)  # 20 words per read: many reads per split
+    columns = ["layer", "split", "metric", "value"]
+    pd.testing.assert_frame_equal(streamed.frame[columns], loaded.frame[columns], atol=1e-6)
+    (record,) = streamed.provenance.values()
+    assert record["stream_rows"] == 20  # in the provenance (streamed MLP/structural probes train otherwise)
+    with pytest.raises(ValueError, match="stream_rows must be a positive integer"):
+        probes.run(folders[0], **options, stream_rows=0)
