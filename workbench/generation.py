@@ -21,6 +21,7 @@ import torch
 from .cache import ActivationCache
 from .components.heads import CausalLMHead, LanguageModelHead
 from .components.kv_cache import KVCache
+from .components.projections import chunked_linear, lay_out_for_decoding, plain_linear
 from .hook_points import HookFn, NameOrPredicate
 from .model import GenerationMixin
 from .tokenizers import check_texts
@@ -115,7 +116,9 @@ def generate(
         raise ValueError("generate needs the model's tokenizer; set model.tokenizer first")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    sampling = do_sample if do_sample is not None else (temperature != 1.0 or top_k is not None or top_p is not None)
+    sampling = (
+        do_sample if do_sample is not None else (temperature != 1.0 or top_k is not None or top_p is not None)
+    )
     if sampling and temperature <= 0:
         raise ValueError(f"temperature must be positive when sampling, got {temperature}")
     # Models that add their special tokens at the end (XLNet's <sep> <cls>) continue the bare text.
@@ -128,7 +131,9 @@ def generate(
     if not prompts:
         raise ValueError("prompt is an empty list: there is nothing to continue; pass at least one text")
     encoding = model.tokenize(prompts, padding_side="left", add_special_tokens=add_special)
-    input_ids, attention_mask = start_empty_prompts(model, prompts, encoding["input_ids"], encoding["attention_mask"])
+    input_ids, attention_mask = start_empty_prompts(
+        model, prompts, encoding["input_ids"], encoding["attention_mask"]
+    )
     limit = model.config.max_position_embeddings
     if input_ids.shape[1] + max_new_tokens > limit:
         raise ValueError(
@@ -144,9 +149,15 @@ def generate(
     pad = model.tokenizer.pad_token_id
     pad = pad if pad is not None else (eos_ids[0] if eos_ids else 0)
 
+    # Each decoding step streams every weight matrix: stored input-major, with q/k/v (and a gated MLP's two
+    # input projections) side by side, the products run at the memory's speed (once per model; see
+    # workbench.components.projections).
+    lay_out_for_decoding(model)
     batch, prompt_length = input_ids.shape
     # The whole sequence lives in two buffers written in place, one column a step: each step reads views.
-    ids_buffer = torch.full((batch, prompt_length + max_new_tokens), pad, dtype=input_ids.dtype, device=input_ids.device)
+    ids_buffer = torch.full(
+        (batch, prompt_length + max_new_tokens), pad, dtype=input_ids.dtype, device=input_ids.device
+    )
     mask_buffer = torch.zeros(ids_buffer.shape, dtype=attention_mask.dtype, device=attention_mask.device)
     ids_buffer[:, :prompt_length], mask_buffer[:, :prompt_length] = input_ids, attention_mask
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
@@ -167,7 +178,9 @@ def generate(
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
                 logits = out.logits[:, -1].float()
-            logits = logits.to(ids_buffer.device)  # a model split by a device_map gives them on its last device
+            logits = logits.to(
+                ids_buffer.device
+            )  # a model split by a device_map gives them on its last device
             probabilities = logits.softmax(-1)
             chosen = (
                 sample_next(logits, temperature, top_k, top_p, generator) if sampling else logits.argmax(-1)
@@ -187,7 +200,9 @@ def generate(
     cache = None
     if return_cache:
         _, cache = model.run_with_cache(
-            {"input_ids": input_ids, "attention_mask": attention_mask}, names_filter=names_filter, fwd_hooks=fwd_hooks
+            {"input_ids": input_ids, "attention_mask": attention_mask},
+            names_filter=names_filter,
+            fwd_hooks=fwd_hooks,
         )
     texts = [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in new_ids]
     return GenerationResult(prompts, texts, new_ids, input_ids, attention_mask, pd.DataFrame(rows), cache)
@@ -199,16 +214,33 @@ def next_logits_with_cache(
     """(logits [batch, vocab] of the last position, the key/value cache) after running the new ``input_ids``
     [batch, new] on ``cache`` (None on the first step).
 
-    Over a prompt, a plain causal language-model head (the unembedding of :class:`LanguageModelHead`, with
-    nobody watching ``hook_logits``) unembeds the last position only, as Hugging Face's ``generate`` does
-    (``logits_to_keep=1``): the prompt's other logits would be computed (a [new, d_model] x [d_model, vocab]
-    product) and dropped. Every hook point of the body runs as in ``model(...)``.
+    A plain causal language-model head (the unembedding of :class:`LanguageModelHead`, with nobody watching
+    ``hook_logits``) unembeds the last position only, as Hugging Face's ``generate`` does (``logits_to_keep=1``):
+    over a prompt the other logits would be computed (a [new, d_model] x [d_model, vocab] product) and
+    dropped. Every hook point of the body runs as in ``model(...)``.
     """
-    if input_ids.shape[1] > 1 and _plain_causal_lm_head(model) and not model.hook_logits.is_active:
-        body = model.run_body(input_ids, attention_mask, False, False, {"past_key_values": cache, "use_cache": True})
-        return model.lm_logits(body.last_hidden_state[:, -1]), body.past_key_values
+    if _plain_causal_lm_head(model) and not model.hook_logits.is_active:
+        body = model.run_body(
+            input_ids, attention_mask, False, False, {"past_key_values": cache, "use_cache": True}
+        )
+        return last_logits(model, body.last_hidden_state[:, -1]), body.past_key_values
     out = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
     return out.logits[:, -1], out.past_key_values
+
+
+def last_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """``model.lm_logits(hidden)``, hidden [batch, d_model] -> [batch, vocab]; the plain unembedding (an
+    ``nn.Linear`` after no transform) is computed in blocks of its rows, which for a batch of several rows
+    reads the matrix once instead of three times (:func:`~workbench.components.projections.chunked_linear`)."""
+    unembed = model._modules.get("unembed")
+    if (
+        type(model).lm_logits is LanguageModelHead.lm_logits
+        and "mlm_head" not in model._modules
+        and unembed is not None
+        and plain_linear(unembed)
+    ):
+        return chunked_linear(hidden, unembed.weight, unembed.bias)
+    return model.lm_logits(hidden)
 
 
 def _plain_causal_lm_head(model) -> bool:
@@ -256,12 +288,12 @@ def start_empty_prompts(
     return input_ids, attention_mask
 
 
-
 def _id_list(ids) -> list[int]:
     """``config.eos_token_id`` as a list: [] for None, [id] for one id, the ids of a list."""
     if ids is None:
         return []
     return [int(i) for i in ids] if isinstance(ids, (list, tuple)) else [int(ids)]
+
 
 def sample_next(
     logits: torch.Tensor,
@@ -355,7 +387,9 @@ class StepRecord:
         return new_ids, rows
 
 
-def _generate_method(self, prompt: str | list[str] | list[dict[str, str]], max_new_tokens: int = 20, **options) -> GenerationResult:
+def _generate_method(
+    self, prompt: str | list[str] | list[dict[str, str]], max_new_tokens: int = 20, **options
+) -> GenerationResult:
     """Continue ``prompt``; see :func:`workbench.generation.generate` for the options."""
     return generate(self, prompt, max_new_tokens, **options)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from .masks import CausalMask, as_tensor
+from .projections import joint_linear
 
 if TYPE_CHECKING:
     from .kv_cache import LayerKV
@@ -108,6 +109,11 @@ class Attention(nn.Module):
         """[batch, pos, n * d_head] -> [batch, pos, n, d_head] (n: query or key/value heads)."""
         return x.view(*x.shape[:-1], -1, self.d_head)
 
+    def joint_projections(self) -> list[list[nn.Linear]]:
+        """The linear layers as :func:`~.projections.lay_out_for_decoding` lays them out: q, k and v side by
+        side (they read the same input), the output projection alone."""
+        return [[self.q, self.k, self.v], [self.o]]
+
     def forward(
         self,
         x: torch.Tensor,
@@ -145,10 +151,18 @@ class Attention(nn.Module):
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [batch, pos, d_model] -> q [batch, pos, head, d_head], k, v [batch, pos, kv_head, d_head],
-        through hook_q/k/v and, when there are any, the q/k norms."""
-        q = self.hook_q(self.split_heads(self.q(x)))
-        k = self.hook_k(self.split_heads(self.k(x)))
-        v = self.hook_v(self.split_heads(self.v(x)))
+        through hook_q/k/v and, when there are any, the q/k norms.
+
+        One product computes q, k and v when their weights are laid side by side
+        (:func:`~.projections.lay_out_for_decoding`, what ``generate`` does), nobody hooks them and no gradient
+        is recorded; else three, as always (a hook then sees its own contiguous tensor)."""
+        joint = None
+        if not (self.hook_q.is_active or self.hook_k.is_active or self.hook_v.is_active):
+            joint = joint_linear(x, (self.q, self.k, self.v))
+        q, k, v = joint if joint is not None else (self.q(x), self.k(x), self.v(x))
+        q = self.hook_q(self.split_heads(q))
+        k = self.hook_k(self.split_heads(k))
+        v = self.hook_v(self.split_heads(v))
         if self.q_norm is not None:
             if self.qk_norm_per_head:
                 q, k = self.q_norm(q), self.k_norm(k)

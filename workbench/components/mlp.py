@@ -7,6 +7,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from .activations import activation
+from .projections import joint_linear
 
 
 class MLP(nn.Module):
@@ -27,6 +28,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(self.hook_post(self.act(self.hook_pre(self.fc_in(x)))))
+
+    def joint_projections(self) -> list[list[nn.Linear]]:
+        """The linear layers as :func:`~.projections.lay_out_for_decoding` lays them out: each alone."""
+        return [[self.fc_in], [self.fc_out]]
 
 
 class GatedMLP(nn.Module):
@@ -53,5 +58,17 @@ class GatedMLP(nn.Module):
         self.fc_out = nn.Linear(d_mlp, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.act(self.hook_pre(self.fc_gate(x)))
-        return self.fc_out(self.hook_post(gate * self.hook_pre_linear(self.fc_in(x))))
+        """x [batch, pos, d_model] -> [batch, pos, d_model]. One product computes the gate and the linear
+        branch when their weights are laid side by side (:func:`~.projections.lay_out_for_decoding`), nobody
+        hooks them and no gradient is recorded; else two."""
+        joint = None
+        if not (self.hook_pre.is_active or self.hook_pre_linear.is_active):
+            joint = joint_linear(x, (self.fc_gate, self.fc_in))
+        gate, linear = joint if joint is not None else (self.fc_gate(x), self.fc_in(x))
+        gate = self.act(self.hook_pre(gate))
+        return self.fc_out(self.hook_post(gate * self.hook_pre_linear(linear)))
+
+    def joint_projections(self) -> list[list[nn.Linear]]:
+        """The linear layers as :func:`~.projections.lay_out_for_decoding` lays them out: the gate and the
+        linear branch side by side (they read the same input), the output projection alone."""
+        return [[self.fc_gate, self.fc_in], [self.fc_out]]
