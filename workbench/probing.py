@@ -33,6 +33,17 @@ best epoch (``best_epoch_``, 1-based). Without a dev set the probe trains until 
 every layer's gradient is below ``tol``) and keeps the last parameters.
 
 ``score`` returns a ``dict[str, Tensor[layer]]``.
+
+Features larger than memory (:class:`StreamedRows`, :class:`StreamedSentences`)
+    A streamed source reads the features in chunks of rows (e.g. from an activation store) wherever a tensor or
+    a list of tensors goes. The full-batch L-BFGS probes train on it (:class:`LinearProbe`, :class:`MLPProbe`
+    with ``optimizer="lbfgs"``, the structural probes with ``optimizer="lbfgs"``): the standardization
+    statistics in one pass (float64 sums), then every loss and gradient evaluation is a pass over the chunks
+    whose per-chunk sums are added up and divided by n, so the objective, and the optimum, are the in-memory
+    ones to float rounding, while memory is set by the chunk size. ``score`` and ``predict`` stream too. Under
+    ``torchrun`` each rank reads its share of the chunks and the sums are all-reduced (then broadcast from rank
+    0), so every rank takes the same steps and ends with the same parameters as a single process. Minibatch
+    Adam stays in memory.
 """
 
 from __future__ import annotations
@@ -383,7 +394,7 @@ def _train_lbfgs(
 # --------------------------------------------------------------------------------------------------------------
 # Streamed sources: probes larger than memory
 
-DEFAULT_CHUNK_ROWS = 16384
+DEFAULT_CHUNK_BYTES = 64 * 2**20  # a chunk of every layer as float32, when chunk_rows is not given
 
 
 def _rows_index(rows) -> np.ndarray:
@@ -415,16 +426,22 @@ class _Streamed:
     """What the two streamed sources share: the read function, the chunking, this rank's share of the chunks and
     the reduction of per-chunk sums over the ranks."""
 
-    def _setup(self, read, chunk_rows: int, layers, distributed: bool, device) -> None:
+    def _setup(self, read, chunk_rows: int | None, layers, distributed: bool, device, first) -> None:
+        """Keep the settings and read the row ``first`` to learn the layers and d (and ``chunk_rows``'s
+        default: about :data:`DEFAULT_CHUNK_BYTES` of float32 per chunk)."""
         if not callable(read):
             raise TypeError(
                 f"read must be a function rows -> [layer, k, d] tensor, got {type(read).__name__}"
             )
-        if not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-            raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-        self._read, self.chunk_rows = read, int(chunk_rows)
+        if chunk_rows is not None and (not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
+            raise ValueError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}")
+        self._read = read
         self.layer_keys = None if layers is None else list(layers)
         self.distributed, self.device = distributed, torch.device(device)
+        self._learn_shape(first)
+        if chunk_rows is None:
+            chunk_rows = max(1, DEFAULT_CHUNK_BYTES // (4 * self.n_layers * self.dim))
+        self.chunk_rows = int(chunk_rows)
 
     def _fetch(self, index, layers: Tensor | None) -> Tensor:
         """float32 [len(layers) or every layer, k, d] on ``self.device`` for one read index."""
@@ -501,8 +518,9 @@ class StreamedRows(_Streamed):
             ``read(index, chosen)`` with a sublist of ``layers`` and returns those layers only, so a layer the
             L-BFGS has finished with is no longer read (``store.stack`` takes ``(layers, rows)`` that way).
         rows: the row indices [n] (an integer array, a range, or a number n for rows 0 .. n-1).
-        chunk_rows: rows per read. Peak memory is about ``chunk_rows x layer x d`` floats times a small factor
-            (the float32 copy, its standardized copy, the probe's activations and their gradient).
+        chunk_rows: rows per read (default: about 64 MiB of float32 for all layers, 6,241 rows at 7 layers
+            of d 384, 124 at 33 layers of d 4096). Peak memory is about ``chunk_rows x layer x d`` float32
+            values times a small factor (the chunk, its standardized copy, what the backward pass keeps).
         layers: the keys ``read`` takes as its second argument (e.g. a store's layer numbers), or None.
         distributed: share the chunks among the ranks of a ``torchrun`` job (False: every rank reads all).
         device: where the chunks are moved for the probe's computation.
@@ -518,21 +536,20 @@ class StreamedRows(_Streamed):
         read: Callable,
         rows,
         *,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        chunk_rows: int | None = None,
         layers: Sequence | None = None,
         distributed: bool = True,
         device: str | torch.device = "cpu",
     ):
-        self._setup(read, chunk_rows, layers, distributed, device)
         self.rows = _rows_index(rows)
         self.n = len(self.rows)
         if self.n == 0:
             raise ValueError("rows is empty: a streamed source needs at least one row")
+        self._setup(read, chunk_rows, layers, distributed, device, _as_read_index(self.rows[:1]))
         self._bounds = [(s, min(s + self.chunk_rows, self.n)) for s in range(0, self.n, self.chunk_rows)]
-        self._learn_shape(_as_read_index(self.rows[:1]))
 
     @classmethod
-    def from_tensor(cls, features: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS, **kwargs) -> StreamedRows:
+    def from_tensor(cls, features: Tensor, chunk_rows: int | None = None, **kwargs) -> StreamedRows:
         """A tensor [layer, n, d] served in chunks (tests, and the dev set of a streamed fit); not shared
         among ranks unless ``distributed=True`` is passed."""
         features = _check_features(features)
@@ -581,17 +598,19 @@ class StreamedSentences(_Streamed):
         read: Callable,
         offsets,
         *,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        chunk_rows: int | None = None,
         layers: Sequence | None = None,
         distributed: bool = True,
         device: str | torch.device = "cpu",
     ):
-        self._setup(read, chunk_rows, layers, distributed, device)
         offsets = np.asarray(offsets, dtype=np.int64)
         if offsets.ndim != 1 or len(offsets) < 2 or bool(np.any(np.diff(offsets) < 1)):
             raise ValueError(
                 "offsets must be increasing row offsets [n_sentences + 1] with at least one word per sentence"
             )
+        self._setup(
+            read, chunk_rows, layers, distributed, device, slice(int(offsets[0]), int(offsets[0]) + 1)
+        )
         self.offsets = offsets
         self.n = len(offsets) - 1
         self.lengths = np.diff(offsets)
@@ -602,7 +621,6 @@ class StreamedSentences(_Streamed):
                 bounds.append((first, i))
                 first = i
         self._bounds = bounds
-        self._learn_shape(slice(int(offsets[0]), int(offsets[0]) + 1))
 
     def chunks(
         self, layers: Tensor | None = None, *, every: bool = False
@@ -682,6 +700,9 @@ class _ClassifierProbe:
     ``optimizer``: ``"lbfgs"`` (full batch; ``max_epochs`` counts iterations, ``tol`` is the gradient tolerance,
     ``lr`` and ``batch_size`` are unused) or ``"adam"`` (minibatches of ``batch_size`` at learning rate ``lr``;
     ``max_epochs`` counts passes over the data). ``None`` takes the subclass's default.
+
+    ``fit``, ``score``, ``predict`` and ``predict_logits`` take a :class:`StreamedRows` wherever they take
+    features ``[layer, n, d]`` (training on one needs ``optimizer="lbfgs"``; a dev set may be either).
     """
 
     default_optimizer = "adam"
