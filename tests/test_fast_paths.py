@@ -92,14 +92,28 @@ def test_unpadded_forward_takes_is_causal_in_every_layer_nobody_watches(lm, monk
 # The softmax -------------------------------------------------------------------------------------------------
 
 
-def test_in_place_softmax_equals_torch_softmax_and_reuses_the_scores():
-    scores = torch.randn(2, 3, 5, 5) * 10
-    scores[0, 0, 0, 1:] = torch.finfo(torch.float32).min  # a masked row
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_in_place_softmax_is_torch_softmax_bit_for_bit_and_reuses_the_scores(dtype):
+    """On the CPU, in place and out= are aten's softmax kernel writing over its input or into the given tensor:
+    the values of torch.softmax exactly (rows longer than the kernel's vectors included)."""
+    for shape in [(2, 3, 5, 5), (3, 4097), (1, 1)]:
+        scores = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 10).to(dtype)
+        scores[..., 0, 1:] = torch.finfo(dtype).min  # a masked row
+        expected = scores.softmax(-1)
+        into = torch.empty_like(scores)
+        assert softmax_last(scores, in_place=False, out=into) is into and torch.equal(into, expected)
+        out = softmax_last(scores, in_place=True)
+        assert out.data_ptr() == scores.data_ptr()
+        assert torch.equal(out, expected), shape
+
+
+def test_in_place_softmax_of_a_strided_tensor_uses_the_formula():
+    scores = (torch.randn(4, 6) * 10).t()  # not contiguous: the max-subtracted formula, in place
     expected = scores.softmax(-1)
     out = softmax_last(scores, in_place=True)
     assert out.data_ptr() == scores.data_ptr()
     torch.testing.assert_close(out, expected, atol=1e-7, rtol=1e-6)
-    half = torch.randn(2, 5, dtype=torch.bfloat16)
+    half = torch.randn(6, 4, dtype=torch.bfloat16).t()
     assert softmax_last(half, in_place=True).data_ptr() != half.data_ptr()  # half precision: torch.softmax
 
 
@@ -189,6 +203,7 @@ def test_the_allocator_setting_comes_once_for_a_large_cpu_cache_unless_opted_out
     monkeypatch.setattr(wb.memory, "keep_freed_memory", lambda *args: calls.append(args) or True)
     monkeypatch.setitem(wb.memory._auto_keep_freed, "done", False)
     monkeypatch.setitem(wb.memory._auto_keep_freed, "enabled", True)
+    monkeypatch.setitem(wb.memory._auto_keep_freed, "threshold", 0)
     wb.memory.auto_keep_freed_memory(False)
     wb.memory.note_capture(2**30, on_cpu=True)
     assert calls == []  # opted out
@@ -198,7 +213,10 @@ def test_the_allocator_setting_comes_once_for_a_large_cpu_cache_unless_opted_out
     assert calls == []
     wb.memory.note_capture(2**30, on_cpu=True)
     wb.memory.note_capture(2**30, on_cpu=True)
-    assert len(calls) == 1
+    assert calls == [(2**31,)]  # twice the cache: the freed cache lies at the top of the heap
+    wb.memory.note_capture(2**29, on_cpu=True)  # smaller: the threshold stays
+    wb.memory.note_capture(3 * 2**30, on_cpu=True)  # larger: raised (above 2 GiB - 1 glibc never trims)
+    assert calls == [(2**31,), (3 * 2**31,)]
 
 
 # Cache dtype and offloading ----------------------------------------------------------------------------------

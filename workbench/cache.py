@@ -115,18 +115,37 @@ class CaptureSink:
     stream (so a later in-place edit cannot reach the copy), then copied on a side stream into pinned host
     memory, overlapping the rest of the forward; :meth:`finish` waits for the copies before the cache is
     handed out. Elsewhere it is a plain ``.to(device)``.
+
+    With ``into`` (a previous cache: ``run_with_cache(..., out=previous_cache)``) each activation is written
+    into that cache's tensor of the same name instead, which must have the shape, dtype and device the
+    activation gets here (a ValueError names the hook otherwise); nothing is allocated. An activation computed
+    in that very tensor (:meth:`~workbench.hook_points.HookPoint.empty`) is not copied at all.
     """
 
-    def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        into: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
         if dtype is not None and not dtype.is_floating_point:
             raise ValueError(
                 f"dtype={dtype} is not a floating-point dtype; a cache dtype is e.g. torch.bfloat16"
             )
         self.device = torch.device(device) if device is not None else None
         self.dtype = dtype
+        self.into = dict(into) if into is not None else None
         self.streams: dict[torch.device, torch.cuda.Stream] = {}
+        # Target -> the activation written there: names that shared a tensor in the previous cache (one block's
+        # hook_resid_post is the next one's hook_resid_pre) share it again only if they see the same tensor.
+        self.written: dict[tuple, torch.Tensor] = {}
 
-    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+    def __call__(self, tensor: torch.Tensor, name: str | None = None) -> torch.Tensor:
+        """The tensor to cache for the activation of hook ``name``."""
+        return self.write(tensor, name) if self.into is not None else self.convert(tensor)
+
+    def convert(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The activation in the cache's dtype and on its device (itself when both are its own)."""
         if self.dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(self.dtype)
         if self.device is None or tensor.device == self.device:
@@ -135,21 +154,63 @@ class CaptureSink:
             return self.offload(tensor)
         return tensor.to(self.device)
 
-    def offload(self, tensor: torch.Tensor) -> torch.Tensor:
-        """CUDA tensor -> pinned CPU tensor, filled by a copy on a side stream (valid after :meth:`finish`)."""
+    def write(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
+        """Write the activation of hook ``name`` into the previous cache's tensor of that name; return that."""
+        target = self.into.get(name)
+        if target is None:
+            raise ValueError(
+                f"out= has no tensor for {name!r}, which this call caches: pass out= a cache made with the same "
+                f"names_filter ({len(self.into)} names in it)"
+            )
+        dtype = self.dtype if self.dtype is not None and tensor.is_floating_point() else tensor.dtype
+        device = self.device if self.device is not None else tensor.device
+        if (target.shape, target.dtype, target.device) != (tensor.shape, dtype, device):
+            raise ValueError(
+                f"out[{name!r}] is {list(target.shape)}, {target.dtype} on {target.device}, but this call caches "
+                f"{list(tensor.shape)}, {dtype} on {device} there: out= takes a cache of the same hooks, input "
+                "shape, dtype and device"
+            )
+        if same_memory(tensor, target):  # computed in place
+            return target
+        key = (target.device, target.data_ptr(), target.shape, target.stride())
+        earlier = self.written.get(key)
+        if earlier is not None and earlier is not tensor:
+            # The previous cache shared this tensor between two names whose activations now differ (a hook
+            # replaced one): the second gets a tensor of its own.
+            return self.convert(tensor)
+        self.written[key] = tensor
+        if tensor.is_cuda and target.device.type == "cpu":
+            return self.offload(tensor, target)
+        return target.copy_(tensor)
+
+    def offload(self, tensor: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
+        """CUDA tensor -> pinned CPU tensor (``into``, else a new one), filled by a copy on a side stream (valid
+        after :meth:`finish`)."""
         compute = torch.cuda.current_stream(tensor.device)
         side = self.streams.get(tensor.device)
         if side is None:
             side = self.streams[tensor.device] = torch.cuda.Stream(tensor.device)
         snapshot = tensor.clone()  # on the compute stream: what the hook saw, whatever runs after it
-        pinned = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        if into is None:
+            into = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
         side.wait_stream(compute)
         with torch.cuda.stream(side):
-            pinned.copy_(snapshot, non_blocking=True)
+            into.copy_(snapshot, non_blocking=True)
         snapshot.record_stream(side)  # its memory is not reused before the copy is done
-        return pinned
+        return into
 
     def finish(self) -> None:
         """Wait for the asynchronous copies."""
         for stream in self.streams.values():
             stream.synchronize()
+
+
+def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are the same elements of the same memory (same start, shape and strides)."""
+    return (
+        a.device == b.device
+        and a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+        and a.dtype == b.dtype
+    )

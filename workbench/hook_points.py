@@ -22,7 +22,7 @@ import difflib
 import itertools
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Union
 
@@ -72,6 +72,8 @@ class HookPoint(nn.Module):
         self._hooks: dict[int, tuple[HookFn, bool]] = {}
         # Thread-local: thread id -> {id: (fn, read_only)}; a thread's entry goes when its last hook does.
         self._thread_hooks: dict[int, dict[int, tuple[HookFn, bool]]] = {}
+        # Thread id -> the tensor that thread's run_with_cache(out=...) lends this point to compute into.
+        self._lent: dict[int, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._hooks and not self._thread_hooks:
@@ -107,6 +109,22 @@ class HookPoint(nn.Module):
                 f"{x.device}: a replacement must match it exactly (nothing is broadcast; use "
                 f"value.expand_as(activation) or .to(activation.dtype, activation.device) if that is what you mean)"
             )
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """A tensor for a component to compute this activation into: the one ``run_with_cache(...,
+        out=previous_cache)`` lent this hook point in the calling thread, when it has this shape, dtype and
+        device and no hook may edit the activation (the cache then keeps it with no copy), else a new
+        ``torch.empty``. Attention computes its scores and pattern this way."""
+        if self._lent:
+            lent = self._lent.get(threading.get_ident())
+            if (
+                lent is not None
+                and (lent.shape, lent.dtype, lent.device) == (torch.Size(shape), dtype, torch.device(device))
+                and lent.is_contiguous()
+                and not self.may_edit
+            ):
+                return lent
+        return torch.empty(shape, dtype=dtype, device=device)
 
     @property
     def is_active(self) -> bool:
@@ -241,6 +259,21 @@ class HookedModule(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
+
+    @contextmanager
+    def lend(self, tensors: Mapping[str, torch.Tensor]) -> Iterator[HookedModule]:
+        """Lend each named hook point a tensor to compute its activation into (see :meth:`HookPoint.empty`),
+        in the calling thread, for the duration of a ``with`` block. What ``run_with_cache(...,
+        out=previous_cache)`` does with the previous cache's tensors."""
+        points, thread = self.hook_points(), threading.get_ident()
+        lent = [points[name] for name in tensors if name in points]
+        try:
+            for point in lent:
+                point._lent[thread] = tensors[point.name]
+            yield self
+        finally:
+            for point in lent:
+                point._lent.pop(thread, None)
 
     def reset_hooks(self, all_threads: bool = False) -> None:
         """Remove the hooks attached to any hook point: the model-wide ones (added by hand with ``add_hook``)

@@ -9,9 +9,12 @@ hands freed blocks of that size back to the kernel, so the next call page-faults
 cost as much as the forward pass itself on a small machine. :func:`keep_freed_memory` asks glibc to keep
 freed memory in the process instead. It changes the whole process, so it is never done on import:
 ``run_with_cache`` does it the first time a cache on the CPU holds more than
-:data:`CAPTURE_KEEP_FREED_BYTES` (the process is a capturing one from then on), and logs it once;
+:data:`CAPTURE_KEEP_FREED_BYTES` (the process is a capturing one from then on), and logs it once, with a
+threshold of twice the cache (at least 1 GiB), raised again when a larger cache comes: glibc trims the
+heap whenever more than the threshold lies free at its top, which is what freeing a cache larger than the
+threshold does (GPT-2-small's full cache of 1 × 1024 tokens is 2 GiB).
 ``wb.memory.auto_keep_freed_memory(False)`` (or ``WORKBENCH_KEEP_FREED_MEMORY=0`` in the environment) opts
-out before that.
+out before that. ``run_with_cache(..., out=previous_cache)`` allocates no cache at all.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+# mallopt takes an int: a trim threshold above it is -1 ("never trim", mallopt(3)); the mmap threshold caps.
+_INT_MAX = 2**31 - 1
+
+
 def keep_freed_memory(threshold_bytes: int = 2**30) -> bool:
     """Make glibc keep freed blocks below ``threshold_bytes`` in the process (no trimming, no mmap).
 
     The same as starting Python with ``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` set. Memory
     the process has freed stays reserved for it (up to its peak), which is what repeated caching wants.
+    A threshold above 2 GiB - 1 (what mallopt's int holds) turns trimming off and puts the mmap threshold at
+    2 GiB - 1.
 
     Returns:
         True when glibc accepted both settings; False elsewhere (macOS, Windows, musl), where it does nothing.
@@ -49,7 +58,10 @@ def keep_freed_memory(threshold_bytes: int = 2**30) -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    accepted = bool(mallopt(_M_TRIM_THRESHOLD, threshold_bytes)) and bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
+    trim = threshold_bytes if threshold_bytes <= _INT_MAX else -1
+    accepted = bool(mallopt(_M_TRIM_THRESHOLD, trim)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, min(threshold_bytes, _INT_MAX))
+    )
     if not accepted:
         logger.warning("glibc refused mallopt(%d bytes); the allocator is unchanged", threshold_bytes)
     return accepted
@@ -57,7 +69,11 @@ def keep_freed_memory(threshold_bytes: int = 2**30) -> bool:
 
 # Set by the first large capture on the CPU (see the module docstring). The environment variable opts out.
 CAPTURE_KEEP_FREED_BYTES = 64 * 2**20
-_auto_keep_freed = {"enabled": os.environ.get("WORKBENCH_KEEP_FREED_MEMORY", "1") != "0", "done": False}
+_auto_keep_freed = {
+    "enabled": os.environ.get("WORKBENCH_KEEP_FREED_MEMORY", "1") != "0",
+    "done": False,
+    "threshold": 0,  # the threshold set so far (bytes); raised when a larger cache comes
+}
 
 
 def auto_keep_freed_memory(enabled: bool) -> None:
@@ -69,15 +85,18 @@ def auto_keep_freed_memory(enabled: bool) -> None:
 
 def note_capture(cache_bytes: int, on_cpu: bool) -> None:
     """Called by ``run_with_cache`` with the bytes of the cache it made and whether it lies in CPU memory
-    (glibc's): the first such cache larger than
-    :data:`CAPTURE_KEEP_FREED_BYTES` makes glibc keep freed memory in the process (logged once), so that the
-    next captures reuse it instead of page-faulting it in again."""
-    if _auto_keep_freed["done"] or not _auto_keep_freed["enabled"] or not on_cpu:
+    (glibc's): the first such cache larger than :data:`CAPTURE_KEEP_FREED_BYTES` makes glibc keep freed
+    memory in the process (logged once), so that the next captures reuse it instead of page-faulting it in
+    again. The threshold is twice the cache, at least 1 GiB (the cache and the forward's own tensors lie free
+    at the top of the heap after it), raised when a larger cache comes."""
+    if not _auto_keep_freed["enabled"] or not on_cpu or cache_bytes < CAPTURE_KEEP_FREED_BYTES:
         return
-    if cache_bytes < CAPTURE_KEEP_FREED_BYTES:
+    threshold = max(2**30, 2 * cache_bytes)
+    if threshold <= _auto_keep_freed["threshold"]:
         return
-    _auto_keep_freed["done"] = True
-    if keep_freed_memory():
+    first = not _auto_keep_freed["done"]
+    _auto_keep_freed["done"], _auto_keep_freed["threshold"] = True, threshold
+    if keep_freed_memory(threshold) and first:
         logger.info(
             "run_with_cache made a %s cache: glibc now keeps freed memory in this process so that the next "
             "captures reuse it (opt out: workbench.memory.auto_keep_freed_memory(False) or "

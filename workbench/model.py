@@ -386,6 +386,7 @@ class HookedTransformer(HookedModule):
         device: torch.device | str | None = None,
         fwd_hooks: Iterable[tuple[NameOrPredicate, HookFn]] = (),
         dtype: torch.dtype | None = None,
+        out: ActivationCache | None = None,
         **forward_kwargs: Any,
     ) -> tuple[Any, ActivationCache]:
         """Run the model and keep the activations of the selected hook points.
@@ -397,30 +398,40 @@ class HookedTransformer(HookedModule):
                 asynchronously on a side stream into pinned memory, overlapping the forward).
             fwd_hooks: hooks to run as well; the cache sees their edits at later hook points.
             dtype: store floating-point activations in this dtype (e.g. ``torch.bfloat16`` for big sweeps).
+            out: a cache from an earlier call with the same hooks, input shape, ``dtype`` and ``device``: its
+                tensors are written over and make up the new cache, so a sweep over many prompts allocates no
+                cache (attention computes its scores and pattern right there; other activations are copied in
+                at their hook point). A cached activation whose tensor in ``out`` is missing or of another
+                shape, dtype or device is a ValueError naming the hook. The old cache object then holds the new
+                values too: keep what you need from it before.
 
         Returns:
             (the model's output, an :class:`ActivationCache`)
 
         >>> out, cache = model.run_with_cache("The keys are on the table.")  # doctest: +SKIP
         >>> cache["blocks.0.attn.hook_pattern"].shape  # [batch, head, query_pos, key_pos]  # doctest: +SKIP
+        >>> for text in texts:  # same token count each  # doctest: +SKIP
+        ...     _, cache = model.run_with_cache(text, out=cache)
         """
         kwargs, tokens = self.prepare_inputs(inputs)
         activations: dict[str, torch.Tensor] = {}
-
-        sink = CaptureSink(device, dtype)
+        if out is not None and not isinstance(out, ActivationCache):
+            raise TypeError(f"out must be an ActivationCache from an earlier run_with_cache, got {type(out).__name__}")
+        sink = CaptureSink(device, dtype, into=out)
 
         def save(tensor: torch.Tensor, hook) -> None:
-            activations[hook.name] = sink(tensor.detach() if tensor.requires_grad else tensor)
+            activations[hook.name] = sink(tensor.detach() if tensor.requires_grad else tensor, hook.name)
 
         names = self.resolve_hook_names(names_filter)
-        with self.hooks(fwd_hooks), self.hooks([(names, save)], read_only=True):
-            out = self(**kwargs, **forward_kwargs)
+        lent = {} if out is None else {name: out[name] for name in names if name in out}
+        with self.hooks(fwd_hooks), self.hooks([(names, save)], read_only=True), self.lend(lent):
+            result = self(**kwargs, **forward_kwargs)
         sink.finish()
         ordered = {name: activations[name] for name in self.hook_names if name in activations}
         cache = ActivationCache(ordered, tokens=tokens, n_layers=self.n_layers)
         # The first large CPU cache makes glibc keep freed memory (workbench.memory explains; opt-out there).
         note_capture(cache.nbytes, all(tensor.device.type == "cpu" for tensor in ordered.values()))
-        return out, cache
+        return result, cache
 
     # Shared forward helpers --------------------------------------------------------------------------
     def layer_head_mask(self, head_mask: torch.Tensor | None) -> list[torch.Tensor | None]:

@@ -220,16 +220,7 @@ class Attention(nn.Module):
         query_pos, head, d_head] and the pattern [batch, head, query_pos, key_pos] (None on the fast path)."""
         dropout = self.dropout if self.training else 0.0
         if not self.fast_path(need_pattern):
-            groups = (
-                self.n_heads // self.n_kv_heads
-            )  # the explicit path gives each query head its keys and values
-            k, v = repeat_kv(k, groups), repeat_kv(v, groups)
-            scores = self.hook_scores(
-                attention_scores(q, k, as_tensor(mask, q.device), self.scale, self.softcap)
-            )
-            pattern = self.hook_pattern(softmax_last(scores, in_place=not self.hook_scores.is_active))
-            z = torch.matmul(F.dropout(pattern, dropout, self.training), v.transpose(1, 2)).transpose(1, 2)
-            return z, pattern
+            return self.explicit_attention(q, k, v, mask, dropout)
         gqa = {"enable_gqa": True} if self.n_kv_heads != self.n_heads else {}
         # Causal with nothing padded and no past: the kernel's is_causal skips the masked half of the scores.
         is_causal = isinstance(mask, CausalMask) and mask.is_square
@@ -244,6 +235,45 @@ class Attention(nn.Module):
             **gqa,
         ).transpose(1, 2)
         return z, None
+
+    def explicit_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | CausalMask | None,
+        dropout: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The path that writes scores and pattern out, through ``hook_scores`` and ``hook_pattern``: q [batch,
+        query_pos, head, d_head], k and v [batch, key_pos, head or kv_head, d_head] -> z [batch, query_pos, head,
+        d_head] and the pattern [batch, head, query_pos, key_pos].
+
+        Without a gradient to record, the scores are computed into ``hook_scores.empty`` (the previous cache's
+        tensor under ``run_with_cache(..., out=...)``, else a new one) and the pattern into
+        ``hook_pattern.empty``, or over the scores when no hook sees them. Causal with nothing padded and no
+        past (a square :class:`~.masks.CausalMask`), the products skip most of the masked upper triangle
+        (:func:`causal_scores`, and :func:`causal_mix` unless a hook may edit the scores or the pattern, where
+        the upper triangle would no longer be zero)."""
+        # Each query head gets its keys and values.
+        k, v = repeat_kv(k, self.n_heads // self.n_kv_heads), repeat_kv(v, self.n_heads // self.n_kv_heads)
+        batch, query_len, heads, _ = q.shape
+        shape = (batch, heads, query_len, k.shape[1])
+        keep_scores = self.hook_scores.is_active
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        causal = isinstance(mask, CausalMask) and mask.is_square and self.softcap is None and not grad
+        scores_point = self.hook_scores if keep_scores else self.hook_pattern  # whose tensor the scores fill
+        into = None if grad else scores_point.empty(shape, q.dtype, q.device)
+        if causal:
+            scores = causal_scores(q, k, self.scale, into)
+        else:
+            scores = attention_scores(q, k, as_tensor(mask, q.device), self.scale, self.softcap, into)
+        scores = self.hook_scores(scores)
+        into = self.hook_pattern.empty(shape, q.dtype, q.device) if keep_scores and not grad else None
+        pattern = self.hook_pattern(softmax_last(scores, in_place=not keep_scores, out=into))
+        weights = F.dropout(pattern, dropout, self.training)
+        if causal and not (self.hook_scores.may_edit or self.hook_pattern.may_edit):
+            return causal_mix(weights, v), pattern
+        return torch.matmul(weights, v.transpose(1, 2)).transpose(1, 2), pattern
 
 
 def check_head_counts(d_model: int, n_heads: int, n_kv_heads: int, d_head: int | None) -> None:
@@ -273,37 +303,110 @@ def sliding_window_allowed(query_len: int, key_len: int, window: int, device: to
     return torch.arange(key_len, device=device)[None, :] > query_positions[:, None] - window
 
 
-def softmax_last(scores: torch.Tensor, in_place: bool) -> torch.Tensor:
-    """Softmax over the last dimension (keys). ``in_place``: written over ``scores`` (when nobody keeps the
-    scores, e.g. only the pattern is cached), so a long sequence holds one [batch, head, query, key] tensor,
-    not two. Max-subtracted, as ``torch.softmax`` computes it; half precision (which ``torch.softmax``
-    accumulates in float32) and tensors that need a gradient take ``torch.softmax``."""
-    if not in_place or scores.requires_grad or scores.dtype not in (torch.float32, torch.float64):
+def softmax_last(scores: torch.Tensor, in_place: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the last dimension (keys), as ``torch.softmax`` computes it.
+
+    Args:
+        scores: [..., key_pos].
+        in_place: write it over ``scores`` (when nobody keeps the scores, e.g. only the pattern is cached), so a
+            long sequence holds one [batch, head, query, key] tensor, not two.
+        out: else write it there (a contiguous tensor of the scores' shape, dtype and device, e.g. the one a
+            previous cache lends); None: a new tensor.
+
+    Tensors that need a gradient take ``torch.softmax``. On the CPU, in place is aten's own kernel with the
+    scores as its output (it reads each value before writing it; a test checks it gives ``torch.softmax``'s
+    values bit for bit); elsewhere the max-subtracted formula in place, half precision excepted (which
+    ``torch.softmax`` accumulates in float32)."""
+    if scores.requires_grad:
         return scores.softmax(dim=-1)
-    scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
-    return scores.div_(scores.sum(dim=-1, keepdim=True))
+    if in_place:
+        if scores.device.type == "cpu" and scores.is_contiguous():
+            return torch.ops.aten._softmax.out(scores, -1, False, out=scores)
+        if scores.dtype not in (torch.float32, torch.float64):
+            return scores.softmax(dim=-1)
+        scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+        return scores.div_(scores.sum(dim=-1, keepdim=True))
+    if out is not None and scores.is_contiguous() and out.is_contiguous():
+        if (out.shape, out.dtype, out.device) == (scores.shape, scores.dtype, scores.device):
+            return torch.ops.aten._softmax.out(scores, -1, False, out=out)
+    return scores.softmax(dim=-1)
 
 
 def attention_scores(
-    q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: float, softcap: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float,
+    softcap: float | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """q: [batch, query_pos, head, d_head], k: [batch, key_pos, head, d_head]
-    -> [batch, head, query_pos, key_pos] = scale * q.k (then ``softcap * tanh(. / softcap)``) + mask."""
+    -> [batch, head, query_pos, key_pos] = scale * q.k (then ``softcap * tanh(. / softcap)``) + mask, written
+    into ``out`` (contiguous, of that shape; not with a gradient to record) when given."""
     batch, query_len, heads, _ = q.shape
     if softcap is None and mask is not None and mask.shape[0] == 1 and mask.shape[1] == 1:
-        # One mask for every row and head (causal, nothing padded): written out once by the product itself,
-        # mask + scale * q.k in one pass over the scores instead of three.
+        # One mask for every row and head (causal with a past, or a sliding window): written out once by the
+        # product itself, mask + scale * q.k in one pass over the scores instead of three.
         scores = torch.baddbmm(
             mask[0],
             q.transpose(1, 2).reshape(batch * heads, query_len, -1),
             k.permute(0, 2, 3, 1).reshape(batch * heads, k.shape[-1], -1),
             alpha=scale,
+            out=None if out is None else out.view(batch * heads, query_len, -1),
         )
         return scores.view(batch, heads, query_len, -1)
-    scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)).mul_(scale)
+    scores = torch.matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1), out=out).mul_(scale)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     return scores if mask is None else scores.add_(mask)
+
+
+# Query rows per product in causal_scores / causal_mix: of the upper triangle, the blocks skip all but the
+# diagonal blocks (at 1024 positions 56% of the full product is computed); smaller blocks skip more but run
+# more, smaller products.
+CAUSAL_ROW_BLOCK = 128
+
+
+def causal_scores(
+    q: torch.Tensor, k: torch.Tensor, scale: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """q, k: [batch, pos, head, d_head] (the same positions: causal, nothing padded, no past) -> [batch, head,
+    query_pos, key_pos]: ``scale * q.k`` where key <= query and the dtype's minimum above the diagonal (what
+    :func:`attention_scores` gives with :func:`~.masks.causal_mask`), written into ``out`` when given
+    (contiguous). Each block of :data:`CAUSAL_ROW_BLOCK` query rows is multiplied with the keys up to its last
+    row only; the rest of its rows is filled. No gradient is recorded (products written into ``out``)."""
+    batch, length, heads, d_head = q.shape
+    if out is None:
+        out = torch.empty(batch, heads, length, length, dtype=q.dtype, device=q.device)
+    rows = out.view(batch * heads, length, length)
+    queries = q.transpose(1, 2).reshape(batch * heads, length, d_head)
+    keys = k.permute(0, 2, 3, 1).reshape(batch * heads, d_head, length)
+    lowest = torch.finfo(q.dtype).min
+    block = min(CAUSAL_ROW_BLOCK, length)
+    above = torch.ones(block, block, dtype=torch.bool, device=q.device).triu_(1)
+    for start in range(0, length, block):
+        end = min(start + block, length)
+        seen = rows[:, start:end, :end]
+        # beta=0: the product overwrites whatever the buffer held (NaN included), scaled in the same pass.
+        torch.baddbmm(seen, queries[:, start:end], keys[:, :, :end], beta=0, alpha=scale, out=seen)
+        seen[:, :, start:].masked_fill_(above[: end - start, : end - start], lowest)
+        rows[:, start:end, end:].fill_(lowest)
+    return out
+
+
+def causal_mix(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """pattern [batch, head, pos, pos] (zero above the diagonal), v [batch, pos, head, d_head] -> z [batch,
+    pos, head, d_head] = pattern @ v, each block of :data:`CAUSAL_ROW_BLOCK` query rows multiplied with the
+    values up to its last row only (the pattern's zeros beyond add nothing)."""
+    batch, heads, length, _ = pattern.shape
+    d_head = v.shape[-1]
+    z = torch.empty(batch, heads, length, d_head, dtype=v.dtype, device=v.device)
+    rows, out = pattern.reshape(batch * heads, length, length), z.view(batch * heads, length, d_head)
+    values = v.transpose(1, 2).reshape(batch * heads, length, d_head)
+    for start in range(0, length, CAUSAL_ROW_BLOCK):
+        end = min(start + CAUSAL_ROW_BLOCK, length)
+        torch.bmm(rows[:, start:end, :end], values[:, :end], out=out[:, start:end])
+    return z.transpose(1, 2)
 
 
 class RelativeAttentionCore(nn.Module):
