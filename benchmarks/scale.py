@@ -106,83 +106,181 @@ def extraction(args: argparse.Namespace) -> pd.DataFrame:
     return frame
 
 
-def _best(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
-def store_io(args: argparse.Namespace) -> pd.DataFrame:
-    """Write and read MB/s of one float16 [words, d_model] array per layer: memmap files vs zarr chunks."""
+def store_write(args: argparse.Namespace) -> pd.DataFrame:
+    """Write MB/s of one float16 [words, d_model] array per layer: memmap files vs zarr chunks, chunk by
+    chunk as the writers do; alternating trials, the median."""
     import zarr
 
     from probes import chunked
     from probes.store import default_chunk_rows
 
-    rng = np.random.default_rng(0)
-    data = [rng.standard_normal((args.words, args.d_model), dtype=np.float32).astype(np.float16)]
-    data = data * args.layers  # the same values per layer: the formats do not compress
-    megabytes = args.layers * data[0].nbytes / 2**20
+    data = _random_layer(args)
     chunk_rows = default_chunk_rows(args.d_model)
-    work = Path(tempfile.mkdtemp(prefix="scale-io-"))
+    work = Path(tempfile.mkdtemp(prefix="scale-write-"))
 
     def write_memmap():
-        for layer, values in enumerate(data):
-            array = np.memmap(work / f"layer_{layer}.f16", dtype=np.float16, mode="w+", shape=values.shape)
-            for start in range(0, args.words, chunk_rows):  # the same pieces as the zarr writer's
-                array[start : start + chunk_rows] = values[start : start + chunk_rows]
+        for layer in range(args.layers):
+            array = np.memmap(work / f"layer_{layer}.f16", dtype=np.float16, mode="w+", shape=data.shape)
+            for start in range(0, args.words, chunk_rows):
+                array[start : start + chunk_rows] = data[start : start + chunk_rows]
             array.flush()
             del array
 
     def write_zarr():
         group = zarr.open_group(str(work / "zarr"), mode="w", zarr_format=3)
-        for layer, values in enumerate(data):
+        for layer in range(args.layers):
             array = chunked.create_rows_array(
                 group, f"layer_{layer}", args.words, (args.d_model,), "float16", chunk_rows
             )
             for start in range(0, args.words, chunk_rows):
-                array[start : start + chunk_rows] = values[start : start + chunk_rows]
+                array[start : start + chunk_rows] = data[start : start + chunk_rows]
 
-    def readers():
-        group = zarr.open_group(str(work / "zarr"), mode="r", zarr_format=3)
-        memmaps = [
-            np.memmap(
-                work / f"layer_{layer}.f16", dtype=np.float16, mode="r", shape=(args.words, args.d_model)
-            )
-            for layer in range(args.layers)
+    times = _alternate({"memmap": write_memmap, "zarr": write_zarr}, args.repeat)
+    megabytes = args.layers * data.nbytes / 2**20
+    return _frame(
+        [
+            {"operation": "write", "store": name, "megabytes": megabytes, "seconds": seconds}
+            for name, seconds in times.items()
         ]
-        zarrs = [
-            chunked.ChunkedRows(group[f"layer_{layer}"], chunk_rows, str) for layer in range(args.layers)
-        ]
-        return {"memmap": memmaps, "zarr": zarrs}
+    )
 
+
+def _random_layer(args: argparse.Namespace) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((args.words, args.d_model), dtype=np.float32).astype(np.float16)
+
+
+def make_stores(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
+    """A memmap store (format 2) of --layers layers of random float16 [--words, --d-model] in sentences of
+    5 to 35 words, and the zarr store ``probes.store.convert`` makes of it (default chunk rows)."""
+    from probes.store import (
+        MANIFEST,
+        MEMMAP_FORMAT_VERSION,
+        OFFSETS,
+        SUBWORDS,
+        _offsets_hash,
+        _write_manifest,
+        convert,
+        layer_file,
+    )
+
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(5, 36, size=args.words // 5)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    offsets = offsets[offsets < args.words]
+    offsets = np.append(offsets, args.words).astype(np.int64)
+    old = work / "memmap"
+    old.mkdir()
+    values = _random_layer(args)
+    for layer in range(args.layers):
+        np.roll(values, layer, axis=1).tofile(old / layer_file(layer))  # layers differ
+    np.ones(args.words, dtype=np.uint16).tofile(old / SUBWORDS)
+    np.save(old / OFFSETS, offsets)
+    n_sentences = len(offsets) - 1
+    manifest = {
+        "format_version": MEMMAP_FORMAT_VERSION, "model": "random", "model_class": "none", "n_sentences": n_sentences,
+        "n_words": args.words, "d_model": args.d_model, "layers": list(range(args.layers)), "pooling": "mean",
+        "dtype": "float16", "shape": [args.words, args.d_model], "offsets_sha256": _offsets_hash(offsets),
+        "files": {str(layer): layer_file(layer) for layer in range(args.layers)}, "progress": n_sentences,
+        "words_without_tokens": 0,
+    }  # fmt: skip
+    _write_manifest(old / MANIFEST, manifest)
+    convert(old, work / "zarr", progress=False)
+    return old, work / "zarr"
+
+
+def store_reads(args: argparse.Namespace) -> pd.DataFrame:
+    """Read MB/s of the ways probe training reads a store, through ``ActivationStore`` (float32 tensors, as
+    ``stack`` gives them), zarr vs memmap; each trial opens the stores anew (an empty chunk cache), the
+    formats alternate, and the figure is the median of --repeat trials."""
+    import torch
+
+    from probes.store import ActivationStore
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="scale-read-"))
+    memmap_folder, zarr_folder = make_stores(args, work)
+    probe = ActivationStore(memmap_folder)
+    layers, n_words, d_model = probe.layers, probe.n_words, probe.d_model
+    rng = np.random.default_rng(2)
+    train = np.sort(rng.permutation(probe.n_sentences)[: int(0.8 * probe.n_sentences)])
+    train_rows = np.concatenate([np.arange(probe.offsets[s], probe.offsets[s + 1]) for s in train])
+    batches = [np.sort(rng.choice(n_words, 4096, replace=False)) for _ in range(20)]
+    row_mb = d_model * 2 / 2**20  # float16 MB per row and layer
+    streamed = 65_536
+
+    def before(store):  # the reading code before the zarr reader: numpy's float32 copy of the rows
+        return lambda: [np.asarray(store.layer(layer)[:], dtype=np.float32) for layer in layers]
+
+    patterns = {
+        "(a) read all rows, layer by layer": (
+            lambda store: [store.stack([layer]) for layer in layers],
+            len(layers) * n_words * row_mb,
+        ),
+        f"(b) stack(layers, sorted train rows), {streamed} at a time": (
+            lambda store: [
+                store.stack(layers, rows=train_rows[i : i + streamed])
+                for i in range(0, len(train_rows), streamed)
+            ],
+            len(layers) * len(train_rows) * row_mb,
+        ),
+        "(c) 20 batches of 4096 random rows per layer": (
+            lambda store: [store.stack([layer], rows=b) for layer in layers for b in batches],
+            len(layers) * 20 * 4096 * row_mb,
+        ),
+        "(d) stack(all layers)": (lambda store: store.stack(), len(layers) * n_words * row_mb),
+        "(e) batches(layer, 4096), every layer": (
+            lambda store: [list(store.batches(layer, 4096)) for layer in layers],
+            len(layers) * n_words * row_mb,
+        ),
+        "(f) stack(rows=sentence) per sentence": (
+            lambda store: [
+                store.stack(rows=slice(store.offsets[s], store.offsets[s + 1]))
+                for s in range(store.n_sentences)
+            ],
+            len(layers) * n_words * row_mb,
+        ),
+    }
+    small_cache = args.small_cache_mb * 2**20
     rows = []
-    for name, write in (("memmap", write_memmap), ("zarr", write_zarr)):
-        rows.append({"operation": "write", "store": name, "seconds": _best(write, args.repeat)})
-    arrays = readers()
-    batches = [np.sort(rng.choice(args.words, 4096, replace=False)) for _ in range(20)]
-    for name, layers in arrays.items():
-        # As ActivationStore.stack gives them to probe training: float32 copies of the rows.
-        patterns = {
-            "read all rows": lambda layers=layers: [np.asarray(a[:], dtype=np.float32) for a in layers],
-            "read by sentence (20 rows)": lambda layers=layers: [
-                np.asarray(a[s : s + 20], dtype=np.float32) for a in layers for s in range(0, args.words, 20)
-            ],
-            "read 4096 random rows x20": lambda layers=layers: [
-                np.asarray(a[b], dtype=np.float32) for a in layers for b in batches
-            ],
+    for operation, (read, megabytes) in patterns.items():
+        trials = {
+            "memmap": lambda read=read: read(ActivationStore(memmap_folder)),
+            "zarr": lambda read=read: read(ActivationStore(zarr_folder)),
         }
-        for operation, read in patterns.items():
-            seconds = _best(read, args.repeat)
-            size = (
-                megabytes if "random" not in operation else args.layers * 20 * 4096 * args.d_model * 2 / 2**20
+        if operation.startswith("(a)"):
+            trials["memmap, numpy copy (before)"] = lambda: before(ActivationStore(memmap_folder))()
+        if operation.startswith("(c)"):
+            trials[f"zarr, cache {args.small_cache_mb} MiB"] = lambda read=read: read(
+                ActivationStore(zarr_folder, cache_bytes=small_cache)
             )
-            rows.append({"operation": operation, "store": name, "seconds": seconds, "megabytes": size})
+        for name, (median, low, high) in _alternate(trials, args.repeat, spread=True).items():
+            rows.append({"operation": operation, "store": name, "megabytes": megabytes, "seconds": median,
+                         "fastest": low, "slowest": high})  # fmt: skip
+    return _frame(rows)
+
+
+def _alternate(functions: dict, repeat: int, spread: bool = False) -> dict:
+    """Seconds of each function: trials alternate (A B C, B C A, ...) so the machine's load hits all alike;
+    the median (and with ``spread`` the fastest and slowest trial)."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    names = list(functions)
+    for trial in range(repeat):
+        for name in names[trial % len(names) :] + names[: trial % len(names)]:
+            times[name].append(_timed(functions[name]))
+    if not spread:
+        return {name: float(np.median(values)) for name, values in times.items()}
+    return {name: (float(np.median(v)), min(v), max(v)) for name, v in times.items()}
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
-    frame["megabytes"] = frame["megabytes"].fillna(megabytes)
     frame["mb_per_s"] = frame["megabytes"] / frame["seconds"]
     baseline = frame[frame["store"] == "memmap"].set_index("operation")["mb_per_s"]
     frame["vs_memmap"] = frame["mb_per_s"] / frame["operation"].map(baseline)
@@ -197,16 +295,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=1024, help="zarr rows per chunk in (a)")
     parser.add_argument("--words", type=int, default=200_000)
     parser.add_argument("--d-model", type=int, default=384)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--small-cache-mb", type=int, default=16, help="(c) again with a chunk cache this small"
+    )
     parser.add_argument("--skip-extraction", action="store_true")
+    parser.add_argument("--skip-write", action="store_true")
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}")
     if not args.skip_extraction:
         print("(a) extraction")
         print(extraction(args).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"(b) store I/O: {args.layers} layers x [{args.words}, {args.d_model}] float16")
-    print(store_io(args).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    import torch
+
+    print(f"(b) store I/O: {args.layers} layers x [{args.words}, {args.d_model}] float16; torch threads 1")
+    show = dict(index=False, float_format=lambda v: f"{v:.3f}")
+    if not args.skip_write:
+        print(store_write(args).to_string(**show))
+    torch.set_num_threads(1)
+    print(store_reads(args).to_string(**show))
     return 0
 
 

@@ -8,8 +8,10 @@
   (float16 activations barely compress, and an uncompressed chunk has one exact size to check), and with
   every chunk written even when it equals the fill value (a missing chunk always means missing data).
 - :func:`check_chunks` lists an array's chunk objects and checks each one's size and which ones exist.
-- :class:`ChunkedRows` reads rows of such an array as numpy (slices, index arrays, masks) through a small
-  cache of decoded chunks, so reading a store sentence by sentence costs one chunk read per chunk.
+- :class:`ChunkedRows` reads rows of such an array as numpy (slices, index arrays, masks), and
+  :func:`read_rows` the same rows of several arrays (a store's layers) as one float32 tensor: whole chunk
+  objects are read by a few threads, each checked (size, CRC32C) before use and kept in a byte-bounded
+  cache (:class:`ChunkCache`), and the rows are converted straight into the output.
 
 A chunk is only ever written whole by one process: the store's writers give each chunk to one rank.
 """
@@ -17,12 +19,17 @@ A chunk is only ever written whole by one process: the store's writers give each
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 CHECKSUM_BYTES = 4  # the CRC32C codec appends 4 bytes to every chunk
 
@@ -187,75 +194,324 @@ def check_chunks(
     return set(found)
 
 
-class ChunkedRows:
-    """Numpy-like read access to a row-chunked zarr array [n_rows, *row_shape].
+# Reading ------------------------------------------------------------------------------------------------
+#
+# A read goes around zarr's array machinery (its per-call overhead is large next to a chunk's memcpy): it
+# reads whole chunk objects itself, checks each one's size and CRC32C exactly as zarr's codec does, views the
+# bytes as rows, and copies the rows asked for straight into the caller's output, converting dtypes there
+# (float16 -> float32 with torch, several times faster than numpy's cast). Chunks are read by a small pool of
+# threads while the calling thread copies the ones already read: file reads, the ``crc32c`` package and
+# socket reads release the GIL.
 
-    Indexing with an int, a slice, an index array or a boolean mask over rows (optionally followed by more
-    indices for the other axes) returns a numpy array; ``np.asarray`` reads it all. Decoded chunks are kept
-    in a small LRU cache (``cache_chunks``), so consecutive small reads do not decode a chunk again.
-    A read that fails (a checksum mismatch, a damaged chunk) is a :class:`StoreError` naming the chunk.
+DEFAULT_CACHE_BYTES = 256 * 2**20  # verified chunks kept per store: 32 chunks of the default 8 MiB
+
+
+def _crc32c_function():
+    """The fastest CRC32C at hand: the ``crc32c`` package (SSE4.2/ARMv8, releases the GIL; a dependency of
+    workbench) or else ``google_crc32c`` (zarr's own, a few times slower and holding the GIL): the same
+    checksum either way."""
+    try:
+        from crc32c import crc32c
+
+        return crc32c
+    except ModuleNotFoundError:  # an install without the dependency: correct, only slower
+        import google_crc32c
+
+        return google_crc32c.value
+
+
+_crc32c = _crc32c_function()
+
+
+class ChunkCache:
+    """Verified, decoded chunks kept in memory, least recently used dropped first, ``max_bytes`` in all (0:
+    nothing kept). Shared by the arrays of a store and safe to use from several threads.
+
+    >>> cache = ChunkCache(max_bytes=100)
+    >>> cache.put(("layer_0", 0), np.zeros(10, np.float32)); cache.put(("layer_0", 1), np.zeros(20, np.float32))
+    >>> (cache.get(("layer_0", 0)), cache.get(("layer_0", 1)).shape, cache.nbytes)
+    (None, (20,), 80)
     """
 
-    def __init__(self, array, chunk_rows: int, describe, cache_chunks: int = 4) -> None:
-        self._array = array
-        self.chunk_rows = chunk_rows
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[Any, np.ndarray] = OrderedDict()
+        self._spares: list[np.ndarray] = []  # read buffers no cached chunk uses: reused, not faulted in anew
+        self._lock = threading.Lock()
+
+    def get(self, key) -> np.ndarray | None:
+        with self._lock:
+            values = self._items.get(key)
+            if values is not None:
+                self._items.move_to_end(key)
+            return values
+
+    def put(self, key, values: np.ndarray) -> None:
+        size = _owned_nbytes(values)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                self.nbytes -= _owned_nbytes(self._items.pop(key))
+            self._items[key] = values
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                self.nbytes -= _owned_nbytes(self._items.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._spares.clear()
+            self.nbytes = 0
+
+    def buffer(self, nbytes: int) -> np.ndarray:
+        """A uint8 buffer [nbytes] to read a chunk into: a spare one when there is one of that size."""
+        with self._lock:
+            for i, spare in enumerate(self._spares):
+                if spare.size == nbytes:
+                    return self._spares.pop(i)
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def recycle(self, values: np.ndarray) -> None:
+        """Take back the buffer of chunk ``values`` (read, not cached, and no longer used) for later reads."""
+        buffer = _root(values)
+        with self._lock:
+            if len(self._spares) < SPARE_BUFFERS and buffer.dtype == np.uint8 and buffer.flags.writeable:
+                self._spares.append(buffer)
+
+
+SPARE_BUFFERS = 8  # per cache: enough for the chunks in flight of a read
+
+
+def _root(values: np.ndarray) -> np.ndarray:
+    """The array that owns the memory a view of it uses (a chunk's whole read buffer)."""
+    while isinstance(values.base, np.ndarray):
+        values = values.base
+    return values
+
+
+def _owned_nbytes(values: np.ndarray) -> int:
+    """The bytes a cached view keeps alive: its whole read buffer (the checksum and edge padding too)."""
+    return int(_root(values).nbytes)
+
+
+_POOLS: dict[int, tuple[int, ThreadPoolExecutor]] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` reader threads (made anew in a forked child, e.g. a DataLoader
+    worker, whose copy of the parent's threads does not run)."""
+    with _POOLS_LOCK:
+        pid, pool = _POOLS.get(workers, (None, None))
+        if pool is None or pid != os.getpid():
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="chunk-reader")
+            _POOLS[workers] = (os.getpid(), pool)
+        return pool
+
+
+def default_read_threads(location: Location) -> int:
+    """Reader threads: a few for a local disk (the cores do the checksums and copies), many for an object
+    store (each request waits on the network)."""
+    return min(4, os.cpu_count() or 1) if location.is_local else 16
+
+
+def normalize_rows(rows, n: int) -> slice | np.ndarray:
+    """Rows of an array of ``n`` rows (None: all; a slice; an index array, negatives counting from the end;
+    a boolean mask [n]) as ``slice(start, stop)`` (step 1) or an int64 index array [k] within range.
+
+    Raises:
+        IndexError: an index out of range, a mask of another length, indices that are not integers.
+    """
+    if rows is None:
+        return slice(0, n)
+    if isinstance(rows, slice):
+        start, stop, step = rows.indices(n)
+        return slice(start, max(start, stop)) if step == 1 else np.arange(start, stop, step, dtype=np.int64)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (n,):
+            raise IndexError(f"boolean mask of shape {rows.shape} for {n} rows")
+        return np.flatnonzero(rows)
+    if rows.size and not np.issubdtype(rows.dtype, np.integer):
+        raise IndexError(f"row indices must be integers or a boolean mask, got {rows.dtype}")
+    rows = rows.astype(np.int64, copy=False).reshape(-1)
+    rows = np.where(rows < 0, rows + n, rows)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    return rows
+
+
+class ChunkedRows:
+    """Numpy-like read access to a row-chunked array [n_rows, *row_shape] made by :func:`create_rows_array`.
+
+    Indexing with an int, a slice, an index array or a boolean mask over rows (optionally followed by more
+    indices for the other axes) returns a numpy array of the stored dtype; ``np.asarray`` reads it all;
+    :func:`read_rows` reads rows of several such arrays at once into one float32 tensor. Every chunk read is
+    checked (its size and its CRC32C) before any of its rows is used, and kept in ``cache`` (a
+    :class:`ChunkCache`, shared by a store's arrays), so reading a store sentence by sentence costs one chunk
+    read per chunk. A damaged or missing chunk is a :class:`StoreError` naming it.
+
+    Args:
+        location: where the store is (:func:`open_location`).
+        name: the array's key in the store (e.g. ``layer_3``).
+        array: the opened zarr array: its metadata says the shape, dtype and chunking; its chunk layout is
+            checked to be the one this reader decodes (bytes little-endian, then CRC32C; ``c/i/0`` keys).
+        cache: where verified chunks are kept (default: a cache of its own, :data:`DEFAULT_CACHE_BYTES`).
+        done: bool [n_chunks], the chunks recorded as written (default: all): reading rows of another chunk
+            is an error saying the store is incomplete, never the fill value.
+        threads: reader threads (default :func:`default_read_threads`).
+    """
+
+    def __init__(
+        self,
+        location: Location,
+        name: str,
+        array,
+        cache: ChunkCache | None = None,
+        done: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.name = name
         self.shape: tuple[int, ...] = tuple(array.shape)
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
-        self._describe = describe  # chunk index -> the chunk's name for messages
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_chunks = cache_chunks
+        self.chunk_rows = int(array.chunks[0])
+        self._location = location
+        self._check_layout(array)
+        self._nbytes = chunk_nbytes(self.chunk_rows, self.shape[1:], str(self.dtype))
+        self.cache = cache if cache is not None else ChunkCache()
+        self._done = done
+        self.threads = threads or default_read_threads(location)
+
+    def _check_layout(self, array) -> None:
+        metadata = array.metadata
+        codecs = list(metadata.codecs)
+        names = [type(codec).__name__ for codec in codecs]
+        endian = getattr(getattr(codecs[0], "endian", None), "value", None) if codecs else None
+        encoding = metadata.chunk_key_encoding
+        problems = []
+        if names != ["BytesCodec", "Crc32cCodec"]:
+            problems.append(f"codecs {names}, not bytes + crc32c")
+        elif self.dtype.itemsize > 1 and endian != "little":
+            problems.append(f"{endian}-endian bytes, not little-endian")
+        if type(encoding).__name__ != "DefaultChunkKeyEncoding" or encoding.separator != "/":
+            problems.append(f"chunk keys {encoding}, not the default c/i/0 keys")
+        if tuple(array.chunks) != (self.chunk_rows, *self.shape[1:]):
+            problems.append(f"chunks {tuple(array.chunks)} are not whole rows of shape {self.shape}")
+        if problems:
+            raise self._damaged(f"{self.name}/zarr.json", "; ".join(problems))
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _chunk(self, index: int) -> np.ndarray:
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
-        start = index * self.chunk_rows
-        values = self._read(start, min(start + self.chunk_rows, self.shape[0]), self._describe(index))
-        self._cache[index] = values
-        if len(self._cache) > self._cache_chunks:
-            self._cache.popitem(last=False)
-        return values
+    @property
+    def n_chunks(self) -> int:
+        return n_chunks(self.shape[0], self.chunk_rows)
 
-    def _read(self, start: int, stop: int, what: str) -> np.ndarray:
-        try:
-            return np.asarray(self._array[start:stop])
-        except Exception as err:  # zarr raises codec errors (checksum) and store errors of many types
+    def key(self, index: int) -> str:
+        """The store key of chunk ``index`` (``layer_3/c/12/0``)."""
+        return f"{self.name}/c/{index}" + "/0" * (self.ndim - 1)
+
+    def _damaged(self, key: str, problem: str) -> StoreError:
+        return StoreError(
+            f"{self._location.describe(key)} is damaged: {problem}. The activation store in "
+            f"{self._location.url} cannot be trusted; delete it, or call extract(..., overwrite=True) to "
+            f"extract again."
+        )
+
+    def _cached(self, index: int) -> np.ndarray | None:
+        return self.cache.get((self._location.root, self.name, index))
+
+    def _keep(self, index: int, values: np.ndarray) -> None:
+        self.cache.put((self._location.root, self.name, index), values)
+
+    def load(self, index: int) -> np.ndarray:
+        """Chunk ``index`` read and checked (size, CRC32C): its rows [rows_in_chunk, *row_shape] (the padding of
+        the last chunk left out), not cached. Runs in reader threads."""
+        key = self.key(index)
+        if self._done is not None and not self._done[index]:
+            start = index * self.chunk_rows
             raise StoreError(
-                f"{what} is damaged: {type(err).__name__}: {err}. The activation store cannot be trusted; "
-                f"extract again with overwrite=True."
-            ) from None
+                f"rows {start}..{min(start + self.chunk_rows, self.shape[0]) - 1} of {self.name} (chunk {index}) "
+                f"are not extracted yet: the store at {self._location.url} is incomplete; run extract again "
+                f"to finish it"
+            )
+        try:
+            buffer = self._read_object(self._location.path(key))
+        except FileNotFoundError:
+            raise self._damaged(key, "the chunk is missing although recorded as written") from None
+        except StoreError:
+            raise
+        except Exception as err:  # an object store's errors come in many types
+            raise self._damaged(key, f"not readable ({type(err).__name__}: {err})") from None
+        if buffer.size != self._nbytes:
+            kind = "truncated" if buffer.size < self._nbytes else "too long"
+            raise self._damaged(
+                key, f"{buffer.size} bytes, but a chunk of this array has {self._nbytes} ({kind})"
+            )
+        data = buffer[:-CHECKSUM_BYTES]
+        stored = int.from_bytes(buffer[-CHECKSUM_BYTES:].tobytes(), "little")
+        computed = _crc32c(data)
+        if stored != computed:
+            raise self._damaged(
+                key, f"its CRC32C checksum {stored:#010x} does not match its content's {computed:#010x}"
+            )
+        rows = min(self.chunk_rows, self.shape[0] - index * self.chunk_rows)
+        return data.view(self.dtype.newbyteorder("<")).reshape(self.chunk_rows, *self.shape[1:])[:rows]
 
-    def _rows_range(self, start: int, stop: int) -> np.ndarray:
-        if stop <= start:
-            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
-        first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
-        if last - first >= self._cache_chunks:  # a long read: zarr fetches its chunks concurrently
-            try:
-                return np.asarray(self._array[start:stop])
-            except Exception:
-                for index in range(first, last + 1):  # find the damaged chunk, to name it
-                    self._chunk(index)
-                raise
-        parts = []
-        for index in range(first, last + 1):
-            base = index * self.chunk_rows
-            parts.append(self._chunk(index)[max(start - base, 0) : stop - base])
-        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+    def _read_object(self, path: str) -> np.ndarray:
+        """The bytes of one object (uint8, writable): a local file read into a fresh buffer without a copy,
+        or an fsspec ``cat``."""
+        if not self._location.is_local:
+            content = np.frombuffer(self._location.fs.cat_file(path), dtype=np.uint8)
+            buffer = self.cache.buffer(content.size)
+            buffer[:] = content
+            return buffer
+        with open(path, "rb", buffering=0) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            buffer = self.cache.buffer(size)
+            view, done = memoryview(buffer), 0
+            while done < size:
+                got = handle.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+            return buffer[:done]
 
-    def _rows_taken(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.where(rows < 0, rows + self.shape[0], rows)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise IndexError(f"row index out of range for {self.shape[0]} rows")
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        chunk_of = rows // self.chunk_rows
-        for index in np.unique(chunk_of):
-            where = np.flatnonzero(chunk_of == index)
-            out[where] = self._chunk(int(index))[rows[where] - index * self.chunk_rows]
-        return out
+    def plan(self, rows: slice | np.ndarray) -> list[tuple[int, slice | np.ndarray, slice | np.ndarray]]:
+        """For normalized ``rows``: (chunk index, rows within the chunk, positions in the output) per chunk
+        touched, in row order. A run of consecutive rows is a slice on both sides (a plain copy)."""
+        size = self.chunk_rows
+        if isinstance(rows, slice):
+            steps = []
+            for index in range(
+                rows.start // size, (rows.stop - 1) // size + 1 if rows.stop > rows.start else 0
+            ):
+                base = index * size
+                first, last = max(rows.start, base), min(rows.stop, base + size)
+                steps.append(
+                    (index, slice(first - base, last - base), slice(first - rows.start, last - rows.start))
+                )
+            return steps
+        if rows.size == 0:
+            return []
+        ascending = rows.size < 2 or bool((rows[1:] >= rows[:-1]).all())
+        order = None if ascending else np.argsort(rows, kind="stable")
+        ordered = rows if order is None else rows[order]
+        chunk_of = ordered // size
+        bounds = np.concatenate([[0], np.flatnonzero(chunk_of[1:] != chunk_of[:-1]) + 1, [ordered.size]])
+        steps = []
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            index = int(chunk_of[a])
+            inside = ordered[a:b] - index * size
+            if inside[-1] - inside[0] == b - a - 1 and (b - a == 1 or bool((inside[1:] > inside[:-1]).all())):
+                inside = slice(int(inside[0]), int(inside[-1]) + 1)
+            steps.append((index, inside, slice(a, b) if order is None else order[a:b]))
+        return steps
 
     def __getitem__(self, key) -> np.ndarray:
         rest: tuple = ()
@@ -265,29 +521,112 @@ class ChunkedRows:
             index = int(key) + (self.shape[0] if key < 0 else 0)
             if not 0 <= index < self.shape[0]:
                 raise IndexError(f"row {key} out of range for {self.shape[0]} rows")
-            values = self._rows_range(index, index + 1)[0]
-        elif isinstance(key, slice):
-            start, stop, step = key.indices(self.shape[0])
-            values = (
-                self._rows_range(start, stop) if step == 1 else self._rows_taken(np.arange(start, stop, step))
-            )
+            rows = slice(index, index + 1)
         else:
-            rows = np.asarray(key)
-            if rows.dtype == bool:
-                if rows.shape != (self.shape[0],):
-                    raise IndexError(f"boolean mask of shape {rows.shape} for {self.shape[0]} rows")
-                rows = np.flatnonzero(rows)
-            values = self._rows_taken(rows.astype(np.int64).reshape(-1))
-        if not rest:
-            return values
-        return values[rest] if isinstance(key, (int, np.integer)) else values[(slice(None), *rest)]
+            rows = normalize_rows(key, self.shape[0])
+        n = rows.stop - rows.start if isinstance(rows, slice) else rows.size
+        out = np.empty((n, *self.shape[1:]), dtype=self.dtype)
+        read_into([(self, rows, out)])
+        if isinstance(key, (int, np.integer)):
+            out = out[0]
+            return out[rest] if rest else out
+        return out[(slice(None), *rest)] if rest else out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         values = self[:]
         return values if dtype is None else values.astype(dtype)
 
     def astype(self, dtype) -> np.ndarray:
+        """All rows as ``dtype`` (float16 -> float32 converted while copying out of the chunks)."""
+        if np.dtype(dtype) == np.float32 and self.dtype == np.float16:
+            return read_rows([self], slice(None)).numpy()[0]
         return self[:].astype(dtype)
 
     def __repr__(self) -> str:
-        return f"ChunkedRows(shape={self.shape}, dtype={self.dtype}, chunk_rows={self.chunk_rows})"
+        return f"ChunkedRows({self.name!r}, shape={self.shape}, dtype={self.dtype}, chunk_rows={self.chunk_rows})"
+
+
+def read_rows(arrays: Sequence[ChunkedRows], rows=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The same rows of several arrays of one shape (a store's layers) as one tensor [len(arrays), n, *row_shape]
+    of ``dtype``: rows is None (all), a slice, an index array (any order, repeats allowed) or a boolean mask.
+    Every chunk is read once, the arrays' chunks concurrently.
+
+    >>> read_rows([store.layer(3), store.layer(6)], rows=np.arange(100, 200)).shape  # doctest: +SKIP
+    torch.Size([2, 100, 384])
+    """
+    if not arrays:
+        raise ValueError("read_rows needs at least one array")
+    first = arrays[0]
+    for array in arrays[1:]:
+        if array.shape != first.shape:
+            raise ValueError(
+                f"arrays of different shapes: {first.name} {first.shape}, {array.name} {array.shape}"
+            )
+    chosen = normalize_rows(rows, first.shape[0])
+    n = chosen.stop - chosen.start if isinstance(chosen, slice) else chosen.size
+    out = torch.empty((len(arrays), n, *first.shape[1:]), dtype=dtype)
+    read_into([(array, chosen, out[i].numpy()) for i, array in enumerate(arrays)])
+    return out
+
+
+def read_into(jobs: Sequence[tuple[ChunkedRows, slice | np.ndarray, np.ndarray]]) -> None:
+    """Fill each ``out`` [k, *row_shape] with the normalized ``rows`` of its array, converting dtypes.
+
+    Chunks not in the cache are read by reader threads, a few ahead of the copies (memory: the cache plus
+    ``2 x threads`` chunk buffers), in chunk-major order (chunk 0 of every array, then chunk 1...). A chunk
+    read is kept in the cache when a later read is likely to want it: the first and last chunk of a request
+    (the next piece of a store read in consecutive pieces starts there) and chunks the request reads less than
+    half of (random rows, sentences); a chunk inside a request that reads most of it (a sequential pass) is
+    not kept, and its buffer serves the next read."""
+    tasks = []
+    for array, rows, out in jobs:
+        steps = array.plan(rows)
+        for position, (index, inside, where) in enumerate(steps):
+            edge = position in (0, len(steps) - 1)
+            keep = edge or 2 * _count(inside) < array.chunk_rows
+            tasks.append((position, array, index, inside, where, out, keep))
+    tasks.sort(key=lambda task: task[0])
+    chunks: list[Any] = [task[1]._cached(task[2]) for task in tasks]
+    missing = [i for i, chunk in enumerate(chunks) if chunk is None]
+    threads = max(array.threads for array, _, _ in jobs)
+    pool = _thread_pool(threads) if len(missing) > 1 else None  # one chunk: nothing to overlap
+    futures: dict[int, Future] = {}
+    submitted = 0
+    try:
+        for i, (_, array, index, inside, where, out, keep) in enumerate(tasks):
+            while pool is not None and submitted < len(missing) and missing[submitted] < i + 2 * threads:
+                task = tasks[missing[submitted]]
+                futures[missing[submitted]] = pool.submit(task[1].load, task[2])
+                submitted += 1
+            chunk, loaded = chunks[i], chunks[i] is None
+            if loaded:
+                chunk = futures.pop(i).result() if i in futures else array.load(index)
+            chunks[i] = None
+            _copy_rows(out, where, chunk, inside)
+            if loaded:
+                array._keep(index, chunk) if keep else array.cache.recycle(chunk)
+    finally:
+        for future in futures.values():  # after an error: no reader left running for nothing
+            future.cancel()
+
+
+def _count(inside: slice | np.ndarray) -> int:
+    return inside.stop - inside.start if isinstance(inside, slice) else int(inside.size)
+
+
+_TORCH_FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def _copy_rows(out: np.ndarray, where, chunk: np.ndarray, inside) -> None:
+    """out[where] = chunk[inside]; a float conversion is done by torch (vectorized; numpy's float16 cast is
+    several times slower), anything else by numpy."""
+    if out.dtype == chunk.dtype or out.dtype not in _TORCH_FLOATS or chunk.dtype not in _TORCH_FLOATS:
+        out[where] = chunk[inside]
+        return
+    source = torch.from_numpy(chunk)
+    part = source[inside] if isinstance(inside, slice) else source[torch.from_numpy(inside)]
+    target = torch.from_numpy(out)
+    if isinstance(where, slice):
+        target[where].copy_(part)
+    else:
+        target.index_copy_(0, torch.from_numpy(where), part.to(target.dtype))

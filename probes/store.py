@@ -48,6 +48,7 @@ import copy
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1012,7 +1013,7 @@ def _finalize_zarr(location: chunked.Location, manifest: dict[str, Any]) -> None
     group = _open_group(location, "r+")
     if done.all():
         manifest["progress"] = manifest["n_sentences"]
-        subwords = chunked.ChunkedRows(group[SUBWORDS_ARRAY], chunk_rows, lambda i: SUBWORDS_ARRAY)
+        subwords = chunked.ChunkedRows(location, SUBWORDS_ARRAY, group[SUBWORDS_ARRAY], chunked.ChunkCache(0))
         manifest["words_without_tokens"] = int(
             sum(
                 int((subwords[s : s + chunk_rows] == 0).sum())
@@ -1123,6 +1124,14 @@ class ActivationStore:
     """Read access to a store written by :func:`extract`: a zarr store (a path or URL) or a memmap folder of the
     previous format (nothing is loaded until indexed).
 
+    Args:
+        folder: the store's folder or URL.
+        cache_bytes: zarr: the most bytes of checked chunks kept in memory for reads to come (least recently
+            used dropped first; 0: none). Reads in row order need a chunk per layer; random rows over a layer
+            are fast while the layer's chunks fit, and cost a chunk read per chunk touched when they do not.
+        read_threads: zarr: threads reading chunks concurrently (default: 4 at most on a local disk, 16 for
+            an object store).
+
     Attributes:
         manifest: the manifest dict; layers: the stored layer numbers; offsets: int64 [n_sentences + 1];
         n_words, n_sentences, d_model; complete: whether every sentence is done; format: "zarr" or "memmap".
@@ -1133,9 +1142,16 @@ class ActivationStore:
             shape implies (the message names the file).
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        cache_bytes: int = chunked.DEFAULT_CACHE_BYTES,
+        read_threads: int | None = None,
+    ) -> None:
         self.folder = folder if isinstance(folder, Path) or "://" in str(folder) else Path(folder)
         self._maps: dict[int, Any] = {}
+        self._cache = chunked.ChunkCache(cache_bytes)
+        self._read_threads = read_threads
         if isinstance(self.folder, Path) and (self.folder / MANIFEST).is_file():
             self._open_memmap(self.folder)
         else:
@@ -1179,10 +1195,8 @@ class ActivationStore:
             )
 
     def _rows(self, name: str) -> chunked.ChunkedRows:
-        chunk_rows = self.manifest["chunk_rows"]
-        suffix = "/0" if name.startswith("layer_") else ""
         return chunked.ChunkedRows(
-            self._group[name], chunk_rows, lambda index: self._location.describe(f"{name}/c/{index}{suffix}")
+            self._location, name, self._group[name], self._cache, self._done, self._read_threads
         )
 
     @property
@@ -1225,17 +1239,18 @@ class ActivationStore:
         """float32 tensor [layer, n, d_model] of the chosen layers (default all) and word rows (default all:
         a slice, an index array or a boolean mask over words); only those rows are read."""
         chosen = self.layers if layers is None else list(layers)
-        if rows is None:
-            rows = slice(None)
-        elif not isinstance(rows, slice):
-            rows = np.asarray(rows)
-            if rows.dtype == bool:
-                rows = np.flatnonzero(rows)
-        first = np.asarray(self.layer(chosen[0])[rows], dtype=np.float32)
-        out = torch.empty((len(chosen), *first.shape), dtype=torch.float32)
-        out[0] = torch.from_numpy(first)
-        for i, layer in enumerate(chosen[1:], start=1):
-            out[i] = torch.from_numpy(np.asarray(self.layer(layer)[rows], dtype=np.float32))
+        if not chosen:
+            raise ValueError("layers is empty; pass None for every stored layer")
+        arrays = [self.layer(layer) for layer in chosen]  # an unknown layer: KeyError naming the stored ones
+        if self.format == "zarr":
+            return chunked.read_rows(arrays, rows)  # every chunk read once, layers concurrently
+        wanted = chunked.normalize_rows(rows, self.n_words)
+        n = wanted.stop - wanted.start if isinstance(wanted, slice) else wanted.size
+        out = torch.empty((len(chosen), n, self.d_model), dtype=torch.float32)
+        for i, values in enumerate(arrays):
+            with warnings.catch_warnings():  # a slice of a read-only memmap: torch reads it, never writes
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                out[i].copy_(torch.from_numpy(np.asarray(values[wanted])))  # torch converts: numpy is slower
         return out
 
     def batches(self, layer: int, batch_size: int = 4096) -> LayerBatches:
@@ -1263,9 +1278,12 @@ class LayerBatches:
         self.store, self.layer, self.batch_size = store, layer, batch_size
 
     def __iter__(self):
-        vectors, counts = self.store.layer(self.layer), self.store.n_subwords
+        counts = self.store.n_subwords
         for start in range(0, self.store.n_words, self.batch_size):
-            stop = start + self.batch_size
-            rows = np.asarray(vectors[start:stop], dtype=np.float32)[np.asarray(counts[start:stop]) > 0]
+            stop = min(start + self.batch_size, self.store.n_words)
+            rows = self.store.stack([self.layer], rows=slice(start, stop))[0]
+            has_tokens = np.asarray(counts[start:stop]) > 0
+            if not has_tokens.all():
+                rows = rows[torch.from_numpy(has_tokens)]
             if len(rows):
-                yield torch.from_numpy(rows)
+                yield rows

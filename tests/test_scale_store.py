@@ -243,3 +243,143 @@ def test_any_corrupted_object_is_a_store_error_or_reads_the_same(zarr_store_byte
     assert got[0] == expected[0]
     for a, b in zip(got[1:], expected[1:]):
         np.testing.assert_array_equal(a, b)
+
+
+# Reading: the zarr reader (probes.chunked) against zarr's own decoding -----------------------------------
+
+
+def zarr_decoded(folder: Path, name: str) -> np.ndarray:
+    """The array as zarr itself decodes it: the oracle of the store's own chunk reader."""
+    import zarr
+
+    return zarr.open_group(str(folder), mode="r", zarr_format=3)[name][:]
+
+
+def row_requests(n: int) -> list:
+    rng = np.random.default_rng(0)
+    mask = rng.random(n) < 0.3
+    return [
+        None, slice(None), slice(5, 5), slice(30, 97), slice(n - 3, None), slice(1, n, 7), slice(None, None, -5),
+        np.sort(rng.choice(n, 40, replace=False)), rng.integers(0, n, 60), np.array([-1, 0, -n, 33, 33]), mask,
+        np.arange(64, 96), np.array([], dtype=np.int64), [3, 2, 1],
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("cache_bytes, threads", [(0, 1), (0, 4), (3000, 2), (2**20, 4)])
+def test_reads_equal_zarrs_own_decoding(reference, cache_bytes, threads):
+    """Every way of asking for rows (slices, steps, sorted/unsorted/repeated/negative indices, masks, empty),
+    with no cache, a cache of a few chunks or of all of them, one thread or several."""
+    store = ActivationStore(reference, cache_bytes=cache_bytes, read_threads=threads)
+    truth = {layer: zarr_decoded(reference, f"layer_{layer}") for layer in store.layers}
+    for rows in row_requests(store.n_words):
+        index = slice(None) if rows is None else rows
+        got = store.stack(layers=[2, 0], rows=rows).numpy()
+        np.testing.assert_array_equal(got[0], truth[2][index].astype(np.float32), err_msg=str(rows))
+        np.testing.assert_array_equal(got[1], truth[0][index].astype(np.float32), err_msg=str(rows))
+        np.testing.assert_array_equal(store.layer(1)[index], truth[1][index], err_msg=str(rows))
+        assert store._cache.nbytes <= cache_bytes
+    np.testing.assert_array_equal(store.layer(1)[-1, 3:5], truth[1][-1, 3:5])
+    np.testing.assert_array_equal(store.layer(1)[10:20, 2], truth[1][10:20, 2])
+    np.testing.assert_array_equal(store.layer(1).astype(np.float32), truth[1].astype(np.float32))
+    np.testing.assert_array_equal(store.n_subwords[:], zarr_decoded(reference, "n_subwords"))
+    pieces = [store.stack(rows=np.arange(s, min(s + 50, store.n_words))) for s in range(0, store.n_words, 50)]
+    np.testing.assert_array_equal(torch_cat(pieces), np.stack([truth[layer] for layer in store.layers]))
+    counts = zarr_decoded(reference, "n_subwords")
+    batches = list(store.batches(1, batch_size=37))
+    np.testing.assert_array_equal(torch_cat(batches, dim=0), truth[1][counts > 0].astype(np.float32))
+    with pytest.raises(IndexError, match="out of range"):
+        store.stack(rows=[store.n_words])
+    with pytest.raises(IndexError, match="boolean mask"):
+        store.stack(rows=np.ones(3, dtype=bool))
+
+
+def torch_cat(tensors, dim: int = 1) -> np.ndarray:
+    import torch
+
+    return torch.cat(tensors, dim=dim).numpy()
+
+
+def test_a_damaged_chunk_in_a_concurrent_read_is_named(reference, tmp_path):
+    """A flipped byte in one chunk of a many-chunk read (reader threads) fails the read, naming the chunk,
+    on a folder and on a memory:// URL; reads that do not touch the chunk give the right values."""
+    import fsspec
+
+    folder = tmp_path / "store"
+    files = files_of(reference)
+    damaged = bytearray(files["layer_2/c/7/0"])
+    damaged[40] ^= 0x10
+    files["layer_2/c/7/0"] = bytes(damaged)
+    memory = fsspec.filesystem("memory")
+    url = f"memory://damaged/{tmp_path.name}"
+    for key, content in files.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(content)
+        memory.pipe_file(f"/damaged/{tmp_path.name}/{key}", content)
+    for location, shown in (
+        (folder, str(folder / "layer_2" / "c" / "7" / "0")),
+        (url, f"{url}/layer_2/c/7/0"),
+    ):
+        store = ActivationStore(location, cache_bytes=0, read_threads=4)
+        with pytest.raises(StoreError, match=rf"{shown} is damaged: its CRC32C checksum"):
+            store.stack()
+        with pytest.raises(StoreError, match=r"layer_2/c/7/0 is damaged"):
+            store.layer(2)[np.array([3, 7 * CHUNK_ROWS + 1])]
+        clean = store.stack(rows=slice(0, 7 * CHUNK_ROWS)).numpy()
+        np.testing.assert_array_equal(
+            clean, ActivationStore(reference).stack(rows=slice(0, 7 * CHUNK_ROWS)).numpy()
+        )
+    store = ActivationStore(folder, cache_bytes=0)
+    (folder / "layer_2" / "c" / "7" / "0").unlink()  # removed after the store was opened (and checked)
+    with pytest.raises(StoreError, match=r"layer_2/c/7/0 is damaged: the chunk is missing"):
+        store.stack(layers=[2])
+
+
+def test_rows_not_extracted_yet_are_an_error_not_zeros(model, words, reference, tmp_path):
+    partial = extract(model, words, tmp_path, max_chunks=3, **OPTIONS)
+    assert not partial.complete
+    expected = ActivationStore(reference).stack(rows=slice(0, 3 * CHUNK_ROWS)).numpy()
+    np.testing.assert_array_equal(partial.stack(rows=slice(0, 3 * CHUNK_ROWS)).numpy(), expected)
+    with pytest.raises(StoreError, match=r"rows 96\.\.127 of layer_0 \(chunk 3\) are not extracted yet"):
+        partial.stack(rows=slice(90, 100))
+
+
+@pytest.mark.parametrize(
+    "old, new, problem",
+    [
+        ('"endian": "little"', '"endian": "big"', "big-endian"),
+        ('"separator": "/"', '"separator": "."', "chunk keys"),
+    ],
+)
+def test_a_chunk_layout_the_reader_does_not_decode_is_refused(reference, tmp_path, old, new, problem):
+    import shutil
+
+    folder = tmp_path / "store"
+    shutil.copytree(reference, folder)
+    metadata = folder / "layer_1" / "zarr.json"
+    assert old in metadata.read_text()
+    metadata.write_text(metadata.read_text().replace(old, new))
+    with pytest.raises(StoreError, match=rf"layer_1/zarr.json is damaged: .*{problem}"):
+        ActivationStore(folder).stack(layers=[1])
+
+
+def test_reads_in_dataloader_workers_after_the_parent_read(reference):
+    """A DataLoader worker is a forked child holding the parent's store: its reader threads are made anew
+    there (the parent's are not running in the child)."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Pieces(Dataset):
+        def __init__(self, store):
+            self.store = store
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return self.store.stack(rows=slice(60 * i, 60 * i + 90))
+
+    store = ActivationStore(reference, cache_bytes=0, read_threads=2)
+    expected = [store.stack(rows=slice(60 * i, 60 * i + 90)) for i in range(4)]  # the parent's threads exist
+    loader = DataLoader(Pieces(store), batch_size=None, num_workers=1, multiprocessing_context="fork")
+    for got, want in zip(loader, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
