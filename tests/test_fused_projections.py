@@ -158,10 +158,11 @@ def test_gated_mlp_joint_gate_and_linear_branch():
 
 @pytest.mark.parametrize("rows", [1, 3, 8])
 @pytest.mark.parametrize("bias", [False, True])
-def test_chunked_linear_equals_f_linear(rows, bias):
+@pytest.mark.parametrize("out", [1000, 8192, 9000])  # blocks of 4096 rows: none, two, two and a rest
+def test_chunked_linear_equals_f_linear(rows, bias, out):
     torch.manual_seed(0)
-    weight, x = torch.randn(1000, 64), torch.randn(rows, 64)
-    b = torch.randn(1000) if bias else None
+    weight, x = torch.randn(out, 64), torch.randn(rows, 64)
+    b = torch.randn(out) if bias else None
     torch.testing.assert_close(chunked_linear(x, weight, b), F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
 
 
