@@ -106,12 +106,6 @@ def extraction(args: argparse.Namespace) -> pd.DataFrame:
     return frame
 
 
-def _timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def store_write(args: argparse.Namespace) -> pd.DataFrame:
     """Write MB/s of one float16 [words, d_model] array per layer: memmap files vs zarr chunks, chunk by
     chunk as the writers do; alternating trials, the median."""
@@ -141,14 +135,14 @@ def store_write(args: argparse.Namespace) -> pd.DataFrame:
             for start in range(0, args.words, chunk_rows):
                 array[start : start + chunk_rows] = data[start : start + chunk_rows]
 
-    times = _alternate({"memmap": write_memmap, "zarr": write_zarr}, args.repeat)
+    trials = {
+        "memmap": (lambda: None, lambda _: write_memmap()),
+        "zarr": (lambda: None, lambda _: write_zarr()),
+    }
     megabytes = args.layers * data.nbytes / 2**20
-    return _frame(
-        [
-            {"operation": "write", "store": name, "megabytes": megabytes, "seconds": seconds}
-            for name, seconds in times.items()
-        ]
-    )
+    rows = [{"operation": "write", "store": name, "megabytes": megabytes, **figures}
+            for name, figures in _alternate(trials, args.repeat).items()]  # fmt: skip
+    return _frame(rows)
 
 
 def _random_layer(args: argparse.Namespace) -> np.ndarray:
@@ -195,10 +189,46 @@ def make_stores(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return old, work / "zarr"
 
 
+class MemmapBefore:
+    """A memmap store read by the code ``ActivationStore`` had before the zarr reader (numpy's float16 ->
+    float32 cast, then a copy into the output): the "today's memmaps" of the issue."""
+
+    def __init__(self, store) -> None:
+        self.store, self.offsets, self.n_sentences = store, store.offsets, store.n_sentences
+
+    def stack(self, layers=None, rows=None):
+        import torch
+
+        chosen = self.store.layers if layers is None else list(layers)
+        if rows is None:
+            rows = slice(None)
+        elif not isinstance(rows, slice):
+            rows = np.asarray(rows)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows
+        first = np.asarray(self.store.layer(chosen[0])[rows], dtype=np.float32)
+        out = torch.empty((len(chosen), *first.shape), dtype=torch.float32)
+        out[0] = torch.from_numpy(first)
+        for i, layer in enumerate(chosen[1:], start=1):
+            out[i] = torch.from_numpy(np.asarray(self.store.layer(layer)[rows], dtype=np.float32))
+        return out
+
+    def batches(self, layer: int, batch_size: int):
+        import torch
+
+        vectors, counts = self.store.layer(layer), self.store.n_subwords
+        for start in range(0, self.store.n_words, batch_size):
+            stop = start + batch_size
+            rows = np.asarray(vectors[start:stop], dtype=np.float32)[np.asarray(counts[start:stop]) > 0]
+            if len(rows):
+                yield torch.from_numpy(rows)
+
+
 def store_reads(args: argparse.Namespace) -> pd.DataFrame:
     """Read MB/s of the ways probe training reads a store, through ``ActivationStore`` (float32 tensors, as
-    ``stack`` gives them), zarr vs memmap; each trial opens the stores anew (an empty chunk cache), the
-    formats alternate, and the figure is the median of --repeat trials."""
+    ``stack`` gives them): zarr against memmap (both read by this version's code) and against memmap read
+    by the code before it. Every trial opens its store anew (an empty chunk cache; opening is not timed),
+    the stores alternate, and the figures are the median, fastest and slowest of --repeat trials, in wall
+    and CPU seconds (CPU: every thread of the process)."""
     import torch
 
     from probes.store import ActivationStore
@@ -214,10 +244,6 @@ def store_reads(args: argparse.Namespace) -> pd.DataFrame:
     batches = [np.sort(rng.choice(n_words, 4096, replace=False)) for _ in range(20)]
     row_mb = d_model * 2 / 2**20  # float16 MB per row and layer
     streamed = 65_536
-
-    def before(store):  # the reading code before the zarr reader: numpy's float32 copy of the rows
-        return lambda: [np.asarray(store.layer(layer)[:], dtype=np.float32) for layer in layers]
-
     patterns = {
         "(a) read all rows, layer by layer": (
             lambda store: [store.stack([layer]) for layer in layers],
@@ -251,32 +277,45 @@ def store_reads(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for operation, (read, megabytes) in patterns.items():
         trials = {
-            "memmap": lambda read=read: read(ActivationStore(memmap_folder)),
-            "zarr": lambda read=read: read(ActivationStore(zarr_folder)),
+            "memmap": (lambda: ActivationStore(memmap_folder), read),
+            "zarr": (lambda: ActivationStore(zarr_folder), read),
+            "memmap, code before": (lambda: MemmapBefore(ActivationStore(memmap_folder)), read),
         }
-        if operation.startswith("(a)"):
-            trials["memmap, numpy copy (before)"] = lambda: before(ActivationStore(memmap_folder))()
         if operation.startswith("(c)"):
-            trials[f"zarr, cache {args.small_cache_mb} MiB"] = lambda read=read: read(
-                ActivationStore(zarr_folder, cache_bytes=small_cache)
+            trials[f"zarr, cache {args.small_cache_mb} MiB"] = (
+                lambda: ActivationStore(zarr_folder, cache_bytes=small_cache),
+                read,
             )
-        for name, (median, low, high) in _alternate(trials, args.repeat, spread=True).items():
-            rows.append({"operation": operation, "store": name, "megabytes": megabytes, "seconds": median,
-                         "fastest": low, "slowest": high})  # fmt: skip
+        for name, figures in _alternate(trials, args.repeat).items():
+            rows.append({"operation": operation, "store": name, "megabytes": megabytes, **figures})
     return _frame(rows)
 
 
-def _alternate(functions: dict, repeat: int, spread: bool = False) -> dict:
-    """Seconds of each function: trials alternate (A B C, B C A, ...) so the machine's load hits all alike;
-    the median (and with ``spread`` the fastest and slowest trial)."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    names = list(functions)
+def _alternate(trials: dict, repeat: int) -> dict[str, dict[str, float]]:
+    """Time ``read(open())`` for each (open, read) of ``trials`` (opening untimed), in alternating order
+    (A B C, B C A, ...) so the machine's load hits all alike: the median wall seconds, the fastest and
+    slowest trial, and the median CPU seconds."""
+    walls: dict[str, list[float]] = {name: [] for name in trials}
+    cpus: dict[str, list[float]] = {name: [] for name in trials}
+    names = list(trials)
     for trial in range(repeat):
         for name in names[trial % len(names) :] + names[: trial % len(names)]:
-            times[name].append(_timed(functions[name]))
-    if not spread:
-        return {name: float(np.median(values)) for name, values in times.items()}
-    return {name: (float(np.median(v)), min(v), max(v)) for name, v in times.items()}
+            open_store, read = trials[name]
+            store = open_store()
+            wall, cpu = time.perf_counter(), time.process_time()
+            read(store)
+            walls[name].append(time.perf_counter() - wall)
+            cpus[name].append(time.process_time() - cpu)
+            del store
+    return {
+        name: {
+            "seconds": float(np.median(walls[name])),
+            "fastest": min(walls[name]),
+            "slowest": max(walls[name]),
+            "cpu_seconds": float(np.median(cpus[name])),
+        }
+        for name in names
+    }
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:

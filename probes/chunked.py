@@ -19,8 +19,10 @@ A chunk is only ever written whole by one process: the store's writers give each
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -464,23 +466,21 @@ class ChunkedRows:
         return data.view(self.dtype.newbyteorder("<")).reshape(self.chunk_rows, *self.shape[1:])[:rows]
 
     def _read_object(self, path: str) -> np.ndarray:
-        """The bytes of one object (uint8, writable): a local file read into a fresh buffer without a copy,
-        or an fsspec ``cat``."""
+        """The bytes of one object (uint8): a local file mapped into memory (its page-cache pages, no copy,
+        read-only), or an fsspec ``cat`` copied into a reusable buffer."""
         if not self._location.is_local:
             content = np.frombuffer(self._location.fs.cat_file(path), dtype=np.uint8)
             buffer = self.cache.buffer(content.size)
             buffer[:] = content
             return buffer
-        with open(path, "rb", buffering=0) as handle:
+        with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            buffer = self.cache.buffer(size)
-            view, done = memoryview(buffer), 0
-            while done < size:
-                got = handle.readinto(view[done:])
-                if not got:
-                    break
-                done += got
-            return buffer[:done]
+            if size == 0 or os.name == "nt":  # nothing to map; Windows maps files another way: read it
+                return np.frombuffer(handle.read(), dtype=np.uint8)
+            # A private read-only mapping, populated in one call: chunk files are replaced whole (zarr writes
+            # a new file and renames it), never changed in place, so the mapped bytes stay those checked.
+            mapping = mmap.mmap(handle.fileno(), size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
+        return np.frombuffer(mapping, dtype=np.uint8)
 
     def plan(self, rows: slice | np.ndarray) -> list[tuple[int, slice | np.ndarray, slice | np.ndarray]]:
         """For normalized ``rows``: (chunk index, rows within the chunk, positions in the output) per chunk
@@ -614,6 +614,7 @@ def _count(inside: slice | np.ndarray) -> int:
     return inside.stop - inside.start if isinstance(inside, slice) else int(inside.size)
 
 
+_MAP_FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_POPULATE", 0)
 _TORCH_FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
 
 
@@ -623,7 +624,9 @@ def _copy_rows(out: np.ndarray, where, chunk: np.ndarray, inside) -> None:
     if out.dtype == chunk.dtype or out.dtype not in _TORCH_FLOATS or chunk.dtype not in _TORCH_FLOATS:
         out[where] = chunk[inside]
         return
-    source = torch.from_numpy(chunk)
+    with warnings.catch_warnings():  # a mapped chunk is read-only: torch only reads it
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        source = torch.from_numpy(chunk)
     part = source[inside] if isinstance(inside, slice) else source[torch.from_numpy(inside)]
     target = torch.from_numpy(out)
     if isinstance(where, slice):
