@@ -30,50 +30,38 @@ from ..loading import page_aligned_empty
 
 
 def joint_weight(linears: Sequence[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """(weight [in, total], bias [total] or None) of ``linears`` when they are laid side by side in one
-    matrix (:func:`lay_side_by_side`), in order, all with biases or all without; else None. ``x @ weight
-    + bias`` is then ``torch.cat([linear(x) for linear in linears], -1)`` in one product.
+    """(weight [total, in], bias [total] or None) of ``linears`` when they are laid side by side in one
+    matrix (:func:`lay_side_by_side`), in order, all with biases or all without; else None. ``F.linear(x,
+    weight, bias)`` is then ``torch.cat([linear(x) for linear in linears], -1)`` in one product.
 
-    The views are detached: use them without autograd (:func:`joint_product_allowed`)."""
-    first = linears[0].weight
-    total = sum(linear.weight.shape[0] for linear in linears)
-    if first.stride() != (1, total) or first.device.type == "meta":
+    Read from the parameters' addresses and strides on every call (a few microseconds): each weight must be
+    a [out_i, in] view with strides (1, total) starting where the previous one's columns end, so together
+    they are one input-major [in, total] matrix. Use the views without autograd (:func:`joint_product_allowed`):
+    a gradient would reach the first parameter only."""
+    weights = [linear.weight for linear in linears]
+    first = weights[0]
+    if first.is_meta:
         return None
-    weight = _adjacent(
-        [linear.weight for linear in linears],
-        (first.shape[1], total),
-        (total, 1),
-        lambda w: w.stride() == (1, total),
-    )
-    if weight is None:
-        return None
-    biases = [linear.bias for linear in linears]
-    if all(b is None for b in biases):
-        return weight, None
-    if any(b is None for b in biases):
-        return None
-    bias = _adjacent(biases, (total,), (1,), lambda b: b.stride() == (1,))
-    return None if bias is None else (weight, bias)
-
-
-def _adjacent(
-    tensors: list[torch.Tensor], shape: tuple[int, ...], stride: tuple[int, ...], laid_out
-) -> torch.Tensor | None:
-    """The view of ``shape``/``stride`` starting at ``tensors[0]`` when each tensor is laid out (``laid_out``)
-    and starts where the previous one's columns end, in one storage, same dtype; else None."""
-    first = tensors[0]
-    storage, size = first.untyped_storage().data_ptr(), first.element_size()
-    start = first.data_ptr()
-    for tensor in tensors:
-        if (
-            tensor.dtype != first.dtype
-            or not laid_out(tensor)
-            or tensor.data_ptr() != start
-            or tensor.untyped_storage().data_ptr() != storage
-        ):
+    total = sum(w.shape[0] for w in weights)
+    stride, size, pointer = (1, total), first.element_size(), first.data_ptr()
+    for w in weights:
+        if w.data_ptr() != pointer or w.stride() != stride or w.dtype != first.dtype:
             return None
-        start += tensor.shape[0] * size
-    return first.detach().as_strided(shape, stride)
+        pointer += w.shape[0] * size
+    # With one input column the strides say nothing: the next weight could be another allocation that
+    # happens to start there, so the storage must be the same too.
+    if first.shape[1] == 1 and len({w.untyped_storage().data_ptr() for w in weights}) > 1:
+        return None
+    weight = first.as_strided((total, first.shape[1]), stride)
+    biases = [linear.bias for linear in linears]
+    if biases[0] is None:
+        return (weight, None) if all(b is None for b in biases) else None
+    pointer = biases[0].data_ptr()
+    for b in biases:
+        if b is None or b.data_ptr() != pointer or b.stride() != (1,) or b.dtype != first.dtype:
+            return None
+        pointer += b.shape[0] * size
+    return weight, biases[0].as_strided((total,), (1,))
 
 
 def joint_product_allowed(linears: Sequence[nn.Linear]) -> bool:
@@ -84,20 +72,17 @@ def joint_product_allowed(linears: Sequence[nn.Linear]) -> bool:
     return not any(p.requires_grad for linear in linears for p in linear.parameters())
 
 
-def joint_linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> list[torch.Tensor] | None:
+def joint_linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> tuple[torch.Tensor, ...] | None:
     """x [..., in] -> ``[linear(x) for linear in linears]`` ([..., out_i] each, views of one [..., total]
-    product) when the linears are laid side by side and no gradient is recorded; else None (compute them one
-    by one)."""
+    product) when the linears are laid side by side, are plain ``nn.Linear`` layers and no gradient is
+    recorded; else None (compute them one by one)."""
     if not joint_product_allowed(linears) or not all(plain_linear(linear) for linear in linears):
         return None
     joint = joint_weight(linears)
     if joint is None:
         return None
-    weight, bias = joint
-    flat = x.reshape(-1, x.shape[-1])
-    out = torch.mm(flat, weight) if bias is None else torch.addmm(bias, flat, weight)
-    out = out.view(*x.shape[:-1], -1)
-    return list(out.split([linear.weight.shape[0] for linear in linears], dim=-1))
+    out = F.linear(x, *joint)  # [..., total]
+    return out.split([linear.out_features for linear in linears], dim=-1)
 
 
 def plain_linear(linear: nn.Module) -> bool:
