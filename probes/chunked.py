@@ -22,7 +22,6 @@ import math
 import mmap
 import os
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -281,7 +280,7 @@ class ChunkCache:
         """Take back the buffer of chunk ``values`` (read, not cached, and no longer used) for later reads."""
         buffer = _root(values)
         with self._lock:
-            if len(self._spares) < SPARE_BUFFERS and buffer.dtype == np.uint8 and buffer.flags.writeable:
+            if len(self._spares) < SPARE_BUFFERS and buffer.base is None:  # a buffer of ours, not a mapping
                 self._spares.append(buffer)
 
 
@@ -466,8 +465,8 @@ class ChunkedRows:
         return data.view(self.dtype.newbyteorder("<")).reshape(self.chunk_rows, *self.shape[1:])[:rows]
 
     def _read_object(self, path: str) -> np.ndarray:
-        """The bytes of one object (uint8): a local file mapped into memory (its page-cache pages, no copy,
-        read-only), or an fsspec ``cat`` copied into a reusable buffer."""
+        """The bytes of one object (uint8): a local file mapped into memory (its page-cache pages, no copy),
+        or an fsspec ``cat`` copied into a reusable buffer."""
         if not self._location.is_local:
             content = np.frombuffer(self._location.fs.cat_file(path), dtype=np.uint8)
             buffer = self.cache.buffer(content.size)
@@ -477,9 +476,13 @@ class ChunkedRows:
             size = os.fstat(handle.fileno()).st_size
             if size == 0 or os.name == "nt":  # nothing to map; Windows maps files another way: read it
                 return np.frombuffer(handle.read(), dtype=np.uint8)
-            # A private read-only mapping, populated in one call: chunk files are replaced whole (zarr writes
-            # a new file and renames it), never changed in place, so the mapped bytes stay those checked.
-            mapping = mmap.mmap(handle.fileno(), size, flags=_MAP_FLAGS, prot=mmap.PROT_READ)
+            # A private mapping (copy on write, and nothing here writes: writable only so that torch takes it
+            # without a warning). Chunk files are replaced whole (zarr writes a new file and renames it),
+            # never changed in place, so the mapped bytes stay the ones checked.
+            mapping = mmap.mmap(
+                handle.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+            )
+        mapping.madvise(mmap.MADV_WILLNEED)  # read ahead a chunk not in the page cache
         return np.frombuffer(mapping, dtype=np.uint8)
 
     def plan(self, rows: slice | np.ndarray) -> list[tuple[int, slice | np.ndarray, slice | np.ndarray]]:
@@ -565,71 +568,85 @@ def read_rows(arrays: Sequence[ChunkedRows], rows=None, dtype: torch.dtype = tor
     chosen = normalize_rows(rows, first.shape[0])
     n = chosen.stop - chosen.start if isinstance(chosen, slice) else chosen.size
     out = torch.empty((len(arrays), n, *first.shape[1:]), dtype=dtype)
-    read_into([(array, chosen, out[i].numpy()) for i, array in enumerate(arrays)])
+    read_into([(array, chosen, out[i]) for i, array in enumerate(arrays)])
     return out
 
 
-def read_into(jobs: Sequence[tuple[ChunkedRows, slice | np.ndarray, np.ndarray]]) -> None:
-    """Fill each ``out`` [k, *row_shape] with the normalized ``rows`` of its array, converting dtypes.
+def read_into(jobs: Sequence[tuple[ChunkedRows, slice | np.ndarray, np.ndarray | torch.Tensor]]) -> None:
+    """Fill each ``out`` [k, *row_shape] (numpy, or a float torch tensor) with the normalized ``rows`` of its
+    array, converting dtypes.
 
     Chunks not in the cache are read by reader threads, a few ahead of the copies (memory: the cache plus
     ``2 x threads`` chunk buffers), in chunk-major order (chunk 0 of every array, then chunk 1...). A chunk
     read is kept in the cache when a later read is likely to want it: the first and last chunk of a request
     (the next piece of a store read in consecutive pieces starts there) and chunks the request reads less than
     half of (random rows, sentences); a chunk inside a request that reads most of it (a sequential pass) is
-    not kept, and its buffer serves the next read."""
-    tasks = []
+    not kept, and its buffer serves the next read.
+
+    Rows picked by index into a tensor of another dtype are gathered into a buffer of the stored dtype and
+    converted at the end in one call, as a memmap read is (per chunk, the conversion costs more than the
+    gather)."""
+    tasks, staged = [], []
     for array, rows, out in jobs:
+        if isinstance(rows, np.ndarray) and isinstance(out, torch.Tensor):
+            staging = np.empty(tuple(out.shape), dtype=array.dtype)
+            staged.append((staging, out))
+            out = staging
         steps = array.plan(rows)
+        last = len(steps) - 1
         for position, (index, inside, where) in enumerate(steps):
-            edge = position in (0, len(steps) - 1)
-            keep = edge or 2 * _count(inside) < array.chunk_rows
+            keep = position == 0 or position == last or 2 * _count(inside) < array.chunk_rows
             tasks.append((position, array, index, inside, where, out, keep))
-    tasks.sort(key=lambda task: task[0])
-    chunks: list[Any] = [task[1]._cached(task[2]) for task in tasks]
+    if len(jobs) > 1:
+        tasks.sort(key=_position)
+    chunks: list[Any] = [array._cached(index) for _, array, index, *_ in tasks]
     missing = [i for i, chunk in enumerate(chunks) if chunk is None]
-    threads = max(array.threads for array, _, _ in jobs)
-    pool = _thread_pool(threads) if len(missing) > 1 else None  # one chunk: nothing to overlap
+    pool = None
+    if len(missing) > 1:  # one chunk to read: nothing to overlap
+        threads = max(array.threads for array, _, _ in jobs)
+        pool, window = _thread_pool(threads), 2 * threads
     futures: dict[int, Future] = {}
     submitted = 0
     try:
         for i, (_, array, index, inside, where, out, keep) in enumerate(tasks):
-            while pool is not None and submitted < len(missing) and missing[submitted] < i + 2 * threads:
+            while pool is not None and submitted < len(missing) and missing[submitted] < i + window:
                 task = tasks[missing[submitted]]
                 futures[missing[submitted]] = pool.submit(task[1].load, task[2])
                 submitted += 1
-            chunk, loaded = chunks[i], chunks[i] is None
-            if loaded:
-                chunk = futures.pop(i).result() if i in futures else array.load(index)
-            chunks[i] = None
+            chunk = chunks[i]
+            if chunk is not None:
+                _copy_rows(out, where, chunk, inside)
+                continue
+            chunk = futures.pop(i).result() if i in futures else array.load(index)
             _copy_rows(out, where, chunk, inside)
-            if loaded:
-                array._keep(index, chunk) if keep else array.cache.recycle(chunk)
+            array._keep(index, chunk) if keep else array.cache.recycle(chunk)
     finally:
         for future in futures.values():  # after an error: no reader left running for nothing
             future.cancel()
+    for staging, out in staged:
+        out.copy_(torch.from_numpy(staging))
+
+
+def _position(task: tuple) -> int:
+    return task[0]
 
 
 def _count(inside: slice | np.ndarray) -> int:
     return inside.stop - inside.start if isinstance(inside, slice) else int(inside.size)
 
 
-_MAP_FLAGS = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_POPULATE", 0)
-_TORCH_FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
-
-
-def _copy_rows(out: np.ndarray, where, chunk: np.ndarray, inside) -> None:
-    """out[where] = chunk[inside]; a float conversion is done by torch (vectorized; numpy's float16 cast is
-    several times slower), anything else by numpy."""
-    if out.dtype == chunk.dtype or out.dtype not in _TORCH_FLOATS or chunk.dtype not in _TORCH_FLOATS:
-        out[where] = chunk[inside]
+def _copy_rows(out: np.ndarray | torch.Tensor, where, chunk: np.ndarray, inside) -> None:
+    """out[where] = chunk[inside]: numpy into a numpy ``out``; into a tensor, numpy selects the rows (a view, or
+    a gather of float16 rows) and torch converts them (vectorized: numpy's float16 cast is several times
+    slower)."""
+    if isinstance(out, np.ndarray):
+        if isinstance(inside, np.ndarray) and isinstance(where, slice):
+            np.take(chunk, inside, axis=0, out=out[where])  # gathered in place, no temporary
+        else:
+            out[where] = chunk[inside]
         return
-    with warnings.catch_warnings():  # a mapped chunk is read-only: torch only reads it
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        source = torch.from_numpy(chunk)
-    part = source[inside] if isinstance(inside, slice) else source[torch.from_numpy(inside)]
-    target = torch.from_numpy(out)
+    part = torch.from_numpy(chunk[inside])
     if isinstance(where, slice):
-        target[where].copy_(part)
+        out[where].copy_(part)
     else:
-        target.index_copy_(0, torch.from_numpy(where), part.to(target.dtype))
+        out.index_copy_(0, torch.from_numpy(where), part.to(out.dtype))

@@ -48,7 +48,6 @@ import copy
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1149,7 +1148,7 @@ class ActivationStore:
         read_threads: int | None = None,
     ) -> None:
         self.folder = folder if isinstance(folder, Path) or "://" in str(folder) else Path(folder)
-        self._maps: dict[int, Any] = {}
+        self._maps: dict[Any, Any] = {}  # layer -> its rows; ("private", layer) -> a copy-on-write map
         self._cache = chunked.ChunkCache(cache_bytes)
         self._read_threads = read_threads
         if isinstance(self.folder, Path) and (self.folder / MANIFEST).is_file():
@@ -1247,11 +1246,23 @@ class ActivationStore:
         wanted = chunked.normalize_rows(rows, self.n_words)
         n = wanted.stop - wanted.start if isinstance(wanted, slice) else wanted.size
         out = torch.empty((len(chosen), n, self.d_model), dtype=torch.float32)
-        for i, values in enumerate(arrays):
-            with warnings.catch_warnings():  # a slice of a read-only memmap: torch reads it, never writes
-                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-                out[i].copy_(torch.from_numpy(np.asarray(values[wanted])))  # torch converts: numpy is slower
+        for i, layer in enumerate(chosen):
+            out[i].copy_(
+                torch.from_numpy(self._private_map(layer)[wanted])
+            )  # torch converts: numpy is slower
         return out
+
+    def _private_map(self, layer: int) -> np.ndarray:
+        """A memmap store's layer mapped copy-on-write: writable to torch, which only reads it (``layer()``
+        gives the read-only map)."""
+        if ("private", layer) not in self._maps:
+            self._maps[("private", layer)] = np.memmap(
+                self.folder / layer_file(layer),
+                dtype=np.float16,
+                mode="c",
+                shape=(self.n_words, self.d_model),
+            )
+        return self._maps[("private", layer)]
 
     def batches(self, layer: int, batch_size: int = 4096) -> LayerBatches:
         """The word vectors of ``layer`` as float32 batches [<= batch_size, d_model], read in order (what
