@@ -178,9 +178,8 @@ def generate(
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
                 logits = out.logits[:, -1].float()
-            logits = logits.to(
-                ids_buffer.device
-            )  # a model split by a device_map gives them on its last device
+            # A model split by a device_map gives them on its last device.
+            logits = logits.to(ids_buffer.device)
             probabilities = logits.softmax(-1)
             chosen = (
                 sample_next(logits, temperature, top_k, top_p, generator) if sampling else logits.argmax(-1)

@@ -24,6 +24,7 @@ class KVCache:
         self.values: list[torch.Tensor] = []
         self.key_buffers: list[torch.Tensor] = []  # [batch, capacity, head, d_head] per layer, once reserved
         self.value_buffers: list[torch.Tensor] = []
+        self.layer_views: list[LayerKV] = []  # made once per layer by layer()
 
     def __len__(self) -> int:
         """Number of cached positions."""
@@ -35,7 +36,10 @@ class KVCache:
         return self.key_buffers[0].shape[1] if self.key_buffers else None
 
     def layer(self, index: int) -> LayerKV:
-        return LayerKV(self, index)
+        """The view of one layer (made once per layer: a decoding step asks for every layer's)."""
+        while len(self.layer_views) <= index:
+            self.layer_views.append(LayerKV(self, len(self.layer_views)))
+        return self.layer_views[index]
 
     def reserve(self, capacity: int) -> None:
         """Preallocate buffers of ``capacity`` positions for every cached layer and copy the cached positions in.
