@@ -159,6 +159,8 @@ def stored_chunks(location: Location, name: str) -> dict[int, int]:
         return {}
     found = {}
     for path, info in location.fs.find(prefix, detail=True).items():
+        if path.endswith(".partial"):  # zarr's temporary file of a write that was interrupted: not a chunk
+            continue
         parts = path[len(prefix) :].strip("/").split("/")
         if not parts[0].isdigit() or any(part != "0" for part in parts[1:]):
             raise StoreError(
@@ -568,8 +570,25 @@ def read_rows(arrays: Sequence[ChunkedRows], rows=None, dtype: torch.dtype = tor
     chosen = normalize_rows(rows, first.shape[0])
     n = chosen.stop - chosen.start if isinstance(chosen, slice) else chosen.size
     out = torch.empty((len(arrays), n, *first.shape[1:]), dtype=dtype)
-    read_into([(array, chosen, out[i]) for i, array in enumerate(arrays)])
+    if not (isinstance(chosen, slice) and n and _copy_cached_slice(arrays, chosen, out)):
+        read_into([(array, chosen, out[i]) for i, array in enumerate(arrays)])
     return out
+
+
+def _copy_cached_slice(arrays: Sequence[ChunkedRows], rows: slice, out: torch.Tensor) -> bool:
+    """Copy ``rows`` when they lie in one chunk of each array and every one of those chunks is cached (a store
+    read sentence by sentence), without planning a read; False (nothing copied) otherwise."""
+    size = arrays[0].chunk_rows
+    index = rows.start // size
+    if (rows.stop - 1) // size != index or any(array.chunk_rows != size for array in arrays):
+        return False
+    chunks = [array._cached(index) for array in arrays]
+    if any(chunk is None for chunk in chunks):
+        return False
+    start, stop = rows.start - index * size, rows.stop - index * size
+    for i, chunk in enumerate(chunks):
+        out[i].copy_(torch.from_numpy(chunk[start:stop]))
+    return True
 
 
 def read_into(jobs: Sequence[tuple[ChunkedRows, slice | np.ndarray, np.ndarray | torch.Tensor]]) -> None:
@@ -641,7 +660,7 @@ def _copy_rows(out: np.ndarray | torch.Tensor, where, chunk: np.ndarray, inside)
     slower)."""
     if isinstance(out, np.ndarray):
         if isinstance(inside, np.ndarray) and isinstance(where, slice):
-            np.take(chunk, inside, axis=0, out=out[where])  # gathered in place, no temporary
+            np.take(chunk, inside, axis=0, out=out[where], mode="clip")  # in place ("raise" would buffer)
         else:
             out[where] = chunk[inside]
         return

@@ -790,9 +790,13 @@ def _array_chunk_rows(manifest: dict[str, Any], name: str) -> int:
     return 1 if name == DONE_ARRAY else manifest["chunk_rows"]
 
 
-def check_zarr_store(location: chunked.Location, manifest: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def check_zarr_store(
+    location: chunked.Location, manifest: dict[str, Any], chunks: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Check a zarr store against its manifest: the offsets (shape, hash), every array's shape, dtype and
-    chunking, every chunk object's size, and that every chunk recorded as done exists in every array.
+    chunking, the done records, and (``chunks``) every chunk object's size and that every chunk recorded as
+    done exists in every array: a listing of every array, which on object storage costs a request per
+    thousand objects (a reader checks each chunk's size and checksum when it reads it anyway).
 
     Returns:
         (offsets int64 [n_sentences + 1], done bool [n_chunks]).
@@ -816,7 +820,7 @@ def check_zarr_store(location: chunked.Location, manifest: dict[str, Any]) -> tu
     done = _read_whole(location, group, DONE_ARRAY, (n_total,), "uint8") == 1
     required = set(np.flatnonzero(done).tolist())
     for name, (_, row_shape, dtype) in arrays.items():
-        if name != DONE_ARRAY:
+        if chunks and name != DONE_ARRAY:
             nbytes = chunked.chunk_nbytes(manifest["chunk_rows"], row_shape, dtype)
             chunked.check_chunks(
                 location, name, n_total, nbytes, required, _damager(location), 1 + len(row_shape)
@@ -945,8 +949,9 @@ def _remove_zarr_store(location: chunked.Location) -> None:
             chunked.remove(location, name)
 
 
-def _setup_zarr(job: _Job, location: chunked.Location, overwrite: bool) -> None:
-    """Rank 0: check an existing store against the wanted one (or replace it), or create a new one."""
+def _setup_zarr(job: _Job, location: chunked.Location, overwrite: bool) -> np.ndarray:
+    """Rank 0: check an existing store against the wanted one (or replace it), or create a new one. Returns
+    which chunks are done (bool [n_chunks]), for every rank: the others need not list the store again."""
     if overwrite:
         _remove_zarr_store(location)
         if location.is_local:
@@ -959,9 +964,9 @@ def _setup_zarr(job: _Job, location: chunked.Location, overwrite: bool) -> None:
     if _holds_zarr_store(location):
         stored = read_zarr_manifest(location)
         _check_same(stored, job.manifest, location.url)
-        check_zarr_store(location, stored)
-        return
+        return check_zarr_store(location, stored)[1]
     _create_zarr_store(location, dict(job.manifest), job.offsets)
+    return np.zeros(job.manifest["n_chunks"], dtype=bool)
 
 
 def _extract_zarr(job: _Job, folder, progress: bool, max_chunks, overwrite: bool) -> ActivationStore:
@@ -969,19 +974,18 @@ def _extract_zarr(job: _Job, folder, progress: bool, max_chunks, overwrite: bool
     location = chunked.open_location(folder, read_only=False)
     if location.is_local:
         Path(location.root).mkdir(parents=True, exist_ok=True)
-    failure = None
+    failure = done = None
     if ctx.is_main:
         try:
-            _setup_zarr(job, location, overwrite)
+            done = _setup_zarr(job, location, overwrite)  # checks every chunk of a store it resumes
         except Exception as err:  # told to the other ranks, so that none waits for a store never made
             failure = err
-    failure = distributed.broadcast_object(failure)
+    failure, done = distributed.broadcast_object((failure, done))  # no rank lists the store again
     if failure is not None:
         raise failure
     stored = read_zarr_manifest(location)
     _check_same(stored, job.manifest, location.url)  # every rank runs the same model on the same data
     chunk_rows = stored["chunk_rows"]
-    _, done = check_zarr_store(location, stored)
     pending = np.flatnonzero(~done).tolist()
     mine = distributed.share(pending)[:max_chunks]
     steps = int(distributed.all_reduce_scalar(len(mine), "max"))  # every rank takes part in every step
@@ -999,9 +1003,9 @@ def _extract_zarr(job: _Job, folder, progress: bool, max_chunks, overwrite: bool
             bar.update(rows)
     distributed.barrier()
     if ctx.is_main:
-        _finalize_zarr(location, stored)
+        _finalize_zarr(location, stored)  # checks every chunk once more
     distributed.barrier()
-    return ActivationStore(folder)
+    return ActivationStore(folder, check_chunks=False)
 
 
 def _finalize_zarr(location: chunked.Location, manifest: dict[str, Any]) -> None:
@@ -1130,6 +1134,10 @@ class ActivationStore:
             are fast while the layer's chunks fit, and cost a chunk read per chunk touched when they do not.
         read_threads: zarr: threads reading chunks concurrently (default: 4 at most on a local disk, 16 for
             an object store).
+        check_chunks: zarr: list every chunk object when opening, checking its size and that every chunk
+            recorded as written exists (one list request per thousand objects on object storage). False
+            skips that listing (each rank of a job opening a store one process just checked, say): a chunk
+            is still checked (size, CRC32C) when its rows are read.
 
     Attributes:
         manifest: the manifest dict; layers: the stored layer numbers; offsets: int64 [n_sentences + 1];
@@ -1146,6 +1154,7 @@ class ActivationStore:
         folder: str | Path,
         cache_bytes: int = chunked.DEFAULT_CACHE_BYTES,
         read_threads: int | None = None,
+        check_chunks: bool = True,
     ) -> None:
         self.folder = folder if isinstance(folder, Path) or "://" in str(folder) else Path(folder)
         self._maps: dict[Any, Any] = {}  # layer -> its rows; ("private", layer) -> a copy-on-write map
@@ -1154,7 +1163,7 @@ class ActivationStore:
         if isinstance(self.folder, Path) and (self.folder / MANIFEST).is_file():
             self._open_memmap(self.folder)
         else:
-            self._open_zarr(self.folder)
+            self._open_zarr(self.folder, check_chunks)
         self.layers: list[int] = list(self.manifest["layers"])
         self.n_words: int = int(self.manifest["n_words"])
         self.n_sentences: int = int(self.manifest["n_sentences"])
@@ -1174,11 +1183,11 @@ class ActivationStore:
         check_files(folder, self.manifest)
         self._done = None
 
-    def _open_zarr(self, folder) -> None:
+    def _open_zarr(self, folder, check_chunks: bool) -> None:
         self.format = "zarr"
         self._location = chunked.open_location(folder, read_only=True)
         self.manifest = read_zarr_manifest(self._location)
-        self.offsets, self._done = check_zarr_store(self._location, self.manifest)
+        self.offsets, self._done = check_zarr_store(self._location, self.manifest, chunks=check_chunks)
         if self.manifest["progress"] >= self.manifest["n_sentences"] and not self._done.all():
             raise _zarr_damaged(
                 self._location,

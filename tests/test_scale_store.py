@@ -383,3 +383,83 @@ def test_reads_in_dataloader_workers_after_the_parent_read(reference):
     loader = DataLoader(Pieces(store), batch_size=None, num_workers=1, multiprocessing_context="fork")
     for got, want in zip(loader, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# Object storage robustness: what ranks list, torn or interrupted manifest writes ----------------------------
+
+
+def test_opening_without_the_chunk_listing_lists_only_the_done_records(reference, tmp_path, monkeypatch):
+    """Each rank of a job opens the store rank 0 has just checked with check_chunks=False: one listing (the
+    done records) instead of one per array; a chunk damaged after all is still named when read."""
+    import shutil
+
+    from probes import chunked
+
+    listed = []
+    original = chunked.stored_chunks
+    monkeypatch.setattr(
+        chunked, "stored_chunks", lambda location, name: listed.append(name) or original(location, name)
+    )
+    ActivationStore(reference)
+    assert sorted(listed) == ["chunks_done", "layer_0", "layer_1", "layer_2", "n_subwords"]
+    listed.clear()
+    folder = tmp_path / "store"
+    shutil.copytree(reference, folder)
+    chunk = folder / "layer_1" / "c" / "2" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-10])
+    store = ActivationStore(folder, check_chunks=False)
+    assert listed == ["chunks_done"]
+    with pytest.raises(StoreError, match=r"layer_1/c/2/0 is damaged: .*\(truncated\)"):
+        store.stack(layers=[1])
+
+
+@pytest.mark.parametrize("kept", [0.25, 0.5, 0.9, -2])
+def test_a_torn_manifest_is_rejected(reference, model, words, tmp_path, kept):
+    """zarr.json cut short (a write torn by a crash on a store without atomic writes): never read as a store,
+    never resumed over."""
+    import shutil
+
+    folder = tmp_path / "store"
+    shutil.copytree(reference, folder)
+    zarr_json = folder / "zarr.json"
+    content = zarr_json.read_bytes()
+    zarr_json.write_bytes(content[: int(len(content) * kept)] if kept > 0 else content[:kept])
+    with pytest.raises(StoreError, match=r"zarr\.json is damaged"):
+        ActivationStore(folder)
+    with pytest.raises(StoreError, match=r"zarr\.json is damaged"):
+        extract(model, words, folder, **OPTIONS)
+
+
+def test_an_interrupted_finalize_leaves_the_previous_manifest(model, words, reference, tmp_path, monkeypatch):
+    """The manifest that says "complete" is written last and whole (zarr writes a temporary file and renames
+    it): a finalize that dies while writing it leaves the previous manifest (incomplete) and no stray file,
+    and the next run completes the store."""
+    partial = extract(model, words, tmp_path, max_chunks=3, **OPTIONS)
+    assert not partial.complete
+    real_replace = Path.replace
+
+    def crash_on_manifest(self, target):
+        if Path(target) == tmp_path / "zarr.json":
+            raise OSError("killed while writing zarr.json")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", crash_on_manifest)
+    with pytest.raises(OSError, match="killed while writing"):
+        extract(model, words, tmp_path, **OPTIONS)
+    monkeypatch.setattr(Path, "replace", real_replace)
+    after = ActivationStore(tmp_path)
+    assert not after.complete and after.manifest["progress"] == partial.manifest["progress"]
+    assert bool(after._done.all())  # every chunk is written, but the manifest does not say so
+    assert not list(tmp_path.glob("*.partial"))
+    assert extract(model, words, tmp_path, **OPTIONS).complete
+    assert files_of(tmp_path) == files_of(reference)
+
+
+def test_a_temporary_file_of_an_interrupted_chunk_write_is_not_a_chunk(model, words, reference, tmp_path):
+    extract(model, words, tmp_path, max_chunks=3, **OPTIONS)
+    leftover = tmp_path / "layer_1" / "c" / "5" / "0.0123abcd.partial"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half a chunk")  # a rank killed while zarr wrote chunk 5
+    assert extract(model, words, tmp_path, **OPTIONS).complete
+    leftover.unlink()
+    assert files_of(tmp_path) == files_of(reference)
