@@ -5,12 +5,20 @@ sentences of ``--data``, timed inside the processes from a barrier to the end (m
 left out), as the memmap format in one process (the baseline), the zarr store in one process, and the zarr
 store under ``torchrun --nproc-per-node 2``. Every process gets ``cores // processes`` torch threads, so
 the runs use the same cores. The 2-process store is checked to equal the 1-process one byte for byte.
-(b) Store I/O: random float16 word vectors [--words, --d-model] for --layers layers written as a memmap
-store's files and as zarr chunks (``probes.chunked``: CRC32C, uncompressed), then read three ways: all
-rows in order, sentence by sentence (20-row slices in order, as ``probes run`` reads them), and 4096-row
-random index batches, each as the float32 copy ``ActivationStore.stack`` makes. MB/s of float16 data; each figure is the best of ``--repeat`` runs (page cache
-dropped is not possible without root, so reads are warm: they measure the format's overhead, not the disk).
+(b) Store I/O: random float16 word vectors [--words, --d-model] for --layers layers, in sentences of 5-35
+words. Writes: the memmap files and zarr chunks (``probes.chunked``: CRC32C, uncompressed), chunk by chunk.
+Reads: a memmap store (format 2) and the zarr store ``probes.store.convert`` makes of it, read through
+``ActivationStore`` as probe training reads them, as float32 tensors: (a) every row of each layer, (b)
+``stack(layers, rows)`` over the sorted rows of 80% of the sentences, 65,536 at a time (a streamed probe),
+(c) 20 sorted batches of 4,096 random rows per layer (again with a chunk cache of --small-cache-mb, smaller
+than a layer), (d) ``stack()`` of every layer, (e) ``batches(layer, 4096)``, (f) ``stack(rows=sentence)``
+sentence by sentence. Baselines in the same run: the memmap store read by this version's code, and by the
+code before the zarr reader ("memmap, code before": numpy's float32 cast). Each trial opens its store anew
+(opening untimed); stores alternate; median, fastest and slowest wall seconds of --repeat trials and the
+median CPU seconds (all threads). Reads are from a warm page cache (dropping it needs root): they measure
+the formats' overhead, not the disk. Torch runs one thread; the zarr reader uses its default threads.
 
+    python benchmarks/scale.py --skip-extraction --words 100000 --repeat 7   # the store figures only
     python benchmarks/scale.py [--data sample|ud_english_ewt|PATH] [--sentences 400] [--words 200000]
 """
 
