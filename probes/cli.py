@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the probes' features from the store this many words at a time instead of loading a split "
         "(probes larger than memory; the MLP, structural and arc probes then train with L-BFGS)",
     )
+    command.add_argument(
+        "--parallel",
+        choices=("units", "data"),
+        default="units",
+        help="under torchrun: 'units' (default) gives each rank its own probes; 'data' (with --stream-rows) "
+        "trains every probe on all ranks, each reading its share of the rows (the fit equals one process's)",
+    )
     _add_extract_command(sub)
     return parser
 
@@ -214,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             store_dir=args.store,
             max_sentences=args.max_sentences,
             stream_rows=args.stream_rows,
+            parallel=args.parallel,
         )
         distributed.shutdown()
         if not distributed.is_main():

@@ -45,6 +45,7 @@ from .tasks import ArcControlTask, ControlTask, Task, get_task
 
 SPLITS = ("train", "dev", "test")
 CLASSIFIERS = {"linear": LinearProbe, "mlp": MLPProbe}
+PARALLEL_MODES = ("units", "data")  # how torchrun's ranks share probe training: see run()
 
 
 @dataclass
@@ -154,6 +155,7 @@ def run(
     features=None,
     top_k: Sequence[int] = (1, 4, 16),
     stream_rows: int | None = None,
+    parallel: str = "units",
 ) -> ProbingResults:
     """Probe every layer of every model for every task.
 
@@ -179,6 +181,11 @@ def run(
         stream_rows: read the features of word-level classification, structural and arc tasks from the store
             this many words at a time instead of loading a split (probes larger than memory; the MLP,
             structural and arc probes then train with full-batch L-BFGS): memory is set by it, not by the data.
+        parallel: under ``torchrun``, how the ranks share the probe training: ``"units"`` (each rank trains
+            its own probes, below) or ``"data"`` (with ``stream_rows``: every rank trains every probe on its
+            share of the store's chunks, the losses and gradients summed over the ranks, so one probe larger
+            than a machine's memory or time trains on all of them; the fit equals one process's). Alone, both
+            are the same.
 
     Under ``torchrun`` every rank calls this with the same arguments and gets the same results back, equal
     (to float tolerance) to a single process's, rows in the same order. Each model's activations are
@@ -200,6 +207,13 @@ def run(
         raise ValueError(f"probe must be one of {sorted(CLASSIFIERS)}, got {probe!r}")
     if stream_rows is not None and (not isinstance(stream_rows, int) or stream_rows < 1):
         raise ValueError(f"stream_rows must be a positive integer or None, got {stream_rows!r}")
+    if parallel not in PARALLEL_MODES:
+        raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {parallel!r}")
+    if parallel == "data" and stream_rows is None:
+        raise ValueError(
+            "parallel='data' shares each probe's rows among the ranks by streaming them from the store: "
+            "give stream_rows too (e.g. stream_rows=65536)"
+        )
     ctx = distributed.init()  # under torchrun: before any model is loaded (NCCL picks this rank's GPU)
     model_list = [models] if isinstance(models, (str, Path, HookedTransformer)) else list(models)
     task_list = [
@@ -283,12 +297,19 @@ def run(
             )
         )
         del model  # the stores are all the probes need; the next model loads into the freed memory
-    setup = _ProbeSetup(task_list, sentences, probe, control, seed, rank, options, mdl, stream_rows)
-    units = _units(plans, setup, ctx.world_size)
-    # training the probes (every layer, every task, its control task) is the long wait after extraction
-    outcomes = distributed.map_units(
-        lambda unit: _run_unit(unit, plans, setup), units, progress=progress, desc="probes", unit="probe"
+    data_parallel = parallel == "data"
+    setup = _ProbeSetup(
+        task_list, sentences, probe, control, seed, rank, options, mdl, stream_rows, data_parallel
     )
+    # training the probes (every layer, every task, its control task) is the long wait after extraction
+    if data_parallel:  # every rank takes part in every probe (all layers together), in the same order
+        units = _units(plans, setup, world_size=1)
+        outcomes = _run_together(units, plans, setup, progress)
+    else:
+        units = _units(plans, setup, ctx.world_size)
+        outcomes = distributed.map_units(
+            lambda unit: _run_unit(unit, plans, setup), units, progress=progress, desc="probes", unit="probe"
+        )
     frame = pd.DataFrame(_result_rows(plans, setup, units, outcomes))
     if "top_k" in frame:  # None for the all-features rows: an integer column that can be missing
         frame["top_k"] = frame["top_k"].astype("Int64")
@@ -353,6 +374,7 @@ class _ProbeSetup:
     options: dict
     mdl: bool
     stream_rows: int | None = None
+    data_parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -430,7 +452,7 @@ def _run_unit(unit: _Unit, plans: list[_ModelPlan], setup: _ProbeSetup):
             runs, setup.sentences, stores, setup.probe, setup.seed, setup.options, plan.top_k, template
         )
     current = {is_control: run_task for run_task, is_control in runs}[unit.control]
-    scores = _probe_task(  # this rank's alone (data_parallel=False): the other ranks train other units
+    scores = _probe_task(  # data_parallel=False: this rank's alone, the other ranks train other units
         current,
         setup.sentences,
         stores,
@@ -440,8 +462,24 @@ def _run_unit(unit: _Unit, plans: list[_ModelPlan], setup: _ProbeSetup):
         setup.options,
         setup.mdl,
         stream_rows=setup.stream_rows,
+        data_parallel=setup.data_parallel,
     )
     return {key: torch.as_tensor(values).detach().cpu().tolist() for key, values in scores.items()}
+
+
+def _run_together(units: list[_Unit], plans: list[_ModelPlan], setup: _ProbeSetup, progress: bool) -> list:
+    """``parallel="data"``: every rank runs every unit, in order, each probe's chunks shared among the ranks
+    (the streamed sources' collectives keep the ranks in step); every rank ends with the same results."""
+    from tqdm.auto import tqdm
+
+    outcomes = []
+    with tqdm(
+        total=len(units), desc="probes", unit="probe", disable=not (progress and distributed.is_main())
+    ) as bar:
+        for unit in units:
+            outcomes.append(_run_unit(unit, plans, setup))
+            bar.update()
+    return outcomes
 
 
 class _LayerSubset:

@@ -60,6 +60,8 @@ ctx = D.init()
 folder, out, probes_options, bench_args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 results = probes.run(folder, **pickle.loads(bytes.fromhex(probes_options)))  # store_dir=None: rank 0's
 found = {"frame": results.frame, "provenance": results.provenance}
+data_parallel = dict(pickle.loads(bytes.fromhex(probes_options)), tasks=["upos", "depth"], control=False)
+found["data_parallel"] = probes.run(folder, **data_parallel, stream_rows=20, parallel="data").frame
 
 def fails_on_rank_1(unit):
     if D.context().distributed:
@@ -113,6 +115,21 @@ def test_probes_run_on_two_ranks_equals_one_process(folders, two_ranks, tmp_path
     for result in ranks:  # every rank returns the whole frame, rows in a single process's order
         pd.testing.assert_frame_equal(result["frame"], one.frame, atol=1e-5)
         assert result["provenance"] == one.provenance
+
+
+def test_data_parallel_probes_on_two_ranks_equal_one_process(folders, two_ranks, tmp_path, one_thread):
+    """parallel="data": both ranks train every probe, each reading its share of the store's chunks (20 words
+    per read), the sums reduced over the ranks: the same frame as one process streaming alone."""
+    ranks = [pickle.loads((two_ranks[0] / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+    options = dict(PROBES, tasks=["upos", "depth"], control=False, store_dir=tmp_path, stream_rows=20)
+    one = probes.run(folders[0], **options)
+    assert set(one.frame["task"]) == {"upos", "depth"}
+    for result in ranks:
+        pd.testing.assert_frame_equal(result["data_parallel"], one.frame, atol=1e-5)
+    with pytest.raises(ValueError, match="give stream_rows too"):
+        probes.run(folders[0], **dict(options, stream_rows=None), parallel="data")
+    with pytest.raises(ValueError, match="parallel must be one of"):
+        probes.run(folders[0], **options, parallel="layers")
 
 
 def test_map_units_on_two_ranks_keeps_order_and_reports_a_failure_everywhere(two_ranks):
