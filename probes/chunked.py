@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -207,6 +208,12 @@ def check_chunks(
 # socket reads release the GIL.
 
 DEFAULT_CACHE_BYTES = 256 * 2**20  # verified chunks kept per store: 32 chunks of the default 8 MiB
+
+
+MAP_BYTES = 2**20  # chunk files this large or larger are mapped, smaller ones read
+# Python < 3.13 keeps a duplicate file descriptor per mapping (so the cache holds at most cache_bytes /
+# MAP_BYTES descriptors); 3.13 can leave it out.
+_NO_FD = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def _crc32c_function():
@@ -476,13 +483,15 @@ class ChunkedRows:
             return buffer
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size == 0 or os.name == "nt":  # nothing to map; Windows maps files another way: read it
-                return np.frombuffer(handle.read(), dtype=np.uint8)
+            if size < MAP_BYTES or os.name == "nt":  # small: a read is as cheap; Windows maps another way
+                buffer = self.cache.buffer(size)
+                got = handle.readinto(memoryview(buffer)) if size else 0
+                return buffer[:got]
             # A private mapping (copy on write, and nothing here writes: writable only so that torch takes it
             # without a warning). Chunk files are replaced whole (zarr writes a new file and renames it),
             # never changed in place, so the mapped bytes stay the ones checked.
             mapping = mmap.mmap(
-                handle.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+                handle.fileno(), size, mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE, **_NO_FD
             )
         mapping.madvise(mmap.MADV_WILLNEED)  # read ahead a chunk not in the page cache
         return np.frombuffer(mapping, dtype=np.uint8)

@@ -265,10 +265,20 @@ def row_requests(n: int) -> list:
     ]  # fmt: skip
 
 
+@pytest.fixture(params=["mapped", "read"])
+def chunk_files(request, monkeypatch) -> str:
+    """Local chunk files mapped into memory (as chunks of 1 MiB and more are) or read into buffers."""
+    from probes import chunked
+
+    monkeypatch.setattr(chunked, "MAP_BYTES", 0 if request.param == "mapped" else 2**62)
+    return request.param
+
+
 @pytest.mark.parametrize("cache_bytes, threads", [(0, 1), (0, 4), (3000, 2), (2**20, 4)])
-def test_reads_equal_zarrs_own_decoding(reference, cache_bytes, threads):
+def test_reads_equal_zarrs_own_decoding(reference, cache_bytes, threads, chunk_files):
     """Every way of asking for rows (slices, steps, sorted/unsorted/repeated/negative indices, masks, empty),
-    with no cache, a cache of a few chunks or of all of them, one thread or several."""
+    with no cache, a cache of a few chunks or of all of them, one thread or several, chunk files mapped or
+    read."""
     store = ActivationStore(reference, cache_bytes=cache_bytes, read_threads=threads)
     truth = {layer: zarr_decoded(reference, f"layer_{layer}") for layer in store.layers}
     for rows in row_requests(store.n_words):
@@ -299,7 +309,7 @@ def torch_cat(tensors, dim: int = 1) -> np.ndarray:
     return torch.cat(tensors, dim=dim).numpy()
 
 
-def test_a_damaged_chunk_in_a_concurrent_read_is_named(reference, tmp_path):
+def test_a_damaged_chunk_in_a_concurrent_read_is_named(reference, tmp_path, chunk_files):
     """A flipped byte in one chunk of a many-chunk read (reader threads) fails the read, naming the chunk,
     on a folder and on a memory:// URL; reads that do not touch the chunk give the right values."""
     import fsspec
