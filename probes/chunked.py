@@ -323,6 +323,18 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
+def _forget_pools() -> None:
+    """In a forked child: the parent's reader threads do not run there, and a lock a parent thread held is
+    held forever."""
+    global _POOLS_LOCK
+    _POOLS_LOCK = threading.Lock()
+    _POOLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 def default_read_threads(location: Location) -> int:
     """Reader threads: a few for a local disk (the cores do the checksums and copies), many for an object
     store (each request waits on the network)."""
