@@ -6,7 +6,9 @@ folder, so both libraries hold the same weights (float32):
 1. ``forward``: GPT-2-small LM forward, 1 x ``--long`` tokens (nothing padded), ours / Hugging Face's (sdpa);
    target <= 1.0 (the fused causal kernel, ``is_causal``, on both sides).
 2. ``capture``: ``run_with_cache`` of every hook / our plain forward, at GPT-2-small 1 x ``--long`` and
-   BERT-base 8 x 128, default process settings (no ``wb.keep_freed_memory()``); target <= 1.10.
+   BERT-base 8 x 128, default process settings (no ``wb.keep_freed_memory()``); target <= 1.10. Also with
+   ``out=`` a previous cache (its tensors written over: no cache allocated). Timed on the wall clock and on
+   the process's CPU time (``[cpu]``: the work done, steadier than the wall clock on a shared machine).
 3. ``generate``: greedy tokens/s of ``model.generate`` / Hugging Face's default ``generate`` (eager loop,
    dynamic cache), batch 1 and 8 (prompts of ``--prompt-tokens`` tokens each, nothing padded,
    ``stop_at_eos=False``, ``--new-tokens`` new tokens), GPT-2-small and a Llama shape; target >= 1.2. Both
@@ -25,14 +27,17 @@ It prints one table and exits 0 (a report), or 1 with ``--strict`` when a target
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 import workbench as wb
 
@@ -116,15 +121,48 @@ def benchmark_forward(gpt2, args) -> list[dict]:
     return [ratio_row("gpt2-small", f"LM forward 1 x {args.long} vs HF (sdpa)", ms["ours"], ms["hf"], FORWARD_TARGET)]
 
 
+def capture_times(fns: dict, warmup: int, repeats: int, quiet: bool, label: str) -> dict[str, dict[str, list]]:
+    """As ``interleaved_times`` (warm-up, rotating order, each result freed after the clock stops), on two
+    clocks: ``wall`` ms and ``cpu`` ms, the process's CPU time. With one thread the CPU time is the work done
+    (page faults included, as system time) whatever else a shared machine runs at the time; the wall clock
+    also counts the waits for a core."""
+    times = {clock: {name: [] for name in fns} for clock in ("wall", "cpu")}
+    names = list(fns)
+    with torch.inference_mode():
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        for r in tqdm(range(repeats), desc=label, disable=quiet, leave=False, file=sys.stderr):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                gc.collect()
+                wall, cpu = time.perf_counter(), time.process_time()
+                result = fns[name]()
+                times["cpu"][name].append((time.process_time() - cpu) * 1e3)
+                times["wall"][name].append((time.perf_counter() - wall) * 1e3)
+                del result
+    return times
+
+
 def benchmark_capture(gpt2, bert, args) -> list[dict]:
+    """run_with_cache of every hook, fresh and written into a previous cache (``out=``), / the plain forward."""
     rows = []
     gpt_ids = {"input_ids": torch.randint(1000, 50257, (1, args.long), generator=torch.Generator().manual_seed(0))}
     bert_inputs = make_inputs(8, 128, 30522, 0, torch.device("cpu"), 0)
     for name, model, inputs in [("gpt2-small", gpt2[0], gpt_ids), ("bert-base", bert, bert_inputs)]:
-        fns = {"cache": lambda m=model, i=inputs: m.run_with_cache(i), "plain": lambda m=model, i=inputs: m(**i)}
-        ms = interleaved_times(fns, torch.device("cpu"), args.warmup, args.repeats, args.quiet, f"{name} capture")
+        with torch.inference_mode():
+            previous = model.run_with_cache(inputs)[1]  # what out= writes into
+        fns = {
+            "cache": lambda m=model, i=inputs: m.run_with_cache(i),
+            "plain": lambda m=model, i=inputs: m(**i),
+            "reuse": lambda m=model, i=inputs, p=previous: m.run_with_cache(i, out=p),
+        }
+        times = capture_times(fns, args.warmup, args.repeats, args.quiet, f"{name} capture")
         shape = "x".join(map(str, inputs["input_ids"].shape))
-        rows.append(ratio_row(name, f"run_with_cache (all) {shape} vs plain", ms["cache"], ms["plain"], CAPTURE_TARGET))
+        for clock, ms in times.items():
+            for run, label in [("cache", "all"), ("reuse", "all, out=previous")]:
+                rows.append(ratio_row(name, f"run_with_cache ({label}) {shape} vs plain [{clock}]", ms[run],
+                                      ms["plain"], CAPTURE_TARGET))
+        del previous
     return rows
 
 
