@@ -623,12 +623,12 @@ def read_into(jobs: Sequence[tuple[ChunkedRows, slice | np.ndarray, np.ndarray |
     half of (random rows, sentences); a chunk inside a request that reads most of it (a sequential pass) is
     not kept, and its buffer serves the next read.
 
-    Rows picked by index into a tensor of another dtype are gathered into a buffer of the stored dtype and
-    converted at the end in one call, as a memmap read is (per chunk, the conversion costs more than the
-    gather)."""
+    Rows picked by index are gathered in the stored dtype and converted by torch: a few rows from many chunks
+    (no more than a chunk's rows: random batches) into one buffer converted at the end in one call, as a
+    memmap read does; more rows chunk by chunk through a scratch buffer, so memory stays one chunk's."""
     tasks, staged = [], []
     for array, rows, out in jobs:
-        if isinstance(rows, np.ndarray) and isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and isinstance(rows, np.ndarray) and rows.size <= array.chunk_rows:
             staging = np.empty(tuple(out.shape), dtype=array.dtype)
             staged.append((staging, out))
             out = staging
@@ -677,16 +677,32 @@ def _count(inside: slice | np.ndarray) -> int:
 
 def _copy_rows(out: np.ndarray | torch.Tensor, where, chunk: np.ndarray, inside) -> None:
     """out[where] = chunk[inside]: numpy into a numpy ``out``; into a tensor, numpy selects the rows (a view, or
-    a gather of float16 rows) and torch converts them (vectorized: numpy's float16 cast is several times
-    slower)."""
-    if isinstance(out, np.ndarray):
-        if isinstance(inside, np.ndarray) and isinstance(where, slice):
+    a gather of float16 rows into a reused scratch buffer) and torch converts them (vectorized: numpy's
+    float16 cast is several times slower)."""
+    if isinstance(inside, np.ndarray):
+        if isinstance(out, np.ndarray) and isinstance(where, slice):
             np.take(chunk, inside, axis=0, out=out[where], mode="clip")  # in place ("raise" would buffer)
-        else:
-            out[where] = chunk[inside]
-        return
-    part = torch.from_numpy(chunk[inside])
-    if isinstance(where, slice):
-        out[where].copy_(part)
+            return
+        part = np.take(chunk, inside, axis=0, out=_scratch(inside.size, chunk), mode="clip")
     else:
-        out.index_copy_(0, torch.from_numpy(where), part.to(out.dtype))
+        part = chunk[inside]
+    if isinstance(out, np.ndarray):
+        out[where] = part
+    elif isinstance(where, slice):
+        out[where].copy_(torch.from_numpy(part))
+    else:
+        out.index_copy_(0, torch.from_numpy(where), torch.from_numpy(part).to(out.dtype))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(rows: int, chunk: np.ndarray) -> np.ndarray:
+    """A buffer [rows, *row_shape] of the chunk's dtype for gathered rows, kept by the calling thread for the
+    next gather (no new buffer, and no page faults, per chunk)."""
+    shape = (rows, *chunk.shape[1:])
+    size = int(np.prod(shape))
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.dtype != chunk.dtype or buffer.size < size:
+        buffer = _SCRATCH.buffer = np.empty(max(size, 1), dtype=chunk.dtype)
+    return buffer[:size].reshape(shape)
