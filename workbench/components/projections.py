@@ -78,6 +78,8 @@ def joint_linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> tuple[torch.T
     recorded; else None (compute them one by one)."""
     if not joint_product_allowed(linears) or not all(plain_linear(linear) for linear in linears):
         return None
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None  # traced weights are stand-ins without addresses; the graph gets the separate products
     joint = joint_weight(linears)
     if joint is None:
         return None
