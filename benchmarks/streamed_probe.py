@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     memory, streamed = (
-        torch.load(folder / "memory.pt"),
-        torch.load(folder / "streamed.pt"),
+        torch.load(folder / "memory.pt", weights_only=True),
+        torch.load(folder / "streamed.pt", weights_only=True),
     )  # this or a past run
     difference = max(float((a - b).abs().max()) for a, b in zip(memory, streamed))
     print(

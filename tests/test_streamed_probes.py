@@ -199,7 +199,7 @@ def test_two_ranks_fit_what_one_process_fits(tmp_path):
     script.write_text(WORKER)
     done = torchrun([str(script), str(tmp_path), str(TESTS)], 2, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     for key in ranks[0]:  # every rank holds the same bits
         a, b = ranks[0][key], ranks[1][key]
         pairs = a.items() if isinstance(a, dict) else enumerate(a) if isinstance(a, list) else [(0, a)]
@@ -276,7 +276,7 @@ def test_a_probe_trains_in_a_heap_several_times_smaller_than_its_features(tmp_pa
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    *params, mean, std = torch.load(tmp_path / "streamed.pt")
+    *params, mean, std = torch.load(tmp_path / "streamed.pt", weights_only=True)
     reference = LinearProbe(4, weight_decay=1e-3).fit(in_memory, torch.from_numpy(labels))
     torch.testing.assert_close(mean, reference.mean_, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(std, reference.std_, atol=1e-4, rtol=1e-4)
