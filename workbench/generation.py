@@ -166,14 +166,23 @@ def generate(
     step_input = input_ids
     length = prompt_length
     with torch.no_grad(), model.hooks(fwd_hooks):
+        # A compiled model with no hook decodes on a static cache: every step then has the same shapes, and one
+        # compiled graph (a CUDA graph with mode="reduce-overhead") runs them all.
+        static = runs_compiled(model)
         for step in range(max_new_tokens):
             input_ids, attention_mask = ids_buffer[:, :length], mask_buffer[:, :length]
             if hasattr(model, "next_token_logits"):  # XLNet: the query stream predicts a hidden last position
                 logits = model.next_token_logits(input_ids, attention_mask).float()
             elif use_kv_cache:
-                logits, kv_cache = next_logits_with_cache(model, step_input, attention_mask, kv_cache)
+                static_step = static and isinstance(kv_cache, KVCache) and kv_cache.static
+                step_mask = mask_buffer if static_step else attention_mask  # a static cache: every slot's
+                # The prompt runs eagerly (it unembeds its last position only; its length would be one more
+                # graph), the steps on the static cache through the compiled call.
+                logits, kv_cache = next_logits_with_cache(model, step_input, step_mask, kv_cache, static_step)
+                if static_step:
+                    kv_cache.advance()
                 if step == 0 and isinstance(kv_cache, KVCache):
-                    kv_cache.reserve(prompt_length + max_new_tokens)  # later steps write in place
+                    reserve_for_decoding(model, kv_cache, prompt_length + max_new_tokens, static)
                 logits = logits.float()  # [batch, vocab]
             else:
                 out = model(input_ids=input_ids, attention_mask=attention_mask)
@@ -208,23 +217,52 @@ def generate(
 
 
 def next_logits_with_cache(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache, compiled: bool = False
 ) -> tuple[torch.Tensor, object]:
     """(logits [batch, vocab] of the last position, the key/value cache) after running the new ``input_ids``
-    [batch, new] on ``cache`` (None on the first step).
+    [batch, new] on ``cache`` (None on the first step); ``compiled``: through ``model(...)``, the compiled
+    call of a compiled model.
 
     A plain causal language-model head (the unembedding of :class:`LanguageModelHead`, with nobody watching
     ``hook_logits``) unembeds the last position only, as Hugging Face's ``generate`` does (``logits_to_keep=1``):
     over a prompt the other logits would be computed (a [new, d_model] x [d_model, vocab] product) and
     dropped. Every hook point of the body runs as in ``model(...)``.
     """
-    if _plain_causal_lm_head(model) and not model.hook_logits.is_active:
+    if not compiled and _plain_causal_lm_head(model) and not model.hook_logits.is_active:
         body = model.run_body(
             input_ids, attention_mask, False, False, {"past_key_values": cache, "use_cache": True}
         )
         return last_logits(model, body.last_hidden_state[:, -1]), body.past_key_values
     out = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
     return out.logits[:, -1], out.past_key_values
+
+
+def runs_compiled(model) -> bool:
+    """Whether ``model(...)`` runs its compiled graph now: ``model.compile()`` was called and no hook the
+    calling thread's forward would run is attached (with one, the call runs eagerly)."""
+    if getattr(model, "_compiled_call_impl", None) is None:
+        return False
+    return not any(point.is_active for point in model.hook_points().values())
+
+
+def reserve_for_decoding(model, cache: KVCache, capacity: int, static: bool) -> None:
+    """``cache.reserve(capacity, static)`` after the prompt: later steps write in place. A static cache of a
+    compiled model writes into the buffers of its previous generation when they have the same shapes (kept
+    in ``model._decoding_buffers``, which ``model.compile`` makes and ``compile(enabled=False)`` drops), so
+    the compiled graph sees the same tensors from one ``generate`` to the next; their addresses are marked
+    static for ``torch.compile``, as CUDA graphs need."""
+    pool = getattr(model, "_decoding_buffers", None)
+    if not static or pool is None:
+        cache.reserve(capacity, static=static)
+        return
+    key = (capacity, *((k.shape, k.dtype, k.device) for k in cache.keys + cache.values))
+    reused = pool.get(key)
+    cache.reserve(capacity, static=True, buffers=reused)
+    if reused is None:
+        pool.clear()  # one generation shape at a time: the memory of the last one only
+        pool[key] = (cache.key_buffers, cache.value_buffers)
+        for buffer in cache.key_buffers + cache.value_buffers:
+            torch._dynamo.mark_static_address(buffer)
 
 
 def last_logits(model, hidden: torch.Tensor) -> torch.Tensor:

@@ -168,7 +168,9 @@ class HookedTransformer(HookedModule):
             )
         folder = resolve_checkpoint(name_or_path, revision=revision)
         if config is None:
-            config = cls.config_class.from_pretrained(folder, name_or_path=str(name_or_path), **config_overrides)
+            config = cls.config_class.from_pretrained(
+                folder, name_or_path=str(name_or_path), **config_overrides
+            )
         dtype = loading_dtype(dtype, config)
         key_map = cls.body_key_map + cls.head_key_map
         prefixes = [cls.base_model_prefix + "."] if cls.base_model_prefix else []
@@ -181,11 +183,15 @@ class HookedTransformer(HookedModule):
         else:
             model = cls.without_weights(config)
             placement = _placement(model, device_map, dtype, what)
-            device = checkpoint_devices(model, placement, key_map, prefixes)  # each tensor to its part's device
+            device = checkpoint_devices(
+                model, placement, key_map, prefixes
+            )  # each tensor to its part's device
         hf_state = cls.unfuse_hf_state(read_state_dict(folder, dtype=dtype, device=device), config)
         state = convert_state_dict(hf_state, key_map, prefixes)
         del hf_state  # the converted state holds the same tensors; nothing is kept twice
-        info = load_converted(model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes)
+        info = load_converted(
+            model, state, source=str(folder), ignore_mismatched_sizes=ignore_mismatched_sizes
+        )
         model.loading_info = info
         _report_loading(cls.__name__, name_or_path, info)
         model.tokenizer = _find_tokenizer(folder)
@@ -314,12 +320,17 @@ class HookedTransformer(HookedModule):
                 tokens = self._display_tokens(ids)
                 tokens = tokens[0] if inputs.dim() == 1 else tokens
             # Token ids come unpadded: every position is real.
-            return {"input_ids": ids.to(self.device), "attention_mask": torch.ones_like(ids, device=self.device)}, tokens
+            return {
+                "input_ids": ids.to(self.device),
+                "attention_mask": torch.ones_like(ids, device=self.device),
+            }, tokens
         if isinstance(inputs, Mapping):
             kwargs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             tokens = None
             if isinstance(inputs, Encoding) and self.tokenizer is not None:
-                tokens = self._display_tokens(torch.as_tensor(inputs["input_ids"]).reshape(len(inputs.encodings), -1))
+                tokens = self._display_tokens(
+                    torch.as_tensor(inputs["input_ids"]).reshape(len(inputs.encodings), -1)
+                )
                 tokens = tokens if inputs.is_batched else tokens[0]
             return kwargs, tokens
         if isinstance(inputs, (list, tuple)):
@@ -341,10 +352,16 @@ class HookedTransformer(HookedModule):
         """
         if not enabled:
             self._compiled_call_impl = None
+            self.__dict__.pop("_decoding_buffers", None)
             return self
+        # generate's static key/value buffers, reused across calls of one shape (see generation.py)
+        self.__dict__["_decoding_buffers"] = {}
         compiled = torch.compile(self._call_impl, **options)
         eager = self._call_impl
         warned = []
+        # Layers whose eager forward reads something a trace cannot (q/k/v laid side by side for decoding: the
+        # weights' addresses) record it before each compiled call; dynamo guards on what they record.
+        preparers = [m.prepare_compiled_call for m in self.modules() if hasattr(m, "prepare_compiled_call")]
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if any(point._hooks or point._thread_hooks for point in self.hook_points().values()):
@@ -356,6 +373,8 @@ class HookedTransformer(HookedModule):
                         type(self).__name__,
                     )
                 return eager(*args, **kwargs)
+            for prepare in preparers:
+                prepare()
             return compiled(*args, **kwargs)
 
         self._compiled_call_impl = call
@@ -416,7 +435,9 @@ class HookedTransformer(HookedModule):
         kwargs, tokens = self.prepare_inputs(inputs)
         activations: dict[str, torch.Tensor] = {}
         if out is not None and not isinstance(out, ActivationCache):
-            raise TypeError(f"out must be an ActivationCache from an earlier run_with_cache, got {type(out).__name__}")
+            raise TypeError(
+                f"out must be an ActivationCache from an earlier run_with_cache, got {type(out).__name__}"
+            )
         sink = CaptureSink(device, dtype, into=out)
 
         def save(tensor: torch.Tensor, hook) -> None:
@@ -448,7 +469,9 @@ class HookedTransformer(HookedModule):
             f"[{self.n_layers}, {n_heads}] ([layer, head])"
         )
 
-    def token_embeddings(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+    def token_embeddings(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+    ) -> torch.Tensor:
         """input_ids [batch, pos] -> their embeddings [batch, pos, d_model], or ``inputs_embeds`` as given.
 
         Every architecture embeds its input here, so this is where inputs are checked (see
@@ -521,7 +544,11 @@ class HookedTransformer(HookedModule):
     def check_inputs_embeds(self, inputs_embeds: Any) -> None:
         d_model = self.config.d_model
         if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.dtype.is_floating_point:
-            what = inputs_embeds.dtype if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds).__name__
+            what = (
+                inputs_embeds.dtype
+                if isinstance(inputs_embeds, torch.Tensor)
+                else type(inputs_embeds).__name__
+            )
             raise TypeError(f"inputs_embeds must be a float tensor [batch, pos, {d_model}], got {what}")
         if torch.jit.is_tracing():
             return
@@ -532,21 +559,31 @@ class HookedTransformer(HookedModule):
             )
 
     def check_attention_mask(
-        self, attention_mask: Any, batch: int, length: int, *, at_least: bool = False, name: str = "attention_mask"
+        self,
+        attention_mask: Any,
+        batch: int,
+        length: int,
+        *,
+        at_least: bool = False,
+        name: str = "attention_mask",
     ) -> None:
         """Refuse a mask that does not fit the input: it must be [batch, length] (``at_least``: [batch, L] with
         L >= length, for masks that may also cover memory), of integers, bools or floats."""
         if attention_mask is None:
             return
         if not isinstance(attention_mask, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor [batch, pos] of 1 (real) / 0 (padding), got "
-                            f"{type(attention_mask).__name__}")
+            raise TypeError(
+                f"{name} must be a tensor [batch, pos] of 1 (real) / 0 (padding), got "
+                f"{type(attention_mask).__name__}"
+            )
         if attention_mask.dtype.is_complex:
             raise TypeError(f"{name} must hold 1 (real) / 0 (padding), got dtype {attention_mask.dtype}")
         if torch.jit.is_tracing():  # sizes are traced values there; the trace's own shapes decide
             return
-        fits = attention_mask.dim() == 2 and attention_mask.shape[0] == batch and (
-            attention_mask.shape[1] >= length if at_least else attention_mask.shape[1] == length
+        fits = (
+            attention_mask.dim() == 2
+            and attention_mask.shape[0] == batch
+            and (attention_mask.shape[1] >= length if at_least else attention_mask.shape[1] == length)
         )
         if not fits:
             expected = f"[{batch}, L >= {length}]" if at_least else f"[{batch}, {length}]"
@@ -644,7 +681,9 @@ def _placement(
         device_map = plan_device_map(model, gpus or None, max_memory=capacity, dtype=dtype)
     placement = resolve_device_map(model, device_map)
     for device, (parameters, weight_bytes) in bytes_per_device(model, placement, dtype).items():
-        check_fits(MemoryEstimate(parameters, dtype, weight_bytes, 0, 0, 0), device, f"{what} (its part on {device})")
+        check_fits(
+            MemoryEstimate(parameters, dtype, weight_bytes, 0, 0, 0), device, f"{what} (its part on {device})"
+        )
     return placement
 
 
@@ -658,11 +697,14 @@ def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
             info.missing_keys,
         )
     if info.mismatched_keys:
-        logger.warning("Some weights of %s had other shapes in %s and are re-initialized: %s",
-                       class_name, source, info.mismatched_keys)
+        logger.warning(
+            "Some weights of %s had other shapes in %s and are re-initialized: %s",
+            class_name,
+            source,
+            info.mismatched_keys,
+        )
     # Unused checkpoint tensors: a WARNING from workbench.loading.load_converted (count, first names).
 
 
 def _find_tokenizer(folder: Path) -> Tokenizer | None:
     return Tokenizer.from_pretrained(folder) if has_tokenizer_files(folder) else None
-

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from .masks import CausalMask, as_tensor
-from .projections import joint_linear
+from .projections import joint_linear, mark_joint_group
 
 if TYPE_CHECKING:
     from .kv_cache import LayerKV
@@ -114,6 +114,12 @@ class Attention(nn.Module):
         side (they read the same input), the output projection alone."""
         return [[self.q, self.k, self.v], [self.o]]
 
+    def prepare_compiled_call(self) -> None:
+        """Before a compiled call (``model.compile``): record whether the first group of
+        :meth:`joint_projections` is laid side by side, which the trace cannot see (see
+        :func:`~.projections.traced_joint_weight`)."""
+        mark_joint_group(self.joint_projections()[0])
+
     def forward(
         self,
         x: torch.Tensor,
@@ -141,9 +147,11 @@ class Attention(nn.Module):
         """
         q, k, v = self.project(x)
         q, k = self.position(q, k, rotary)
+        query_positions = None
         if past is not None:
+            query_positions = past.static_query_positions(q.shape[1], q.device)
             k, v = past.update(k, v)
-        z, pattern = self.attend(q, k, v, self.window(mask, q, k.shape[1]), need_pattern)
+        z, pattern = self.attend(q, k, v, self.window(mask, q, k.shape[1], query_positions), need_pattern)
         if head_mask is not None:
             z = z * head_mask.view(1, 1, -1, 1).to(z.dtype)
         z = self.hook_z(z)
@@ -186,14 +194,21 @@ class Attention(nn.Module):
         return self.hook_rot_q(rotary.rotate(q)), self.hook_rot_k(rotary.rotate(k))
 
     def window(
-        self, mask: torch.Tensor | CausalMask | None, q: torch.Tensor, key_len: int
+        self,
+        mask: torch.Tensor | CausalMask | None,
+        q: torch.Tensor,
+        key_len: int,
+        query_positions: torch.Tensor | None = None,
     ) -> torch.Tensor | CausalMask | None:
         """The mask [.., query_pos, key_pos] with the keys outside the sliding window masked too (``q``: [batch,
-        query_pos, head, d_head], the new queries); unchanged without a window."""
+        query_pos, head, d_head], the new queries, at key slots ``query_positions`` [query_pos]: by default the
+        last of the ``key_len``); unchanged without a window."""
         if self.sliding_window is None:
             return mask
         mask = as_tensor(mask, q.device)
-        outside = ~sliding_window_allowed(q.shape[1], key_len, self.sliding_window, q.device)
+        if query_positions is None:
+            query_positions = torch.arange(key_len - q.shape[1], key_len, device=q.device)
+        outside = ~sliding_window_allowed(query_positions, key_len, self.sliding_window)
         if mask is None:
             mask = torch.zeros(outside.shape, dtype=q.dtype, device=q.device)
         # masked_fill, not adding a second mask: a key masked twice stays at the dtype's minimum, not -inf.
@@ -295,12 +310,12 @@ def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=2)
 
 
-def sliding_window_allowed(query_len: int, key_len: int, window: int, device: torch.device) -> torch.Tensor:
-    """[query_pos, key_pos] bool: key j is within the last ``window`` positions of query i (the new queries
-    are the last ``query_len`` of ``key_len`` positions), i.e. ``i - window < j``. Keys after the query are
-    not excluded here; the causal mask does that."""
-    query_positions = torch.arange(key_len - query_len, key_len, device=device)
-    return torch.arange(key_len, device=device)[None, :] > query_positions[:, None] - window
+def sliding_window_allowed(query_positions: torch.Tensor, key_len: int, window: int) -> torch.Tensor:
+    """[query_pos, key_pos] bool: key j is within the last ``window`` positions of query i (``query_positions``
+    [query_pos]: the queries' slots among the ``key_len`` keys), i.e. ``i - window < j``. Keys after the query
+    are not excluded here; the causal mask does that."""
+    keys = torch.arange(key_len, device=query_positions.device)
+    return keys[None, :] > query_positions[:, None] - window
 
 
 def softmax_last(scores: torch.Tensor, in_place: bool, out: torch.Tensor | None = None) -> torch.Tensor:

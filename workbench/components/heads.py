@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import fields
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +101,10 @@ class TaskHead:
     def head_output(self, body: ModelOutput, **computed) -> ModelOutput:
         """``head_output_class`` with the head's own fields (``computed``) and the rest copied from ``body``."""
         output_class = self.head_output_class
-        carried = {f.name: getattr(body, f.name) for f in fields(output_class) if f.name not in computed}
+        # the class's field names (dataclasses.fields of a class is a graph break under torch.compile)
+        carried = {
+            name: getattr(body, name) for name in output_class.__dataclass_fields__ if name not in computed
+        }
         return output_class(**computed, **carried)
 
 
@@ -135,7 +137,9 @@ def body_forward(body: Callable) -> Callable:
         return getattr(self, name)(*args, **kwargs).returned(return_dict)
 
     signature = inspect.signature(body)
-    return_dict = inspect.Parameter("return_dict", inspect.Parameter.KEYWORD_ONLY, default=True, annotation="bool")
+    return_dict = inspect.Parameter(
+        "return_dict", inspect.Parameter.KEYWORD_ONLY, default=True, annotation="bool"
+    )
     forward.__signature__ = signature.replace(parameters=[*signature.parameters.values(), return_dict])
     forward.__name__ = "forward"
     forward.__qualname__ = body.__qualname__.rsplit(".", 1)[0] + ".forward"
@@ -345,10 +349,14 @@ class SequenceClassificationHead(SequenceScoring, LabelledHead):
     head_output_class = SequenceClassifierOutput
 
     def head_fields(self, body, input_ids, attention_mask, labels):
-        logits = self.hook_logits(self.sequence_scores(body, input_ids, attention_mask))  # [batch, num_labels]
+        logits = self.hook_logits(
+            self.sequence_scores(body, input_ids, attention_mask)
+        )  # [batch, num_labels]
         loss = None
         if labels is not None:
-            loss = sequence_classification_loss(logits, labels, self.config.num_labels, self.config.problem_type)
+            loss = sequence_classification_loss(
+                logits, labels, self.config.num_labels, self.config.problem_type
+            )
         return {"loss": loss, "logits": logits}
 
 
@@ -437,7 +445,9 @@ class LanguageModelHead(LabelledHead):
     head_output_class = MaskedLMOutput
     shift_labels: bool = False
 
-    def add_unembed(self, d_model: int, vocab_size: int, bias: bool = True, transform: nn.Module | None = None):
+    def add_unembed(
+        self, d_model: int, vocab_size: int, bias: bool = True, transform: nn.Module | None = None
+    ):
         """Call from ``__init__`` after the body: ``mlm_head`` (the ``transform``, when given), ``unembed``
         (d_model -> vocab, its weight tied to the token embedding ``embed`` when
         ``config.tie_word_embeddings``) and ``hook_logits`` [batch, pos, vocab]."""
@@ -475,6 +485,7 @@ class LanguageModelHead(LabelledHead):
             return {"loss": None, "logits": logits}
         loss = next_token_loss(logits, labels) if self.shift_labels else token_cross_entropy(logits, labels)
         return {"loss": loss, "logits": logits}
+
 
 class MaskedLMHead(LanguageModelHead):
     """Mixin: masked language modelling (BERT's objective): logits[t] against labels[t], -100 ignored;

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from .activations import activation
-from .projections import joint_linear
+from .projections import joint_linear, mark_joint_group
 
 
 class MLP(nn.Module):
@@ -72,3 +72,9 @@ class GatedMLP(nn.Module):
         """The linear layers as :func:`~.projections.lay_out_for_decoding` lays them out: the gate and the
         linear branch side by side (they read the same input), the output projection alone."""
         return [[self.fc_gate, self.fc_in], [self.fc_out]]
+
+    def prepare_compiled_call(self) -> None:
+        """Before a compiled call (``model.compile``): record whether the first group of
+        :meth:`joint_projections` is laid side by side, which the trace cannot see (see
+        :func:`~.projections.traced_joint_weight`)."""
+        mark_joint_group(self.joint_projections()[0])

@@ -78,13 +78,40 @@ def joint_linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> tuple[torch.T
     recorded; else None (compute them one by one)."""
     if not joint_product_allowed(linears) or not all(plain_linear(linear) for linear in linears):
         return None
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if torch.jit.is_tracing():
         return None  # traced weights are stand-ins without addresses; the graph gets the separate products
-    joint = joint_weight(linears)
+    if torch.compiler.is_compiling():
+        joint = traced_joint_weight(linears)
+    else:
+        joint = joint_weight(linears)
     if joint is None:
         return None
     out = F.linear(x, *joint)  # [..., total]
     return out.split([linear.out_features for linear in linears], dim=-1)
+
+
+def traced_joint_weight(linears: Sequence[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """:func:`joint_weight` inside a ``torch.compile`` trace, where the weights are stand-ins without
+    addresses: the group's layout is read from the mark :func:`mark_joint_groups` left on its first layer
+    before the call (dynamo guards on the mark, so a layout broken since recompiles with separate products)."""
+    if not getattr(linears[0], JOINT_MARK, False):
+        return None
+    first, bias = linears[0].weight, linears[0].bias
+    total = sum(linear.out_features for linear in linears)
+    weight = first.as_strided((total, first.shape[1]), (1, total))
+    return weight, None if bias is None else bias.as_strided((total,), (1,))
+
+
+JOINT_MARK = "_laid_out_with_the_next"  # on a group's first nn.Linear: the group is one matrix now
+
+
+def mark_joint_group(group: Sequence[nn.Linear]) -> None:
+    """Before a compiled call (``prepare_compiled_call`` of the layers that compute a joint product), mark on
+    the group's first layer whether the group is laid side by side now (:func:`joint_weight`, from the
+    addresses: a few microseconds), for :func:`traced_joint_weight`."""
+    laid_out = joint_weight(group) is not None
+    if getattr(group[0], JOINT_MARK, False) != laid_out:
+        group[0].__dict__[JOINT_MARK] = laid_out
 
 
 def plain_linear(linear: nn.Module) -> bool:

@@ -210,7 +210,7 @@ class GPT2Model(FusedWeights, HookedTransformer):
         token_embed = self.token_embeddings(input_ids, inputs_embeds)
         batch, new = token_embed.shape[:2]
         cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
-        past = len(cache) if cache is not None else 0
+        past = cache.past_length(new, attention_mask) if cache is not None else 0
         self.check_attention_mask(attention_mask, batch, past + new)
         self.check_sequence_length(past + new)
         self.check_embedding_ids(position_ids=(position_ids, self.pos_embed))

@@ -265,7 +265,7 @@ class LlamaModel(HookedTransformer):
         resid = self.hook_embed(self.token_embeddings(input_ids, inputs_embeds))
         batch, new = resid.shape[:2]
         cache = past_key_values if past_key_values is not None else (KVCache() if use_cache else None)
-        past = len(cache) if cache is not None else 0
+        past = cache.past_length(new, attention_mask) if cache is not None else 0
         self.check_attention_mask(attention_mask, batch, past + new)
         if position_ids is None:
             if attention_mask is not None:
