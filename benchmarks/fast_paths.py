@@ -30,11 +30,18 @@ folder, so both libraries hold the same weights (float32):
    could reach (checked against the 1.2 target); Hugging Face's step / read (the same for any product at
    all); ours vs Hugging Face's step. ``ours_GB/s`` and ``baseline_GB/s``: the weights' bytes over each time.
 
+5. ``compiled``: greedy tokens/s of ``model.generate`` on a compiled model (``model.compile()``: the prompt
+   eagerly, every later step one graph on a static key/value cache) / Hugging Face's static-cache compiled
+   mode (``cache_implementation="static"``, ``torch.compile(model.forward, fullgraph=True)``), both inductor's
+   default mode (on a GPU ``benchmarks/gpu.py`` runs both with ``mode="reduce-overhead"``: CUDA graphs);
+   target >= 1.0. Also ours compiled / ours eager. Compiling both takes a minute or two per model and batch,
+   before the timed rounds. Same tokens checked as in ``generate``.
+
 Timing: ``--warmup`` calls of each, then ``--repeats`` rounds in rotating order; each row is the median of the
 per-round ratios (a round runs both back to back, so load hits both sides alike). The load average is printed
 before and after: on a shared machine the ratios scatter. Run it with::
 
-    PYTHONPATH=. python benchmarks/fast_paths.py [--only forward,capture,generate,roofline] [--threads 1] [--quick]
+    PYTHONPATH=. python benchmarks/fast_paths.py [--only forward,capture,generate,roofline,compiled] [--threads 1] [--quick]
 
 It prints one table and exits 0 (a report), or 1 with ``--strict`` when a target is missed.
 """
@@ -208,6 +215,49 @@ def benchmark_generation(name: str, pair, args) -> list[dict]:
         for run, label in [("ours", "top_candidates=5"), ("ours top0", "top_candidates=0")]:
             rows.append(ratio_row(name, f"greedy tok/s batch {batch} ({label}) vs HF generate", ms[run], ms["hf"],
                                   GENERATION_TARGET, higher_is_better=True))
+    return rows
+
+
+def benchmark_compiled(name: str, pair, args) -> list[dict]:
+    """Ours compiled (static cache) vs Hugging Face's static-cache compiled generate, and vs ours eager."""
+    ours, hf = pair
+    rows = []
+    eager_forward = hf.forward
+    compiled_forward = torch.compile(hf.forward, fullgraph=True)
+    for batch in args.gen_batches:
+        prompts = prompts_of(ours.tokenizer, batch, args.prompt_tokens)
+        ids = ours.tokenize(prompts)["input_ids"]
+        new, pad = args.new_tokens, ours.config.eos_token_id
+
+        def ours_run(compiled: bool, p=prompts, n=new):
+            ours.compile(enabled=compiled)
+            return ours.generate(p, n, stop_at_eos=False)
+
+        def hf_run(i=ids, n=new, e=pad):
+            hf.generation_config.cache_implementation, hf.forward = "static", compiled_forward
+            try:
+                return hf.generate(i, attention_mask=torch.ones_like(i), do_sample=False, max_new_tokens=n,
+                                   eos_token_id=None, pad_token_id=e)
+            finally:
+                hf.generation_config.cache_implementation, hf.forward = None, eager_forward
+
+        fns = {"ours compiled": lambda: ours_run(True), "ours eager": lambda: ours_run(False), "hf compiled": hf_run}
+        with torch.inference_mode():
+            started = time.perf_counter()
+            mine, eager = fns["ours compiled"]().new_token_ids, fns["ours eager"]().new_token_ids
+            theirs = fns["hf compiled"]()[:, ids.shape[1] :].tolist()
+            print(f"{name} batch {batch}: compiled both in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        if not mine == eager == theirs:
+            print(f"WARNING: {name} batch {batch}: compiled/eager/HF generated different tokens", file=sys.stderr)
+        try:
+            ms = interleaved_times(fns, torch.device("cpu"), args.warmup, args.gen_repeats, args.quiet,
+                                   f"{name} compiled")
+        finally:
+            ours.compile(enabled=False)
+        rows.append(ratio_row(name, f"compiled greedy tok/s batch {batch} vs HF static-cache compiled",
+                              ms["ours compiled"], ms["hf compiled"], 1.0, higher_is_better=True))
+        rows.append(ratio_row(name, f"compiled greedy tok/s batch {batch} vs ours eager", ms["ours compiled"],
+                              ms["ours eager"], 1.0, higher_is_better=True))
     return rows
 
 
@@ -386,7 +436,7 @@ def time_ms(fn) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="forward,capture,generate,roofline", help="comma-separated parts to run")
+    parser.add_argument("--only", default="forward,capture,generate,roofline,compiled", help="comma-separated parts to run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--long", type=int, default=1024, help="tokens of the long GPT-2 forward (default 1024)")
     parser.add_argument("--repeats", type=int, default=7, help="timed forward rounds (default 7)")
@@ -417,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(","))
     print(f"load average before: {load_average()}; torch threads {torch.get_num_threads()}", file=sys.stderr)
     rows = []
-    decoding = parts & {"generate", "roofline"}
+    decoding = parts & {"generate", "roofline", "compiled"}
     gpt2 = load_gpt2(0) if parts & {"forward", "capture"} or (decoding and "gpt2" in args.models) else None
     if "forward" in parts:
         rows += benchmark_forward(gpt2, args)
@@ -429,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += benchmark_generation(name, pair, args)
         if pair is not None and "roofline" in parts:
             rows += benchmark_roofline(name, pair, args)
+        if pair is not None and "compiled" in parts:
+            rows += benchmark_compiled(name, pair, args)
     print(f"load average after: {load_average()}", file=sys.stderr)
     table = pd.DataFrame(rows)
     for column in ("ours_GB/s", "baseline_GB/s"):

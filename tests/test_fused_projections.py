@@ -165,6 +165,39 @@ def test_chunked_linear_equals_f_linear(rows, bias, out):
     torch.testing.assert_close(chunked_linear(x, weight, b), F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("out", [1000, 9000])
+def test_chunked_linear_traced_by_torch_compile_equals_f_linear(out):
+    # Under torch.compile (no out= there) the blocks' results are joined; the same values, one graph.
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(out, 64), torch.randn(out), torch.randn(8, 64)
+    traced = torch.compile(chunked_linear, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(traced(x, weight, bias), F.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+def test_a_few_rows_of_the_unembedding_run_in_blocks_without_a_gradient_only():
+    # lm_logits of a decoding step's rows (4-16) runs in blocks (same values); with a gradient to record, or
+    # more rows, the plain product (gradients reach the unembedding).
+    from workbench.components import projections
+
+    model = tiny_model("gpt2", "causal_lm", vocab_size=9000).eval()
+    calls = []
+    original = projections.chunked_linear
+    projections.chunked_linear = lambda *a: calls.append(a[0].shape) or original(*a)
+    try:
+        hidden = torch.randn(2, 4, model.config.d_model)
+        with torch.no_grad():
+            blocked = model.lm_logits(hidden)
+        assert calls == [(8, model.config.d_model)]
+        plain = model.lm_logits(hidden)
+        model.lm_logits(torch.randn(17, model.config.d_model))
+        assert len(calls) == 1
+    finally:
+        projections.chunked_linear = original
+    torch.testing.assert_close(blocked, plain.detach(), rtol=1e-5, atol=1e-5)
+    plain.sum().backward()
+    assert model.unembed.weight.grad is not None
+
+
 @pytest.mark.parametrize("model_type", ["gpt2", "llama"])
 def test_generation_lays_the_model_out_and_keeps_its_results(model_type, tmp_path):
     model = tiny_model(model_type, "causal_lm", perturb=0.3).eval()

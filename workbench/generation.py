@@ -21,7 +21,7 @@ import torch
 from .cache import ActivationCache
 from .components.heads import CausalLMHead, LanguageModelHead
 from .components.kv_cache import KVCache
-from .components.projections import chunked_linear, lay_out_for_decoding, plain_linear
+from .components.projections import lay_out_for_decoding
 from .hook_points import HookFn, NameOrPredicate
 from .model import GenerationMixin
 from .tokenizers import check_texts
@@ -232,7 +232,7 @@ def next_logits_with_cache(
         body = model.run_body(
             input_ids, attention_mask, False, False, {"past_key_values": cache, "use_cache": True}
         )
-        return last_logits(model, body.last_hidden_state[:, -1]), body.past_key_values
+        return model.lm_logits(body.last_hidden_state[:, -1]), body.past_key_values
     out = model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
     return out.logits[:, -1], out.past_key_values
 
@@ -263,21 +263,6 @@ def reserve_for_decoding(model, cache: KVCache, capacity: int, static: bool) -> 
         pool[key] = (cache.key_buffers, cache.value_buffers)
         for buffer in cache.key_buffers + cache.value_buffers:
             torch._dynamo.mark_static_address(buffer)
-
-
-def last_logits(model, hidden: torch.Tensor) -> torch.Tensor:
-    """``model.lm_logits(hidden)``, hidden [batch, d_model] -> [batch, vocab]; the plain unembedding (an
-    ``nn.Linear`` after no transform) is computed in blocks of its rows, which for a batch of several rows
-    reads the matrix once instead of three times (:func:`~workbench.components.projections.chunked_linear`)."""
-    unembed = model._modules.get("unembed")
-    if (
-        type(model).lm_logits is LanguageModelHead.lm_logits
-        and "mlm_head" not in model._modules
-        and unembed is not None
-        and plain_linear(unembed)
-    ):
-        return chunked_linear(hidden, unembed.weight, unembed.bias)
-    return model.lm_logits(hidden)
 
 
 def _plain_causal_lm_head(model) -> bool:

@@ -57,6 +57,7 @@ from ..outputs import (
 )
 from .activations import activation
 from .norms import LayerNorm
+from .projections import unembed_rows
 
 _OPTIONS = ("output_hidden_states", "output_attentions")
 
@@ -468,7 +469,7 @@ class LanguageModelHead(LabelledHead):
         """[..., d_model] (the body's output) -> [..., vocab]: ``unembed``, after ``mlm_head`` if there is one."""
         if "mlm_head" in self._modules:
             hidden = self.mlm_head(hidden)
-        return self.unembed(hidden)
+        return unembed_rows(self.unembed, hidden)  # a decoding step's few rows: in blocks of the matrix
 
     def decode_residual(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits [..., vocab] of any residual-stream state [..., d_model], for the logit lens: :meth:`lm_logits`

@@ -203,6 +203,8 @@ def chunked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         return F.linear(x, weight, bias)
     block = max(64, (1 << 20) // (width * weight.element_size()))
     blocks, vocab = weight.shape[0] // block, weight.shape[0]
+    if torch.compiler.is_compiling():  # out= does not trace: the pieces are joined instead (one more copy)
+        return _joined_blocks(x, weight, bias, block, blocks)
     out = x.new_empty((rows, vocab))
     if blocks:
         split = blocks * block  # [blocks, rows, block] = x against each block of rows of the weight
@@ -213,3 +215,39 @@ def chunked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     if blocks * block < vocab:
         torch.mm(x, weight[blocks * block :].t(), out=out[:, blocks * block :])
     return out if bias is None else out.add_(bias)
+
+
+def _joined_blocks(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, block: int, blocks: int
+) -> torch.Tensor:
+    """:func:`chunked_linear`'s product for a ``torch.compile`` trace: no ``out=``, the blocks' results joined."""
+    (rows, width), split = x.shape, blocks * block
+    pieces = []
+    if blocks:
+        joint = torch.bmm(x.expand(blocks, rows, width), weight[:split].view(blocks, block, width).transpose(1, 2))
+        pieces.append(joint.transpose(0, 1).reshape(rows, split))
+    if split < weight.shape[0]:
+        pieces.append(F.linear(x, weight[split:]))
+    out = torch.cat(pieces, -1) if len(pieces) > 1 else pieces[0]
+    return out if bias is None else out + bias
+
+
+# Up to this many rows (decoding steps: the batch) the unembedding runs in blocks; at 8 rows of GPT-2's
+# 50257 x 768: 23 vs 46 ms, at 32 rows even (41 vs 42 ms), one thread.
+FEW_ROWS = 16
+
+
+def unembed_rows(linear: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """``linear(hidden)`` for an unembedding, hidden [..., d_model] -> [..., vocab]: for a few rows (at most
+    :data:`FEW_ROWS`: a decoding step) of a plain ``nn.Linear`` with no gradient recorded, in blocks of its
+    rows (:func:`chunked_linear`), else as it is."""
+    rows = hidden.numel() // hidden.shape[-1] if hidden.shape[-1] else 0
+    if (
+        not 4 <= rows <= FEW_ROWS
+        or not plain_linear(linear)
+        or not joint_product_allowed([linear])
+        or torch.jit.is_tracing()
+    ):
+        return linear(hidden)
+    out = chunked_linear(hidden.reshape(rows, hidden.shape[-1]), linear.weight, linear.bias)
+    return out.view(*hidden.shape[:-1], out.shape[-1])
