@@ -12,6 +12,7 @@ tokens), computed by one more forward with the same hooks — not one cache per 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -247,20 +248,22 @@ def runs_compiled(model) -> bool:
 
 def reserve_for_decoding(model, cache: KVCache, capacity: int, static: bool) -> None:
     """``cache.reserve(capacity, static)`` after the prompt: later steps write in place. A static cache of a
-    compiled model writes into the buffers of its previous generation when they have the same shapes (kept
-    in ``model._decoding_buffers``, which ``model.compile`` makes and ``compile(enabled=False)`` drops), so
-    the compiled graph sees the same tensors from one ``generate`` to the next; their addresses are marked
-    static for ``torch.compile``, as CUDA graphs need."""
+    compiled model writes into the buffers of the calling thread's previous generation when they have the
+    same shapes (kept in ``model._decoding_buffers``, which ``model.compile`` makes and ``compile(enabled=False)``
+    drops; one set per thread, so that generations in two threads never share them), so the compiled graph
+    sees the same tensors from one ``generate`` to the next; their addresses are marked static for
+    ``torch.compile``, as CUDA graphs need."""
     pool = getattr(model, "_decoding_buffers", None)
     if not static or pool is None:
         cache.reserve(capacity, static=static)
         return
     key = (capacity, *((k.shape, k.dtype, k.device) for k in cache.keys + cache.values))
-    reused = pool.get(key)
+    thread = threading.get_ident()
+    kept_key, buffers = pool.get(thread, (None, None))
+    reused = buffers if kept_key == key else None
     cache.reserve(capacity, static=True, buffers=reused)
-    if reused is None:
-        pool.clear()  # one generation shape at a time: the memory of the last one only
-        pool[key] = (cache.key_buffers, cache.value_buffers)
+    if reused is None:  # one generation shape per thread: the memory of the last one only
+        pool[thread] = (key, (cache.key_buffers, cache.value_buffers))
         for buffer in cache.key_buffers + cache.value_buffers:
             torch._dynamo.mark_static_address(buffer)
 
