@@ -53,9 +53,10 @@ STEER = ("blocks.0.hook_resid_post", lambda x, hook: x + 1.0)
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    """Dynamo keeps compiled code per code object, for every model (the compiled call is each model's
-    ``Module._call_impl``), up to ``recompile_limit`` versions; past it, calls run eagerly with no more than a
-    log line. Each test starts from nothing (and counts its own graphs)."""
+    """Dynamo keeps compiled code per code object, which every model shares (``Module._call_impl``, the heads'
+    ``forward``), up to ``recompile_limit`` (8) versions; past it (in one process, from about the ninth
+    architecture on), calls run eagerly with no more than a log line. Each test starts from nothing (and
+    counts its own graphs)."""
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -152,7 +153,7 @@ def test_compiled_forward_equals_eager_with_and_without_hooks(model_type, caplog
     torch.testing.assert_close(padded[real], eager_padded[real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again, eager, atol=1e-5, rtol=1e-5)
     # The hooked calls ran eagerly; the last call ran its graph again, without compiling.
-    assert (counter.graphs, counter.runs) == (graphs, runs + 1)
+    assert counter.graphs == graphs and counter.runs > runs
     torch.testing.assert_close(hooked, eager_hooked, atol=0, rtol=0)  # the eager call, hooks and all
     notices = [r for r in caplog.records if "hooks are attached" in r.getMessage()]
     assert len(notices) == 1  # once, not per call
