@@ -34,6 +34,9 @@ class KVCache:
         self.key_buffers: list[torch.Tensor] = []  # [batch, capacity, head, d_head] per layer, once reserved
         self.value_buffers: list[torch.Tensor] = []
         self.layer_views: list[LayerKV] = []  # made once per layer by layer()
+        # Positions each layer holds, as plain ints: a compiled step reads them as sizes, where reading the
+        # length off a view of the buffer would make that view a second, aliased input of the graph.
+        self.lengths: list[int] = []
         self.slot: torch.Tensor | None = None
         self._slots: dict[torch.device, torch.Tensor] = {}  # the slot on each device the buffers live on
 
@@ -41,7 +44,7 @@ class KVCache:
         """Number of cached positions."""
         if self.static:
             return int(self.slot)
-        return self.keys[0].shape[1] if self.keys else 0
+        return self.lengths[0] if self.lengths else 0
 
     @property
     def static(self) -> bool:
@@ -114,14 +117,16 @@ class KVCache:
         if layer == len(self.keys):
             self.keys.append(k)
             self.values.append(v)
+            self.lengths.append(k.shape[1])
             return k, v
         if self.static:
             slot = self._slots[self.key_buffers[layer].device]
             self.key_buffers[layer].index_copy_(1, slot, k)
             self.value_buffers[layer].index_copy_(1, slot, v)
             return self.key_buffers[layer], self.value_buffers[layer]
-        start = self.keys[layer].shape[1]
+        start = self.lengths[layer]
         end = start + k.shape[1]
+        self.lengths[layer] = end
         if layer < len(self.key_buffers) and end <= self.key_buffers[layer].shape[1]:
             self.key_buffers[layer][:, start:end] = k
             self.value_buffers[layer][:, start:end] = v
@@ -135,15 +140,14 @@ class KVCache:
     def reorder(self, batch_indices: torch.Tensor) -> None:
         """Keep (and reorder) the given batch rows, e.g. when finished sequences leave a batch. The reserved
         buffers are dropped: later steps grow by concatenation until :meth:`reserve` is called again."""
+        if self.static:  # the filled slots only, growing from there
+            filled = len(self)
+            self.keys, self.values = [k[:, :filled] for k in self.keys], [v[:, :filled] for v in self.values]
+            self.lengths = [filled] * len(self.keys)
+            self.slot, self._slots = None, {}
         self.keys = [k[batch_indices] for k in self.keys]
         self.values = [v[batch_indices] for v in self.values]
         self.key_buffers, self.value_buffers = [], []
-        if self.static:
-            self.keys, self.values = (
-                [k[:, : len(self)] for k in self.keys],
-                [v[:, : len(self)] for v in self.values],
-            )
-            self.slot, self._slots = None, {}
 
 
 def head_major_empty(x: torch.Tensor, capacity: int) -> torch.Tensor:
