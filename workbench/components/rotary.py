@@ -317,6 +317,8 @@ class RotaryEmbedding(nn.Module):
         """(inv_freq [rotary_dim // 2] float32 on the CPU, attention factor) for an input of ``seq_len``
         positions (the largest position id + 1; used by ``dynamic`` and ``longrope`` only)."""
         function = ROPE_FUNCTIONS[self.rope_type]
+        if torch.compiler.is_compiling():  # a device context is a graph break; a traced model is built already
+            return function(self.rotary_dim, self.base, self.params, self.max_positions, seq_len)
         with torch.device("cpu"):  # also when the model is being built on the meta device
             return function(self.rotary_dim, self.base, self.params, self.max_positions, seq_len)
 
