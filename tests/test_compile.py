@@ -55,10 +55,7 @@ STEER = ("blocks.0.hook_resid_post", lambda x, hook: x + 1.0)
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    """Dynamo keeps compiled code per code object, which every model shares (``Module._call_impl``, the heads'
-    ``forward``), up to ``recompile_limit`` (8) versions; past it (in one process, from about the ninth
-    architecture on), calls run eagerly with no more than a log line. Each test starts from nothing (and
-    counts its own graphs)."""
+    """Each test starts from nothing and counts its own graphs (dynamo's compiled code outlives the models)."""
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -424,3 +421,25 @@ def test_two_threads_decoding_on_one_compiled_model_keep_their_own_caches(tmp_pa
                 atol=1e-5,
                 rtol=0,
             )
+
+
+def test_every_compiled_model_keeps_its_own_compiled_code():
+    # Dynamo keeps up to recompile_limit (8) versions of compiled code per function: were every model's call
+    # the same function, the ninth compiled model would silently run eagerly. Compiling the same model
+    # again reuses its graph.
+    from torch._dynamo.testing import CompileCounter
+
+    ids = torch.randint(3, 60, (2, 5), generator=torch.Generator().manual_seed(0))
+    counts = []
+    with torch.no_grad():
+        for seed in range(torch._dynamo.config.recompile_limit + 2):
+            model = tiny_model("gpt2", "causal_lm", seed=seed, n_layers=1).eval()
+            counter = CompileCounter()
+            model.compile(backend=counter)
+            model(input_ids=ids)
+            counts.append(counter.frame_count)
+        model.compile(enabled=False)
+        model.compile(backend=counter)
+        model(input_ids=ids)
+    assert counts == [1] * len(counts)
+    assert counter.frame_count == 1  # compiled again: the same graph

@@ -7,7 +7,9 @@ names of a head model are those of its body plus the head's own (``hook_logits``
 
 from __future__ import annotations
 
+import itertools
 import logging
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -348,6 +350,10 @@ class HookedTransformer(HookedModule):
         A call with any hook attached runs eagerly instead, with one warning the first time: hooks are Python
         functions attached per call and per thread, which a compiled graph would not see change. So a
         compiled model gives the eager result either way; the speed comes on calls without hooks.
+
+        Each compiled model keeps its own compiled code (dynamo keeps up to ``recompile_limit``, 8, versions
+        per function; were every model's calls the same function, ``nn.Module._call_impl``, the ninth model
+        compiled in a process would run eagerly).
         ``enabled=False`` goes back to eager calls.
         """
         if not enabled:
@@ -356,7 +362,9 @@ class HookedTransformer(HookedModule):
             return self
         # generate's static key/value buffers, reused across calls of one shape (see generation.py)
         self.__dict__["_decoding_buffers"] = {}
-        compiled = torch.compile(self._call_impl, **options)
+        if "_compile_target" not in self.__dict__:  # made once per model: compiling again reuses its graphs
+            self.__dict__["_compile_target"] = _own_code(_call_module)
+        compiled = torch.compile(self.__dict__["_compile_target"].__get__(self), **options)
         eager = self._call_impl
         warned = []
         # Layers whose eager forward reads something a trace cannot (q/k/v laid side by side for decoding: the
@@ -708,3 +716,19 @@ def _report_loading(class_name: str, source: Any, info: LoadingInfo) -> None:
 
 def _find_tokenizer(folder: Path) -> Tokenizer | None:
     return Tokenizer.from_pretrained(folder) if has_tokenizer_files(folder) else None
+
+
+def _call_module(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``module(...)`` as torch calls it (its torch hooks included); what ``HookedTransformer.compile`` compiles,
+    through a copy of its own (:func:`_own_code`)."""
+    return module._call_impl(*args, **kwargs)
+
+
+_copies = itertools.count()
+
+
+def _own_code(function: types.FunctionType) -> types.FunctionType:
+    """A copy of ``function`` with a code object of its own: dynamo keeps compiled code per code object, so
+    each copy has its own cache (and its own ``recompile_limit``)."""
+    code = function.__code__.replace(co_name=f"{function.__name__}_{next(_copies)}")
+    return types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
