@@ -34,8 +34,9 @@ class KVCache:
         self.key_buffers: list[torch.Tensor] = []  # [batch, capacity, head, d_head] per layer, once reserved
         self.value_buffers: list[torch.Tensor] = []
         self.layer_views: list[LayerKV] = []  # made once per layer by layer()
-        # Positions each layer holds, as plain ints: a compiled step reads them as sizes, where reading the
-        # length off a view of the buffer would make that view a second, aliased input of the graph.
+        # Positions each layer holds, as plain ints, kept by update(): a compiled step reads them as sizes, where
+        # reading the length off a view of the buffer would make that view a second, aliased input of the
+        # graph. Eager calls read the keys themselves (set by hand, they are what counts).
         self.lengths: list[int] = []
         self.slot: torch.Tensor | None = None
         self._slots: dict[torch.device, torch.Tensor] = {}  # the slot on each device the buffers live on
@@ -44,7 +45,13 @@ class KVCache:
         """Number of cached positions."""
         if self.static:
             return int(self.slot)
-        return self.lengths[0] if self.lengths else 0
+        return self.filled(0) if self.keys else 0
+
+    def filled(self, layer: int) -> int:
+        """Positions ``layer`` holds (not counting a static cache's unwritten slots: see :meth:`__len__`)."""
+        if torch.compiler.is_compiling() and len(self.lengths) == len(self.keys):
+            return self.lengths[layer]
+        return self.keys[layer].shape[1]
 
     @property
     def static(self) -> bool:
@@ -124,8 +131,10 @@ class KVCache:
             self.key_buffers[layer].index_copy_(1, slot, k)
             self.value_buffers[layer].index_copy_(1, slot, v)
             return self.key_buffers[layer], self.value_buffers[layer]
-        start = self.lengths[layer]
+        start = self.filled(layer)
         end = start + k.shape[1]
+        if len(self.lengths) != len(self.keys):  # keys set by hand
+            self.lengths = [keys.shape[1] for keys in self.keys]
         self.lengths[layer] = end
         if layer < len(self.key_buffers) and end <= self.key_buffers[layer].shape[1]:
             self.key_buffers[layer][:, start:end] = k
