@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import pickle
 import shutil
 from collections.abc import Callable
 
@@ -443,3 +444,5 @@ def test_every_compiled_model_keeps_its_own_compiled_code():
         model(input_ids=ids)
     assert counts == [1] * len(counts)
     assert counter.frame_count == 1  # compiled again: the same graph
+    model.compile(enabled=False)
+    assert pickle.loads(pickle.dumps(model)).config == model.config  # no compiled code left in the model

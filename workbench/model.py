@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import types
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -362,9 +363,9 @@ class HookedTransformer(HookedModule):
             return self
         # generate's static key/value buffers, reused across calls of one shape (see generation.py)
         self.__dict__["_decoding_buffers"] = {}
-        if "_compile_target" not in self.__dict__:  # made once per model: compiling again reuses its graphs
-            self.__dict__["_compile_target"] = _own_code(_call_module)
-        compiled = torch.compile(self.__dict__["_compile_target"].__get__(self), **options)
+        if self not in _compile_targets:  # made once per model: compiling again reuses its graphs
+            _compile_targets[self] = _own_code(_call_module)
+        compiled = torch.compile(_compile_targets[self].__get__(self), **options)
         eager = self._call_impl
         warned = []
         # Layers whose eager forward reads something a trace cannot (q/k/v laid side by side for decoding: the
@@ -725,6 +726,9 @@ def _call_module(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
 
 
 _copies = itertools.count()
+# Each compiled model's copy of _call_module, kept beside the model (not in it: a model stays picklable) and
+# gone with it.
+_compile_targets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _own_code(function: types.FunctionType) -> types.FunctionType:
